@@ -1,0 +1,3 @@
+from expctl.cli.main import main
+
+main()

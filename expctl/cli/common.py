@@ -1,0 +1,132 @@
+"""What every command shares: error rendering, exit codes, output streams, shared options.
+
+Conventions (README "Conventions"): stdout is data, stderr is people; an ExpctlError becomes one
+red line + a ``hint:`` line + its exit code; tracebacks only with ``--debug``/``EXPCTL_DEBUG=1``.
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+import signal
+import sys
+import traceback
+from collections.abc import Callable
+from pathlib import Path
+from typing import Annotated, Any, TypeVar
+
+import typer
+
+from expctl.errors import EXIT_FAILURE, EXIT_SIGINT, EXIT_SIGTERM, ExpctlError
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def debug_enabled() -> bool:
+    return os.environ.get("EXPCTL_DEBUG", "").lower() in {"1", "true", "yes", "on"}
+
+
+def set_debug(on: bool) -> None:
+    if on:
+        os.environ["EXPCTL_DEBUG"] = "1"
+
+
+def _stderr_is_tty() -> bool:
+    return sys.stderr.isatty() and os.environ.get("NO_COLOR") is None
+
+
+def err(message: str = "", *, style: str | None = None) -> None:
+    """Write a line for people (stderr), coloured on a terminal."""
+    if style and _stderr_is_tty():
+        message = typer.style(message, fg=style)
+    typer.echo(message, err=True)
+
+
+def out(text: str) -> None:
+    """Write data (stdout): ids, paths, configs. Never decorated when piped."""
+    typer.echo(text)
+
+
+def render_error(error: ExpctlError) -> None:
+    first, *rest = str(error).splitlines() or [error.__class__.__name__]
+    err(f"error: {first}", style="red")
+    for line in rest:
+        err(line)
+    if error.hint:
+        err(f"hint: {error.hint}", style="yellow")
+
+
+def handle_errors(fn: F) -> F:
+    """Turn library exceptions into the documented exit codes, for CliRunner and real runs alike."""
+
+    @functools.wraps(fn)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return fn(*args, **kwargs)
+        except (typer.Exit, typer.Abort):
+            raise
+        except ExpctlError as e:
+            if debug_enabled():
+                traceback.print_exc()
+            render_error(e)
+            raise typer.Exit(e.exit_code) from None
+        except KeyboardInterrupt:
+            err("interrupted", style="red")
+            raise typer.Exit(EXIT_SIGINT) from None
+        except Exception as e:  # an unexpected bug: say so plainly; traceback only with --debug
+            if debug_enabled():
+                traceback.print_exc()
+            err(f"error: unexpected {type(e).__name__}: {e}", style="red")
+            err("hint: rerun with --debug for the traceback, and please report it", style="yellow")
+            raise typer.Exit(EXIT_FAILURE) from None
+
+    return wrapper  # type: ignore[return-value]
+
+
+def install_sigterm_as_exception() -> None:
+    """SIGTERM raises SystemExit(143) where nothing more specific handles it (no traceback)."""
+
+    def _on_term(signum: int, frame: Any) -> None:
+        raise SystemExit(EXIT_SIGTERM)
+
+    if signal.getsignal(signal.SIGTERM) in (signal.SIG_DFL, None):
+        signal.signal(signal.SIGTERM, _on_term)
+
+
+# -- options shared by run, config show, sweep create and sweep agent ------------------------------
+
+ConfigDirOpt = Annotated[
+    Path | None,
+    typer.Option(
+        "--config-dir",
+        "-cd",
+        envvar="EXPCTL_CONFIG_DIR",
+        help="Config directory (default: ./configs, else the example configs shipped with expctl).",
+        show_default=False,
+    ),
+]
+ConfigNameOpt = Annotated[
+    str, typer.Option("--config-name", "-cn", help="Primary config file name, without .yaml.")
+]
+SetOpt = Annotated[
+    list[str] | None,
+    typer.Option(
+        "--set",
+        "-s",
+        help="Override KEY=VALUE in Hydra grammar (repeatable); same as a positional override.",
+        show_default=False,
+    ),
+]
+OverridesArg = Annotated[
+    list[str] | None,
+    typer.Argument(
+        help="Hydra overrides: a.b=1, +new=1, ++force=1, ~drop, group=option.",
+        show_default=False,
+    ),
+]
+
+
+def examples(*lines: str) -> str:
+    """An epilog of real example invocations for a command's --help."""
+    body = "\n\n".join(f"  $ {line}" for line in lines)
+    return f"Examples:\n\n{body}"

@@ -1,0 +1,88 @@
+"""`expctl config show`: print the composed config and name every missing value."""
+
+from __future__ import annotations
+
+import sys
+from enum import Enum
+from typing import Annotated
+
+import typer
+
+from expctl.cli.common import (
+    ConfigDirOpt,
+    ConfigNameOpt,
+    OverridesArg,
+    SetOpt,
+    debug_enabled,
+    err,
+    examples,
+    handle_errors,
+    out,
+)
+
+app = typer.Typer(help="Inspect the composed configuration.", no_args_is_help=True)
+
+
+class Format(str, Enum):
+    yaml = "yaml"
+    json = "json"
+
+
+@app.command(
+    "show",
+    epilog=examples(
+        "expctl config show model=large --select model",
+        "expctl config show --config-name tutorial --check name=exp1",
+        "expctl config show --format json | jq .optim.lr",
+    ),
+)
+@handle_errors
+def show(
+    overrides: OverridesArg = None,
+    config_dir: ConfigDirOpt = None,
+    config_name: ConfigNameOpt = "config",
+    sets: SetOpt = None,
+    select: Annotated[
+        str | None, typer.Option("--select", help="Print only this subtree (a dotted key).")
+    ] = None,
+    fmt: Annotated[Format, typer.Option("--format", "-f", help="Output format.")] = Format.yaml,
+    resolve: Annotated[
+        bool, typer.Option("--resolve/--no-resolve", help="Resolve ${...} interpolations.")
+    ] = True,
+    check: Annotated[
+        bool, typer.Option("--check", help="Exit 2 if any value is missing (???).")
+    ] = False,
+    show_secrets: Annotated[
+        bool, typer.Option("--show-secrets", help="Do not redact credential-looking values.")
+    ] = False,
+) -> None:
+    """Print the composed config (resolved), with ??? visible; list missing keys on stderr."""
+    from expctl import config as cfgmod
+    from expctl.errors import MissingValuesError
+
+    source = cfgmod.ConfigSource.from_cli(config_dir, config_name, overrides, sets)
+    if debug_enabled():
+        where, how = cfgmod.find_config_dir(source.config_dir)
+        err(f"config dir: {where} ({how})")
+    cfg = cfgmod.compose_config(source, resolve=resolve, require_complete=False)
+    node = cfgmod.select(cfg, select) if select else cfg
+    text = cfgmod.dump(cfgmod.to_plain(node, resolve=resolve, show_secrets=show_secrets), fmt.value)
+    _print_config(text, fmt.value)
+
+    missing = cfgmod.missing_keys(cfg)
+    if missing:
+        error = MissingValuesError(missing)
+        if check:
+            raise error
+        err(f"warning: {error.message}", style="yellow")
+        err(f"hint: {error.hint}")
+
+
+def _print_config(text: str, fmt: str) -> None:
+    if sys.stdout.isatty():
+        from rich.console import Console
+        from rich.syntax import Syntax
+
+        Console().print(Syntax(text.rstrip("\n"), fmt, theme="ansi_dark", background_color="default"))
+    else:
+        out(text.rstrip("\n"))

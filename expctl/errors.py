@@ -1,0 +1,98 @@
+"""Error hierarchy shared by every layer.
+
+Library code raises these; only the CLI renders them (one line saying what and where, one
+``hint:`` line saying how to fix it) and turns ``exit_code`` into the process exit status.
+Exit codes are a public contract that scripts branch on (see README, "Exit codes").
+"""
+
+from __future__ import annotations
+
+EXIT_OK = 0
+EXIT_FAILURE = 1  # runtime failure: training crashed, trial failed, corrupted store
+EXIT_USAGE = 2  # bad input: usage, config, sweep spec, unknown id
+EXIT_SIGINT = 130
+EXIT_SIGTERM = 143
+
+
+class ExpctlError(Exception):
+    """Base class: ``message`` says what and where, ``hint`` says how to fix it."""
+
+    exit_code = EXIT_FAILURE
+
+    def __init__(self, message: str, hint: str | None = None, *, where: str | None = None):
+        super().__init__(message)
+        self.message = message
+        self.hint = hint
+        self.where = where
+
+    def __str__(self) -> str:
+        return f"{self.where}: {self.message}" if self.where else self.message
+
+
+class UsageError(ExpctlError):
+    """Bad input of any kind: exit 2."""
+
+    exit_code = EXIT_USAGE
+
+
+class ConfigError(UsageError):
+    """The composed config is invalid, or composing it failed."""
+
+
+class MissingValuesError(ConfigError):
+    """``???`` values left unset; ``keys`` lists every one of them."""
+
+    def __init__(self, keys: list[str]):
+        self.keys = keys
+        sets = " ".join(f"--set {k}=..." for k in keys)
+        super().__init__(
+            f"missing value{'s' if len(keys) > 1 else ''} for {', '.join(keys)}",
+            hint=f"fill {'them' if len(keys) > 1 else 'it'} on the command line: {sets}",
+        )
+
+
+class SpecError(UsageError):
+    """A sweep spec is invalid; ``problems`` holds every problem found (path, message)."""
+
+    def __init__(self, source: str, problems: list[tuple[str, str]], hint: str | None = None):
+        self.source = source
+        self.problems = problems
+        lines = "\n".join(f"  {path}: {msg}" for path, msg in problems)
+        n = len(problems)
+        super().__init__(
+            f"{source}: {n} problem{'s' if n != 1 else ''} in sweep spec\n{lines}",
+            hint=hint or "fix the entries above; the W&B sweep schema is described in README.md",
+        )
+
+
+class NotFoundError(UsageError):
+    """An id, name, alias or version that does not exist (the hint lists what does)."""
+
+
+class RuntimeFailure(ExpctlError):
+    """Something failed while running (training diverged, a trial crashed): exit 1."""
+
+
+class Interrupted(ExpctlError):
+    """Stopped by a signal after saving state; exit 130 (SIGINT) or 143 (SIGTERM)."""
+
+    def __init__(self, signum: int, message: str = "interrupted", hint: str | None = None):
+        import signal
+
+        self.signum = signum
+        self.exit_code = EXIT_SIGINT if signum == signal.SIGINT else EXIT_SIGTERM
+        super().__init__(message, hint)
+
+
+class NotImplementedYet(ExpctlError):
+    """A command whose issue has not landed: exit 1, never a silent no-op."""
+
+    def __init__(self, what: str):
+        super().__init__(f"{what} is not implemented yet", hint="see the open issues in the tracker")
+
+
+def did_you_mean(word: str, candidates: list[str] | set[str], n: int = 3) -> list[str]:
+    """Closest candidates to ``word`` (for 'did you mean' hints)."""
+    import difflib
+
+    return difflib.get_close_matches(word, sorted(candidates), n=n, cutoff=0.6)

@@ -1,0 +1,61 @@
+"""Shared fixtures: every test runs in its own directory with W&B offline and nothing global."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import sys
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+CONFIGS = REPO / "configs"
+
+
+@pytest.fixture(autouse=True)
+def isolated(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """A fresh working directory, W&B offline into it, and no EXPCTL_* leaking in."""
+    for var in list(os.environ):
+        if var.startswith("EXPCTL_") or var.startswith("WANDB_"):
+            monkeypatch.delenv(var, raising=False)
+    work = tmp_path / "work"
+    work.mkdir()
+    monkeypatch.chdir(work)
+    monkeypatch.setenv("WANDB_MODE", "offline")
+    monkeypatch.setenv("WANDB_DIR", str(tmp_path / "wandb"))
+    monkeypatch.setenv("WANDB_SILENT", "true")
+    monkeypatch.setenv("WANDB_CONSOLE", "off")
+    monkeypatch.setenv("WANDB_DISABLE_GIT", "true")
+    monkeypatch.setenv("NO_COLOR", "1")
+    (tmp_path / "wandb").mkdir()
+    return work
+
+
+@pytest.fixture
+def project(isolated: Path) -> Path:
+    """The example project's configs copied into the working directory as ./configs."""
+    shutil.copytree(CONFIGS, isolated / "configs")
+    return isolated
+
+
+@pytest.fixture
+def cli():
+    """Invoke the Typer app in-process; returns a function(args) -> Result (stdout/stderr apart)."""
+    from typer.testing import CliRunner
+
+    from expctl.cli.main import app
+
+    runner = CliRunner()
+
+    def invoke(*args: str, env: dict[str, str] | None = None):
+        return runner.invoke(app, list(args), env=env)
+
+    return invoke
+
+
+@pytest.fixture
+def expctl_exe() -> list[str]:
+    """The installed console script (falls back to `python -m expctl`)."""
+    exe = shutil.which("expctl", path=str(Path(sys.executable).parent))
+    return [exe] if exe else [sys.executable, "-m", "expctl"]
