@@ -51,7 +51,27 @@ class ConfigSource:
         sets: Sequence[str] | None,
     ) -> ConfigSource:
         """Positional overrides first, then ``--set`` ones (later wins, as in Hydra)."""
-        return cls(config_dir, config_name, (*(positional or ()), *(sets or ())))
+        overrides = (*(positional or ()), *(sets or ()))
+        return cls(config_dir, config_name, tuple(quote_value_with_equals(o) for o in overrides))
+
+
+def quote_value_with_equals(override: str) -> str:
+    """Let ``key=a=b`` mean the value ``a=b`` (Hydra's grammar needs it quoted).
+
+    Only overrides that do not parse as they are and whose value holds a bare ``=`` are
+    rewritten, so every override Hydra accepts keeps Hydra's meaning.
+    """
+    key, sep, value = override.partition("=")
+    if not sep or "=" not in value or value[:1] in "'\"[{":
+        return override
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+
+    try:
+        OverridesParser.create().parse_overrides([override])
+        return override
+    except Exception:
+        escaped = value.replace("\\", "\\\\").replace("'", "\\'")
+        return f"{key}='{escaped}'"
 
 
 def find_config_dir(explicit: Path | str | None = None) -> tuple[Path, str]:
@@ -338,7 +358,7 @@ def _describe_resolution_error(e: Exception) -> tuple[str, str]:
 
     text = str(e).splitlines()[0]
     if isinstance(e, UnsupportedInterpolationType):
-        name = re.search(r"'([^']+)'", text)
+        name = re.search(r"Unsupported interpolation type (\S+)", text)
         resolver = name.group(1) if name else text
         return (
             f"unknown resolver {resolver!r}",
@@ -362,13 +382,31 @@ def _describe_resolution_error(e: Exception) -> tuple[str, str]:
     return (f"{type(e).__name__}: {text}", "fix the value at this key")
 
 
-def missing_keys(cfg: DictConfig) -> list[str]:
-    """Every ``???`` key path, in config order (also ones reached through interpolation)."""
-    from omegaconf import OmegaConf
+def missing_keys(cfg: Any, prefix: str = "") -> list[str]:
+    """Every ``???`` key path, in config order.
 
-    found = OmegaConf.missing_keys(cfg)
-    order = {p: i for i, p in enumerate(iter_key_paths(OmegaConf.to_container(cfg, resolve=False)))}
-    return sorted(found, key=lambda p: (order.get(p, len(order)), p))
+    Interpolations that point at a ``???`` are not listed: the key they point at is, and
+    filling that one fixes both.
+    """
+    from omegaconf import DictConfig, ListConfig
+
+    found: list[str] = []
+    if isinstance(cfg, DictConfig):
+        items = [(k, cfg._get_node(k)) for k in cfg.keys()]
+    elif isinstance(cfg, ListConfig):
+        items = [(i, cfg._get_node(i)) for i in range(len(cfg))]
+    else:
+        return found
+    for key, node in items:
+        path = f"{prefix}.{key}" if prefix else str(key)
+        if isinstance(node, DictConfig | ListConfig):
+            if node._is_missing():
+                found.append(path)
+            else:
+                found.extend(missing_keys(node, path))
+        elif node is not None and node._value() == "???":
+            found.append(path)
+    return found
 
 
 # -- rendering helpers (pure: they return strings, the CLI prints) --------------------------------
@@ -389,12 +427,16 @@ def select(cfg: DictConfig, key: str) -> Any:
     return value
 
 
-def to_plain(node: Any, *, resolve: bool, show_secrets: bool = False) -> Any:
-    """A plain Python value (dicts/lists/scalars) with ``???`` kept and secrets redacted."""
+def to_plain(node: Any, *, show_secrets: bool = False) -> Any:
+    """A plain Python value (dicts/lists/scalars) with ``???`` kept and secrets redacted.
+
+    Interpolations are kept as written: :func:`compose_config` has already resolved every one
+    that can be (those left point at a ``???`` value and are shown as such).
+    """
     from omegaconf import OmegaConf
 
     if OmegaConf.is_config(node):
-        plain = OmegaConf.to_container(node, resolve=resolve, throw_on_missing=False)
+        plain = OmegaConf.to_container(node, resolve=False, throw_on_missing=False)
     else:
         plain = node
     return plain if show_secrets else redact(plain)

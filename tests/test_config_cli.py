@@ -1,0 +1,268 @@
+"""`expctl config show` and the config loader's error cases, through the real CLI."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+import yaml
+
+from expctl.config import ConfigSource, quote_value_with_equals
+
+
+def write(root: Path, files: dict[str, str]) -> Path:
+    for rel, text in files.items():
+        path = root / rel
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(textwrap.dedent(text).lstrip("\n"))
+    return root
+
+
+@pytest.fixture
+def tree(isolated: Path) -> Path:
+    return write(
+        isolated / "configs",
+        {
+            "config.yaml": """
+                defaults:
+                  - optim: adam
+                  - _self_
+                name: demo
+                x: 1
+                y: ${x}
+                nested:
+                  rel: ${..x}
+                  api_key: hunter2
+                  wandb_token: abc
+                out: ${hydra:runtime.output_dir}
+                job: ${hydra:job.name}
+                year: ${now:%Y}
+                envd: ${oc.env:EXPCTL_TEST_UNSET_VAR,fallback}
+                decoded: ${oc.decode:'[1, 2]'}
+                """,
+            "optim/adam.yaml": "lr: 0.001\nbetas: [0.9, 0.999]\n",
+            "optim/sgd.yaml": "lr: 0.1\nmomentum: 0.9\n",
+            "missing.yaml": "name: ???\nmodel:\n  width: ???\n  depth: 3\nuses: ${name}\n",
+        },
+    )
+
+
+def test_show_prints_resolved_yaml_on_stdout(cli, tree):
+    result = cli("config", "show")
+    assert result.exit_code == 0, result.stderr
+    cfg = yaml.safe_load(result.stdout)
+    assert cfg["y"] == 1 and cfg["nested"]["rel"] == 1
+    assert cfg["optim"] == {"lr": 0.001, "betas": [0.9, 0.999]}
+    assert cfg["envd"] == "fallback" and cfg["decoded"] == [1, 2]
+    assert cfg["job"] == "demo" and cfg["out"].startswith("runs/demo/")
+    assert cfg["year"].isdigit()
+    assert result.stderr == ""
+
+
+def test_show_json_is_machine_readable_and_select_works(cli, tree):
+    result = cli("config", "show", "--format", "json", "--select", "optim", "optim=sgd")
+    assert result.exit_code == 0, result.stderr
+    assert json.loads(result.stdout) == {"lr": 0.1, "momentum": 0.9}
+    assert "\x1b[" not in result.stdout
+
+
+def test_no_resolve_keeps_interpolations(cli, tree):
+    result = cli("config", "show", "--no-resolve", "--select", "nested")
+    assert yaml.safe_load(result.stdout)["rel"] == "${..x}"
+
+
+def test_secrets_redacted_unless_asked(cli, tree):
+    shown = yaml.safe_load(cli("config", "show", "--select", "nested").stdout)
+    assert shown["api_key"] == "********" and shown["wandb_token"] == "********"
+    raw = yaml.safe_load(cli("config", "show", "--select", "nested", "--show-secrets").stdout)
+    assert raw["api_key"] == "hunter2"
+
+
+@pytest.mark.parametrize(
+    "overrides",
+    [["x=5", "+extra.deep=a=b"], ["--set", "x=5", "--set", "+extra.deep=a=b"]],
+)
+def test_positional_and_set_overrides_with_equals_in_value(cli, tree, overrides):
+    result = cli("config", "show", "--format", "json", *overrides)
+    assert result.exit_code == 0, result.stderr
+    cfg = json.loads(result.stdout)
+    assert cfg["x"] == 5 and cfg["y"] == 5 and cfg["extra"] == {"deep": "a=b"}
+
+
+def test_override_forms(cli, tree):
+    result = cli(
+        "config", "show", "--format", "json",
+        "++x=7", "~nested", "+list=[1,2]", "+d={a: 1}", "name='quoted, with comma'",
+    )
+    assert result.exit_code == 0, result.stderr
+    cfg = json.loads(result.stdout)
+    assert cfg["x"] == 7 and "nested" not in cfg
+    assert cfg["list"] == [1, 2] and cfg["d"] == {"a": 1} and cfg["name"] == "quoted, with comma"
+
+
+def test_quote_only_touches_unparsable_overrides():
+    assert quote_value_with_equals("a=1") == "a=1"
+    assert quote_value_with_equals("a='x=y'") == "a='x=y'"
+    assert quote_value_with_equals("url=http://h/?q=1") == "url='http://h/?q=1'"
+    assert ConfigSource.from_cli(None, "config", ["a=b=c"], ["d=1"]).overrides == ("a='b=c'", "d=1")
+
+
+def test_missing_values_listed_and_check_fails(cli, tree):
+    shown = cli("config", "show", "--config-name", "missing")
+    assert shown.exit_code == 0
+    assert yaml.safe_load(shown.stdout)["name"] == "???"
+    assert "name, model.width" in shown.stderr
+    assert "--set name=... --set model.width=..." in shown.stderr
+
+    checked = cli("config", "show", "--config-name", "missing", "--check")
+    assert checked.exit_code == 2
+    assert "missing values for name, model.width" in checked.stderr
+
+    fixed = cli("config", "show", "--config-name", "missing", "--check", "name=a", "model.width=3")
+    assert fixed.exit_code == 0, fixed.stderr
+    assert yaml.safe_load(fixed.stdout)["uses"] == "a"
+
+
+def test_tutorial_config_needs_a_name(cli, project):
+    result = cli("config", "show", "--config-name", "tutorial", "--check")
+    assert result.exit_code == 2
+    assert "missing value for name" in result.stderr and "--set name=..." in result.stderr
+    result = cli("config", "show", "--config-name", "tutorial", "--check", "name=exp1")
+    assert result.exit_code == 0, result.stderr
+    cfg = yaml.safe_load(result.stdout)
+    assert cfg["name"] == "exp1" and cfg["optim"]["weight_decay"] == cfg["optim"]["lr"]
+
+
+ERROR_CASES = [
+    # (extra files, args, expected fragments in the first stderr line, fragment in the hint)
+    ({}, ["optim=adamm"], "unknown option 'adamm' for config group 'optim'", "did you mean optim=adam"),
+    ({}, ["optim.lrr=1"], "unknown config key 'optim.lrr'", "+optim.lrr=1"),
+    ({}, ["+x=2"], "cannot add 'x' with '+'", "x=..."),
+    ({}, ["x=[1,"], "cannot parse override 'x=[1,'", "grammar"),
+    ({}, ["--config-name", "nope"], "no primary config 'nope'", "config, missing"),
+    ({"configs/optim/broken.yaml": "lr: [1\n"}, ["optim=broken"], "broken.yaml:", "fix the YAML"),
+    ({}, ["+bad=${does.not.exist}"], "missing key 'does.not.exist'", "${...}"),
+    ({}, ["+bad=${nosuch:1}"], "unknown resolver 'nosuch'", "register_new_resolver"),
+    ({}, ["+bad=${oc.env:EXPCTL_TEST_UNSET_VAR}"], "EXPCTL_TEST_UNSET_VAR is not set", "export"),
+    ({}, ["--config-dir", "does/not/exist"], "config directory 'does/not/exist' does not exist", "--config-dir"),
+    ({}, ["--select", "optim.lrr"], "no key 'optim.lrr'", "did you mean optim.lr"),
+]
+
+
+@pytest.mark.parametrize(("files", "args", "message", "hint"), ERROR_CASES)
+def test_bad_input_is_one_clear_line_with_a_hint(cli, tree, files, args, message, hint):
+    write(tree.parent, files)
+    result = cli("config", "show", *args)
+    assert result.exit_code == 2, result.stderr
+    lines = result.stderr.strip().splitlines()
+    assert lines[0].startswith("error: ") and message in lines[0], result.stderr
+    assert lines[-1].startswith("hint: ") and hint in lines[-1], result.stderr
+    assert "Traceback" not in result.stderr
+    assert result.stdout == ""
+
+
+def test_all_interpolation_problems_reported_at_once(cli, tree):
+    result = cli("config", "show", "+a=${nope}", "+b=${oc.env:EXPCTL_TEST_UNSET_VAR}")
+    assert result.exit_code == 2
+    assert "2 interpolations cannot be resolved" in result.stderr
+    assert "a: interpolation refers to missing key 'nope'" in result.stderr
+    assert "b: environment variable EXPCTL_TEST_UNSET_VAR is not set" in result.stderr
+
+
+def test_debug_shows_traceback_and_config_dir(cli, tree):
+    result = cli("--debug", "config", "show", "optim=adamm")
+    assert result.exit_code == 2
+    assert "Traceback" in result.stderr
+    ok = cli("--debug", "config", "show")
+    assert f"config dir: {tree.resolve()} (./configs)" in ok.stderr
+
+
+def test_config_dir_discovery_order(cli, tree, tmp_path, monkeypatch):
+    other = write(tmp_path / "elsewhere", {"config.yaml": "where: env\n"})
+    monkeypatch.setenv("EXPCTL_CONFIG_DIR", str(other))
+    assert yaml.safe_load(cli("config", "show").stdout) == {"where": "env"}
+    monkeypatch.delenv("EXPCTL_CONFIG_DIR")
+    assert yaml.safe_load(cli("config", "show").stdout)["name"] == "demo"
+    monkeypatch.chdir(tmp_path)  # no ./configs here: the example configs shipped with expctl
+    assert yaml.safe_load(cli("config", "show").stdout)["name"] == "digits-mlp"
+
+
+def test_every_command_help_ends_with_examples(cli):
+    commands = [
+        [], ["run"], ["config", "show"], ["sweep", "create"], ["sweep", "agent"],
+        ["sweep", "status"], ["sweep", "list"], ["artifacts", "pull"], ["artifacts", "list"],
+        ["artifacts", "push"],
+    ]
+    for cmd in commands:
+        result = cli(*cmd, "--help")
+        assert result.exit_code == 0, (cmd, result.output)
+        assert "Examples:" in result.stdout and "$ expctl" in result.stdout, cmd
+
+
+def test_version(cli):
+    from expctl import __version__
+
+    result = cli("--version")
+    assert result.exit_code == 0 and result.stdout.strip() == f"expctl {__version__}"
+
+
+def test_installed_entry_point_in_a_subprocess(expctl_exe, project):
+    proc = subprocess.run(
+        [*expctl_exe, "config", "show", "--format", "json", "--select", "trainer"],
+        capture_output=True, text=True, check=False,
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert json.loads(proc.stdout)["device"] == "auto"
+    bad = subprocess.run([*expctl_exe, "config", "show", "model=nope"], capture_output=True, text=True)
+    assert bad.returncode == 2 and "unknown option 'nope'" in bad.stderr and "Traceback" not in bad.stderr
+    usage = subprocess.run([*expctl_exe, "config", "show", "--bogus"], capture_output=True, text=True)
+    assert usage.returncode == 2 and usage.stdout == ""
+
+
+def test_python_dash_m_works(project):
+    proc = subprocess.run([sys.executable, "-m", "expctl", "--version"], capture_output=True, text=True)
+    assert proc.returncode == 0 and proc.stdout.startswith("expctl ")
+
+
+HEAVY = ("torch", "wandb", "optuna")
+
+
+@pytest.mark.parametrize("args", [["--help"], ["--version"], ["config", "show"], ["sweep", "--help"]])
+def test_fast_paths_do_not_import_heavy_libraries(project, args):
+    code = (
+        "import sys; sys.argv = ['expctl', *sys.argv[1:]]\n"
+        "from expctl.cli.main import main\n"
+        "try:\n    main()\nexcept SystemExit:\n    pass\n"
+        f"heavy = [m for m in {HEAVY!r} if m in sys.modules]\n"
+        "sys.stderr.write('HEAVY=' + ','.join(heavy))\n"
+    )
+    proc = subprocess.run([sys.executable, "-c", code, *args], capture_output=True, text=True)
+    assert "HEAVY=" in proc.stderr, proc.stderr
+    assert proc.stderr.rsplit("HEAVY=", 1)[1].strip() == "", proc.stderr
+
+
+def test_sigint_exits_130_without_traceback(project):
+    """Ctrl-C anywhere: a real SIGINT to a real process exits 130 and prints no traceback."""
+    import signal
+    import time
+
+    code = (
+        "import sys, time\n"
+        "from expctl.cli.main import app, main\n"
+        "@app.command('sleepy', hidden=True)\n"
+        "def sleepy():\n    print('ready', flush=True); time.sleep(30)\n"
+        "sys.argv = ['expctl', 'sleepy']\n"
+        "main()\n"
+    )
+    proc = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    assert proc.stdout is not None
+    assert proc.stdout.readline().strip() == "ready"
+    time.sleep(0.1)
+    proc.send_signal(signal.SIGINT)
+    _, stderr = proc.communicate(timeout=20)
+    assert proc.returncode == 130, stderr
+    assert "Traceback" not in stderr
