@@ -17,7 +17,9 @@ CONFIGS = REPO / "configs"
 def isolated(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     """A fresh working directory, W&B offline into it, and no EXPCTL_* leaking in."""
     for var in list(os.environ):
-        if var.startswith("EXPCTL_") or var.startswith("WANDB_"):
+        if var.startswith(("EXPCTL_TEST_", "EXPCTL_REQUIRE_")):
+            continue  # CI's test settings (e.g. the PostgreSQL server URL)
+        if var.startswith(("EXPCTL_", "WANDB_")):
             monkeypatch.delenv(var, raising=False)
     work = tmp_path / "work"
     work.mkdir()
@@ -59,3 +61,18 @@ def expctl_exe() -> list[str]:
     """The installed console script (falls back to `python -m expctl`)."""
     exe = shutil.which("expctl", path=str(Path(sys.executable).parent))
     return [exe] if exe else [sys.executable, "-m", "expctl"]
+
+
+@pytest.fixture
+def postgres_url(monkeypatch: pytest.MonkeyPatch) -> str:
+    """A PostgreSQL server URL (.ci/run starts one on loopback and sets it).
+
+    Outside CI the tests that need it are skipped when no server is configured; CI sets
+    EXPCTL_REQUIRE_POSTGRES=1 so a missing server fails instead of silently skipping.
+    """
+    url = os.environ.get("EXPCTL_TEST_POSTGRES_URL")
+    if not url:
+        if os.environ.get("EXPCTL_REQUIRE_POSTGRES"):
+            pytest.fail("EXPCTL_REQUIRE_POSTGRES is set but EXPCTL_TEST_POSTGRES_URL is not")
+        pytest.skip("no PostgreSQL server: set EXPCTL_TEST_POSTGRES_URL (bash .ci/start-postgres DIR)")
+    return url

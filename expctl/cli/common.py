@@ -128,5 +128,5 @@ OverridesArg = Annotated[
 
 def examples(*lines: str) -> str:
     """An epilog of real example invocations for a command's --help."""
-    body = "\n\n".join(f"  $ {line}" for line in lines)
-    return f"Examples:\n\n{body}"
+    body = "\n".join(f"  $ {line}" for line in lines)
+    return f"\b\nExamples:\n{body}"  # \b: keep these lines exactly as written
