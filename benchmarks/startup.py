@@ -43,13 +43,15 @@ def time_once(cmd: list[str]) -> float:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawTextHelpFormatter
+    )
     parser.add_argument("--repeats", type=int, default=15)
     args = parser.parse_args()
     os.environ.setdefault("WANDB_MODE", "offline")
     cmds = commands()
     samples: dict[str, list[float]] = {name: [] for name in cmds}
-    for name, cmd in cmds.items():  # warm the page cache once
+    for cmd in cmds.values():  # warm the page cache once
         time_once(cmd)
     for _ in range(args.repeats):  # interleaved: every round times each command once
         for name, cmd in cmds.items():
@@ -60,12 +62,20 @@ def main() -> None:
     for name, value in med.items():
         print(f"  {name:28s} {value * 1000:8.1f} ms")
     typer_floor, hydra_floor, wandb_help = (
-        med["python -c 'import typer'"], med["python -c 'import hydra'"], med["wandb --help"]
+        med["python -c 'import typer'"],
+        med["python -c 'import hydra'"],
+        med["wandb --help"],
     )
     print("ratios")
-    print(f"  expctl --help / import typer       {med['expctl --help'] / typer_floor:5.2f}x  (goal <= 1.5)")
-    print(f"  expctl config show / import hydra  {med['expctl config show'] / hydra_floor:5.2f}x  (goal <= 1.3)")
-    print(f"  wandb --help / expctl --help       {wandb_help / med['expctl --help']:5.2f}x  (goal: several)")
+    print(
+        f"  expctl --help / import typer       {med['expctl --help'] / typer_floor:5.2f}x  (goal <= 1.5)"
+    )
+    print(
+        f"  expctl config show / import hydra  {med['expctl config show'] / hydra_floor:5.2f}x  (goal <= 1.3)"
+    )
+    print(
+        f"  wandb --help / expctl --help       {wandb_help / med['expctl --help']:5.2f}x  (goal: several)"
+    )
     print(f"  wandb --help / expctl config show  {wandb_help / med['expctl config show']:5.2f}x")
 
 

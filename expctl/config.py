@@ -210,8 +210,12 @@ def _composition_error(
         rest = [o for o in overrides if _override_key(o) != key]
         known = _known_keys(config_dir, config_name, rest)
         close = did_you_mean(key, known)
-        leaf_close = [k for k in known if k.rsplit(".", 1)[-1] in did_you_mean(
-            key.rsplit(".", 1)[-1], {k.rsplit(".", 1)[-1] for k in known})]
+        leaf_close = [
+            k
+            for k in known
+            if k.rsplit(".", 1)[-1]
+            in did_you_mean(key.rsplit(".", 1)[-1], {k.rsplit(".", 1)[-1] for k in known})
+        ]
         suggestions = close or leaf_close[:3]
         value = next((o.split("=", 1)[1] for o in overrides if _override_key(o) == key), "...")
         hint = f"to add a new key use +{key}={value}"
@@ -335,7 +339,7 @@ def _interpolation_paths(cfg: Any, prefix: str = "") -> list[str]:
     paths: list[str] = []
     items: Iterable[tuple[Any, Any]]
     if isinstance(cfg, DictConfig):
-        items = ((k, cfg._get_node(k)) for k in cfg.keys())
+        items = ((k, cfg._get_node(k)) for k in cfg)
     elif isinstance(cfg, ListConfig):
         items = ((i, cfg._get_node(i)) for i in range(len(cfg)))
     else:
@@ -391,14 +395,15 @@ def missing_keys(cfg: Any, prefix: str = "") -> list[str]:
     from omegaconf import DictConfig, ListConfig
 
     found: list[str] = []
+    items: list[tuple[Any, Any]]
     if isinstance(cfg, DictConfig):
-        items = [(k, cfg._get_node(k)) for k in cfg.keys()]
+        items = [(k, cfg._get_node(k)) for k in cfg]
     elif isinstance(cfg, ListConfig):
         items = [(i, cfg._get_node(i)) for i in range(len(cfg))]
     else:
         return found
     for key, node in items:
-        path = f"{prefix}.{key}" if prefix else str(key)
+        path = f"{prefix}.{key!s}" if prefix else str(key)
         if isinstance(node, DictConfig | ListConfig):
             if node._is_missing():
                 found.append(path)
@@ -421,7 +426,7 @@ def select(cfg: DictConfig, key: str) -> Any:
     if value is sentinel:
         known = list(iter_key_paths(OmegaConf.to_container(cfg, resolve=False)))
         close = did_you_mean(key, known)
-        top = ", ".join(str(k) for k in cfg.keys())
+        top = ", ".join(str(k) for k in cfg)
         hint = f"did you mean {' or '.join(close)}?" if close else f"top-level keys: {top}"
         raise ConfigError(f"no key {key!r} in the composed config", hint=hint)
     return value

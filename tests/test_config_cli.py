@@ -95,8 +95,15 @@ def test_positional_and_set_overrides_with_equals_in_value(cli, tree, overrides)
 
 def test_override_forms(cli, tree):
     result = cli(
-        "config", "show", "--format", "json",
-        "++x=7", "~nested", "+list=[1,2]", "+d={a: 1}", "name='quoted, with comma'",
+        "config",
+        "show",
+        "--format",
+        "json",
+        "++x=7",
+        "~nested",
+        "+list=[1,2]",
+        "+d={a: 1}",
+        "name='quoted, with comma'",
     )
     assert result.exit_code == 0, result.stderr
     cfg = json.loads(result.stdout)
@@ -139,7 +146,12 @@ def test_tutorial_config_needs_a_name(cli, project):
 
 ERROR_CASES = [
     # (extra files, args, expected fragments in the first stderr line, fragment in the hint)
-    ({}, ["optim=adamm"], "unknown option 'adamm' for config group 'optim'", "did you mean optim=adam"),
+    (
+        {},
+        ["optim=adamm"],
+        "unknown option 'adamm' for config group 'optim'",
+        "did you mean optim=adam",
+    ),
     ({}, ["optim.lrr=1"], "unknown config key 'optim.lrr'", "+optim.lrr=1"),
     ({}, ["+x=2"], "cannot add 'x' with '+'", "x=..."),
     ({}, ["x=[1,"], "cannot parse override 'x=[1,'", "grammar"),
@@ -148,7 +160,12 @@ ERROR_CASES = [
     ({}, ["+bad=${does.not.exist}"], "missing key 'does.not.exist'", "${...}"),
     ({}, ["+bad=${nosuch:1}"], "unknown resolver 'nosuch'", "register_new_resolver"),
     ({}, ["+bad=${oc.env:EXPCTL_TEST_UNSET_VAR}"], "EXPCTL_TEST_UNSET_VAR is not set", "export"),
-    ({}, ["--config-dir", "does/not/exist"], "config directory 'does/not/exist' does not exist", "--config-dir"),
+    (
+        {},
+        ["--config-dir", "does/not/exist"],
+        "config directory 'does/not/exist' does not exist",
+        "--config-dir",
+    ),
     ({}, ["--select", "optim.lrr"], "no key 'optim.lrr'", "did you mean optim.lr"),
 ]
 
@@ -193,8 +210,15 @@ def test_config_dir_discovery_order(cli, tree, tmp_path, monkeypatch):
 
 def test_every_command_help_ends_with_examples(cli):
     commands = [
-        [], ["run"], ["config", "show"], ["sweep", "create"], ["sweep", "agent"],
-        ["sweep", "status"], ["sweep", "list"], ["artifacts", "pull"], ["artifacts", "list"],
+        [],
+        ["run"],
+        ["config", "show"],
+        ["sweep", "create"],
+        ["sweep", "agent"],
+        ["sweep", "status"],
+        ["sweep", "list"],
+        ["artifacts", "pull"],
+        ["artifacts", "list"],
         ["artifacts", "push"],
     ]
     for cmd in commands:
@@ -213,25 +237,39 @@ def test_version(cli):
 def test_installed_entry_point_in_a_subprocess(expctl_exe, project):
     proc = subprocess.run(
         [*expctl_exe, "config", "show", "--format", "json", "--select", "trainer"],
-        capture_output=True, text=True, check=False,
+        capture_output=True,
+        text=True,
+        check=False,
     )
     assert proc.returncode == 0, proc.stderr
     assert json.loads(proc.stdout)["device"] == "auto"
-    bad = subprocess.run([*expctl_exe, "config", "show", "model=nope"], capture_output=True, text=True)
-    assert bad.returncode == 2 and "unknown option 'nope'" in bad.stderr and "Traceback" not in bad.stderr
-    usage = subprocess.run([*expctl_exe, "config", "show", "--bogus"], capture_output=True, text=True)
+    bad = subprocess.run(
+        [*expctl_exe, "config", "show", "model=nope"], capture_output=True, text=True
+    )
+    assert (
+        bad.returncode == 2
+        and "unknown option 'nope'" in bad.stderr
+        and "Traceback" not in bad.stderr
+    )
+    usage = subprocess.run(
+        [*expctl_exe, "config", "show", "--bogus"], capture_output=True, text=True
+    )
     assert usage.returncode == 2 and usage.stdout == ""
 
 
 def test_python_dash_m_works(project):
-    proc = subprocess.run([sys.executable, "-m", "expctl", "--version"], capture_output=True, text=True)
+    proc = subprocess.run(
+        [sys.executable, "-m", "expctl", "--version"], capture_output=True, text=True
+    )
     assert proc.returncode == 0 and proc.stdout.startswith("expctl ")
 
 
 HEAVY = ("torch", "wandb", "optuna")
 
 
-@pytest.mark.parametrize("args", [["--help"], ["--version"], ["config", "show"], ["sweep", "--help"]])
+@pytest.mark.parametrize(
+    "args", [["--help"], ["--version"], ["config", "show"], ["sweep", "--help"]]
+)
 def test_fast_paths_do_not_import_heavy_libraries(project, args):
     code = (
         "import sys; sys.argv = ['expctl', *sys.argv[1:]]\n"
@@ -258,7 +296,9 @@ def test_sigint_exits_130_without_traceback(project):
         "sys.argv = ['expctl', 'sleepy']\n"
         "main()\n"
     )
-    proc = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    proc = subprocess.Popen(
+        [sys.executable, "-c", code], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    )
     assert proc.stdout is not None
     assert proc.stdout.readline().strip() == "ready"
     time.sleep(0.1)

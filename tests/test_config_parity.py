@@ -127,7 +127,12 @@ def _write_tree(root: Path, tree: dict[str, str]) -> Path:
 def _hydra_reference(conf: Path, name: str, overrides: list[str], tmp: Path) -> dict:
     app = tmp / "hydra_app.py"
     app.write_text(HYDRA_APP)
-    args = [*overrides, f"hydra.run.dir={tmp / 'out'}", "hydra/job_logging=none", "hydra/hydra_logging=none"]
+    args = [
+        *overrides,
+        f"hydra.run.dir={tmp / 'out'}",
+        "hydra/job_logging=none",
+        "hydra/hydra_logging=none",
+    ]
     proc = subprocess.run(
         [sys.executable, str(app), str(conf), name, *args],
         capture_output=True,
@@ -156,7 +161,11 @@ def test_example_project_matches_hydra_main(tmp_path: Path):
     from omegaconf import OmegaConf
 
     conf = Path(__file__).resolve().parents[1] / "configs"
-    for overrides in ([], ["+experiment=large_sgd"], ["model=large", "optim=sgd", "scheduler=step"]):
+    for overrides in (
+        [],
+        ["+experiment=large_sgd"],
+        ["model=large", "optim=sgd", "scheduler=step"],
+    ):
         expected = _hydra_reference(conf, "config", overrides, tmp_path)
         cfg = compose_config(
             ConfigSource(conf, "config", tuple(overrides)), resolve=False, require_complete=False

@@ -83,6 +83,8 @@ def _print_config(text: str, fmt: str) -> None:
         from rich.console import Console
         from rich.syntax import Syntax
 
-        Console().print(Syntax(text.rstrip("\n"), fmt, theme="ansi_dark", background_color="default"))
+        Console().print(
+            Syntax(text.rstrip("\n"), fmt, theme="ansi_dark", background_color="default")
+        )
     else:
         out(text.rstrip("\n"))

@@ -18,7 +18,7 @@ from expctl.errors import EXIT_SIGINT
 
 app = typer.Typer(
     name="expctl",
-    help="Compose configs, train PyTorch models, track with W&B and run sweeps — online or offline.",
+    help="Compose configs, train PyTorch models, track with W&B and run sweeps, online or offline.",
     epilog=examples(
         "expctl run optim.lr=3e-4",
         "SWEEP_ID=$(expctl sweep create configs/sweeps/grid.yaml) && expctl sweep agent $SWEEP_ID",
