@@ -1,17 +1,297 @@
-"""`expctl artifacts ...` (owned by issue 6)."""
+"""`expctl artifacts pull|list|push`: the versioned artifact store (issue 6).
+
+The store is ``.expctl/artifacts`` under the current directory unless ``$EXPCTL_ARTIFACTS`` or
+``--store DIR`` says otherwise. ``pull`` prints only the local path on stdout, so
+``CKPT_DIR=$(expctl artifacts pull digits-mlp-model:best)`` works; ``push`` prints ``NAME:vN``.
+"""
 
 from __future__ import annotations
 
+import contextlib
+import json
+import sys
+from collections.abc import Iterator
+from enum import Enum
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated
+
 import typer
 
-from expctl.cli.common import handle_errors
-from expctl.errors import NotImplementedYet
+from expctl.cli.common import err, examples, handle_errors, out
+from expctl.errors import UsageError
 
-app = typer.Typer(help="Versioned model/dataset artifacts: local store or W&B.", no_args_is_help=True)
+if TYPE_CHECKING:
+    from expctl.artifacts.store import ArtifactVersion, Progress
+
+app = typer.Typer(
+    help="Versioned model/dataset artifacts: a local store that works offline, or W&B. "
+    "The store is ./.expctl/artifacts unless $EXPCTL_ARTIFACTS or --store says otherwise.",
+    no_args_is_help=True,
+)
+
+PROGRESS_MIN_BYTES = 64 * 10**6  # smaller pulls finish before a bar is worth drawing
+
+StoreOpt = Annotated[
+    Path | None,
+    typer.Option(
+        "--store",
+        envvar="EXPCTL_ARTIFACTS",
+        help="Artifact store directory [default: ./.expctl/artifacts].",
+        show_default=False,
+    ),
+]
+TypeOpt = Annotated[
+    str | None,
+    typer.Option("--type", "-t", help="Artifact type (model, dataset, ...).", show_default=False),
+]
 
 
-@app.command("pull")
+class ListFormat(str, Enum):
+    table = "table"
+    json = "json"
+
+
+@contextlib.contextmanager
+def _progress_bar(total: int, label: str) -> Iterator[Progress | None]:
+    """A transient rich bar on stderr for large transfers on a terminal; else nothing."""
+    if total < PROGRESS_MIN_BYTES or not sys.stderr.isatty():
+        yield None
+        return
+    from rich.console import Console
+    from rich.progress import (
+        BarColumn,
+        DownloadColumn,
+        Progress,
+        TextColumn,
+        TransferSpeedColumn,
+    )
+
+    columns = (
+        TextColumn("{task.description}"),
+        BarColumn(),
+        DownloadColumn(),
+        TransferSpeedColumn(),
+    )
+    with Progress(*columns, console=Console(stderr=True), transient=True) as bar:
+        task = bar.add_task(label, total=total)
+        yield lambda n: bar.advance(task, n)
+
+
+@app.command(
+    "pull",
+    epilog=examples(
+        "CKPT_DIR=$(expctl artifacts pull digits-mlp-model:best)",
+        "expctl artifacts pull digits-mlp-model:v3 --root ckpt --force",
+        "expctl artifacts pull my-team/expctl/digits-mlp-model:best   # from W&B (online)",
+    ),
+)
 @handle_errors
-def pull(ref: str) -> None:
-    """Fetch an artifact version."""
-    raise NotImplementedYet("expctl artifacts pull")
+def pull(
+    ref: Annotated[
+        str,
+        typer.Argument(
+            help="NAME[:ALIAS|:vN] from the local store (default alias: latest), or "
+            "ENTITY/PROJECT/NAME:ALIAS from W&B.",
+            show_default=False,
+        ),
+    ],
+    root: Annotated[
+        Path | None,
+        typer.Option(
+            "--root",
+            "-r",
+            help="Directory to fill [default: ./artifacts/NAME-vN].",
+            show_default=False,
+        ),
+    ] = None,
+    type_: TypeOpt = None,
+    force: Annotated[
+        bool, typer.Option("--force", help="Replace a --root that holds other files.")
+    ] = False,
+    copy: Annotated[
+        bool, typer.Option("--copy", help="Always copy files (never hard-link from the store).")
+    ] = False,
+    store: StoreOpt = None,
+) -> None:
+    """Fetch a version into a directory, verify every sha256, print the directory."""
+    from expctl.artifacts import wandb_remote
+    from expctl.artifacts.store import ArtifactStore
+
+    if wandb_remote.is_remote_ref(ref):
+        out(str(wandb_remote.pull(ref, root, type=type_, force=force)))
+        return
+    artifacts = ArtifactStore(store)
+    version = artifacts.resolve(ref, type=type_)
+    with _progress_bar(version.size, version.ref) as progress:
+        path = artifacts.pull(
+            version, root, force=force, mode="copy" if copy else "auto", progress=progress
+        )
+    err(f"pulled {version.ref} ({_files(version)}, {_size(version.size)})")
+    out(str(path))
+
+
+@app.command(
+    "list",
+    epilog=examples(
+        "expctl artifacts list",
+        "expctl artifacts list digits-mlp-model",
+        "expctl artifacts list --format json | jq '.[] | .ref'",
+    ),
+)
+@handle_errors
+def list_(
+    name: Annotated[
+        str | None,
+        typer.Argument(help="Only this artifact's versions.", show_default=False),
+    ] = None,
+    fmt: Annotated[
+        ListFormat,
+        typer.Option(
+            "--format", "-f", help="table: rich on a terminal, tab-separated when piped; json."
+        ),
+    ] = ListFormat.table,
+    store: StoreOpt = None,
+) -> None:
+    """List artifacts: names, types, versions, aliases, sizes, creating runs."""
+    from expctl.artifacts.store import ArtifactStore, validate_name
+
+    artifacts = ArtifactStore(store)
+    versions = artifacts.versions(validate_name(name)) if name else artifacts.all_versions()
+    if fmt is ListFormat.json:
+        out(json.dumps([v.summary() for v in versions], indent=2))
+        return
+    if not versions:
+        err(f"no artifacts in {artifacts.root}")
+        return
+    if sys.stdout.isatty():
+        _print_table(versions)
+    else:
+        out("\t".join(("ref", "type", "aliases", "size", "files", "created", "run")))
+        for v in versions:
+            out(
+                "\t".join(
+                    (
+                        v.ref,
+                        v.type,
+                        ",".join(v.aliases),
+                        str(v.size),
+                        str(len(v.files)),
+                        v.created,
+                        v.run_dir or "",
+                    )
+                )
+            )
+
+
+def _print_table(versions: list[ArtifactVersion]) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(box=None, header_style="bold")
+    for column in ("ref", "type", "aliases", "size", "files", "created", "run"):
+        table.add_column(
+            column,
+            justify="right" if column in ("size", "files") else "left",
+            no_wrap=column != "run",
+            overflow="fold",
+        )
+    for v in versions:
+        table.add_row(
+            v.ref,
+            v.type,
+            ",".join(v.aliases),
+            _size(v.size),
+            str(len(v.files)),
+            v.created[:16].replace("T", " "),  # minutes are enough to tell versions apart
+            _short_run(v.run_dir),
+        )
+    Console().print(table)
+
+
+def _short_run(path: str | None) -> str:
+    """RUN_NAME/STAMP-ID identifies a run (a table cell: the full path is in plain/json)."""
+    return "/".join(Path(path).parts[-2:]) if path else ""
+
+
+def _files(version: ArtifactVersion) -> str:
+    n = len(version.files)
+    return f"{n} file{'' if n == 1 else 's'}"
+
+
+def _size(n: int) -> str:
+    from expctl.artifacts.store import human_size
+
+    return human_size(n)
+
+
+@app.command(
+    "push",
+    epilog=examples(
+        "expctl artifacts push runs/digits-mlp/20261201-101500-1a2b3c/checkpoints "
+        "--name digits-mlp-model --type model --alias best",
+        "expctl artifacts push data/digits.npz --name digits --type dataset",
+        "expctl artifacts push ckpt.pt --name my-model --metadata '{\"val_acc\": 0.97}'",
+    ),
+)
+@handle_errors
+def push(
+    path: Annotated[
+        Path, typer.Argument(help="A file or a directory to publish.", show_default=False)
+    ],
+    name: Annotated[str, typer.Option("--name", "-n", help="Artifact name.", show_default=False)],
+    type_: Annotated[
+        str | None,
+        typer.Option(
+            "--type",
+            "-t",
+            show_default=False,
+            help="Artifact type [default: the artifact's existing type, else dataset].",
+        ),
+    ] = None,
+    alias: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--alias",
+            "-a",
+            help="Alias to move to this version (repeatable); latest moves automatically.",
+            show_default=False,
+        ),
+    ] = None,
+    metadata: Annotated[
+        str | None,
+        typer.Option(
+            "--metadata", "-m", help="A JSON object stored with the version.", show_default=False
+        ),
+    ] = None,
+    store: StoreOpt = None,
+) -> None:
+    """Publish a file or directory as a new version (or find the identical one); print NAME:vN."""
+    from expctl.artifacts.publish import publish_path
+
+    meta = _parse_metadata(metadata)
+    version = publish_path(
+        path, name, type=type_, aliases=alias or [], metadata=meta, store_root=store
+    )
+    state = "unchanged, same content as" if version.reused else "published"
+    err(
+        f"{state} {version.ref} ({_files(version)}, {_size(version.size)}; "
+        f"aliases: {', '.join(version.aliases)})"
+    )
+    out(version.ref)
+
+
+def _parse_metadata(text: str | None) -> dict | None:
+    if text is None:
+        return None
+    try:
+        data = json.loads(text)
+    except ValueError as e:
+        raise UsageError(
+            f"--metadata is not valid JSON: {e}",
+            hint="give a JSON object, e.g. --metadata '{\"val_acc\": 0.97}'",
+        ) from None
+    if not isinstance(data, dict):
+        raise UsageError(
+            "--metadata must be a JSON object", hint="e.g. --metadata '{\"val_acc\": 0.97}'"
+        )
+    return data

@@ -1,0 +1,284 @@
+"""Writing to the artifact store: publish files as a new version, or find the identical one.
+
+The order of operations is what makes publishing safe to kill and to run concurrently:
+
+1. each file is copied into ``tmp/`` while hashed (one read), fsync'ed, made read-only and
+   hard-linked to its content address ``blobs/sha256/ab/ab12...`` (an existing blob is kept:
+   same sha256, same bytes);
+2. under the artifact's lock: find a version with the same digest, else claim the next number
+   by linking a complete, fsync'ed manifest to ``vN.json`` (a link never overwrites); then
+   move ``latest`` and the requested aliases by renaming a new ``aliases.json`` into place.
+
+A publisher killed during 1 leaves only ``tmp/`` files (removed by the next publish); killed
+during 2, the kernel drops its lock and the version is either wholly there or not at all.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import math
+import os
+import stat
+from collections.abc import Sequence
+from dataclasses import replace
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+from expctl.artifacts.store import (
+    ArtifactStore,
+    ArtifactVersion,
+    FileEntry,
+    check_relpaths,
+    content_digest,
+    copy_hashing,
+    remove_stale_temp,
+    temp_name,
+    validate_alias,
+    validate_name,
+    write_atomic,
+)
+from expctl.config import redact
+from expctl.errors import RuntimeFailure, UsageError
+
+DEFAULT_PUSH_TYPE = "dataset"  # what `wandb artifact put` defaults to
+
+
+def collect_files(path: Path) -> list[tuple[str, Path]]:
+    """``(artifact path, source)`` for a file (its name) or every file under a directory.
+
+    Symlinks and special files are refused rather than followed: a link could smuggle in a
+    file from anywhere on disk, and a pulled tree must be exactly what was published.
+    """
+    mode = _lstat(path).st_mode
+    if stat.S_ISLNK(mode):
+        raise UsageError(f"{path} is a symlink", hint="push the file or directory it points to")
+    if stat.S_ISREG(mode):
+        return [(path.name, path)]
+    if not stat.S_ISDIR(mode):
+        raise UsageError(f"{path} is not a regular file or directory")
+    found: list[tuple[str, Path]] = []
+    for current, dirs, files in os.walk(path):
+        dirs.sort()
+        for name in sorted(dirs + files):
+            full = Path(current, name)
+            entry_mode = full.lstat().st_mode
+            if stat.S_ISDIR(entry_mode):
+                continue
+            if not stat.S_ISREG(entry_mode):
+                kind = "a symlink" if stat.S_ISLNK(entry_mode) else "not a regular file"
+                raise UsageError(
+                    f"{full} is {kind}", hint="artifacts hold regular files only; copy or remove it"
+                )
+            found.append((full.relative_to(path).as_posix(), full))
+    if not found:
+        raise UsageError(f"{path} holds no files", hint="push a file or a non-empty directory")
+    return found
+
+
+def _lstat(path: Path) -> os.stat_result:
+    try:
+        return path.lstat()
+    except FileNotFoundError:
+        raise UsageError(f"{path} does not exist", hint="check the path") from None
+
+
+def _store_blob(store: ArtifactStore, relpath: str, source: Path) -> FileEntry:
+    """Copy ``source`` into the blob store (deduplicated by sha256); its manifest entry."""
+    if not stat.S_ISREG(_lstat(source).st_mode):
+        raise UsageError(
+            f"{source} is not a regular file (symlinks are refused)",
+            hint="publish regular files only",
+        )
+    tmp = store.tmp_dir / temp_name(".part")
+    try:
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+        try:
+            sha, size = copy_hashing(source, fd)
+            os.fsync(fd)  # the manifest will promise these bytes; make them durable first
+        finally:
+            os.close(fd)
+        os.chmod(tmp, 0o444)  # blobs may be hard-linked into pulls: keep them read-only
+        blob = store.blob_path(sha)
+        blob.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            os.link(tmp, blob)
+        except FileExistsError:
+            if blob.stat().st_size != size:  # a truncated blob from a damaged store: heal it
+                os.replace(tmp, blob)
+    finally:
+        with contextlib.suppress(FileNotFoundError):
+            tmp.unlink()
+    return FileEntry(relpath, size, sha)
+
+
+def _store_blobs(store: ArtifactStore, files: Sequence[tuple[str, Path]]) -> tuple[FileEntry, ...]:
+    source = None
+    try:
+        store.tmp_dir.mkdir(parents=True, exist_ok=True)
+        remove_stale_temp(store.tmp_dir)
+        entries = []
+        for relpath, source in files:
+            entries.append(_store_blob(store, relpath, source))
+        return tuple(entries)
+    except OSError as e:  # disk full, unreadable source, read-only store: say which file
+        what = f"{source} in " if source else "files in "
+        raise RuntimeFailure(
+            f"could not store {what}{store.root}: {e.strerror or e}",
+            hint="check free space and permissions (no version was created)",
+        ) from None
+
+
+def _plain_metadata(metadata: dict[str, Any] | None) -> dict[str, Any]:
+    """Strict JSON (paths and other objects become strings; NaN/inf become "nan"/"inf", which
+    jq and other parsers accept) with credentials redacted."""
+    if metadata is None:
+        return {}
+    if not isinstance(metadata, dict):
+        raise UsageError("artifact metadata must be a JSON object (a dict)")
+    return redact(_finite(json.loads(json.dumps(metadata, default=str))))
+
+
+def _finite(node: Any) -> Any:
+    if isinstance(node, float) and not math.isfinite(node):
+        return str(node)
+    if isinstance(node, dict):
+        return {k: _finite(v) for k, v in node.items()}
+    if isinstance(node, list):
+        return [_finite(v) for v in node]
+    return node
+
+
+def publish(
+    name: str,
+    files: Sequence[tuple[str, Path]],
+    *,
+    type: str | None = None,
+    aliases: Sequence[str] = (),
+    metadata: dict[str, Any] | None = None,
+    store: ArtifactStore | str | Path | None = None,
+) -> ArtifactVersion:
+    """Publish ``files`` (``(artifact path, source)`` pairs) as a version of ``name``.
+
+    ``type`` defaults to the existing artifact's type, else ``dataset``; it may not change
+    between versions. ``latest`` moves here automatically, ``aliases`` move here as asked.
+    Identical content returns the existing version (``reused=True``), aliases still moved.
+    """
+    store = store if isinstance(store, ArtifactStore) else ArtifactStore(store)
+    validate_name(name)
+    if type is not None:
+        validate_name(type, "artifact type")
+    wanted = ["latest", *(validate_alias(a) for a in aliases if a != "latest")]
+    if not files:
+        raise UsageError(f"nothing to publish for {name!r}", hint="give at least one file")
+    problem = check_relpaths([relpath for relpath, _ in files])
+    if problem:
+        raise UsageError(
+            f"invalid file path in artifact {name!r}: {problem}",
+            hint="use relative paths without '..'",
+        )
+    plain_metadata = _plain_metadata(metadata)
+    numbers = store.version_numbers(name)
+    if numbers:  # fail before copying anything (checked again under the lock)
+        _check_type(name, store.version(name, numbers[0]).type, type)
+
+    entries = _store_blobs(store, files)
+    digest = content_digest(entries)
+
+    with store.lock(name):
+        existing = store.versions(name) if store.version_numbers(name) else []
+        kind = existing[0].type if existing else (type or DEFAULT_PUSH_TYPE)
+        _check_type(name, kind, type)
+        same = next((v for v in existing if v.digest == digest), None)
+        number = (
+            same.version
+            if same
+            else _claim_version(store, name, kind, entries, digest, plain_metadata)
+        )
+        table = store.aliases(name)
+        table.update(dict.fromkeys(wanted, number))
+        store.write_aliases(name, table)
+    result = store.version(name, number)
+    return replace(result, reused=same is not None)
+
+
+def _check_type(name: str, kind: str, wanted: str | None) -> None:
+    if wanted is not None and wanted != kind:
+        raise UsageError(
+            f"artifact {name!r} is of type {kind!r}, not {wanted!r}",
+            hint=f"use --type {kind}, or another name",
+        )
+
+
+def _claim_version(
+    store: ArtifactStore,
+    name: str,
+    kind: str,
+    entries: tuple[FileEntry, ...],
+    digest: str,
+    metadata: dict[str, Any],
+) -> int:
+    """Link a complete manifest to the next free ``vN.json``. The lock already serialises
+    publishers; the exclusive link also keeps numbers unique where flock is a no-op (some NFS)."""
+    created = datetime.now(timezone.utc).isoformat(timespec="seconds")
+    while True:
+        number = max(store.version_numbers(name), default=-1) + 1
+        version = ArtifactVersion(name, number, kind, digest, entries, created, metadata)
+        data = json.dumps(version.manifest(), indent=2).encode()
+        try:
+            write_atomic(
+                store.name_dir(name) / f"v{number}.json", data, store.tmp_dir, exclusive=True
+            )
+        except FileExistsError:
+            continue  # another publisher claimed this number first: take the next
+        return number
+
+
+def publish_path(
+    path: str | Path,
+    name: str,
+    *,
+    type: str | None = None,
+    aliases: Sequence[str] = (),
+    metadata: dict[str, Any] | None = None,
+    store_root: str | Path | None = None,
+) -> ArtifactVersion:
+    """``expctl artifacts push``: publish a file or a directory tree."""
+    path = Path(path)
+    files = collect_files(path)
+    meta = {"source": str(path.absolute()), **(metadata or {})}
+    return publish(name, files, type=type, aliases=aliases, metadata=meta, store=store_root)
+
+
+def publish_checkpoints(
+    name: str,
+    checkpoint_files: list[Path],
+    best_file: Path,
+    metadata: dict,
+    store_root: Path | None = None,
+) -> ArtifactVersion:
+    """The trainer's end-of-run publish: top-k checkpoints, flat by file name, type ``model``,
+    aliases ``latest`` and ``best``; ``metadata["best_file"]`` records the best one's name.
+
+    ``metadata`` should hold ``run_dir``, ``config`` and ``metrics`` (credentials redacted here).
+    """
+    paths = [Path(p) for p in checkpoint_files]
+    if Path(best_file).name not in {p.name for p in paths}:
+        paths.append(Path(best_file))
+    names = [p.name for p in paths]
+    duplicate = next((n for n in names if names.count(n) > 1), None)
+    if duplicate:
+        raise UsageError(
+            f"two checkpoints named {duplicate!r} for artifact {name!r}",
+            hint="checkpoint files are published flat, by file name",
+        )
+    meta = {**(metadata or {}), "best_file": Path(best_file).name}
+    return publish(
+        name,
+        [(p.name, p) for p in paths],
+        type="model",
+        aliases=["best"],
+        metadata=meta,
+        store=store_root,
+    )
