@@ -30,7 +30,7 @@ for path in paths:
 # Publishes a file with hashing slowed down, so the parent can kill it mid-copy.
 SLOW_PUBLISHER = """
 import hashlib, sys, time
-import expctl.artifacts.store as store
+import expctl.artifacts.fileio as fileio
 from expctl.artifacts import publish_path
 
 class SlowSha256:
@@ -42,8 +42,8 @@ class SlowSha256:
     def hexdigest(self):
         return self.inner.hexdigest()
 
-store._new_hasher = SlowSha256
-store.CHUNK_SIZE = 64 * 1024
+fileio._new_hasher = SlowSha256
+fileio.CHUNK_SIZE = 64 * 1024
 publish_path(sys.argv[1], "big", type="model", store_root=sys.argv[2])
 """
 

@@ -15,7 +15,6 @@ during 2, the kernel drops its lock and the version is either wholly there or no
 
 from __future__ import annotations
 
-import contextlib
 import json
 import math
 import os
@@ -26,19 +25,11 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from expctl.artifacts.store import (
-    ArtifactStore,
-    ArtifactVersion,
-    FileEntry,
-    check_relpaths,
-    content_digest,
-    copy_hashing,
-    remove_stale_temp,
-    temp_name,
-    validate_alias,
-    validate_name,
-    write_atomic,
-)
+from expctl.artifacts.fileio import copy_hashing, durable_temp, iter_tree
+from expctl.artifacts.locking import remove_stale_temp
+from expctl.artifacts.manifest import ArtifactVersion, FileEntry, content_digest, write_manifest
+from expctl.artifacts.refs import check_relpaths, validate_alias, validate_name
+from expctl.artifacts.store import ArtifactStore
 from expctl.config import redact
 from expctl.errors import RuntimeFailure, UsageError
 
@@ -59,19 +50,13 @@ def collect_files(path: Path) -> list[tuple[str, Path]]:
     if not stat.S_ISDIR(mode):
         raise UsageError(f"{path} is not a regular file or directory")
     found: list[tuple[str, Path]] = []
-    for current, dirs, files in os.walk(path):
-        dirs.sort()
-        for name in sorted(dirs + files):
-            full = Path(current, name)
-            entry_mode = full.lstat().st_mode
-            if stat.S_ISDIR(entry_mode):
-                continue
-            if not stat.S_ISREG(entry_mode):
-                kind = "a symlink" if stat.S_ISLNK(entry_mode) else "not a regular file"
-                raise UsageError(
-                    f"{full} is {kind}", hint="artifacts hold regular files only; copy or remove it"
-                )
-            found.append((full.relative_to(path).as_posix(), full))
+    for relpath, full, entry_mode in iter_tree(path):
+        if not stat.S_ISREG(entry_mode):
+            kind = "a symlink" if stat.S_ISLNK(entry_mode) else "not a regular file"
+            raise UsageError(
+                f"{full} is {kind}", hint="artifacts hold regular files only; copy or remove it"
+            )
+        found.append((relpath, full))
     if not found:
         raise UsageError(f"{path} holds no files", hint="push a file or a non-empty directory")
     return found
@@ -91,14 +76,9 @@ def _store_blob(store: ArtifactStore, relpath: str, source: Path) -> FileEntry:
             f"{source} is not a regular file (symlinks are refused)",
             hint="publish regular files only",
         )
-    tmp = store.tmp_dir / temp_name(".part")
-    try:
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
-        try:
-            sha, size = copy_hashing(source, fd)
-            os.fsync(fd)  # the manifest will promise these bytes; make them durable first
-        finally:
-            os.close(fd)
+    # durable before it is linked: the manifest will promise these bytes
+    with durable_temp(store.tmp_dir, ".part", lambda fd: copy_hashing(source, fd)) as staged:
+        tmp, (sha, size) = staged
         os.chmod(tmp, 0o444)  # blobs may be hard-linked into pulls: keep them read-only
         blob = store.blob_path(sha)
         blob.parent.mkdir(parents=True, exist_ok=True)
@@ -107,9 +87,6 @@ def _store_blob(store: ArtifactStore, relpath: str, source: Path) -> FileEntry:
         except FileExistsError:
             if blob.stat().st_size != size:  # a truncated blob from a damaged store: heal it
                 os.replace(tmp, blob)
-    finally:
-        with contextlib.suppress(FileNotFoundError):
-            tmp.unlink()
     return FileEntry(relpath, size, sha)
 
 
@@ -225,11 +202,8 @@ def _claim_version(
     while True:
         number = max(store.version_numbers(name), default=-1) + 1
         version = ArtifactVersion(name, number, kind, digest, entries, created, metadata)
-        data = json.dumps(version.manifest(), indent=2).encode()
         try:
-            write_atomic(
-                store.name_dir(name) / f"v{number}.json", data, store.tmp_dir, exclusive=True
-            )
+            write_manifest(store.manifest_path(name, number), version, store.tmp_dir)
         except FileExistsError:
             continue  # another publisher claimed this number first: take the next
         return number

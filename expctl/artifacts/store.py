@@ -28,349 +28,112 @@ Guarantees:
   so nothing typed on a command line or found in a (tampered) store can write outside the
   target directory.
 
-This module is the read side (resolve, list, verify, pull) plus the pieces the write side in
-:mod:`expctl.artifacts.publish` shares. It never prints; it returns values or raises
-:class:`~expctl.errors.ExpctlError` subclasses.
+This module is the :class:`ArtifactStore` facade (locate, resolve, list, verify, pull) over
+single-purpose modules: :mod:`~expctl.artifacts.refs` (names, aliases, refs, paths),
+:mod:`~expctl.artifacts.manifest` (versions and alias tables on disk),
+:mod:`~expctl.artifacts.locking` (the per-name lock, temp names, leftover cleanup),
+:mod:`~expctl.artifacts.fileio` (hashing copies, atomic writes), :mod:`~expctl.artifacts.staging`
+(atomic directory installs) and :mod:`~expctl.artifacts.pull` (verified pulls). Publishing is
+in :mod:`expctl.artifacts.publish`. The names they define are re-exported here, where callers
+have always imported them. Nothing here prints; errors are :class:`~expctl.errors.ExpctlError`.
 """
 
 from __future__ import annotations
 
 import contextlib
-import errno
-import fcntl
-import hashlib
-import json
 import os
-import re
-import secrets
-import shutil
-import socket
-import stat
-import time
-from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import replace
 from pathlib import Path
-from typing import Any, Literal
 
+# Re-exported: callers import these from here (see __all__).
+from expctl.artifacts.fileio import CHUNK_SIZE, Progress, copy_hashing, fsync_dir, write_atomic
+from expctl.artifacts.locking import (
+    HOST,
+    STALE_AFTER_S,
+    TEMP_RE,
+    exclusive_lock,
+    remove_stale_temp,
+    temp_name,
+)
+from expctl.artifacts.manifest import (
+    MANIFEST_FILE_RE,
+    MANIFEST_FORMAT,
+    SHA256_RE,
+    ArtifactVersion,
+    FileEntry,
+    content_digest,
+    manifest_file_name,
+    read_aliases,
+    read_manifest,
+    write_aliases,
+)
+from expctl.artifacts.pull import PullMode, links_are_safe, pull_version, verify_entry
+from expctl.artifacts.refs import (
+    NAME_RE,
+    VERSION_RE,
+    Ref,
+    check_relpaths,
+    is_remote_ref,
+    parse_ref,
+    unsafe_path_reason,
+    validate_alias,
+    validate_name,
+)
+from expctl.artifacts.staging import (
+    install_dir,
+    is_nonempty,
+    staging_dir,
+    target_exists_error,
+    tree_listing,
+)
 from expctl.errors import NotFoundError, RuntimeFailure, UsageError, did_you_mean
 
+__all__ = [
+    "CHECKPOINT_SUFFIXES",
+    "CHUNK_SIZE",
+    "DEFAULT_STORE",
+    "HOST",
+    "MANIFEST_FORMAT",
+    "NAME_RE",
+    "SHA256_RE",
+    "STALE_AFTER_S",
+    "TEMP_RE",
+    "VERSION_RE",
+    "ArtifactStore",
+    "ArtifactVersion",
+    "FileEntry",
+    "Progress",
+    "PullMode",
+    "Ref",
+    "check_relpaths",
+    "checkpoint_for_init",
+    "content_digest",
+    "copy_hashing",
+    "exclusive_lock",
+    "fsync_dir",
+    "human_size",
+    "install_dir",
+    "is_nonempty",
+    "parse_ref",
+    "read_manifest",
+    "remove_stale_temp",
+    "resolve_store_root",
+    "staging_dir",
+    "target_exists_error",
+    "temp_name",
+    "tree_listing",
+    "unsafe_path_reason",
+    "validate_alias",
+    "validate_name",
+    "write_atomic",
+]
+
 DEFAULT_STORE = Path(".expctl") / "artifacts"
-MANIFEST_FORMAT = 1
-# W&B's rule (letters, digits, dashes, underscores, dots), first character alphanumeric, so a
-# name or alias is always exactly one harmless path component ("." and ".." cannot match).
-NAME_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,127}")
-VERSION_RE = re.compile(r"v(\d+)")
-SHA256_RE = re.compile(r"[0-9a-f]{64}")
-CHUNK_SIZE = 1 << 20
-STALE_AFTER_S = 24 * 3600
-HOST = re.sub(r"[^A-Za-z0-9-]", "-", socket.gethostname()) or "host"
-TEMP_RE = re.compile(r"(?P<pid>\d+)@(?P<host>[A-Za-z0-9-]+)\.[0-9a-f]{12}\.\w+")
-
-Progress = Callable[[int], None]
-PullMode = Literal["auto", "copy", "link"]
-
-# The hash used for every file; a module attribute so a fault-injection test can slow it down.
-_new_hasher = hashlib.sha256
 
 
 def resolve_store_root(root: str | Path | None = None) -> Path:
     """``--store`` if given, else ``$EXPCTL_ARTIFACTS``, else ``./.expctl/artifacts``."""
     return Path(root or os.environ.get("EXPCTL_ARTIFACTS") or DEFAULT_STORE).absolute()
-
-
-# -- names, refs and paths --------------------------------------------------------------------
-
-
-def validate_name(value: str, what: str = "artifact name") -> str:
-    if not NAME_RE.fullmatch(value or ""):
-        raise UsageError(
-            f"invalid {what} {value!r}",
-            hint="use 1-128 letters, digits, '-', '_' or '.', starting with a letter or digit",
-        )
-    return value
-
-
-def validate_alias(alias: str) -> str:
-    validate_name(alias, "alias")
-    if VERSION_RE.fullmatch(alias):
-        raise UsageError(
-            f"alias {alias!r} looks like a version",
-            hint="versions v0, v1, ... are "
-            "assigned by the store; pick another alias (e.g. best, prod)",
-        )
-    return alias
-
-
-def unsafe_path_reason(path: str) -> str | None:
-    """Why ``path`` may not be a file path inside an artifact (None when it is fine)."""
-    if not isinstance(path, str) or not path:
-        return "empty path"
-    if "\x00" in path or "\\" in path:
-        return "NUL or backslash in path"
-    if path.startswith("/"):
-        return "absolute path"
-    if any(part in ("", ".", "..") for part in path.split("/")):
-        return "'..', '.' or empty component"
-    return None
-
-
-def check_relpaths(paths: Sequence[str]) -> str | None:
-    """The first problem in a set of artifact paths (unsafe, duplicate, file-vs-dir), or None."""
-    seen: set[str] = set()
-    for path in paths:
-        reason = unsafe_path_reason(path)
-        if reason:
-            return f"{path!r}: {reason}"
-        if path in seen:
-            return f"{path!r}: listed twice"
-        seen.add(path)
-    dirs = {p.rsplit("/", 1)[0] for p in seen if "/" in p}
-    parents = {"/".join(d.split("/")[: i + 1]) for d in dirs for i in range(d.count("/") + 1)}
-    clash = sorted(seen & parents)
-    return f"{clash[0]!r}: both a file and a directory" if clash else None
-
-
-@dataclass(frozen=True)
-class Ref:
-    """A local reference ``name[:alias|:vN]``; the selector defaults to ``latest``."""
-
-    name: str
-    selector: str = "latest"
-
-    @property
-    def version(self) -> int | None:
-        m = VERSION_RE.fullmatch(self.selector)
-        return int(m.group(1)) if m else None
-
-    def __str__(self) -> str:
-        return f"{self.name}:{self.selector}"
-
-
-def parse_ref(ref: str) -> Ref:
-    name, sep, selector = ref.partition(":")
-    if ":" in selector or (sep and not selector):
-        raise UsageError(
-            f"invalid artifact reference {ref!r}", hint="use NAME, NAME:ALIAS or NAME:vN"
-        )
-    validate_name(name)
-    if selector and not VERSION_RE.fullmatch(selector):
-        validate_name(selector, "alias")
-    return Ref(name, selector or "latest")
-
-
-# -- versions -----------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class FileEntry:
-    path: str
-    size: int
-    sha256: str
-
-
-def content_digest(files: Sequence[FileEntry]) -> str:
-    lines = "".join(f"{f.path}:{f.sha256}\n" for f in sorted(files, key=lambda f: f.path))
-    return hashlib.sha256(lines.encode()).hexdigest()
-
-
-@dataclass(frozen=True)
-class ArtifactVersion:
-    """One immutable version of an artifact, as recorded by its manifest."""
-
-    name: str
-    version: int
-    type: str
-    digest: str
-    files: tuple[FileEntry, ...]
-    created: str
-    metadata: dict[str, Any] = field(default_factory=dict, compare=False, hash=False)
-    aliases: tuple[str, ...] = ()
-    # True when a publish found identical content and returned this existing version.
-    reused: bool = field(default=False, compare=False)
-
-    @property
-    def ref(self) -> str:
-        return f"{self.name}:v{self.version}"
-
-    @property
-    def size(self) -> int:
-        return sum(f.size for f in self.files)
-
-    @property
-    def run_dir(self) -> str | None:
-        source = self.metadata.get("run_dir") or self.metadata.get("source")
-        return str(source) if source else None
-
-    def manifest(self) -> dict[str, Any]:
-        return {
-            "format": MANIFEST_FORMAT,
-            "name": self.name,
-            "version": self.version,
-            "type": self.type,
-            "digest": self.digest,
-            "created": self.created,
-            "files": [{"path": f.path, "size": f.size, "sha256": f.sha256} for f in self.files],
-            "metadata": self.metadata,
-        }
-
-    def summary(self) -> dict[str, Any]:
-        """The JSON shape of ``expctl artifacts list --format json``."""
-        data = self.manifest()
-        del data["format"]
-        return {"ref": self.ref, "aliases": list(self.aliases), "size": self.size, **data}
-
-
-def _manifest_error(path: Path, problem: str) -> RuntimeFailure:
-    return RuntimeFailure(
-        f"{path}: damaged manifest ({problem})",
-        hint="the store was modified by hand or is corrupted; remove that version file or "
-        "republish the artifact",
-    )
-
-
-def read_manifest(path: Path, name: str, version: int) -> ArtifactVersion:
-    """Parse and validate a manifest; anything unexpected is a damaged store (exit 1)."""
-    try:
-        data = json.loads(path.read_bytes())
-    except (OSError, ValueError) as e:
-        raise _manifest_error(path, str(e)) from None
-    try:
-        files = tuple(
-            FileEntry(str(f["path"]), int(f["size"]), str(f["sha256"])) for f in data["files"]
-        )
-        kind, digest, created = str(data["type"]), str(data["digest"]), str(data["created"])
-        metadata = data.get("metadata") or {}
-        ok = data["name"] == name and data["version"] == version and isinstance(metadata, dict)
-    except (KeyError, TypeError, ValueError) as e:
-        raise _manifest_error(path, f"missing or malformed field: {e}") from None
-    if not ok:
-        raise _manifest_error(path, "name or version does not match its file name")
-    problem = check_relpaths([f.path for f in files])
-    if problem:
-        raise _manifest_error(path, f"unsafe file path {problem}")
-    bad = [f.path for f in files if not SHA256_RE.fullmatch(f.sha256) or f.size < 0]
-    if bad:
-        raise _manifest_error(path, f"invalid sha256 or size for {bad[0]!r}")
-    if not NAME_RE.fullmatch(kind):
-        raise _manifest_error(path, f"invalid type {kind!r}")
-    if content_digest(files) != digest:
-        raise _manifest_error(path, "digest does not match its file list")
-    return ArtifactVersion(name, version, kind, digest, files, created, metadata)
-
-
-# -- small filesystem helpers -------------------------------------------------------------------
-
-
-def temp_name(suffix: str) -> str:
-    """A temp file name that says which process owns it (see :func:`remove_stale_temp`)."""
-    return f"{os.getpid()}@{HOST}.{secrets.token_hex(6)}{suffix}"
-
-
-def _pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
-
-
-def _is_stale(name: str, path: str, now: float) -> bool:
-    """A temp entry whose owner died on this host, or that nobody touched for a day."""
-    m = TEMP_RE.fullmatch(name)
-    if not m:
-        return False
-    pid = int(m["pid"])
-    if m["host"] == HOST and pid != os.getpid() and not _pid_alive(pid):
-        return True
-    try:
-        return now - os.lstat(path).st_mtime > STALE_AFTER_S
-    except OSError:
-        return False
-
-
-def _remove(path: Path) -> None:
-    if path.is_dir() and not path.is_symlink():
-        shutil.rmtree(path, ignore_errors=True)
-    else:
-        with contextlib.suppress(FileNotFoundError):
-            path.unlink()
-
-
-def remove_stale_temp(directory: Path, prefix: str = "") -> list[Path]:
-    """Remove leftovers of killed writers in ``directory`` (named ``prefix`` + temp_name)."""
-    removed = []
-    now = time.time()
-    with contextlib.suppress(FileNotFoundError):
-        for entry in os.scandir(directory):
-            name = entry.name
-            if name.startswith(prefix) and _is_stale(name[len(prefix) :], entry.path, now):
-                _remove(Path(entry.path))
-                removed.append(Path(entry.path))
-    return removed
-
-
-def fsync_dir(directory: Path) -> None:
-    fd = os.open(directory, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
-def write_atomic(path: Path, data: bytes, tmp_dir: Path, *, exclusive: bool = False) -> None:
-    """Write to a temp file, fsync, then rename into place (or link: fails if ``path`` exists)."""
-    tmp = tmp_dir / temp_name(".json")
-    try:
-        with open(tmp, "xb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        if exclusive:
-            os.link(tmp, path)
-        else:
-            os.replace(tmp, path)
-    finally:
-        with contextlib.suppress(FileNotFoundError):
-            tmp.unlink()
-    fsync_dir(path.parent)
-
-
-def _write_all(fd: int, chunk: memoryview) -> None:
-    while chunk:
-        chunk = chunk[os.write(fd, chunk) :]
-
-
-def copy_hashing(
-    src: Path, dst_fd: int | None = None, progress: Progress | None = None
-) -> tuple[str, int]:
-    """sha256 and size of ``src``, copying it to ``dst_fd`` in the same single read pass."""
-    hasher = _new_hasher()
-    size = 0
-    buf = bytearray(CHUNK_SIZE)
-    view = memoryview(buf)
-    with open(src, "rb", buffering=0) as f:
-        while n := f.readinto(buf):
-            chunk = view[:n]
-            hasher.update(chunk)
-            if dst_fd is not None:
-                _write_all(dst_fd, chunk)
-            size += n
-            if progress:
-                progress(n)
-    return hasher.hexdigest(), size
-
-
-@contextlib.contextmanager
-def exclusive_lock(path: Path) -> Iterator[None]:
-    """flock on ``path``: released by the kernel if the holder dies, so it can never go stale."""
-    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX)
-        yield
-    finally:
-        os.close(fd)
 
 
 def human_size(n: float) -> str:
@@ -381,7 +144,12 @@ def human_size(n: float) -> str:
     return f"{n:.1f} GB"
 
 
-# -- the store ----------------------------------------------------------------------------------
+def _require_type(version: ArtifactVersion, type: str | None) -> None:
+    if type is not None and version.type != type:
+        raise UsageError(
+            f"{version.ref} is of type {version.type!r}, not {type!r}",
+            hint=f"drop --type or use --type {version.type}",
+        )
 
 
 class ArtifactStore:
@@ -405,6 +173,9 @@ class ArtifactStore:
     def name_dir(self, name: str) -> Path:
         return self.artifacts_dir / validate_name(name)
 
+    def manifest_path(self, name: str, number: int) -> Path:
+        return self.name_dir(name) / manifest_file_name(number)
+
     def lock(self, name: str) -> contextlib.AbstractContextManager[None]:
         directory = self.name_dir(name)
         directory.mkdir(parents=True, exist_ok=True)
@@ -426,37 +197,25 @@ class ArtifactStore:
             return []
         numbers = []
         for entry in os.scandir(directory):
-            m = re.fullmatch(r"v(\d+)\.json", entry.name)
+            m = MANIFEST_FILE_RE.fullmatch(entry.name)
             if m:
                 numbers.append(int(m.group(1)))
         return sorted(numbers)
 
     def aliases(self, name: str) -> dict[str, int]:
-        path = self.name_dir(name) / "aliases.json"
-        try:
-            data = json.loads(path.read_bytes())
-        except FileNotFoundError:
-            return {}
-        except ValueError as e:
-            raise _manifest_error(path, str(e)) from None
-        if not isinstance(data, dict) or not all(
-            isinstance(k, str) and NAME_RE.fullmatch(k) and type(v) is int for k, v in data.items()
-        ):
-            raise _manifest_error(path, "aliases must map alias names to version numbers")
-        return data
+        return read_aliases(self.name_dir(name) / "aliases.json")
 
     def write_aliases(self, name: str, aliases: dict[str, int]) -> None:
         """Replace the alias table (call with :meth:`lock` held)."""
         self.tmp_dir.mkdir(parents=True, exist_ok=True)
-        data = json.dumps(dict(sorted(aliases.items())), indent=2).encode()
-        write_atomic(self.name_dir(name) / "aliases.json", data, self.tmp_dir)
+        write_aliases(self.name_dir(name) / "aliases.json", aliases, self.tmp_dir)
 
     def _with_aliases(self, version: ArtifactVersion, aliases: dict[str, int]) -> ArtifactVersion:
         mine = tuple(sorted(a for a, v in aliases.items() if v == version.version))
         return replace(version, aliases=mine)
 
     def version(self, name: str, number: int) -> ArtifactVersion:
-        path = self.name_dir(name) / f"v{number}.json"
+        path = self.manifest_path(name, number)
         if not path.is_file():
             raise self._unknown(Ref(name, f"v{number}"))
         return self._with_aliases(read_manifest(path, name, number), self.aliases(name))
@@ -467,9 +226,8 @@ class ArtifactStore:
         if not numbers:
             raise self._unknown(Ref(name))
         aliases = self.aliases(name)
-        directory = self.name_dir(name)
         return [
-            self._with_aliases(read_manifest(directory / f"v{n}.json", name, n), aliases)
+            self._with_aliases(read_manifest(self.manifest_path(name, n), name, n), aliases)
             for n in numbers
         ]
 
@@ -491,11 +249,7 @@ class ArtifactStore:
         if number is None or number not in numbers:
             raise self._unknown(ref)
         found = self.version(ref.name, number)
-        if type is not None and found.type != type:
-            raise UsageError(
-                f"{found.ref} is of type {found.type!r}, not {type!r}",
-                hint=f"drop --type or use --type {found.type}",
-            )
+        _require_type(found, type)
         return found
 
     def _unknown(self, ref: Ref) -> NotFoundError:
@@ -533,29 +287,6 @@ class ArtifactStore:
         return self.version(target.name, target.version)
 
     # verification and pulling
-    def _verify_entry(
-        self,
-        version: ArtifactVersion,
-        entry: FileEntry,
-        dst_fd: int | None = None,
-        progress: Progress | None = None,
-    ) -> Path:
-        blob = self.blob_path(entry.sha256)
-        try:
-            sha, size = copy_hashing(blob, dst_fd, progress)
-        except FileNotFoundError:
-            raise RuntimeFailure(
-                f"{version.ref}: file {entry.path!r} is missing from the store ({blob})",
-                hint="the store is damaged; republish the artifact (or restore the blob)",
-            ) from None
-        if sha != entry.sha256 or size != entry.size:
-            raise RuntimeFailure(
-                f"{version.ref}: file {entry.path!r} is corrupted in the store "
-                f"(sha256 {sha[:12]}…, expected {entry.sha256[:12]}…; {blob})",
-                hint="the store is damaged; republish the artifact (or restore the blob)",
-            )
-        return blob
-
     def verified_blob(self, version: ArtifactVersion, path: str) -> Path:
         """The blob holding ``path`` of ``version``, after checking its sha256 (read-only use)."""
         entry = next((f for f in version.files if f.path == path), None)
@@ -564,21 +295,15 @@ class ArtifactStore:
                 f"{version.ref} has no file {path!r}",
                 hint=f"files: {', '.join(f.path for f in version.files)}",
             )
-        return self._verify_entry(version, entry)
+        return verify_entry(self, version, entry)
 
     def verify(self, version: ArtifactVersion, progress: Progress | None = None) -> None:
         for entry in version.files:
-            self._verify_entry(version, entry, progress=progress)
+            verify_entry(self, version, entry, progress=progress)
 
     def links_are_safe(self, target_parent: Path) -> bool:
-        """Hard links share the inode with the store, which only read-only blobs protect: not
-        for root (it ignores permission bits) and not across filesystems (impossible anyway)."""
-        if os.geteuid() == 0:
-            return False
-        try:
-            return os.stat(target_parent).st_dev == os.stat(self.blobs_dir).st_dev
-        except OSError:
-            return False
+        """Whether ``auto`` pulls into ``target_parent`` may hard-link (see :mod:`.pull`)."""
+        return links_are_safe(self, target_parent)
 
     def pull(
         self,
@@ -597,142 +322,9 @@ class ArtifactStore:
         that is renamed into place at the end, so a failure leaves nothing in ``root``.
         """
         version = what if isinstance(what, ArtifactVersion) else self.resolve(what, type=type)
-        if type is not None and version.type != type:
-            raise UsageError(
-                f"{version.ref} is of type {version.type!r}, not {type!r}",
-                hint=f"drop --type or use --type {version.type}",
-            )
+        _require_type(version, type)
         target = Path(root or Path("artifacts") / f"{version.name}-v{version.version}").absolute()
-        expected = {f.path: (f.size, f.sha256) for f in version.files}
-        if is_nonempty(target):
-            if tree_listing(target) == expected:
-                return target  # already pulled: idempotent
-            if not force:
-                raise target_exists_error(target, version.ref)
-        current = None
-        try:
-            with staging_dir(target) as stage:
-                link = mode == "link" or (mode == "auto" and self.links_are_safe(stage.parent))
-                for current in version.files:
-                    self._materialise(version, current, stage / current.path, link, progress)
-                install_dir(stage, target, force=force)
-        except OSError as e:  # disk full, permissions, I/O errors: say where
-            what = f"file {current.path!r} " if current else ""
-            raise RuntimeFailure(
-                f"{version.ref}: could not pull {what}into {target}: {e.strerror or e}",
-                hint="check free space and permissions there (nothing was left behind)",
-            ) from None
-        return target
-
-    def _materialise(
-        self,
-        version: ArtifactVersion,
-        entry: FileEntry,
-        dest: Path,
-        link: bool,
-        progress: Progress | None,
-    ) -> None:
-        """Hard-link (after verifying the blob) or copy-while-verifying one file to ``dest``."""
-        dest.parent.mkdir(parents=True, exist_ok=True)
-        if link:
-            blob = self._verify_entry(version, entry, progress=progress)
-            if _try_link(blob, dest):
-                return
-        fd = os.open(dest, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
-        try:
-            self._verify_entry(version, entry, fd, progress)
-        finally:
-            os.close(fd)
-
-
-def _try_link(blob: Path, dest: Path) -> bool:
-    try:
-        os.link(blob, dest)
-    except OSError as e:
-        if e.errno in (errno.EXDEV, errno.EMLINK, errno.EPERM, errno.EACCES, errno.ENOTSUP):
-            return False
-        raise
-    return True
-
-
-# -- materialising a directory atomically (shared with the W&B adapter) --------------------------
-
-
-def is_nonempty(path: Path) -> bool:
-    if path.is_symlink() or (path.exists() and not path.is_dir()):
-        return True
-    return path.is_dir() and any(path.iterdir())
-
-
-def tree_listing(directory: Path) -> dict[str, tuple[int, str]] | None:
-    """``{relpath: (size, sha256)}`` of every file under ``directory``; None if it holds
-    anything but plain files and directories (a symlink is never 'the same content')."""
-    if directory.is_symlink() or not directory.is_dir():
-        return None
-    listing: dict[str, tuple[int, str]] = {}
-    for current, dirs, files in os.walk(directory):
-        for name in dirs + files:
-            full = Path(current, name)
-            mode = full.lstat().st_mode
-            if stat.S_ISDIR(mode):
-                continue
-            if not stat.S_ISREG(mode):
-                return None
-            sha, size = copy_hashing(full)
-            listing[full.relative_to(directory).as_posix()] = (size, sha)
-    return listing
-
-
-def target_exists_error(target: Path, what: str) -> UsageError:
-    return UsageError(
-        f"{target} already exists and does not hold exactly {what}",
-        hint="pass --force to replace it, or choose another directory with --root",
-    )
-
-
-@contextlib.contextmanager
-def staging_dir(target: Path) -> Iterator[Path]:
-    """A fresh hidden dir next to ``target`` (same filesystem, so renaming it is atomic),
-    removed unless it was installed; leftovers of killed pulls of ``target`` go first."""
-    parent = target.parent
-    created = [p for p in (parent, *parent.parents) if not p.exists()]
-    parent.mkdir(parents=True, exist_ok=True)
-    prefix = f".{target.name}."
-    remove_stale_temp(parent, prefix)
-    stage = parent / f"{prefix}{temp_name('.pulling')}"
-    stage.mkdir()
-    try:
-        yield stage
-    except BaseException:
-        shutil.rmtree(stage, ignore_errors=True)
-        for directory in created:  # innermost first: leave no empty dirs we made behind
-            with contextlib.suppress(OSError):
-                directory.rmdir()
-        raise
-    else:
-        shutil.rmtree(stage, ignore_errors=True)  # not installed (the target already had it)
-
-
-def install_dir(stage: Path, target: Path, *, force: bool) -> None:
-    """Rename ``stage`` to ``target``; a non-empty ``target`` is replaced only with ``force``."""
-    if is_nonempty(target):
-        if not force:
-            raise target_exists_error(target, "this artifact")
-        old = target.parent / f".{target.name}.{temp_name('.replaced')}"
-        os.rename(target, old)
-        try:
-            os.rename(stage, target)
-        except BaseException:
-            os.rename(old, target)
-            raise
-        _remove(old)
-        return
-    try:
-        os.rename(stage, target)  # replaces an empty directory atomically
-    except OSError as e:
-        if e.errno in (errno.ENOTEMPTY, errno.EEXIST):  # someone filled it meanwhile
-            raise target_exists_error(target, "this artifact") from None
-        raise
+        return pull_version(self, version, target, force=force, mode=mode, progress=progress)
 
 
 # -- for the trainer -------------------------------------------------------------------------------
@@ -747,7 +339,7 @@ def checkpoint_for_init(ref: str, store_root: Path | None = None) -> Path:
     returned is the read-only blob inside the store (its sha256 checked just now); load it
     with ``torch.load(path, weights_only=True)`` and never write to it.
     """
-    if "/" in ref.partition(":")[0]:
+    if is_remote_ref(ref):
         raise UsageError(
             f"{ref!r} is a W&B artifact; --init-from takes one from the local store",
             hint=f"pull it with `expctl artifacts pull {ref} --root DIR`, then push DIR to the "

@@ -15,8 +15,8 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from expctl.artifacts.store import (
-    NAME_RE,
+from expctl.artifacts.refs import NAME_RE, is_remote_ref
+from expctl.artifacts.staging import (
     install_dir,
     is_nonempty,
     staging_dir,
@@ -25,16 +25,13 @@ from expctl.artifacts.store import (
 )
 from expctl.errors import RuntimeFailure, UsageError
 
+__all__ = ["is_remote_ref", "log_files", "offline_reason", "pull"]
+
 OFFLINE_MODES = {"offline", "disabled", "dryrun"}
 LOCAL_HINT = (
     "W&B artifacts need a connection to W&B; offline, use the local store: "
     "`expctl artifacts list`, then `expctl artifacts pull NAME:ALIAS`"
 )
-
-
-def is_remote_ref(ref: str) -> bool:
-    """``entity/project/name:alias`` (a slash before the alias) names a W&B artifact."""
-    return "/" in ref.partition(":")[0]
 
 
 def _has_api_key() -> bool:

@@ -1,0 +1,130 @@
+"""Verified reads from the store: check a blob against its manifest entry, and pull a version
+into a directory by copying or hard-linking, every sha256 checked on the way.
+
+Every file's sha256 is checked in the same read pass that copies it (or, for hard links, in
+one read of the blob), so a damaged store is reported, never silently passed on.
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+from pathlib import Path
+from typing import TYPE_CHECKING, Literal
+
+from expctl.artifacts.fileio import Progress, copy_hashing
+from expctl.artifacts.manifest import ArtifactVersion, FileEntry
+from expctl.artifacts.staging import (
+    install_dir,
+    is_nonempty,
+    staging_dir,
+    target_exists_error,
+    tree_listing,
+)
+from expctl.errors import RuntimeFailure
+
+if TYPE_CHECKING:  # the store calls into this module; only its type is needed here
+    from expctl.artifacts.store import ArtifactStore
+
+PullMode = Literal["auto", "copy", "link"]
+DAMAGED_HINT = "the store is damaged; republish the artifact (or restore the blob)"
+
+
+def verify_entry(
+    store: ArtifactStore,
+    version: ArtifactVersion,
+    entry: FileEntry,
+    dst_fd: int | None = None,
+    progress: Progress | None = None,
+) -> Path:
+    """The blob of ``entry``, after hashing it (and copying it to ``dst_fd`` in that pass)."""
+    blob = store.blob_path(entry.sha256)
+    try:
+        sha, size = copy_hashing(blob, dst_fd, progress)
+    except FileNotFoundError:
+        raise RuntimeFailure(
+            f"{version.ref}: file {entry.path!r} is missing from the store ({blob})",
+            hint=DAMAGED_HINT,
+        ) from None
+    if sha != entry.sha256 or size != entry.size:
+        raise RuntimeFailure(
+            f"{version.ref}: file {entry.path!r} is corrupted in the store "
+            f"(sha256 {sha[:12]}…, expected {entry.sha256[:12]}…; {blob})",
+            hint=DAMAGED_HINT,
+        )
+    return blob
+
+
+def links_are_safe(store: ArtifactStore, target_parent: Path) -> bool:
+    """Hard links share the inode with the store, which only read-only blobs protect: not
+    for root (it ignores permission bits) and not across filesystems (impossible anyway)."""
+    if os.geteuid() == 0:
+        return False
+    try:
+        return os.stat(target_parent).st_dev == os.stat(store.blobs_dir).st_dev
+    except OSError:
+        return False
+
+
+def pull_version(
+    store: ArtifactStore,
+    version: ArtifactVersion,
+    target: Path,
+    *,
+    force: bool,
+    mode: PullMode,
+    progress: Progress | None,
+) -> Path:
+    """Materialise ``version`` in ``target`` via a staging dir, so a failure leaves nothing."""
+    expected = {f.path: (f.size, f.sha256) for f in version.files}
+    if is_nonempty(target):
+        if tree_listing(target) == expected:
+            return target  # already pulled: idempotent
+        if not force:
+            raise target_exists_error(target, version.ref)
+    current = None
+    try:
+        with staging_dir(target) as stage:
+            link = mode == "link" or (mode == "auto" and links_are_safe(store, stage.parent))
+            for current in version.files:
+                _materialise(store, version, current, stage / current.path, link, progress)
+            install_dir(stage, target, force=force)
+    except OSError as e:  # disk full, permissions, I/O errors: say where
+        what = f"file {current.path!r} " if current else ""
+        raise RuntimeFailure(
+            f"{version.ref}: could not pull {what}into {target}: {e.strerror or e}",
+            hint="check free space and permissions there (nothing was left behind)",
+        ) from None
+    return target
+
+
+def _materialise(
+    store: ArtifactStore,
+    version: ArtifactVersion,
+    entry: FileEntry,
+    dest: Path,
+    link: bool,
+    progress: Progress | None,
+) -> None:
+    """Hard-link (after verifying the blob) or copy-while-verifying one file to ``dest``."""
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    if link:
+        blob = verify_entry(store, version, entry, progress=progress)
+        if _try_link(blob, dest):
+            return
+    fd = os.open(dest, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+    try:
+        verify_entry(store, version, entry, fd, progress)
+    finally:
+        os.close(fd)
+
+
+def _try_link(blob: Path, dest: Path) -> bool:
+    """False where linking is impossible here (another filesystem, no permission): copy then."""
+    try:
+        os.link(blob, dest)
+    except OSError as e:
+        if e.errno in (errno.EXDEV, errno.EMLINK, errno.EPERM, errno.EACCES, errno.ENOTSUP):
+            return False
+        raise
+    return True
