@@ -1,0 +1,384 @@
+"""Run one trial of a W&B sweep `program:` unmodified, as W&B's agent does, with no server.
+
+The agent calls ``run_program_trial`` once per trial. It
+
+1. writes W&B's sweep files: ``$WANDB_DIR/wandb/sweep-<sweep>/config-<run>.yaml``
+   (``wandb_version: 1`` + ``{name: {value: v}}``) and, if the command uses ``${args_json_file}``,
+   ``config-<run>.json``;
+2. starts the command (``build_command``: W&B's macros, argv without a shell) in its own process
+   group, stdout/stderr to ``trial_dir/stdout.log`` and ``trial_dir/stderr.log``, with W&B's
+   environment protocol: ``WANDB_SWEEP_ID``, ``WANDB_RUN_ID``, ``WANDB_SWEEP_PARAM_PATH``,
+   ``WANDB_DIR``, ``WANDB_MODE=offline``, ``WANDB_PROJECT``/``WANDB_ENTITY`` when given, and
+   ``WANDB_X_TRANSACTION_LOG_FLUSH_INTERVAL`` (wandb-core otherwise writes the run log every
+   15 s or per 32 KiB, so per-epoch values would arrive too late for early termination).
+   Verified with wandb 0.31: an *offline* ``wandb.init()`` reads WANDB_SWEEP_PARAM_PATH
+   (``wandb_setup._WandbSetup.config``) and the sweep values override the program's own
+   ``config=`` defaults, exactly as under W&B's agent — no server, no other mechanism needed;
+3. polls the run's transaction log (``wandb_metrics``) every ``poll_interval`` seconds for the
+   metric the program logs with ``wandb.log``, and acts on ``should_stop``, ``on_metric`` and
+   ``timeout``;
+4. returns a ``ProgramResult``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import subprocess
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+from expctl.sweeps.macros import (
+    KNOWN_MACROS,
+    build_command,
+    plain_value,
+    sweep_file,
+    wandb_params,
+    write_atomically,
+)
+from expctl.sweeps.wandb_metrics import (
+    MetricTracker,
+    TransactionLogError,
+    TransactionLogReader,
+    find_run_log,
+)
+
+__all__ = [
+    "KNOWN_MACROS",
+    "ProgramResult",
+    "build_command",
+    "run_program_trial",
+    "wandb_params",
+    "write_sweep_param_file",
+]
+
+Status = Literal["completed", "failed", "interrupted", "stopped", "timeout"]
+
+DEFAULT_KILL_GRACE = 30.0  # seconds, W&B's WANDB_AGENT_KILL_DELAY default
+STDERR_TAIL_LINES = 15
+FLUSH_INTERVAL_VAR = "WANDB_X_TRANSACTION_LOG_FLUSH_INTERVAL"  # settings.x_transaction_log_...
+
+
+@dataclass
+class ProgramResult:
+    """What became of one program trial.
+
+    status: completed (exit 0 and the metric was logged) | failed (non-zero exit, metric never
+    logged or not a number, command could not start) | interrupted (``should_stop`` asked) |
+    stopped (``on_metric`` asked: a hyperband prune) | timeout. exit_code: the child's return code
+    (negative = killed by that signal, Python's convention; None if it never started).
+    """
+
+    status: Status
+    exit_code: int | None
+    value: float | None
+    history: list[float]
+    message: str
+    stdout_path: Path
+    stderr_path: Path
+    wandb_run_dir: Path | None
+    duration: float
+    command: list[str] = field(default_factory=list)
+
+
+def write_sweep_param_file(path: Path, params: Mapping[str, Any]) -> None:
+    """W&B's ``config-<run>.yaml`` (same layout as ``wandb.sdk.lib.config_util``)."""
+    import yaml
+
+    text = "wandb_version: 1"
+    if params:  # an empty mapping after the version line is a YAML error for wandb
+        body = {name: {"value": plain_value(v)} for name, v in params.items()}
+        text += "\n\n" + yaml.safe_dump(
+            body, default_flow_style=False, sort_keys=False, allow_unicode=True
+        )
+    write_atomically(path, text)
+
+
+def run_program_trial(
+    program: str,
+    command: list[str] | None,
+    params: Mapping[str, Any],
+    *,
+    metric: str,
+    sweep_id: str,
+    run_id: str,
+    trial_dir: Path,
+    env: Mapping[str, str] | None = None,
+    timeout: float | None = None,
+    on_metric: Callable[[int, float], bool] | None = None,
+    should_stop: Callable[[], int | None] | None = None,
+    cwd: Path | None = None,
+    parameters_spec: Mapping[str, Any] | None = None,
+    project: str | None = None,
+    entity: str | None = None,
+    kill_grace: float | None = None,
+    poll_interval: float = 0.5,
+) -> ProgramResult:
+    """Run the sweep's program for one set of parameters and collect ``metric``.
+
+    Contract for the agent:
+
+    - ``params``: the trial's values by expctl's flat dotted names. Pass the sweep's raw
+      ``parameters`` mapping as ``parameters_spec`` so names from nested ``parameters:`` blocks
+      are re-nested as W&B does (``wandb.config.optim.lr``, ``--optim={'lr': 0.1}``); without it
+      every name is one literal W&B parameter (``--optim.lr=0.1``), W&B's reading of flat dotted
+      names. ``run_id``: unique per attempt is best (a re-run may reuse it: older run dirs of the
+      same id are ignored). ``trial_dir`` is created; stdout.log/stderr.log go there.
+    - Environment: ``os.environ`` + ``env`` + the W&B protocol variables. ``WANDB_DIR`` is kept if
+      set in ``env`` or the agent's environment, else it is ``trial_dir``. ``WANDB_MODE`` is
+      ``offline`` unless ``env`` sets it: an inherited mode is ignored on purpose, because
+      ``disabled`` writes no log to read the metric from, and ``online`` asks W&B's server for a
+      sweep it has never heard of. ``WANDB_SERVICE`` is dropped so the child never attaches to
+      the agent's own wandb service (W&B's agent does the same).
+    - ``cwd``: the child's working directory (default: the agent's, as W&B's agent; a relative
+      ``program`` is resolved from there).
+    - ``on_metric(index, value)`` is called once per value of ``metric`` logged, in log order,
+      ``index`` counting from 0 (W&B's hyperband bands index these values, not ``_step``). Values
+      seen while the child runs arrive within ``poll_interval``; the rest right after it exits.
+      Returning True while the child runs stops it: SIGTERM to its process group, SIGKILL after
+      ``kill_grace``; status ``stopped`` (value = last value seen).
+    - ``should_stop()`` is polled every ``poll_interval``; a signal number (e.g. the SIGTERM the
+      agent received) is forwarded to the child's process group, SIGKILL follows after
+      ``kill_grace`` (default ``$WANDB_AGENT_KILL_DELAY`` or 30 s); status ``interrupted`` — the
+      agent should re-queue the trial and exit 128+signum.
+    - ``timeout`` (seconds of wall time): SIGTERM, SIGKILL after the grace; status ``timeout``.
+    - Never raises for anything the program does; raises ``UsageError`` for a bad command
+      (unknown macro, unset ``${envvar:NAME}``) before starting anything.
+    """
+    started = time.monotonic()
+    trial_dir = Path(trial_dir)
+    trial_dir.mkdir(parents=True, exist_ok=True)
+    stdout_path, stderr_path = trial_dir / "stdout.log", trial_dir / "stderr.log"
+    child_env = _child_env(env, sweep_id, run_id, trial_dir, project, entity, poll_interval)
+    wandb_dir = Path(child_env["WANDB_DIR"])
+    run_params = wandb_params(params, parameters_spec)
+
+    param_path = sweep_file(wandb_dir, sweep_id, run_id, "yaml")
+    write_sweep_param_file(param_path, run_params)
+    child_env["WANDB_SWEEP_PARAM_PATH"] = str(param_path)
+    argv = build_command(
+        command,
+        program,
+        run_params,
+        sweep_id=sweep_id,
+        run_id=run_id,
+        wandb_dir=wandb_dir,
+        environ=child_env,
+    )
+    grace = _kill_grace(kill_grace, child_env)
+    older_logs = set((wandb_dir / "wandb").glob(f"*-{run_id}/run-{run_id}.wandb"))
+
+    def result(
+        status: Status,
+        exit_code: int | None,
+        value: float | None,
+        history: list[float],
+        message: str,
+        run_dir: Path | None,
+    ) -> ProgramResult:
+        return ProgramResult(
+            status,
+            exit_code,
+            value,
+            history,
+            message,
+            stdout_path,
+            stderr_path,
+            run_dir,
+            time.monotonic() - started,
+            argv,
+        )
+
+    with open(stdout_path, "ab") as out, open(stderr_path, "ab") as err:
+        try:
+            child = subprocess.Popen(
+                argv,
+                stdin=subprocess.DEVNULL,
+                stdout=out,
+                stderr=err,
+                env=child_env,
+                cwd=cwd,
+                start_new_session=True,
+            )
+        except OSError as e:
+            return result("failed", None, None, [], f"could not start {argv[0]!r}: {e}", None)
+
+    watcher = _MetricWatcher(wandb_dir, run_id, metric, older_logs, on_metric)
+    deadline = None if timeout is None else started + timeout
+    try:
+        stop_reason = _supervise(child, watcher, should_stop, deadline, grace, poll_interval)
+    except BaseException as e:
+        # a callback raised, or the agent got Ctrl-C (the child, in its own session, did not):
+        # never leave the program running behind us
+        signum = signal.SIGINT if isinstance(e, KeyboardInterrupt) else signal.SIGTERM
+        _end_group(child, signum, grace)
+        raise
+    if stop_reason and stop_reason[0] == "timeout":
+        stop_reason = ("timeout", f"killed after the trial timeout of {timeout:g} s")
+
+    watcher.poll(child_running=False)
+    tracker, run_dir = watcher.tracker, watcher.run_dir
+    code = child.returncode
+    if stop_reason:
+        status, message = stop_reason
+        return result(status, code, tracker.final, tracker.history, message, run_dir)
+    if code != 0:
+        message = f"program exited with code {code}" + _stderr_tail(stderr_path)
+        return result("failed", code, tracker.final, tracker.history, message, run_dir)
+    if watcher.error:
+        return result("failed", code, None, tracker.history, watcher.error, run_dir)
+    if run_dir is None:
+        message = (
+            f"the program exited 0 but no wandb run {run_id!r} appeared under "
+            f"{wandb_dir / 'wandb'} (does it call wandb.init(), without dir= or "
+            f"mode='disabled'?)"
+        )
+        return result("failed", code, None, [], message, None)
+    if tracker.final is None:
+        return result("failed", code, None, tracker.history, tracker.missing_message(), run_dir)
+    return result("completed", code, tracker.final, tracker.history, "completed", run_dir)
+
+
+def _supervise(
+    child: subprocess.Popen,
+    watcher: _MetricWatcher,
+    should_stop: Callable[[], int | None] | None,
+    deadline: float | None,
+    grace: float,
+    poll_interval: float,
+) -> tuple[Status, str] | None:
+    """Wait for the child, polling metrics and stop requests; why it was stopped, if it was."""
+    while True:
+        try:
+            child.wait(timeout=poll_interval)
+            return None
+        except subprocess.TimeoutExpired:
+            pass
+        if watcher.poll(child_running=True):
+            _end_group(child, signal.SIGTERM, grace)
+            return ("stopped", "stopped early by the pruner (on_metric)")
+        if should_stop is not None and (signum := should_stop()):
+            _end_group(child, signum, grace)
+            return ("interrupted", f"interrupted by {signal.Signals(signum).name}")
+        if deadline is not None and time.monotonic() > deadline:
+            _end_group(child, signal.SIGTERM, grace)
+            return ("timeout", "killed after the trial timeout")
+
+
+class _MetricWatcher:
+    """Finds the child's run log once it appears and feeds new records to a MetricTracker."""
+
+    def __init__(
+        self,
+        wandb_dir: Path,
+        run_id: str,
+        metric: str,
+        ignore: set[Path],
+        on_metric: Callable[[int, float], bool] | None,
+    ):
+        self.wandb_dir, self.run_id, self.ignore = wandb_dir, run_id, ignore
+        self.on_metric = on_metric
+        self.tracker = MetricTracker(metric)
+        self.reader: TransactionLogReader | None = None
+        self.run_dir: Path | None = None
+        self.error: str | None = None
+
+    def poll(self, child_running: bool) -> bool:
+        """Read what is new; True if ``on_metric`` asked to stop while the child runs."""
+        if self.error:
+            return False
+        if self.reader is None:
+            log = find_run_log(self.wandb_dir, self.run_id, self.ignore)
+            if log is None:
+                return False
+            self.reader, self.run_dir = TransactionLogReader(log), log.parent
+        try:
+            records = self.reader.read_new()
+        except (OSError, TransactionLogError) as e:
+            self.error = f"could not read the wandb run log: {e}"
+            return False
+        stop = False
+        for record in records:
+            for value in self.tracker.feed(record):
+                index = len(self.tracker.history) - 1
+                # keep reporting after a stop request: every value is reported exactly once
+                if self.on_metric is not None and self.on_metric(index, value) and child_running:
+                    stop = True
+        return stop
+
+
+def _child_env(
+    env: Mapping[str, str] | None,
+    sweep_id: str,
+    run_id: str,
+    trial_dir: Path,
+    project: str | None,
+    entity: str | None,
+    poll_interval: float,
+) -> dict[str, str]:
+    child = dict(os.environ)
+    child.pop("WANDB_SERVICE", None)
+    child.pop("WANDB_MODE", None)
+    child.update(env or {})
+    child.setdefault("WANDB_MODE", "offline")
+    # wandb-core flushes the run's .wandb file every 15 s (or per 32 KiB): too late to see
+    # per-epoch values while the program runs, so ask for a flush every poll.
+    child.setdefault(FLUSH_INTERVAL_VAR, f"{max(poll_interval, 0.2):g}")
+    child.setdefault("WANDB_DIR", str(trial_dir.resolve()))
+    child["WANDB_DIR"] = str(Path(child["WANDB_DIR"]).resolve())  # the child may chdir
+    child["WANDB_SWEEP_ID"] = sweep_id
+    child["WANDB_RUN_ID"] = run_id
+    if project:
+        child["WANDB_PROJECT"] = project
+    if entity:
+        child["WANDB_ENTITY"] = entity
+    return child
+
+
+def _kill_grace(kill_grace: float | None, env: Mapping[str, str]) -> float:
+    if kill_grace is not None:
+        return kill_grace
+    with contextlib.suppress(KeyError, ValueError):
+        return float(env["WANDB_AGENT_KILL_DELAY"])
+    return DEFAULT_KILL_GRACE
+
+
+def _end_group(child: subprocess.Popen, signum: int, grace: float) -> None:
+    """Send ``signum`` to the child's process group; SIGKILL whatever is left after ``grace``."""
+    pgid = child.pid  # start_new_session: the child leads its own group
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(pgid, signum)
+    deadline = time.monotonic() + grace
+    with contextlib.suppress(subprocess.TimeoutExpired):
+        child.wait(timeout=max(0.0, deadline - time.monotonic()))
+    # the leader may be gone while its children (dataloader workers, ...) linger
+    while _group_alive(pgid) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(pgid, signal.SIGKILL)
+    child.wait()
+
+
+def _group_alive(pgid: int) -> bool:
+    try:
+        os.killpg(pgid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def _stderr_tail(path: Path, lines: int = STDERR_TAIL_LINES) -> str:
+    try:
+        with open(path, "rb") as f:
+            f.seek(max(0, os.path.getsize(path) - 8192))
+            text = f.read().decode("utf-8", errors="replace")
+    except OSError:
+        return ""
+    tail = [line for line in text.splitlines() if line.strip()][-lines:]
+    return ("; stderr ends with:\n" + "\n".join("  " + line for line in tail)) if tail else ""
