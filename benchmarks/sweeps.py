@@ -1,0 +1,269 @@
+"""Sweep engine benchmarks, printed side by side with baselines measured in the same run.
+
+(a) Agent bookkeeping per trial (claim, params, heartbeat thread, result, state — everything but
+    the objective) on each storage, next to plain Optuna ``study.optimize`` on the same storage;
+    and trials/s with 1, 2 and 4 agent *processes* sharing one grid.
+(b) Sample efficiency: trials until within 1% of the optimum of Branin (and Hartmann-6 without
+    --quick), expctl bayes vs expctl random vs plain Optuna TPE and GP, over N seeds, with the
+    time per suggestion; and expctl bayes with 4 agents in flight (asynchronous, interleaved).
+
+    python benchmarks/sweeps.py --quick               # a few minutes on 2 cores
+    python benchmarks/sweeps.py --postgres postgresql://user@host/db
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from expctl.sweeps.agent import run_agent
+from expctl.sweeps.engine import Claim, create_sweep, open_sweep
+from expctl.sweeps.spec import parse_spec
+from expctl.sweeps.storage import quiet_optuna
+
+
+def noop(ctx: Any) -> float:
+    return 0.0
+
+
+# -- (a) bookkeeping -------------------------------------------------------------------------------
+
+
+def storages(tmp: Path, postgres: str | None) -> dict[str, str]:
+    urls = {"journal (default)": str(tmp / "a.journal"), "sqlite": f"sqlite:///{tmp / 'a.db'}"}
+    if postgres:
+        urls["postgresql"] = postgres
+    return urls
+
+
+def agent_overhead(url: str, method: str, n: int) -> float:
+    """Seconds per trial of run_agent with an objective that does nothing."""
+    if method == "grid":
+        spec = parse_spec({"method": "grid", "metric": {"name": "loss"},
+                           "parameters": {"x": {"values": list(range(n))}}})
+    else:
+        spec = parse_spec({"method": "random", "run_cap": n, "metric": {"name": "loss"},
+                           "parameters": {"x": {"min": 0.0, "max": 1.0},
+                                          "y": {"values": ["a", "b"]}}})
+    info = create_sweep(spec, storage=url)
+    start = time.perf_counter()
+    summary = run_agent(info.id, storage=url, objective=noop, handle_signals=False)
+    elapsed = time.perf_counter() - start
+    assert summary.count("complete") == n, summary.reason
+    return elapsed / n
+
+
+def optuna_baseline(url: str, n: int) -> float:
+    """Plain Optuna: study.optimize with a trivial objective, random sampler, same storage."""
+    import optuna
+
+    from expctl.sweeps.storage import open_storage
+
+    handle = open_storage(url)
+    study = optuna.create_study(storage=handle.storage,
+                                sampler=optuna.samplers.RandomSampler(seed=0))
+    start = time.perf_counter()
+    study.optimize(lambda t: t.suggest_float("x", 0, 1) * 0 + (t.suggest_categorical(
+        "y", ["a", "b"]) == "a"), n_trials=n)
+    return (time.perf_counter() - start) / n
+
+
+def worker(sweep_id: str, url: str) -> None:
+    """One agent process for the throughput measurement: prints its first/last timestamps."""
+    start = time.time()
+    summary = run_agent(sweep_id, storage=url, objective=noop, handle_signals=False)
+    print(json.dumps({"start": start, "end": time.time(), "n": summary.count("complete")}))
+
+
+def throughput(url: str, agents: int, n: int) -> tuple[float, int]:
+    spec = parse_spec({"method": "grid", "metric": {"name": "loss"},
+                       "parameters": {"x": {"values": list(range(n))}}})
+    info = create_sweep(spec, storage=url)
+    procs = [subprocess.Popen([sys.executable, __file__, "--worker", info.id, url],
+                              stdout=subprocess.PIPE, text=True) for _ in range(agents)]
+    reports = [json.loads(p.communicate()[0].strip().splitlines()[-1]) for p in procs]
+    total = sum(r["n"] for r in reports)
+    span = max(r["end"] for r in reports) - min(r["start"] for r in reports)
+    return total / span, total
+
+
+def bench_bookkeeping(args: argparse.Namespace) -> None:
+    n = 100 if args.quick else 400
+    print(f"\n(a) agent bookkeeping per trial, no-op objective, {n} trials "
+          "(baseline: plain Optuna study.optimize, same storage)")
+    print(f"{'storage':<20}{'grid ms':>10}{'random ms':>11}{'optuna ms':>11}{'random/optuna':>15}")
+    with tempfile.TemporaryDirectory() as tmp:
+        for name, url in storages(Path(tmp), args.postgres).items():
+            grid_s = agent_overhead(url, "grid", n)
+            random_s = agent_overhead(url, "random", n)
+            base_s = optuna_baseline(url, n)
+            print(f"{name:<20}{grid_s * 1e3:>10.1f}{random_s * 1e3:>11.1f}{base_s * 1e3:>11.1f}"
+                  f"{random_s / base_s:>14.2f}x")
+    m = 200 if args.quick else 800
+    print(f"\n    trials/s with agent processes sharing a {m}-point grid (exactly once)")
+    print(f"{'storage':<20}{'1 agent':>10}{'2 agents':>10}{'4 agents':>10}")
+    with tempfile.TemporaryDirectory() as tmp:
+        for name, url in storages(Path(tmp), args.postgres).items():
+            rates = []
+            for k in (1, 2, 4):
+                rate, total = throughput(url, k, m)
+                assert total == m, (name, k, total)
+                rates.append(rate)
+            print(f"{name:<20}" + "".join(f"{r:>10.0f}" for r in rates))
+
+
+# -- (b) sample efficiency -----------------------------------------------------------------------
+
+
+def branin(p: dict[str, float]) -> float:
+    x1, x2 = p["x1"], p["x2"]
+    b, c, r, s, t = 5.1 / (4 * math.pi**2), 5 / math.pi, 6.0, 10.0, 1 / (8 * math.pi)
+    return (x2 - b * x1**2 + c * x1 - r) ** 2 + s * (1 - t) * math.cos(x1) + s
+
+
+HA = np.array([[10, 3, 17, 3.5, 1.7, 8], [0.05, 10, 17, 0.1, 8, 14],
+               [3, 3.5, 1.7, 10, 17, 8], [17, 8, 0.05, 10, 0.1, 14]])
+HP = 1e-4 * np.array([[1312, 1696, 5569, 124, 8283, 5886], [2329, 4135, 8307, 3736, 1004, 9991],
+                      [2348, 1451, 3522, 2883, 3047, 6650], [4047, 8828, 8732, 5743, 1091, 381]])
+HALPHA = np.array([1.0, 1.2, 3.0, 3.2])
+
+
+def hartmann6(p: dict[str, float]) -> float:
+    x = np.array([p[f"x{i}"] for i in range(6)])
+    return float(-np.sum(HALPHA * np.exp(-np.sum(HA * (x - HP) ** 2, axis=1))))
+
+
+PROBLEMS: dict[str, tuple[Callable, dict, float]] = {
+    "branin": (branin, {"x1": (-5.0, 10.0), "x2": (0.0, 15.0)}, 0.397887),
+    "hartmann6": (hartmann6, {f"x{i}": (0.0, 1.0) for i in range(6)}, -3.32237),
+}
+
+
+def reached(value: float, optimum: float) -> bool:
+    return value - optimum <= 0.01 * abs(optimum)
+
+
+def expctl_run(problem: str, method: str, seed: int, budget: int, parallel: int = 1
+               ) -> tuple[int | None, float]:
+    """Trials until within 1%, and mean seconds per suggestion, through expctl's engine.
+
+    ``parallel`` > 1 keeps that many trials in flight (claimed, not yet told) like asynchronous
+    agents do: each step tells the oldest and claims a new one.
+    """
+    fn, space, optimum = PROBLEMS[problem]
+    spec = parse_spec({"method": method, "metric": {"name": "f", "goal": "minimize"},
+                       "parameters": {k: {"min": lo, "max": hi} for k, (lo, hi) in space.items()}})
+    with tempfile.TemporaryDirectory() as tmp:
+        url = str(Path(tmp) / "b.journal")
+        info = create_sweep(spec, storage=url)
+        sweep = open_sweep(info.id, url, seed=seed)
+        in_flight: list[Claim] = []
+        suggest_time, told = 0.0, 0
+        while told < budget:
+            while len(in_flight) < parallel:
+                t0 = time.perf_counter()
+                claim = sweep.claim("bench")
+                suggest_time += time.perf_counter() - t0
+                assert isinstance(claim, Claim)
+                in_flight.append(claim)
+            claim = in_flight.pop(0)
+            value = fn(claim.params)
+            sweep.finish(claim, "complete", value)
+            told += 1
+            if reached(value, optimum):
+                return told, suggest_time / (told + len(in_flight))
+        return None, suggest_time / (told + len(in_flight))
+
+
+def optuna_run(problem: str, sampler_name: str, seed: int, budget: int) -> tuple[int | None, float]:
+    import optuna
+
+    fn, space, optimum = PROBLEMS[problem]
+    sampler = (optuna.samplers.TPESampler(seed=seed) if sampler_name == "tpe"
+               else optuna.samplers.GPSampler(seed=seed))
+    study = optuna.create_study(sampler=sampler)
+    suggest_time = 0.0
+    for n in range(1, budget + 1):
+        t0 = time.perf_counter()
+        trial = study.ask()
+        params = {k: trial.suggest_float(k, lo, hi) for k, (lo, hi) in space.items()}
+        suggest_time += time.perf_counter() - t0
+        value = fn(params)
+        study.tell(trial, value)
+        if reached(value, optimum):
+            return n, suggest_time / n
+    return None, suggest_time / budget
+
+
+def summarise(results: list[tuple[int | None, float]], budget: int) -> str:
+    counts = [n if n is not None else math.inf for n, _ in results]
+    median = statistics.median(counts)
+    hit = sum(1 for n, _ in results if n is not None)
+    med = f">{budget}" if math.isinf(median) else f"{median:g}"
+    ms = statistics.mean(t for _, t in results) * 1e3
+    return f"{med:>8}  {hit:>3}/{len(results):<3} {ms:>9.1f}"
+
+
+def bench_efficiency(args: argparse.Namespace) -> None:
+    seeds = range(args.seeds)
+    problems = ["branin"] if args.quick else ["branin", "hartmann6"]
+    print(f"\n(b) trials to reach 1% of the optimum (median over {args.seeds} seeds; "
+          "'>N' = not reached within the budget), ms per suggestion")
+    print(f"{'problem':<11}{'method':<34}{'median':>8}  {'hit':>7} {'ms/sugg':>9}")
+    for problem in problems:
+        gp_budget = 60 if problem == "branin" else 100
+        rows: list[tuple[str, int, Callable[[int], tuple[int | None, float]]]] = [
+            ("expctl bayes (GP), 1 agent", gp_budget,
+             lambda s, p=problem, b=gp_budget: expctl_run(p, "bayes", s, b)),
+            ("expctl bayes (GP), 4 in flight", gp_budget,
+             lambda s, p=problem, b=gp_budget: expctl_run(p, "bayes", s, b, parallel=4)),
+            ("optuna GPSampler (baseline)", gp_budget,
+             lambda s, p=problem, b=gp_budget: optuna_run(p, "gp", s, b)),
+            ("optuna TPESampler (baseline)", 300,
+             lambda s, p=problem: optuna_run(p, "tpe", s, 300)),
+            ("expctl random", 1000, lambda s, p=problem: expctl_run(p, "random", s, 1000)),
+        ]
+        for label, budget, run in rows:
+            t0 = time.perf_counter()
+            results = [run(seed) for seed in seeds]
+            print(f"{problem:<11}{label:<34}{summarise(results, budget)}   "
+                  f"({time.perf_counter() - t0:.0f} s)", flush=True)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--quick", action="store_true", help="fewer trials, Branin only")
+    parser.add_argument("--seeds", type=int, default=10)
+    parser.add_argument("--postgres", default=os.environ.get("EXPCTL_TEST_POSTGRES_URL"),
+                        help="also measure a PostgreSQL storage at this URL")
+    parser.add_argument("--only", choices=["a", "b"], help="run one part")
+    parser.add_argument("--worker", nargs=2, metavar=("SWEEP_ID", "URL"), help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    quiet_optuna()
+    os.environ.setdefault("OMP_NUM_THREADS", "1")
+    if args.worker:
+        worker(*args.worker)
+        return
+    if args.only in (None, "a"):
+        bench_bookkeeping(args)
+    if args.only in (None, "b"):
+        bench_efficiency(args)
+
+
+if __name__ == "__main__":
+    main()

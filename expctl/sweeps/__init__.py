@@ -1,0 +1,14 @@
+"""W&B-compatible sweeps on Optuna storages, with no server.
+
+* :mod:`expctl.sweeps.spec` — W&B's sweep YAML → a validated :class:`SweepSpec`
+  (all problems at once).
+* :mod:`expctl.sweeps.distributions` — every W&B distribution as an Optuna distribution in a
+  bounded *latent* space plus a deterministic transform.
+* :mod:`expctl.sweeps.grid` — W&B's grid semantics (points, de-duplication, run_cap).
+* :mod:`expctl.sweeps.storage` — storage URLs (journal file by default, SQLite, PostgreSQL, ...).
+* :mod:`expctl.sweeps.engine` — a sweep = one Optuna study; exactly-once claims, heartbeats,
+  dead-agent recovery, run_cap, target, status.
+* :mod:`expctl.sweeps.hyperband` — W&B's hyperband early termination as an Optuna pruner.
+* :mod:`expctl.sweeps.agent` — claim → run → tell until done; the trainer objective.
+* :mod:`expctl.sweeps.multirun` — Hydra-style ``expctl run -m a=1,2 b=x,y`` as a local grid sweep.
+"""

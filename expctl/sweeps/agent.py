@@ -1,0 +1,586 @@
+"""The sweep agent: claim a trial → run it → record the result, until the sweep says stop.
+
+Trials of sweeps without ``program`` run expctl's trainer **in this process**: a child process
+would pay ~3 s to import torch (plus ~1 s for wandb) per trial, while the bookkeeping target is
+≤ 50 ms per trial; isolation comes from a fresh run directory, a freshly composed config and the
+trainer's own cleanup (``wandb.finish`` in ``finally``). Sweeps with ``program`` run the user's
+script through :func:`expctl.sweeps.program.run_program_trial` (the next sweeps issue).
+
+An *objective* is any ``Callable[[TrialContext], TrialOutcome | float | dict]``: tests and
+benchmarks plug in pure-Python ones, and ``expctl sweep agent --objective module:function`` does
+the same from the command line.
+
+Signals: SIGTERM/SIGINT stop the running trial at its next step (``ctx.should_stop()``), the
+trial is failed and its parameters re-queued for another agent, and :class:`Interrupted` is
+raised (exit 143/130). A second signal interrupts at once (same re-queue).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import importlib
+import math
+import signal
+import threading
+import time
+import traceback
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from expctl.config import ConfigSource
+from expctl.errors import ExpctlError, Interrupted, NotImplementedYet, RuntimeFailure, UsageError
+from expctl.sweeps.engine import Claim, Sweep, agent_name, open_sweep
+from expctl.sweeps.spec import SweepSpec
+from expctl.sweeps.storage import StorageHandle
+
+STATUSES = ("completed", "failed", "interrupted", "stopped", "pruned")
+
+
+@dataclass
+class TrialContext:
+    """Everything an objective needs to run one trial."""
+
+    sweep_id: str
+    number: int
+    params: dict[str, Any]  # the sampled W&B values, by dotted name
+    overrides: list[str]  # Hydra overrides: the agent's base overrides, then the sampled ones
+    spec: SweepSpec
+    config_dir: Path | None
+    config_name: str
+    run_name: str  # run directories go under runs/<run_name>/
+    report: Callable[[int, dict[str, float]], bool]  # (epoch, metrics) -> True: stop (pruned)
+    should_stop: Callable[[], int | None]  # a signal number once the agent must stop
+    retry_of: int | None = None
+
+    @property
+    def metric(self) -> str | None:
+        return self.spec.metric.name if self.spec.metric else None
+
+
+@dataclass
+class TrialOutcome:
+    """What a trial produced. ``value`` defaults to ``metrics[metric.name]``."""
+
+    status: str  # completed | failed | interrupted | stopped | pruned
+    metrics: dict[str, float] = field(default_factory=dict)
+    run_dir: str | None = None
+    message: str | None = None
+    value: float | None = None
+
+
+Objective = Callable[[TrialContext], "TrialOutcome | float | dict[str, float]"]
+
+
+@dataclass
+class TrialRecord:
+    number: int
+    status: str  # complete | pruned | failed | requeued | lost
+    params: dict[str, Any]
+    overrides: list[str]
+    value: float | None
+    run_dir: str | None
+    seconds: float
+    message: str | None = None
+    metrics: dict[str, float] = field(default_factory=dict)
+
+
+@dataclass
+class AgentSummary:
+    sweep_id: str
+    reason: str = ""
+    trials: list[TrialRecord] = field(default_factory=list)
+    recovered: list[tuple[int, int]] = field(default_factory=list)  # (dead trial, its re-run)
+
+    def count(self, status: str) -> int:
+        return sum(1 for t in self.trials if t.status == status)
+
+
+# -- objectives -----------------------------------------------------------------------------------
+
+
+def load_objective(dotted: str) -> Objective:
+    """``package.module:function`` → the function (for ``--objective``)."""
+    module_name, _, attr = dotted.partition(":")
+    if not module_name or not attr:
+        raise UsageError(
+            f"--objective {dotted!r} is not MODULE:FUNCTION",
+            hint="e.g. --objective mypkg.objectives:branin",
+        )
+    try:
+        module = importlib.import_module(module_name)
+    except ImportError as e:
+        raise UsageError(
+            f"cannot import {module_name!r} for --objective: {e}",
+            hint="put the module on PYTHONPATH",
+        ) from e
+    fn = getattr(module, attr, None)
+    if not callable(fn):
+        raise UsageError(
+            f"{module_name} has no function {attr!r}",
+            hint="--objective MODULE:FUNCTION names a callable(ctx)",
+        )
+    return fn
+
+
+def trainer_objective(ctx: TrialContext, *, quiet: bool = True) -> TrialOutcome:
+    """Run expctl's trainer in-process on the composed config with the trial's overrides."""
+    from expctl.config import compose_config
+    from expctl.rundir import create_run_dir
+
+    try:
+        from expctl.train import train
+    except ImportError as e:
+        raise NotImplementedYet("training sweep trials (expctl.train, issue 3)") from e
+    run_dir = create_run_dir(ctx.run_name)
+    try:
+        cfg = compose_config(
+            ConfigSource(ctx.config_dir, ctx.config_name, tuple(ctx.overrides)), run_dir=run_dir
+        )
+    except ExpctlError:
+        run_dir.rmdir()  # still empty: leave no trace of a trial that never started
+        raise
+    pruned = False
+
+    def on_epoch(epoch: int, metrics: dict[str, float]) -> bool:
+        nonlocal pruned
+        if ctx.metric and ctx.metric in metrics and ctx.report(epoch, metrics):
+            pruned = True
+        return pruned
+
+    try:
+        result = train(
+            cfg,
+            run_dir=run_dir,
+            overrides=list(ctx.overrides),
+            callbacks=[on_epoch],
+            quiet=quiet,
+            handle_signals=False,
+            wandb_group=ctx.sweep_id,
+            should_stop=ctx.should_stop,
+        )
+    except Interrupted:
+        raise
+    except (
+        ExpctlError
+    ) as e:  # training failed (NaN loss, OOM, ...): a failed trial, not an agent crash
+        partial = getattr(e, "result", None)
+        return TrialOutcome(
+            "failed",
+            metrics=_numbers(getattr(partial, "final_metrics", {})),
+            run_dir=str(run_dir),
+            message=str(e).splitlines()[0],
+        )
+    status = str(result.status)
+    if pruned and status in ("stopped", "completed"):
+        status = "pruned"
+    return TrialOutcome(
+        status=status, metrics=_numbers(result.final_metrics), run_dir=str(result.run_dir)
+    )
+
+
+def _numbers(metrics: dict[str, Any] | None) -> dict[str, float]:
+    return {
+        k: float(v)
+        for k, v in (metrics or {}).items()
+        if isinstance(v, int | float) and not isinstance(v, bool)
+    }
+
+
+_PROGRAM_STATUS = {
+    "completed": "completed",
+    "failed": "failed",
+    "interrupted": "interrupted",
+    "stopped": "pruned",
+    "timeout": "failed",
+}
+
+
+def program_objective(ctx: TrialContext) -> TrialOutcome:
+    """``program:`` sweeps: the user's script, unmodified, via :mod:`expctl.sweeps.program`."""
+    from expctl.rundir import create_run_dir
+    from expctl.sweeps.engine import new_sweep_id
+
+    try:
+        from expctl.sweeps.program import run_program_trial
+    except ImportError as e:
+        raise NotImplementedYet("running `program:` sweeps (issue 5)") from e
+    run_dir = create_run_dir(ctx.run_name)
+    metric = ctx.metric
+
+    def on_metric(index: int, value: float) -> bool:
+        return bool(metric) and ctx.report(index, {metric: value})  # type: ignore[dict-item]
+
+    spec = ctx.spec
+    result = run_program_trial(
+        spec.program or "",
+        list(spec.command) if spec.command else None,
+        ctx.params,
+        metric=metric or "",
+        sweep_id=ctx.sweep_id,
+        run_id=new_sweep_id(),
+        trial_dir=run_dir,
+        on_metric=on_metric,
+        should_stop=ctx.should_stop,
+        parameters_spec=spec.raw.get("parameters"),
+        project=spec.project,
+        entity=spec.entity,
+    )
+    metrics = {metric: result.value} if metric and result.value is not None else {}
+    return TrialOutcome(
+        _PROGRAM_STATUS.get(result.status, "failed"),
+        metrics=metrics,
+        run_dir=str(run_dir),
+        message=result.message or None,
+        value=result.value,
+    )
+
+
+def default_objective(spec: SweepSpec) -> Objective:
+    return program_objective if spec.program else trainer_objective
+
+
+def _as_outcome(raw: Any, metric: str | None) -> TrialOutcome:
+    if isinstance(raw, TrialOutcome):
+        return raw
+    if isinstance(raw, dict):
+        return TrialOutcome("completed", metrics={k: float(v) for k, v in raw.items()})
+    if isinstance(raw, int | float):
+        return TrialOutcome("completed", metrics={metric or "value": float(raw)}, value=float(raw))
+    raise TypeError(
+        f"an objective returns TrialOutcome, a float or a dict, not {type(raw).__name__}"
+    )
+
+
+# -- signals and heartbeats -----------------------------------------------------------------------
+
+
+class _Signals:
+    """First SIGTERM/SIGINT: stop after the current step. Second: interrupt now."""
+
+    def __init__(self, install: bool):
+        self.signum: int | None = None
+        self._previous: dict[int, Any] = {}
+        if install and threading.current_thread() is threading.main_thread():
+            for sig in (signal.SIGTERM, signal.SIGINT):
+                self._previous[sig] = signal.signal(sig, self._handle)
+
+    def _handle(self, signum: int, frame: Any) -> None:
+        if self.signum is not None:
+            raise Interrupted(self.signum, "interrupted again: stopping now")
+        self.signum = signum
+
+    def restore(self) -> None:
+        for sig, handler in self._previous.items():
+            signal.signal(sig, handler)
+
+
+class _Heartbeat(threading.Thread):
+    """Refreshes the running trial's heartbeat so other agents know this one is alive."""
+
+    def __init__(self, sweep: Sweep, interval: float):
+        super().__init__(name="expctl-heartbeat", daemon=True)
+        self.sweep = sweep
+        self.interval = interval
+        self.trial_id: int | None = None
+        self._stop_event = threading.Event()
+
+    def run(self) -> None:
+        while not self._stop_event.wait(self.interval):
+            trial_id = self.trial_id
+            if trial_id is not None:
+                # a storage hiccup must not kill the trial; the next beat retries
+                with contextlib.suppress(Exception):
+                    self.sweep.heartbeat(trial_id)
+
+    def stop(self) -> None:
+        self._stop_event.set()
+
+
+# -- the loop -------------------------------------------------------------------------------------
+
+
+class _FlapGuard:
+    """W&B's rule: stop after ``burst`` failures within ``window`` s, or when failures reach
+    ``initial`` without outnumbering successes."""
+
+    def __init__(self, burst: int = 3, window: float = 60.0, initial: int = 5):
+        self.burst, self.window, self.initial = burst, window, initial
+        self.failures: list[float] = []
+        self.successes = 0
+
+    def record(self, ok: bool) -> str | None:
+        if ok:
+            self.successes += 1
+            return None
+        now = time.monotonic()
+        self.failures.append(now)
+        recent = [t for t in self.failures if now - t <= self.window]
+        if len(recent) >= self.burst:
+            return f"{len(recent)} trials failed within {self.window:g} s"
+        if len(self.failures) >= self.initial and len(self.failures) >= self.successes:
+            return f"{len(self.failures)} trials failed and only {self.successes} succeeded"
+        return None
+
+
+def run_agent(
+    sweep_id: str,
+    *,
+    storage: str | StorageHandle | None = None,
+    count: int | None = None,
+    config_source: ConfigSource | None = None,
+    objective: Objective | None = None,
+    stale_after: float = 60.0,
+    heartbeat_interval: float | None = None,
+    wait: bool = True,
+    handle_signals: bool = True,
+    on_event: Callable[[str], None] | None = None,
+    seed: int | None = None,
+    flap_guard: tuple[int, float, int] = (3, 60.0, 5),
+) -> AgentSummary:
+    """Run trials of ``sweep_id`` until ``count`` trials ran here, or the sweep is done/stopped.
+
+    ``config_source`` overrides the config dir/name stored with the sweep and adds base
+    overrides (the sampled ones come after and win). ``stale_after``: seconds without a heartbeat
+    after which another agent's RUNNING trial is considered dead, failed and re-queued.
+    ``wait``: when nothing is left to claim but other agents still run trials, keep polling (so a
+    trial whose agent dies is re-run here) instead of exiting.
+    Raises :class:`Interrupted` on SIGTERM/SIGINT (after re-queueing the trial) and
+    :class:`RuntimeFailure` when the flapping guard trips.
+    """
+    emit = on_event or (lambda message: None)
+    sweep = open_sweep(sweep_id, storage, seed=seed)
+    spec = sweep.spec
+    objective = objective or default_objective(spec)
+    interval = heartbeat_interval or max(0.1, min(5.0, stale_after / 4))
+    poll = max(0.1, min(2.0, stale_after / 4))
+    agent = agent_name()
+    summary = AgentSummary(sweep_id)
+    guard = _FlapGuard(*flap_guard)
+    signals = _Signals(handle_signals)
+    heart = _Heartbeat(sweep, interval)
+    heart.start()
+    waiting_said = False
+    try:
+        while count is None or len(summary.trials) < count:
+            if signals.signum is not None:
+                name = signal.Signals(signals.signum).name
+                raise Interrupted(
+                    signals.signum,
+                    f"agent interrupted by {name} between trials (no trial was running)",
+                    hint=f"start an agent again to continue: expctl sweep agent {sweep.id}",
+                )
+            for dead, rerun in sweep.reap_stale(stale_after):
+                summary.recovered.append((dead, rerun))
+                emit(
+                    f"trial {dead}: its agent stopped heartbeating for > {stale_after:g} s; "
+                    f"re-queued as trial {rerun}"
+                )
+            claim = sweep.claim(agent)
+            if claim == "wait":
+                if not wait:
+                    summary.reason = "nothing left to claim (other agents are still running trials)"
+                    break
+                if not waiting_said:
+                    emit(
+                        "nothing left to claim; waiting for the running trials of other agents "
+                        "(their trials come back here if an agent dies)"
+                    )
+                    waiting_said = True
+                time.sleep(poll)
+                continue
+            if isinstance(claim, str):
+                summary.reason = _reason(claim, sweep)
+                break
+            waiting_said = False
+            record = _run_trial(sweep, claim, objective, config_source, signals, heart, emit)
+            summary.trials.append(record)
+            if record.status == "requeued":
+                signum = signals.signum or signal.SIGTERM
+                raise Interrupted(
+                    signum,
+                    f"agent interrupted by {signal.Signals(signum).name}; {record.message}",
+                    hint=f"start an agent again to continue: expctl sweep agent {sweep.id}",
+                )
+            trip = guard.record(record.status != "failed")
+            if trip:
+                raise RuntimeFailure(
+                    f"agent stopped: {trip} (last: trial {record.number}: {record.message})",
+                    hint="fix the failure above (see the trial's run dir), then restart the agent",
+                )
+        else:
+            summary.reason = f"ran --count {count} trials"
+    finally:
+        heart.stop()
+        signals.restore()
+    return summary
+
+
+def _reason(claim: str, sweep: Sweep) -> str:
+    if claim == "stopped":
+        return "the sweep was stopped (expctl sweep stop)"
+    attrs = sweep.handle.storage.get_study_user_attrs(sweep.study_id)
+    return f"the sweep is finished ({attrs.get('expctl:finished_reason') or 'done'})"
+
+
+def _run_trial(
+    sweep: Sweep,
+    claim: Claim,
+    objective: Objective,
+    config_source: ConfigSource | None,
+    signals: _Signals,
+    heart: _Heartbeat,
+    emit: Callable[[str], None],
+) -> TrialRecord:
+    spec = sweep.spec
+    info = sweep.info
+    # the sweep's stored overrides (multirun), then the agent's --set ones, then the sampled ones
+    base = [*info.overrides, *(config_source.overrides if config_source else ())]
+    overrides = [*base, *claim.overrides(info.raw_keys)]
+    config_dir = (
+        config_source.config_dir
+        if config_source and config_source.config_dir
+        else (Path(info.config_dir) if info.config_dir else None)
+    )
+    config_name = (
+        config_source.config_name
+        if config_source and config_source.config_name != "config"
+        else info.config_name
+    )
+    metric = spec.metric.name if spec.metric else None
+
+    def report(epoch: int, metrics: dict[str, float]) -> bool:
+        value = metrics.get(metric) if metric else None
+        if value is None:
+            return False
+        return sweep.report(claim, int(epoch), float(value))
+
+    ctx = TrialContext(
+        sweep_id=sweep.id,
+        number=claim.number,
+        params=claim.params,
+        overrides=overrides,
+        spec=spec,
+        config_dir=config_dir,
+        config_name=config_name,
+        run_name=spec.name or f"sweep-{sweep.id}",
+        report=report,
+        should_stop=lambda: signals.signum,
+        retry_of=claim.retry_of,
+    )
+    shown = " ".join(claim.overrides(info.raw_keys)) or "(no parameters)"
+    retry = f" (re-run of trial {claim.retry_of})" if claim.retry_of is not None else ""
+    emit(f"trial {claim.number}{retry}: {shown}")
+    heart.trial_id = claim.trial_id
+    started = time.monotonic()
+    try:
+        try:
+            outcome = _as_outcome(objective(ctx), metric)
+        finally:
+            heart.trial_id = None
+    except NotImplementedYet:
+        sweep.requeue(claim)
+        raise
+    except (Interrupted, KeyboardInterrupt) as e:
+        # the trainer stops at a step boundary and raises; a second signal lands here directly
+        signum = getattr(e, "signum", signal.SIGINT)
+        partial_dir = getattr(getattr(e, "result", None), "run_dir", None)
+        run_dir = str(partial_dir) if partial_dir else None
+        rerun = sweep.requeue(claim, {"run_dir": run_dir})
+        emit(f"trial {claim.number}: interrupted; re-queued as trial {rerun}")
+        raise Interrupted(
+            signum,
+            f"agent interrupted by {signal.Signals(signum).name}; "
+            f"trial {claim.number} re-queued as trial {rerun}",
+            hint=f"start an agent again to continue: expctl sweep agent {sweep.id}",
+        ) from None
+    except ExpctlError as e:
+        outcome = TrialOutcome("failed", message=str(e).splitlines()[0])
+    except Exception as e:
+        last = traceback.extract_tb(e.__traceback__)[-1:]
+        where = f" at {last[0].filename}:{last[0].lineno}" if last else ""
+        outcome = TrialOutcome("failed", message=f"{type(e).__name__}: {e}{where}")
+    except BaseException:
+        sweep.requeue(claim)  # SystemExit & co: never leave the point RUNNING
+        raise
+    seconds = time.monotonic() - started
+    return _record(sweep, claim, outcome, overrides, seconds, signals, emit)
+
+
+def _record(
+    sweep: Sweep,
+    claim: Claim,
+    outcome: TrialOutcome,
+    overrides: list[str],
+    seconds: float,
+    signals: _Signals,
+    emit: Callable[[str], None],
+) -> TrialRecord:
+    metric = sweep.spec.metric.name if sweep.spec.metric else None
+    if outcome.run_dir:
+        outcome.run_dir = str(Path(outcome.run_dir).resolve())
+    result = {"run_dir": outcome.run_dir, "metrics": outcome.metrics, "message": outcome.message}
+    value = outcome.value
+    if value is None and metric is not None:
+        value = outcome.metrics.get(metric)
+    status = outcome.status
+    if status not in STATUSES:
+        status, outcome.message = "failed", f"objective returned unknown status {status!r}"
+    if status in ("interrupted", "stopped") and signals.signum is not None:
+        rerun = sweep.requeue(claim, result)
+        message = f"trial {claim.number} re-queued as trial {rerun}"
+        emit(f"trial {claim.number}: interrupted; re-queued as trial {rerun}")
+        return TrialRecord(
+            claim.number,
+            "requeued",
+            claim.params,
+            overrides,
+            None,
+            outcome.run_dir,
+            seconds,
+            message,
+            outcome.metrics,
+        )
+    if status == "completed" and metric is not None and value is None:
+        logged = ", ".join(sorted(outcome.metrics)) or "nothing"
+        status = "failed"
+        outcome.message = f"metric {metric!r} was never logged (logged: {logged})"
+        result["message"] = outcome.message
+    if status == "completed" and value is not None and not math.isfinite(value):
+        status = "failed"
+        outcome.message = result["message"] = f"metric {metric!r} is {value}"
+    if status in ("interrupted", "stopped"):
+        status = "failed"
+        outcome.message = result["message"] = outcome.message or f"trial ended as {outcome.status}"
+    final = {"completed": "complete", "pruned": "pruned", "failed": "failed"}[status]
+    if not sweep.finish(claim, final, value, result):
+        emit(
+            f"trial {claim.number}: another agent had already re-queued it (this agent looked "
+            "dead); result discarded"
+        )
+        return TrialRecord(
+            claim.number,
+            "lost",
+            claim.params,
+            overrides,
+            value,
+            outcome.run_dir,
+            seconds,
+            "re-queued by another agent",
+            outcome.metrics,
+        )
+    shown = f" {metric}={value:.6g}" if (value is not None and metric) else ""
+    extra = f": {outcome.message}" if final == "failed" and outcome.message else ""
+    emit(f"trial {claim.number}: {final}{shown} ({seconds:.1f} s){extra}")
+    return TrialRecord(
+        claim.number,
+        final,
+        claim.params,
+        overrides,
+        value,
+        outcome.run_dir,
+        seconds,
+        outcome.message,
+        outcome.metrics,
+    )

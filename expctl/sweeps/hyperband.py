@@ -1,0 +1,69 @@
+"""W&B's hyperband early termination as an Optuna pruner.
+
+W&B (wandb/sweeps ``hyperband_stopping.py``) uses one set of bands for the whole sweep:
+``min_iter·eta^k`` (k = 0, 1, ...) or ``max_iter/eta^k`` (k = 1..s). A band is an *index into the
+metric values a run has logged* (not a step). At each band the threshold is
+``sorted(values at that band over all runs)[int(len / eta)]`` (goal-adjusted: lower is better), and
+a running trial that has passed a band is stopped when its value — the value at that band when
+``strict`` (W&B's schema default), else its best value so far — is worse than the threshold.
+
+Optuna's own HyperbandPruner brackets trials by trial number instead; this pruner is W&B's rule.
+The trainer reports one value per epoch (``trial.report(value, epoch)``), so bands count epochs.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import TYPE_CHECKING
+
+from optuna.pruners import BasePruner
+from optuna.trial import TrialState
+
+if TYPE_CHECKING:
+    from optuna.study import Study
+    from optuna.trial import FrozenTrial
+
+
+class WandbHyperbandPruner(BasePruner):
+    def __init__(
+        self, bands: list[int], eta: float, *, strict: bool = True, maximize: bool = False
+    ):
+        if not bands:
+            raise ValueError("hyperband needs at least one band")
+        self.bands = sorted(bands)
+        self.eta = eta
+        self.strict = strict
+        self.sign = -1.0 if maximize else 1.0
+
+    def history(self, trial: FrozenTrial) -> list[float]:
+        """The trial's logged values in step order, goal-adjusted (lower is better), NaN dropped."""
+        return [
+            self.sign * v
+            for _, v in sorted(trial.intermediate_values.items())
+            if v is not None and not math.isnan(v)
+        ]
+
+    def threshold(self, band: int, histories: list[list[float]]) -> float:
+        """The value a trial must not exceed at ``band`` (W&B: ``sorted(values)[int(len/eta)]``)."""
+        values = sorted(h[band] for h in histories if len(h) > band)
+        return values[int(len(values) / self.eta)] if values else math.inf
+
+    def should_stop(self, history: list[float], histories: list[list[float]]) -> bool:
+        """W&B's decision for one running trial given every trial's history (its own included)."""
+        passed = [i for i, band in enumerate(self.bands) if band < len(history)]
+        if not passed:
+            return False
+        band = self.bands[passed[-1]]
+        value = history[band] if self.strict else min(history)
+        return value > self.threshold(band, histories)
+
+    def prune(self, study: Study, trial: FrozenTrial) -> bool:
+        history = self.history(trial)
+        if not history or self.bands[0] >= len(history):
+            return False
+        states = (TrialState.COMPLETE, TrialState.PRUNED, TrialState.RUNNING, TrialState.FAIL)
+        others = study.get_trials(deepcopy=False, states=states)
+        histories = [self.history(t) for t in others if t.number != trial.number]
+        histories = [h for h in histories if h]
+        histories.append(history)
+        return self.should_stop(history, histories)

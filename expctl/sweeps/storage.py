@@ -1,0 +1,229 @@
+"""Where sweeps live: Optuna storages addressed by URL.
+
+Default (embedded, no server): the Optuna **journal file** ``.expctl/sweeps.journal`` in the
+current project directory. Why the journal and not SQLite (measured with Optuna 5.0, see
+docs/notes): the journal resolves concurrent claims by log order — popping a queued grid point is
+atomic across processes, also on NFS (symlink lock) — and ran 3–10× more trials/s than SQLite,
+which has no ``SELECT … FOR UPDATE`` and double-popped queued trials under concurrent agents.
+
+Accepted by ``--storage`` / ``$EXPCTL_STORAGE``:
+
+* ``journal:///abs/path.journal`` or any path (``runs/x.journal``, ``/nfs/sweeps.log``):
+  a journal file;
+* ``sqlite:///path.db`` — SQLite (single machine; expctl serialises state changes with an
+  ``fcntl`` lock file next to the database, which makes claims exactly-once there too);
+* ``postgresql://…``, ``mysql://…`` — Optuna's RDB storage for many nodes (row locks);
+* ``redis://…`` — Optuna's journal on Redis (needs the ``redis`` package).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import warnings
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from expctl.errors import RuntimeFailure, UsageError
+
+if TYPE_CHECKING:
+    from optuna.storages import BaseStorage
+
+DEFAULT_STORAGE = Path(".expctl") / "sweeps.journal"
+ENV_VAR = "EXPCTL_STORAGE"
+_RDB_SCHEMES = ("sqlite", "postgresql", "postgres", "mysql")
+
+
+@dataclass
+class StorageHandle:
+    """An opened storage plus what expctl needs to make state changes atomic on it."""
+
+    url: str
+    kind: str  # journal | sqlite | rdb | redis
+    storage: BaseStorage
+    lock_path: Path | None = None
+    _lock_fd: int | None = field(default=None, repr=False)
+
+    @contextlib.contextmanager
+    def transition_lock(self) -> Iterator[None]:
+        """Serialise trial state changes where the storage itself cannot (SQLite only).
+
+        The journal decides races by log order and PostgreSQL/MySQL lock the trial row
+        (``SELECT … FOR UPDATE``), so for them this is a no-op.
+        """
+        if self.lock_path is None:
+            yield
+            return
+        import fcntl
+
+        if self._lock_fd is None:
+            self._lock_fd = os.open(self.lock_path, os.O_RDWR | os.O_CREAT, 0o644)
+        fcntl.flock(self._lock_fd, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(self._lock_fd, fcntl.LOCK_UN)
+
+    def close(self) -> None:
+        if self._lock_fd is not None:
+            os.close(self._lock_fd)
+            self._lock_fd = None
+        remove = getattr(self.storage, "remove_session", None)
+        if callable(remove):
+            remove()
+        engine = getattr(self.storage, "engine", None)
+        if engine is not None:
+            engine.dispose()
+
+
+def resolve_url(explicit: str | None = None) -> str:
+    """``--storage`` > ``$EXPCTL_STORAGE`` > the project-local journal file (absolute URL)."""
+    url = explicit or os.environ.get(ENV_VAR) or ""
+    if not url:
+        return f"journal://{DEFAULT_STORAGE.resolve()}"
+    return normalise_url(url)
+
+
+def normalise_url(url: str) -> str:
+    scheme = url.split("://", 1)[0].lower() if "://" in url else ""
+    if scheme in ("", "file"):
+        path = Path(url.split("://", 1)[1] if scheme else url).expanduser().resolve()
+        if path.suffix in (".db", ".sqlite", ".sqlite3"):
+            return f"sqlite:///{path}"
+        return f"journal://{path}"
+    if scheme == "journal":
+        return f"journal://{Path(url[len('journal://') :]).expanduser().resolve()}"
+    if scheme == "sqlite":
+        rest = url[len("sqlite:///") :]
+        if rest and not rest.startswith("/") and rest != ":memory:":
+            return f"sqlite:///{Path(rest).expanduser().resolve()}"
+        return url
+    if scheme in ("postgresql", "postgres", "mysql", "redis", "rediss") or "+" in scheme:
+        return url
+    raise UsageError(
+        f"unsupported storage URL {url!r}",
+        hint="use a journal file path (e.g. .expctl/sweeps.journal), sqlite:///sweeps.db, "
+        "postgresql://user@host/db, mysql://... or redis://host:6379",
+    )
+
+
+def is_default(url: str) -> bool:
+    return url == f"journal://{DEFAULT_STORAGE.resolve()}"
+
+
+def describe(url: str) -> str:
+    """The URL with any password replaced (for messages)."""
+    if "://" in url and "@" in url.split("://", 1)[1]:
+        scheme, rest = url.split("://", 1)
+        creds, host = rest.rsplit("@", 1)
+        user = creds.split(":", 1)[0]
+        return f"{scheme}://{user}:***@{host}" if ":" in creds else url
+    return url
+
+
+def open_storage(url: str | None = None, *, create: bool = True) -> StorageHandle:
+    """Open the storage at ``url`` (resolved as :func:`resolve_url` does)."""
+    url = resolve_url(url)
+    quiet_optuna()
+    scheme = url.split("://", 1)[0].lower()
+    if scheme == "journal":
+        return _open_journal(Path(url[len("journal://") :]), url, create)
+    if scheme in ("redis", "rediss"):
+        return _open_redis(url)
+    return _open_rdb(url, scheme)
+
+
+def quiet_optuna() -> None:
+    """Optuna logs every trial at INFO and warns about experimental APIs; stderr is for people."""
+    import optuna
+
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
+
+
+def _open_journal(path: Path, url: str, create: bool) -> StorageHandle:
+    from optuna.storages import JournalStorage
+    from optuna.storages.journal import JournalFileBackend, JournalFileSymlinkLock
+
+    if not path.exists():
+        if not create:
+            raise UsageError(
+                f"no sweep storage at {path}",
+                hint="create a sweep first (expctl sweep create SWEEP.yaml) or pass "
+                "--storage / EXPCTL_STORAGE",
+            )
+        path.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        # Optuna's symlink lock: atomic on every NFS version, unlike flock on `nolock` mounts
+        lock = JournalFileSymlinkLock(str(path))
+        storage = JournalStorage(JournalFileBackend(str(path), lock_obj=lock))
+    except (OSError, ValueError) as e:
+        raise RuntimeFailure(
+            f"cannot open journal storage {path}: {e}", hint="check the path and its permissions"
+        ) from e
+    return StorageHandle(url=url, kind="journal", storage=storage)
+
+
+def _open_redis(url: str) -> StorageHandle:
+    from optuna.storages import JournalStorage
+    from optuna.storages.journal import JournalRedisBackend
+
+    try:
+        backend = JournalRedisBackend(url)
+        storage = JournalStorage(backend)
+    except ImportError as e:
+        raise UsageError("redis storage needs the `redis` package", hint="pip install redis") from e
+    except Exception as e:
+        raise RuntimeFailure(
+            f"cannot connect to {describe(url)}: {e}",
+            hint="check that the Redis server is reachable",
+        ) from e
+    return StorageHandle(url=url, kind="redis", storage=storage)
+
+
+def _with_driver(url: str, scheme: str) -> str:
+    """SQLAlchemy 2.1 maps ``postgresql://`` to psycopg 3; use psycopg2 when only it is installed
+    (``pip install expctl[postgres]`` brings psycopg2-binary)."""
+    import importlib.util
+
+    found = importlib.util.find_spec
+    if scheme in ("postgresql", "postgres") and not found("psycopg") and found("psycopg2"):
+        return "postgresql+psycopg2://" + url.split("://", 1)[1]
+    return url
+
+
+def _open_rdb(url: str, scheme: str) -> StorageHandle:
+    from optuna.storages import RDBStorage
+
+    lock_path = None
+    kwargs: dict[str, Any] = {}
+    if scheme == "sqlite":
+        path = url[len("sqlite:///") :]
+        if path and path != ":memory:":
+            Path(path).parent.mkdir(parents=True, exist_ok=True)
+            lock_path = Path(path + ".lock")
+        # generous busy timeout: agents write heartbeats while others claim
+        kwargs["engine_kwargs"] = {"connect_args": {"timeout": 30}}
+    else:
+        # survive database restarts / idle-connection reaping on long trials
+        kwargs["engine_kwargs"] = {"pool_pre_ping": True}
+    try:
+        storage = RDBStorage(_with_driver(url, scheme), skip_compatibility_check=False, **kwargs)
+    except ImportError as e:
+        raise UsageError(
+            f"{scheme} storage needs a database driver: {e}",
+            hint="pip install psycopg2-binary (PostgreSQL) or PyMySQL (MySQL)",
+        ) from e
+    except Exception as e:
+        raise RuntimeFailure(
+            f"cannot open storage {describe(url)}: {str(e).splitlines()[0]}",
+            hint="check the URL, that the server is reachable and the database exists",
+        ) from e
+    return StorageHandle(
+        url=url,
+        kind="sqlite" if scheme == "sqlite" else "rdb",
+        storage=storage,
+        lock_path=lock_path,
+    )

@@ -1,0 +1,209 @@
+"""Several real agent processes sharing one sweep: exactly-once grids, a SIGKILLed agent's trial
+re-run by another, SIGTERM re-queueing, run_cap — on the default storage, a journal file,
+SQLite, and PostgreSQL when EXPCTL_TEST_POSTGRES_URL is set.
+
+Agents are ``python -m expctl sweep agent ID --objective test_sweep_support:sleepy``; each trial
+appends ``start``/``end`` lines to a shared log (O_APPEND) that the assertions read.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections import Counter
+from pathlib import Path
+
+import pytest
+
+from expctl.sweeps.engine import create_sweep, sweep_status
+from expctl.sweeps.spec import parse_spec
+
+pytestmark = pytest.mark.slow
+
+TESTS = Path(__file__).resolve().parent
+STORAGES = ["default", "journal", "sqlite", pytest.param("postgres", marks=pytest.mark.postgres)]
+
+
+def storage_url(kind: str, tmp_path: Path) -> str | None:
+    if kind == "default":
+        return None  # agents find ./.expctl/sweeps.journal from their working directory
+    if kind == "journal":
+        return str(tmp_path / "shared" / "sweeps.journal")
+    if kind == "sqlite":
+        return f"sqlite:///{tmp_path / 'sweeps.db'}"
+    url = os.environ.get("EXPCTL_TEST_POSTGRES_URL")
+    if not url:
+        pytest.skip("set EXPCTL_TEST_POSTGRES_URL to run the PostgreSQL variants")
+    return url
+
+
+@pytest.fixture(params=STORAGES)
+def url(request: pytest.FixtureRequest, tmp_path: Path) -> str | None:
+    return storage_url(request.param, tmp_path)
+
+
+class Agents:
+    """Start agent processes on one sweep and read the trial log they share."""
+
+    def __init__(self, sweep_id: str, url: str | None, log: Path, sleep: float):
+        self.sweep_id, self.url, self.log = sweep_id, url, log
+        self.env = {**os.environ, "SWEEP_TEST_LOG": str(log), "SWEEP_TEST_SLEEP": str(sleep),
+                    "PYTHONPATH": os.pathsep.join([str(TESTS), os.environ.get("PYTHONPATH", "")])}
+        self.procs: list[subprocess.Popen] = []
+
+    def start(self, n: int, *extra: str, objective: str = "sleepy") -> list[subprocess.Popen]:
+        cmd = [sys.executable, "-m", "expctl", "sweep", "agent", self.sweep_id,
+               "--objective", f"test_sweep_support:{objective}", *extra]
+        if self.url:
+            cmd += ["--storage", self.url]
+        new = [subprocess.Popen(cmd, env=self.env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                text=True) for _ in range(n)]
+        self.procs += new
+        return new
+
+    def wait(self, timeout: float = 120) -> list[tuple[int, str]]:
+        results = []
+        for p in self.procs:
+            try:
+                _, err = p.communicate(timeout=timeout)
+            except subprocess.TimeoutExpired:
+                p.kill()
+                _, err = p.communicate()
+                pytest.fail(f"agent {p.pid} did not finish:\n{err}")
+            results.append((p.returncode, err))
+        return results
+
+    def events(self) -> list[dict]:
+        if not self.log.exists():
+            return []
+        return [json.loads(line) for line in self.log.read_text().splitlines() if line]
+
+    def wait_for(self, predicate, timeout: float = 60) -> dict:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            for event in self.events():
+                if predicate(event):
+                    return event
+            time.sleep(0.05)
+        pytest.fail("the expected trial event never came")
+
+
+def grid(n: int, **extra) -> dict:
+    return {"method": "grid", "metric": {"name": "loss"},
+            "parameters": {"x": {"values": list(range(n))}, "tag": {"value": "t"}}, **extra}
+
+
+def completed_points(events: list[dict]) -> Counter:
+    return Counter(e["params"]["x"] for e in events if e["event"] == "end")
+
+
+def assert_exactly_once(sweep_id: str, url: str | None, n: int) -> dict:
+    status = sweep_status(sweep_id, url)
+    complete = [t for t in status["trials"] if t["state"] == "complete"]
+    assert sorted(t["params"]["x"] for t in complete) == list(range(n))
+    assert not [t for t in status["trials"] if t["state"] in ("running", "waiting")]
+    assert status["state"] == "finished"
+    return status
+
+
+def test_three_agents_share_a_grid_exactly_once(url: str | None, tmp_path: Path) -> None:
+    info = create_sweep(parse_spec(grid(12)), storage=url)
+    agents = Agents(info.id, url, tmp_path / "trials.log", sleep=0.05)
+    agents.start(3)
+    for code, err in agents.wait():
+        assert code == 0, err
+        assert "the sweep is finished (grid complete)" in err
+    events = agents.events()
+    assert completed_points(events) == Counter(range(12))  # every point, each exactly once
+    assert len({e["pid"] for e in events}) >= 2  # the work really was shared
+    status = assert_exactly_once(info.id, url, 12)
+    assert len(status["trials"]) == 12  # nothing failed, nothing re-run
+
+
+def test_a_sigkilled_agents_trial_is_rerun_and_the_grid_completes(
+    url: str | None, tmp_path: Path
+) -> None:
+    info = create_sweep(parse_spec(grid(6)), storage=url)
+    agents = Agents(info.id, url, tmp_path / "trials.log", sleep=0.6)
+    victim = agents.start(1, "--stale-after", "2")[0]
+    started = agents.wait_for(lambda e: e["event"] == "start" and e["pid"] == victim.pid)
+    agents.start(2, "--stale-after", "2")
+    time.sleep(0.2)
+    victim.kill()  # SIGKILL mid-trial: no cleanup, its trial stays RUNNING until reaped
+    victim.wait()
+    survivors = [p for p in agents.procs if p is not victim]
+    agents.procs = survivors
+    for code, err in agents.wait():
+        assert code == 0, err
+    events = agents.events()
+    assert completed_points(events) == Counter(range(6))
+    status = assert_exactly_once(info.id, url, 6)
+    dead = [t for t in status["trials"] if t["state"] == "fail"]
+    assert [t["number"] for t in dead] == [started["number"]]
+    rerun = [t for t in status["trials"] if t["retry_of"] == started["number"]]
+    assert len(rerun) == 1 and rerun[0]["state"] == "complete"
+    assert rerun[0]["params"] == started["params"]
+
+
+def test_sigterm_requeues_the_trial_and_exits_143(tmp_path: Path) -> None:
+    url = str(tmp_path / "s.journal")
+    info = create_sweep(parse_spec(grid(2)), storage=url)
+    agents = Agents(info.id, url, tmp_path / "trials.log", sleep=30)
+    proc = agents.start(1)[0]
+    started = agents.wait_for(lambda e: e["event"] == "start")
+    proc.send_signal(signal.SIGTERM)
+    [(code, err)] = agents.wait()
+    assert code == 143, err
+    assert f"trial {started['number']} re-queued as trial" in err
+    status = sweep_status(info.id, url)
+    states = {t["number"]: (t["state"], t["retry_of"]) for t in status["trials"]}
+    assert states[started["number"]] == ("fail", None)
+    assert ("waiting", started["number"]) in states.values()
+    # another agent picks the point up and finishes the grid
+    agents = Agents(info.id, url, tmp_path / "trials.log", sleep=0.01)
+    agents.start(1)
+    [(code, err)] = agents.wait()
+    assert code == 0, err
+    assert_exactly_once(info.id, url, 2)
+
+
+def test_sigint_exits_130(tmp_path: Path) -> None:
+    url = str(tmp_path / "s.journal")
+    info = create_sweep(parse_spec(grid(1)), storage=url)
+    agents = Agents(info.id, url, tmp_path / "trials.log", sleep=30)
+    proc = agents.start(1)[0]
+    agents.wait_for(lambda e: e["event"] == "start")
+    proc.send_signal(signal.SIGINT)
+    [(code, err)] = agents.wait()
+    assert code == 130, err
+
+
+@pytest.mark.parametrize("kind", ["journal", "sqlite"])
+def test_run_cap_is_never_exceeded_by_racing_agents(kind: str, tmp_path: Path) -> None:
+    url = storage_url(kind, tmp_path)
+    spec = parse_spec({"method": "random", "run_cap": 7, "metric": {"name": "loss"},
+                       "parameters": {"x": {"min": 0.0, "max": 1.0}}})
+    info = create_sweep(spec, storage=url)
+    agents = Agents(info.id, url, tmp_path / "trials.log", sleep=0.0)
+    agents.start(3)
+    for code, err in agents.wait():
+        assert code == 0, err
+    status = sweep_status(info.id, url)
+    assert status["counts"] == {"complete": 7}
+    assert len([e for e in agents.events() if e["event"] == "end"]) == 7
+
+
+def test_flapping_agent_exits_1_with_a_clear_message(tmp_path: Path) -> None:
+    url = str(tmp_path / "s.journal")
+    info = create_sweep(parse_spec(grid(5)), storage=url)
+    agents = Agents(info.id, url, tmp_path / "trials.log", sleep=0)
+    agents.start(1, objective="failing")
+    [(code, err)] = agents.wait()
+    assert code == 1
+    assert "agent stopped: 3 trials failed within 60 s" in err
+    assert "RuntimeError: boom" in err
+    assert "Traceback" not in err

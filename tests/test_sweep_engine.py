@@ -1,0 +1,284 @@
+"""The engine in one process: claims, dead-agent recovery, run_cap, target, stop, hyperband,
+status — on every storage (journal file, SQLite, PostgreSQL when EXPCTL_TEST_POSTGRES_URL is set).
+
+Two `Sweep` objects opened on separate storage handles behave like two agents: each has its own
+connection / journal replay, exactly as two processes would.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from expctl.errors import NotFoundError, RuntimeFailure
+from expctl.sweeps.agent import TrialContext, TrialOutcome, run_agent
+from expctl.sweeps.engine import (
+    Claim,
+    create_sweep,
+    list_sweeps,
+    open_sweep,
+    stop_sweep,
+    sweep_status,
+)
+from expctl.sweeps.hyperband import WandbHyperbandPruner
+from expctl.sweeps.spec import parse_spec
+from expctl.sweeps.storage import open_storage
+
+STORAGES = ["journal", "sqlite", pytest.param("postgres", marks=pytest.mark.postgres)]
+
+
+def storage_url(kind: str, tmp_path: Path) -> str:
+    if kind == "journal":
+        return str(tmp_path / "sweeps.journal")
+    if kind == "sqlite":
+        return f"sqlite:///{tmp_path / 'sweeps.db'}"
+    url = os.environ.get("EXPCTL_TEST_POSTGRES_URL")
+    if not url:
+        pytest.skip("set EXPCTL_TEST_POSTGRES_URL to run the PostgreSQL variants")
+    return url
+
+
+@pytest.fixture(params=STORAGES)
+def url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    return storage_url(request.param, tmp_path)
+
+
+def grid_spec(n: int = 4, **extra: Any):
+    raw = {"method": "grid", "metric": {"name": "loss"},
+           "parameters": {"x": {"values": list(range(n))}}, **extra}
+    return parse_spec(raw)
+
+
+def objective(ctx: TrialContext) -> float:
+    return float(sum(v for v in ctx.params.values() if isinstance(v, int | float)))
+
+
+def test_grid_points_are_claimed_exactly_once(url: str) -> None:
+    info = create_sweep(grid_spec(4), storage=url)
+    a, b = open_sweep(info.id, url), open_sweep(info.id, url)
+    claims = [a.claim("a"), b.claim("b"), a.claim("a"), b.claim("b")]
+    assert all(isinstance(c, Claim) for c in claims)
+    assert sorted(c.params["x"] for c in claims) == [0, 1, 2, 3]  # type: ignore[union-attr]
+    assert a.claim("a") == "wait"  # nothing queued, but trials still running
+    for c in claims:
+        assert a.finish(c, "complete", 1.0)  # type: ignore[arg-type]
+    assert b.claim("b") == "finished"
+    status = sweep_status(info.id, url)
+    assert status["state"] == "finished" and status["planned"] == 4 and status["done"] == 4
+
+
+def test_a_dead_agents_trial_is_requeued_exactly_once(url: str) -> None:
+    info = create_sweep(grid_spec(2), storage=url)
+    owner, reaper1, reaper2 = (open_sweep(info.id, url) for _ in range(3))
+    claim = owner.claim("owner")
+    assert isinstance(claim, Claim)
+    trial = owner.study.get_trials()[claim.number]
+    # two agents race to fail the same stale trial: exactly one wins and re-enqueues
+    first = reaper1._fail_and_requeue(claim.trial_id, claim.number, trial.params, claim.params)
+    second = reaper2._fail_and_requeue(claim.trial_id, claim.number, trial.params, claim.params)
+    assert first is not None and second is None
+    assert reaper2.reap_stale(0.0) == []  # nothing RUNNING is left to reap
+    # the owner was only slow: its result is discarded, the re-run counts
+    assert owner.finish(claim, "complete", 1.0) is False
+    rerun = reaper1.claim("r1")
+    other = reaper1.claim("r1")
+    assert isinstance(rerun, Claim) and isinstance(other, Claim)
+    assert {rerun.retry_of, other.retry_of} == {claim.number, None}
+    assert {rerun.params["x"], other.params["x"]} == {0, 1}
+
+
+def test_stale_heartbeats_are_reaped_fresh_ones_are_not(url: str) -> None:
+    import time
+
+    info = create_sweep(grid_spec(1), storage=url)
+    owner, reaper = open_sweep(info.id, url), open_sweep(info.id, url)
+    claim = owner.claim("owner")
+    assert isinstance(claim, Claim)
+    assert owner.heartbeat(claim.trial_id)
+    assert reaper.reap_stale(30.0) == []
+    time.sleep(0.3)
+    assert reaper.reap_stale(0.2) == [(claim.number, claim.number + 1)]
+    assert owner.heartbeat(claim.trial_id) is False  # the owner learns it lost the trial
+
+
+def test_random_sweep_honours_run_cap(url: str) -> None:
+    spec = parse_spec({"method": "random", "run_cap": 3, "metric": {"name": "loss"},
+                       "parameters": {"x": {"min": 0.0, "max": 1.0}}})
+    info = create_sweep(spec, storage=url)
+    summary = run_agent(info.id, storage=url, objective=objective, handle_signals=False)
+    assert summary.count("complete") == 3
+    assert "run_cap" in summary.reason
+    assert open_sweep(info.id, url).claim() == "finished"
+
+
+def test_trials_created_past_run_cap_by_a_race_are_discarded(url: str) -> None:
+    spec = parse_spec({"method": "random", "run_cap": 1, "metric": {"name": "loss"},
+                       "parameters": {"x": {"min": 0.0, "max": 1.0}}})
+    info = create_sweep(spec, storage=url)
+    a, b = open_sweep(info.id, url), open_sweep(info.id, url)
+    claim = a.claim("a")
+    assert isinstance(claim, Claim)
+    extra = b.study.ask()  # what a racing agent does just before it sees the cap
+    assert b._over_cap(extra.number)
+    b._discard(extra)
+    status = sweep_status(info.id, url)
+    assert [t["number"] for t in status["trials"]] == [claim.number]
+
+
+def test_target_finishes_the_sweep(url: str) -> None:
+    spec = parse_spec({"method": "grid", "metric": {"name": "loss", "goal": "minimize",
+                                                     "target": 1.5},
+                       "parameters": {"x": {"values": [3, 1, 0, 2]}}})
+    info = create_sweep(spec, storage=url)
+    summary = run_agent(info.id, storage=url, objective=objective, handle_signals=False)
+    assert [t.value for t in summary.trials] == [3.0, 1.0]
+    assert "metric.target reached" in summary.reason
+    assert sweep_status(info.id, url)["state"] == "finished"
+
+
+def test_stop_means_no_new_trials(url: str) -> None:
+    info = create_sweep(grid_spec(3), storage=url)
+    stop_sweep(info.id, url)
+    summary = run_agent(info.id, storage=url, objective=objective, handle_signals=False)
+    assert summary.trials == [] and "stopped" in summary.reason
+
+
+def test_status_json_has_the_leaderboard_and_best_overrides(url: str) -> None:
+    spec = parse_spec({"name": "demo", "method": "grid", "metric": {"name": "loss"},
+                       "parameters": {"x": {"values": [2, 1, 3]}, "model": {"value": "large"}}})
+    info = create_sweep(spec, storage=url, overrides=("trainer.epochs=1",))
+    run_agent(info.id, storage=url, objective=objective, handle_signals=False)
+    status = sweep_status(info.id, url)
+    assert {"id", "method", "metric", "state", "planned", "trials", "best"} <= status.keys()
+    assert status["metric"] == {"name": "loss", "goal": "minimize", "target": None}
+    row = status["trials"][0]
+    assert {"number", "state", "params", "value", "duration", "run_dir"} <= row.keys()
+    assert status["best"]["params"] == {"model": "large", "x": 1}
+    assert status["best"]["overrides"] == ["trainer.epochs=1", "model=large", "x=1"]
+    assert status["best"]["command"] == "expctl run trainer.epochs=1 model=large x=1"
+    listed = {r["id"]: r for r in list_sweeps(url)}  # a shared PostgreSQL holds other sweeps
+    assert (listed[info.id]["complete"], listed[info.id]["best"]) == (3, 1.0)
+
+
+def test_unknown_sweep_lists_known_ids(url: str) -> None:
+    info = create_sweep(grid_spec(1), storage=url)
+    with pytest.raises(NotFoundError) as e:
+        open_sweep("nosuchid", url)
+    assert info.id in (e.value.hint or "")
+
+
+def test_failing_trials_trip_the_flapping_guard(tmp_path: Path) -> None:
+    url = str(tmp_path / "s.journal")
+    info = create_sweep(grid_spec(10), storage=url)
+
+    def boom(ctx: TrialContext) -> float:
+        raise ValueError("bad luck")
+
+    with pytest.raises(RuntimeFailure, match="3 trials failed within 60 s"):
+        run_agent(info.id, storage=url, objective=boom, handle_signals=False)
+    rows = sweep_status(info.id, url)["trials"]
+    failed = [r for r in rows if r["state"] == "fail"]
+    assert len(failed) == 3 and "ValueError: bad luck" in failed[0]["message"]
+
+
+def test_a_metric_never_logged_fails_the_trial(tmp_path: Path) -> None:
+    url = str(tmp_path / "s.journal")
+    info = create_sweep(grid_spec(1), storage=url)
+    summary = run_agent(info.id, storage=url, handle_signals=False,
+                        objective=lambda ctx: {"other": 1.0})
+    assert summary.trials[0].status == "failed"
+    assert "metric 'loss' was never logged (logged: other)" in (summary.trials[0].message or "")
+
+
+def test_sweeps_without_metric_complete_without_value(tmp_path: Path) -> None:
+    url = str(tmp_path / "s.journal")
+    info = create_sweep(parse_spec({"method": "grid", "parameters": {"x": {"values": [1, 2]}}}),
+                        storage=url)
+    summary = run_agent(info.id, storage=url, handle_signals=False,
+                        objective=lambda ctx: TrialOutcome("completed"))
+    assert summary.count("complete") == 2
+    status = sweep_status(info.id, url)
+    assert [t["value"] for t in status["trials"]] == [None, None] and status["best"] is None
+
+
+# -- hyperband -----------------------------------------------------------------------------------
+
+
+def test_hyperband_decisions_match_wandbs_documented_example() -> None:
+    """wandb/sweeps hyperband_stopping.py docstring: max_iter=5, eta=2, s=2 stops b and c."""
+    pruner = WandbHyperbandPruner([1, 2], eta=2.0, strict=True)
+    histories = {"a": [10, 9], "b": [10, 10], "c": [10, 8, 8], "d": [10, 7, 7], "e": [10, 6, 6]}
+    every = list(histories.values())
+    stopped = {k for k in "bcd" if pruner.should_stop(histories[k], every)}
+    assert stopped == {"b", "c"}
+    lenient = WandbHyperbandPruner([1, 2], eta=2.0, strict=False)
+    assert {k for k in "bcd" if lenient.should_stop(histories[k], every)} == {"b", "c"}
+
+
+def test_strict_compares_the_band_value_not_the_best_so_far() -> None:
+    histories = [[5.0, 1.0, 9.0], [5.0, 2.0, 2.0], [5.0, 3.0, 3.0]]
+    me = [5.0, 1.0, 9.0]  # best so far is great, but the value at band 2 is the worst
+    assert WandbHyperbandPruner([2], eta=3.0, strict=True).should_stop(me, histories)
+    assert not WandbHyperbandPruner([2], eta=3.0, strict=False).should_stop(me, histories)
+
+
+def test_hyperband_prunes_bad_trials_and_records_them(url: str) -> None:
+    import test_sweep_support as support
+
+    spec = parse_spec({"method": "grid", "metric": {"name": "loss"},
+                       "early_terminate": {"type": "hyperband", "min_iter": 1, "eta": 3},
+                       "parameters": {"x": {"values": [1, 9, 2, 8, 3, 7, 4, 6, 5]}}})
+    info = create_sweep(spec, storage=url)
+    summary = run_agent(info.id, storage=url, objective=support.epochs, handle_signals=False)
+    pruned = [t for t in summary.trials if t.status == "pruned"]
+    complete = [t for t in summary.trials if t.status == "complete"]
+    assert pruned and complete
+    assert min(t.params["x"] for t in pruned) > 1 and 1 in [t.params["x"] for t in complete]
+    status = sweep_status(info.id, url)
+    rows = {r["params"]["x"]: r for r in status["trials"]}
+    assert rows[9]["state"] == "pruned" and rows[9]["epochs"] < 9
+    assert rows[1]["state"] == "complete" and rows[1]["epochs"] == 9
+
+
+# -- bayes -------------------------------------------------------------------------------------------
+
+
+def test_bayes_searches_every_distribution_family(tmp_path: Path) -> None:
+    url = str(tmp_path / "s.journal")
+    spec = parse_spec({"method": "bayes", "metric": {"name": "loss"}, "run_cap": 8,
+                       "parameters": {"u": {"min": -1.0, "max": 1.0},
+                                      "n": {"distribution": "normal"},
+                                      "c": {"values": ["a", "b"]},
+                                      "i": {"min": 1, "max": 4}}})
+    info = create_sweep(spec, storage=url)
+
+    def bowl(ctx: TrialContext) -> float:
+        p = ctx.params
+        return p["u"] ** 2 + p["n"] ** 2 + (p["c"] == "b") + p["i"]
+
+    summary = run_agent(info.id, storage=url, objective=bowl, handle_signals=False, seed=1)
+    assert summary.count("complete") == 8
+    study = open_sweep(info.id, url).study
+    # every complete trial carries all latent params: the model's search space stays intact
+    assert all(set(t.params) == {"u", "n", "c", "i"} for t in study.get_trials())
+
+
+def test_storage_urls(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from expctl.errors import UsageError
+    from expctl.sweeps.storage import DEFAULT_STORAGE, normalise_url, resolve_url
+
+    assert resolve_url(None) == f"journal://{DEFAULT_STORAGE.resolve()}"
+    monkeypatch.setenv("EXPCTL_STORAGE", "x.journal")
+    assert resolve_url(None) == f"journal://{Path('x.journal').resolve()}"
+    assert resolve_url("sqlite:///a.db") == f"sqlite:///{Path('a.db').resolve()}"
+    assert normalise_url("postgresql://u:p@h/db") == "postgresql://u:p@h/db"
+    with pytest.raises(UsageError, match="unsupported storage"):
+        normalise_url("ftp://x")
+    handle = open_storage(f"sqlite:///{tmp_path / 'x.db'}")
+    assert handle.kind == "sqlite" and handle.lock_path == tmp_path / "x.db.lock"
+    with handle.transition_lock():
+        pass
+    handle.close()
