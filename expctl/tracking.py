@@ -1,0 +1,257 @@
+"""Weights & Biases tracking as a thin wrapper: online, offline or disabled.
+
+* ``wandb.mode: auto`` is online only when credentials exist (``WANDB_API_KEY`` or a netrc entry
+  for the W&B host), offline otherwise — a compute node without network never waits on one.
+  ``WANDB_MODE`` in the environment wins over the config, as it does for wandb itself.
+* wandb is imported only when the mode is not ``disabled`` (the import alone costs ~1 s).
+* The run is always finished with the process's exit code (also on crash and interrupt); an
+  offline run hands back the ``wandb sync`` command that uploads it later.
+
+Library code: nothing here prints. Notes for the user (a fallback to offline, say) are collected
+in :attr:`Tracker.notes` for the CLI to show.
+"""
+
+from __future__ import annotations
+
+import netrc
+import os
+import re
+import shlex
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any, Protocol
+from urllib.parse import urlparse
+
+from expctl.errors import ConfigError, RuntimeFailure
+
+MODES = ("auto", "online", "offline", "disabled")
+# WANDB_MODE values wandb itself accepts, mapped to what they mean here.
+_ENV_MODES = {
+    "online": "online",
+    "run": "online",
+    "shared": "online",
+    "offline": "offline",
+    "dryrun": "offline",
+    "disabled": "disabled",
+}
+DEFAULT_HOST = "api.wandb.ai"
+ONLINE_INIT_TIMEOUT_S = 30.0  # wandb's own default is 90 s; WANDB_INIT_TIMEOUT overrides both
+# auto mode falls back to offline when the server is unreachable: give up sooner
+AUTO_INIT_TIMEOUT_S = 15.0
+# Best-value summaries (define_metric) for the metrics the trainer logs.
+BEST_SUMMARIES = {"val_loss": "min", "val_acc": "max", "train_loss": "min", "train_acc": "max"}
+
+
+class Tracker(Protocol):
+    mode: str  # online | offline | disabled
+    run_id: str | None
+    path: str | None  # entity/project/run_id (None when disabled)
+    sync_dir: Path | None  # the offline run's directory (what `wandb sync` uploads)
+    notes: list[str]
+
+    def log(self, metrics: Mapping[str, float], step: int) -> None: ...
+
+    def log_checkpoints(
+        self, name: str, files: Sequence[Path], best: Path | None, metadata: Mapping[str, Any]
+    ) -> None: ...
+
+    def finish(self, exit_code: int) -> str | None: ...
+
+
+# -- mode ---------------------------------------------------------------------------------------
+
+
+def has_credentials(env: Mapping[str, str] | None = None, netrc_file: Path | None = None) -> bool:
+    """An API key in the environment, or a netrc login for the W&B host."""
+    env = os.environ if env is None else env
+    if env.get("WANDB_API_KEY"):
+        return True
+    host = urlparse(env.get("WANDB_BASE_URL") or f"https://{DEFAULT_HOST}").hostname or DEFAULT_HOST
+    path = netrc_file or Path(env.get("NETRC") or Path.home() / ".netrc")
+    try:
+        entry = netrc.netrc(str(path)).authenticators(host)
+    except (OSError, netrc.NetrcParseError):
+        return False
+    return bool(entry and entry[2])
+
+
+def resolve_mode(
+    configured: Any, env: Mapping[str, str] | None = None, credentials: bool | None = None
+) -> str:
+    """``online``, ``offline`` or ``disabled``: WANDB_MODE, then the config, then credentials."""
+    env = os.environ if env is None else env
+    if str(env.get("WANDB_DISABLED", "")).lower() in {"1", "true", "yes"}:
+        return "disabled"
+    env_mode = env.get("WANDB_MODE", "").strip().lower()
+    if env_mode:
+        if env_mode not in _ENV_MODES:
+            raise ConfigError(
+                f"WANDB_MODE={env_mode!r} is not a W&B mode",
+                hint=f"use one of {', '.join(sorted(_ENV_MODES))}, or unset WANDB_MODE",
+            )
+        return _ENV_MODES[env_mode]
+    mode = str(configured if configured is not None else "auto").strip().lower()
+    if mode not in MODES:
+        raise ConfigError(
+            f"unknown W&B mode {configured!r}",
+            hint=f"use one of {', '.join(MODES)}",
+            where="wandb.mode",
+        )
+    if mode == "auto":
+        has = has_credentials(env) if credentials is None else credentials
+        return "online" if has else "offline"
+    return mode
+
+
+# -- trackers -----------------------------------------------------------------------------------
+
+
+class NullTracker:
+    """Tracking disabled: every call is a no-op (and wandb is never imported)."""
+
+    mode = "disabled"
+    run_id: str | None = None
+    path: str | None = None
+    sync_dir: Path | None = None
+
+    def __init__(self) -> None:
+        self.notes: list[str] = []
+
+    def log(self, metrics: Mapping[str, float], step: int) -> None:
+        pass
+
+    def log_checkpoints(
+        self, name: str, files: Sequence[Path], best: Path | None, metadata: Mapping[str, Any]
+    ) -> None:
+        pass
+
+    def finish(self, exit_code: int) -> str | None:
+        return None
+
+
+class WandbTracker:
+    def __init__(self, run: Any, mode: str, notes: list[str]):
+        self.run = run
+        self.mode = mode
+        self.run_id: str | None = run.id
+        self.path: str | None = "/".join(p for p in (run.entity, run.project, run.id) if p)
+        self.notes = notes
+        sync_dir = getattr(run.settings, "sync_dir", None)
+        self.sync_dir: Path | None = (
+            Path(sync_dir).resolve() if sync_dir and mode == "offline" else None
+        )
+        self._finished = False
+
+    def log(self, metrics: Mapping[str, float], step: int) -> None:
+        self.run.log(dict(metrics), step=step)
+
+    def log_checkpoints(
+        self, name: str, files: Sequence[Path], best: Path | None, metadata: Mapping[str, Any]
+    ) -> None:
+        """One ``model`` artifact holding the kept checkpoints; aliases latest and best."""
+        import wandb
+
+        if not files:
+            return
+        meta = {**metadata, "best_file": best.name if best else None}
+        artifact = wandb.Artifact(artifact_name(name), type="model", metadata=_jsonable(meta))
+        for f in files:
+            artifact.add_file(str(f), name=f.name)
+        self.run.log_artifact(artifact, aliases=["latest", "best"])
+
+    def finish(self, exit_code: int) -> str | None:
+        """Finish once with ``exit_code``; an offline run returns its ``wandb sync`` command."""
+        if self._finished:
+            return None
+        self._finished = True
+        self.run.finish(exit_code=exit_code)
+        return sync_command([self.sync_dir]) if self.sync_dir else None
+
+
+def start_tracker(
+    wandb_cfg: Mapping[str, Any] | None,
+    *,
+    run_name: str,
+    config: Mapping[str, Any],
+    run_id: str | None = None,
+    group: str | None = None,
+    env: Mapping[str, str] | None = None,
+) -> Tracker:
+    """Start tracking as configured (``wandb`` node; missing = ``mode: auto``).
+
+    ``run_id`` resumes an earlier W&B run (``expctl run --resume``); ``group`` overrides
+    ``wandb.group`` (the sweep agent groups its trials).
+    """
+    settings = dict(wandb_cfg or {})
+    mode = resolve_mode(settings.get("mode"), env)
+    if mode == "disabled":
+        return NullTracker()
+    notes: list[str] = []
+    kwargs = {
+        "project": settings.get("project") or os.environ.get("WANDB_PROJECT") or "expctl",
+        "entity": settings.get("entity") or None,
+        "name": settings.get("name") or run_name,
+        "group": group or settings.get("group") or None,
+        "tags": list(settings.get("tags") or []) or None,
+        "notes": settings.get("notes") or None,
+        "config": dict(config),
+        "id": run_id,
+        "resume": "allow" if run_id else None,
+    }
+    configured_auto = str(settings.get("mode") or "auto").lower() == "auto"
+    timeout = AUTO_INIT_TIMEOUT_S if configured_auto else ONLINE_INIT_TIMEOUT_S
+    try:
+        run = _init(mode, kwargs, timeout)
+    except Exception as e:
+        if mode == "online" and configured_auto and not os.environ.get("WANDB_MODE"):
+            # auto chose online because credentials exist, but the server is unreachable
+            # (typical on compute nodes): keep training and record offline for a later sync.
+            notes.append(f"W&B online init failed ({_first_line(e)}); logging offline instead")
+            mode = "offline"
+            run = _init(mode, kwargs, timeout)
+        else:
+            raise RuntimeFailure(
+                f"W&B init failed in {mode} mode: {_first_line(e)}",
+                hint="train without a server with wandb.mode=offline (or WANDB_MODE=offline) "
+                "and upload later with `wandb sync`; or wandb.mode=disabled",
+            ) from e
+    for metric, summary in BEST_SUMMARIES.items():
+        run.define_metric(metric, summary=summary)
+    return WandbTracker(run, mode, notes)
+
+
+def _init(mode: str, kwargs: dict[str, Any], timeout: float) -> Any:
+    import wandb
+
+    env_timeout = os.environ.get("WANDB_INIT_TIMEOUT")
+    settings = wandb.Settings(
+        silent=True,
+        console="off",  # our progress bar owns the terminal; no stdout capture overhead
+        init_timeout=float(env_timeout) if env_timeout else timeout,
+    )
+    return wandb.init(mode=mode, settings=settings, reinit="create_new", **kwargs)  # type: ignore[arg-type]
+
+
+def sync_command(directories: Sequence[Path | str]) -> str:
+    """``wandb sync DIR...``: uploads offline runs (a resumed run has one dir per attempt)."""
+    return "wandb sync " + " ".join(shlex.quote(str(d)) for d in directories)
+
+
+def artifact_name(name: str) -> str:
+    """W&B artifact names allow letters, digits, ``-``, ``_`` and ``.`` only."""
+    return re.sub(r"[^A-Za-z0-9_.-]+", "-", name).strip("-.") or "model"
+
+
+def _first_line(e: BaseException) -> str:
+    text = str(e).strip()
+    return text.splitlines()[0] if text else type(e).__name__
+
+
+def _jsonable(value: Any) -> Any:
+    if isinstance(value, Mapping):
+        return {str(k): _jsonable(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_jsonable(v) for v in value]
+    if isinstance(value, str | int | float | bool) or value is None:
+        return value
+    return str(value)

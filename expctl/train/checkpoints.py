@@ -1,0 +1,184 @@
+"""Checkpoint files: top-k by a monitored metric, plus ``last.pt`` for resuming.
+
+Top-k files (``epoch=007-val_loss=0.0912.pt``) hold the model weights, the epoch's metrics and the
+plain config, enough to rebuild and use the model. ``last.pt`` holds the whole training state
+(see expctl.train.loop). Every file is saved atomically and contains only tensors and plain
+Python values, so it loads with ``torch.load(weights_only=True)``.
+
+Writing is decoupled from deciding: :meth:`TopK.offer` keeps a CPU snapshot of a new top-k
+model, :meth:`TopK.flush` writes pending files and only then deletes the ones they displaced, so
+the directory always holds a consistent (possibly older) top-k. The trainer flushes at most every
+``checkpoint.write_every_s`` seconds and always at the end, on stop and on a signal — with
+epochs of a few milliseconds, saving every epoch cost more than the training.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from expctl.errors import ConfigError, NotFoundError, RuntimeFailure, did_you_mean
+from expctl.fsutil import atomic_path
+
+LAST = "last.pt"
+_TOPK_FILE = re.compile(r"^epoch=\d+-.+\.pt$")
+
+
+def save_checkpoint(path: Path, payload: dict[str, Any]) -> None:
+    with atomic_path(path) as tmp:
+        torch.save(payload, tmp)
+
+
+def load_checkpoint(path: Path) -> dict[str, Any]:
+    """Load with ``weights_only=True`` (no arbitrary code from a checkpoint file)."""
+    path = Path(path)
+    if not path.is_file():
+        raise NotFoundError(
+            f"no checkpoint at {path}",
+            hint="pass a .pt file, or a run directory that has checkpoints/last.pt",
+        )
+    try:
+        obj = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as e:
+        raise RuntimeFailure(
+            f"cannot load checkpoint {path}: {str(e).splitlines()[0] if str(e) else e!r}",
+            hint="the file is damaged or not a torch checkpoint with plain contents",
+        ) from e
+    if not isinstance(obj, dict):
+        raise RuntimeFailure(
+            f"{path} holds a {type(obj).__name__}, not a checkpoint dictionary",
+            hint="save checkpoints as dicts (expctl does); a bare state_dict also works",
+        )
+    return obj
+
+
+def model_weights(checkpoint: dict[str, Any]) -> dict[str, Any]:
+    """The model state_dict inside an expctl checkpoint, or the checkpoint if it is one."""
+    state = checkpoint.get("model", checkpoint)
+    return state if isinstance(state, dict) else checkpoint
+
+
+def validate_monitor(monitor: str, mode: str, known: set[str]) -> None:
+    if mode not in ("min", "max"):
+        raise ConfigError(
+            f"checkpoint.mode must be min or max, got {mode!r}",
+            hint="min for losses, max for accuracies",
+            where="checkpoint.mode",
+        )
+    if monitor not in known:
+        close = did_you_mean(monitor, known)
+        hint = f"logged metrics: {', '.join(sorted(known))}"
+        if close:
+            hint = f"did you mean {close[0]}? {hint}"
+        raise ConfigError(
+            f"checkpoint.monitor {monitor!r} is not a logged metric",
+            hint=hint,
+            where="checkpoint.monitor",
+        )
+
+
+def snapshot(state_dict: dict[str, Any]) -> dict[str, Any]:
+    """A CPU copy of a state_dict (training goes on mutating the live tensors)."""
+    return {
+        k: v.detach().to("cpu", copy=True) if isinstance(v, torch.Tensor) else v
+        for k, v in state_dict.items()
+    }
+
+
+@dataclass
+class Kept:
+    file: str  # name inside the checkpoint directory
+    epoch: int
+    value: float
+
+
+class TopK:
+    """Keep the ``k`` best checkpoints by ``monitor`` (``k < 0``: keep all, ``0``: none)."""
+
+    def __init__(self, directory: Path, monitor: str, mode: str, k: int):
+        self.directory = Path(directory)
+        self.monitor = monitor
+        self.mode = mode
+        self.k = int(k)
+        self.kept: list[Kept] = []
+        self._pending: dict[str, dict[str, Any]] = {}  # file name -> payload not yet written
+        self._displaced: set[str] = set()  # written files to delete once the pending exist
+
+    def _better(self, a: float, b: float) -> bool:
+        return a < b if self.mode == "min" else a > b
+
+    def _sort(self) -> None:
+        sign = 1.0 if self.mode == "min" else -1.0
+        self.kept.sort(key=lambda c: (sign * c.value, c.epoch))
+
+    def qualifies(self, value: float) -> bool:
+        if self.k == 0 or not math.isfinite(value):
+            return False
+        if self.k < 0 or len(self.kept) < self.k:
+            return True
+        return self._better(value, self.kept[-1].value)
+
+    def offer(self, epoch: int, value: float, payload: Callable[[], dict[str, Any]]) -> Path | None:
+        """Keep ``payload()`` (built only if needed) if ``value`` makes the top k.
+
+        Nothing is written until :meth:`flush`.
+        """
+        if not self.qualifies(value):
+            return None
+        name = f"epoch={epoch:03d}-{self.monitor}={value:.4f}.pt"
+        self.kept = [c for c in self.kept if c.file != name]
+        self.kept.append(Kept(name, epoch, float(value)))
+        self._sort()
+        self._pending[name] = payload()
+        self._displaced.discard(name)
+        if self.k > 0:
+            for dropped in self.kept[self.k :]:
+                if self._pending.pop(dropped.file, None) is None:
+                    self._displaced.add(dropped.file)
+            self.kept = self.kept[: self.k]
+        return self.directory / name
+
+    @property
+    def dirty(self) -> bool:
+        return bool(self._pending or self._displaced)
+
+    def flush(self) -> None:
+        """Write pending checkpoints, then delete the ones they displaced."""
+        for name, payload in list(self._pending.items()):
+            save_checkpoint(self.directory / name, payload)
+            del self._pending[name]
+        for name in sorted(self._displaced):
+            (self.directory / name).unlink(missing_ok=True)
+        self._displaced.clear()
+
+    @property
+    def best(self) -> Path | None:
+        return self.directory / self.kept[0].file if self.kept else None
+
+    @property
+    def files(self) -> list[Path]:
+        return [self.directory / c.file for c in self.kept]
+
+    def state(self) -> list[tuple[str, int, float]]:
+        """For last.pt; call after :meth:`flush` so it describes the files on disk."""
+        return [(c.file, c.epoch, c.value) for c in self.kept]
+
+    def restore(self, state: list[Any]) -> None:
+        """Resume: keep entries whose files exist; remove top-k files the state does not know.
+
+        A run killed between saving a top-k file and saving last.pt leaves such a stray file;
+        the replayed epoch writes it again.
+        """
+        self.kept = [Kept(str(f), int(e), float(v)) for f, e, v in state]
+        self.kept = [c for c in self.kept if (self.directory / c.file).exists()]
+        self._sort()
+        known = {c.file for c in self.kept}
+        for path in self.directory.glob("epoch=*.pt"):
+            if _TOPK_FILE.match(path.name) and path.name not in known:
+                path.unlink(missing_ok=True)

@@ -1,0 +1,266 @@
+"""`expctl run` end to end: real training on CPU, real offline W&B runs, real signals."""
+
+from __future__ import annotations
+
+import json
+import signal
+import struct
+import subprocess
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+FAST = ("trainer.num_threads=1", "trainer.log_every_n_steps=10")
+
+
+def summary(run_dir: Path) -> dict:
+    return json.loads((run_dir / "summary.json").read_text())
+
+
+def metrics(run_dir: Path) -> list[dict]:
+    return [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
+
+
+def wandb_records(run_dir: Path) -> Iterator[object]:
+    """Decode an offline run's ``run-*.wandb`` file (a LevelDB-style log of protobuf records)."""
+    from wandb.proto import wandb_internal_pb2 as pb
+
+    (path,) = run_dir.glob("run-*.wandb")
+    data = path.read_bytes()
+    assert data[:4] == b":W&B"
+    block, pos, pending = 32768, 7, b""
+    while pos + 7 <= len(data):
+        if block - pos % block < 7:  # a block's tail too short for a header is padding
+            pos += block - pos % block
+            continue
+        _crc, length, kind = struct.unpack("<IHB", data[pos : pos + 7])
+        chunk = data[pos + 7 : pos + 7 + length]
+        pos += 7 + length
+        if kind == 0 and length == 0:
+            break
+        if kind in (1, 4):  # full record, or last chunk of one
+            record = pb.Record()
+            record.ParseFromString(pending + chunk)
+            pending = b""
+            yield record
+        else:  # first/middle chunks
+            pending += chunk
+
+
+def offline_run(sync_command: str) -> Path:
+    path = Path(sync_command.removeprefix("wandb sync ").split()[-1])
+    assert path.is_dir() and path.name.startswith("offline-run-")
+    return path
+
+
+def test_run_leaves_a_complete_record_and_an_offline_wandb_run(project: Path, cli):
+    result = cli("run", "trainer.epochs=4", *FAST)
+    assert result.exit_code == 0, result.stderr
+    run_dir = Path(result.stdout.strip())
+    assert result.stdout == f"{run_dir}\n"  # stdout is data: the run directory alone
+    assert run_dir.parent == (project / "runs" / "digits-mlp").resolve()
+
+    for name in ("config.yaml", "overrides.yaml", "metrics.jsonl", "summary.json"):
+        assert (run_dir / name).is_file(), name
+    assert "epochs: 4" in (run_dir / "config.yaml").read_text()
+    assert "trainer.epochs=4" in (run_dir / "overrides.yaml").read_text()
+
+    rows = metrics(run_dir)
+    epoch_rows = [r for r in rows if "val_loss" in r]
+    assert [r["epoch"] for r in epoch_rows] == [1, 2, 3, 4]
+    assert {"train_loss", "train_acc", "val_acc", "lr", "samples_per_s"} <= set(epoch_rows[-1])
+    assert [r["step"] for r in rows if "val_loss" not in r] == list(range(10, 92 + 1, 10))
+
+    record = summary(run_dir)
+    assert record["status"] == "completed" and record["device"] == "cpu"
+    assert record["final_metrics"] == epoch_rows[-1]
+    assert record["best_metrics"]["val_loss"] == min(r["val_loss"] for r in epoch_rows)
+    assert record["timings"]["train_call_to_first_step_s"] > 0
+    kept = sorted(p.name for p in (run_dir / "checkpoints").glob("epoch=*.pt"))
+    assert len(kept) == 3 and (run_dir / "checkpoints" / "last.pt").is_file()
+    assert record["best_checkpoint"] == f"checkpoints/{kept[-1]}"  # val_loss falls every epoch
+
+    assert "wandb sync" in result.stderr and "val_acc" in result.stderr
+    wandb_dir = offline_run(record["wandb"]["sync_command"])
+    assert record["wandb"]["run_id"] in wandb_dir.name
+    records = list(wandb_records(wandb_dir))
+    artifacts = [r.artifact for r in records if r.WhichOneof("record_type") == "artifact"]
+    assert len(artifacts) == 1
+    assert (artifacts[0].name, artifacts[0].type) == ("digits-mlp-model", "model")
+    assert set(artifacts[0].aliases) == {"latest", "best"}
+    assert sorted(e.path for e in artifacts[0].manifest.contents) == kept
+    (exit_record,) = [r.exit for r in records if r.WhichOneof("record_type") == "exit"]
+    assert exit_record.exit_code == 0
+    run_record = next(r.run for r in records if r.WhichOneof("record_type") == "run")
+    assert {"optim", "model", "trainer"} <= {item.key for item in run_record.config.update}
+
+
+def test_secrets_are_redacted_in_the_record_and_in_wandb(project: Path, cli):
+    result = cli("run", "trainer.epochs=1", "+extra.api_token=s3cr3t-value", "-q", *FAST)
+    assert result.exit_code == 0, result.stderr
+    run_dir = Path(result.stdout.strip())
+    saved = (run_dir / "config.yaml").read_text()
+    assert "api_token: '********'" in saved and "s3cr3t" not in saved
+    wandb_dir = offline_run(summary(run_dir)["wandb"]["sync_command"])
+    assert b"s3cr3t" not in next(wandb_dir.glob("run-*.wandb")).read_bytes()
+
+
+def test_nan_loss_exits_1_marks_the_run_failed_and_finishes_wandb_with_1(project: Path, cli):
+    result = cli("run", "optim.lr=1e30", "trainer.epochs=3", *FAST)
+    assert result.exit_code == 1
+    assert "nan" in result.stderr and "hint:" in result.stderr
+    (run_dir,) = (project / "runs" / "digits-mlp").iterdir()
+    record = summary(run_dir)
+    assert record["status"] == "failed"
+    records = wandb_records(offline_run(record["wandb"]["sync_command"]))
+    (exit_record,) = [r.exit for r in records if r.WhichOneof("record_type") == "exit"]
+    assert exit_record.exit_code == 1
+
+
+def test_absent_device_is_exit_2_naming_what_is_available(project: Path, cli):
+    result = cli("run", "trainer.device=cuda:3")
+    assert result.exit_code == 2
+    assert "trainer.device" in result.stderr and "cpu" in result.stderr
+    assert result.stdout == ""
+    assert not any((project / "runs").glob("*/*")), "no run directory for a bad config"
+
+
+def test_bad_target_is_exit_2_naming_the_config_path(project: Path, cli):
+    result = cli("run", "model._args_.2._target_=torch.nn.Linearr")
+    assert result.exit_code == 2
+    assert "model._args_.2" in result.stderr
+    assert "did you mean torch.nn.Linear" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_missing_value_is_exit_2_before_any_run_directory(project: Path, cli):
+    result = cli("run", "--config-name", "tutorial")
+    assert result.exit_code == 2
+    assert "name" in result.stderr and "--set name=" in result.stderr
+    assert not (project / "runs").exists()
+
+
+def test_user_model_module_in_the_project_directory(project: Path, cli):
+    (project / "cli_models.py").write_text(
+        "import torch\n\n"
+        "class Net(torch.nn.Module):\n"
+        "    def __init__(self, num_features: int, num_classes: int, hidden: int = 32):\n"
+        "        super().__init__()\n"
+        "        self.layers = torch.nn.Sequential(torch.nn.Linear(num_features, hidden),\n"
+        "            torch.nn.ReLU(), torch.nn.Linear(hidden, num_classes))\n\n"
+        "    def forward(self, x):\n"
+        "        return self.layers(x)\n"
+    )
+    (project / "configs" / "model" / "mine.yaml").write_text(
+        "_target_: cli_models.Net\n"
+        "num_features: ${data.num_features}\n"
+        "num_classes: ${data.num_classes}\n"
+    )
+    result = cli("run", "model=mine", "trainer.epochs=2", "--quiet", *FAST)
+    assert result.exit_code == 0, result.stderr
+    assert result.stderr == ""  # --quiet: nothing but errors
+    assert summary(Path(result.stdout.strip()))["status"] == "completed"
+
+
+def test_resume_latest_continues_in_the_same_directory(project: Path, cli):
+    first = cli("run", "trainer.epochs=1", "-q", *FAST)
+    run_dir = Path(first.stdout.strip())
+    again = cli("run", "--resume", "latest", "trainer.epochs=2", *FAST)
+    assert again.exit_code == 0, again.stderr
+    assert Path(again.stdout.strip()) == run_dir
+    record = summary(run_dir)
+    assert record["resumed_from_step"] == 23 and record["final_metrics"]["epoch"] == 2
+    assert "trainer.epochs=2" in (run_dir / "overrides.yaml").read_text()
+    # one offline W&B directory per attempt, both named in the sync command
+    assert len(record["wandb"]["sync_dirs"]) == 2
+    refused = cli("run", "--resume", "latest", "model=large")
+    assert refused.exit_code == 2 and "config group" in refused.stderr
+    nothing = cli("run", "--resume", str(project / "configs"))
+    assert nothing.exit_code == 2 and "last.pt" in nothing.stderr
+
+
+def test_init_from_a_checkpoint_path(project: Path, cli):
+    first = cli("run", "trainer.epochs=1", "artifact.publish=false", "-q", *FAST)
+    best = summary(Path(first.stdout.strip()))["best_checkpoint"]
+    path = Path(first.stdout.strip()) / best
+    ok = cli("run", "trainer.epochs=1", "--init-from", str(path), "-q", *FAST)
+    assert ok.exit_code == 0, ok.stderr
+    missing = cli("run", "trainer.epochs=1", "--init-from", "nowhere.pt", "-q")
+    assert missing.exit_code == 2 and "nowhere.pt" in missing.stderr
+
+
+def test_multirun_cannot_resume(project: Path, cli):
+    result = cli("run", "-m", "optim.lr=0.1,0.01", "--resume", "latest")
+    assert result.exit_code == 2 and "--multirun" in result.stderr
+
+
+def test_help_ends_with_examples(cli):
+    result = cli("run", "--help")
+    assert result.exit_code == 0
+    assert "expctl run --resume latest" in result.stdout
+
+
+@pytest.mark.slow
+def test_sigterm_mid_run_saves_last_and_resume_completes(project: Path, expctl_exe):
+    runs = project / "runs"
+    process = subprocess.Popen(
+        [
+            *expctl_exe,
+            "run",
+            "trainer.epochs=100000",
+            "trainer.log_every_n_steps=5",
+            "-q",
+            "trainer.num_threads=1",
+        ],
+        cwd=project,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    deadline = time.monotonic() + 120
+    rows: list[dict] = []
+    while time.monotonic() < deadline and len([r for r in rows if "val_loss" in r]) < 2:
+        time.sleep(0.2)
+        found = list(runs.glob("digits-mlp/*/metrics.jsonl"))
+        rows = metrics(found[0].parent) if found and found[0].stat().st_size else []
+    assert rows, "training never started"
+    process.send_signal(signal.SIGTERM)
+    stdout, stderr = process.communicate(timeout=60)
+    assert process.returncode == 143, stderr
+    assert "interrupted by SIGTERM" in stderr and "--resume" in stderr
+    (run_dir,) = runs.glob("digits-mlp/*")
+    assert stdout.strip() == str(run_dir.resolve())  # still printed: scripts resume with it
+    record = summary(run_dir)
+    assert record["status"] == "interrupted"
+    assert (run_dir / "checkpoints" / "last.pt").is_file()
+    records = wandb_records(offline_run(record["wandb"]["sync_command"]))
+    (exit_record,) = [r.exit for r in records if r.WhichOneof("record_type") == "exit"]
+    assert exit_record.exit_code == 143
+
+    stopped_at = record["step"]
+    target = record["epochs_completed"] + 2
+    resumed = subprocess.run(
+        [*expctl_exe, "run", "--resume", str(run_dir), f"trainer.epochs={target}", "-q"],
+        cwd=project,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert resumed.returncode == 0, resumed.stderr
+    assert resumed.stdout.strip() == str(run_dir.resolve())
+    record = summary(run_dir)
+    assert record["status"] == "completed" and record["resumed_from_step"] == stopped_at
+    assert record["final_metrics"]["epoch"] == target
+    keys = [(r["step"], "val_loss" in r) for r in metrics(run_dir)]
+    assert keys == sorted(set(keys))
+
+
+@pytest.mark.slow
+def test_default_example_reaches_95_percent_validation_accuracy(project: Path, cli):
+    result = cli("run", "trainer.num_threads=1", "-q")
+    assert result.exit_code == 0, result.stderr
+    record = summary(Path(result.stdout.strip()))
+    assert record["final_metrics"]["epoch"] == 20
+    assert record["final_metrics"]["val_acc"] >= 0.95
