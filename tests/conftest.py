@@ -63,8 +63,7 @@ def expctl_exe() -> list[str]:
     return [exe] if exe else [sys.executable, "-m", "expctl"]
 
 
-@pytest.fixture
-def postgres_url(monkeypatch: pytest.MonkeyPatch) -> str:
+def postgres_url_or_skip() -> str:
     """A PostgreSQL server URL (.ci/run starts one on loopback and sets it).
 
     Outside CI the tests that need it are skipped when no server is configured; CI sets
@@ -74,7 +73,10 @@ def postgres_url(monkeypatch: pytest.MonkeyPatch) -> str:
     if not url:
         if os.environ.get("EXPCTL_REQUIRE_POSTGRES"):
             pytest.fail("EXPCTL_REQUIRE_POSTGRES is set but EXPCTL_TEST_POSTGRES_URL is not")
-        pytest.skip(
-            "no PostgreSQL server: set EXPCTL_TEST_POSTGRES_URL (bash .ci/start-postgres DIR)"
-        )
+        pytest.skip("no PostgreSQL server: set EXPCTL_TEST_POSTGRES_URL (bash .ci/start-postgres DIR)")
     return url
+
+
+@pytest.fixture
+def postgres_url() -> str:
+    return postgres_url_or_skip()

@@ -18,6 +18,7 @@ from collections import Counter
 from pathlib import Path
 
 import pytest
+from conftest import postgres_url_or_skip
 
 from expctl.sweeps.engine import create_sweep, sweep_status
 from expctl.sweeps.spec import parse_spec
@@ -35,10 +36,7 @@ def storage_url(kind: str, tmp_path: Path) -> str | None:
         return str(tmp_path / "shared" / "sweeps.journal")
     if kind == "sqlite":
         return f"sqlite:///{tmp_path / 'sweeps.db'}"
-    url = os.environ.get("EXPCTL_TEST_POSTGRES_URL")
-    if not url:
-        pytest.skip("set EXPCTL_TEST_POSTGRES_URL to run the PostgreSQL variants")
-    return url
+    return postgres_url_or_skip()
 
 
 @pytest.fixture(params=STORAGES)

@@ -7,11 +7,11 @@ connection / journal replay, exactly as two processes would.
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 from typing import Any
 
 import pytest
+from conftest import postgres_url_or_skip
 
 from expctl.errors import NotFoundError, RuntimeFailure
 from expctl.sweeps.agent import TrialContext, TrialOutcome, run_agent
@@ -35,10 +35,7 @@ def storage_url(kind: str, tmp_path: Path) -> str:
         return str(tmp_path / "sweeps.journal")
     if kind == "sqlite":
         return f"sqlite:///{tmp_path / 'sweeps.db'}"
-    url = os.environ.get("EXPCTL_TEST_POSTGRES_URL")
-    if not url:
-        pytest.skip("set EXPCTL_TEST_POSTGRES_URL to run the PostgreSQL variants")
-    return url
+    return postgres_url_or_skip()
 
 
 @pytest.fixture(params=STORAGES)

@@ -62,3 +62,15 @@ def epochs(ctx: TrialContext) -> TrialOutcome:
 
 def failing(ctx: TrialContext) -> TrialOutcome:
     raise RuntimeError("boom")
+
+
+def branin(ctx: TrialContext) -> TrialOutcome:
+    """Branin-Hoo on x1 in [-5, 10], x2 in [0, 15]; minimum 0.397887."""
+    import math
+
+    x1, x2 = float(ctx.params["x1"]), float(ctx.params["x2"])
+    _log("start", ctx)
+    b, c, t = 5.1 / (4 * math.pi**2), 5 / math.pi, 1 / (8 * math.pi)
+    value = (x2 - b * x1**2 + c * x1 - 6) ** 2 + 10 * (1 - t) * math.cos(x1) + 10
+    _log("end", ctx, value=value)
+    return TrialOutcome("completed", metrics={ctx.metric or "value": value})

@@ -201,7 +201,7 @@ class Sweep:
 
     # -- claiming -----------------------------------------------------------------------------
 
-    def claim(self, agent: str | None = None) -> Claim | str:
+    def claim(self, agent: str | None = None, *, _attempt: int = 0) -> Claim | str:
         """Claim the next trial, or say why there is none.
 
         Returns a :class:`Claim`, or one of ``"stopped"``, ``"finished"`` (grid done, run_cap
@@ -228,6 +228,12 @@ class Sweep:
             self._discard(trial)
             return self._idle()
         params = self._params(trial, frozen_attrs.get(PREFIX + "params"))
+        if retry_of is None and self._duplicates_another_trial(trial, params):
+            # Two agents that ask at the same instant see the same history, and the GP's
+            # acquisition optimiser can land both on the very same point; give this one up and
+            # ask again, now that the other trial's point is visible as running.
+            self._discard(trial)
+            return self.claim(agent, _attempt=_attempt + 1) if _attempt < 3 else self._idle()
         claim_info = {"agent": agent, "time": time.time()}
         self.handle.storage.set_trial_user_attr(trial._trial_id, PREFIX + "claim", claim_info)
         return Claim(
@@ -270,6 +276,17 @@ class Sweep:
         if queued is None:
             self.handle.storage.set_trial_user_attr(trial._trial_id, PREFIX + "params", values)
         return values
+
+    def _duplicates_another_trial(self, trial: optuna.Trial, params: dict[str, Any]) -> bool:
+        """A bayes suggestion identical to another live or finished trial's point."""
+        if self.spec.method != "bayes":
+            return False  # grids are exact; random repeats only by chance, as in W&B
+        return any(
+            t.number != trial.number
+            and not t.user_attrs.get(PREFIX + "discarded")
+            and t.user_attrs.get(PREFIX + "params") == params
+            for t in self.trials()
+        )
 
     def _counts_toward_cap(self, t: optuna.trial.FrozenTrial) -> bool:
         return PREFIX + "retry_of" not in t.user_attrs and not t.user_attrs.get(
