@@ -61,11 +61,27 @@ def load_run_config(run_dir: Path, overrides: Sequence[str] = ()) -> tuple[DictC
     cfg = OmegaConf.load(path)
     if not isinstance(cfg, DictConfig):
         raise ConfigError(f"{path} is not a mapping", hint="the run's record is damaged")
+    started_with = set(_recorded_overrides(Path(run_dir)))
     for override in overrides:
+        if override in started_with:
+            continue  # already part of the saved config (a requeued job repeats its command line)
         _apply(cfg, override)
     plain = OmegaConf.to_container(cfg, resolve=False)
     redacted = [key for key in iter_key_paths(plain) if OmegaConf.select(cfg, key) == REDACTED]
     return cfg, redacted
+
+
+def _recorded_overrides(run_dir: Path) -> list[str]:
+    """The overrides the run was started with (its overrides.yaml), or none if unreadable."""
+    import yaml
+
+    from expctl.train.record import OVERRIDES_FILE
+
+    try:
+        recorded = yaml.safe_load((run_dir / OVERRIDES_FILE).read_text())
+    except (OSError, yaml.YAMLError):
+        return []
+    return [str(o) for o in recorded] if isinstance(recorded, list) else []
 
 
 def _apply(cfg: DictConfig, override: str) -> None:
