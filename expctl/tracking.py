@@ -17,6 +17,7 @@ import netrc
 import os
 import re
 import shlex
+import sys
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any, Protocol
@@ -180,8 +181,17 @@ def start_tracker(
     """Start tracking as configured (``wandb`` node; missing = ``mode: auto``).
 
     ``run_id`` resumes an earlier W&B run (``expctl run --resume``); ``group`` overrides
-    ``wandb.group`` (the sweep agent groups its trials).
+    ``wandb.group`` (the sweep agent groups its trials). When a wandb run is already open in
+    this process (``wandb.run``), it is reused as is and the other settings are ignored.
     """
+    active = _active_wandb_run()
+    if active is not None:
+        # Opened by the trial function W&B's sweep agent calls (`expctl sweep agent
+        # ENTITY/PROJECT/ID`) to read wandb.config: log into it. Its sweep values win, as in
+        # wandb.init; no best-value summaries: W&B's controller reads the metric's summary.
+        active.config.setdefaults(dict(config))
+        mode = "disabled" if active.disabled else "offline" if active.offline else "online"
+        return WandbTracker(active, mode, [])
     settings = dict(wandb_cfg or {})
     mode = resolve_mode(settings.get("mode"), env)
     if mode == "disabled":
@@ -218,6 +228,11 @@ def start_tracker(
     for metric, summary in BEST_SUMMARIES.items():
         run.define_metric(metric, summary=summary)
     return WandbTracker(run, mode, notes)
+
+
+def _active_wandb_run() -> Any:
+    """``wandb.run`` when this process has one open; never imports wandb (~1 s) to find out."""
+    return getattr(sys.modules.get("wandb"), "run", None)
 
 
 def _init(mode: str, kwargs: dict[str, Any], timeout: float) -> Any:

@@ -4,9 +4,11 @@ plus the real trainer under an agent and Hydra-style multirun."""
 from __future__ import annotations
 
 import json
+import os
 import re
 import subprocess
 import textwrap
+import time
 from pathlib import Path
 
 import pytest
@@ -236,3 +238,86 @@ def test_multirun_expands_like_hydra() -> None:
     assert base == ["a=1"]
     assert sweeps == {"b": ("b", ["1", "2"]), "c": ("+c", ["0", "1", "2"]),
                       "d": ("d", ["x", "y\\ z"])}  # Hydra's own escaping of the value
+
+
+# -- --trial-timeout -------------------------------------------------------------------------------
+
+
+def pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    return state not in ("Z", "X")  # a zombie is dead, only not yet reaped
+
+
+def test_a_hung_program_trial_is_killed_and_failed(cli, project: Path) -> None:
+    write(project / "hang.py", """
+        import os, pathlib, time
+        pathlib.Path("hang.pid").write_text(str(os.getpid()))
+        time.sleep(600)
+    """)
+    spec = write(project / "hang.yaml", """
+        program: hang.py
+        method: grid
+        metric: {name: val_loss}
+        parameters:
+          x: {values: [1]}
+    """)
+    sweep_id = create(cli, spec)
+    result = cli("sweep", "agent", sweep_id, "--trial-timeout", "1")
+    assert result.exit_code == 0, result.stderr  # a failed trial is not an agent failure
+    assert "timed out after the trial timeout of 1 s (--trial-timeout)" in result.stderr
+    assert not pid_alive(int((project / "hang.pid").read_text()))
+    [trial] = json.loads(cli("sweep", "status", sweep_id, "-f", "json").stdout)["trials"]
+    assert trial["state"] == "fail" and trial["retry_of"] is None
+    assert "timed out" in trial["message"] and "the program was killed" in trial["message"]
+
+
+def test_objectives_see_the_timeout_and_a_timed_out_trial_is_not_requeued(project: Path) -> None:
+    from expctl.sweeps.agent import TrialContext, TrialOutcome, run_agent
+    from expctl.sweeps.engine import create_sweep, sweep_status
+    from expctl.sweeps.spec import parse_spec
+
+    info = create_sweep(parse_spec({"method": "grid", "metric": {"name": "v"},
+                                    "parameters": {"x": {"values": [1, 2]}}}))
+    seen: list[float | None] = []
+
+    def patient(ctx: TrialContext) -> TrialOutcome:
+        seen.append(ctx.timeout)
+        while ctx.params["x"] == 2 and not ctx.timed_out():
+            time.sleep(0.01)
+        return TrialOutcome("interrupted" if ctx.timed_out() else "completed", {"v": 1.0})
+
+    summary = run_agent(info.id, objective=patient, handle_signals=False, trial_timeout=0.2)
+    assert seen == [0.2, 0.2]
+    assert [(t.status, t.message) for t in summary.trials] == [
+        ("complete", None),
+        ("failed", "timed out after the trial timeout of 0.2 s (--trial-timeout)")]
+    assert sweep_status(info.id)["counts"] == {"complete": 1, "fail": 1}
+
+
+def test_the_trial_timeout_must_be_positive(cli, project: Path, tiny_grid: Path) -> None:
+    sweep_id = create(cli, tiny_grid)
+    result = cli("sweep", "agent", sweep_id, "--trial-timeout", "0")
+    assert result.exit_code == 2 and "positive number of seconds" in result.stderr
+
+
+@pytest.mark.slow
+def test_a_trainer_trial_past_the_timeout_stops_at_a_step_and_fails(cli, project: Path) -> None:
+    spec = write(project / "long.yaml", """
+        name: long
+        method: grid
+        metric: {name: val_loss}
+        parameters:
+          trainer.epochs: {value: 10000}
+          trainer.device: {value: cpu}
+    """)
+    sweep_id = create(cli, spec)
+    result = cli("sweep", "agent", sweep_id, "--trial-timeout", "2")
+    assert result.exit_code == 0, result.stderr
+    [trial] = json.loads(cli("sweep", "status", sweep_id, "-f", "json").stdout)["trials"]
+    assert trial["state"] == "fail" and trial["retry_of"] is None
+    assert trial["message"].startswith("timed out after the trial timeout of 2 s")
+    assert (Path(trial["run_dir"]) / "checkpoints" / "last.pt").is_file()

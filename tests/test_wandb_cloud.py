@@ -66,7 +66,7 @@ def test_create_takes_project_and_entity_from_the_spec_then_the_environment(
 def test_create_without_a_project_is_a_usage_error(online, recorded):
     with pytest.raises(UsageError, match="needs a project") as err:
         create_cloud_sweep(SPEC)
-    assert "--project" in err.value.hint
+    assert "--project" in (err.value.hint or "")
     assert recorded == []
 
 
@@ -113,7 +113,7 @@ def test_wandb_errors_become_expctl_errors(online, monkeypatch):
     monkeypatch.setattr(wandb, "agent", unreachable)
     with pytest.raises(RuntimeFailure, match="Could not connect") as err:
         run_cloud_agent("team/proj/abc123")
-    assert "wandb login" in err.value.hint
+    assert "wandb login" in (err.value.hint or "")
 
     monkeypatch.setattr(wandb, "sweep", bad_spec)
     with pytest.raises(UsageError, match="Invalid sweep config"):

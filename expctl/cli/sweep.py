@@ -2,7 +2,11 @@
 
 Each command parses its arguments, calls one function of :mod:`expctl.sweeps`, and renders the
 result: data (the sweep id, status tables/JSON) on stdout, progress and hints on stderr.
-optuna/hydra/torch are imported inside the commands so `expctl --help` stays fast.
+optuna/hydra/torch/wandb are imported inside the commands so `expctl --help` stays fast.
+
+Two backends: ``local`` (default: the serverless engine, ids like ``k3v9x2ab``) and ``wandb``
+(`create --backend wandb` hands the validated YAML to W&B's server; its sweeps are named
+``ENTITY/PROJECT/ID``, and `agent` runs W&B's agent protocol on such a path).
 """
 
 from __future__ import annotations
@@ -43,6 +47,7 @@ FormatOpt = Annotated[
     str, typer.Option("--format", "-f", help="table (for people) or json (for scripts).")
 ]
 SweepIdArg = Annotated[str, typer.Argument(help="The sweep id printed by `sweep create`.")]
+BACKENDS = ("local", "wandb")
 
 
 def _check_format(fmt: str) -> None:
@@ -57,7 +62,7 @@ def _check_format(fmt: str) -> None:
     epilog=examples(
         "SWEEP_ID=$(expctl sweep create configs/sweeps/grid.yaml)",
         "expctl sweep create configs/sweeps/random.yaml --storage sqlite:///sweeps.db",
-        "expctl sweep create sweep.yaml --name lr-search --config-name tutorial",
+        "SWEEP=$(expctl sweep create sweep.yaml --backend wandb --project digits --entity my-team)",
     ),
 )
 @handle_errors
@@ -66,29 +71,53 @@ def create(
     storage: StorageOpt = None,
     config_dir: ConfigDirOpt = None,
     config_name: ConfigNameOpt = "config",
-    project: Annotated[str | None, typer.Option(help="W&B project for the trials' runs.")] = None,
+    project: Annotated[
+        str | None,
+        typer.Option(help="W&B project for the trials' runs (--backend wandb: the sweep's too)."),
+    ] = None,
+    entity: Annotated[
+        str | None,
+        typer.Option(help="W&B entity (user or team); default: the YAML's, then WANDB_ENTITY."),
+    ] = None,
     name: Annotated[
         str | None, typer.Option(help="Sweep name (default: the YAML's `name`).")
     ] = None,
+    backend: Annotated[
+        str,
+        typer.Option(
+            "--backend",
+            envvar="EXPCTL_SWEEP_BACKEND",
+            help="local: the serverless engine in --storage. wandb: create the sweep on W&B's "
+            "server (needs `wandb login`); prints ENTITY/PROJECT/ID.",
+        ),
+    ] = "local",
 ) -> None:
-    """Validate a W&B sweep YAML and create the sweep; prints only the sweep id on stdout."""
+    """Validate a W&B sweep YAML and create the sweep; prints only the sweep id on stdout.
+
+    The YAML is checked the same way for both backends (every problem at once, parameters
+    against the project's config when there is no `program`) before anything is created.
+    """
     import dataclasses
 
     from expctl.config import find_config_dir
     from expctl.sweeps.engine import create_sweep
     from expctl.sweeps.spec import ConfigCheck, load_spec
-    from expctl.sweeps.storage import is_default, open_storage
+    from expctl.sweeps.storage import describe, is_default, open_storage
 
+    _check_backend(backend)
     spec = load_spec(spec_file, ConfigCheck(config_dir, config_name))
-    if project or name:
-        raw = {
-            **spec.raw,
-            **({"project": project} if project else {}),
-            **({"name": name} if name else {}),
-        }
+    given = {k: v for k, v in (("project", project), ("entity", entity), ("name", name)) if v}
+    if given:
         spec = dataclasses.replace(
-            spec, raw=raw, project=project or spec.project, name=name or spec.name
+            spec,
+            raw={**spec.raw, **given},
+            project=project or spec.project,
+            entity=entity or spec.entity,
+            name=name or spec.name,
         )
+    if backend == "wandb":
+        _create_on_wandb(spec)
+        return
     directory: Path | None = None
     if not spec.program:
         directory, _ = find_config_dir(config_dir)
@@ -96,7 +125,7 @@ def create(
     info = create_sweep(spec, storage=handle, config_dir=directory, config_name=config_name)
     for warning in spec.warnings:
         err(f"warning: {warning}", style="yellow")
-    _describe_new_sweep(info, handle.url)
+    _describe_new_sweep(info.id, spec, info.planned, f"storage: {describe(handle.url)}")
     agent = ["expctl", "sweep", "agent", info.id]
     if not is_default(handle.url):
         agent += ["--storage", handle.url]
@@ -105,15 +134,43 @@ def create(
     out(info.id)
 
 
-def _describe_new_sweep(info: Any, url: str) -> None:
-    from expctl.sweeps.storage import describe
+def _check_backend(backend: str) -> None:
+    from expctl.errors import UsageError, did_you_mean
 
-    spec = info.spec
-    planned = f", {info.planned} runs planned" if info.planned is not None else ""
-    cap = f", run_cap {spec.run_cap}" if spec.run_cap and info.planned is None else ""
+    if backend not in BACKENDS:
+        close = did_you_mean(backend, list(BACKENDS))
+        guess = f"did you mean {close[0]!r}? " if close else ""
+        raise UsageError(
+            f"unknown sweep backend {backend!r} (--backend or EXPCTL_SWEEP_BACKEND)",
+            hint=f"{guess}use --backend local (no server) or --backend wandb (W&B's server)",
+        )
+
+
+def _create_on_wandb(spec: Any) -> None:
+    """The validated YAML, as written (plus --project/--entity/--name), to W&B's server."""
+    from expctl.sweeps.engine import MAX_GRID_POINTS
+    from expctl.sweeps.grid import grid_points
+    from expctl.sweeps.wandb_cloud import create_cloud_sweep
+
+    for warning in spec.warnings:
+        err(f"warning: {warning}", style="yellow")
+    plain = json.loads(json.dumps(spec.raw, default=str))
+    path = create_cloud_sweep(plain, spec.project, spec.entity)
+    planned = len(grid_points(spec, limit=MAX_GRID_POINTS)) if spec.method == "grid" else None
+    _describe_new_sweep(path, spec, planned, "on W&B's server")
+    err("start agents (as many as you like, wherever W&B is reachable):")
+    err(f"  expctl sweep agent {path}")
+    if spec.program:
+        err(f"  (for `program:` sweeps W&B's own agent does the same: wandb agent {path})")
+    out(path)
+
+
+def _describe_new_sweep(sweep_ref: str, spec: Any, planned: int | None, where: str) -> None:
+    planned_text = f", {planned} runs planned" if planned is not None else ""
+    cap = f", run_cap {spec.run_cap}" if spec.run_cap and planned is None else ""
     label = f" {spec.name!r}" if spec.name else ""
-    err(f"created sweep {info.id}{label}: method {spec.method}{planned}{cap}")
-    err(f"  storage: {describe(url)}")
+    err(f"created sweep {sweep_ref}{label}: method {spec.method}{planned_text}{cap}")
+    err(f"  {where}")
     if spec.metric:
         target = f", target {spec.metric.target:g}" if spec.metric.target is not None else ""
         err(f"  metric: {spec.metric.name} ({spec.metric.goal}{target})")
@@ -146,14 +203,20 @@ def _table(header: tuple[str, ...], rows: list[tuple[Any, ...]]) -> list[str]:
 @app.command(
     "agent",
     epilog=examples(
-        "expctl sweep agent $SWEEP_ID",
-        "expctl sweep agent $SWEEP_ID --count 5 --storage /nfs/project/sweeps.journal",
+        "expctl sweep agent $SWEEP_ID --count 5 --trial-timeout 3600",
         "sbatch --array=0-7 --wrap 'expctl sweep agent $SWEEP_ID --stale-after 120'",
+        "expctl sweep agent my-team/digits/k3v9x2ab --count 10   # a sweep on W&B's server",
     ),
 )
 @handle_errors
 def agent(
-    sweep_id: SweepIdArg,
+    sweep_id: Annotated[
+        str,
+        typer.Argument(
+            help="The sweep id printed by `sweep create`, or ENTITY/PROJECT/ID of a sweep on "
+            "W&B's server (`sweep create --backend wandb`)."
+        ),
+    ],
     count: Annotated[
         int | None, typer.Option("--count", "-n", min=1, help="Run at most N trials, then exit.")
     ] = None,
@@ -178,6 +241,15 @@ def agent(
     config_dir: ConfigDirOpt = None,
     config_name: ConfigNameOpt = "config",
     sets: SetOpt = None,
+    trial_timeout: Annotated[
+        float | None,
+        typer.Option(
+            "--trial-timeout",
+            help="Seconds of wall time per trial; a trial past it is stopped and failed (a "
+            "`program:` trial is killed; a trainer trial stops at its next step).",
+            show_default=False,
+        ),
+    ] = None,
     objective: Annotated[
         str | None,
         typer.Option(
@@ -187,14 +259,31 @@ def agent(
         ),
     ] = None,
 ) -> None:
-    """Run trials until --count, run_cap, metric.target, the grid's end, or `sweep stop`."""
+    """Run trials until --count, run_cap, metric.target, the grid's end, or `sweep stop`.
+
+    On a W&B-hosted sweep (ENTITY/PROJECT/ID) W&B's server picks the trials and W&B's agent
+    protocol runs them: sweeps without `program` train expctl's trainer with the values from
+    wandb.config, logging into the trial's W&B run; sweeps with `program` are run by W&B's
+    agent itself, exactly as `wandb agent ENTITY/PROJECT/ID` does (--trial-timeout is refused
+    there). --storage, --stale-after and --wait apply to local sweeps only.
+    """
     from expctl.config import ConfigSource
     from expctl.sweeps.agent import load_objective, run_agent
+    from expctl.sweeps.wandb_cloud import is_cloud_sweep_path
 
     source = None
     if config_dir is not None or config_name != "config" or sets:
         source = ConfigSource(config_dir, config_name, tuple(sets or ()))
     fn = load_objective(objective) if objective else None
+    if is_cloud_sweep_path(sweep_id):
+        _agent_on_wandb(
+            sweep_id,
+            count,
+            ConfigSource(config_dir, config_name, tuple(sets or ())),
+            fn,
+            trial_timeout,
+        )
+        return
     err(f"agent for sweep {sweep_id} (stop with Ctrl-C: the running trial is re-queued)")
     summary = run_agent(
         sweep_id,
@@ -205,6 +294,7 @@ def agent(
         stale_after=stale_after,
         wait=wait,
         on_event=lambda line: err(f"  {line}"),
+        trial_timeout=trial_timeout,
     )
     counts = (
         ", ".join(
@@ -213,6 +303,55 @@ def agent(
         or "no trials"
     )
     err(f"agent done: {counts}; {summary.reason}")
+
+
+def _agent_on_wandb(
+    sweep_path: str,
+    count: int | None,
+    source: Any,
+    objective: Any,
+    trial_timeout: float | None,
+) -> None:
+    """W&B's agent protocol on a W&B-hosted sweep, with the local agent's trial function."""
+    from expctl.errors import UsageError
+    from expctl.sweeps.agent import wandb_trial_function
+    from expctl.sweeps.spec import ConfigCheck, parse_spec
+    from expctl.sweeps.wandb_cloud import (
+        fetch_cloud_sweep_config,
+        parse_sweep_path,
+        run_cloud_agent,
+    )
+
+    raw = fetch_cloud_sweep_config(sweep_path)
+    if raw.get("program") and objective is None:
+        if trial_timeout is not None:
+            raise UsageError(
+                f"--trial-timeout cannot apply to W&B sweep {sweep_path}: it has `program:`, "
+                "which W&B's agent runs itself",
+                hint="drop --trial-timeout, or create the sweep without --backend wandb "
+                "(the serverless agent applies the timeout to program trials)",
+            )
+        err(
+            f"W&B sweep {sweep_path} runs `program: {raw['program']}`: W&B's agent runs it, "
+            f"exactly as `wandb agent {sweep_path}` would"
+        )
+        run_cloud_agent(sweep_path, count, None)
+        err("agent done")
+        return
+    spec = parse_spec(
+        raw, source=sweep_path, config=ConfigCheck(source.config_dir, source.config_name)
+    )
+    function = wandb_trial_function(
+        spec,
+        parse_sweep_path(sweep_path)[2],
+        config_source=source,
+        objective=objective,
+        trial_timeout=trial_timeout,
+        on_event=lambda line: err(f"  {line}"),
+    )
+    err(f"agent for W&B sweep {sweep_path} (W&B's server picks the trials)")
+    run_cloud_agent(sweep_path, count, function)
+    err("agent done")
 
 
 @app.command(

@@ -13,18 +13,29 @@ the same from the command line.
 Signals: SIGTERM/SIGINT stop the running trial at its next step (``ctx.should_stop()``), the
 trial is failed and its parameters re-queued for another agent, and :class:`Interrupted` is
 raised (exit 143/130). A second signal interrupts at once (same re-queue).
+
+``--trial-timeout`` (``ctx.timeout``): a program trial is killed (SIGTERM to its process group,
+SIGKILL after the grace); a trainer trial stops at its next step boundary through the same hook
+as a signal (``last.pt`` saved, W&B run finished) — it runs in this process, so it cannot be
+killed, and a step that hangs inside torch is not interrupted. Either way the trial is failed
+with a message saying it timed out, and nothing is re-queued. Custom objectives get
+``ctx.timeout``/``ctx.timed_out()`` and may stop themselves.
+
+W&B-hosted sweeps (``expctl sweep agent ENTITY/PROJECT/ID``): :func:`wandb_trial_function` wraps
+the same objectives into the function W&B's agent calls once per trial.
 """
 
 from __future__ import annotations
 
 import contextlib
 import importlib
+import itertools
 import math
 import signal
 import threading
 import time
 import traceback
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -32,7 +43,7 @@ from typing import Any
 from expctl.config import ConfigSource
 from expctl.errors import ExpctlError, Interrupted, NotImplementedYet, RuntimeFailure, UsageError
 from expctl.sweeps.engine import Claim, Sweep, agent_name, open_sweep
-from expctl.sweeps.spec import SweepSpec
+from expctl.sweeps.spec import SweepSpec, to_overrides
 from expctl.sweeps.storage import StorageHandle
 
 STATUSES = ("completed", "failed", "interrupted", "stopped", "pruned")
@@ -53,10 +64,15 @@ class TrialContext:
     report: Callable[[int, dict[str, float]], bool]  # (epoch, metrics) -> True: stop (pruned)
     should_stop: Callable[[], int | None]  # a signal number once the agent must stop
     retry_of: int | None = None
+    timeout: float | None = None  # --trial-timeout: seconds of wall time, from `started`
+    started: float = field(default_factory=time.monotonic)
 
     @property
     def metric(self) -> str | None:
         return self.spec.metric.name if self.spec.metric else None
+
+    def timed_out(self) -> bool:
+        return self.timeout is not None and time.monotonic() - self.started > self.timeout
 
 
 @dataclass
@@ -149,6 +165,10 @@ def trainer_objective(ctx: TrialContext, *, quiet: bool = True) -> TrialOutcome:
             pruned = True
         return pruned
 
+    def should_stop() -> int | None:
+        # the trainer's stop hook, checked after every step, also ends a trial past its timeout
+        return ctx.should_stop() or (signal.SIGTERM if ctx.timed_out() else None)
+
     try:
         result = train(
             cfg,
@@ -158,10 +178,19 @@ def trainer_objective(ctx: TrialContext, *, quiet: bool = True) -> TrialOutcome:
             quiet=quiet,
             handle_signals=False,
             wandb_group=ctx.sweep_id,
-            should_stop=ctx.should_stop,
+            should_stop=should_stop,
         )
-    except Interrupted:
-        raise
+    except Interrupted as e:
+        if ctx.should_stop() is not None or not ctx.timed_out():
+            raise  # a real signal: the agent re-queues the trial and exits
+        partial = getattr(e, "result", None)
+        return TrialOutcome(
+            "failed",
+            metrics=_numbers(getattr(partial, "final_metrics", {})),
+            run_dir=str(run_dir),
+            message=f"{_timeout_message(ctx.timeout)}; stopped at the step boundary, "
+            "checkpoints/last.pt saved",
+        )
     except (
         ExpctlError
     ) as e:  # training failed (NaN loss, OOM, ...): a failed trial, not an agent crash
@@ -178,6 +207,10 @@ def trainer_objective(ctx: TrialContext, *, quiet: bool = True) -> TrialOutcome:
     return TrialOutcome(
         status=status, metrics=_numbers(result.final_metrics), run_dir=str(result.run_dir)
     )
+
+
+def _timeout_message(timeout: float | None) -> str:
+    return f"timed out after the trial timeout of {timeout:g} s (--trial-timeout)"
 
 
 def _numbers(metrics: dict[str, Any] | None) -> dict[str, float]:
@@ -226,19 +259,32 @@ def program_objective(ctx: TrialContext) -> TrialOutcome:
         parameters_spec=spec.raw.get("parameters"),
         project=spec.project,
         entity=spec.entity,
+        timeout=ctx.timeout,
     )
     metrics = {metric: result.value} if metric and result.value is not None else {}
+    message = result.message or None
+    if result.status == "timeout":
+        message = f"{_timeout_message(ctx.timeout)}; the program was killed ({result.message})"
     return TrialOutcome(
         _PROGRAM_STATUS.get(result.status, "failed"),
         metrics=metrics,
         run_dir=str(run_dir),
-        message=result.message or None,
+        message=message,
         value=result.value,
     )
 
 
 def default_objective(spec: SweepSpec) -> Objective:
     return program_objective if spec.program else trainer_objective
+
+
+def _failed(e: Exception) -> TrialOutcome:
+    """A trial whose objective raised: failed, with where it raised unless it is ours."""
+    if isinstance(e, ExpctlError):
+        return TrialOutcome("failed", message=str(e).splitlines()[0])
+    last = traceback.extract_tb(e.__traceback__)[-1:]
+    where = f" at {last[0].filename}:{last[0].lineno}" if last else ""
+    return TrialOutcome("failed", message=f"{type(e).__name__}: {e}{where}")
 
 
 def _as_outcome(raw: Any, metric: str | None) -> TrialOutcome:
@@ -251,6 +297,116 @@ def _as_outcome(raw: Any, metric: str | None) -> TrialOutcome:
     raise TypeError(
         f"an objective returns TrialOutcome, a float or a dict, not {type(raw).__name__}"
     )
+
+
+# -- W&B-hosted sweeps ----------------------------------------------------------------------------
+
+
+def wandb_trial_function(
+    spec: SweepSpec,
+    sweep_id: str,
+    *,
+    config_source: ConfigSource | None = None,
+    objective: Objective | None = None,
+    trial_timeout: float | None = None,
+    on_event: Callable[[str], None] | None = None,
+) -> Callable[[], None]:
+    """The function W&B's agent calls once per trial of a W&B-hosted sweep without ``program``.
+
+    It does what every W&B sweep function does — ``wandb.init()`` (W&B's agent has put the
+    trial's parameters where init finds them) and read ``wandb.config`` — then runs the local
+    agent's objective (expctl's trainer unless ``objective``) with those values as overrides,
+    after ``config_source``'s. The trainer logs into that same run: :func:`expctl.tracking.
+    start_tracker` reuses an active ``wandb.run``. Sampling and early termination are W&B's
+    server's (it stops a run through W&B's agent), so ``report`` never asks to stop here.
+
+    A failed trial raises :class:`RuntimeFailure` after finishing its run with exit code 1, so
+    W&B's agent records the run as failed and applies its own flapping rule.
+    """
+    _check_timeout(trial_timeout)
+    emit = on_event or (lambda message: None)
+    run_objective = objective or trainer_objective
+    numbers = itertools.count()
+    base = list(config_source.overrides) if config_source else []
+    config_dir = config_source.config_dir if config_source else None
+    config_name = config_source.config_name if config_source else "config"
+
+    def trial() -> None:
+        import wandb
+
+        run = wandb.run or wandb.init()
+        number = next(numbers)
+        params = sweep_values(dict(run.config), spec)
+        sampled = to_overrides(params)
+        ctx = TrialContext(
+            sweep_id=sweep_id,
+            number=number,
+            params=params,
+            overrides=[*base, *sampled],
+            spec=spec,
+            config_dir=config_dir,
+            config_name=config_name,
+            run_name=spec.name or f"sweep-{sweep_id}",
+            report=lambda epoch, metrics: False,
+            should_stop=lambda: None,
+            timeout=trial_timeout,
+        )
+        emit(f"trial {number} (W&B run {run.id}): {' '.join(sampled) or '(no parameters)'}")
+        try:
+            outcome = _as_outcome(run_objective(ctx), ctx.metric)
+        except Interrupted:
+            raise
+        except Exception as e:
+            outcome = _failed(e)
+        if ctx.timed_out() and outcome.status in ("interrupted", "stopped"):
+            outcome.status, outcome.message = "failed", _timeout_message(trial_timeout)
+        final, value = _verdict(outcome, ctx.metric)
+        if wandb.run is run:
+            # still open: the objective did not log into it (the trainer finishes its run)
+            if outcome.metrics:
+                run.log(dict(outcome.metrics))
+            run.finish(exit_code=0 if final != "failed" else 1)
+        seconds = time.monotonic() - ctx.started
+        shown = f" {ctx.metric}={value:.6g}" if (value is not None and ctx.metric) else ""
+        extra = f": {outcome.message}" if final == "failed" and outcome.message else ""
+        emit(f"trial {number}: {final}{shown} ({seconds:.1f} s){extra}")
+        if final == "failed":
+            raise RuntimeFailure(f"trial {number} failed: {outcome.message}")
+
+    return trial
+
+
+def sweep_values(config: Mapping[str, Any], spec: SweepSpec) -> dict[str, Any]:
+    """Each spec parameter's value in ``wandb.config``, by expctl's flat dotted name.
+
+    W&B keeps a flat dotted name (``optim.lr``) as one key and re-nests nested ``parameters:``
+    blocks (``{"optim": {"lr": ...}}``); both forms, and mixtures, are found.
+    """
+    values: dict[str, Any] = {}
+    for p in spec.parameters:
+        found, value = _lookup(config, p.name.split("."))
+        if not found:
+            raise RuntimeFailure(
+                f"W&B's agent gave no value for sweep parameter {p.name!r} "
+                f"(wandb.config has: {', '.join(sorted(map(str, config))) or 'nothing'})",
+                hint="was the sweep changed on W&B after this agent started? restart the agent",
+            )
+        values[p.name] = value
+    return values
+
+
+def _lookup(node: Any, parts: list[str]) -> tuple[bool, Any]:
+    if not isinstance(node, Mapping):
+        return False, None
+    for j in range(len(parts), 0, -1):  # the longest dotted key at this level first
+        key = ".".join(parts[:j])
+        if key in node:
+            if j == len(parts):
+                return True, node[key]
+            found, value = _lookup(node[key], parts[j:])
+            if found:
+                return True, value
+    return False, None
 
 
 # -- signals and heartbeats -----------------------------------------------------------------------
@@ -338,6 +494,7 @@ def run_agent(
     on_event: Callable[[str], None] | None = None,
     seed: int | None = None,
     flap_guard: tuple[int, float, int] = (3, 60.0, 5),
+    trial_timeout: float | None = None,
 ) -> AgentSummary:
     """Run trials of ``sweep_id`` until ``count`` trials ran here, or the sweep is done/stopped.
 
@@ -346,9 +503,12 @@ def run_agent(
     after which another agent's RUNNING trial is considered dead, failed and re-queued.
     ``wait``: when nothing is left to claim but other agents still run trials, keep polling (so a
     trial whose agent dies is re-run here) instead of exiting.
+    ``trial_timeout``: seconds of wall time per trial, after which the trial is stopped and
+    failed (see the module docstring for how each kind of trial is stopped).
     Raises :class:`Interrupted` on SIGTERM/SIGINT (after re-queueing the trial) and
     :class:`RuntimeFailure` when the flapping guard trips.
     """
+    _check_timeout(trial_timeout)
     emit = on_event or (lambda message: None)
     sweep = open_sweep(sweep_id, storage, seed=seed)
     spec = sweep.spec
@@ -394,7 +554,9 @@ def run_agent(
                 summary.reason = _reason(claim, sweep)
                 break
             waiting_said = False
-            record = _run_trial(sweep, claim, objective, config_source, signals, heart, emit)
+            record = _run_trial(
+                sweep, claim, objective, config_source, signals, heart, emit, trial_timeout
+            )
             summary.trials.append(record)
             if record.status == "requeued":
                 signum = signals.signum or signal.SIGTERM
@@ -417,6 +579,14 @@ def run_agent(
     return summary
 
 
+def _check_timeout(trial_timeout: float | None) -> None:
+    if trial_timeout is not None and not trial_timeout > 0:
+        raise UsageError(
+            f"--trial-timeout must be a positive number of seconds, got {trial_timeout!r}",
+            hint="e.g. --trial-timeout 3600 (one hour per trial)",
+        )
+
+
 def _reason(claim: str, sweep: Sweep) -> str:
     if claim == "stopped":
         return "the sweep was stopped (expctl sweep stop)"
@@ -432,6 +602,7 @@ def _run_trial(
     signals: _Signals,
     heart: _Heartbeat,
     emit: Callable[[str], None],
+    trial_timeout: float | None = None,
 ) -> TrialRecord:
     spec = sweep.spec
     info = sweep.info
@@ -468,6 +639,7 @@ def _run_trial(
         report=report,
         should_stop=lambda: signals.signum,
         retry_of=claim.retry_of,
+        timeout=trial_timeout,
     )
     shown = " ".join(claim.overrides(info.raw_keys)) or "(no parameters)"
     retry = f" (re-run of trial {claim.retry_of})" if claim.retry_of is not None else ""
@@ -495,17 +667,36 @@ def _run_trial(
             f"trial {claim.number} re-queued as trial {rerun}",
             hint=f"start an agent again to continue: expctl sweep agent {sweep.id}",
         ) from None
-    except ExpctlError as e:
-        outcome = TrialOutcome("failed", message=str(e).splitlines()[0])
     except Exception as e:
-        last = traceback.extract_tb(e.__traceback__)[-1:]
-        where = f" at {last[0].filename}:{last[0].lineno}" if last else ""
-        outcome = TrialOutcome("failed", message=f"{type(e).__name__}: {e}{where}")
+        outcome = _failed(e)
     except BaseException:
         sweep.requeue(claim)  # SystemExit & co: never leave the point RUNNING
         raise
     seconds = time.monotonic() - started
+    if ctx.timed_out() and outcome.status in ("interrupted", "stopped") and not signals.signum:
+        # a custom objective that honoured ctx.timeout
+        outcome.status, outcome.message = "failed", _timeout_message(trial_timeout)
     return _record(sweep, claim, outcome, overrides, seconds, signals, emit)
+
+
+def _verdict(outcome: TrialOutcome, metric: str | None) -> tuple[str, float | None]:
+    """The trial's final state (complete | pruned | failed) and value, by the rules every agent
+    applies (local or W&B-hosted); ``outcome.message`` is set to why a trial failed."""
+    value = outcome.value
+    if value is None and metric is not None:
+        value = outcome.metrics.get(metric)
+    status = outcome.status
+    if status not in STATUSES:
+        status, outcome.message = "failed", f"objective returned unknown status {status!r}"
+    if status == "completed" and metric is not None and value is None:
+        logged = ", ".join(sorted(outcome.metrics)) or "nothing"
+        status, outcome.message = "failed", f"metric {metric!r} was never logged (logged: {logged})"
+    elif status == "completed" and value is not None and not math.isfinite(value):
+        status, outcome.message = "failed", f"metric {metric!r} is {value}"
+    if status in ("interrupted", "stopped"):
+        status = "failed"
+        outcome.message = outcome.message or f"trial ended as {outcome.status}"
+    return {"completed": "complete", "pruned": "pruned", "failed": "failed"}[status], value
 
 
 def _record(
@@ -520,14 +711,12 @@ def _record(
     metric = sweep.spec.metric.name if sweep.spec.metric else None
     if outcome.run_dir:
         outcome.run_dir = str(Path(outcome.run_dir).resolve())
-    result = {"run_dir": outcome.run_dir, "metrics": outcome.metrics, "message": outcome.message}
-    value = outcome.value
-    if value is None and metric is not None:
-        value = outcome.metrics.get(metric)
-    status = outcome.status
-    if status not in STATUSES:
-        status, outcome.message = "failed", f"objective returned unknown status {status!r}"
-    if status in ("interrupted", "stopped") and signals.signum is not None:
+    if outcome.status in ("interrupted", "stopped") and signals.signum is not None:
+        result = {
+            "run_dir": outcome.run_dir,
+            "metrics": outcome.metrics,
+            "message": outcome.message,
+        }
         rerun = sweep.requeue(claim, result)
         message = f"trial {claim.number} re-queued as trial {rerun}"
         emit(f"trial {claim.number}: interrupted; re-queued as trial {rerun}")
@@ -542,18 +731,8 @@ def _record(
             message,
             outcome.metrics,
         )
-    if status == "completed" and metric is not None and value is None:
-        logged = ", ".join(sorted(outcome.metrics)) or "nothing"
-        status = "failed"
-        outcome.message = f"metric {metric!r} was never logged (logged: {logged})"
-        result["message"] = outcome.message
-    if status == "completed" and value is not None and not math.isfinite(value):
-        status = "failed"
-        outcome.message = result["message"] = f"metric {metric!r} is {value}"
-    if status in ("interrupted", "stopped"):
-        status = "failed"
-        outcome.message = result["message"] = outcome.message or f"trial ended as {outcome.status}"
-    final = {"completed": "complete", "pruned": "pruned", "failed": "failed"}[status]
+    final, value = _verdict(outcome, metric)
+    result = {"run_dir": outcome.run_dir, "metrics": outcome.metrics, "message": outcome.message}
     if not sweep.finish(claim, final, value, result):
         emit(
             f"trial {claim.number}: another agent had already re-queued it (this agent looked "

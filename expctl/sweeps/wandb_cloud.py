@@ -4,6 +4,11 @@ Deliberately thin: W&B's controller samples, W&B's agent runs the trials. Only w
 promises on top is here: ``entity/project/id`` paths, stdout kept for data (``wandb.sweep`` prints
 "Create sweep with ID: ..." to stdout, which would break ``SWEEP_ID=$(expctl sweep create ...)``),
 a clear error when W&B is switched off (``WANDB_MODE=offline``), and wandb's errors as ExpctlErrors.
+
+Which trial function W&B's agent calls is decided by the caller (``expctl sweep agent``): for
+sweeps without ``program`` the local agent's objective, wrapped by
+:func:`expctl.sweeps.agent.wandb_trial_function`; for sweeps with ``program`` none, so W&B's agent
+runs the program itself — exactly what ``wandb agent ENTITY/PROJECT/ID`` does.
 """
 
 from __future__ import annotations
@@ -14,7 +19,7 @@ import sys
 from collections.abc import Callable, Iterator, Mapping
 from typing import Any
 
-from expctl.errors import RuntimeFailure, UsageError
+from expctl.errors import NotFoundError, RuntimeFailure, UsageError
 
 OFFLINE_MODES = {"offline", "disabled", "dryrun"}
 
@@ -42,6 +47,36 @@ def create_cloud_sweep(
         if not entity:
             entity = wandb.Api().default_entity
     return f"{entity}/{project}/{sweep_id}"
+
+
+def is_cloud_sweep_path(sweep_id: str) -> bool:
+    """``entity/project/id`` (two slashes) names a W&B-hosted sweep; local ids have none."""
+    parts = sweep_id.split("/")
+    return len(parts) == 3 and all(parts)
+
+
+def fetch_cloud_sweep_config(sweep_path: str) -> dict[str, Any]:
+    """The sweep's YAML as W&B's server stores it (``wandb.Api().sweep(path).config``)."""
+    import wandb
+
+    _require_online("sweep agent on a W&B sweep")
+    entity, project, sweep_id = parse_sweep_path(sweep_path)
+    path = "/".join(p for p in (entity, project, sweep_id) if p)
+    with _wandb_errors(f"reading sweep {sweep_path} from W&B"):
+        try:
+            config = wandb.Api().sweep(path).config
+        except ValueError as e:  # the public API's "Could not find sweep ..."
+            raise NotFoundError(
+                f"no W&B sweep {sweep_path!r}: {e}",
+                hint="use the ENTITY/PROJECT/SWEEP_ID printed by "
+                "`expctl sweep create --backend wandb`, and check `wandb login`",
+            ) from e
+    if not isinstance(config, Mapping):
+        raise RuntimeFailure(
+            f"W&B returned no sweep config for {sweep_path}",
+            hint="check the sweep in W&B's UI; `wandb agent` can still run it",
+        )
+    return dict(config)
 
 
 def parse_sweep_path(sweep_path: str) -> tuple[str | None, str | None, str]:
