@@ -217,6 +217,7 @@ def test_every_command_help_ends_with_examples(cli):
         ["sweep", "agent"],
         ["sweep", "status"],
         ["sweep", "list"],
+        ["sweep", "stop"],
         ["artifacts", "pull"],
         ["artifacts", "list"],
         ["artifacts", "push"],
