@@ -33,7 +33,7 @@ def atomic_path(path: str | Path, *, fsync: bool = True) -> Iterator[Path]:
             _fsync_file(tmp)
         os.replace(tmp, target)
         if fsync:
-            _fsync_dir(target.parent)
+            fsync_dir(target.parent)
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
@@ -61,7 +61,8 @@ def _fsync_file(path: Path) -> None:
         os.close(fd)
 
 
-def _fsync_dir(path: Path) -> None:
+def fsync_dir(path: Path) -> None:
+    """Make a rename or link inside ``path`` durable (best effort where unsupported)."""
     # Makes the rename itself durable; not supported everywhere (e.g. Windows), so best effort.
     with contextlib.suppress(OSError):
         fd = os.open(path, os.O_RDONLY)

@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import TypeVar
 
 from expctl.artifacts.locking import temp_name
+from expctl.fsutil import fsync_dir
 
 CHUNK_SIZE = 1 << 20
 Progress = Callable[[int], None]
@@ -44,14 +45,6 @@ def copy_hashing(
             if progress:
                 progress(n)
     return hasher.hexdigest(), size
-
-
-def fsync_dir(directory: Path) -> None:
-    fd = os.open(directory, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 @contextlib.contextmanager

@@ -32,21 +32,21 @@ from expctl.errors import UsageError, did_you_mean
 
 DEFAULT_COMMAND: tuple[str, ...] = ("${env}", "${interpreter}", "${program}", "${args}")
 
-KNOWN_MACROS: frozenset[str] = frozenset(
-    {
-        "env",
-        "interpreter",
-        "program",
-        "args",
-        "args_no_hyphens",
-        "args_no_boolean_flags",
-        "args_json",
-        "args_json_file",
-        "args_no_equals",
-        "args_append_hydra",
-        "args_override_hydra",
-    }
+# The macros W&B's agent substitutes (besides ${envvar:NAME}), in its documented order.
+MACRO_NAMES: tuple[str, ...] = (
+    "env",
+    "interpreter",
+    "program",
+    "args",
+    "args_no_hyphens",
+    "args_no_boolean_flags",
+    "args_json",
+    "args_json_file",
+    "args_no_equals",
+    "args_append_hydra",
+    "args_override_hydra",
 )
+KNOWN_MACROS: frozenset[str] = frozenset(MACRO_NAMES)
 
 # Same pattern as W&B: upper-case names only; `${envvar:path}` is left as it is.
 ENVVAR_MACRO = re.compile(r"\$\{envvar\:([A-Z0-9_]*)\}")

@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from expctl.errors import SpecError, did_you_mean
+from expctl.sweeps.macros import MACRO_NAMES
 
 METHODS = ("grid", "random", "bayes")
 GOALS = ("minimize", "maximize")
@@ -47,19 +48,8 @@ TOP_LEVEL_KEYS = (
 IGNORED_KEYS = ("apiVersion", "kind", "controller", "job", "image_uri", "scheduler", "metrics")
 METRIC_KEYS = ("name", "goal", "target", "impute", "impute_while_running")
 EARLY_TERMINATE_KEYS = ("type", "min_iter", "max_iter", "s", "eta", "strict")
-MACROS = (
-    "env",
-    "interpreter",
-    "program",
-    "args",
-    "args_no_hyphens",
-    "args_no_boolean_flags",
-    "args_json",
-    "args_json_file",
-    "args_no_equals",
-    "args_append_hydra",
-    "args_override_hydra",
-)
+# The macros W&B's agent substitutes, in its documented order (one list: expctl.sweeps.macros).
+MACROS = MACRO_NAMES
 _MACRO = re.compile(r"\$\{([^}]*)\}")
 _PARAM_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_.-]*$")
 
