@@ -110,8 +110,38 @@ def choose_device(requested: Any, available: Accelerators) -> DeviceInfo:
     )
 
 
-def resolve_device(requested: Any = "auto") -> DeviceInfo:
-    return choose_device(requested, detect_accelerators())
+def resolve_device(requested: Any = "auto", local_rank: int | None = None) -> DeviceInfo:
+    """This process's device; ``local_rank`` under torchrun (see :func:`choose_rank_device`)."""
+    if local_rank is None:
+        return choose_device(requested, detect_accelerators())
+    return choose_rank_device(requested, detect_accelerators(), local_rank)
+
+
+def choose_rank_device(requested: Any, available: Accelerators, local_rank: int) -> DeviceInfo:
+    """Under torchrun each process owns one device: ``cuda:LOCAL_RANK`` (or the CPU).
+
+    ``auto`` and ``cuda`` mean ``cuda:LOCAL_RANK``; a fixed ``cuda:N`` would put every process on
+    one GPU, and MPS has no multi-process backend, so both are errors.
+    """
+    spec = str(requested if requested is not None else "auto").strip().lower()
+    if spec == "cpu" or (spec == "auto" and not available.cuda_names):
+        return _cpu()
+    if spec in ("auto", "cuda"):
+        if local_rank < len(available.cuda_names):
+            return _cuda(local_rank, available)
+        raise ConfigError(
+            f"process with LOCAL_RANK={local_rank} has no GPU: this machine has "
+            f"{len(available.cuda_names)}",
+            hint="start at most one process per GPU (torchrun --nproc-per-node, trainer.devices)",
+            where=DEVICE_KEY,
+        )
+    if spec == "mps" or spec.startswith("cuda:"):
+        raise ConfigError(
+            f"trainer.device={spec} cannot be used by several processes",
+            hint="use trainer.device=auto or cuda (each process takes cuda:LOCAL_RANK) or cpu",
+            where=DEVICE_KEY,
+        )
+    return choose_device(requested, available)  # unknown spelling: the usual error
 
 
 def choose_precision(requested: Any, device: DeviceInfo, available: Accelerators) -> Precision:
@@ -167,11 +197,15 @@ def allotted_cpus(env: Mapping[str, str] | None = None, affinity: set[int] | Non
 
 
 def choose_num_threads(
-    setting: Any, env: Mapping[str, str] | None = None, affinity: set[int] | None = None
+    setting: Any,
+    env: Mapping[str, str] | None = None,
+    affinity: set[int] | None = None,
+    processes: int = 1,
 ) -> int:
-    """``auto`` → the allotted CPUs (more threads than CPUs thrash: 0.05× measured at 2-on-2)."""
+    """``auto`` → the allotted CPUs (more threads than CPUs thrash: 0.05× measured at 2-on-2),
+    shared by the ``processes`` training processes on this node (torchrun's LOCAL_WORLD_SIZE)."""
     if setting is None or str(setting).strip().lower() == "auto":
-        return allotted_cpus(env, affinity)
+        return max(1, allotted_cpus(env, affinity) // max(1, processes))
     try:
         n = int(setting)
     except (TypeError, ValueError):

@@ -3,13 +3,24 @@
 stdout gets one line, the run directory (``RUN=$(expctl run ...)`` works); progress, the final
 metrics and the ``wandb sync`` command go to stderr. torch/wandb/hydra are imported inside the
 command so ``expctl --help`` stays fast.
+
+Several processes: under ``torchrun ... -m expctl run`` every rank runs this command; rank 0
+creates (or finds) the run directory and broadcasts it, and alone prints. ``trainer.devices=N``
+outside torchrun re-runs the same command under ``python -m torch.distributed.run --standalone``
+and exits with rank 0's exit code (each worker leaves its code in ``$EXPCTL_LAUNCH_EXIT_DIR``,
+since torchrun itself reports any worker failure as exit 1).
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
+import signal
+import subprocess
 import sys
+import tempfile
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
@@ -25,13 +36,17 @@ from expctl.cli.common import (
     handle_errors,
     out,
 )
-from expctl.errors import ExpctlError, NotImplementedYet, UsageError
+from expctl.errors import ConfigError, ExpctlError, NotImplementedYet, UsageError
 
 if TYPE_CHECKING:
     from omegaconf import DictConfig
 
     from expctl.config import ConfigSource
     from expctl.train import RunResult
+    from expctl.train.distributed import Group
+
+LAUNCH_EXIT_DIR = "EXPCTL_LAUNCH_EXIT_DIR"
+QUIET_EXIT_CODES = (2, 130, 143)  # every rank hits these together: rank 0 alone reports them
 
 ResumeOpt = Annotated[
     str | None,
@@ -76,6 +91,7 @@ def register(app: typer.Typer) -> None:
             "expctl run trainer.epochs=5 optim.lr=3e-4",
             "expctl run model=large --set trainer.device=cpu --quiet",
             "expctl run --resume latest",
+            "expctl run trainer.devices=2 trainer.device=cpu   # 2 processes (DDP)",
         ),
     )
     @handle_errors
@@ -94,6 +110,8 @@ def register(app: typer.Typer) -> None:
 
         Prints the run directory on stdout. Exit codes: 0 done, 1 training failed (e.g. NaN
         loss), 2 bad config or arguments, 130/143 interrupted (last.pt saved: --resume it).
+        Works under torchrun (``torchrun --nproc-per-node N -m expctl run ...``); or set
+        trainer.devices=N to have it start torchrun itself.
         """
         from expctl.config import ConfigSource
 
@@ -104,14 +122,160 @@ def register(app: typer.Typer) -> None:
         # MPS lacks some ops; PyTorch falls back to CPU for them only if this is set before
         # torch is imported.
         os.environ.setdefault("PYTORCH_ENABLE_MPS_FALLBACK", "1")
-        if resume is not None:
-            cfg, run_dir = _resume_config(resume, runs_dir, source.overrides, quiet=quiet)
-        else:
-            cfg, run_dir = _compose_in_new_run_dir(source, runs_dir)
-        result = _train(cfg, run_dir, source, resume is not None, init_from, quiet)
-        if not quiet:
-            _report(result)
-        out(str(result.run_dir))
+        draft = resume_dir = None
+        if "WORLD_SIZE" not in os.environ:  # not a torchrun worker: maybe launch torchrun
+            if resume is not None:
+                resume_dir = _find_resume_dir(resume, runs_dir)
+                devices = _devices(_resume_config(resume_dir, source.overrides, quiet=True))
+            else:
+                draft = _draft_config(source)
+                devices = _devices(draft)
+            if devices > 1:
+                args = _cli_args(source, resume_dir, init_from, quiet, runs_dir)
+                raise typer.Exit(_launch(devices, args))
+        with _exit_code_for_launcher():
+            _run(source, draft, resume, resume_dir, runs_dir, init_from, quiet)
+
+
+def _run(
+    source: ConfigSource,
+    draft: DictConfig | None,
+    resume: str | None,
+    resume_dir: Path | None,
+    runs_dir: Path | None,
+    init_from: str | None,
+    quiet: bool,
+) -> None:
+    from expctl.train.distributed import process_group
+
+    with process_group() as group:  # a no-op in a single process
+        try:
+            if resume is not None:
+                found = resume_dir or (
+                    _find_resume_dir(resume, runs_dir) if group.is_main else None
+                )
+                run_dir = Path(group.broadcast(str(found)))
+                cfg = _resume_config(run_dir, source.overrides, quiet=quiet or not group.is_main)
+            else:
+                cfg, run_dir = _compose_in_new_run_dir(source, runs_dir, group, draft)
+            result = _train(cfg, run_dir, source, resume is not None, init_from, quiet, group)
+        except ExpctlError as e:
+            if not group.is_main and e.exit_code in QUIET_EXIT_CODES:
+                raise typer.Exit(e.exit_code) from None
+            raise
+    if not group.is_main:
+        return
+    if not quiet:
+        _report(result)
+    out(str(result.run_dir))
+
+
+# -- several processes -----------------------------------------------------------------------
+
+
+def _devices(cfg: DictConfig) -> int:
+    from omegaconf import OmegaConf
+
+    value = OmegaConf.select(cfg, "trainer.devices", default=1)
+    if value is None:
+        return 1
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise ConfigError(
+            f"trainer.devices must be an integer >= 1, got {value!r}",
+            hint="trainer.devices=2 trains in 2 processes (one per GPU, or CPU processes)",
+            where="trainer.devices",
+        )
+    return value
+
+
+def launch_command(nproc: int, cli_args: Sequence[str]) -> list[str]:
+    """``python -m torch.distributed.run --standalone --nproc-per-node N -m expctl <args>``."""
+    return [
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--standalone",
+        f"--nproc-per-node={int(nproc)}",
+        "-m",
+        "expctl",
+        *cli_args,
+    ]
+
+
+def _cli_args(
+    source: ConfigSource,
+    resume_dir: Path | None,
+    init_from: str | None,
+    quiet: bool,
+    runs_dir: Path | None,
+) -> list[str]:
+    """This command's arguments, rebuilt from what was parsed (not from sys.argv, which a
+    caller embedding the CLI may not have set)."""
+    args = ["run", "--config-name", source.config_name]
+    if source.config_dir is not None:
+        args += ["--config-dir", str(Path(source.config_dir).resolve())]
+    if resume_dir is not None:
+        args += ["--resume", str(resume_dir)]
+    if init_from is not None:
+        args += ["--init-from", init_from]
+    if runs_dir is not None:
+        args += ["--runs-dir", str(Path(runs_dir).resolve())]
+    if quiet:
+        args.append("--quiet")
+    return [*args, "--", *source.overrides]
+
+
+def _launch(nproc: int, cli_args: list[str]) -> int:
+    """Run this command in ``nproc`` processes under torchrun; rank 0's exit code.
+
+    torchrun runs in its own session so a terminal's Ctrl-C reaches it once, from here; it
+    forwards SIGINT/SIGTERM to every worker, which stop at an agreed step and save last.pt.
+    """
+    with tempfile.TemporaryDirectory(prefix="expctl-launch-") as exit_dir:
+        env = {**os.environ, LAUNCH_EXIT_DIR: exit_dir}
+        proc = subprocess.Popen(launch_command(nproc, cli_args), env=env, start_new_session=True)
+
+        def forward(signum: int, frame: object) -> None:
+            with contextlib.suppress(ProcessLookupError):
+                proc.send_signal(signum)
+
+        previous = {sig: signal.signal(sig, forward) for sig in (signal.SIGINT, signal.SIGTERM)}
+        try:
+            returncode = proc.wait()
+        finally:
+            for sig, handler in previous.items():
+                signal.signal(sig, handler)
+        codes = {
+            int(f.name.removeprefix("rank-")): int(f.read_text() or 1)
+            for f in Path(exit_dir).glob("rank-*")
+        }
+    if 0 in codes:
+        return codes[0]
+    return max(codes.values()) if codes else (returncode if returncode > 0 else 1)
+
+
+@contextlib.contextmanager
+def _exit_code_for_launcher() -> Iterator[None]:
+    """Leave this worker's exit code where the ``trainer.devices`` launcher finds it."""
+    exit_dir = os.environ.get(LAUNCH_EXIT_DIR)
+    code = 1
+    try:
+        yield
+        code = 0
+    except ExpctlError as e:
+        code = e.exit_code
+        raise
+    except typer.Exit as e:
+        code = e.exit_code
+        raise
+    except KeyboardInterrupt:
+        code = 130
+        raise
+    finally:
+        if exit_dir and os.path.isdir(exit_dir):
+            rank = os.environ.get("RANK", "0")
+            with contextlib.suppress(OSError):
+                Path(exit_dir, f"rank-{rank}").write_text(str(code))
 
 
 def _multirun(source: ConfigSource, *, quiet: bool, resume: str | None, init_from: str | None):
@@ -127,47 +291,64 @@ def _multirun(source: ConfigSource, *, quiet: bool, resume: str | None, init_fro
     run_multirun(source, quiet=quiet)
 
 
-def _compose_in_new_run_dir(source: ConfigSource, runs_dir: Path | None) -> tuple[DictConfig, Path]:
-    """Validate the config, then create the run directory and resolve into it.
-
-    The run directory is created only for a valid config (no empty directories from typos),
-    and before resolution, because ``${hydra:runtime.output_dir}`` must name it.
-    """
-    from omegaconf import OmegaConf
-
-    from expctl.config import compose_config, missing_keys, resolve_collecting_errors
+def _draft_config(source: ConfigSource) -> DictConfig:
+    """The composed, unresolved config; missing values are reported here, all at once."""
+    from expctl.config import compose_config, missing_keys
     from expctl.errors import MissingValuesError
-    from expctl.rundir import create_run_dir
 
     draft = compose_config(source, resolve=False, require_complete=False)
     missing = missing_keys(draft)
     if missing:
         raise MissingValuesError(missing)
+    return draft
+
+
+def _compose_in_new_run_dir(
+    source: ConfigSource, runs_dir: Path | None, group: Group, draft: DictConfig | None = None
+) -> tuple[DictConfig, Path]:
+    """Validate the config, then create the run directory and resolve into it.
+
+    The run directory is created only for a valid config (no empty directories from typos),
+    and before resolution, because ``${hydra:runtime.output_dir}`` must name it. Under torchrun
+    rank 0 creates it and every rank resolves into the same one.
+    """
+    from omegaconf import OmegaConf
+
+    from expctl.config import compose_config, resolve_collecting_errors
+    from expctl.rundir import create_run_dir
+
+    if draft is None:
+        draft = _draft_config(source)
     needs_run_dir = "${hydra:" in OmegaConf.to_yaml(draft, resolve=False)
     if not needs_run_dir:
         resolve_collecting_errors(draft)  # one compose instead of two when nothing refers to it
     name = str(OmegaConf.select(draft, "name", default=None) or source.config_name)
-    run_dir = create_run_dir(name, runs_dir)
+    created = str(create_run_dir(name, runs_dir)) if group.is_main else None
+    run_dir = Path(group.broadcast(created))
     if not needs_run_dir:
         return draft, run_dir
     try:
         return compose_config(source, run_dir=run_dir), run_dir
     except ExpctlError:
-        _remove_if_empty(run_dir)
+        if group.is_main:
+            _remove_if_empty(run_dir)
         raise
 
 
-def _resume_config(
-    ref: str, runs_dir: Path | None, overrides: tuple[str, ...], *, quiet: bool
-) -> tuple[DictConfig, Path]:
-    from expctl.train.resume import find_resume_dir, load_run_config
+def _find_resume_dir(ref: str, runs_dir: Path | None) -> Path:
+    from expctl.train.resume import find_resume_dir
 
-    run_dir = find_resume_dir(ref, runs_dir)
+    return find_resume_dir(ref, runs_dir)
+
+
+def _resume_config(run_dir: Path, overrides: tuple[str, ...], *, quiet: bool) -> DictConfig:
+    from expctl.train.resume import load_run_config
+
     cfg, redacted = load_run_config(run_dir, overrides)
     if redacted and not quiet:
         keys = ", ".join(redacted)
         err(f"warning: {keys} were redacted in the saved config; pass them again as overrides")
-    return cfg, run_dir
+    return cfg
 
 
 def _train(
@@ -177,11 +358,12 @@ def _train(
     resuming: bool,
     init_from: str | None,
     quiet: bool,
+    group: Group,
 ) -> RunResult:
     from expctl.train import default_progress, train
     from expctl.train.progress import NullProgress
 
-    sink: Any = NullProgress() if quiet else default_progress(sys.stderr)
+    sink: Any = NullProgress() if quiet or not group.is_main else default_progress(sys.stderr)
     try:
         return train(
             cfg,
@@ -194,7 +376,9 @@ def _train(
         )
     except ExpctlError as e:
         result = getattr(e, "result", None)
-        if result is not None:
+        if not group.is_main:
+            pass
+        elif result is not None:
             if not quiet:
                 _report(result)
             out(str(result.run_dir))  # a script can still find (and --resume) the run

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import time
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -39,10 +40,12 @@ def finite_or_none(value: Any) -> Any:
 
 
 class RunRecord:
-    def __init__(self, run_dir: Path):
+    def __init__(self, run_dir: Path, write: bool = True):
         self.run_dir = Path(run_dir).resolve()  # absolute: callers may chdir
-        self.run_dir.mkdir(parents=True, exist_ok=True)
-        self.checkpoint_dir.mkdir(exist_ok=True)
+        self.write = write
+        if write:
+            self.run_dir.mkdir(parents=True, exist_ok=True)
+            self.checkpoint_dir.mkdir(exist_ok=True)
         self._metrics: IO[str] | None = None
         self._flushed = time.monotonic()
 
@@ -59,11 +62,15 @@ class RunRecord:
         return self.run_dir / METRICS_FILE
 
     def write_config(self, plain_config: Mapping[str, Any]) -> None:
+        if not self.write:
+            return
         from expctl.config import dump, redact
 
         atomic_write_text(self.run_dir / CONFIG_FILE, dump(redact(dict(plain_config)), "yaml"))
 
     def write_overrides(self, overrides: Sequence[str]) -> None:
+        if not self.write:
+            return
         import yaml
 
         atomic_write_text(self.run_dir / OVERRIDES_FILE, yaml.safe_dump(list(overrides)))
@@ -77,6 +84,8 @@ class RunRecord:
         return [str(o) for o in (yaml.safe_load(path.read_text(encoding="utf-8")) or [])]
 
     def append_metrics(self, row: Mapping[str, Any]) -> None:
+        if not self.write:
+            return
         if self._metrics is None:
             self._metrics = self.metrics_path.open("a", encoding="utf-8")
         clean = {k: finite_or_none(v) for k, v in row.items()}
@@ -92,12 +101,16 @@ class RunRecord:
 
     def drop_metrics_after(self, step: int) -> None:
         """Keep only rows up to ``step`` (resume from a checkpoint taken at ``step``)."""
+        if not self.write:
+            return
         if not self.metrics_path.exists():
             return
         kept = [r for r in read_metrics(self.run_dir) if int(r.get("step", 0)) <= step]
         atomic_write_text(self.metrics_path, "".join(json.dumps(r) + "\n" for r in kept))
 
     def write_summary(self, summary: Mapping[str, Any]) -> None:
+        if not self.write:
+            return
         atomic_write_json(self.summary_path, _clean(summary))
 
     def read_summary(self) -> dict[str, Any] | None:
@@ -138,3 +151,43 @@ def _clean(value: Any) -> Any:
     if isinstance(value, Path):
         return str(value)
     return finite_or_none(value)
+
+
+def process_start_time() -> float | None:
+    """When this process started (epoch seconds), from /proc on Linux; None elsewhere."""
+    try:
+        stat = Path("/proc/self/stat").read_text()
+        boot = next(
+            float(line.split()[1])
+            for line in Path("/proc/stat").read_text().splitlines()
+            if line.startswith("btime")
+        )
+    except (OSError, StopIteration, ValueError):
+        return None
+    fields = stat.rsplit(")", 1)[1].split()
+    start_ticks = float(fields[19])  # field 22 of /proc/<pid>/stat, counted after "(comm)"
+    return boot + start_ticks / os.sysconf("SC_CLK_TCK")
+
+
+def timings(
+    call_time: float, first_step_time: float | None, loop_times: tuple[float, float] | None
+) -> dict[str, float | None]:
+    """The summary's ``timings``: start-up latency and the loop's wall and CPU seconds."""
+    start = process_start_time()
+    loop, cpu = loop_times or (None, None)
+    return {
+        "process_start_to_first_step_s": _rounded(
+            first_step_time - start if first_step_time and start else None
+        ),
+        "train_call_to_first_step_s": _rounded(
+            first_step_time - call_time if first_step_time else None
+        ),
+        "loop_s": _rounded(loop),
+        # loop_cpu_s far below loop_s means the process waited for CPUs (contention)
+        "loop_cpu_s": _rounded(cpu),
+        "total_s": _rounded(time.time() - call_time),
+    }
+
+
+def _rounded(value: float | None) -> float | None:
+    return round(value, 4) if value is not None else None

@@ -12,6 +12,7 @@ import os
 import random
 import signal
 import threading
+import time
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -89,13 +90,18 @@ class StopRequests:
     """Collects stop requests: our signal handlers, :func:`request_stop`, ``should_stop()``.
 
     The first SIGINT/SIGTERM only sets a flag (the loop finishes its step and saves last.pt);
-    a second one of either kind interrupts at once, for a user who really means it.
+    a second one of either kind interrupts at once, for a user who really means it — unless it
+    comes within :attr:`REPEAT_WINDOW_S`: Ctrl-C under torchrun reaches a worker twice (from the
+    terminal and forwarded by torchrun), which is still one request.
     """
+
+    REPEAT_WINDOW_S = 1.0
 
     def __init__(self, install_handlers: bool, should_stop: Callable[[], int | None] | None):
         self.install_handlers = install_handlers
         self.should_stop = should_stop
         self.signum: int | None = None
+        self._first_at = 0.0
         self._previous: dict[int, Any] = {}
 
     def __enter__(self) -> StopRequests:
@@ -110,9 +116,12 @@ class StopRequests:
         self._previous.clear()
 
     def _on_signal(self, signum: int, frame: Any) -> None:
+        now = time.monotonic()
         if self.signum is not None:
+            if now - self._first_at < self.REPEAT_WINDOW_S:
+                return
             raise Interrupted(signum, "interrupted again: stopping without saving")
-        self.signum = signum
+        self.signum, self._first_at = signum, now
 
     def requested(self) -> int | None:
         if self.signum is not None:
