@@ -59,8 +59,13 @@ def main() -> None:
     program = root / "prog.py"
     program.write_text(textwrap.dedent(PROGRAM))
     env = {k: v for k, v in os.environ.items() if not k.startswith("WANDB_")}
-    env.update(WANDB_MODE="offline", WANDB_DIR=str(root), WANDB_SILENT="true",
-               WANDB_CONSOLE="off", WANDB_DISABLE_GIT="true")
+    env.update(
+        WANDB_MODE="offline",
+        WANDB_DIR=str(root),
+        WANDB_SILENT="true",
+        WANDB_CONSOLE="off",
+        WANDB_DISABLE_GIT="true",
+    )
     os.environ.clear()
     os.environ.update(env)
 
@@ -73,17 +78,32 @@ def main() -> None:
         run_id = f"plain{rep}"
         param_path = root / "wandb" / "sweep-bench" / f"config-{run_id}.yaml"
         write_sweep_param_file(param_path, {"lr": 0.1})
-        plain_env = {**env, "WANDB_SWEEP_ID": "bench", "WANDB_RUN_ID": run_id,
-                     "WANDB_SWEEP_PARAM_PATH": str(param_path)}
+        plain_env = {
+            **env,
+            "WANDB_SWEEP_ID": "bench",
+            "WANDB_RUN_ID": run_id,
+            "WANDB_SWEEP_PARAM_PATH": str(param_path),
+        }
         t = time.perf_counter()
-        done = subprocess.run([sys.executable, str(program), "--lr=0.1"], env=plain_env,
-                              check=True, capture_output=True, text=True)
+        done = subprocess.run(
+            [sys.executable, str(program), "--lr=0.1"],
+            env=plain_env,
+            check=True,
+            capture_output=True,
+            text=True,
+        )
         plain_s = time.perf_counter() - t
 
         t = time.perf_counter()
-        result = run_program_trial(str(program), None, {"lr": 0.1}, metric="val_loss",
-                                   sweep_id="bench", run_id=f"trial{rep}",
-                                   trial_dir=root / f"trial{rep}")
+        result = run_program_trial(
+            str(program),
+            None,
+            {"lr": 0.1},
+            metric="val_loss",
+            sweep_id="bench",
+            run_id=f"trial{rep}",
+            trial_dir=root / f"trial{rep}",
+        )
         trial_s = time.perf_counter() - t
         assert result.status == "completed", result.message
         assert result.history == [0.1, 0.05, 0.1 / 3], result.history
@@ -99,15 +119,23 @@ def main() -> None:
     plain_over_self = [w - s for w, s in zip(plain, plain_self, strict=True)]
     print(f"program-mode overhead per trial, {args.reps} reps, medians (2 shared cores):")
     print(f"  bare wandb one-liner (baseline)      {med(bare):7.3f} s   1.00x")
-    print(f"  program, bare subprocess              {med(plain):7.3f} s   "
-          f"{med(plain) / med(bare):.2f}x")
-    print(f"  program via run_program_trial         {med(trial):7.3f} s   "
-          f"{med(trial) / med(bare):.2f}x")
+    print(
+        f"  program, bare subprocess              {med(plain):7.3f} s   "
+        f"{med(plain) / med(bare):.2f}x"
+    )
+    print(
+        f"  program via run_program_trial         {med(trial):7.3f} s   "
+        f"{med(trial) / med(bare):.2f}x"
+    )
     print(f"  ... the program's own wall time       {med(trial_self):7.3f} s")
-    print(f"overhead (a) trial wall - program's own time: {med(over_self) * 1000:6.0f} ms "
-          f"(bare subprocess: {med(plain_over_self) * 1000:.0f} ms; both include python start)")
-    print(f"overhead (b) trial wall - bare subprocess wall: {(med(trial) - med(plain)) * 1000:6.0f}"
-          f" ms per trial  ({med(trial) / med(plain):.2f}x the bare subprocess)")
+    print(
+        f"overhead (a) trial wall - program's own time: {med(over_self) * 1000:6.0f} ms "
+        f"(bare subprocess: {med(plain_over_self) * 1000:.0f} ms; both include python start)"
+    )
+    print(
+        f"overhead (b) trial wall - bare subprocess wall: {(med(trial) - med(plain)) * 1000:6.0f}"
+        f" ms per trial  ({med(trial) / med(plain):.2f}x the bare subprocess)"
+    )
 
 
 if __name__ == "__main__":

@@ -53,12 +53,22 @@ def storages(tmp: Path, postgres: str | None) -> dict[str, str]:
 def agent_overhead(url: str, method: str, n: int) -> float:
     """Seconds per trial of run_agent with an objective that does nothing."""
     if method == "grid":
-        spec = parse_spec({"method": "grid", "metric": {"name": "loss"},
-                           "parameters": {"x": {"values": list(range(n))}}})
+        spec = parse_spec(
+            {
+                "method": "grid",
+                "metric": {"name": "loss"},
+                "parameters": {"x": {"values": list(range(n))}},
+            }
+        )
     else:
-        spec = parse_spec({"method": "random", "run_cap": n, "metric": {"name": "loss"},
-                           "parameters": {"x": {"min": 0.0, "max": 1.0},
-                                          "y": {"values": ["a", "b"]}}})
+        spec = parse_spec(
+            {
+                "method": "random",
+                "run_cap": n,
+                "metric": {"name": "loss"},
+                "parameters": {"x": {"min": 0.0, "max": 1.0}, "y": {"values": ["a", "b"]}},
+            }
+        )
     info = create_sweep(spec, storage=url)
     start = time.perf_counter()
     summary = run_agent(info.id, storage=url, objective=noop, handle_signals=False)
@@ -74,11 +84,14 @@ def optuna_baseline(url: str, n: int) -> float:
     from expctl.sweeps.storage import open_storage
 
     handle = open_storage(url)
-    study = optuna.create_study(storage=handle.storage,
-                                sampler=optuna.samplers.RandomSampler(seed=0))
+    study = optuna.create_study(
+        storage=handle.storage, sampler=optuna.samplers.RandomSampler(seed=0)
+    )
     start = time.perf_counter()
-    study.optimize(lambda t: t.suggest_float("x", 0, 1) * 0 + (t.suggest_categorical(
-        "y", ["a", "b"]) == "a"), n_trials=n)
+    study.optimize(
+        lambda t: t.suggest_float("x", 0, 1) * 0 + (t.suggest_categorical("y", ["a", "b"]) == "a"),
+        n_trials=n,
+    )
     return (time.perf_counter() - start) / n
 
 
@@ -90,11 +103,20 @@ def worker(sweep_id: str, url: str) -> None:
 
 
 def throughput(url: str, agents: int, n: int) -> tuple[float, int]:
-    spec = parse_spec({"method": "grid", "metric": {"name": "loss"},
-                       "parameters": {"x": {"values": list(range(n))}}})
+    spec = parse_spec(
+        {
+            "method": "grid",
+            "metric": {"name": "loss"},
+            "parameters": {"x": {"values": list(range(n))}},
+        }
+    )
     info = create_sweep(spec, storage=url)
-    procs = [subprocess.Popen([sys.executable, __file__, "--worker", info.id, url],
-                              stdout=subprocess.PIPE, text=True) for _ in range(agents)]
+    procs = [
+        subprocess.Popen(
+            [sys.executable, __file__, "--worker", info.id, url], stdout=subprocess.PIPE, text=True
+        )
+        for _ in range(agents)
+    ]
     reports = [json.loads(p.communicate()[0].strip().splitlines()[-1]) for p in procs]
     total = sum(r["n"] for r in reports)
     span = max(r["end"] for r in reports) - min(r["start"] for r in reports)
@@ -103,21 +125,24 @@ def throughput(url: str, agents: int, n: int) -> tuple[float, int]:
 
 def bench_bookkeeping(args: argparse.Namespace) -> None:
     n = 100 if args.quick else 400
-    print(f"\n(a) agent bookkeeping per trial, no-op objective, {n} trials "
-          "(baseline: plain Optuna study.optimize, same storage)")
+    print(
+        f"\n(a) agent bookkeeping per trial, no-op objective, {n} trials "
+        "(baseline: plain Optuna study.optimize, same storage)"
+    )
     print(f"{'storage':<20}{'grid ms':>10}{'random ms':>11}{'optuna ms':>11}{'random/optuna':>15}")
     with tempfile.TemporaryDirectory() as tmp:
         for name, url in storages(Path(tmp), args.postgres).items():
             grid_s = agent_overhead(url, "grid", n)
             random_s = agent_overhead(url, "random", n)
             base_s = optuna_baseline(url, n)
-            print(f"{name:<20}{grid_s * 1e3:>10.1f}{random_s * 1e3:>11.1f}{base_s * 1e3:>11.1f}"
-                  f"{random_s / base_s:>14.2f}x")
+            print(
+                f"{name:<20}{grid_s * 1e3:>10.1f}{random_s * 1e3:>11.1f}{base_s * 1e3:>11.1f}"
+                f"{random_s / base_s:>14.2f}x"
+            )
     m = 200 if args.quick else 800
     print(f"\n    trials/s with agent processes sharing a {m}-point grid (exactly once)")
     counts = (1, 2, 4, 8)
-    print(f"{'storage':<20}" + "".join(f"{f'{k} agents':>11}" for k in counts)
-          + f"{'8 vs 1':>9}")
+    print(f"{'storage':<20}" + "".join(f"{f'{k} agents':>11}" for k in counts) + f"{'8 vs 1':>9}")
     with tempfile.TemporaryDirectory() as tmp:
         for name, url in storages(Path(tmp), args.postgres).items():
             rates = []
@@ -125,8 +150,11 @@ def bench_bookkeeping(args: argparse.Namespace) -> None:
                 rate, total = throughput(url, k, m)
                 assert total == m, (name, k, total)
                 rates.append(rate)
-            print(f"{name:<20}" + "".join(f"{r:>11.0f}" for r in rates)
-                  + f"{rates[-1] / rates[0]:>8.2f}x")
+            print(
+                f"{name:<20}"
+                + "".join(f"{r:>11.0f}" for r in rates)
+                + f"{rates[-1] / rates[0]:>8.2f}x"
+            )
 
 
 # -- (b) sample efficiency -----------------------------------------------------------------------
@@ -138,10 +166,22 @@ def branin(p: dict[str, float]) -> float:
     return (x2 - b * x1**2 + c * x1 - r) ** 2 + s * (1 - t) * math.cos(x1) + s
 
 
-HA = np.array([[10, 3, 17, 3.5, 1.7, 8], [0.05, 10, 17, 0.1, 8, 14],
-               [3, 3.5, 1.7, 10, 17, 8], [17, 8, 0.05, 10, 0.1, 14]])
-HP = 1e-4 * np.array([[1312, 1696, 5569, 124, 8283, 5886], [2329, 4135, 8307, 3736, 1004, 9991],
-                      [2348, 1451, 3522, 2883, 3047, 6650], [4047, 8828, 8732, 5743, 1091, 381]])
+HA = np.array(
+    [
+        [10, 3, 17, 3.5, 1.7, 8],
+        [0.05, 10, 17, 0.1, 8, 14],
+        [3, 3.5, 1.7, 10, 17, 8],
+        [17, 8, 0.05, 10, 0.1, 14],
+    ]
+)
+HP = 1e-4 * np.array(
+    [
+        [1312, 1696, 5569, 124, 8283, 5886],
+        [2329, 4135, 8307, 3736, 1004, 9991],
+        [2348, 1451, 3522, 2883, 3047, 6650],
+        [4047, 8828, 8732, 5743, 1091, 381],
+    ]
+)
 HALPHA = np.array([1.0, 1.2, 3.0, 3.2])
 
 
@@ -160,16 +200,22 @@ def reached(value: float, optimum: float) -> bool:
     return value - optimum <= 0.01 * abs(optimum)
 
 
-def expctl_run(problem: str, method: str, seed: int, budget: int, parallel: int = 1
-               ) -> tuple[int | None, float]:
+def expctl_run(
+    problem: str, method: str, seed: int, budget: int, parallel: int = 1
+) -> tuple[int | None, float]:
     """Trials until within 1%, and mean seconds per suggestion, through expctl's engine.
 
     ``parallel`` > 1 keeps that many trials in flight (claimed, not yet told) like asynchronous
     agents do: each step tells the oldest and claims a new one.
     """
     fn, space, optimum = PROBLEMS[problem]
-    spec = parse_spec({"method": method, "metric": {"name": "f", "goal": "minimize"},
-                       "parameters": {k: {"min": lo, "max": hi} for k, (lo, hi) in space.items()}})
+    spec = parse_spec(
+        {
+            "method": method,
+            "metric": {"name": "f", "goal": "minimize"},
+            "parameters": {k: {"min": lo, "max": hi} for k, (lo, hi) in space.items()},
+        }
+    )
     with tempfile.TemporaryDirectory() as tmp:
         url = str(Path(tmp) / "b.journal")
         info = create_sweep(spec, storage=url)
@@ -196,8 +242,11 @@ def optuna_run(problem: str, sampler_name: str, seed: int, budget: int) -> tuple
     import optuna
 
     fn, space, optimum = PROBLEMS[problem]
-    sampler = (optuna.samplers.TPESampler(seed=seed) if sampler_name == "tpe"
-               else optuna.samplers.GPSampler(seed=seed))
+    sampler = (
+        optuna.samplers.TPESampler(seed=seed)
+        if sampler_name == "tpe"
+        else optuna.samplers.GPSampler(seed=seed)
+    )
     study = optuna.create_study(sampler=sampler)
     suggest_time = 0.0
     for n in range(1, budget + 1):
@@ -224,36 +273,57 @@ def summarise(results: list[tuple[int | None, float]], budget: int) -> str:
 def bench_efficiency(args: argparse.Namespace) -> None:
     seeds = range(args.seeds)
     problems = ["branin"] if args.quick else ["branin", "hartmann6"]
-    print(f"\n(b) trials to reach 1% of the optimum (median over {args.seeds} seeds; "
-          "'>N' = not reached within the budget), ms per suggestion")
+    print(
+        f"\n(b) trials to reach 1% of the optimum (median over {args.seeds} seeds; "
+        "'>N' = not reached within the budget), ms per suggestion"
+    )
     print(f"{'problem':<11}{'method':<34}{'median':>8}  {'hit':>7} {'ms/sugg':>9}")
     for problem in problems:
         gp_budget = 60 if problem == "branin" else 100
         rows: list[tuple[str, int, Callable[[int], tuple[int | None, float]]]] = [
-            ("expctl bayes (GP), 1 agent", gp_budget,
-             lambda s, p=problem, b=gp_budget: expctl_run(p, "bayes", s, b)),
-            ("expctl bayes (GP), 4 in flight", gp_budget,
-             lambda s, p=problem, b=gp_budget: expctl_run(p, "bayes", s, b, parallel=4)),
-            ("optuna GPSampler (baseline)", gp_budget,
-             lambda s, p=problem, b=gp_budget: optuna_run(p, "gp", s, b)),
-            ("optuna TPESampler (baseline)", 300,
-             lambda s, p=problem: optuna_run(p, "tpe", s, 300)),
+            (
+                "expctl bayes (GP), 1 agent",
+                gp_budget,
+                lambda s, p=problem, b=gp_budget: expctl_run(p, "bayes", s, b),
+            ),
+            (
+                "expctl bayes (GP), 4 in flight",
+                gp_budget,
+                lambda s, p=problem, b=gp_budget: expctl_run(p, "bayes", s, b, parallel=4),
+            ),
+            (
+                "optuna GPSampler (baseline)",
+                gp_budget,
+                lambda s, p=problem, b=gp_budget: optuna_run(p, "gp", s, b),
+            ),
+            (
+                "optuna TPESampler (baseline)",
+                300,
+                lambda s, p=problem: optuna_run(p, "tpe", s, 300),
+            ),
             ("expctl random", 1000, lambda s, p=problem: expctl_run(p, "random", s, 1000)),
         ]
         for label, budget, run in rows:
             t0 = time.perf_counter()
             results = [run(seed) for seed in seeds]
-            print(f"{problem:<11}{label:<34}{summarise(results, budget)}   "
-                  f"({time.perf_counter() - t0:.0f} s)", flush=True)
+            print(
+                f"{problem:<11}{label:<34}{summarise(results, budget)}   "
+                f"({time.perf_counter() - t0:.0f} s)",
+                flush=True,
+            )
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--quick", action="store_true", help="fewer trials, Branin only")
     parser.add_argument("--seeds", type=int, default=10)
-    parser.add_argument("--postgres", default=os.environ.get("EXPCTL_TEST_POSTGRES_URL"),
-                        help="also measure a PostgreSQL storage at this URL")
+    parser.add_argument(
+        "--postgres",
+        default=os.environ.get("EXPCTL_TEST_POSTGRES_URL"),
+        help="also measure a PostgreSQL storage at this URL",
+    )
     parser.add_argument("--only", choices=["a", "b"], help="run one part")
     parser.add_argument("--worker", nargs=2, metavar=("SWEEP_ID", "URL"), help=argparse.SUPPRESS)
     args = parser.parse_args()

@@ -73,7 +73,9 @@ def postgres_url_or_skip() -> str:
     if not url:
         if os.environ.get("EXPCTL_REQUIRE_POSTGRES"):
             pytest.fail("EXPCTL_REQUIRE_POSTGRES is set but EXPCTL_TEST_POSTGRES_URL is not")
-        pytest.skip("no PostgreSQL server: set EXPCTL_TEST_POSTGRES_URL (bash .ci/start-postgres DIR)")
+        pytest.skip(
+            "no PostgreSQL server: set EXPCTL_TEST_POSTGRES_URL (bash .ci/start-postgres DIR)"
+        )
     return url
 
 

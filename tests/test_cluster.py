@@ -62,18 +62,41 @@ class Cluster:
         conf.mkdir(exist_ok=True)
         (conf / "config.yaml").write_text("x: 0\nx1: 0.0\nx2: 0.0\n")
         proc = subprocess.run(
-            [sys.executable, "-m", "expctl", "sweep", "create", str(path), "--config-dir", str(conf)],
-            cwd=self.nodes[0], env=self.env, capture_output=True, text=True, check=False,
+            [
+                sys.executable,
+                "-m",
+                "expctl",
+                "sweep",
+                "create",
+                str(path),
+                "--config-dir",
+                str(conf),
+            ],
+            cwd=self.nodes[0],
+            env=self.env,
+            capture_output=True,
+            text=True,
+            check=False,
         )
         assert proc.returncode == 0, proc.stderr
         return proc.stdout.strip()
 
     def agent(self, node: Path, sweep_id: str, objective: str, sleep: float, *extra: str):
         env = {**self.env, "SWEEP_TEST_SLEEP": str(sleep)}
-        cmd = [sys.executable, "-m", "expctl", "sweep", "agent", sweep_id,
-               "--objective", f"test_sweep_support:{objective}", *extra]
-        proc = subprocess.Popen(cmd, cwd=node, env=env, stdout=subprocess.PIPE,
-                                stderr=subprocess.PIPE, text=True)
+        cmd = [
+            sys.executable,
+            "-m",
+            "expctl",
+            "sweep",
+            "agent",
+            sweep_id,
+            "--objective",
+            f"test_sweep_support:{objective}",
+            *extra,
+        ]
+        proc = subprocess.Popen(
+            cmd, cwd=node, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+        )
         self.procs.append(proc)
         return proc
 
@@ -88,8 +111,11 @@ class Cluster:
 
 
 def grid(n: int) -> dict:
-    return {"method": "grid", "metric": {"name": "loss"},
-            "parameters": {"x": {"values": list(range(n))}}}
+    return {
+        "method": "grid",
+        "metric": {"name": "loss"},
+        "parameters": {"x": {"values": list(range(n))}},
+    }
 
 
 def test_four_nodes_share_a_grid_exactly_once(storage: str, tmp_path: Path) -> None:
@@ -133,7 +159,9 @@ def test_a_killed_nodes_trial_is_rerun_by_another_node(storage: str, tmp_path: P
 def test_bayes_with_parallel_agents_on_four_nodes(storage: str, tmp_path: Path) -> None:
     cluster = Cluster(tmp_path, storage)
     spec = {
-        "method": "bayes", "run_cap": 16, "metric": {"name": "loss", "goal": "minimize"},
+        "method": "bayes",
+        "run_cap": 16,
+        "metric": {"name": "loss", "goal": "minimize"},
         "parameters": {"x1": {"min": -5.0, "max": 10.0}, "x2": {"min": 0.0, "max": 15.0}},
     }
     sweep_id = cluster.create(spec)

@@ -57,26 +57,42 @@ def test_tutorial_program_under_three_agents_with_one_sigkilled(isolated: Path, 
     shutil.copytree(REPO / "examples" / "tutorial_sweep", isolated / "examples" / "tutorial_sweep")
     (isolated / "grid.yaml").write_text(GRID)
     env = dict(os.environ)
-    sweep_id = subprocess.run([*expctl_exe, "sweep", "create", "grid.yaml"], env=env,
-                              capture_output=True, text=True, check=True).stdout.strip()
+    sweep_id = subprocess.run(
+        [*expctl_exe, "sweep", "create", "grid.yaml"],
+        env=env,
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.strip()
     agent_cmd = [*expctl_exe, "sweep", "agent", sweep_id, "--stale-after", "1"]
 
-    doomed = subprocess.Popen(agent_cmd, env=env, stdout=subprocess.DEVNULL,
-                              stderr=subprocess.DEVNULL)
+    doomed = subprocess.Popen(
+        agent_cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+    )
     child = wait_for_program_child(doomed, time.monotonic() + 60)
     doomed.kill()  # kill -9 of the agent ...
     doomed.wait()
     os.killpg(child, signal.SIGKILL)  # ... and of its trial (its own process group)
 
-    survivors = [subprocess.Popen(agent_cmd, env=env, stdout=subprocess.DEVNULL,
-                                  stderr=subprocess.PIPE, text=True) for _ in range(2)]
+    survivors = [
+        subprocess.Popen(
+            agent_cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True
+        )
+        for _ in range(2)
+    ]
     for agent in survivors:
         _, stderr = agent.communicate(timeout=180)
         assert agent.returncode == 0, stderr
 
-    status = json.loads(subprocess.run([*expctl_exe, "sweep", "status", sweep_id, "--format",
-                                        "json"], env=env, capture_output=True, text=True,
-                                       check=True).stdout)
+    status = json.loads(
+        subprocess.run(
+            [*expctl_exe, "sweep", "status", sweep_id, "--format", "json"],
+            env=env,
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout
+    )
     complete = [t for t in status["trials"] if t["state"] == "complete"]
     points = sorted((t["params"]["lr"], t["params"]["batch_size"]) for t in complete)
     assert points == sorted((lr, bs) for lr in (0.01, 0.05, 0.2) for bs in (32, 128))

@@ -38,10 +38,17 @@ def run_log(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """One real offline run, shared by the tests of this module (a child process: ~1 s)."""
     root = tmp_path_factory.mktemp("wandb_run")
     env = {k: v for k, v in os.environ.items() if not k.startswith("WANDB_")}
-    env.update(WANDB_MODE="offline", WANDB_DIR=str(root), WANDB_SILENT="true",
-               WANDB_CONSOLE="off", WANDB_DISABLE_GIT="true", WANDB_RUN_ID="logrun1")
-    subprocess.run([sys.executable, "-c", textwrap.dedent(PROGRAM)], env=env, check=True,
-                   cwd=root, timeout=120)
+    env.update(
+        WANDB_MODE="offline",
+        WANDB_DIR=str(root),
+        WANDB_SILENT="true",
+        WANDB_CONSOLE="off",
+        WANDB_DISABLE_GIT="true",
+        WANDB_RUN_ID="logrun1",
+    )
+    subprocess.run(
+        [sys.executable, "-c", textwrap.dedent(PROGRAM)], env=env, check=True, cwd=root, timeout=120
+    )
     log = find_run_log(root, "logrun1")
     assert log is not None
     return log
@@ -65,8 +72,7 @@ def test_nested_logged_dict_is_a_dotted_metric(run_log: Path):
 
 
 @pytest.mark.slow
-def test_incremental_reads_of_a_growing_file_see_every_record_once(run_log: Path,
-                                                                    tmp_path: Path):
+def test_incremental_reads_of_a_growing_file_see_every_record_once(run_log: Path, tmp_path: Path):
     data = run_log.read_bytes()
     growing = tmp_path / "run-x.wandb"
     growing.write_bytes(b"")

@@ -47,8 +47,9 @@ def load_tutorial():
 def test_tutorial_program_runs_unchanged_and_its_val_loss_is_collected(tmp_path: Path):
     params = {"lr": 0.05, "batch_size": 32, "epochs": 3}
     seen: list[tuple[int, float]] = []
-    result = trial(str(TUTORIAL), tmp_path, params,
-                   on_metric=lambda i, v: seen.append((i, v)) and False)
+    result = trial(
+        str(TUTORIAL), tmp_path, params, on_metric=lambda i, v: seen.append((i, v)) and False
+    )
 
     assert result.status == "completed", result.message
     assert result.exit_code == 0
@@ -67,7 +68,9 @@ def test_tutorial_program_runs_unchanged_and_its_val_loss_is_collected(tmp_path:
 
 @pytest.mark.slow
 def test_child_sees_params_in_wandb_config_with_wandbs_environment(tmp_path: Path):
-    probe = program(tmp_path, """
+    probe = program(
+        tmp_path,
+        """
         import json, os, sys
         import wandb
         run = wandb.init(config={"lr": 123.0, "keep": "default"})
@@ -78,29 +81,53 @@ def test_child_sees_params_in_wandb_config_with_wandbs_environment(tmp_path: Pat
         run.log({"val_loss": 0.5})
         run.summary["val_loss"] = 0.25  # an explicit summary wins over the last logged value
         run.finish()
-    """)
+    """,
+    )
     out = tmp_path / "probe.json"
-    spec = {"lr": {"values": [0.1]}, "data.batch_size": {"values": [8]},
-            "optim": {"parameters": {"beta": {"value": 0.9}}}, "amp": {"values": [True]}}
+    spec = {
+        "lr": {"values": [0.1]},
+        "data.batch_size": {"values": [8]},
+        "optim": {"parameters": {"beta": {"value": 0.9}}},
+        "amp": {"values": [True]},
+    }
     params = {"lr": 0.1, "data.batch_size": 8, "optim.beta": 0.9, "amp": True}
-    result = trial(probe, tmp_path, params, parameters_spec=spec, project="proj",
-                   command=["${env}", "${interpreter}", "${program}", "${args_no_boolean_flags}",
-                            str(out)],
-                   env={"WANDB_MODE": "offline", "EXTRA": "1"})
+    result = trial(
+        probe,
+        tmp_path,
+        params,
+        parameters_spec=spec,
+        project="proj",
+        command=["${env}", "${interpreter}", "${program}", "${args_no_boolean_flags}", str(out)],
+        env={"WANDB_MODE": "offline", "EXTRA": "1"},
+    )
 
     assert result.status == "completed", result.message
     assert (result.value, result.history) == (0.25, [0.5])
     seen = json.loads(out.read_text())
-    assert seen["config"] == {"lr": 0.1, "keep": "default", "data.batch_size": 8,
-                              "optim": {"beta": 0.9}, "amp": True}
-    assert seen["argv"] == ["--lr=0.1", "--data.batch_size=8", "--optim={'beta': 0.9}", "--amp",
-                            str(out)]
+    assert seen["config"] == {
+        "lr": 0.1,
+        "keep": "default",
+        "data.batch_size": 8,
+        "optim": {"beta": 0.9},
+        "amp": True,
+    }
+    assert seen["argv"] == [
+        "--lr=0.1",
+        "--data.batch_size=8",
+        "--optim={'beta': 0.9}",
+        "--amp",
+        str(out),
+    ]
     assert seen["run_id"] == "run1"
     param_path = Path(os.environ["WANDB_DIR"]) / "wandb" / "sweep-sw1" / "config-run1.yaml"
     assert seen["env"]["WANDB_SWEEP_PARAM_PATH"] == str(param_path)
     assert yaml.safe_load(param_path.read_text()) == {
-        "wandb_version": 1, "lr": {"value": 0.1}, "data.batch_size": {"value": 8},
-        "optim": {"value": {"beta": 0.9}}, "amp": {"value": True}}
+        "wandb_version": 1,
+        "lr": {"value": 0.1},
+        "data.batch_size": {"value": 8},
+        "optim": {"value": {"beta": 0.9}},
+        "amp": {"value": True},
+    }
     assert seen["env"]["WANDB_SWEEP_ID"] == "sw1"
     assert seen["env"]["WANDB_RUN_ID"] == "run1"
     assert seen["env"]["WANDB_MODE"] == "offline"
@@ -112,8 +139,13 @@ def test_child_sees_params_in_wandb_config_with_wandbs_environment(tmp_path: Pat
 @pytest.mark.slow
 def test_hydra_program_with_args_no_hyphens(tmp_path: Path):
     params = {"optim.lr": 0.05, "optim.momentum": 0.9, "model.hidden": 8}
-    result = trial(str(HYDRA_PROGRAM), tmp_path, params, cwd=tmp_path,
-                   command=["${env}", "${interpreter}", "${program}", "${args_no_hyphens}"])
+    result = trial(
+        str(HYDRA_PROGRAM),
+        tmp_path,
+        params,
+        cwd=tmp_path,
+        command=["${env}", "${interpreter}", "${program}", "${args_no_hyphens}"],
+    )
 
     assert result.status == "completed", result.message
     assert result.command[-3:] == ["optim.lr=0.05", "optim.momentum=0.9", "model.hidden=8"]
@@ -125,12 +157,15 @@ def test_hydra_program_with_args_no_hyphens(tmp_path: Path):
 
 
 def test_failing_program_is_failed_with_its_stderr_tail(tmp_path: Path):
-    prog = program(tmp_path, """
+    prog = program(
+        tmp_path,
+        """
         import sys
         print("starting", flush=True)
         print("ValueError: lr must be positive", file=sys.stderr)
         sys.exit(3)
-    """)
+    """,
+    )
     result = trial(prog, tmp_path, {"lr": -1})
 
     assert (result.status, result.exit_code, result.value) == ("failed", 3, None)
@@ -147,11 +182,14 @@ def test_program_without_wandb_run_is_failed(tmp_path: Path):
 
 @pytest.mark.slow
 def test_program_that_never_logs_the_metric_is_failed_naming_what_it_logged(tmp_path: Path):
-    prog = program(tmp_path, """
+    prog = program(
+        tmp_path,
+        """
         import wandb
         with wandb.init() as run:
             run.log({"train_loss": 1.0, "acc": 0.5})
-    """)
+    """,
+    )
     result = trial(prog, tmp_path)
 
     assert (result.status, result.exit_code, result.value) == ("failed", 0, None)
@@ -196,9 +234,14 @@ def signal_trial(tmp_path: Path, ignore: bool, grace: float) -> ProgramResult:
     out.mkdir()
     prog = program(tmp_path, f"IGNORE = {ignore}\n" + SIGNAL_CHILD)
     ready = out / "ready"
-    return trial(prog, tmp_path, command=["${interpreter}", "${program}", str(out)],
-                 should_stop=lambda: signal.SIGTERM if ready.exists() else None,
-                 kill_grace=grace, timeout=60)  # the timeout only guards against a broken test
+    return trial(
+        prog,
+        tmp_path,
+        command=["${interpreter}", "${program}", str(out)],
+        should_stop=lambda: signal.SIGTERM if ready.exists() else None,
+        kill_grace=grace,
+        timeout=60,
+    )  # the timeout only guards against a broken test
 
 
 def test_should_stop_forwards_the_signal_to_the_whole_process_group(tmp_path: Path):
@@ -246,8 +289,14 @@ def test_a_raising_callback_never_leaves_the_program_running(tmp_path: Path):
         return None
 
     with pytest.raises(RuntimeError, match="agent bug"):
-        trial(prog, tmp_path, command=["${interpreter}", "${program}", str(out)],
-              should_stop=should_stop, kill_grace=20, timeout=60)
+        trial(
+            prog,
+            tmp_path,
+            command=["${interpreter}", "${program}", str(out)],
+            should_stop=should_stop,
+            kill_grace=20,
+            timeout=60,
+        )
     assert (out / "child").read_text() == str(int(signal.SIGTERM))
     assert live_members(int((out / "pid").read_text())) == []
 
@@ -265,7 +314,9 @@ def test_timeout_kills_the_trial(tmp_path: Path):
 def test_on_metric_true_stops_the_child_like_a_hyperband_prune(tmp_path: Path):
     # Three epochs, then a long one: the values must be seen while the child runs (wandb-core
     # would flush them only after 15 s), else this ends as a timeout, not a stop.
-    prog = program(tmp_path, """
+    prog = program(
+        tmp_path,
+        """
         import time
         import wandb
         run = wandb.init()
@@ -274,7 +325,8 @@ def test_on_metric_true_stops_the_child_like_a_hyperband_prune(tmp_path: Path):
         time.sleep(60)
         run.log({"val_loss": 0.0})
         run.finish()
-    """)
+    """,
+    )
     calls: list[int] = []
 
     def on_metric(index: int, value: float) -> bool:
@@ -292,12 +344,15 @@ def test_on_metric_true_stops_the_child_like_a_hyperband_prune(tmp_path: Path):
 
 @pytest.mark.slow
 def test_rerun_with_the_same_run_id_reads_only_its_own_run(tmp_path: Path):
-    prog = program(tmp_path, """
+    prog = program(
+        tmp_path,
+        """
         import sys
         import wandb
         with wandb.init() as run:
             run.log({"val_loss": float(run.config.lr)})
-    """)
+    """,
+    )
     first = trial(prog, tmp_path, {"lr": 1.0})
     second = trial(prog, tmp_path, {"lr": 2.0})
 

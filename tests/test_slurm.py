@@ -39,8 +39,13 @@ def wait_until(predicate, timeout: float = 60, what: str = "condition") -> None:
 def test_train_script_is_preempted_then_requeued_and_resumes(project: Path) -> None:
     args = ["trainer.epochs=60", "trainer.device=cpu", "data=synthetic", "data.num_samples=4096"]
     env = slurm_env(SLURM_JOB_ID="4242", SLURM_RESTART_COUNT="0")
-    first = subprocess.Popen(["bash", str(SLURM / "train.sbatch"), *args], env=env,
-                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    first = subprocess.Popen(
+        ["bash", str(SLURM / "train.sbatch"), *args],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     runs = project / "runs" / "slurm-4242"
     metrics = lambda: list(runs.glob("*/*/metrics.jsonl"))  # noqa: E731
     wait_until(lambda: any(p.read_text().strip() for p in metrics()), what="the first epoch")
@@ -54,8 +59,13 @@ def test_train_script_is_preempted_then_requeued_and_resumes(project: Path) -> N
     assert out.strip() == str(run_dir.resolve()) or Path(out.strip()).resolve() == run_dir.resolve()
 
     env["SLURM_RESTART_COUNT"] = "1"  # the requeued job
-    second = subprocess.run(["bash", str(SLURM / "train.sbatch"), *args], env=env,
-                            capture_output=True, text=True, timeout=180)
+    second = subprocess.run(
+        ["bash", str(SLURM / "train.sbatch"), *args],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=180,
+    )
     assert second.returncode == 0, second.stderr
     assert "resuming the latest run" in second.stderr
     summary = json.loads((run_dir / "summary.json").read_text())
@@ -67,28 +77,54 @@ def test_train_script_is_preempted_then_requeued_and_resumes(project: Path) -> N
 def test_sweep_array_tasks_share_a_sweep_and_a_preempted_trial_is_rerun(project: Path) -> None:
     spec = yaml.safe_load((REPO / "configs" / "sweeps" / "tutorial_program.yaml").read_text())
     spec.update(method="grid", program=str(REPO / "examples" / "tutorial_sweep" / "train.py"))
-    spec["parameters"] = {"lr": {"values": [0.01, 0.03, 0.1]}, "batch_size": {"values": [32, 64]},
-                          "epochs": {"value": 30}}
+    spec["parameters"] = {
+        "lr": {"values": [0.01, 0.03, 0.1]},
+        "batch_size": {"values": [32, 64]},
+        "epochs": {"value": 30},
+    }
     (project / "sweep.yaml").write_text(yaml.safe_dump(spec))
     storage = str(project / "shared" / "sweeps.journal")
     env = slurm_env(EXPCTL_STORAGE=storage, SLURM_ARRAY_JOB_ID="77", TRIALS_PER_TASK="6")
-    created = subprocess.run([sys.executable, "-m", "expctl", "sweep", "create", "sweep.yaml"],
-                             env=env, capture_output=True, text=True, check=True)
+    created = subprocess.run(
+        [sys.executable, "-m", "expctl", "sweep", "create", "sweep.yaml"],
+        env=env,
+        capture_output=True,
+        text=True,
+        check=True,
+    )
     env["SWEEP_ID"] = created.stdout.strip()
 
     def task(i: int) -> subprocess.Popen:
-        return subprocess.Popen(["bash", str(SLURM / "sweep_array.sbatch")],
-                                env={**env, "SLURM_ARRAY_TASK_ID": str(i)},
-                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        return subprocess.Popen(
+            ["bash", str(SLURM / "sweep_array.sbatch")],
+            env={**env, "SLURM_ARRAY_TASK_ID": str(i)},
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
 
     def status() -> dict:
-        proc = subprocess.run([sys.executable, "-m", "expctl", "sweep", "status", env["SWEEP_ID"],
-                               "--format", "json"], env=env, capture_output=True, text=True)
+        proc = subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "expctl",
+                "sweep",
+                "status",
+                env["SWEEP_ID"],
+                "--format",
+                "json",
+            ],
+            env=env,
+            capture_output=True,
+            text=True,
+        )
         return json.loads(proc.stdout)
 
     preempted = task(0)
-    wait_until(lambda: any(t["state"] == "running" for t in status()["trials"]),
-               what="a running trial")
+    wait_until(
+        lambda: any(t["state"] == "running" for t in status()["trials"]), what="a running trial"
+    )
     preempted.send_signal(signal.SIGTERM)
     _, err = preempted.communicate(timeout=90)
     assert preempted.returncode == 143, err

@@ -49,17 +49,34 @@ class Agents:
 
     def __init__(self, sweep_id: str, url: str | None, log: Path, sleep: float):
         self.sweep_id, self.url, self.log = sweep_id, url, log
-        self.env = {**os.environ, "SWEEP_TEST_LOG": str(log), "SWEEP_TEST_SLEEP": str(sleep),
-                    "PYTHONPATH": os.pathsep.join([str(TESTS), os.environ.get("PYTHONPATH", "")])}
+        self.env = {
+            **os.environ,
+            "SWEEP_TEST_LOG": str(log),
+            "SWEEP_TEST_SLEEP": str(sleep),
+            "PYTHONPATH": os.pathsep.join([str(TESTS), os.environ.get("PYTHONPATH", "")]),
+        }
         self.procs: list[subprocess.Popen] = []
 
     def start(self, n: int, *extra: str, objective: str = "sleepy") -> list[subprocess.Popen]:
-        cmd = [sys.executable, "-m", "expctl", "sweep", "agent", self.sweep_id,
-               "--objective", f"test_sweep_support:{objective}", *extra]
+        cmd = [
+            sys.executable,
+            "-m",
+            "expctl",
+            "sweep",
+            "agent",
+            self.sweep_id,
+            "--objective",
+            f"test_sweep_support:{objective}",
+            *extra,
+        ]
         if self.url:
             cmd += ["--storage", self.url]
-        new = [subprocess.Popen(cmd, env=self.env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                                text=True) for _ in range(n)]
+        new = [
+            subprocess.Popen(
+                cmd, env=self.env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+            )
+            for _ in range(n)
+        ]
         self.procs += new
         return new
 
@@ -91,8 +108,12 @@ class Agents:
 
 
 def grid(n: int, **extra) -> dict:
-    return {"method": "grid", "metric": {"name": "loss"},
-            "parameters": {"x": {"values": list(range(n))}, "tag": {"value": "t"}}, **extra}
+    return {
+        "method": "grid",
+        "metric": {"name": "loss"},
+        "parameters": {"x": {"values": list(range(n))}, "tag": {"value": "t"}},
+        **extra,
+    }
 
 
 def completed_points(events: list[dict]) -> Counter:
@@ -183,8 +204,14 @@ def test_sigint_exits_130(tmp_path: Path) -> None:
 @pytest.mark.parametrize("kind", ["journal", "sqlite"])
 def test_run_cap_is_never_exceeded_by_racing_agents(kind: str, tmp_path: Path) -> None:
     url = storage_url(kind, tmp_path)
-    spec = parse_spec({"method": "random", "run_cap": 7, "metric": {"name": "loss"},
-                       "parameters": {"x": {"min": 0.0, "max": 1.0}}})
+    spec = parse_spec(
+        {
+            "method": "random",
+            "run_cap": 7,
+            "metric": {"name": "loss"},
+            "parameters": {"x": {"min": 0.0, "max": 1.0}},
+        }
+    )
     info = create_sweep(spec, storage=url)
     agents = Agents(info.id, url, tmp_path / "trials.log", sleep=0.0)
     agents.start(3)

@@ -85,12 +85,19 @@ class FakeWandbAgent:
         self.errors: list[BaseException] = []
         self.fetched: list[str] = []  # sweep paths read with wandb.Api().sweep(path)
 
-    def __call__(self, sweep_id: str, function: Any = None, entity: Any = None,
-                 project: Any = None, count: Any = None) -> None:
+    def __call__(
+        self,
+        sweep_id: str,
+        function: Any = None,
+        entity: Any = None,
+        project: Any = None,
+        count: Any = None,
+    ) -> None:
         from wandb.sdk.lib import config_util
 
-        self.calls.append((sweep_id, {"function": function, "entity": entity,
-                                      "project": project, "count": count}))
+        self.calls.append(
+            (sweep_id, {"function": function, "entity": entity, "project": project, "count": count})
+        )
         if function is None:
             return  # W&B's agent would run the sweep's program itself
         # no server here: the runs W&B's agent would start online are offline
@@ -100,7 +107,8 @@ class FakeWandbAgent:
             run_id = f"run{n}"
             param_path = wandb_dir / "wandb" / f"sweep-{sweep_id}" / f"config-{run_id}.yaml"
             config_util.save_config_file_from_dict(
-                str(param_path), {k: {"value": v} for k, v in params.items()})
+                str(param_path), {k: {"value": v} for k, v in params.items()}
+            )
             self.monkeypatch.setenv("WANDB_SWEEP_ID", sweep_id)
             self.monkeypatch.setenv("WANDB_RUN_ID", run_id)
             self.monkeypatch.setenv("WANDB_SWEEP_PARAM_PATH", str(param_path))
@@ -160,21 +168,34 @@ def logged(log: Path, event: str) -> list[dict[str, Any]]:
 
 
 def test_create_on_wandb_prints_only_the_path(cli, project: Path, online, created) -> None:
-    spec = write(project / "s.yaml", """
+    spec = write(
+        project / "s.yaml",
+        """
         name: lr-search
         method: grid
         metric: {name: val_loss}
         parameters:
           optim.lr: {values: [1e-3, 1e-2]}
           model: {values: [small, large]}
-    """)
-    result = cli("sweep", "create", str(spec), "--backend", "wandb", "--project", "digits",
-                 "--entity", "team")
+    """,
+    )
+    result = cli(
+        "sweep",
+        "create",
+        str(spec),
+        "--backend",
+        "wandb",
+        "--project",
+        "digits",
+        "--entity",
+        "team",
+    )
     assert result.exit_code == 0, result.stderr
     assert result.stdout == "team/digits/abc123\n"  # W&B's own "Create sweep" line went to stderr
     assert "Create sweep with ID: abc123" in result.stderr
     assert "created sweep team/digits/abc123 'lr-search': method grid, 4 runs planned" in (
-        result.stderr)
+        result.stderr
+    )
     assert "expctl sweep agent team/digits/abc123" in result.stderr
     [call] = created
     assert (call["project"], call["entity"]) == ("digits", "team")
@@ -183,15 +204,19 @@ def test_create_on_wandb_prints_only_the_path(cli, project: Path, online, create
     assert not (project / ".expctl").exists()  # nothing local was created
 
 
-def test_backend_from_the_environment_and_program_sweeps(cli, project: Path, online, created,
-                                                         monkeypatch) -> None:
-    spec = write(project / "p.yaml", """
+def test_backend_from_the_environment_and_program_sweeps(
+    cli, project: Path, online, created, monkeypatch
+) -> None:
+    spec = write(
+        project / "p.yaml",
+        """
         program: train.py
         project: from-yaml
         method: random
         parameters:
           lr: {min: 0.0001, max: 0.1}
-    """)
+    """,
+    )
     monkeypatch.setenv("EXPCTL_SWEEP_BACKEND", "wandb")
     result = cli("sweep", "create", str(spec))
     assert result.exit_code == 0, result.stderr
@@ -200,19 +225,24 @@ def test_backend_from_the_environment_and_program_sweeps(cli, project: Path, onl
     assert created[0]["sweep"]["program"] == "train.py"
 
 
-def test_create_on_wandb_validates_before_sending_anything(cli, project: Path, online,
-                                                           created) -> None:
-    bad = write(project / "bad.yaml", """
+def test_create_on_wandb_validates_before_sending_anything(
+    cli, project: Path, online, created
+) -> None:
+    bad = write(
+        project / "bad.yaml",
+        """
         method: grid
         metric: {name: val_loss, goal: minimise}
         parameters:
           optim.lrr: {values: [0.1]}
-    """)
+    """,
+    )
     result = cli("sweep", "create", str(bad), "--backend", "wandb", "--project", "p")
     assert result.exit_code == 2 and result.stdout == ""
     assert "2 problems in sweep spec" in result.stderr
     assert "did you mean 'minimize'" in result.stderr and "did you mean 'optim.lr'" in (
-        result.stderr)
+        result.stderr
+    )
     assert created == []
 
 
@@ -222,8 +252,9 @@ def test_create_refuses_unknown_backends_and_offline_mode(cli, project: Path, cr
     assert "unknown sweep backend 'wandbb'" in result.stderr
     assert "did you mean 'wandb'?" in result.stderr
     # the tests run with WANDB_MODE=offline: W&B's server is off limits, said before any call
-    result = cli("sweep", "create", "configs/sweeps/grid.yaml", "--backend", "wandb",
-                 "--project", "p")
+    result = cli(
+        "sweep", "create", "configs/sweeps/grid.yaml", "--backend", "wandb", "--project", "p"
+    )
     assert result.exit_code == 2 and "WANDB_MODE=offline" in result.stderr
     assert created == [] and not (Path(".expctl")).exists()
 
@@ -235,10 +266,20 @@ def test_agent_runs_the_local_trial_function_under_wandbs_agent(
     cli, project: Path, tmp_path: Path, hosted, monkeypatch
 ) -> None:
     log = sweep_test_env(tmp_path, monkeypatch)
-    agent = hosted(TRAINER_SWEEP, runs=[{"seed": 1, "optim": {"lr": 0.5}},
-                                        {"seed": 2, "optim": {"lr": 0.5}}])
-    result = cli("sweep", "agent", PATH, "--count", "2", "--set", "trainer.epochs=1",
-                 "--objective", "test_sweep_support:sleepy")
+    agent = hosted(
+        TRAINER_SWEEP, runs=[{"seed": 1, "optim": {"lr": 0.5}}, {"seed": 2, "optim": {"lr": 0.5}}]
+    )
+    result = cli(
+        "sweep",
+        "agent",
+        PATH,
+        "--count",
+        "2",
+        "--set",
+        "trainer.epochs=1",
+        "--objective",
+        "test_sweep_support:sleepy",
+    )
     assert result.exit_code == 0, result.stderr
     assert result.stdout == ""
     assert agent.fetched == [PATH]
@@ -248,7 +289,9 @@ def test_agent_runs_the_local_trial_function_under_wandbs_agent(
     assert agent.errors == []
     # the values W&B's agent handed over reached the objective as flat dotted names ...
     assert [e["params"] for e in logged(log, "end")] == [
-        {"optim.lr": 0.5, "seed": 1}, {"optim.lr": 0.5, "seed": 2}]
+        {"optim.lr": 0.5, "seed": 1},
+        {"optim.lr": 0.5, "seed": 2},
+    ]
     assert "trial 0 (W&B run run0): optim.lr=0.5 seed=1" in result.stderr
     assert "trial 1: complete loss=2.5" in result.stderr
     # ... and the metric went into the run W&B's agent handed out, which ended with exit 0
@@ -273,9 +316,7 @@ def test_a_failed_trial_is_an_errored_run_for_wandbs_agent(
     assert run_log is not None and read_metric(run_log, "loss").exit_code == 1
 
 
-def test_agent_checks_the_hosted_sweep_against_the_local_config(
-    cli, project: Path, hosted
-) -> None:
+def test_agent_checks_the_hosted_sweep_against_the_local_config(cli, project: Path, hosted) -> None:
     typo = {**TRAINER_SWEEP, "parameters": {"optim.lrr": {"values": [0.1]}}}
     agent = hosted(typo, runs=[{"optim.lrr": 0.1}])
     result = cli("sweep", "agent", PATH)
@@ -289,8 +330,9 @@ def test_program_sweeps_are_left_to_wandbs_own_agent(cli, project: Path, hosted)
     agent = hosted(PROGRAM_SWEEP, runs=[{"lr": 0.01}])
     result = cli("sweep", "agent", PATH, "--count", "3")
     assert result.exit_code == 0, result.stderr
-    assert agent.calls == [("abc123", {"function": None, "entity": "team", "project": "proj",
-                                       "count": 3})]
+    assert agent.calls == [
+        ("abc123", {"function": None, "entity": "team", "project": "proj", "count": 3})
+    ]
     assert f"exactly as `wandb agent {PATH}` would" in result.stderr
     # a timeout cannot be applied to a program W&B's agent runs: refused, not ignored
     result = cli("sweep", "agent", PATH, "--trial-timeout", "60")
@@ -338,15 +380,25 @@ def test_sweep_paths_select_the_backend() -> None:
 def test_sweep_values_finds_flat_nested_and_mixed_names() -> None:
     from expctl.sweeps.agent import sweep_values
 
-    spec = parse_spec({"method": "random", "parameters": {
-        "optim.lr": {"values": [0.1]},
-        "model": {"parameters": {"hidden": {"values": [8]}, "act.name": {"values": ["relu"]}}},
-        "seed": {"value": 3},
-    }})
-    config = {"optim.lr": 0.1, "model": {"hidden": 8, "act.name": "relu"}, "seed": 3,
-              "other": 1}
-    assert sweep_values(config, spec) == {"model.act.name": "relu", "model.hidden": 8,
-                                          "optim.lr": 0.1, "seed": 3}
+    spec = parse_spec(
+        {
+            "method": "random",
+            "parameters": {
+                "optim.lr": {"values": [0.1]},
+                "model": {
+                    "parameters": {"hidden": {"values": [8]}, "act.name": {"values": ["relu"]}}
+                },
+                "seed": {"value": 3},
+            },
+        }
+    )
+    config = {"optim.lr": 0.1, "model": {"hidden": 8, "act.name": "relu"}, "seed": 3, "other": 1}
+    assert sweep_values(config, spec) == {
+        "model.act.name": "relu",
+        "model.hidden": 8,
+        "optim.lr": 0.1,
+        "seed": 3,
+    }
     with pytest.raises(RuntimeFailure, match="no value for sweep parameter 'seed'"):
         sweep_values({"optim.lr": 0.1, "model": {"hidden": 8, "act.name": "x"}}, spec)
 
@@ -364,8 +416,11 @@ def test_the_trainer_reuses_an_open_wandb_run(isolated: Path) -> None:
     wandb.teardown()  # wandb's settings singleton would keep an earlier test's WANDB_DIR
     run = wandb.init(config={"optim": {"lr": 0.5}})
     try:
-        tracker = start_tracker({"mode": "disabled", "project": "ignored"}, run_name="x",
-                                config={"optim": {"lr": 0.5, "name": "adam"}, "seed": 1})
+        tracker = start_tracker(
+            {"mode": "disabled", "project": "ignored"},
+            run_name="x",
+            config={"optim": {"lr": 0.5, "name": "adam"}, "seed": 1},
+        )
         assert tracker.run is run and tracker.mode == "offline"  # type: ignore[attr-defined]
         assert tracker.run_id == run.id and tracker.sync_dir is not None
         # values already in the run (W&B's sweep values) win, the rest is added
@@ -382,10 +437,22 @@ def test_the_trainer_reuses_an_open_wandb_run(isolated: Path) -> None:
 def test_expctls_trainer_logs_into_the_run_wandbs_agent_handed_out(
     cli, project: Path, hosted
 ) -> None:
-    hosted({**TRAINER_SWEEP, "metric": {"name": "val_loss"}}, runs=[
-        {"optim": {"lr": 0.01}, "seed": 7}])
-    result = cli("sweep", "agent", PATH, "--count", "1", "--set", "trainer.epochs=1",
-                 "--set", "trainer.device=cpu", "--set", "artifact.publish=false")
+    hosted(
+        {**TRAINER_SWEEP, "metric": {"name": "val_loss"}}, runs=[{"optim": {"lr": 0.01}, "seed": 7}]
+    )
+    result = cli(
+        "sweep",
+        "agent",
+        PATH,
+        "--count",
+        "1",
+        "--set",
+        "trainer.epochs=1",
+        "--set",
+        "trainer.device=cpu",
+        "--set",
+        "artifact.publish=false",
+    )
     assert result.exit_code == 0, result.stderr
     assert "trial 0: complete val_loss=" in result.stderr
     wandb_root = Path(os.environ["WANDB_DIR"]) / "wandb"
@@ -411,6 +478,7 @@ def test_the_cli_module_does_not_import_wandb() -> None:
     import subprocess
 
     code = "import sys, expctl.cli.sweep; print('wandb' in sys.modules)"
-    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                            check=True)
+    result = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True
+    )
     assert result.stdout.strip() == "False"

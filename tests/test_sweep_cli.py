@@ -26,13 +26,16 @@ def write(path: Path, text: str) -> Path:
 
 @pytest.fixture
 def tiny_grid(project: Path) -> Path:
-    return write(project / "tiny.yaml", """
+    return write(
+        project / "tiny.yaml",
+        """
         name: tiny
         method: grid
         metric: {name: loss}
         parameters:
           seed: {values: [3, 1, 2]}
-    """)
+    """,
+    )
 
 
 def create(cli, spec: Path, *args: str) -> str:
@@ -53,12 +56,15 @@ def test_create_prints_only_the_sweep_id(cli, project: Path) -> None:
 
 
 def test_create_reports_every_problem_and_exits_2(cli, project: Path) -> None:
-    bad = write(project / "bad.yaml", """
+    bad = write(
+        project / "bad.yaml",
+        """
         method: gird
         parameters:
           optim.lrr: {values: [0.1]}
           model: {values: [larg]}
-    """)
+    """,
+    )
     result = cli("sweep", "create", str(bad))
     assert result.exit_code == 2 and result.stdout == ""
     assert "error: " in result.stderr and "3 problems in sweep spec" in result.stderr
@@ -70,8 +76,9 @@ def test_create_reports_every_problem_and_exits_2(cli, project: Path) -> None:
 
 def test_create_with_storage_name_and_project(cli, project: Path, tiny_grid: Path) -> None:
     db = project / "s.db"
-    sweep_id = create(cli, tiny_grid, "--storage", f"sqlite:///{db}", "--name", "renamed",
-                      "--project", "p1")
+    sweep_id = create(
+        cli, tiny_grid, "--storage", f"sqlite:///{db}", "--name", "renamed", "--project", "p1"
+    )
     result = cli("sweep", "list", "--storage", f"sqlite:///{db}", "--format", "json")
     [row] = json.loads(result.stdout)
     assert (row["id"], row["name"], row["planned"]) == (sweep_id, "renamed", 3)
@@ -79,8 +86,14 @@ def test_create_with_storage_name_and_project(cli, project: Path, tiny_grid: Pat
 
 def test_create_then_agent_then_status_json(cli, project: Path, tiny_grid: Path) -> None:
     sweep_id = create(cli, tiny_grid)
-    result = cli("sweep", "agent", sweep_id, "--objective", "test_sweep_support:sleepy",
-                 env={"SWEEP_TEST_SLEEP": "0"})
+    result = cli(
+        "sweep",
+        "agent",
+        sweep_id,
+        "--objective",
+        "test_sweep_support:sleepy",
+        env={"SWEEP_TEST_SLEEP": "0"},
+    )
     assert result.exit_code == 0, result.stderr
     assert result.stdout == ""
     assert "agent done: 3 complete; the sweep is finished (grid complete)" in result.stderr
@@ -88,7 +101,11 @@ def test_create_then_agent_then_status_json(cli, project: Path, tiny_grid: Path)
     assert result.exit_code == 0, result.stderr
     data = json.loads(result.stdout)
     assert (data["id"], data["method"], data["state"], data["planned"]) == (
-        sweep_id, "grid", "finished", 3)
+        sweep_id,
+        "grid",
+        "finished",
+        3,
+    )
     assert data["metric"]["name"] == "loss"
     assert [t["params"]["seed"] for t in data["trials"]] == [3, 1, 2]
     assert data["best"]["value"] == 1.0 and data["best"]["command"] == "expctl run seed=1"
@@ -101,8 +118,16 @@ def test_create_then_agent_then_status_json(cli, project: Path, tiny_grid: Path)
 
 def test_count_limits_the_trials_of_one_agent(cli, project: Path, tiny_grid: Path) -> None:
     sweep_id = create(cli, tiny_grid)
-    result = cli("sweep", "agent", sweep_id, "--count", "1", "--objective",
-                 "test_sweep_support:sleepy", env={"SWEEP_TEST_SLEEP": "0"})
+    result = cli(
+        "sweep",
+        "agent",
+        sweep_id,
+        "--count",
+        "1",
+        "--objective",
+        "test_sweep_support:sleepy",
+        env={"SWEEP_TEST_SLEEP": "0"},
+    )
     assert result.exit_code == 0 and "ran --count 1 trials" in result.stderr
     data = json.loads(cli("sweep", "status", sweep_id, "-f", "json").stdout)
     assert data["counts"] == {"complete": 1, "waiting": 2} and data["state"] == "running"
@@ -128,7 +153,8 @@ def test_unknown_ids_and_missing_storage_exit_2(cli, project: Path, tiny_grid: P
         assert result.exit_code == 2, command
         assert "error: no sweep 'nosuchid'" in result.stderr
         assert f"known sweeps in journal://{project}/.expctl/sweeps.journal: {sweep_id}" in (
-            result.stderr)
+            result.stderr
+        )
     result = cli("sweep", "status", sweep_id, "--format", "yaml")
     assert result.exit_code == 2 and "--format json" in result.stderr
 
@@ -144,15 +170,20 @@ def test_every_command_help_ends_with_examples(cli, command: str) -> None:
     result = cli("sweep", command, "--help")
     assert result.exit_code == 0
     tail = result.stdout.rstrip().splitlines()[-6:]
-    assert any(line.strip().startswith("$ expctl sweep") or "expctl sweep" in line
-               for line in tail), result.stdout
+    assert any(
+        line.strip().startswith("$ expctl sweep") or "expctl sweep" in line for line in tail
+    ), result.stdout
     assert "Examples" in result.stdout
 
 
 @pytest.mark.slow
 def test_command_substitution_with_the_installed_entry_point(expctl_exe, project: Path) -> None:
-    result = subprocess.run([*expctl_exe, "sweep", "create", "configs/sweeps/random.yaml"],
-                            capture_output=True, text=True, timeout=60)
+    result = subprocess.run(
+        [*expctl_exe, "sweep", "create", "configs/sweeps/random.yaml"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert result.returncode == 0, result.stderr
     assert ID.match(result.stdout.strip())
     assert "run_cap 20" in result.stderr
@@ -163,7 +194,9 @@ def test_command_substitution_with_the_installed_entry_point(expctl_exe, project
 
 @pytest.mark.slow
 def test_agent_trains_with_expctls_trainer(cli, project: Path, tmp_path: Path) -> None:
-    spec = write(project / "train.yaml", """
+    spec = write(
+        project / "train.yaml",
+        """
         name: digits-tiny
         method: grid
         metric: {name: val_loss, goal: minimize}
@@ -173,24 +206,33 @@ def test_agent_trains_with_expctls_trainer(cli, project: Path, tmp_path: Path) -
           model: {value: small}
           trainer.epochs: {value: 2}
           trainer.device: {value: cpu}
-    """)
+    """,
+    )
     sweep_id = create(cli, spec)
     result = cli("sweep", "agent", sweep_id)
     assert result.exit_code == 0, result.stderr
     data = json.loads(cli("sweep", "status", sweep_id, "--format", "json").stdout)
     assert data["state"] == "finished"
-    assert sorted(t["state"] for t in data["trials"]) in (["complete", "complete"],
-                                                           ["complete", "pruned"])
+    assert sorted(t["state"] for t in data["trials"]) in (
+        ["complete", "complete"],
+        ["complete", "pruned"],
+    )
     for trial in data["trials"]:
         run_dir = Path(trial["run_dir"])
         assert run_dir.is_dir() and run_dir.parent.name == "digits-tiny"
         assert trial["epochs"] >= 1  # per-epoch val_loss reached the pruner
     best = data["best"]
     lr = best["params"]["optim.lr"]
-    assert best["overrides"] == ["model=small", f"optim.lr={lr}", "trainer.device=cpu",
-                                 "trainer.epochs=2"]
-    assert best["command"] == f"expctl run model=small optim.lr={lr} trainer.device=cpu " \
+    assert best["overrides"] == [
+        "model=small",
+        f"optim.lr={lr}",
+        "trainer.device=cpu",
+        "trainer.epochs=2",
+    ]
+    assert (
+        best["command"] == f"expctl run model=small optim.lr={lr} trainer.device=cpu "
         "trainer.epochs=2"
+    )
     # each trial was a W&B run (offline here), grouped by the sweep id
     runs = list((tmp_path / "wandb").rglob("offline-run-*"))
     assert len(runs) == 2
@@ -203,15 +245,21 @@ def test_multirun_runs_the_product_as_a_grid_sweep(project: Path) -> None:
 
     events: list[str] = []
     records = run_multirun(
-        ConfigSource(None, "config", ("optim.lr=0.05,0.01", "model=small,large",
-                                      "trainer.epochs=1", "trainer.device=cpu")),
-        quiet=True, on_event=events.append,
+        ConfigSource(
+            None,
+            "config",
+            ("optim.lr=0.05,0.01", "model=small,large", "trainer.epochs=1", "trainer.device=cpu"),
+        ),
+        quiet=True,
+        on_event=events.append,
     )
     assert [r.status for r in records] == ["complete"] * 4
     assert len({r.run_dir for r in records}) == 4
     assert {tuple(r.overrides) for r in records} == {
         ("trainer.epochs=1", "trainer.device=cpu", f"model={m}", f"optim.lr={lr}")
-        for m in ("small", "large") for lr in ("0.05", "0.01")}
+        for m in ("small", "large")
+        for lr in ("0.05", "0.01")
+    }
     assert all("val_loss" in r.metrics for r in records)
     sweep_id = events[0].split()[-1]
     status = sweep_status(sweep_id)
@@ -223,8 +271,9 @@ def test_multirun_checks_every_value_before_running(project: Path) -> None:
     from expctl.sweeps.multirun import run_multirun
 
     with pytest.raises(ConfigError) as e:
-        run_multirun(ConfigSource(None, "config", ("model=small,larg", "optim.lrr=1,2")),
-                     quiet=True)
+        run_multirun(
+            ConfigSource(None, "config", ("model=small,larg", "optim.lrr=1,2")), quiet=True
+        )
     text = str(e.value)
     assert "3 swept overrides cannot be composed" in text
     assert "model=larg" in text and "optim.lrr=1" in text
@@ -236,8 +285,11 @@ def test_multirun_expands_like_hydra() -> None:
 
     base, sweeps = split_sweeps(["a=1", "b=1,2", "+c=range(0,3)", "d=choice(x,'y z')"])
     assert base == ["a=1"]
-    assert sweeps == {"b": ("b", ["1", "2"]), "c": ("+c", ["0", "1", "2"]),
-                      "d": ("d", ["x", "y\\ z"])}  # Hydra's own escaping of the value
+    assert sweeps == {
+        "b": ("b", ["1", "2"]),
+        "c": ("+c", ["0", "1", "2"]),
+        "d": ("d", ["x", "y\\ z"]),
+    }  # Hydra's own escaping of the value
 
 
 # -- --trial-timeout -------------------------------------------------------------------------------
@@ -253,18 +305,24 @@ def pid_alive(pid: int) -> bool:
 
 
 def test_a_hung_program_trial_is_killed_and_failed(cli, project: Path) -> None:
-    write(project / "hang.py", """
+    write(
+        project / "hang.py",
+        """
         import os, pathlib, time
         pathlib.Path("hang.pid").write_text(str(os.getpid()))
         time.sleep(600)
-    """)
-    spec = write(project / "hang.yaml", """
+    """,
+    )
+    spec = write(
+        project / "hang.yaml",
+        """
         program: hang.py
         method: grid
         metric: {name: val_loss}
         parameters:
           x: {values: [1]}
-    """)
+    """,
+    )
     sweep_id = create(cli, spec)
     result = cli("sweep", "agent", sweep_id, "--trial-timeout", "1")
     assert result.exit_code == 0, result.stderr  # a failed trial is not an agent failure
@@ -280,8 +338,11 @@ def test_objectives_see_the_timeout_and_a_timed_out_trial_is_not_requeued(projec
     from expctl.sweeps.engine import create_sweep, sweep_status
     from expctl.sweeps.spec import parse_spec
 
-    info = create_sweep(parse_spec({"method": "grid", "metric": {"name": "v"},
-                                    "parameters": {"x": {"values": [1, 2]}}}))
+    info = create_sweep(
+        parse_spec(
+            {"method": "grid", "metric": {"name": "v"}, "parameters": {"x": {"values": [1, 2]}}}
+        )
+    )
     seen: list[float | None] = []
 
     def patient(ctx: TrialContext) -> TrialOutcome:
@@ -294,7 +355,8 @@ def test_objectives_see_the_timeout_and_a_timed_out_trial_is_not_requeued(projec
     assert seen == [0.2, 0.2]
     assert [(t.status, t.message) for t in summary.trials] == [
         ("complete", None),
-        ("failed", "timed out after the trial timeout of 0.2 s (--trial-timeout)")]
+        ("failed", "timed out after the trial timeout of 0.2 s (--trial-timeout)"),
+    ]
     assert sweep_status(info.id)["counts"] == {"complete": 1, "fail": 1}
 
 
@@ -306,14 +368,17 @@ def test_the_trial_timeout_must_be_positive(cli, project: Path, tiny_grid: Path)
 
 @pytest.mark.slow
 def test_a_trainer_trial_past_the_timeout_stops_at_a_step_and_fails(cli, project: Path) -> None:
-    spec = write(project / "long.yaml", """
+    spec = write(
+        project / "long.yaml",
+        """
         name: long
         method: grid
         metric: {name: val_loss}
         parameters:
           trainer.epochs: {value: 10000}
           trainer.device: {value: cpu}
-    """)
+    """,
+    )
     sweep_id = create(cli, spec)
     result = cli("sweep", "agent", sweep_id, "--trial-timeout", "2")
     assert result.exit_code == 0, result.stderr

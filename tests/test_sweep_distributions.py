@@ -38,27 +38,44 @@ def draw(p: Parameter, n: int = N, seed: int = 0) -> list[Any]:
 
 
 CONTINUOUS = [
-    ({"distribution": "uniform", "min": -2.0, "max": 3.0}, lambda x: x,
-     stats.uniform(-2.0, 5.0).cdf),
-    ({"distribution": "log_uniform", "min": -9.2, "max": -2.3}, np.log,
-     stats.uniform(-9.2, 6.9).cdf),
-    ({"distribution": "log_uniform_values", "min": 1e-4, "max": 1e-1}, np.log,
-     stats.uniform(math.log(1e-4), math.log(1e-1) - math.log(1e-4)).cdf),
-    ({"distribution": "inv_log_uniform", "min": 1.0, "max": 4.0}, lambda x: -np.log(x),
-     stats.uniform(1.0, 3.0).cdf),
-    ({"distribution": "inv_log_uniform_values", "min": 0.01, "max": 10.0}, lambda x: -np.log(x),
-     stats.uniform(-math.log(10.0), math.log(10.0) - math.log(0.01)).cdf),
+    (
+        {"distribution": "uniform", "min": -2.0, "max": 3.0},
+        lambda x: x,
+        stats.uniform(-2.0, 5.0).cdf,
+    ),
+    (
+        {"distribution": "log_uniform", "min": -9.2, "max": -2.3},
+        np.log,
+        stats.uniform(-9.2, 6.9).cdf,
+    ),
+    (
+        {"distribution": "log_uniform_values", "min": 1e-4, "max": 1e-1},
+        np.log,
+        stats.uniform(math.log(1e-4), math.log(1e-1) - math.log(1e-4)).cdf,
+    ),
+    (
+        {"distribution": "inv_log_uniform", "min": 1.0, "max": 4.0},
+        lambda x: -np.log(x),
+        stats.uniform(1.0, 3.0).cdf,
+    ),
+    (
+        {"distribution": "inv_log_uniform_values", "min": 0.01, "max": 10.0},
+        lambda x: -np.log(x),
+        stats.uniform(-math.log(10.0), math.log(10.0) - math.log(0.01)).cdf,
+    ),
     ({"distribution": "normal", "mu": 3.0, "sigma": 2.0}, lambda x: x, stats.norm(3.0, 2.0).cdf),
     ({"distribution": "normal"}, lambda x: x, stats.norm(0.0, 1.0).cdf),
-    ({"distribution": "log_normal", "mu": -1.0, "sigma": 0.5}, np.log,
-     stats.norm(-1.0, 0.5).cdf),
+    ({"distribution": "log_normal", "mu": -1.0, "sigma": 0.5}, np.log, stats.norm(-1.0, 0.5).cdf),
     ({"distribution": "beta", "a": 2.0, "b": 5.0}, lambda x: x, stats.beta(2.0, 5.0).cdf),
     ({"distribution": "beta"}, lambda x: x, stats.beta(1.0, 1.0).cdf),
 ]
 
 
-@pytest.mark.parametrize(("body", "transform", "cdf"), CONTINUOUS,
-                         ids=[c[0]["distribution"] + str(i) for i, c in enumerate(CONTINUOUS)])
+@pytest.mark.parametrize(
+    ("body", "transform", "cdf"),
+    CONTINUOUS,
+    ids=[c[0]["distribution"] + str(i) for i, c in enumerate(CONTINUOUS)],
+)
 def test_continuous_distributions_have_wandb_shape(body, transform, cdf) -> None:
     p = parameter(body)
     values = np.array(draw(p), dtype=float)
@@ -161,8 +178,12 @@ def test_constant() -> None:
 
 def test_unbounded_distributions_have_bounded_latent_spaces() -> None:
     """bayes models normal/log_normal/beta on their quantile in (0, 1): always bounded."""
-    for body in ({"distribution": "normal", "mu": 0, "sigma": 1e6}, {"distribution": "log_normal"},
-                 {"distribution": "q_normal"}, {"distribution": "beta"}):
+    for body in (
+        {"distribution": "normal", "mu": 0, "sigma": 1e6},
+        {"distribution": "log_normal"},
+        {"distribution": "q_normal"},
+        {"distribution": "beta"},
+    ):
         dist = latent_distribution(parameter(body))
         assert dist is not None and 0.0 < dist.low < dist.high < 1.0
         assert math.isfinite(to_value(parameter(body), dist.low))

@@ -44,8 +44,12 @@ def url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
 
 
 def grid_spec(n: int = 4, **extra: Any):
-    raw = {"method": "grid", "metric": {"name": "loss"},
-           "parameters": {"x": {"values": list(range(n))}}, **extra}
+    raw = {
+        "method": "grid",
+        "metric": {"name": "loss"},
+        "parameters": {"x": {"values": list(range(n))}},
+        **extra,
+    }
     return parse_spec(raw)
 
 
@@ -102,8 +106,14 @@ def test_stale_heartbeats_are_reaped_fresh_ones_are_not(url: str) -> None:
 
 
 def test_random_sweep_honours_run_cap(url: str) -> None:
-    spec = parse_spec({"method": "random", "run_cap": 3, "metric": {"name": "loss"},
-                       "parameters": {"x": {"min": 0.0, "max": 1.0}}})
+    spec = parse_spec(
+        {
+            "method": "random",
+            "run_cap": 3,
+            "metric": {"name": "loss"},
+            "parameters": {"x": {"min": 0.0, "max": 1.0}},
+        }
+    )
     info = create_sweep(spec, storage=url)
     summary = run_agent(info.id, storage=url, objective=objective, handle_signals=False)
     assert summary.count("complete") == 3
@@ -112,8 +122,14 @@ def test_random_sweep_honours_run_cap(url: str) -> None:
 
 
 def test_trials_created_past_run_cap_by_a_race_are_discarded(url: str) -> None:
-    spec = parse_spec({"method": "random", "run_cap": 1, "metric": {"name": "loss"},
-                       "parameters": {"x": {"min": 0.0, "max": 1.0}}})
+    spec = parse_spec(
+        {
+            "method": "random",
+            "run_cap": 1,
+            "metric": {"name": "loss"},
+            "parameters": {"x": {"min": 0.0, "max": 1.0}},
+        }
+    )
     info = create_sweep(spec, storage=url)
     a, b = open_sweep(info.id, url), open_sweep(info.id, url)
     claim = a.claim("a")
@@ -126,9 +142,13 @@ def test_trials_created_past_run_cap_by_a_race_are_discarded(url: str) -> None:
 
 
 def test_target_finishes_the_sweep(url: str) -> None:
-    spec = parse_spec({"method": "grid", "metric": {"name": "loss", "goal": "minimize",
-                                                     "target": 1.5},
-                       "parameters": {"x": {"values": [3, 1, 0, 2]}}})
+    spec = parse_spec(
+        {
+            "method": "grid",
+            "metric": {"name": "loss", "goal": "minimize", "target": 1.5},
+            "parameters": {"x": {"values": [3, 1, 0, 2]}},
+        }
+    )
     info = create_sweep(spec, storage=url)
     summary = run_agent(info.id, storage=url, objective=objective, handle_signals=False)
     assert [t.value for t in summary.trials] == [3.0, 1.0]
@@ -144,8 +164,14 @@ def test_stop_means_no_new_trials(url: str) -> None:
 
 
 def test_status_json_has_the_leaderboard_and_best_overrides(url: str) -> None:
-    spec = parse_spec({"name": "demo", "method": "grid", "metric": {"name": "loss"},
-                       "parameters": {"x": {"values": [2, 1, 3]}, "model": {"value": "large"}}})
+    spec = parse_spec(
+        {
+            "name": "demo",
+            "method": "grid",
+            "metric": {"name": "loss"},
+            "parameters": {"x": {"values": [2, 1, 3]}, "model": {"value": "large"}},
+        }
+    )
     info = create_sweep(spec, storage=url, overrides=("trainer.epochs=1",))
     run_agent(info.id, storage=url, objective=objective, handle_signals=False)
     status = sweep_status(info.id, url)
@@ -184,18 +210,21 @@ def test_failing_trials_trip_the_flapping_guard(tmp_path: Path) -> None:
 def test_a_metric_never_logged_fails_the_trial(tmp_path: Path) -> None:
     url = str(tmp_path / "s.journal")
     info = create_sweep(grid_spec(1), storage=url)
-    summary = run_agent(info.id, storage=url, handle_signals=False,
-                        objective=lambda ctx: {"other": 1.0})
+    summary = run_agent(
+        info.id, storage=url, handle_signals=False, objective=lambda ctx: {"other": 1.0}
+    )
     assert summary.trials[0].status == "failed"
     assert "metric 'loss' was never logged (logged: other)" in (summary.trials[0].message or "")
 
 
 def test_sweeps_without_metric_complete_without_value(tmp_path: Path) -> None:
     url = str(tmp_path / "s.journal")
-    info = create_sweep(parse_spec({"method": "grid", "parameters": {"x": {"values": [1, 2]}}}),
-                        storage=url)
-    summary = run_agent(info.id, storage=url, handle_signals=False,
-                        objective=lambda ctx: TrialOutcome("completed"))
+    info = create_sweep(
+        parse_spec({"method": "grid", "parameters": {"x": {"values": [1, 2]}}}), storage=url
+    )
+    summary = run_agent(
+        info.id, storage=url, handle_signals=False, objective=lambda ctx: TrialOutcome("completed")
+    )
     assert summary.count("complete") == 2
     status = sweep_status(info.id, url)
     assert [t["value"] for t in status["trials"]] == [None, None] and status["best"] is None
@@ -225,9 +254,14 @@ def test_strict_compares_the_band_value_not_the_best_so_far() -> None:
 def test_hyperband_prunes_bad_trials_and_records_them(url: str) -> None:
     import test_sweep_support as support
 
-    spec = parse_spec({"method": "grid", "metric": {"name": "loss"},
-                       "early_terminate": {"type": "hyperband", "min_iter": 1, "eta": 3},
-                       "parameters": {"x": {"values": [1, 9, 2, 8, 3, 7, 4, 6, 5]}}})
+    spec = parse_spec(
+        {
+            "method": "grid",
+            "metric": {"name": "loss"},
+            "early_terminate": {"type": "hyperband", "min_iter": 1, "eta": 3},
+            "parameters": {"x": {"values": [1, 9, 2, 8, 3, 7, 4, 6, 5]}},
+        }
+    )
     info = create_sweep(spec, storage=url)
     summary = run_agent(info.id, storage=url, objective=support.epochs, handle_signals=False)
     pruned = [t for t in summary.trials if t.status == "pruned"]
@@ -245,11 +279,19 @@ def test_hyperband_prunes_bad_trials_and_records_them(url: str) -> None:
 
 def test_bayes_searches_every_distribution_family(tmp_path: Path) -> None:
     url = str(tmp_path / "s.journal")
-    spec = parse_spec({"method": "bayes", "metric": {"name": "loss"}, "run_cap": 8,
-                       "parameters": {"u": {"min": -1.0, "max": 1.0},
-                                      "n": {"distribution": "normal"},
-                                      "c": {"values": ["a", "b"]},
-                                      "i": {"min": 1, "max": 4}}})
+    spec = parse_spec(
+        {
+            "method": "bayes",
+            "metric": {"name": "loss"},
+            "run_cap": 8,
+            "parameters": {
+                "u": {"min": -1.0, "max": 1.0},
+                "n": {"distribution": "normal"},
+                "c": {"values": ["a", "b"]},
+                "i": {"min": 1, "max": 4},
+            },
+        }
+    )
     info = create_sweep(spec, storage=url)
 
     def bowl(ctx: TrialContext) -> float:

@@ -35,12 +35,17 @@ def problems_of(text: str, tmp: Path, config: ConfigCheck | None = None) -> list
 
 
 def test_exponent_floats_are_floats_not_strings(tmp_path: Path) -> None:
-    spec = load_spec(write(tmp_path, """
+    spec = load_spec(
+        write(
+            tmp_path,
+            """
         method: random
         parameters:
           lr: {min: 1e-5, max: 1E-1}
           wd: {value: 3e-4}
-    """))
+    """,
+        )
+    )
     lr = spec.parameter("lr")
     assert lr.distribution == "uniform"  # both bounds floats → uniform, as W&B infers
     assert (lr.min, lr.max) == (1e-5, 0.1)
@@ -48,7 +53,10 @@ def test_exponent_floats_are_floats_not_strings(tmp_path: Path) -> None:
 
 
 def test_nested_parameters_flatten_to_dotted_paths(tmp_path: Path) -> None:
-    spec = load_spec(write(tmp_path, """
+    spec = load_spec(
+        write(
+            tmp_path,
+            """
         method: grid
         parameters:
           optim:
@@ -58,7 +66,9 @@ def test_nested_parameters_flatten_to_dotted_paths(tmp_path: Path) -> None:
                 parameters:
                   b1: {value: 0.9}
           trainer.epochs: {value: 3}
-    """))
+    """,
+        )
+    )
     assert [p.name for p in spec.parameters] == ["optim.betas.b1", "optim.lr", "trainer.epochs"]
 
 
@@ -79,13 +89,18 @@ def test_distribution_inference(tmp_path: Path, body: str, distribution: str) ->
 
 
 def test_wandb_defaults_are_filled(tmp_path: Path) -> None:
-    spec = load_spec(write(tmp_path, """
+    spec = load_spec(
+        write(
+            tmp_path,
+            """
         method: random
         parameters:
           n: {distribution: normal}
           b: {distribution: q_beta}
           q: {distribution: q_uniform, min: 0, max: 10}
-    """))
+    """,
+        )
+    )
     n, b, q = spec.parameter("n"), spec.parameter("b"), spec.parameter("q")
     assert (n.mu, n.sigma) == (0.0, 1.0)
     assert (b.a, b.b, b.q) == (1.0, 1.0, 1.0)
@@ -100,7 +115,10 @@ def test_example_sweeps_are_valid() -> None:
 
 
 def test_metric_early_terminate_and_program(tmp_path: Path) -> None:
-    spec = load_spec(write(tmp_path, """
+    spec = load_spec(
+        write(
+            tmp_path,
+            """
         program: train.py
         method: bayes
         metric: {name: acc, goal: maximize, target: 0.99}
@@ -109,7 +127,11 @@ def test_metric_early_terminate_and_program(tmp_path: Path) -> None:
         run_cap: 10
         parameters:
           lr: {distribution: log_uniform_values, min: 1e-4, max: 1e-1}
-    """.replace("[$", "\n          - $").replace(", $", "\n          - $").replace("}]", "}")))
+    """.replace("[$", "\n          - $")
+            .replace(", $", "\n          - $")
+            .replace("}]", "}"),
+        )
+    )
     assert spec.metric is not None and spec.metric.maximize and spec.metric.target == 0.99
     assert spec.metric.reached(0.995) and not spec.metric.reached(0.9)
     assert spec.early_terminate is not None and spec.early_terminate.bands() == [1, 3, 9]
@@ -134,68 +156,154 @@ def test_hyperband_bands_follow_wandb() -> None:
         ("method: custom\nparameters: {x: {values: [1]}}", "method", "custom"),
         ("method: grid\nparamters: {x: {values: [1]}}", "paramters", "did you mean 'parameters'"),
         ("method: grid", "parameters", "missing"),
-        ("method: grid\nmetric: {name: l, goal: minimise}\nparameters: {x: {value: 1}}",
-         "metric.goal", "did you mean 'minimize'"),
-        ("method: grid\nmetric: {goal: minimize}\nparameters: {x: {value: 1}}", "metric.name",
-         "missing"),
+        (
+            "method: grid\nmetric: {name: l, goal: minimise}\nparameters: {x: {value: 1}}",
+            "metric.goal",
+            "did you mean 'minimize'",
+        ),
+        (
+            "method: grid\nmetric: {goal: minimize}\nparameters: {x: {value: 1}}",
+            "metric.name",
+            "missing",
+        ),
         ("method: bayes\nparameters: {x: {min: 0.0, max: 1.0}}", "metric", "bayes needs"),
         ("method: grid\nrun_cap: 0\nparameters: {x: {value: 1}}", "run_cap", "positive"),
-        ("method: random\nparameters: {x: {distribution: unifrom, min: 0.0, max: 1.0}}",
-         "parameters.x.distribution", "did you mean 'uniform'"),
+        (
+            "method: random\nparameters: {x: {distribution: unifrom, min: 0.0, max: 1.0}}",
+            "parameters.x.distribution",
+            "did you mean 'uniform'",
+        ),
         ("method: random\nparameters: {x: {min: 1, max: 2.5}}", "parameters.x", "ambiguous"),
         ("method: random\nparameters: {x: {min: 2.0, max: 1.0}}", "parameters.x", "less than max"),
-        ("method: random\nparameters: {x: {distribution: log_uniform_values, min: 0, max: 1}}",
-         "parameters.x.min", "> 0"),
-        ("method: random\nparameters: {x: {distribution: log_uniform, min: 1, max: 1000}}",
-         "parameters.x", "exponents"),
-        ("method: random\nparameters: {x: {distribution: q_uniform, min: 0, max: 1, q: 0}}",
-         "parameters.x.q", "> 0"),
-        ("method: random\nparameters: {x: {distribution: normal, sigma: -1}}",
-         "parameters.x.sigma", ">= 0"),
+        (
+            "method: random\nparameters: {x: {distribution: log_uniform_values, min: 0, max: 1}}",
+            "parameters.x.min",
+            "> 0",
+        ),
+        (
+            "method: random\nparameters: {x: {distribution: log_uniform, min: 1, max: 1000}}",
+            "parameters.x",
+            "exponents",
+        ),
+        (
+            "method: random\nparameters: {x: {distribution: q_uniform, min: 0, max: 1, q: 0}}",
+            "parameters.x.q",
+            "> 0",
+        ),
+        (
+            "method: random\nparameters: {x: {distribution: normal, sigma: -1}}",
+            "parameters.x.sigma",
+            ">= 0",
+        ),
         ("method: random\nparameters: {x: {distribution: beta, a: 0}}", "parameters.x.a", "> 0"),
-        ("method: random\nparameters: {x: {distribution: int_uniform, min: 0, max: 1.5}}",
-         "parameters.x.max", "integer"),
+        (
+            "method: random\nparameters: {x: {distribution: int_uniform, min: 0, max: 1.5}}",
+            "parameters.x.max",
+            "integer",
+        ),
         ("method: random\nparameters: {x: {values: []}}", "parameters.x.values", "non-empty"),
-        ("method: random\nparameters: {x: {values: [a, b], probabilities: [0.5, 0.6]}}",
-         "parameters.x.probabilities", "sum to 1"),
-        ("method: random\nparameters: {x: {values: [a, b], probabilities: [1.0]}}",
-         "parameters.x.probabilities", "1 probabilities for 2 values"),
-        ("method: random\nparameters: {x: {values: [a], probabilites: [1.0]}}",
-         "parameters.x.probabilites", "did you mean 'probabilities'"),
-        ("method: random\nparameters: {x: {distribution: normal, min: 0}}", "parameters.x.min",
-         "does not take"),
-        ("method: random\nparameters: {x: {distribution: uniform, min: 0.0}}", "parameters.x",
-         "needs 'max'"),
+        (
+            "method: random\nparameters: {x: {values: [a, b], probabilities: [0.5, 0.6]}}",
+            "parameters.x.probabilities",
+            "sum to 1",
+        ),
+        (
+            "method: random\nparameters: {x: {values: [a, b], probabilities: [1.0]}}",
+            "parameters.x.probabilities",
+            "1 probabilities for 2 values",
+        ),
+        (
+            "method: random\nparameters: {x: {values: [a], probabilites: [1.0]}}",
+            "parameters.x.probabilites",
+            "did you mean 'probabilities'",
+        ),
+        (
+            "method: random\nparameters: {x: {distribution: normal, min: 0}}",
+            "parameters.x.min",
+            "does not take",
+        ),
+        (
+            "method: random\nparameters: {x: {distribution: uniform, min: 0.0}}",
+            "parameters.x",
+            "needs 'max'",
+        ),
         ("method: random\nparameters: {x: 3}", "parameters.x", "must be a mapping"),
         ("method: random\nparameters: {1x: {value: 1}}", "parameters.1x", "names"),
-        ("method: random\nparameters: {x: {parameters: {}}}", "parameters.x.parameters",
-         "non-empty"),
-        ("method: grid\nparameters: {x: {min: 0.0, max: 1.0}}", "parameters.x",
-         "cannot be used with method: grid"),
-        ("method: grid\nparameters: {x: {distribution: normal}}", "parameters.x",
-         "cannot be used with method: grid"),
-        ("method: grid\nparameters: {x: {values: [a, b], probabilities: [0.5, 0.5]}}",
-         "parameters.x", "cannot be used with method: grid"),
-        ("method: grid\nearly_terminate: {type: hyperbnd, min_iter: 1}\nmetric: {name: l}\n"
-         "parameters: {x: {value: 1}}", "early_terminate.type", "did you mean 'hyperband'"),
-        ("method: grid\nearly_terminate: {type: hyperband}\nmetric: {name: l}\n"
-         "parameters: {x: {value: 1}}", "early_terminate", "min_iter"),
-        ("method: grid\nearly_terminate: {type: hyperband, max_iter: 9}\nmetric: {name: l}\n"
-         "parameters: {x: {value: 1}}", "early_terminate.s", "needs s"),
-        ("method: grid\nearly_terminate: {type: hyperband, min_iter: 1, eta: 1}\n"
-         "metric: {name: l}\nparameters: {x: {value: 1}}", "early_terminate.eta", "> 1"),
-        ("method: grid\nearly_terminate: {type: hyperband, min_iter: 1}\n"
-         "parameters: {x: {value: 1}}", "early_terminate", "needs a `metric`"),
-        ("method: grid\ncommand:\n  - ${programm}\nprogram: t.py\nparameters: {x: {value: 1}}",
-         "command[0]", "did you mean ${program}"),
-        ("method: grid\ncommand:\n  - ${program}\nparameters: {x: {value: 1}}", "command[0]",
-         "no `program`"),
-        ("method: grid\ncommand:\n  - --x=${args}\nparameters: {x: {value: 1}}", "command[0]",
-         "exactly one macro"),
-        ("method: grid\nparameters:\n  x: {value: 1}\n  x: {value: 2}", "parameters.x",
-         "duplicate key"),
-        ("method: grid\nparameters:\n  a.b: {value: 1}\n  a: {parameters: {b: {value: 2}}}",
-         "parameters.a.b", "given twice"),
+        (
+            "method: random\nparameters: {x: {parameters: {}}}",
+            "parameters.x.parameters",
+            "non-empty",
+        ),
+        (
+            "method: grid\nparameters: {x: {min: 0.0, max: 1.0}}",
+            "parameters.x",
+            "cannot be used with method: grid",
+        ),
+        (
+            "method: grid\nparameters: {x: {distribution: normal}}",
+            "parameters.x",
+            "cannot be used with method: grid",
+        ),
+        (
+            "method: grid\nparameters: {x: {values: [a, b], probabilities: [0.5, 0.5]}}",
+            "parameters.x",
+            "cannot be used with method: grid",
+        ),
+        (
+            "method: grid\nearly_terminate: {type: hyperbnd, min_iter: 1}\nmetric: {name: l}\n"
+            "parameters: {x: {value: 1}}",
+            "early_terminate.type",
+            "did you mean 'hyperband'",
+        ),
+        (
+            "method: grid\nearly_terminate: {type: hyperband}\nmetric: {name: l}\n"
+            "parameters: {x: {value: 1}}",
+            "early_terminate",
+            "min_iter",
+        ),
+        (
+            "method: grid\nearly_terminate: {type: hyperband, max_iter: 9}\nmetric: {name: l}\n"
+            "parameters: {x: {value: 1}}",
+            "early_terminate.s",
+            "needs s",
+        ),
+        (
+            "method: grid\nearly_terminate: {type: hyperband, min_iter: 1, eta: 1}\n"
+            "metric: {name: l}\nparameters: {x: {value: 1}}",
+            "early_terminate.eta",
+            "> 1",
+        ),
+        (
+            "method: grid\nearly_terminate: {type: hyperband, min_iter: 1}\n"
+            "parameters: {x: {value: 1}}",
+            "early_terminate",
+            "needs a `metric`",
+        ),
+        (
+            "method: grid\ncommand:\n  - ${programm}\nprogram: t.py\nparameters: {x: {value: 1}}",
+            "command[0]",
+            "did you mean ${program}",
+        ),
+        (
+            "method: grid\ncommand:\n  - ${program}\nparameters: {x: {value: 1}}",
+            "command[0]",
+            "no `program`",
+        ),
+        (
+            "method: grid\ncommand:\n  - --x=${args}\nparameters: {x: {value: 1}}",
+            "command[0]",
+            "exactly one macro",
+        ),
+        (
+            "method: grid\nparameters:\n  x: {value: 1}\n  x: {value: 2}",
+            "parameters.x",
+            "duplicate key",
+        ),
+        (
+            "method: grid\nparameters:\n  a.b: {value: 1}\n  a: {parameters: {b: {value: 2}}}",
+            "parameters.a.b",
+            "given twice",
+        ),
     ],
 )
 def test_each_spec_error(tmp_path: Path, text: str, path: str, message: str) -> None:
@@ -209,7 +317,8 @@ def test_problems_carry_file_and_line(tmp_path: Path) -> None:
 
 
 def test_all_problems_reported_at_once(tmp_path: Path) -> None:
-    problems = problems_of("""
+    problems = problems_of(
+        """
         method: gird
         metric: {name: loss, goal: minimise}
         early_terminate: {type: hyperbnd, min_iter: 0}
@@ -217,11 +326,20 @@ def test_all_problems_reported_at_once(tmp_path: Path) -> None:
           a: {distribution: unifrom, min: 0, max: 1}
           b: {min: 1, max: 2.5}
           c: {values: [1], probabilites: [1.0]}
-    """, tmp_path)
+    """,
+        tmp_path,
+    )
     assert len(problems) == 7
     text = "\n".join(m for _, m in problems)
-    for expected in ("'grid'", "'minimize'", "'hyperband'", ">= 1", "'uniform'", "ambiguous",
-                     "'probabilities'"):
+    for expected in (
+        "'grid'",
+        "'minimize'",
+        "'hyperband'",
+        ">= 1",
+        "'uniform'",
+        "ambiguous",
+        "'probabilities'",
+    ):
         assert expected in text
 
 
@@ -237,19 +355,29 @@ def test_missing_file_is_a_spec_error(tmp_path: Path) -> None:
 
 
 def test_log_uniform_with_values_instead_of_exponents_warns(tmp_path: Path) -> None:
-    spec = load_spec(write(tmp_path, """
+    spec = load_spec(
+        write(
+            tmp_path,
+            """
         method: random
         parameters: {lr: {distribution: log_uniform, min: 1e-5, max: 1e-1}}
-    """))
+    """,
+        )
+    )
     assert any("log_uniform_values" in w for w in spec.warnings)
 
 
 def test_ignored_wandb_keys_warn_but_pass(tmp_path: Path) -> None:
-    spec = load_spec(write(tmp_path, """
+    spec = load_spec(
+        write(
+            tmp_path,
+            """
         method: grid
         controller: {type: local}
         parameters: {x: {value: 1}}
-    """))
+    """,
+        )
+    )
     assert any("controller" in w for w in spec.warnings)
 
 
@@ -257,7 +385,9 @@ def test_ignored_wandb_keys_warn_but_pass(tmp_path: Path) -> None:
 
 
 def test_parameters_checked_against_config(project: Path) -> None:
-    path = write(project, """
+    path = write(
+        project,
+        """
         method: grid
         parameters:
           optim.lr: {values: [0.1]}
@@ -267,7 +397,8 @@ def test_parameters_checked_against_config(project: Path) -> None:
           scheduler.T_max: {value: 3}
           scheduler.T_mx: {value: 3}
           trainer.epochs: {value: 2}
-    """)
+    """,
+    )
     with pytest.raises(SpecError) as info:
         load_spec(path, ConfigCheck(None, "config"))
     messages = {p.split(": ", 1)[1]: m for p, m in info.value.problems}
@@ -311,8 +442,12 @@ def test_grid_product_order_dedup_and_run_cap() -> None:
           c: {value: 7}
     """)
     # names sorted (W&B), 1 and 1.0 are one point, constants ride along
-    assert points == [{"a": "x", "b": 1, "c": 7}, {"a": "x", "b": 2, "c": 7},
-                      {"a": "y", "b": 1, "c": 7}, {"a": "y", "b": 2, "c": 7}]
+    assert points == [
+        {"a": "x", "b": 1, "c": 7},
+        {"a": "x", "b": 2, "c": 7},
+        {"a": "y", "b": 1, "c": 7},
+        {"a": "y", "b": 2, "c": 7},
+    ]
     capped = grid("method: grid\nrun_cap: 3\nparameters: {n: {min: 1, max: 10}}")
     assert [p["n"] for p in capped] == [1, 2, 3]
 
@@ -325,8 +460,12 @@ def test_grid_of_lists_and_dicts() -> None:
 def test_huge_grid_is_refused() -> None:
     from expctl.sweeps.spec import parse_spec as parse
 
-    spec = parse({"method": "grid", "parameters": {"a": {"min": 1, "max": 1000},
-                                                   "b": {"min": 1, "max": 1000}}})
+    spec = parse(
+        {
+            "method": "grid",
+            "parameters": {"a": {"min": 1, "max": 1000}, "b": {"min": 1, "max": 1000}},
+        }
+    )
     with pytest.raises(SpecError, match="more than 100 points"):
         grid_points(spec, limit=100)
 
@@ -336,8 +475,28 @@ def test_huge_grid_is_refused() -> None:
 
 @pytest.mark.parametrize(
     "value",
-    [1, -3, 0.1, 1e-05, 3e300, True, False, None, "small", "a b", "1e-3", "true", "it's",
-     "x=y", "a,b", [1, 2], {"a": 1, "b": "c d"}, [], "path/to/x.yaml", "${oc.env:HOME}"],
+    [
+        1,
+        -3,
+        0.1,
+        1e-05,
+        3e300,
+        True,
+        False,
+        None,
+        "small",
+        "a b",
+        "1e-3",
+        "true",
+        "it's",
+        "x=y",
+        "a,b",
+        [1, 2],
+        {"a": 1, "b": "c d"},
+        [],
+        "path/to/x.yaml",
+        "${oc.env:HOME}",
+    ],
 )
 def test_rendered_values_parse_back_in_hydra(value: object) -> None:
     from hydra.core.override_parser.overrides_parser import OverridesParser

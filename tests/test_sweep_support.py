@@ -21,8 +21,10 @@ def _log(event: str, ctx: TrialContext, **extra: Any) -> None:
     path = os.environ.get("SWEEP_TEST_LOG")
     if not path:
         return
-    line = json.dumps({"event": event, "pid": os.getpid(), "number": ctx.number,
-                       "params": ctx.params, **extra}, sort_keys=True)
+    line = json.dumps(
+        {"event": event, "pid": os.getpid(), "number": ctx.number, "params": ctx.params, **extra},
+        sort_keys=True,
+    )
     fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
     try:
         os.write(fd, (line + "\n").encode())

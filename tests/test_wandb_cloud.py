@@ -87,10 +87,12 @@ def test_agent_calls_wandb_agent_with_the_parsed_path(online, recorded):
     run_cloud_agent("abc123")
 
     assert recorded == [
-        ("agent", ("abc123",), {"function": trial, "entity": "team", "project": "proj",
-                                "count": 5}),
-        ("agent", ("abc123",), {"function": None, "entity": None, "project": None,
-                                "count": None}),
+        (
+            "agent",
+            ("abc123",),
+            {"function": trial, "entity": "team", "project": "proj", "count": 5},
+        ),
+        ("agent", ("abc123",), {"function": None, "entity": None, "project": None, "count": None}),
     ]
 
 

@@ -323,8 +323,8 @@ def _compose_in_new_run_dir(
     if not needs_run_dir:
         resolve_collecting_errors(draft)  # one compose instead of two when nothing refers to it
     name = str(OmegaConf.select(draft, "name", default=None) or source.config_name)
-    created = str(create_run_dir(name, runs_dir)) if group.is_main else None
-    run_dir = Path(group.broadcast(created))
+    created = str(create_run_dir(name, runs_dir)) if group.is_main else ""
+    run_dir = Path(group.broadcast(created))  # rank 0 creates it; the others get its path
     if not needs_run_dir:
         return draft, run_dir
     try:

@@ -171,7 +171,7 @@ class LoaderBatches:
     def _distributed_loader(self, loader: DataLoader, *, shuffle: bool) -> DataLoader:
         """The user's DataLoader rebuilt around a DistributedSampler (its order is theirs, so
         the global batch is not the single-process one; it pads shards to equal length)."""
-        sampler = DistributedSampler(
+        sampler: DistributedSampler = DistributedSampler(
             loader.dataset,
             num_replicas=self.world_size,
             rank=self.rank,

@@ -190,7 +190,8 @@ class _Run:
         self.pos = _Position()
         self.history: list[dict[str, float]] = []
         self.notes: list[str] = []
-        self.status, self.error = "running", None
+        self.status: str = "running"
+        self.error: str | None = None
         self.tracker: Any = None
         self.sync_dirs: list[str] = []  # offline W&B dirs of earlier attempts (resume)
         self.sync_command: str | None = None
