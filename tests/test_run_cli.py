@@ -196,6 +196,53 @@ def test_multirun_cannot_resume(project: Path, cli):
     assert result.exit_code == 2 and "--multirun" in result.stderr
 
 
+@pytest.mark.slow
+def test_multirun_lists_every_run_and_exits_1_when_one_fails(project: Path, cli):
+    result = cli("run", "-m", "optim.lr=0.05,1e30", "trainer.epochs=1", *FAST)
+    assert result.exit_code == 1, result.stderr
+    run_dirs = [Path(line) for line in result.stdout.splitlines()]  # stdout: the run dirs alone
+    assert len(run_dirs) == 2 and all(d.is_dir() for d in run_dirs)
+    by_status = {summary(d)["status"]: d for d in run_dirs}
+    assert set(by_status) == {"completed", "failed"}
+
+    # stderr: progress lines, then a table: number, status, val_loss, overrides, run dir
+    assert "multirun: 2 runs as grid sweep" in result.stderr
+    assert "trial 1: failed" in result.stderr
+    rows = {
+        cells[1]: cells[2:]
+        for cells in (line.split() for line in result.stderr.splitlines())
+        if cells and cells[0] in ("0", "1")
+    }
+    completed, failed = by_status["completed"], by_status["failed"]
+    value, overrides, run_dir = rows["complete"]
+    assert (overrides, run_dir) == ("optim.lr=0.05", str(completed))
+    assert float(value) == pytest.approx(summary(completed)["final_metrics"]["val_loss"], rel=1e-5)
+    overrides, run_dir = rows["failed"]  # no value
+    assert overrides.startswith("optim.lr=1e") and run_dir == str(failed)
+
+    assert "error: 1 of 2 runs failed" in result.stderr and "hint:" in result.stderr
+    assert f"{overrides}: training loss became nan" in result.stderr
+
+
+@pytest.mark.slow
+def test_quiet_multirun_prints_the_run_dirs_and_the_error_only(project: Path, cli):
+    result = cli("run", "-m", "-q", "optim.lr=1e30,1e31", "trainer.epochs=1", *FAST)
+    assert result.exit_code == 1
+    run_dirs = [Path(line) for line in result.stdout.splitlines()]
+    assert [summary(d)["status"] for d in run_dirs] == ["failed", "failed"]
+    first, *rest = result.stderr.splitlines()
+    assert first.startswith("error: 2 of 2 runs failed")
+    assert len(rest) == 3 and rest[-1].startswith("hint:")
+    assert all(line.endswith("training loss became nan at step 10 (epoch 1)") for line in rest[:2])
+
+
+def test_multirun_with_a_bad_value_is_exit_2_before_any_run(project: Path, cli):
+    result = cli("run", "-m", "model=small,larg", "trainer.epochs=1")
+    assert result.exit_code == 2
+    assert "model=larg" in result.stderr and result.stdout == ""
+    assert not (project / "runs").exists()
+
+
 def test_help_ends_with_examples(cli):
     result = cli("run", "--help")
     assert result.exit_code == 0

@@ -14,7 +14,7 @@ from __future__ import annotations
 import json
 import shlex
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
@@ -27,6 +27,9 @@ from expctl.cli.common import (
     handle_errors,
     out,
 )
+
+if TYPE_CHECKING:
+    from expctl.sweeps.service import AgentTarget
 
 app = typer.Typer(
     help="Create W&B-style sweeps and run agents, with or without a W&B server.",
@@ -47,7 +50,6 @@ FormatOpt = Annotated[
     str, typer.Option("--format", "-f", help="table (for people) or json (for scripts).")
 ]
 SweepIdArg = Annotated[str, typer.Argument(help="The sweep id printed by `sweep create`.")]
-BACKENDS = ("local", "wandb")
 
 
 def _check_format(fmt: str) -> None:
@@ -97,72 +99,34 @@ def create(
     The YAML is checked the same way for both backends (every problem at once, parameters
     against the project's config when there is no `program`) before anything is created.
     """
-    import dataclasses
+    from expctl.sweeps.service import create_sweep_from_file
 
-    from expctl.config import find_config_dir
-    from expctl.sweeps.engine import create_sweep
-    from expctl.sweeps.spec import ConfigCheck, load_spec
-    from expctl.sweeps.storage import describe, is_default, open_storage
-
-    _check_backend(backend)
-    spec = load_spec(spec_file, ConfigCheck(config_dir, config_name))
-    given = {k: v for k, v in (("project", project), ("entity", entity), ("name", name)) if v}
-    if given:
-        spec = dataclasses.replace(
-            spec,
-            raw={**spec.raw, **given},
-            project=project or spec.project,
-            entity=entity or spec.entity,
-            name=name or spec.name,
-        )
-    if backend == "wandb":
-        _create_on_wandb(spec)
-        return
-    directory: Path | None = None
-    if not spec.program:
-        directory, _ = find_config_dir(config_dir)
-    handle = open_storage(storage)
-    info = create_sweep(spec, storage=handle, config_dir=directory, config_name=config_name)
-    for warning in spec.warnings:
-        err(f"warning: {warning}", style="yellow")
-    _describe_new_sweep(info.id, spec, info.planned, f"storage: {describe(handle.url)}")
-    agent = ["expctl", "sweep", "agent", info.id]
-    if not is_default(handle.url):
-        agent += ["--storage", handle.url]
-    err("start agents (as many as you like, wherever the storage is reachable):")
-    err(f"  {shlex.join(agent)}")
-    out(info.id)
-
-
-def _check_backend(backend: str) -> None:
-    from expctl.errors import UsageError, did_you_mean
-
-    if backend not in BACKENDS:
-        close = did_you_mean(backend, list(BACKENDS))
-        guess = f"did you mean {close[0]!r}? " if close else ""
-        raise UsageError(
-            f"unknown sweep backend {backend!r} (--backend or EXPCTL_SWEEP_BACKEND)",
-            hint=f"{guess}use --backend local (no server) or --backend wandb (W&B's server)",
-        )
-
-
-def _create_on_wandb(spec: Any) -> None:
-    """The validated YAML, as written (plus --project/--entity/--name), to W&B's server."""
-    from expctl.sweeps.engine import MAX_GRID_POINTS
-    from expctl.sweeps.grid import grid_points
-    from expctl.sweeps.wandb_cloud import create_cloud_sweep
-
-    for warning in spec.warnings:
-        err(f"warning: {warning}", style="yellow")
-    plain = json.loads(json.dumps(spec.raw, default=str))
-    path = create_cloud_sweep(plain, spec.project, spec.entity)
-    planned = len(grid_points(spec, limit=MAX_GRID_POINTS)) if spec.method == "grid" else None
-    _describe_new_sweep(path, spec, planned, "on W&B's server")
-    err("start agents (as many as you like, wherever W&B is reachable):")
-    err(f"  expctl sweep agent {path}")
-    if spec.program:
-        err(f"  (for `program:` sweeps W&B's own agent does the same: wandb agent {path})")
-    out(path)
+    created = create_sweep_from_file(
+        spec_file,
+        backend=backend,
+        storage=storage,
+        config_dir=config_dir,
+        config_name=config_name,
+        project=project,
+        entity=entity,
+        name=name,
+        on_warning=lambda warning: err(f"warning: {warning}", style="yellow"),
+    )
+    spec = created.spec
+    if created.backend == "wandb":
+        _describe_new_sweep(created.ref, spec, created.planned, "on W&B's server")
+        err("start agents (as many as you like, wherever W&B is reachable):")
+        err(f"  expctl sweep agent {created.ref}")
+        if spec.program:
+            err(
+                "  (for `program:` sweeps W&B's own agent does the same: "
+                f"wandb agent {created.ref})"
+            )
+    else:
+        _describe_new_sweep(created.ref, spec, created.planned, f"storage: {created.storage}")
+        err("start agents (as many as you like, wherever the storage is reachable):")
+        err(f"  {shlex.join(created.agent_command)}")
+    out(created.ref)
 
 
 def _describe_new_sweep(sweep_ref: str, spec: Any, planned: int | None, where: str) -> None:
@@ -185,11 +149,11 @@ def _describe_new_sweep(sweep_ref: str, spec: Any, planned: int | None, where: s
         err(f"  program: {spec.program}")
     rows = [(p.name, p.distribution, p.describe()) for p in spec.parameters]
     if rows:
-        for line in _table(("parameter", "distribution", "values"), rows):
+        for line in table_lines(("parameter", "distribution", "values"), rows):
             err(f"  {line}")
 
 
-def _table(header: tuple[str, ...], rows: list[tuple[Any, ...]]) -> list[str]:
+def table_lines(header: tuple[str, ...], rows: list[tuple[Any, ...]]) -> list[str]:
     """Plain aligned columns: readable on a terminal and in a log file alike."""
     cells = [tuple("" if c is None else str(c) for c in row) for row in [header, *rows]]
     widths = [max(len(r[i]) for r in cells) for i in range(len(header))]
@@ -267,35 +231,25 @@ def agent(
     agent itself, exactly as `wandb agent ENTITY/PROJECT/ID` does (--trial-timeout is refused
     there). --storage, --stale-after and --wait apply to local sweeps only.
     """
-    from expctl.config import ConfigSource
-    from expctl.sweeps.agent import load_objective, run_agent
-    from expctl.sweeps.wandb_cloud import is_cloud_sweep_path
+    from expctl.sweeps.service import run_sweep_agent
 
-    source = None
-    if config_dir is not None or config_name != "config" or sets:
-        source = ConfigSource(config_dir, config_name, tuple(sets or ()))
-    fn = load_objective(objective) if objective else None
-    if is_cloud_sweep_path(sweep_id):
-        _agent_on_wandb(
-            sweep_id,
-            count,
-            ConfigSource(config_dir, config_name, tuple(sets or ())),
-            fn,
-            trial_timeout,
-        )
-        return
-    err(f"agent for sweep {sweep_id} (stop with Ctrl-C: the running trial is re-queued)")
-    summary = run_agent(
+    summary = run_sweep_agent(
         sweep_id,
-        storage=storage,
         count=count,
-        config_source=source,
-        objective=fn,
+        storage=storage,
         stale_after=stale_after,
         wait=wait,
-        on_event=lambda line: err(f"  {line}"),
+        config_dir=config_dir,
+        config_name=config_name,
+        overrides=tuple(sets or ()),
         trial_timeout=trial_timeout,
+        objective=objective,
+        on_start=_announce_agent,
+        on_event=lambda line: err(f"  {line}"),
     )
+    if summary is None:  # W&B's server keeps the tally
+        err("agent done")
+        return
     counts = (
         ", ".join(
             f"{summary.count(s)} {s}" for s in ("complete", "pruned", "failed") if summary.count(s)
@@ -305,53 +259,17 @@ def agent(
     err(f"agent done: {counts}; {summary.reason}")
 
 
-def _agent_on_wandb(
-    sweep_path: str,
-    count: int | None,
-    source: Any,
-    objective: Any,
-    trial_timeout: float | None,
-) -> None:
-    """W&B's agent protocol on a W&B-hosted sweep, with the local agent's trial function."""
-    from expctl.errors import UsageError
-    from expctl.sweeps.agent import wandb_trial_function
-    from expctl.sweeps.spec import ConfigCheck, parse_spec
-    from expctl.sweeps.wandb_cloud import (
-        fetch_cloud_sweep_config,
-        parse_sweep_path,
-        run_cloud_agent,
-    )
-
-    raw = fetch_cloud_sweep_config(sweep_path)
-    if raw.get("program") and objective is None:
-        if trial_timeout is not None:
-            raise UsageError(
-                f"--trial-timeout cannot apply to W&B sweep {sweep_path}: it has `program:`, "
-                "which W&B's agent runs itself",
-                hint="drop --trial-timeout, or create the sweep without --backend wandb "
-                "(the serverless agent applies the timeout to program trials)",
-            )
+def _announce_agent(target: AgentTarget) -> None:
+    ref = target.sweep_ref
+    if target.backend == "local":
+        err(f"agent for sweep {ref} (stop with Ctrl-C: the running trial is re-queued)")
+    elif target.program:
         err(
-            f"W&B sweep {sweep_path} runs `program: {raw['program']}`: W&B's agent runs it, "
-            f"exactly as `wandb agent {sweep_path}` would"
+            f"W&B sweep {ref} runs `program: {target.program}`: W&B's agent runs it, "
+            f"exactly as `wandb agent {ref}` would"
         )
-        run_cloud_agent(sweep_path, count, None)
-        err("agent done")
-        return
-    spec = parse_spec(
-        raw, source=sweep_path, config=ConfigCheck(source.config_dir, source.config_name)
-    )
-    function = wandb_trial_function(
-        spec,
-        parse_sweep_path(sweep_path)[2],
-        config_source=source,
-        objective=objective,
-        trial_timeout=trial_timeout,
-        on_event=lambda line: err(f"  {line}"),
-    )
-    err(f"agent for W&B sweep {sweep_path} (W&B's server picks the trials)")
-    run_cloud_agent(sweep_path, count, function)
-    err("agent done")
+    else:
+        err(f"agent for W&B sweep {ref} (W&B's server picks the trials)")
 
 
 @app.command(
@@ -392,7 +310,8 @@ def _status_lines(data: dict[str, Any]) -> list[str]:
     if rows:
         lines.append("")
         value_name = metric["name"] if metric else "value"
-        lines += _table(("#", "state", value_name, "seconds", "params", "run dir", "note"), rows)
+        header = ("#", "state", value_name, "seconds", "params", "run dir", "note")
+        lines += table_lines(header, rows)
     best = data["best"]
     if best:
         lines += [
@@ -433,15 +352,10 @@ def _leaderboard(trials: list[dict[str, Any]], metric: dict[str, Any] | None) ->
 @handle_errors
 def list_(storage: StorageOpt = None, fmt: FormatOpt = "table") -> None:
     """Every sweep in the storage, oldest first."""
-    from expctl.sweeps.engine import list_sweeps
-    from expctl.sweeps.storage import resolve_url
+    from expctl.sweeps.service import sweeps_in_storage
 
     _check_format(fmt)
-    url = resolve_url(storage)
-    if url.startswith("journal://") and not Path(url[len("journal://") :]).exists():
-        rows: list[dict[str, Any]] = []
-    else:
-        rows = list_sweeps(url)
+    rows = sweeps_in_storage(storage)
     if fmt == "json":
         out(json.dumps(rows, indent=2, default=str))
         return
@@ -462,7 +376,7 @@ def list_(storage: StorageOpt = None, fmt: FormatOpt = "table") -> None:
         )
         for r in rows
     ]
-    for line in _table(
+    for line in table_lines(
         ("id", "name", "method", "state", "done/planned", "running", "metric", "best", "created"),
         table,
     ):

@@ -12,14 +12,16 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable
+from dataclasses import dataclass, field
 from typing import Any
 
 from expctl.config import ConfigSource
-from expctl.errors import ConfigError, ExpctlError, UsageError
+from expctl.errors import ConfigError, ExpctlError, RuntimeFailure, UsageError
 from expctl.sweeps.agent import TrialContext, TrialOutcome, TrialRecord, run_agent
 from expctl.sweeps.storage import StorageHandle
 
 _UNSAFE = re.compile(r"[^A-Za-z0-9_.-]")
+SUCCEEDED = ("complete", "pruned")
 _MAX_CHECKS = 64  # up-front compositions (each ~0.15 s); beyond that trials report their own errors
 
 
@@ -56,6 +58,35 @@ def split_sweeps(overrides: tuple[str, ...] | list[str]) -> tuple[list[str], dic
     return base, sweeps
 
 
+@dataclass
+class MultirunResult:
+    """Every run of a multirun, in the order they ran, and the sweep that recorded them."""
+
+    sweep_id: str
+    metric: str | None  # the value each record holds (``checkpoint.monitor``), if any
+    records: list[TrialRecord] = field(default_factory=list)
+
+    @property
+    def failed(self) -> list[TrialRecord]:
+        return [r for r in self.records if r.status not in SUCCEEDED]
+
+    def raise_if_failed(self) -> None:
+        """Raise :class:`RuntimeFailure` (exit 1) naming each run that failed."""
+        failed = self.failed
+        if not failed:
+            return
+        lines = [
+            f"  {' '.join(swept_overrides(r)) or f'run {r.number}'}: {r.message or r.status}"
+            for r in failed
+        ]
+        raise RuntimeFailure(
+            f"{len(failed)} of {len(self.records)} runs failed (multirun {self.sweep_id})\n"
+            + "\n".join(lines),
+            hint=f"each run's directory has its record; `expctl sweep status {self.sweep_id}` "
+            "shows them all, and its command reruns one",
+        )
+
+
 def run_multirun(
     source: ConfigSource,
     *,
@@ -63,11 +94,25 @@ def run_multirun(
     storage: str | StorageHandle | None = None,
     on_event: Callable[[str], None] | None = None,
 ) -> list[TrialRecord]:
-    """Run the product of the swept overrides as a grid sweep; one :class:`TrialRecord` per run.
+    """Run the product of the swept overrides as a grid sweep; one :class:`TrialRecord` per run
+    (see :func:`multirun`)."""
+    return multirun(source, quiet=quiet, storage=storage, on_event=on_event).records
 
-    Raises :class:`ConfigError` (exit 2) when any swept value does not compose, and
-    :class:`Interrupted` on SIGINT/SIGTERM (the interrupted run stays queued in the sweep:
-    ``expctl sweep agent <id>`` finishes the rest).
+
+def multirun(
+    source: ConfigSource,
+    *,
+    quiet: bool,
+    storage: str | StorageHandle | None = None,
+    on_event: Callable[[str], None] | None = None,
+) -> MultirunResult:
+    """Run the product of the swept overrides as a grid sweep, every point even when some fail.
+
+    ``quiet=False`` lets each run's trainer report progress on stderr; ``on_event`` hears one
+    line per run started/finished. Raises :class:`ConfigError` (exit 2) when any swept value
+    does not compose, and :class:`Interrupted` on SIGINT/SIGTERM (the interrupted run stays
+    queued in the sweep: ``expctl sweep agent <id>`` finishes the rest). Failed runs are in
+    the result (:meth:`MultirunResult.raise_if_failed`).
     """
     from expctl.config import find_config_dir
     from expctl.sweeps.engine import create_sweep
@@ -85,13 +130,14 @@ def run_multirun(
     if metric is not None:
         raw["metric"] = metric
     spec = parse_spec(raw, source="multirun")
+    raw_keys = {name: key for name, (key, _) in sweeps.items()}
     info = create_sweep(
         spec,
         storage=storage,
         config_dir=config_dir,
         config_name=source.config_name,
         overrides=tuple(base),
-        raw_keys={name: key for name, (key, _) in sweeps.items()},
+        raw_keys=raw_keys,
     )
     if on_event is not None:
         on_event(f"multirun: {info.planned} runs as grid sweep {info.id}")
@@ -103,7 +149,14 @@ def run_multirun(
         on_event=on_event,
         flap_guard=(10**9, 1.0, 10**9),  # run every point; the caller reports the failures
     )
-    return summary.trials
+    name = metric["name"] if metric else None
+    return MultirunResult(info.id, name, summary.trials)
+
+
+def swept_overrides(record: TrialRecord) -> list[str]:
+    """The run's own overrides as Hydra reads them (``+c=0``), without those every run shares:
+    the agent puts one per swept parameter after the shared ones."""
+    return record.overrides[len(record.overrides) - len(record.params) :]
 
 
 def _trainer(quiet: bool) -> Callable[[TrialContext], TrialOutcome]:

@@ -1,0 +1,260 @@
+"""What ``expctl sweep create|agent|list`` do, as library calls the CLI renders.
+
+* :func:`create_sweep_from_file` — validate a W&B sweep YAML (against the project's config when
+  it has no ``program``), apply ``--project/--entity/--name``, and create the sweep on the
+  chosen backend: the serverless engine in a storage, or W&B's server.
+* :func:`run_sweep_agent` — pick the agent for a sweep reference: the local agent for a local
+  id, W&B's agent protocol for ``ENTITY/PROJECT/ID`` (with the local agent's trial function, or
+  W&B's own ``program`` runner).
+* :func:`sweeps_in_storage` — every sweep in a storage; none when the default journal file does
+  not exist yet (listing must not create it).
+
+optuna is imported by the engine modules this one imports; wandb only when W&B is used.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from expctl.config import ConfigSource
+from expctl.errors import UsageError, did_you_mean
+from expctl.sweeps.agent import AgentSummary, Objective, load_objective, run_agent
+from expctl.sweeps.spec import ConfigCheck, SweepSpec
+
+BACKENDS = ("local", "wandb")
+
+Emit = Callable[[str], None]
+
+
+def _ignore(_: str) -> None:
+    pass
+
+
+def check_backend(backend: str) -> None:
+    """Raise :class:`UsageError` unless ``backend`` is one of :data:`BACKENDS`."""
+    if backend not in BACKENDS:
+        close = did_you_mean(backend, list(BACKENDS))
+        guess = f"did you mean {close[0]!r}? " if close else ""
+        raise UsageError(
+            f"unknown sweep backend {backend!r} (--backend or EXPCTL_SWEEP_BACKEND)",
+            hint=f"{guess}use --backend local (no server) or --backend wandb (W&B's server)",
+        )
+
+
+# -- create --------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class CreatedSweep:
+    """A new sweep, and what an agent needs to join it."""
+
+    ref: str  # what `sweep agent` takes: a local id, or ENTITY/PROJECT/ID on W&B's server
+    backend: str  # "local" | "wandb"
+    spec: SweepSpec  # as created (with --project/--entity/--name applied)
+    planned: int | None  # grid points, or None when the method has no fixed size
+    storage: str | None = None  # local: the storage URL, password hidden (for messages)
+    agent_command: tuple[str, ...] = ()  # the command that starts an agent on this sweep
+
+
+def create_sweep_from_file(
+    spec_file: Path,
+    *,
+    backend: str = "local",
+    storage: str | None = None,
+    config_dir: Path | None = None,
+    config_name: str = "config",
+    project: str | None = None,
+    entity: str | None = None,
+    name: str | None = None,
+    on_warning: Emit | None = None,
+) -> CreatedSweep:
+    """Validate ``spec_file`` (every problem at once, same checks for both backends) and create
+    the sweep. ``on_warning`` hears the spec's warnings (before the sweep goes to W&B's server,
+    after it is created locally)."""
+    check_backend(backend)
+    warn = on_warning or _ignore
+    spec = _with_identity(
+        _load_checked_spec(spec_file, config_dir, config_name), project, entity, name
+    )
+    if backend == "wandb":
+        for warning in spec.warnings:
+            warn(warning)
+        return _create_on_wandb(spec)
+    created = _create_locally(spec, storage, config_dir, config_name)
+    for warning in spec.warnings:
+        warn(warning)
+    return created
+
+
+def _load_checked_spec(spec_file: Path, config_dir: Path | None, config_name: str) -> SweepSpec:
+    from expctl.sweeps.spec import load_spec
+
+    return load_spec(spec_file, ConfigCheck(config_dir, config_name))
+
+
+def _with_identity(
+    spec: SweepSpec, project: str | None, entity: str | None, name: str | None
+) -> SweepSpec:
+    """The spec with ``--project/--entity/--name`` applied, in its raw YAML too (W&B gets that)."""
+    given = {k: v for k, v in (("project", project), ("entity", entity), ("name", name)) if v}
+    if not given:
+        return spec
+    return dataclasses.replace(
+        spec,
+        raw={**spec.raw, **given},
+        project=project or spec.project,
+        entity=entity or spec.entity,
+        name=name or spec.name,
+    )
+
+
+def _create_locally(
+    spec: SweepSpec, storage: str | None, config_dir: Path | None, config_name: str
+) -> CreatedSweep:
+    from expctl.config import find_config_dir
+    from expctl.sweeps.engine import create_sweep
+    from expctl.sweeps.storage import describe, is_default, open_storage
+
+    directory: Path | None = None
+    if not spec.program:  # trials compose this project's config: remember where it is
+        directory, _ = find_config_dir(config_dir)
+    handle = open_storage(storage)
+    info = create_sweep(spec, storage=handle, config_dir=directory, config_name=config_name)
+    agent = ["expctl", "sweep", "agent", info.id]
+    if not is_default(handle.url):
+        agent += ["--storage", handle.url]
+    return CreatedSweep(info.id, "local", spec, info.planned, describe(handle.url), tuple(agent))
+
+
+def _create_on_wandb(spec: SweepSpec) -> CreatedSweep:
+    """The validated YAML, as written (plus --project/--entity/--name), to W&B's server."""
+    from expctl.sweeps.engine import MAX_GRID_POINTS
+    from expctl.sweeps.grid import grid_points
+    from expctl.sweeps.wandb_cloud import create_cloud_sweep
+
+    plain = json.loads(json.dumps(spec.raw, default=str))
+    path = create_cloud_sweep(plain, spec.project, spec.entity)
+    planned = len(grid_points(spec, limit=MAX_GRID_POINTS)) if spec.method == "grid" else None
+    return CreatedSweep(path, "wandb", spec, planned, None, ("expctl", "sweep", "agent", path))
+
+
+# -- agent ---------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class AgentTarget:
+    """Which agent runs the trials; announced (``on_start``) before the first trial."""
+
+    sweep_ref: str
+    backend: str  # "local" | "wandb"
+    program: str | None = None  # a W&B sweep with `program:`: W&B's agent runs it itself
+
+
+def run_sweep_agent(
+    sweep_ref: str,
+    *,
+    count: int | None = None,
+    storage: str | None = None,
+    stale_after: float = 60.0,
+    wait: bool = True,
+    config_dir: Path | None = None,
+    config_name: str = "config",
+    overrides: Sequence[str] = (),
+    trial_timeout: float | None = None,
+    objective: str | None = None,
+    on_start: Callable[[AgentTarget], None] | None = None,
+    on_event: Emit | None = None,
+) -> AgentSummary | None:
+    """Run trials of a local sweep id or a W&B-hosted ``ENTITY/PROJECT/ID`` until done.
+
+    Returns the local agent's summary; None for a W&B-hosted sweep (W&B's server keeps the
+    tally). ``objective`` is ``MODULE:FUNCTION`` to run instead of expctl's trainer.
+    """
+    from expctl.sweeps.wandb_cloud import is_cloud_sweep_path
+
+    start = on_start or (lambda target: None)
+    fn = load_objective(objective) if objective else None
+    if is_cloud_sweep_path(sweep_ref):
+        source = ConfigSource(config_dir, config_name, tuple(overrides))
+        _run_wandb_agent(sweep_ref, count, source, fn, trial_timeout, start, on_event)
+        return None
+    local_source = None  # None: the config dir/name stored with the sweep, no extra overrides
+    if config_dir is not None or config_name != "config" or overrides:
+        local_source = ConfigSource(config_dir, config_name, tuple(overrides))
+    start(AgentTarget(sweep_ref, "local"))
+    return run_agent(
+        sweep_ref,
+        storage=storage,
+        count=count,
+        config_source=local_source,
+        objective=fn,
+        stale_after=stale_after,
+        wait=wait,
+        on_event=on_event,
+        trial_timeout=trial_timeout,
+    )
+
+
+def _run_wandb_agent(
+    sweep_path: str,
+    count: int | None,
+    source: ConfigSource,
+    objective: Objective | None,
+    trial_timeout: float | None,
+    start: Callable[[AgentTarget], None],
+    on_event: Emit | None,
+) -> None:
+    """W&B's agent protocol on a W&B-hosted sweep, with the local agent's trial function."""
+    from expctl.sweeps.agent import wandb_trial_function
+    from expctl.sweeps.spec import parse_spec
+    from expctl.sweeps.wandb_cloud import (
+        fetch_cloud_sweep_config,
+        parse_sweep_path,
+        run_cloud_agent,
+    )
+
+    raw = fetch_cloud_sweep_config(sweep_path)
+    if raw.get("program") and objective is None:
+        if trial_timeout is not None:
+            raise UsageError(
+                f"--trial-timeout cannot apply to W&B sweep {sweep_path}: it has `program:`, "
+                "which W&B's agent runs itself",
+                hint="drop --trial-timeout, or create the sweep without --backend wandb "
+                "(the serverless agent applies the timeout to program trials)",
+            )
+        start(AgentTarget(sweep_path, "wandb", program=str(raw["program"])))
+        run_cloud_agent(sweep_path, count, None)
+        return
+    spec = parse_spec(
+        raw, source=sweep_path, config=ConfigCheck(source.config_dir, source.config_name)
+    )
+    function = wandb_trial_function(
+        spec,
+        parse_sweep_path(sweep_path)[2],
+        config_source=source,
+        objective=objective,
+        trial_timeout=trial_timeout,
+        on_event=on_event,
+    )
+    start(AgentTarget(sweep_path, "wandb"))
+    run_cloud_agent(sweep_path, count, function)
+
+
+# -- list ----------------------------------------------------------------------------------------
+
+
+def sweeps_in_storage(storage: str | None = None) -> list[dict[str, Any]]:
+    """:func:`expctl.sweeps.engine.list_sweeps`, or [] when the journal file does not exist (so
+    listing never creates it)."""
+    from expctl.sweeps.engine import list_sweeps
+    from expctl.sweeps.storage import resolve_url
+
+    url = resolve_url(storage)
+    if url.startswith("journal://") and not Path(url[len("journal://") :]).exists():
+        return []
+    return list_sweeps(url)

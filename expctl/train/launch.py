@@ -1,0 +1,251 @@
+"""``expctl run`` as one library call: config → run directory → ``train()``, on every rank.
+
+:func:`launch` does what the command does, without printing: it composes the config (all
+missing values and bad keys reported before any run directory exists), creates the run directory
+(or finds the run to ``--resume``), trains, and hands the :class:`RunResult` to ``on_result`` —
+also for a run that failed after its record was written, so a script can still find (and
+``--resume``) it. The caller renders.
+
+Several processes: under ``torchrun ... -m expctl run`` every rank calls this; rank 0 creates
+(or finds) the run directory and broadcasts it, and alone reports. ``trainer.devices=N`` outside
+torchrun re-runs the same command under torchrun (:mod:`expctl.train.relaunch`) and returns rank
+0's exit code. Nothing at module level imports torch: that launcher never needs it.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from expctl.config import ConfigSource
+from expctl.errors import ConfigError, ExpctlError, UsageError
+from expctl.train.relaunch import run_leaving_exit_code, run_under_torchrun
+
+if TYPE_CHECKING:
+    from omegaconf import DictConfig
+
+    from expctl.train.distributed import Group
+    from expctl.train.loop import RunResult
+    from expctl.train.progress import ProgressSink
+
+# Failures every rank hits together (bad config, a signal): rank 0 alone reports them.
+QUIET_EXIT_CODES = (2, 130, 143)
+
+
+@dataclass(frozen=True)
+class RunRequest:
+    """What ``expctl run`` was asked to do."""
+
+    source: ConfigSource
+    resume: str | None = None  # a run directory, or "latest"
+    init_from: str | None = None  # a .pt file or an artifact reference (name:vN|alias)
+    runs_dir: Path | None = None  # where run directories are created (default: ./runs)
+    quiet: bool = False  # passed on to the processes the trainer.devices launcher starts
+
+
+@dataclass(frozen=True)
+class RunHooks:
+    """How the caller hears about a run; each is called on the reporting process only."""
+
+    progress: Callable[[], ProgressSink] | None = None  # None: no progress
+    on_warning: Callable[[str], None] | None = None
+    on_result: Callable[[RunResult], None] | None = None
+
+    def warn(self, text: str) -> None:
+        if self.on_warning is not None:
+            self.on_warning(text)
+
+    def result(self, result: RunResult) -> None:
+        if self.on_result is not None:
+            self.on_result(result)
+
+
+def launch(request: RunRequest, hooks: RunHooks | None = None) -> int:
+    """Run ``expctl run`` in this process (or, for ``trainer.devices=N``, under torchrun).
+
+    Returns the exit code for this process when nothing is left to report: 0 when done; the
+    launcher's rank 0 exit code (the workers reported); on a rank other than 0, the code of a
+    failure rank 0 reports. Raises :class:`ExpctlError` otherwise (after ``on_result`` when the
+    failed run left a record).
+    """
+    hooks = hooks or RunHooks()
+    draft: DictConfig | None = None
+    resume_dir: Path | None = None
+    if "WORLD_SIZE" not in os.environ:  # not a torchrun worker: maybe start torchrun
+        if request.resume is not None:
+            resume_dir = _find_resume_dir(request.resume, request.runs_dir)
+            cfg, _ = _load_run_config(resume_dir, request.source.overrides)  # workers warn
+            devices = devices_of(cfg)
+        else:
+            draft = draft_config(request.source)
+            devices = devices_of(draft)
+        if devices > 1:
+            return run_under_torchrun(devices, worker_cli_args(request, resume_dir))
+    return run_leaving_exit_code(lambda: _run_here(request, draft, resume_dir, hooks))
+
+
+def _run_here(
+    request: RunRequest, draft: DictConfig | None, resume_dir: Path | None, hooks: RunHooks
+) -> int:
+    from expctl.train.distributed import process_group
+
+    with process_group() as group:  # a no-op in a single process
+        try:
+            if request.resume is not None:
+                found = resume_dir or (
+                    _find_resume_dir(request.resume, request.runs_dir) if group.is_main else None
+                )
+                run_dir = Path(group.broadcast(str(found)))
+                cfg, redacted = _load_run_config(run_dir, request.source.overrides)
+                if redacted and group.is_main:
+                    keys = ", ".join(redacted)
+                    hooks.warn(
+                        f"{keys} were redacted in the saved config; pass them again as overrides"
+                    )
+            else:
+                cfg, run_dir = compose_in_new_run_dir(
+                    request.source, request.runs_dir, group, draft
+                )
+            result = _train(cfg, run_dir, request, group, hooks)
+        except ExpctlError as e:
+            if not group.is_main and e.exit_code in QUIET_EXIT_CODES:
+                return e.exit_code
+            raise
+    if group.is_main:
+        hooks.result(result)
+    return 0
+
+
+def _train(
+    cfg: DictConfig, run_dir: Path, request: RunRequest, group: Group, hooks: RunHooks
+) -> RunResult:
+    from expctl.train import train
+    from expctl.train.progress import NullProgress
+
+    resuming = request.resume is not None
+    sink = hooks.progress() if hooks.progress is not None and group.is_main else NullProgress()
+    try:
+        return train(
+            cfg,
+            run_dir=None if resuming else run_dir,
+            overrides=request.source.overrides,
+            resume=run_dir if resuming else None,
+            init_from=request.init_from,
+            progress=sink,
+            handle_signals=True,
+        )
+    except ExpctlError as e:
+        result = getattr(e, "result", None)
+        if not group.is_main:
+            pass
+        elif result is not None:
+            hooks.result(result)  # a script can still find (and --resume) the run
+        elif not resuming and isinstance(e, UsageError):
+            _remove_if_empty(run_dir)  # bad config found before anything was recorded
+        raise
+
+
+# -- config and run directory ----------------------------------------------------------------
+
+
+def draft_config(source: ConfigSource) -> DictConfig:
+    """The composed, unresolved config; missing values are reported here, all at once."""
+    from expctl.config import compose_config, missing_keys
+    from expctl.errors import MissingValuesError
+
+    draft = compose_config(source, resolve=False, require_complete=False)
+    missing = missing_keys(draft)
+    if missing:
+        raise MissingValuesError(missing)
+    return draft
+
+
+def compose_in_new_run_dir(
+    source: ConfigSource, runs_dir: Path | None, group: Group, draft: DictConfig | None = None
+) -> tuple[DictConfig, Path]:
+    """Validate the config, then create the run directory and resolve into it.
+
+    The run directory is created only for a valid config (no empty directories from typos),
+    and before resolution, because ``${hydra:runtime.output_dir}`` must name it. Under torchrun
+    rank 0 creates it and every rank resolves into the same one.
+    """
+    from omegaconf import OmegaConf
+
+    from expctl.config import compose_config, resolve_collecting_errors
+    from expctl.rundir import create_run_dir
+
+    if draft is None:
+        draft = draft_config(source)
+    needs_run_dir = "${hydra:" in OmegaConf.to_yaml(draft, resolve=False)
+    if not needs_run_dir:
+        resolve_collecting_errors(draft)  # one compose instead of two when nothing refers to it
+    name = str(OmegaConf.select(draft, "name", default=None) or source.config_name)
+    created = str(create_run_dir(name, runs_dir)) if group.is_main else ""
+    run_dir = Path(group.broadcast(created))  # rank 0 creates it; the others get its path
+    if not needs_run_dir:
+        return draft, run_dir
+    try:
+        return compose_config(source, run_dir=run_dir), run_dir
+    except ExpctlError:
+        if group.is_main:
+            _remove_if_empty(run_dir)
+        raise
+
+
+def _find_resume_dir(ref: str, runs_dir: Path | None) -> Path:
+    from expctl.train.resume import find_resume_dir
+
+    return find_resume_dir(ref, runs_dir)
+
+
+def _load_run_config(run_dir: Path, overrides: tuple[str, ...]) -> tuple[DictConfig, list[str]]:
+    from expctl.train.resume import load_run_config
+
+    return load_run_config(run_dir, overrides)
+
+
+def _remove_if_empty(run_dir: Path) -> None:
+    """Remove a run directory that holds nothing but empty folders."""
+    if run_dir.is_dir() and not any(p.is_file() for p in run_dir.rglob("*")):
+        shutil.rmtree(run_dir, ignore_errors=True)
+
+
+# -- several processes -----------------------------------------------------------------------
+
+
+def devices_of(cfg: DictConfig) -> int:
+    """``trainer.devices``: how many processes to train in (1 when unset)."""
+    from omegaconf import OmegaConf
+
+    value = OmegaConf.select(cfg, "trainer.devices", default=1)
+    if value is None:
+        return 1
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise ConfigError(
+            f"trainer.devices must be an integer >= 1, got {value!r}",
+            hint="trainer.devices=2 trains in 2 processes (one per GPU, or CPU processes)",
+            where="trainer.devices",
+        )
+    return value
+
+
+def worker_cli_args(request: RunRequest, resume_dir: Path | None) -> list[str]:
+    """``expctl`` arguments that make each torchrun worker do this request, rebuilt from what was
+    parsed (not from sys.argv, which a caller embedding the CLI may not have set)."""
+    source = request.source
+    args = ["run", "--config-name", source.config_name]
+    if source.config_dir is not None:
+        args += ["--config-dir", str(Path(source.config_dir).resolve())]
+    if resume_dir is not None:
+        args += ["--resume", str(resume_dir)]
+    if request.init_from is not None:
+        args += ["--init-from", request.init_from]
+    if request.runs_dir is not None:
+        args += ["--runs-dir", str(Path(request.runs_dir).resolve())]
+    if request.quiet:
+        args.append("--quiet")
+    return [*args, "--", *source.overrides]
