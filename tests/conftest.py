@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import shutil
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -14,7 +15,7 @@ CONFIGS = REPO / "configs"
 
 
 @pytest.fixture(autouse=True)
-def isolated(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+def isolated(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
     """A fresh working directory, W&B offline into it, and no EXPCTL_* leaking in."""
     for var in list(os.environ):
         if var.startswith(("EXPCTL_TEST_", "EXPCTL_REQUIRE_")):
@@ -31,7 +32,12 @@ def isolated(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     monkeypatch.setenv("WANDB_DISABLE_GIT", "true")
     monkeypatch.setenv("NO_COLOR", "1")
     (tmp_path / "wandb").mkdir()
-    return work
+    yield work
+    # wandb keeps process-wide settings (its dir among them) once a run has been opened; tear
+    # them down so the next test's runs land in its own WANDB_DIR whatever the test order.
+    wandb = sys.modules.get("wandb")
+    if wandb is not None and getattr(wandb, "run", None) is None:
+        wandb.teardown()
 
 
 @pytest.fixture

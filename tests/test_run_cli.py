@@ -311,3 +311,12 @@ def test_default_example_reaches_95_percent_validation_accuracy(project: Path, c
     record = summary(Path(result.stdout.strip()))
     assert record["final_metrics"]["epoch"] == 20
     assert record["final_metrics"]["val_acc"] >= 0.95
+
+
+def test_multirun_without_a_comma_is_one_run_and_without_overrides_is_bad_input(cli, project):
+    one = cli("run", "-m", "-q", "trainer.epochs=1", "data=synthetic", "data.num_samples=256")
+    assert one.exit_code == 0, one.stderr
+    assert len(one.stdout.strip().splitlines()) == 1
+    assert Path(one.stdout.strip()).is_dir()
+    none = cli("run", "-m", "-q")
+    assert none.exit_code == 2 and "nothing to sweep" in none.stderr

@@ -321,3 +321,11 @@ def test_storage_urls(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     with handle.transition_lock():
         pass
     handle.close()
+
+
+def test_storage_passwords_are_never_shown() -> None:
+    from expctl.sweeps.storage import describe
+
+    assert describe("postgresql://ann:s3cret@db:5432/x") == "postgresql://ann:***@db:5432/x"
+    assert describe("postgresql://ann@db/x") == "postgresql://ann@db/x"
+    assert describe("/nfs/sweeps.journal") == "/nfs/sweeps.journal"

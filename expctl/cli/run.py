@@ -109,7 +109,7 @@ def register(app: typer.Typer) -> None:
             _multirun(source, quiet=quiet)
             return
         # MPS lacks some ops; PyTorch falls back to CPU for them only if this is set before
-        # torch is imported (importing expctl.train imports it).
+        # torch is imported (the trainer imports it).
         os.environ.setdefault("PYTORCH_ENABLE_MPS_FALLBACK", "1")
         from expctl.train.launch import RunHooks, RunRequest, launch
         from expctl.train.progress import default_progress

@@ -126,6 +126,8 @@ def create(
         _describe_new_sweep(created.ref, spec, created.planned, f"storage: {created.storage}")
         err("start agents (as many as you like, wherever the storage is reachable):")
         err(f"  {shlex.join(created.agent_command)}")
+        if created.storage and ":***@" in created.storage:
+            err("  (with EXPCTL_STORAGE set to the storage URL: its password is not printed)")
     out(created.ref)
 
 

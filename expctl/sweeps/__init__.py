@@ -10,5 +10,10 @@
   dead-agent recovery, run_cap, target, status.
 * :mod:`expctl.sweeps.hyperband` — W&B's hyperband early termination as an Optuna pruner.
 * :mod:`expctl.sweeps.agent` — claim → run → tell until done; the trainer objective.
+* :mod:`expctl.sweeps.service` — what the CLI calls: backend choice, create from a file, run an
+  agent locally or under W&B's agent.
+* :mod:`expctl.sweeps.program` / :mod:`~expctl.sweeps.macros` — program sweeps: W&B's command
+  macros and environment protocol; :mod:`~expctl.sweeps.wandb_metrics` reads the metric back.
+* :mod:`expctl.sweeps.wandb_cloud` — the thin adapter to W&B's sweep server.
 * :mod:`expctl.sweeps.multirun` — Hydra-style ``expctl run -m a=1,2 b=x,y`` as a local grid sweep.
 """

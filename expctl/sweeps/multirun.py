@@ -58,6 +58,12 @@ def split_sweeps(overrides: tuple[str, ...] | list[str]) -> tuple[list[str], dic
     return base, sweeps
 
 
+def _as_sweep(override: str) -> str:
+    """``key=value`` as the one-value sweep ``key=choice(value)`` (Hydra's grammar)."""
+    key, _, value = override.partition("=")
+    return f"{key}=choice({value})"
+
+
 @dataclass
 class MultirunResult:
     """Every run of a multirun, in the order they ran, and the sweep that recorded them."""
@@ -119,6 +125,18 @@ def multirun(
     from expctl.sweeps.spec import parse_spec
 
     base, sweeps = split_sweeps(source.overrides)
+    settable = [o for o in base if "=" in o and not o.startswith("~")]
+    if not sweeps:
+        if not settable:
+            raise UsageError(
+                "multirun: nothing to sweep",
+                hint="give comma-separated values (expctl run -m optim.lr=0.1,0.01), "
+                "or drop -m to run once",
+            )
+        # As in Hydra, a multirun without a comma is one run: sweep the last override's value.
+        last = settable[-1]
+        base = [o for o in base if o is not last]
+        sweeps.update(split_sweeps([_as_sweep(last)])[1])
     config_dir, _ = find_config_dir(source.config_dir)
     base_source = ConfigSource(config_dir, source.config_name, tuple(base))
     metric = _check_compositions(base_source, sweeps)

@@ -127,7 +127,9 @@ def _create_locally(
     info = create_sweep(spec, storage=handle, config_dir=directory, config_name=config_name)
     agent = ["expctl", "sweep", "agent", info.id]
     if not is_default(handle.url):
-        agent += ["--storage", handle.url]
+        # Never echo a password: with one in the URL the user passes it via $EXPCTL_STORAGE.
+        shown = describe(handle.url)
+        agent += ["--storage", shown] if shown == handle.url else []
     return CreatedSweep(info.id, "local", spec, info.planned, describe(handle.url), tuple(agent))
 
 

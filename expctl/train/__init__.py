@@ -1,20 +1,36 @@
 """The trainer: ``train(cfg) -> RunResult`` for the CLI, notebooks and the sweep agent.
 
-Importing this package imports torch; the CLI imports it inside the command function only.
+The names below are imported on first use (PEP 562), so importing ``expctl.train.launch`` — the
+`trainer.devices=N` launcher, which only re-runs the command under torchrun — does not pay for
+torch; ``train`` and ``RunResult`` import it.
 """
 
 from __future__ import annotations
 
-from expctl.train.loop import EpochCallback, RunResult, train
-from expctl.train.progress import ProgressSink, StartInfo, default_progress
-from expctl.train.state import request_stop
+import importlib
+from typing import TYPE_CHECKING, Any
 
-__all__ = [
-    "EpochCallback",
-    "ProgressSink",
-    "RunResult",
-    "StartInfo",
-    "default_progress",
-    "request_stop",
-    "train",
-]
+if TYPE_CHECKING:
+    from expctl.train.loop import EpochCallback, RunResult, train
+    from expctl.train.progress import ProgressSink, StartInfo, default_progress
+    from expctl.train.state import request_stop
+
+_EXPORTS = {
+    "EpochCallback": "expctl.train.loop",
+    "RunResult": "expctl.train.loop",
+    "train": "expctl.train.loop",
+    "ProgressSink": "expctl.train.progress",
+    "StartInfo": "expctl.train.progress",
+    "default_progress": "expctl.train.progress",
+    "request_stop": "expctl.train.state",
+}
+
+
+def __getattr__(name: str) -> Any:
+    module = _EXPORTS.get(name)
+    if module is None:
+        raise AttributeError(f"module 'expctl.train' has no attribute {name!r}")
+    return getattr(importlib.import_module(module), name)
+
+
+__all__ = sorted(_EXPORTS)

@@ -3,7 +3,7 @@
 ``expctl run`` works under ``torchrun --nproc-per-node N -m expctl run ...``: torchrun sets
 ``RANK``/``WORLD_SIZE``/``LOCAL_RANK`` and each process trains one shard of every batch in a
 DistributedDataParallel model (nccl on CUDA, gloo on CPU). ``trainer.devices=N`` re-launches
-the same command under ``python -m torch.distributed.run --standalone`` (expctl.cli.run);
+the same command under ``python -m torch.distributed.run --standalone`` (expctl.train.relaunch);
 the children see ``WORLD_SIZE`` and do not launch again.
 
 Conventions every rank relies on:
