@@ -33,4 +33,12 @@ def __getattr__(name: str) -> Any:
     return getattr(importlib.import_module(module), name)
 
 
-__all__ = sorted(_EXPORTS)
+__all__ = [
+    "EpochCallback",
+    "ProgressSink",
+    "RunResult",
+    "StartInfo",
+    "default_progress",
+    "request_stop",
+    "train",
+]
