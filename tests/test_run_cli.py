@@ -320,3 +320,10 @@ def test_multirun_without_a_comma_is_one_run_and_without_overrides_is_bad_input(
     assert Path(one.stdout.strip()).is_dir()
     none = cli("run", "-m", "-q")
     assert none.exit_code == 2 and "nothing to sweep" in none.stderr
+
+
+def test_a_bad_value_caught_by_our_own_target_is_reported_once(cli, project):
+    result = cli("run", "-q", "data.batch_size=0")
+    assert result.exit_code == 2
+    first = result.stderr.splitlines()[0]
+    assert first == "error: data.batch_size: batch_size must be a positive integer, got 0"

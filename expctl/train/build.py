@@ -25,7 +25,7 @@ from typing import Any
 import torch
 from omegaconf import DictConfig, ListConfig, OmegaConf
 
-from expctl.errors import ConfigError, did_you_mean
+from expctl.errors import ConfigError, ExpctlError, did_you_mean
 from expctl.train.data import DatasetPair, TensorData
 
 DEFAULT_LOSS = {"_target_": "torch.nn.CrossEntropyLoss"}
@@ -178,7 +178,7 @@ _CALL = re.compile(r"Error in call to target '([^']+)'")
 _FULL_KEY = re.compile(r"full_key: (\S+)")
 
 
-def _translate(cfg: DictConfig, key: str, e: Exception) -> ConfigError:
+def _translate(cfg: DictConfig, key: str, e: Exception) -> ExpctlError:
     text = str(e)
     m = _FULL_KEY.search(text)
     where = _normalize_key(cfg, m.group(1)) if m else key
@@ -192,6 +192,8 @@ def _translate(cfg: DictConfig, key: str, e: Exception) -> ConfigError:
     if called:
         target = _locate_quietly(called.group(1))
         cause = e.__cause__
+        if isinstance(cause, ExpctlError):
+            return cause  # our own target (e.g. expctl.train.data.digits) already said it well
         detail = _strip_qualifier(str(cause)) if cause is not None else text.splitlines()[1]
         if isinstance(cause, TypeError):
             return ConfigError(
