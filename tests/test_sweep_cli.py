@@ -386,3 +386,9 @@ def test_a_trainer_trial_past_the_timeout_stops_at_a_step_and_fails(cli, project
     assert trial["state"] == "fail" and trial["retry_of"] is None
     assert trial["message"].startswith("timed out after the trial timeout of 2 s")
     assert (Path(trial["run_dir"]) / "checkpoints" / "last.pt").is_file()
+
+
+def test_agent_for_an_unknown_sweep_says_only_that(cli, project) -> None:
+    result = cli("sweep", "agent", "nosuchid")
+    assert result.exit_code == 2
+    assert result.stderr.splitlines()[0] == "error: no sweep 'nosuchid'"

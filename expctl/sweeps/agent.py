@@ -495,6 +495,7 @@ def run_agent(
     seed: int | None = None,
     flap_guard: tuple[int, float, int] = (3, 60.0, 5),
     trial_timeout: float | None = None,
+    on_open: Callable[[], None] | None = None,
 ) -> AgentSummary:
     """Run trials of ``sweep_id`` until ``count`` trials ran here, or the sweep is done/stopped.
 
@@ -505,12 +506,15 @@ def run_agent(
     trial whose agent dies is re-run here) instead of exiting.
     ``trial_timeout``: seconds of wall time per trial, after which the trial is stopped and
     failed (see the module docstring for how each kind of trial is stopped).
+    ``on_open`` is called once the sweep is found (so "agent started" is never said of a typo).
     Raises :class:`Interrupted` on SIGTERM/SIGINT (after re-queueing the trial) and
     :class:`RuntimeFailure` when the flapping guard trips.
     """
     _check_timeout(trial_timeout)
     emit = on_event or (lambda message: None)
     sweep = open_sweep(sweep_id, storage, seed=seed)
+    if on_open is not None:
+        on_open()
     spec = sweep.spec
     objective = objective or default_objective(spec)
     interval = heartbeat_interval or max(0.1, min(5.0, stale_after / 4))

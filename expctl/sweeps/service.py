@@ -188,9 +188,9 @@ def run_sweep_agent(
     local_source = None  # None: the config dir/name stored with the sweep, no extra overrides
     if config_dir is not None or config_name != "config" or overrides:
         local_source = ConfigSource(config_dir, config_name, tuple(overrides))
-    start(AgentTarget(sweep_ref, "local"))
     return run_agent(
         sweep_ref,
+        on_open=lambda: start(AgentTarget(sweep_ref, "local")),
         storage=storage,
         count=count,
         config_source=local_source,
