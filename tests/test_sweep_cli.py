@@ -389,6 +389,9 @@ def test_a_trainer_trial_past_the_timeout_stops_at_a_step_and_fails(cli, project
 
 
 def test_agent_for_an_unknown_sweep_says_only_that(cli, project) -> None:
+    created = cli("sweep", "create", "configs/sweeps/grid.yaml")
+    assert created.exit_code == 0, created.stderr
     result = cli("sweep", "agent", "nosuchid")
     assert result.exit_code == 2
     assert result.stderr.splitlines()[0] == "error: no sweep 'nosuchid'"
+    assert created.stdout.strip() in result.stderr  # the hint lists the sweeps that exist
