@@ -508,3 +508,19 @@ def test_rendered_values_parse_back_in_hydra(value: object) -> None:
 def test_group_parameters_select_options() -> None:
     assert to_overrides({"model": "large", "optim.lr": 0.01}) == ["model=large", "optim.lr=0.01"]
     assert to_overrides({"extra": "1"}, {"extra": "+extra"}) == ["+extra=1"]
+
+
+def test_envvar_macros_are_substituted_inside_items_but_only_for_upper_case_names() -> None:
+    base = {
+        "method": "random",
+        "program": "train.py",
+        "metric": {"name": "loss"},
+        "parameters": {"lr": {"values": [0.1]}},
+    }
+    ok = parse_spec({**base, "command": ["${env}", "--data=${envvar:DATA_DIR}", "${args}"]})
+    assert ok.command == ("${env}", "--data=${envvar:DATA_DIR}", "${args}")
+    with pytest.raises(SpecError) as bad:
+        parse_spec({**base, "command": ["${env}", "--data=${envvar:data_dir}", "${args}"]})
+    assert bad.value.problems == [
+        ("command[1]", "${envvar:data_dir} is never substituted: NAME must match [A-Z0-9_]+")
+    ]

@@ -1,7 +1,10 @@
 """W&B-compatible sweeps on Optuna storages, with no server.
 
 * :mod:`expctl.sweeps.spec` — W&B's sweep YAML → a validated :class:`SweepSpec`
-  (all problems at once).
+  (all problems at once), helped by :mod:`~expctl.sweeps.spec_yaml` (YAML with line numbers),
+  :mod:`~expctl.sweeps.spec_problems`, :mod:`~expctl.sweeps.parameters` (parameters and
+  distribution inference), :mod:`~expctl.sweeps.config_check` (parameters vs the project config)
+  and :mod:`~expctl.sweeps.overrides` (sampled values → Hydra overrides).
 * :mod:`expctl.sweeps.distributions` — every W&B distribution as an Optuna distribution in a
   bounded *latent* space plus a deterministic transform.
 * :mod:`expctl.sweeps.grid` — W&B's grid semantics (points, de-duplication, run_cap).

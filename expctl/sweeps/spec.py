@@ -21,7 +21,7 @@ from typing import Any
 
 from expctl.errors import SpecError, did_you_mean
 from expctl.sweeps.config_check import ConfigCheck, config_groups, config_problems
-from expctl.sweeps.macros import MACRO_NAMES
+from expctl.sweeps.macros import ENVVAR_MACRO, MACRO_NAMES
 from expctl.sweeps.overrides import render_value, to_overrides
 from expctl.sweeps.parameters import (
     DISTRIBUTIONS,
@@ -382,8 +382,15 @@ def _command(raw: Any, program: str | None, problems: Problems) -> tuple[str, ..
     known = [*MACROS, "envvar:NAME"]
     for i, item in enumerate(items):
         for name in _MACRO.findall(item):
-            is_envvar = name.startswith("envvar:") and len(name) > len("envvar:")
-            if not (is_envvar or name in MACROS):
+            if name.startswith("envvar:"):
+                # W&B substitutes ${envvar:NAME} anywhere in an item, for upper-case NAMEs only.
+                if not ENVVAR_MACRO.fullmatch(f"${{{name}}}") or name == "envvar:":
+                    problems.add(
+                        f"command[{i}]",
+                        f"${{{name}}} is never substituted: NAME must match [A-Z0-9_]+",
+                    )
+                continue
+            if name not in MACROS:
                 close = did_you_mean(name, known)
                 macros = ", ".join("${" + m + "}" for m in known)
                 suffix = f"did you mean ${{{close[0]}}}?" if close else f"macros: {macros}"
