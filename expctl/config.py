@@ -30,7 +30,26 @@ if TYPE_CHECKING:
     from omegaconf import DictConfig
 
 PACKAGED_CONFIG_DIR = Path(__file__).resolve().parent / "configs"
-SECRET_KEY = re.compile(r"key|token|secret|password", re.IGNORECASE)
+# Words that make a key a credential: `api_key`, `wandb_token`, `db.password`, `AWS_SECRET_KEY`,
+# `apiKey`, `secrets:` (a whole map). Matched as words so `max_tokens`, `tokenizer` and `monkey`
+# stay visible — they are hyperparameters, and a redacted config.yaml could not be resumed.
+SECRET_WORDS = frozenset(
+    {
+        "key",
+        "keys",
+        "apikey",
+        "token",
+        "secret",
+        "secrets",
+        "password",
+        "passwd",
+        "pwd",
+        "credential",
+        "credentials",
+        "auth",
+    }
+)
+_WORD = re.compile(r"[A-Z]?[a-z0-9]+|[A-Z]+(?![a-z])")
 REDACTED = "********"
 
 
@@ -432,9 +451,10 @@ def select(cfg: DictConfig, key: str) -> Any:
     return value
 
 
-def to_plain(node: Any, *, show_secrets: bool = False) -> Any:
+def to_plain(node: Any, *, key: str = "", show_secrets: bool = False) -> Any:
     """A plain Python value (dicts/lists/scalars) with ``???`` kept and secrets redacted.
 
+    ``key`` is the dotted path of ``node`` (``--select``), so a selected secret stays hidden.
     Interpolations are kept as written: :func:`compose_config` has already resolved every one
     that can be (those left point at a ``???`` value and are shown as such).
     """
@@ -444,18 +464,32 @@ def to_plain(node: Any, *, show_secrets: bool = False) -> Any:
         plain = OmegaConf.to_container(node, resolve=False, throw_on_missing=False)
     else:
         plain = node
-    return plain if show_secrets else redact(plain)
+    return plain if show_secrets else redact(plain, key.rsplit(".", 1)[-1])
 
 
-def redact(node: Any, key: str = "") -> Any:
-    """Replace values of credential-looking keys (``*key*``, ``*token*``, ...) by ********."""
+def is_secret_key(key: str) -> bool:
+    """True for credential-looking key names (see :data:`SECRET_WORDS`)."""
+    return any(word.lower() in SECRET_WORDS for word in _WORD.findall(str(key)))
+
+
+def redact(node: Any, key: str = "", *, inside_secret: bool = False) -> Any:
+    """Replace credential values by ********: a secret-looking key's value, and every leaf
+    under a secret-looking key (``secrets: {wandb: ...}``)."""
+    secret = inside_secret or (bool(key) and is_secret_key(key))
     if isinstance(node, dict):
-        return {k: redact(v, str(k)) for k, v in node.items()}
+        return {k: redact(v, str(k), inside_secret=secret) for k, v in node.items()}
     if isinstance(node, list):
-        return [redact(v, key) for v in node]
-    if key and SECRET_KEY.search(key) and node not in (None, "", "???"):
+        return [redact(v, key, inside_secret=secret) for v in node]
+    if secret and node not in (None, "", "???"):
         return REDACTED
     return node
+
+
+def redact_override(override: str) -> str:
+    """``+db.password=hunter2`` → ``+db.password=********`` (for records and messages)."""
+    key, sep, _ = override.partition("=")
+    leaf = key.lstrip("+~").rsplit(".", 1)[-1].split("@", 1)[0]
+    return f"{key}={REDACTED}" if sep and is_secret_key(leaf) else override
 
 
 def dump(plain: Any, fmt: str) -> str:

@@ -307,3 +307,37 @@ def test_sigint_exits_130_without_traceback(project):
     _, stderr = proc.communicate(timeout=20)
     assert proc.returncode == 130, stderr
     assert "Traceback" not in stderr
+
+
+def test_secrets_under_a_secret_map_and_selected_secret_leaves_are_redacted(cli, tree):
+    shown = cli("config", "show", "+secrets={wandb: abc, hf: def}", "--select", "secrets")
+    assert yaml.safe_load(shown.stdout) == {"wandb": "********", "hf": "********"}
+    leaf = cli("config", "show", "+db.password=hunter2", "--select", "db.password")
+    assert leaf.stdout.strip().strip("'") == "********"
+    assert "hunter2" not in leaf.stdout
+
+
+def test_hyperparameters_that_merely_contain_secret_letters_stay_visible(cli, tree):
+    result = cli(
+        "config",
+        "show",
+        "--format",
+        "json",
+        "+max_tokens=512",
+        "+tokenizer.name=bpe",
+        "+monkey=1",
+        "+apiKey=k",
+        "+AWS_SECRET_ACCESS_KEY=s",
+    )
+    cfg = json.loads(result.stdout)
+    assert cfg["max_tokens"] == 512 and cfg["tokenizer"] == {"name": "bpe"} and cfg["monkey"] == 1
+    assert cfg["apiKey"] == "********" and cfg["AWS_SECRET_ACCESS_KEY"] == "********"
+
+
+def test_redact_override():
+    from expctl.config import redact_override
+
+    assert redact_override("+db.password=hunter2") == "+db.password=********"
+    assert redact_override("wandb.api_key=xyz") == "wandb.api_key=********"
+    assert redact_override("optim.lr=0.1") == "optim.lr=0.1"
+    assert redact_override("~token") == "~token"

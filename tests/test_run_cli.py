@@ -327,3 +327,30 @@ def test_a_bad_value_caught_by_our_own_target_is_reported_once(cli, project):
     assert result.exit_code == 2
     first = result.stderr.splitlines()[0]
     assert first == "error: data.batch_size: batch_size must be a positive integer, got 0"
+
+
+def test_secrets_given_as_overrides_never_reach_the_record(cli, project):
+    result = cli(
+        "run",
+        "-q",
+        "data=synthetic",
+        "data.num_samples=256",
+        "trainer.epochs=1",
+        "+db.password=hunter2",
+        "+secrets={hf: s3cr3t-hf-value}",
+    )
+    assert result.exit_code == 0, result.stderr
+    run_dir = Path(result.stdout.strip())
+    for name in ("overrides.yaml", "config.yaml", "summary.json"):
+        text = (run_dir / name).read_text()
+        assert "hunter2" not in text and "s3cr3t-hf-value" not in text, name
+    assert "+db.password=********" in (run_dir / "overrides.yaml").read_text()
+
+
+def test_a_bad_interpolation_given_on_resume_is_bad_input(cli, project):
+    first = cli("run", "-q", "data=synthetic", "data.num_samples=256", "trainer.epochs=1")
+    assert first.exit_code == 0, first.stderr
+    run_dir = first.stdout.strip()
+    again = cli("run", "-q", "--resume", run_dir, "optim.lr=${oc.env:EXPCTL_TEST_UNSET_VAR}")
+    assert again.exit_code == 2, again.stderr
+    assert "EXPCTL_TEST_UNSET_VAR is not set" in again.stderr

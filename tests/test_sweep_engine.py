@@ -329,3 +329,28 @@ def test_storage_passwords_are_never_shown() -> None:
     assert describe("postgresql://ann:s3cret@db:5432/x") == "postgresql://ann:***@db:5432/x"
     assert describe("postgresql://ann@db/x") == "postgresql://ann@db/x"
     assert describe("/nfs/sweeps.journal") == "/nfs/sweeps.journal"
+
+
+def test_bayes_over_a_small_discrete_space_keeps_going(tmp_path: Path) -> None:
+    """Repeating a finished point is allowed (a 2x2 space must): the sweep never ends itself."""
+    url = str(tmp_path / "s.journal")
+    spec = parse_spec(
+        {
+            "method": "bayes",
+            "metric": {"name": "loss"},
+            "parameters": {"opt": {"values": ["adam", "sgd"]}, "bs": {"values": [16, 32]}},
+        }
+    )
+    info = create_sweep(spec, storage=url)
+
+    def loss(ctx: TrialContext) -> float:
+        return (ctx.params["opt"] == "sgd") + ctx.params["bs"] / 32
+
+    summary = run_agent(
+        info.id, storage=url, objective=loss, count=10, handle_signals=False, seed=0
+    )
+    assert summary.count("complete") == 10
+    status = sweep_status(info.id, url)
+    assert status["state"] == "running"
+    points = {(t["params"]["opt"], t["params"]["bs"]) for t in status["trials"]}
+    assert points == {("adam", 16), ("adam", 32), ("sgd", 16), ("sgd", 32)}

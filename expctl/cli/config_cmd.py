@@ -66,7 +66,9 @@ def show(
         err(f"config dir: {where} ({how})")
     cfg = cfgmod.compose_config(source, resolve=resolve, require_complete=False)
     node = cfgmod.select(cfg, select) if select else cfg
-    text = cfgmod.dump(cfgmod.to_plain(node, show_secrets=show_secrets), fmt.value)
+    text = cfgmod.dump(
+        cfgmod.to_plain(node, key=select or "", show_secrets=show_secrets), fmt.value
+    )
     _print_config(text, fmt.value)
 
     missing = cfgmod.missing_keys(cfg)

@@ -228,12 +228,14 @@ class Sweep:
             self._discard(trial)
             return self._idle()
         params = self._params(trial, frozen_attrs.get(PREFIX + "params"))
-        if retry_of is None and self._duplicates_another_trial(trial, params):
+        if retry_of is None and _attempt < 3 and self._duplicates_a_running_trial(trial, params):
             # Two agents that ask at the same instant see the same history, and the GP's
             # acquisition optimiser can land both on the very same point; give this one up and
-            # ask again, now that the other trial's point is visible as running.
+            # ask again, now that the other trial's point is visible as running. (Repeating a
+            # *finished* point is fine — small discrete spaces must — and after a few tries the
+            # point is accepted as W&B's bayes would.)
             self._discard(trial)
-            return self.claim(agent, _attempt=_attempt + 1) if _attempt < 3 else self._idle()
+            return self.claim(agent, _attempt=_attempt + 1)
         claim_info = {"agent": agent, "time": time.time()}
         self.handle.storage.set_trial_user_attr(trial._trial_id, PREFIX + "claim", claim_info)
         return Claim(
@@ -277,13 +279,15 @@ class Sweep:
             self.handle.storage.set_trial_user_attr(trial._trial_id, PREFIX + "params", values)
         return values
 
-    def _duplicates_another_trial(self, trial: optuna.Trial, params: dict[str, Any]) -> bool:
-        """A bayes suggestion identical to another live or finished trial's point."""
+    def _duplicates_a_running_trial(self, trial: optuna.Trial, params: dict[str, Any]) -> bool:
+        """A bayes suggestion identical to the point another agent is running right now."""
+        from optuna.trial import TrialState
+
         if self.spec.method != "bayes":
             return False  # grids are exact; random repeats only by chance, as in W&B
         return any(
             t.number != trial.number
-            and not t.user_attrs.get(PREFIX + "discarded")
+            and t.state == TrialState.RUNNING
             and t.user_attrs.get(PREFIX + "params") == params
             for t in self.trials()
         )

@@ -73,7 +73,11 @@ class RunRecord:
             return
         import yaml
 
-        atomic_write_text(self.run_dir / OVERRIDES_FILE, yaml.safe_dump(list(overrides)))
+        from expctl.config import redact_override
+
+        # Secrets never reach the disk: the record keeps `key=********` (pass them on resume).
+        safe = [redact_override(o) for o in overrides]
+        atomic_write_text(self.run_dir / OVERRIDES_FILE, yaml.safe_dump(safe))
 
     def read_overrides(self) -> list[str]:
         import yaml

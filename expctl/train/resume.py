@@ -53,7 +53,7 @@ def load_run_config(run_dir: Path, overrides: Sequence[str] = ()) -> tuple[DictC
     """
     from omegaconf import DictConfig, OmegaConf
 
-    from expctl.config import REDACTED, iter_key_paths
+    from expctl.config import REDACTED, iter_key_paths, resolve_collecting_errors
 
     path = Path(run_dir) / "config.yaml"
     if not path.is_file():
@@ -66,6 +66,7 @@ def load_run_config(run_dir: Path, overrides: Sequence[str] = ()) -> tuple[DictC
         if override in started_with:
             continue  # already part of the saved config (a requeued job repeats its command line)
         _apply(cfg, override)
+    resolve_collecting_errors(cfg)  # an override like x=${oc.env:UNSET} is bad input (exit 2)
     plain = OmegaConf.to_container(cfg, resolve=False)
     redacted = [key for key in iter_key_paths(plain) if OmegaConf.select(cfg, key) == REDACTED]
     return cfg, redacted
