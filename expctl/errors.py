@@ -12,6 +12,7 @@ EXIT_FAILURE = 1  # runtime failure: training crashed, trial failed, corrupted s
 EXIT_USAGE = 2  # bad input: usage, config, sweep spec, unknown id
 EXIT_SIGINT = 130
 EXIT_SIGTERM = 143
+EXIT_SIGPIPE = 141  # stdout's reader closed the pipe (`| head`): as if killed by SIGPIPE
 
 
 class ExpctlError(Exception):

@@ -341,3 +341,15 @@ def test_redact_override():
     assert redact_override("wandb.api_key=xyz") == "wandb.api_key=********"
     assert redact_override("optim.lr=0.1") == "optim.lr=0.1"
     assert redact_override("~token") == "~token"
+
+
+def test_a_reader_that_goes_away_is_not_an_error(expctl_exe, project):
+    """`expctl config show | head -1`: the pipe closes before we write; no traceback, no hint."""
+    proc = subprocess.Popen(
+        [*expctl_exe, "config", "show"], stdout=subprocess.PIPE, stderr=subprocess.PIPE
+    )
+    assert proc.stdout is not None and proc.stderr is not None
+    proc.stdout.close()
+    stderr = proc.stderr.read().decode()
+    assert proc.wait(timeout=60) == 141, stderr
+    assert stderr == ""

@@ -17,7 +17,7 @@ from typing import Annotated, Any, TypeVar
 
 import typer
 
-from expctl.errors import EXIT_FAILURE, EXIT_SIGINT, EXIT_SIGTERM, ExpctlError
+from expctl.errors import EXIT_FAILURE, EXIT_SIGINT, EXIT_SIGPIPE, EXIT_SIGTERM, ExpctlError
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -73,6 +73,12 @@ def handle_errors(fn: F) -> F:
         except KeyboardInterrupt:
             err("interrupted", style="red")
             raise typer.Exit(EXIT_SIGINT) from None
+        except BrokenPipeError:
+            # The reader went away (`expctl sweep status | head`): stop quietly, as a Unix tool
+            # killed by SIGPIPE would, and keep Python from complaining when it flushes stdout.
+            devnull = os.open(os.devnull, os.O_WRONLY)
+            os.dup2(devnull, sys.stdout.fileno())
+            raise typer.Exit(EXIT_SIGPIPE) from None
         except Exception as e:  # an unexpected bug: say so plainly; traceback only with --debug
             if debug_enabled():
                 traceback.print_exc()
