@@ -354,3 +354,39 @@ def test_bayes_over_a_small_discrete_space_keeps_going(tmp_path: Path) -> None:
     assert status["state"] == "running"
     points = {(t["params"]["opt"], t["params"]["bs"]) for t in status["trials"]}
     assert points == {("adam", 16), ("adam", 32), ("sgd", 16), ("sgd", 32)}
+
+
+def test_a_command_without_program_runs_the_users_command_and_status_shows_it(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """W&B runs `command` even without `program`; the best command is the one the agent ran."""
+    from expctl.sweeps.agent import default_objective, program_objective
+
+    url = str(tmp_path / "s.journal")
+    monkeypatch.setenv("WANDB_DIR", str(tmp_path))
+    spec = parse_spec(
+        {
+            "method": "grid",
+            "metric": {"name": "loss"},
+            "command": [
+                "${env}",
+                "python",
+                "train.py",
+                "--data=${envvar:DATA}",
+                "${args_no_hyphens}",
+            ],
+            "parameters": {
+                "lr": {"values": [0.2, 0.1]},
+                "optimizer": {"parameters": {"momentum": {"values": [0.9]}}},
+            },
+        }
+    )
+    assert spec.runs_own_command and default_objective(spec) is program_objective
+    info = create_sweep(spec, storage=url)
+    run_agent(info.id, storage=url, objective=objective, handle_signals=False)
+    best = sweep_status(info.id, url)["best"]
+    assert best["params"] == {"lr": 0.1, "optimizer.momentum": 0.9}
+    assert best["command"] == (
+        "/usr/bin/env python train.py '--data=$DATA' lr=0.1 'optimizer={'\"'\"'momentum'\"'\"': 0.9}'"
+    )
+    assert not list(tmp_path.glob("**/config-best.json"))  # showing it wrote nothing

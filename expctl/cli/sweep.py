@@ -117,7 +117,7 @@ def create(
         _describe_new_sweep(created.ref, spec, created.planned, "on W&B's server")
         err("start agents (as many as you like, wherever W&B is reachable):")
         err(f"  expctl sweep agent {created.ref}")
-        if spec.program:
+        if spec.runs_own_command:
             err(
                 "  (for `program:` sweeps W&B's own agent does the same: "
                 f"wandb agent {created.ref})"
@@ -149,6 +149,8 @@ def _describe_new_sweep(sweep_ref: str, spec: Any, planned: int | None, where: s
         )
     if spec.program:
         err(f"  program: {spec.program}")
+    if spec.command:
+        err(f"  command: {' '.join(spec.command)}")
     rows = [(p.name, p.distribution, p.describe()) for p in spec.parameters]
     if rows:
         for line in table_lines(("parameter", "distribution", "values"), rows):

@@ -275,7 +275,7 @@ def program_objective(ctx: TrialContext) -> TrialOutcome:
 
 
 def default_objective(spec: SweepSpec) -> Objective:
-    return program_objective if spec.program else trainer_objective
+    return program_objective if spec.runs_own_command else trainer_objective
 
 
 def _failed(e: Exception) -> TrialOutcome:

@@ -620,10 +620,8 @@ def sweep_status(sweep_id: str, storage: str | StorageHandle | None = None) -> d
         if info.config_name != "config":
             extra += ["--config-name", info.config_name]
         command = shlex.join(["expctl", "run", *extra, *overrides])
-        if info.spec.program:
-            # W&B's default command: python PROGRAM --key=value ...
-            args = [f"--{k}={v}" for k, v in best["params"].items()]
-            command = shlex.join(["python", info.spec.program, *args])
+        if info.spec.runs_own_command:
+            command = _program_command(info, sweep_id, best["params"])
         best_out = {**best, "overrides": overrides, "command": command}
     metric = info.spec.metric
     done = sum(counts.get(s, 0) for s in ("complete", "pruned"))
@@ -647,6 +645,35 @@ def sweep_status(sweep_id: str, storage: str | StorageHandle | None = None) -> d
         "trials": rows,
         "best": best_out,
     }
+
+
+class _ShellVariables(dict):
+    """``${envvar:NAME}`` shown as ``$NAME``: the pasted command expands it in the shell."""
+
+    def __contains__(self, key: object) -> bool:
+        return True
+
+    def __missing__(self, key: str) -> str:
+        return f"${key}"
+
+
+def _program_command(info: SweepInfo, sweep_id: str, params: dict[str, Any]) -> str:
+    """The best trial's command, rendered exactly as the agent ran it (W&B's macros)."""
+    import shlex
+
+    from expctl.sweeps.macros import build_command, wandb_params
+
+    argv = build_command(
+        list(info.spec.command) if info.spec.command else None,
+        info.spec.program or "",
+        wandb_params(params, info.spec.raw.get("parameters")),
+        sweep_id=sweep_id,
+        run_id="best",
+        wandb_dir=os.environ.get("WANDB_DIR") or ".",
+        environ=_ShellVariables(),
+        write_files=False,
+    )
+    return shlex.join(argv)
 
 
 def list_sweeps(storage: str | StorageHandle | None = None) -> list[dict[str, Any]]:

@@ -173,12 +173,14 @@ def build_command(
     run_id: str,
     wandb_dir: Path | str,
     environ: Mapping[str, str] | None = None,
+    write_files: bool = True,
 ) -> list[str]:
     """The trial's argv (run it without a shell), as W&B's agent would build it.
 
     ``params`` are the run's top-level W&B parameters (see ``wandb_params``). ``environ`` is
     where ``${envvar:NAME}`` is looked up (default ``os.environ``). When the command uses
-    ``${args_json_file}``, the JSON file is written at the path it names, as W&B does.
+    ``${args_json_file}``, the JSON file is written at the path it names, as W&B does
+    (unless ``write_files`` is false: the command is only being shown).
     """
     environ = os.environ if environ is None else environ
     items = [str(item) for item in (command or DEFAULT_COMMAND)]
@@ -204,7 +206,7 @@ def build_command(
         "program": [program],
         "args_json_file": [str(json_file)],
     }
-    if "${args_json_file}" in items:
+    if write_files and "${args_json_file}" in items:
         write_atomically(json_file, macros["args_json"][0])
 
     argv: list[str] = []

@@ -121,7 +121,7 @@ def _create_locally(
     from expctl.sweeps.storage import describe, is_default, open_storage
 
     directory: Path | None = None
-    if not spec.program:  # trials compose this project's config: remember where it is
+    if not spec.runs_own_command:  # trials compose this project's config: remember where
         directory, _ = find_config_dir(config_dir)
     handle = open_storage(storage)
     info = create_sweep(spec, storage=handle, config_dir=directory, config_name=config_name)
@@ -221,7 +221,9 @@ def _run_wandb_agent(
     )
 
     raw = fetch_cloud_sweep_config(sweep_path)
-    if raw.get("program") and objective is None:
+    # W&B's agent runs `program`/`command` itself (a command needs no program).
+    own_command = raw.get("program") or " ".join(map(str, raw.get("command") or ()))
+    if own_command and objective is None:
         if trial_timeout is not None:
             raise UsageError(
                 f"--trial-timeout cannot apply to W&B sweep {sweep_path}: it has `program:`, "
@@ -229,7 +231,7 @@ def _run_wandb_agent(
                 hint="drop --trial-timeout, or create the sweep without --backend wandb "
                 "(the serverless agent applies the timeout to program trials)",
             )
-        start(AgentTarget(sweep_path, "wandb", program=str(raw["program"])))
+        start(AgentTarget(sweep_path, "wandb", program=str(own_command)))
         run_cloud_agent(sweep_path, count, None)
         return
     spec = parse_spec(

@@ -161,6 +161,14 @@ class SweepSpec:
     def searched(self) -> tuple[Parameter, ...]:
         return tuple(p for p in self.parameters if not p.is_constant)
 
+    @property
+    def runs_own_command(self) -> bool:
+        """Trials run the user's program/command (W&B's agent protocol), not expctl's trainer.
+
+        W&B runs a ``command`` even without ``program`` (one that does not use ${program}).
+        """
+        return bool(self.program or self.command)
+
 
 # -- reading and validating -----------------------------------------------------------------------
 
@@ -168,8 +176,8 @@ class SweepSpec:
 def load_spec(path: str | Path, config: ConfigCheck | None = None) -> SweepSpec:
     """Read and validate a sweep YAML file (raises :class:`SpecError` listing every problem).
 
-    With ``config``, parameters of a sweep without ``program`` must also exist in that config
-    (see :func:`config_problems`); those problems are reported together with the others.
+    With ``config``, parameters of a sweep without ``program``/``command`` must also exist in
+    that config (see :func:`config_problems`); those problems are reported together with the others.
     """
     p = Path(path)
     if not p.is_file():
@@ -229,7 +237,7 @@ def parse_spec(
     params_raw = data.get("parameters")
     parameters: list[Parameter] = []
     if params_raw is None:
-        if not strings["program"]:
+        if not strings["program"] and command is None:
             problems.add(
                 "parameters", "missing: a sweep needs `parameters` (the config keys to vary)"
             )
@@ -254,7 +262,7 @@ def parse_spec(
             problems.add("early_terminate", "hyperband early termination needs a `metric`")
 
     hint = None
-    if config is not None and not strings["program"] and parameters:
+    if config is not None and not strings["program"] and command is None and parameters:
         n = len(problems.items)
         config_problems(parameters, data, config, problems)
         if len(problems.items) > n:
