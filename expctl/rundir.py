@@ -44,9 +44,14 @@ def create_run_dir(name: str, root: str | Path | None = None) -> Path:
     raise RuntimeError(f"could not create a fresh run directory under {runs_root(root)}")
 
 
-def latest_run_dir(root: str | Path | None = None, name: str | None = None) -> Path | None:
-    """The most recently started run (by directory name, which starts with its start time)."""
+def latest_run_dir(
+    root: str | Path | None = None, name: str | None = None, *, having: str | None = None
+) -> Path | None:
+    """The most recently started run (by directory name, which starts with its start time);
+    with ``having``, the most recent one that holds that file (e.g. ``checkpoints/last.pt``)."""
     base = runs_root(root)
     parents = [base / safe_name(name)] if name else [p for p in base.glob("*") if p.is_dir()]
     candidates = [d for p in parents if p.is_dir() for d in p.iterdir() if d.is_dir()]
+    if having is not None:
+        candidates = [d for d in candidates if (d / having).is_file()]
     return max(candidates, key=lambda d: (d.name, d.stat().st_mtime), default=None)

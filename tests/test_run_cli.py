@@ -354,3 +354,44 @@ def test_a_bad_interpolation_given_on_resume_is_bad_input(cli, project):
     again = cli("run", "-q", "--resume", run_dir, "optim.lr=${oc.env:EXPCTL_TEST_UNSET_VAR}")
     assert again.exit_code == 2, again.stderr
     assert "EXPCTL_TEST_UNSET_VAR is not set" in again.stderr
+
+
+def test_signals_during_the_trainer_import_are_held_not_raised_inside_it():
+    """Ctrl-C while `import torch` runs must not leave half-imported modules behind."""
+    import os
+
+    from expctl.cli.run import _signals_deferred
+
+    with _signals_deferred() as received:
+        os.kill(os.getpid(), signal.SIGINT)  # would raise KeyboardInterrupt right here
+        os.kill(os.getpid(), signal.SIGTERM)
+        time.sleep(0.05)
+    assert received == [signal.SIGINT, signal.SIGTERM]
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler  # restored
+
+
+def test_init_from_a_run_directory_or_a_pulled_artifact_directory(cli, project):
+    first = cli("run", "-q", *FAST, "trainer.epochs=3")
+    assert first.exit_code == 0, first.stderr
+    run_dir = Path(first.stdout.strip())
+    from_run = cli("run", "-q", *FAST, "trainer.epochs=1", "--init-from", str(run_dir))
+    assert from_run.exit_code == 0, from_run.stderr
+    pulled = cli("artifacts", "pull", "digits-mlp-model:best", "--root", "pulled")
+    assert pulled.exit_code == 0, pulled.stderr
+    several = cli("run", "-q", *FAST, "trainer.epochs=1", "--init-from", "pulled")
+    assert len(list(Path("pulled").glob("*.pt"))) == 3  # the top-3 of a 3-epoch run
+    assert several.exit_code == 2 and "3 checkpoints there" in several.stderr
+    assert "NAME:best" in several.stderr
+    one = sorted(Path("pulled").glob("*.pt"))[0]
+    from_file = cli("run", "-q", *FAST, "trainer.epochs=1", "--init-from", str(one))
+    assert from_file.exit_code == 0, from_file.stderr
+
+
+def test_resume_latest_skips_runs_that_cannot_be_resumed(cli, project):
+    first = cli("run", "-q", *FAST, "trainer.epochs=1")
+    assert first.exit_code == 0, first.stderr
+    stray = Path("runs") / "zz-newer" / "29991231-000000-ffffff"
+    stray.mkdir(parents=True)  # newer, but nothing to resume in it
+    again = cli("run", "-q", "--resume", "latest", "trainer.epochs=2")
+    assert again.exit_code == 0, again.stderr
+    assert again.stdout.strip() == first.stdout.strip()

@@ -8,8 +8,12 @@ torch/wandb/hydra are imported inside the command so ``expctl --help`` stays fas
 
 from __future__ import annotations
 
+import contextlib
 import os
+import signal
 import sys
+import threading
+from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
@@ -25,7 +29,7 @@ from expctl.cli.common import (
     handle_errors,
     out,
 )
-from expctl.errors import UsageError
+from expctl.errors import Interrupted, UsageError
 
 if TYPE_CHECKING:
     from expctl.config import ConfigSource
@@ -66,6 +70,24 @@ RunsDirOpt = Annotated[
         show_default=False,
     ),
 ]
+
+
+@contextlib.contextmanager
+def _signals_deferred() -> Iterator[list[int]]:
+    """SIGINT/SIGTERM only noted (in the yielded list) while the block runs."""
+    received: list[int] = []
+    if threading.current_thread() is not threading.main_thread():
+        yield received
+        return
+    previous = {
+        sig: signal.signal(sig, lambda signum, frame: received.append(signum))
+        for sig in (signal.SIGINT, signal.SIGTERM)
+    }
+    try:
+        yield received
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
 
 
 def register(app: typer.Typer) -> None:
@@ -111,8 +133,13 @@ def register(app: typer.Typer) -> None:
         # MPS lacks some ops; PyTorch falls back to CPU for them only if this is set before
         # torch is imported (the trainer imports it).
         os.environ.setdefault("PYTORCH_ENABLE_MPS_FALLBACK", "1")
-        from expctl.train.launch import RunHooks, RunRequest, launch
-        from expctl.train.progress import default_progress
+        with _signals_deferred() as received:
+            # A Ctrl-C landing inside `import torch` can leave half-imported modules (seen:
+            # numpy.linalg, then a RecursionError in torch._dynamo); hold it until the import ends.
+            from expctl.train.launch import RunHooks, RunRequest, launch
+            from expctl.train.progress import default_progress
+        if received:
+            raise Interrupted(received[0], "interrupted before training started")
 
         def on_result(result: RunResult) -> None:
             if not quiet:

@@ -14,6 +14,7 @@ epochs of a few milliseconds, saving every epoch cost more than the training.
 
 from __future__ import annotations
 
+import contextlib
 import math
 import re
 from collections.abc import Callable
@@ -200,10 +201,37 @@ class TopK:
                 path.unlink(missing_ok=True)
 
 
+def checkpoint_in_directory(directory: Path) -> Path:
+    """The checkpoint a directory stands for: a run's best (its summary.json says which), else
+    the only ``.pt`` file in it (e.g. a pulled artifact); several → ask which one."""
+    import json
+
+    summary = directory / "summary.json"
+    if summary.is_file():
+        with contextlib.suppress(OSError, ValueError):
+            best = json.loads(summary.read_text()).get("best_checkpoint")
+            if best and (directory / best).is_file():
+                return directory / best
+    if (directory / "checkpoints").is_dir():
+        directory = directory / "checkpoints"
+    files = sorted(p for p in directory.glob("*.pt") if p.name != "last.pt") or sorted(
+        directory.glob("*.pt")
+    )
+    if len(files) == 1:
+        return files[0]
+    names = ", ".join(p.name for p in files) or "none"
+    raise ConfigError(
+        f"--init-from {str(directory)!r}: {len(files)} checkpoints there ({names})",
+        hint="pass one .pt file, or the artifact reference (NAME:best) to take its best",
+    )
+
+
 def load_init_weights(model: torch.nn.Module, ref: str) -> Path:
     """``--init-from``: load model weights from a ``.pt`` file or an artifact (``name:vN``)."""
     path = Path(ref)
-    if not (path.suffix == ".pt" or path.is_file()):
+    if path.is_dir():
+        path = checkpoint_in_directory(path)
+    elif not (path.suffix == ".pt" or path.is_file()):
         try:
             from expctl.artifacts.store import checkpoint_for_init
         except ImportError:

@@ -25,10 +25,10 @@ def find_resume_dir(ref: str, runs_root: str | Path | None = None) -> Path:
     from expctl.rundir import runs_root as default_root
 
     if ref == "latest":
-        found = latest_run_dir(runs_root)
+        found = latest_run_dir(runs_root, having=str(LAST_CHECKPOINT))
         if found is None:
             raise NotFoundError(
-                f"no runs under {default_root(runs_root)} to resume",
+                f"no resumable run under {default_root(runs_root)} (none has {LAST_CHECKPOINT})",
                 hint="start one with `expctl run`, or pass --runs-dir / EXPCTL_RUNS_DIR",
             )
         run_dir = found
