@@ -376,7 +376,7 @@ def test_init_from_a_run_directory_or_a_pulled_artifact_directory(cli, project):
     run_dir = Path(first.stdout.strip())
     from_run = cli("run", "-q", *FAST, "trainer.epochs=1", "--init-from", str(run_dir))
     assert from_run.exit_code == 0, from_run.stderr
-    pulled = cli("artifacts", "pull", "digits-mlp-model:best", "--root", "pulled")
+    pulled = cli("artifacts", "pull", "digits-mlp-model:v0", "--root", "pulled")  # the 1st run
     assert pulled.exit_code == 0, pulled.stderr
     several = cli("run", "-q", *FAST, "trainer.epochs=1", "--init-from", "pulled")
     assert len(list(Path("pulled").glob("*.pt"))) == 3  # the top-3 of a 3-epoch run
