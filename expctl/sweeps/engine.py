@@ -228,12 +228,11 @@ class Sweep:
             self._discard(trial)
             return self._idle()
         params = self._params(trial, frozen_attrs.get(PREFIX + "params"))
-        if retry_of is None and _attempt < 3 and self._duplicates_a_running_trial(trial, params):
+        if retry_of is None and _attempt < 3 and self._repeats_a_point(trial, params):
             # Two agents that ask at the same instant see the same history, and the GP's
-            # acquisition optimiser can land both on the very same point; give this one up and
-            # ask again, now that the other trial's point is visible as running. (Repeating a
-            # *finished* point is fine — small discrete spaces must — and after a few tries the
-            # point is accepted as W&B's bayes would.)
+            # acquisition optimiser can land both on the very same point (or on a corner it
+            # already tried); give this one up and ask again, now that the other point is
+            # visible. After a few tries the point is accepted, as W&B's bayes would.
             self._discard(trial)
             return self.claim(agent, _attempt=_attempt + 1)
         claim_info = {"agent": agent, "time": time.time()}
@@ -279,15 +278,19 @@ class Sweep:
             self.handle.storage.set_trial_user_attr(trial._trial_id, PREFIX + "params", values)
         return values
 
-    def _duplicates_a_running_trial(self, trial: optuna.Trial, params: dict[str, Any]) -> bool:
-        """A bayes suggestion identical to the point another agent is running right now."""
+    def _repeats_a_point(self, trial: optuna.Trial, params: dict[str, Any]) -> bool:
+        """A bayes suggestion identical to a point another agent is running now, or — in a
+        space with a continuous parameter, where an exact repeat is a wasted trial — to any
+        point tried before. (Small discrete spaces must repeat points; that is fine.)"""
         from optuna.trial import TrialState
 
         if self.spec.method != "bayes":
             return False  # grids are exact; random repeats only by chance, as in W&B
+        continuous = any(p.is_continuous for p in self.spec.parameters)
         return any(
             t.number != trial.number
-            and t.state == TrialState.RUNNING
+            and (t.state == TrialState.RUNNING or (continuous and t.state.is_finished()))
+            and not t.user_attrs.get(PREFIX + "discarded")
             and t.user_attrs.get(PREFIX + "params") == params
             for t in self.trials()
         )

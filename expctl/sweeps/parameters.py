@@ -16,6 +16,18 @@ from typing import Any
 from expctl.sweeps.spec_problems import Problems, is_int, is_number
 
 # distribution -> keys it takes (besides `distribution`) and their defaults (None: required)
+CONTINUOUS_DISTRIBUTIONS = frozenset(
+    {
+        "uniform",
+        "log_uniform",
+        "log_uniform_values",
+        "inv_log_uniform",
+        "inv_log_uniform_values",
+        "normal",
+        "log_normal",
+        "beta",
+    }
+)
 DISTRIBUTIONS: dict[str, dict[str, Any]] = {
     "constant": {"value": None},
     "categorical": {"values": None},
@@ -68,6 +80,11 @@ class Parameter:
     @property
     def is_constant(self) -> bool:
         return self.distribution == "constant"
+
+    @property
+    def is_continuous(self) -> bool:
+        """Takes uncountably many values (no ``values``, no ``q``, not int_uniform)."""
+        return self.distribution in CONTINUOUS_DISTRIBUTIONS
 
     def describe(self) -> str:
         """A short human description for the `sweep create` table."""
