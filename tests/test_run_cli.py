@@ -395,3 +395,16 @@ def test_resume_latest_skips_runs_that_cannot_be_resumed(cli, project):
     again = cli("run", "-q", "--resume", "latest", "trainer.epochs=2")
     assert again.exit_code == 0, again.stderr
     assert again.stdout.strip() == first.stdout.strip()
+
+
+def test_sweep_trials_publish_with_latest_only_so_best_keeps_its_meaning(cli, project):
+    single = cli("run", "-q", *FAST, "trainer.epochs=1")
+    assert single.exit_code == 0, single.stderr
+    multi = cli("run", "-m", "-q", *FAST, "trainer.epochs=1", "optim.lr=0.1,0.01")
+    assert multi.exit_code == 0, multi.stderr
+    listed = cli("artifacts", "list", "--format", "json")
+    versions = {v["ref"]: v for v in json.loads(listed.stdout)}
+    assert set(versions) == {"digits-mlp-model:v0", "digits-mlp-model:v1", "digits-mlp-model:v2"}
+    assert "best" in versions["digits-mlp-model:v0"]["aliases"]  # the standalone run's
+    assert "best" not in versions["digits-mlp-model:v2"]["aliases"]
+    assert "latest" in versions["digits-mlp-model:v2"]["aliases"]

@@ -231,9 +231,11 @@ def publish_checkpoints(
     best_file: Path,
     metadata: dict,
     store_root: Path | None = None,
+    aliases: Sequence[str] = ("best",),
 ) -> ArtifactVersion:
     """The trainer's end-of-run publish: top-k checkpoints, flat by file name, type ``model``,
-    aliases ``latest`` and ``best``; ``metadata["best_file"]`` records the best one's name.
+    aliases ``latest`` (always) and ``aliases`` (``best`` by default; sweep trials pass none so
+    that ``best`` never means "the last trial"); ``metadata["best_file"]`` names the best file.
 
     ``metadata`` should hold ``run_dir``, ``config`` and ``metrics`` (credentials redacted here).
     """
@@ -252,7 +254,7 @@ def publish_checkpoints(
         name,
         [(p.name, p) for p in paths],
         type="model",
-        aliases=["best"],
+        aliases=list(aliases),
         metadata=meta,
         store=store_root,
     )

@@ -151,8 +151,12 @@ def trainer_objective(ctx: TrialContext, *, quiet: bool = True) -> TrialOutcome:
         raise NotImplementedYet("training sweep trials (expctl.train, issue 3)") from e
     run_dir = create_run_dir(ctx.run_name)
     try:
+        # A trial publishes its checkpoints with `latest` only: moving `best` would make it
+        # mean "the last trial". The sweep's best run is the one `expctl sweep status` names.
+        internal = ("++artifact.aliases=[]",)
         cfg = compose_config(
-            ConfigSource(ctx.config_dir, ctx.config_name, tuple(ctx.overrides)), run_dir=run_dir
+            ConfigSource(ctx.config_dir, ctx.config_name, (*ctx.overrides, *internal)),
+            run_dir=run_dir,
         )
     except ExpctlError:
         run_dir.rmdir()  # still empty: leave no trace of a trial that never started

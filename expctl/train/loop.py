@@ -668,7 +668,13 @@ class _Run:
             return
         assert self.topk.best is not None
         try:
-            version = publish_checkpoints(self.s.artifact_name, files, self.topk.best, metadata)
+            version = publish_checkpoints(
+                self.s.artifact_name,
+                files,
+                self.topk.best,
+                metadata,
+                aliases=self.s.artifact_aliases,
+            )
         except Exception as e:  # training succeeded; the checkpoints stay in the run dir
             self._note(f"publishing checkpoints failed: {e} (they are in {files[0].parent})")
             return

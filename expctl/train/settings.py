@@ -35,6 +35,7 @@ class TrainSettings:
     write_every_s: float
     publish: bool
     artifact_name: str
+    artifact_aliases: tuple[str, ...]  # moved to the published version (`latest` always is)
     wandb: dict[str, Any] | None
 
     @classmethod
@@ -97,6 +98,11 @@ class TrainSettings:
         # A config without an `artifact` section does not publish (the tutorial's case).
         publish = bool(get("artifact.publish", False)) if get("artifact") is not None else False
         artifact_name = str(get("artifact.name", f"{name}-model"))
+        aliases = get("artifact.aliases", ["best"])
+        if not OmegaConf.is_list(aliases) and not isinstance(aliases, list | tuple):
+            problems.append(("artifact.aliases", "must be a list of alias names, e.g. [best]"))
+            aliases = ["best"]
+        artifact_aliases = tuple(str(a) for a in aliases)
 
         wandb = get("wandb")
         wandb_plain = OmegaConf.to_container(wandb, resolve=True) if wandb is not None else None
@@ -132,5 +138,6 @@ class TrainSettings:
             write_every_s=float(write_every_s),
             publish=publish,
             artifact_name=artifact_name,
+            artifact_aliases=artifact_aliases,
             wandb=wandb_plain,  # type: ignore[arg-type]
         )
