@@ -44,6 +44,7 @@ from expctl.config import ConfigSource
 from expctl.errors import ExpctlError, Interrupted, NotImplementedYet, RuntimeFailure, UsageError
 from expctl.sweeps.engine import Claim, Sweep, agent_name, open_sweep
 from expctl.sweeps.spec import SweepSpec, to_overrides
+from expctl.sweeps.spec_problems import is_number
 from expctl.sweeps.storage import StorageHandle
 
 STATUSES = ("completed", "failed", "interrupted", "stopped", "pruned")
@@ -218,11 +219,7 @@ def _timeout_message(timeout: float | None) -> str:
 
 
 def _numbers(metrics: dict[str, Any] | None) -> dict[str, float]:
-    return {
-        k: float(v)
-        for k, v in (metrics or {}).items()
-        if isinstance(v, int | float) and not isinstance(v, bool)
-    }
+    return {k: float(v) for k, v in (metrics or {}).items() if is_number(v)}
 
 
 _PROGRAM_STATUS = {

@@ -29,6 +29,7 @@ from pathlib import Path
 from typing import Any
 
 from expctl.errors import UsageError, did_you_mean
+from expctl.fsutil import atomic_write_text
 
 DEFAULT_COMMAND: tuple[str, ...] = ("${env}", "${interpreter}", "${program}", "${args}")
 
@@ -207,7 +208,7 @@ def build_command(
         "args_json_file": [str(json_file)],
     }
     if write_files and "${args_json_file}" in items:
-        write_atomically(json_file, macros["args_json"][0])
+        atomic_write_text(json_file, macros["args_json"][0], fsync=False)
 
     argv: list[str] = []
     for item in items:
@@ -229,10 +230,3 @@ def _substitute_envvars(item: str, environ: Mapping[str, str]) -> str:
         return environ[name]
 
     return ENVVAR_MACRO.sub(value_of, item)
-
-
-def write_atomically(path: Path, text: str) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    tmp.write_text(text, encoding="utf-8")
-    os.replace(tmp, path)

@@ -32,13 +32,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
+from expctl.fsutil import atomic_write_text
 from expctl.sweeps.macros import (
     KNOWN_MACROS,
     build_command,
     plain_value,
     sweep_file,
     wandb_params,
-    write_atomically,
 )
 from expctl.sweeps.wandb_metrics import (
     MetricTracker,
@@ -95,7 +95,7 @@ def write_sweep_param_file(path: Path, params: Mapping[str, Any]) -> None:
         text += "\n\n" + yaml.safe_dump(
             body, default_flow_style=False, sort_keys=False, allow_unicode=True
         )
-    write_atomically(path, text)
+    atomic_write_text(path, text, fsync=False)  # read by the child on this machine
 
 
 def run_program_trial(

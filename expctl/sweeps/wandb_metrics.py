@@ -25,6 +25,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from expctl.sweeps.spec_problems import is_number
+
 FILE_HEADER = b":W&B" + struct.pack("<HB", 0xBEE1, 0)
 BLOCK_SIZE = 32768
 CHUNK_HEADER = struct.Struct("<IHB")  # crc32, length, type
@@ -112,11 +114,6 @@ def find_run_log(
         p for p in (wandb_dir / "wandb").glob(f"*-{run_id}/run-{run_id}.wandb") if p not in ignore
     ]
     return max(candidates, key=lambda p: p.parent.name, default=None)  # names start with a time
-
-
-def is_number(value: Any) -> bool:
-    """An int or float metric value (bool is not one); NaN and inf count."""
-    return isinstance(value, (int, float)) and not isinstance(value, bool)
 
 
 @dataclass
