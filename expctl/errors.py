@@ -85,15 +85,6 @@ class Interrupted(ExpctlError):
         super().__init__(message, hint)
 
 
-class NotImplementedYet(ExpctlError):
-    """A command whose issue has not landed: exit 1, never a silent no-op."""
-
-    def __init__(self, what: str):
-        super().__init__(
-            f"{what} is not implemented yet", hint="see the open issues in the tracker"
-        )
-
-
 def did_you_mean(word: str, candidates: list[str] | set[str], n: int = 3) -> list[str]:
     """Closest candidates to ``word`` (for 'did you mean' hints)."""
     import difflib

@@ -41,7 +41,7 @@ from pathlib import Path
 from typing import Any
 
 from expctl.config import ConfigSource
-from expctl.errors import ExpctlError, Interrupted, NotImplementedYet, RuntimeFailure, UsageError
+from expctl.errors import ExpctlError, Interrupted, RuntimeFailure, UsageError
 from expctl.sweeps.engine import Claim, Sweep, agent_name, open_sweep
 from expctl.sweeps.spec import SweepSpec, to_overrides
 from expctl.sweeps.spec_problems import is_number
@@ -145,11 +145,8 @@ def trainer_objective(ctx: TrialContext, *, quiet: bool = True) -> TrialOutcome:
     """Run expctl's trainer in-process on the composed config with the trial's overrides."""
     from expctl.config import compose_config
     from expctl.rundir import create_run_dir
+    from expctl.train import train
 
-    try:
-        from expctl.train import train
-    except ImportError as e:
-        raise NotImplementedYet("training sweep trials (expctl.train, issue 3)") from e
     run_dir = create_run_dir(ctx.run_name)
     try:
         # A trial publishes its checkpoints with `latest` only: moving `best` would make it
@@ -235,11 +232,8 @@ def program_objective(ctx: TrialContext) -> TrialOutcome:
     """``program:`` sweeps: the user's script, unmodified, via :mod:`expctl.sweeps.program`."""
     from expctl.rundir import create_run_dir
     from expctl.sweeps.engine import new_sweep_id
+    from expctl.sweeps.program import run_program_trial
 
-    try:
-        from expctl.sweeps.program import run_program_trial
-    except ImportError as e:
-        raise NotImplementedYet("running `program:` sweeps (issue 5)") from e
     run_dir = create_run_dir(ctx.run_name)
     metric = ctx.metric
 
@@ -656,9 +650,6 @@ def _run_trial(
             outcome = _as_outcome(objective(ctx), metric)
         finally:
             heart.trial_id = None
-    except NotImplementedYet:
-        sweep.requeue(claim)
-        raise
     except (Interrupted, KeyboardInterrupt) as e:
         # the trainer stops at a step boundary and raises; a second signal lands here directly
         signum = getattr(e, "signum", signal.SIGINT)

@@ -232,13 +232,8 @@ def load_init_weights(model: torch.nn.Module, ref: str) -> Path:
     if path.is_dir():
         path = checkpoint_in_directory(path)
     elif not (path.suffix == ".pt" or path.is_file()):
-        try:
-            from expctl.artifacts.store import checkpoint_for_init
-        except ImportError:
-            raise ConfigError(
-                f"--init-from {ref!r} is not a .pt file and the artifact store is not available",
-                hint="pass a checkpoint file (e.g. runs/<name>/<run>/checkpoints/last.pt)",
-            ) from None
+        from expctl.artifacts.store import checkpoint_for_init
+
         path = Path(checkpoint_for_init(ref))
     weights = model_weights(load_checkpoint(path))
     try:

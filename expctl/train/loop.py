@@ -661,11 +661,8 @@ class _Run:
             self._publish(files, {**metadata, "config": self._plain_config()})
 
     def _publish(self, files: list[Path], metadata: dict[str, Any]) -> None:
-        try:
-            from expctl.artifacts.publish import publish_checkpoints
-        except ImportError:
-            self._note("the local artifact store is not available; checkpoints not published")
-            return
+        from expctl.artifacts.publish import publish_checkpoints
+
         assert self.topk.best is not None
         try:
             version = publish_checkpoints(
