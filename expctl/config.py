@@ -25,32 +25,12 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from expctl.errors import ConfigError, MissingValuesError, did_you_mean
+from expctl.secrets import redact, remember_config, remember_overrides
 
 if TYPE_CHECKING:
     from omegaconf import DictConfig
 
 PACKAGED_CONFIG_DIR = Path(__file__).resolve().parent / "configs"
-# Words that make a key a credential: `api_key`, `wandb_token`, `db.password`, `AWS_SECRET_KEY`,
-# `apiKey`, `secrets:` (a whole map). Matched as words so `max_tokens`, `tokenizer` and `monkey`
-# stay visible — they are hyperparameters, and a redacted config.yaml could not be resumed.
-SECRET_WORDS = frozenset(
-    {
-        "key",
-        "keys",
-        "apikey",
-        "token",
-        "secret",
-        "secrets",
-        "password",
-        "passwd",
-        "pwd",
-        "credential",
-        "credentials",
-        "auth",
-    }
-)
-_WORD = re.compile(r"[A-Z]?[a-z0-9]+|[A-Z]+(?![a-z])")
-REDACTED = "********"
 
 
 @dataclass(frozen=True)
@@ -71,6 +51,7 @@ class ConfigSource:
     ) -> ConfigSource:
         """Positional overrides first, then ``--set`` ones (later wins, as in Hydra)."""
         overrides = (*(positional or ()), *(sets or ()))
+        remember_overrides(overrides)  # their values are scrubbed from every message from now on
         return cls(config_dir, config_name, tuple(quote_value_with_equals(o) for o in overrides))
 
 
@@ -140,7 +121,7 @@ def compose_config(
     OmegaConf.set_struct(cfg, False)
     del cfg["hydra"]
     if resolve:
-        resolve_collecting_errors(cfg)
+        cfg = resolve_collecting_errors(cfg)
     if require_complete:
         missing = missing_keys(cfg)
         if missing:
@@ -316,93 +297,13 @@ def _install_hydra_runtime(cfg: DictConfig, config_name: str, run_dir: Path | st
 # -- resolution and validation --------------------------------------------------------------------
 
 
-def resolve_collecting_errors(cfg: DictConfig) -> None:
-    """Resolve every interpolation in place; raise one ConfigError listing all failures.
+def resolve_collecting_errors(cfg: DictConfig) -> DictConfig:
+    """``cfg`` with every interpolation resolved as OmegaConf resolves it; one ConfigError
+    listing all that cannot be. Interpolations leading to a ``???`` stay as written, so the
+    missing-value check names the key to set (see :mod:`expctl.config_resolve`)."""
+    from expctl.config_resolve import resolve_config
 
-    Interpolations that point at a ``???`` value are left as written so that `config show` can
-    display them and the missing-value check names the root cause.
-    """
-    from omegaconf import OmegaConf
-    from omegaconf.errors import InterpolationToMissingValueError
-
-    problems: list[tuple[str, str, str]] = []
-    for path in _interpolation_paths(cfg):
-        try:
-            value = OmegaConf.select(cfg, path, throw_on_missing=False)
-        except InterpolationToMissingValueError:
-            continue
-        except Exception as e:
-            problems.append((path, *_describe_resolution_error(e)))
-            continue
-        parent_path, _, key = path.rpartition(".")
-        parent = OmegaConf.select(cfg, parent_path) if parent_path else cfg
-        if isinstance(parent, list) or OmegaConf.is_list(parent):
-            parent[int(key)] = value
-        else:
-            parent[key] = value
-    if problems:
-        if len(problems) == 1:
-            path, msg, hint = problems[0]
-            raise ConfigError(msg, hint=hint, where=path)
-        lines = "\n".join(f"  {p}: {m}" for p, m, _ in problems)
-        raise ConfigError(
-            f"{len(problems)} interpolations cannot be resolved\n{lines}",
-            hint="; ".join(dict.fromkeys(h for _, _, h in problems)),
-        )
-
-
-def _interpolation_paths(cfg: Any, prefix: str = "") -> list[str]:
-    """Paths of leaves whose value is an interpolation, children before parents' siblings."""
-    from omegaconf import DictConfig, ListConfig, OmegaConf
-
-    paths: list[str] = []
-    items: Iterable[tuple[Any, Any]]
-    if isinstance(cfg, DictConfig):
-        items = ((k, cfg._get_node(k)) for k in cfg)
-    elif isinstance(cfg, ListConfig):
-        items = ((i, cfg._get_node(i)) for i in range(len(cfg)))
-    else:
-        return paths
-    for key, node in items:
-        path = f"{prefix}.{key}" if prefix else str(key)
-        if OmegaConf.is_interpolation(node):
-            paths.append(path)
-        elif isinstance(node, DictConfig | ListConfig):
-            paths.extend(_interpolation_paths(node, path))
-    return paths
-
-
-def _describe_resolution_error(e: Exception) -> tuple[str, str]:
-    from omegaconf.errors import (
-        InterpolationKeyError,
-        InterpolationResolutionError,
-        UnsupportedInterpolationType,
-    )
-
-    text = str(e).splitlines()[0]
-    if isinstance(e, UnsupportedInterpolationType):
-        name = re.search(r"Unsupported interpolation type (\S+)", text)
-        resolver = name.group(1) if name else text
-        return (
-            f"unknown resolver {resolver!r}",
-            "built-in resolvers: oc.env, oc.decode, oc.create, oc.select, oc.dict.keys, "
-            "oc.dict.values, now, hydra; register your own with OmegaConf.register_new_resolver",
-        )
-    if isinstance(e, InterpolationKeyError):
-        target = re.search(r"Interpolation key '([^']+)'", text)
-        return (
-            f"interpolation refers to missing key {target.group(1) if target else text!r}",
-            "fix the ${...} reference or add the key it names",
-        )
-    env = re.search(r"Environment variable '([^']+)' not found", str(e))
-    if env:
-        return (
-            f"environment variable {env.group(1)} is not set",
-            f"export {env.group(1)}=... or give a default: ${{oc.env:{env.group(1)},default}}",
-        )
-    if isinstance(e, InterpolationResolutionError):
-        return (f"cannot resolve interpolation: {text}", "fix the ${...} expression")
-    return (f"{type(e).__name__}: {text}", "fix the value at this key")
+    return resolve_config(cfg)
 
 
 def missing_keys(cfg: Any, prefix: str = "") -> list[str]:
@@ -436,60 +337,96 @@ def missing_keys(cfg: Any, prefix: str = "") -> list[str]:
 # -- rendering helpers (pure: they return strings, the CLI prints) --------------------------------
 
 
-def select(cfg: DictConfig, key: str) -> Any:
-    """The subtree at ``key`` (``--select``), with a did-you-mean for unknown keys."""
-    from omegaconf import OmegaConf
+@dataclass(frozen=True)
+class ShownConfig:
+    """What ``config show`` prints: plain values (secrets redacted unless asked) and the
+    ``???`` keys the shown part needs, in config order."""
 
-    sentinel = object()
-    value = OmegaConf.select(cfg, key, default=sentinel, throw_on_missing=False)
-    if value is sentinel:
-        known = list(iter_key_paths(OmegaConf.to_container(cfg, resolve=False)))
-        close = did_you_mean(key, known)
-        top = ", ".join(str(k) for k in cfg)
-        hint = f"did you mean {' or '.join(close)}?" if close else f"top-level keys: {top}"
-        raise ConfigError(f"no key {key!r} in the composed config", hint=hint)
-    return value
+    plain: Any
+    missing: list[str]
 
 
-def to_plain(node: Any, *, key: str = "", show_secrets: bool = False) -> Any:
-    """A plain Python value (dicts/lists/scalars) with ``???`` kept and secrets redacted.
+def show_config(
+    source: ConfigSource,
+    *,
+    select: str | None = None,
+    resolve: bool = True,
+    show_secrets: bool = False,
+) -> ShownConfig:
+    """Compose and render the config, or only the subtree at ``select``.
 
-    ``key`` is the dotted path of ``node`` (``--select``), so a selected secret stays hidden.
-    Interpolations are kept as written: :func:`compose_config` has already resolved every one
-    that can be (those left point at a ``???`` value and are shown as such).
+    With ``select`` only what that subtree needs is resolved, as Hydra would: a broken
+    interpolation or an unknown resolver elsewhere does not matter. ``resolve=False`` shows
+    interpolations as written.
     """
     from omegaconf import OmegaConf
 
-    if OmegaConf.is_config(node):
+    from expctl.config_resolve import raise_problems, resolved_container
+
+    cfg = compose_config(source, resolve=False, require_complete=False)
+    node = node_at(cfg, select) if select else cfg
+    path = select or ""
+    if resolve:
+        plain, walk = resolved_container(node, path)
+        raise_problems(walk)
+        missing = _missing_within(node, path, walk.missing_refs)
+    elif OmegaConf.is_config(node):
         plain = OmegaConf.to_container(node, resolve=False, throw_on_missing=False)
+        missing = _missing_within(node, path, [])
     else:
-        plain = node
-    return plain if show_secrets else redact(plain, key.rsplit(".", 1)[-1])
+        plain = node._value()
+        missing = [path] if plain == "???" else []
+    remember_config(plain)
+    shown = plain if show_secrets else redact(plain, path)
+    return ShownConfig(shown, missing)
 
 
-def is_secret_key(key: str) -> bool:
-    """True for credential-looking key names (see :data:`SECRET_WORDS`)."""
-    return any(word.lower() in SECRET_WORDS for word in _WORD.findall(str(key)))
+def _missing_within(node: Any, path: str, referenced: list[str]) -> list[str]:
+    """``???`` keys inside ``node`` (or ``node`` itself), then those its interpolations lead to."""
+    from omegaconf import OmegaConf
+
+    if node._is_missing():
+        own = [path]
+    elif OmegaConf.is_config(node):
+        own = missing_keys(node, path)
+    else:
+        own = []
+    return list(dict.fromkeys([*own, *referenced]))
 
 
-def redact(node: Any, key: str = "", *, inside_secret: bool = False) -> Any:
-    """Replace credential values by ********: a secret-looking key's value, and every leaf
-    under a secret-looking key (``secrets: {wandb: ...}``)."""
-    secret = inside_secret or (bool(key) and is_secret_key(key))
-    if isinstance(node, dict):
-        return {k: redact(v, str(k), inside_secret=secret) for k, v in node.items()}
-    if isinstance(node, list):
-        return [redact(v, key, inside_secret=secret) for v in node]
-    if secret and node not in (None, "", "???"):
-        return REDACTED
+def node_at(cfg: DictConfig, key: str) -> Any:
+    """The node at dotted ``key`` (``a.b``, ``a[0].b``), not dereferenced if it is itself an
+    interpolation (``--no-resolve`` shows it as written); a did-you-mean for unknown keys."""
+    from omegaconf import DictConfig, ListConfig, OmegaConf
+
+    node: Any = cfg
+    parts = [p for p in re.split(r"\.|\[(\d+)\]", key) if p]
+    for i, part in enumerate(parts):
+        if i and node._is_interpolation():
+            node = _dereference(node, ".".join(parts[:i]))
+        if isinstance(node, DictConfig) and not node._is_none():
+            node = node._get_node(part)  # None when absent (`in` is False for ??? values)
+        elif isinstance(node, ListConfig) and part.isdigit() and int(part) < len(node):
+            node = node._get_node(int(part))
+        else:
+            node = None
+        if node is None:
+            known = list(iter_key_paths(OmegaConf.to_container(cfg, resolve=False)))
+            close = did_you_mean(key, known)
+            top = ", ".join(str(k) for k in cfg)
+            hint = f"did you mean {' or '.join(close)}?" if close else f"top-level keys: {top}"
+            raise ConfigError(f"no key {key!r} in the composed config", hint=hint)
     return node
 
 
-def redact_override(override: str) -> str:
-    """``+db.password=hunter2`` → ``+db.password=********`` (for records and messages)."""
-    key, sep, _ = override.partition("=")
-    leaf = key.lstrip("+~").rsplit(".", 1)[-1].split("@", 1)[0]
-    return f"{key}={REDACTED}" if sep and is_secret_key(leaf) else override
+def _dereference(node: Any, path: str) -> Any:
+    from expctl.config_resolve import describe_resolution_error
+
+    try:
+        return node._dereference_node()
+    except Exception as e:
+        message, hint = describe_resolution_error(e)
+        raise ConfigError(message, hint=hint, where=path) from None
 
 
 def dump(plain: Any, fmt: str) -> str:

@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 import yaml
+from config_trees import TREES, write_tree
 
 from expctl.config import ConfigSource, quote_value_with_equals
 
@@ -24,31 +25,7 @@ def write(root: Path, files: dict[str, str]) -> Path:
 
 @pytest.fixture
 def tree(isolated: Path) -> Path:
-    return write(
-        isolated / "configs",
-        {
-            "config.yaml": """
-                defaults:
-                  - optim: adam
-                  - _self_
-                name: demo
-                x: 1
-                y: ${x}
-                nested:
-                  rel: ${..x}
-                  api_key: hunter2
-                  wandb_token: abc
-                out: ${hydra:runtime.output_dir}
-                job: ${hydra:job.name}
-                year: ${now:%Y}
-                envd: ${oc.env:EXPCTL_TEST_UNSET_VAR,fallback}
-                decoded: ${oc.decode:'[1, 2]'}
-                """,
-            "optim/adam.yaml": "lr: 0.001\nbetas: [0.9, 0.999]\n",
-            "optim/sgd.yaml": "lr: 0.1\nmomentum: 0.9\n",
-            "missing.yaml": "name: ???\nmodel:\n  width: ???\n  depth: 3\nuses: ${name}\n",
-        },
-    )
+    return write_tree(isolated / "configs", TREES["cli_demo"])
 
 
 def test_show_prints_resolved_yaml_on_stdout(cli, tree):
@@ -335,7 +312,7 @@ def test_hyperparameters_that_merely_contain_secret_letters_stay_visible(cli, tr
 
 
 def test_redact_override():
-    from expctl.config import redact_override
+    from expctl.secrets import redact_override
 
     assert redact_override("+db.password=hunter2") == "+db.password=********"
     assert redact_override("wandb.api_key=xyz") == "wandb.api_key=********"
@@ -353,3 +330,60 @@ def test_a_reader_that_goes_away_is_not_an_error(expctl_exe, project):
     stderr = proc.stderr.read().decode()
     assert proc.wait(timeout=60) == 141, stderr
     assert stderr == ""
+
+
+# -- --select resolves only what the selected key needs (as Hydra does) -------------------------
+
+
+@pytest.fixture
+def s4_like(isolated: Path) -> Path:
+    return write_tree(isolated / "configs", TREES["custom_resolver"])
+
+
+def test_select_ignores_an_unknown_resolver_elsewhere(cli, s4_like):
+    result = cli("config", "show", "--select", "optimizer", "--format", "json")
+    assert result.exit_code == 0, result.stderr
+    assert json.loads(result.stdout) == {"lr": 0.001, "weight_decay": 0.0}
+    assert cli("config", "show", "--select", "lr").stdout.strip() == "0.001"
+
+
+def test_unknown_resolver_names_the_key_and_hints_no_resolve(cli, s4_like):
+    result = cli("config", "show")
+    assert result.exit_code == 2
+    assert "model.d_state: unknown resolver 'eval'" in result.stderr
+    assert "--no-resolve" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_no_resolve_select_shows_the_interpolation_as_written(cli, s4_like):
+    result = cli("config", "show", "--no-resolve", "--select", "lr")
+    assert result.exit_code == 0, result.stderr
+    assert result.stdout.strip() == "${optimizer.lr}"
+
+
+def test_select_a_missing_value_shows_it_and_check_fails(cli, tree):
+    shown = cli("config", "show", "--config-name", "missing", "--select", "name")
+    assert shown.exit_code == 0, shown.stderr
+    assert shown.stdout.strip() == "???"
+    assert "missing value for name" in shown.stderr and "did you mean" not in shown.stderr
+    checked = cli("config", "show", "--config-name", "missing", "--select", "name", "--check")
+    assert checked.exit_code == 2 and "--set name=..." in checked.stderr
+    # the selection's own missing values only: model.width is not part of `name`
+    assert "model.width" not in checked.stderr
+
+
+def test_missing_value_reached_through_a_reference_hints_the_key_that_holds_it(cli, isolated: Path):
+    write_tree(isolated / "configs", TREES["forward_references"])
+    result = cli("config", "show", "--check")
+    assert result.exit_code == 2
+    assert "--set action_optimizer.lower_bound=..." in result.stderr
+    assert "agent.optimizer_cfg" not in result.stderr
+    assert cli("config", "show", "--check", "action_optimizer.lower_bound=-2").exit_code == 0
+    selected = cli("config", "show", "--select", "agent", "--check")
+    assert selected.exit_code == 2 and "action_optimizer.lower_bound" in selected.stderr
+
+
+def test_select_inside_a_secret_map_stays_hidden(cli, isolated: Path):
+    write_tree(isolated / "configs", {"config.yaml": "secrets:\n  hf: hf_abcdef\nlr: 1\n"})
+    assert cli("config", "show", "--select", "secrets.hf").stdout.strip() == "'********'"
+    assert "hf_abcdef" not in cli("config", "show").stdout

@@ -9,84 +9,9 @@ import textwrap
 from pathlib import Path
 
 import pytest
+from config_trees import TREES, write_tree
 
 from expctl.config import ConfigSource, compose_config
-
-# Each tree: {relative path: yaml text}. They exercise defaults lists, _self_ order, @package,
-# optional groups, `override /group:` in _global_ experiments, multi-select groups, interpolation.
-TREES: dict[str, dict[str, str]] = {
-    "lightning_template": {
-        "config.yaml": """
-            defaults:
-              - _self_
-              - data: mnist
-              - model: mlp
-              - trainer: cpu
-              - optional local: default
-              - experiment: null
-            seed: 12345
-            task_name: train
-            tags: [dev]
-            """,
-        "data/mnist.yaml": "batch_size: 64\nnum_workers: 0\ntrain_val_test_split: [55000, 5000, 10000]\n",
-        "data/cifar.yaml": "batch_size: 128\nnum_workers: 4\n",
-        "model/mlp.yaml": """
-            _target_: torch.nn.Sequential
-            _args_:
-              - _target_: torch.nn.Linear
-                in_features: 784
-                out_features: 64
-              - _target_: torch.nn.Linear
-                in_features: ${..[0].out_features}
-                out_features: 10
-            """,
-        "trainer/cpu.yaml": "accelerator: cpu\nmax_epochs: 10\n",
-        "trainer/gpu.yaml": "defaults:\n  - cpu\naccelerator: gpu\n",
-        "experiment/example.yaml": """
-            # @package _global_
-            defaults:
-              - override /data: cifar
-              - override /trainer: gpu
-            tags: [cifar, gpu]
-            seed: 7
-            trainer:
-              max_epochs: 3
-            """,
-    },
-    "self_first_vs_last": {
-        "config.yaml": """
-            defaults:
-              - db: mysql
-              - _self_
-            db:
-              port: 9999
-            """,
-        "db/mysql.yaml": "driver: mysql\nport: 3306\nuser: ${oc.env:USER_FOR_TEST,root}\n",
-        "db/postgres.yaml": "driver: postgres\nport: 5432\n",
-        "self_first.yaml": """
-            defaults:
-              - _self_
-              - db: mysql
-            db:
-              port: 9999
-            """,
-    },
-    "packages_and_multiselect": {
-        "config.yaml": """
-            defaults:
-              - server/db@backup: postgres
-              - server/db: mysql
-              - transforms: [crop, flip]
-              - _self_
-            name: ???
-            """,
-        "server/db/mysql.yaml": "# @package _group_\nport: 3306\n",
-        "server/db/postgres.yaml": "port: 5432\n",
-        "transforms/crop.yaml": "crop:\n  size: 32\n",
-        "transforms/flip.yaml": "flip:\n  p: 0.5\n",
-        "transforms/blur.yaml": "blur:\n  sigma: 1.0\n",
-    },
-}
 
 CASES = [
     ("lightning_template", "config", []),
@@ -116,14 +41,6 @@ HYDRA_APP = textwrap.dedent(
 )
 
 
-def _write_tree(root: Path, tree: dict[str, str]) -> Path:
-    for rel, text in tree.items():
-        path = root / rel
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(textwrap.dedent(text).lstrip("\n"))
-    return root
-
-
 def _hydra_reference(conf: Path, name: str, overrides: list[str], tmp: Path) -> dict:
     app = tmp / "hydra_app.py"
     app.write_text(HYDRA_APP)
@@ -149,7 +66,7 @@ def _hydra_reference(conf: Path, name: str, overrides: list[str], tmp: Path) -> 
 def test_composition_matches_hydra_main(tmp_path: Path, tree: str, name: str, overrides: list[str]):
     from omegaconf import OmegaConf
 
-    conf = _write_tree(tmp_path / "conf", TREES[tree])
+    conf = write_tree(tmp_path / "conf", TREES[tree])
     expected = _hydra_reference(conf, name, overrides, tmp_path)
     cfg = compose_config(
         ConfigSource(conf, name, tuple(overrides)), resolve=False, require_complete=False

@@ -1,18 +1,34 @@
-"""The SLURM examples, driven locally with SLURM's environment variables (no SLURM here).
+"""The SLURM examples under a real SLURM scheduler: `sbatch`, job arrays, `scancel`, `scontrol`.
 
-What SLURM does on preemption or at the time limit is send SIGTERM to the batch shell (with
-`--signal=B:TERM@...`), then SIGKILL after a grace period, then requeue the job with
-SLURM_RESTART_COUNT incremented. The tests do exactly that to the real scripts.
+.ci/start-slurm starts a one-node cluster on loopback (Debian's slurm-wlm + munge, 2 CPUs here);
+the scripts in examples/slurm are submitted unmodified. Only sbatch's own command-line options
+(array size, CPUs, output files, a time limit) and the submitting environment differ from what a
+user types; jobs inherit that environment (`--export=ALL`, sbatch's default).
+
+What SLURM does, and what the tests do to the scripts:
+- `scancel --signal=TERM --batch JOB` (and `--signal=B:TERM@N` before the time limit) sends
+  SIGTERM to the batch shell only; the job keeps running until the script exits.
+- `scancel JOB` and `scontrol requeue JOB` send SIGTERM to every process of the job, then SIGKILL
+  after KillWait (30 s); a requeued job goes back to PENDING, held ~2 minutes (reason BeginTime;
+  the tests release it with `scontrol update StartTime=now`), and restarts with
+  SLURM_RESTART_COUNT=1.
+- A batch script that exits 143 is recorded as JobState=FAILED, ExitCode=143:0 (exit code 143,
+  no signal); one that exits 0 as COMPLETED, 0:0.
+
+Without a reachable SLURM controller the tests are skipped; CI sets EXPCTL_REQUIRE_SLURM=1 so
+a missing cluster fails instead.
 """
 
 from __future__ import annotations
 
 import json
 import os
-import signal
+import re
+import shutil
 import subprocess
 import sys
 import time
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -22,120 +38,330 @@ pytestmark = pytest.mark.slow
 
 REPO = Path(__file__).resolve().parents[1]
 SLURM = REPO / "examples" / "slurm"
+TUTORIAL_PROGRAM = REPO / "examples" / "tutorial_sweep" / "train.py"
+# Compared between a resumed and an uninterrupted run: everything but wall-clock throughput.
+EXACT = ("step", "epoch", "train_loss", "train_acc", "val_loss", "val_acc", "lr")
+# States of a job that has ended (COMPLETING is not one: its processes are still being reaped).
+ENDED = {"COMPLETED", "FAILED", "CANCELLED", "TIMEOUT", "NODE_FAIL", "OUT_OF_MEMORY", "PREEMPTED"}
 
 
-def slurm_env(**extra: str) -> dict[str, str]:
-    bindir = str(Path(sys.executable).parent)  # the scripts call `expctl` from PATH
-    return {**os.environ, "PATH": bindir + os.pathsep + os.environ["PATH"], **extra}
-
-
-def wait_until(predicate, timeout: float = 60, what: str = "condition") -> None:
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        assert time.monotonic() < deadline, f"timed out waiting for {what}"
-        time.sleep(0.1)
-
-
-def test_train_script_is_preempted_then_requeued_and_resumes(project: Path) -> None:
-    args = ["trainer.epochs=60", "trainer.device=cpu", "data=synthetic", "data.num_samples=4096"]
-    env = slurm_env(SLURM_JOB_ID="4242", SLURM_RESTART_COUNT="0")
-    first = subprocess.Popen(
-        ["bash", str(SLURM / "train.sbatch"), *args],
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-    runs = project / "runs" / "slurm-4242"
-    metrics = lambda: list(runs.glob("*/*/metrics.jsonl"))  # noqa: E731
-    wait_until(lambda: any(p.read_text().strip() for p in metrics()), what="the first epoch")
-    first.send_signal(signal.SIGTERM)  # SLURM: --signal=B:TERM to the batch shell
-    out, err = first.communicate(timeout=60)
-    assert first.returncode == 143, err
-    [run_dir] = [p.parent for p in metrics()]
-    summary = json.loads((run_dir / "summary.json").read_text())
-    assert summary["status"] == "interrupted"
-    assert (run_dir / "checkpoints" / "last.pt").exists()
-    assert out.strip() == str(run_dir.resolve()) or Path(out.strip()).resolve() == run_dir.resolve()
-
-    env["SLURM_RESTART_COUNT"] = "1"  # the requeued job
-    second = subprocess.run(
-        ["bash", str(SLURM / "train.sbatch"), *args],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=180,
-    )
-    assert second.returncode == 0, second.stderr
-    assert "resuming the latest run" in second.stderr
-    summary = json.loads((run_dir / "summary.json").read_text())
-    assert summary["status"] == "completed"
-    assert summary["final_metrics"]["epoch"] == 60
-    assert len(list(runs.glob("*/*"))) == 1  # the same run continued, no second run dir
-
-
-def test_sweep_array_tasks_share_a_sweep_and_a_preempted_trial_is_rerun(project: Path) -> None:
-    spec = yaml.safe_load((REPO / "configs" / "sweeps" / "tutorial_program.yaml").read_text())
-    spec.update(method="grid", program=str(REPO / "examples" / "tutorial_sweep" / "train.py"))
-    spec["parameters"] = {
-        "lr": {"values": [0.01, 0.03, 0.1]},
-        "batch_size": {"values": [32, 64]},
-        "epochs": {"value": 30},
-    }
-    (project / "sweep.yaml").write_text(yaml.safe_dump(spec))
-    storage = str(project / "shared" / "sweeps.journal")
-    env = slurm_env(EXPCTL_STORAGE=storage, SLURM_ARRAY_JOB_ID="77", TRIALS_PER_TASK="6")
-    created = subprocess.run(
-        [sys.executable, "-m", "expctl", "sweep", "create", "sweep.yaml"],
-        env=env,
-        capture_output=True,
-        text=True,
-        check=True,
-    )
-    env["SWEEP_ID"] = created.stdout.strip()
-
-    def task(i: int) -> subprocess.Popen:
-        return subprocess.Popen(
-            ["bash", str(SLURM / "sweep_array.sbatch")],
-            env={**env, "SLURM_ARRAY_TASK_ID": str(i)},
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            text=True,
+def slurm_problem() -> str | None:
+    """Why no SLURM cluster can run jobs here, or None when one can."""
+    if shutil.which("sbatch") is None or shutil.which("scontrol") is None:
+        return "no sbatch/scontrol on PATH"
+    try:
+        ping = subprocess.run(["scontrol", "ping"], capture_output=True, text=True, timeout=20)
+        nodes = subprocess.run(
+            ["sinfo", "-h", "-N", "-o", "%T"], capture_output=True, text=True, timeout=20
         )
+    except (OSError, subprocess.TimeoutExpired) as e:
+        return f"scontrol/sinfo did not answer: {e}"
+    if "UP" not in ping.stdout:
+        return f"no slurmctld answers `scontrol ping`: {(ping.stdout + ping.stderr).strip()}"
+    unusable = ("down", "drain", "fail", "maint", "unk", "future", "reboot", "power", "inval")
+    if not any(not s.startswith(unusable) for s in nodes.stdout.split()):
+        return f"no node can run jobs (sinfo: {nodes.stdout.split() or nodes.stderr.strip()})"
+    return None
+
+
+class Slurm:
+    """sbatch/scontrol/scancel for one test; every job it submitted is cancelled at the end."""
+
+    def __init__(self, workdir: Path):
+        self.workdir = workdir
+        bindir = str(Path(sys.executable).parent)  # the scripts call `expctl` from PATH
+        self.env = {**os.environ, "PATH": bindir + os.pathsep + os.environ["PATH"]}
+        self.jobs: list[str] = []
+
+    def sbatch(self, script: Path, *args: str, options: tuple[str, ...] = (), **env: str) -> str:
+        proc = subprocess.run(
+            ["sbatch", "--parsable", f"--chdir={self.workdir}", *options, str(script), *args],
+            env={**self.env, **env},
+            capture_output=True,
+            text=True,
+            timeout=30,
+        )
+        assert proc.returncode == 0, f"sbatch failed: {proc.stderr}"
+        job = proc.stdout.strip().split(";")[0]
+        self.jobs.append(job)
+        return job
+
+    def jobs_info(self, job: str) -> list[dict[str, str]]:
+        """`scontrol show job -o JOB`: one record per job (per task of an array job)."""
+        proc = subprocess.run(
+            ["scontrol", "show", "job", "-o", job], capture_output=True, text=True, timeout=30
+        )
+        assert proc.returncode == 0, f"scontrol show job {job}: {proc.stderr}"
+        return [dict(re.findall(r"(\w+)=(\S*)", line)) for line in proc.stdout.splitlines() if line]
+
+    def info(self, job: str) -> dict[str, str]:
+        [record] = self.jobs_info(job)
+        return record
+
+    def scontrol(self, *args: str) -> None:
+        proc = subprocess.run(["scontrol", *args], capture_output=True, text=True, timeout=30)
+        assert proc.returncode == 0, f"scontrol {' '.join(args)}: {proc.stderr}"
+
+    def scancel(self, *args: str) -> None:
+        proc = subprocess.run(["scancel", "-v", *args], capture_output=True, text=True, timeout=30)
+        assert proc.returncode == 0, f"scancel {args}: {proc.stderr} {time.time()}"
+
+    def wait_ended(self, job: str, timeout: float) -> list[dict[str, str]]:
+        """Wait until the job (every task of an array) has ended; its records."""
+        records = wait_for(
+            lambda: (r := self.jobs_info(job)) and all(x["JobState"] in ENDED for x in r) and r,
+            timeout,
+            f"job {job} to end",
+            lambda: self.describe(job),
+        )
+        return records
+
+    def describe(self, job: str) -> str:
+        keys = ("JobId", "ArrayTaskId", "JobState", "Reason", "Restarts", "ExitCode")
+        lines = [" ".join(f"{k}={r[k]}" for k in keys if k in r) for r in self.jobs_info(job)]
+        outputs = sorted(self.workdir.glob("slurm-*.out"))
+        tails = [f"--- {p.name}\n" + "\n".join(p.read_text().splitlines()[-15:]) for p in outputs]
+        return "\n".join(lines + tails)
+
+    def cancel_all(self) -> None:
+        if self.jobs:
+            subprocess.run(["scancel", *self.jobs], capture_output=True, timeout=30)
+
+
+def wait_for(
+    predicate: Callable[[], object],
+    timeout: float,
+    what: str,
+    explain: Callable[[], str] = lambda: "",
+    interval: float = 0.2,
+):
+    """Poll until predicate() is truthy (and return it); fail with explain() after timeout."""
+    deadline = time.monotonic() + timeout
+    while not (value := predicate()):
+        if time.monotonic() > deadline:
+            pytest.fail(f"timed out after {timeout:g} s waiting for {what}\n{explain()}")
+        time.sleep(interval)
+    return value
+
+
+@pytest.fixture
+def slurm(isolated: Path) -> Iterator[Slurm]:
+    problem = slurm_problem()
+    if problem:
+        if os.environ.get("EXPCTL_REQUIRE_SLURM"):
+            pytest.fail(f"EXPCTL_REQUIRE_SLURM is set but SLURM cannot run jobs: {problem}")
+        pytest.skip(f"no SLURM cluster ({problem}): start one with `bash .ci/start-slurm`")
+    cluster = Slurm(isolated)
+    try:
+        yield cluster
+    finally:
+        cluster.cancel_all()
+
+
+# -- sweep_array.sbatch: four array tasks, one grid, one task preempted mid-trial ------------------
+
+GRID = {"lr": [0.01, 0.03, 0.1, 0.3], "batch_size": [32, 64, 128]}  # 12 points
+# Epochs of the tutorial program cost ~1 ms each: 1500 make a trial last ~2.5 s, long enough to
+# signal a task while its trial surely still runs.
+EPOCHS = 1500
+
+
+def test_sweep_array_runs_each_grid_point_once_and_a_preempted_task_s_trial_is_rerun(
+    slurm: Slurm, isolated: Path
+) -> None:
+    spec = {
+        "program": str(TUTORIAL_PROGRAM),
+        "method": "grid",
+        "metric": {"name": "val_loss", "goal": "minimize"},
+        "parameters": {
+            **{name: {"values": values} for name, values in GRID.items()},
+            "epochs": {"value": EPOCHS},
+        },
+    }
+    (isolated / "sweep.yaml").write_text(yaml.safe_dump(spec))
+    storage = str(isolated / "shared" / "sweeps.journal")
+    env = {**slurm.env, "EXPCTL_STORAGE": storage}
+    expctl = [sys.executable, "-m", "expctl"]
+    created = subprocess.run(
+        [*expctl, "sweep", "create", "sweep.yaml"], env=env, capture_output=True, text=True
+    )
+    assert created.returncode == 0, created.stderr
+    sweep_id = created.stdout.strip()
 
     def status() -> dict:
         proc = subprocess.run(
-            [
-                sys.executable,
-                "-m",
-                "expctl",
-                "sweep",
-                "status",
-                env["SWEEP_ID"],
-                "--format",
-                "json",
-            ],
+            [*expctl, "sweep", "status", sweep_id, "--format", "json"],
             env=env,
             capture_output=True,
             text=True,
         )
+        assert proc.returncode == 0, proc.stderr
         return json.loads(proc.stdout)
 
-    preempted = task(0)
-    wait_until(
-        lambda: any(t["state"] == "running" for t in status()["trials"]), what="a running trial"
+    array = slurm.sbatch(
+        SLURM / "sweep_array.sbatch",
+        options=(
+            "--array=0-3",
+            "--cpus-per-task=1",  # 2 tasks at a time on the 2-CPU node
+            "--time=10",
+            f"--output={isolated}/slurm-%A_%a.out",
+        ),
+        SWEEP_ID=sweep_id,
+        EXPCTL_STORAGE=storage,
+        TRIALS_PER_TASK="4",  # 4 tasks x 4 >= 12 points + the re-run one
     )
-    preempted.send_signal(signal.SIGTERM)
-    _, err = preempted.communicate(timeout=90)
-    assert preempted.returncode == 143, err
-    assert "preempted: the running trial was re-queued" in err
 
-    others = [task(1), task(2)]
-    for proc in others:
-        _, err = proc.communicate(timeout=240)
-        assert proc.returncode == 0, err
+    def task_of_a_fresh_trial() -> tuple[dict, str] | None:
+        """A trial that started < 1 s ago and the array task whose agent runs it."""
+        for trial in status()["trials"]:
+            if trial["state"] != "running" or (trial["duration"] or 0) > 1.0:
+                continue
+            pid = (trial["agent"] or "").rpartition(":")[2]
+            try:  # the agent runs on this machine (one-node cluster); SLURM set its environment
+                environ = Path(f"/proc/{pid}/environ").read_bytes().split(b"\0")
+            except OSError:
+                continue
+            variables = dict(v.decode().partition("=")[::2] for v in environ if b"=" in v)
+            if variables.get("SLURM_ARRAY_JOB_ID") == array:
+                return trial, variables["SLURM_ARRAY_TASK_ID"]
+        return None
+
+    victim, task = wait_for(
+        task_of_a_fresh_trial, 90, "an array task to start a trial", lambda: slurm.describe(array)
+    )
+    # What SLURM does before preempting it or at --signal=B:TERM@60 before its time limit.
+    slurm.scancel("--signal=TERM", "--batch", f"{array}_{task}")
+
+    records = slurm.wait_ended(array, 150)
+    by_task = {r["ArrayTaskId"]: r for r in records}
+    assert sorted(by_task) == ["0", "1", "2", "3"], records
+    output = (isolated / f"slurm-{array}_{task}.out").read_text()
+    assert "preempted: the running trial was re-queued in the sweep" in output, output
+    # The script exits with the agent's 143; SLURM records a non-zero exit as FAILED, 143:0.
+    assert (by_task[task]["JobState"], by_task[task]["ExitCode"]) == ("FAILED", "143:0"), output
+    for other, record in by_task.items():
+        if other != task:
+            assert (record["JobState"], record["ExitCode"]) == ("COMPLETED", "0:0"), slurm.describe(
+                array
+            )
+
     final = status()
+    assert final["state"] == "finished", final
+    assert final["counts"] == {"complete": 12, "fail": 1}, final["counts"]
+    [failed] = [t for t in final["trials"] if t["state"] == "fail"]
+    assert failed["number"] == victim["number"] and failed["params"] == victim["params"]
+    assert "SIGTERM" in (failed["message"] or ""), failed
     complete = [t for t in final["trials"] if t["state"] == "complete"]
-    points = sorted((t["params"]["lr"], t["params"]["batch_size"]) for t in complete)
-    assert points == sorted((lr, bs) for lr in (0.01, 0.03, 0.1) for bs in (32, 64))
-    assert final["state"] == "finished"
+    points = [(t["params"]["lr"], t["params"]["batch_size"]) for t in complete]
+    assert len(set(points)) == 12, points  # every point exactly once
+    assert set(points) == {(lr, bs) for lr in GRID["lr"] for bs in GRID["batch_size"]}
+    [rerun] = [t for t in complete if t["retry_of"] is not None]
+    assert rerun["retry_of"] == victim["number"] and rerun["params"] == victim["params"]
+    assert rerun["agent"] != victim["agent"]  # another task ran it
+    assert all(t["epochs"] == EPOCHS for t in complete)
+
+
+# -- train.sbatch: one run survives a requeue and resumes where it stopped -------------------------
+
+TRAIN_ARGS = (
+    "trainer.epochs=100",
+    "trainer.device=cpu",
+    "data=synthetic",
+    "data.num_samples=4096",
+    "artifact.publish=false",
+)
+TRAIN_OPTIONS = ("--cpus-per-task=1", "--time=10", "--open-mode=append")
+
+
+def run_dirs(project: Path, job: str) -> list[Path]:
+    return sorted(p.parent for p in (project / "runs" / f"slurm-{job}").glob("*/*/summary.json"))
+
+
+def summary(run_dir: Path) -> dict:
+    return json.loads((run_dir / "summary.json").read_text())
+
+
+def exact(metrics: dict) -> dict:
+    return {k: metrics[k] for k in EXACT}
+
+
+def test_train_script_resumes_after_a_requeue_and_is_not_resurrected_after_scancel(
+    slurm: Slurm, project: Path
+) -> None:
+    def submit(name: str) -> str:
+        out = f"--output={project}/slurm-{name}-%j.out"
+        return slurm.sbatch(SLURM / "train.sbatch", *TRAIN_ARGS, options=(*TRAIN_OPTIONS, out))
+
+    def output(name: str, job: str) -> str:
+        return (project / f"slurm-{name}-{job}.out").read_text()
+
+    def started_training(job: str) -> bool:
+        return any(
+            (d / "metrics.jsonl").exists() and (d / "metrics.jsonl").read_text().strip()
+            for d in (project / "runs" / f"slurm-{job}").glob("*/*")
+        )
+
+    def wait_training(job: str) -> None:
+        wait_for(
+            lambda: started_training(job),
+            90,
+            f"job {job}'s first epoch",
+            lambda: slurm.describe(job),
+        )
+
+    def release(job: str) -> None:
+        """Once SLURM has requeued the job, skip the requeue hold (BeginTime, ~2 minutes)."""
+        wait_for(
+            lambda: (i := slurm.info(job))["JobState"] == "PENDING" and i["Restarts"] == "1",
+            60,
+            f"job {job} to be requeued",
+            lambda: slurm.describe(job),
+        )
+        slurm.scontrol("update", f"jobid={job}", "StartTime=now")
+
+    requeued = submit("requeued")  # `scontrol requeue` by an admin / the scheduler
+    self_requeued = submit("self")  # a SIGTERM to the batch shell only: the script requeues
+    cancelled = submit("cancelled")  # `scancel`: the user wants it gone
+    reference = submit("reference")  # uninterrupted
+
+    wait_training(requeued)
+    slurm.scontrol("requeue", requeued)
+    wait_training(self_requeued)
+    slurm.scancel("--signal=TERM", "--batch", self_requeued)
+    release(requeued)
+    release(self_requeued)
+    wait_training(cancelled)
+    slurm.scancel(cancelled)
+
+    for job in (requeued, self_requeued, cancelled, reference):
+        slurm.wait_ended(job, 150)
+
+    [ref_dir] = run_dirs(project, reference)
+    expected = summary(ref_dir)
+    assert expected["status"] == "completed" and expected["final_metrics"]["epoch"] == 100
+
+    for name, job in (("requeued", requeued), ("self", self_requeued)):
+        log = output(name, job)
+        info = slurm.info(job)
+        assert (info["JobState"], info["ExitCode"], info["Restarts"]) == (
+            "COMPLETED",
+            "0:0",
+            "1",
+        ), log
+        # the first attempt saved last.pt and exited 143; the restart resumed that run
+        assert "interrupted: last.pt saved" in log, log
+        assert "requeued (restart 1): resuming the latest run" in log, log
+        [run_dir] = run_dirs(project, job)  # the same run continued, no second run dir
+        record = summary(run_dir)
+        assert record["status"] == "completed", log
+        assert 0 < record["resumed_from_step"] < expected["step"], record
+        assert exact(record["final_metrics"]) == exact(expected["final_metrics"]), log
+
+    # `scancel` ends the job for good: the script must not requeue a job SLURM is cancelling.
+    log = output("cancelled", cancelled)
+    info = slurm.info(cancelled)
+    assert (info["JobState"], info["Restarts"]) == ("CANCELLED", "0"), log
+    assert "interrupted: last.pt saved" in log, log
+    [run_dir] = run_dirs(project, cancelled)
+    record = summary(run_dir)
+    assert record["status"] == "interrupted" and (run_dir / "checkpoints" / "last.pt").exists()

@@ -30,8 +30,8 @@ from expctl.artifacts.locking import remove_stale_temp
 from expctl.artifacts.manifest import ArtifactVersion, FileEntry, content_digest, write_manifest
 from expctl.artifacts.refs import check_relpaths, validate_alias, validate_name
 from expctl.artifacts.store import ArtifactStore
-from expctl.config import redact
 from expctl.errors import RuntimeFailure, UsageError
+from expctl.secrets import redact
 
 DEFAULT_PUSH_TYPE = "dataset"  # what `wandb artifact put` defaults to
 

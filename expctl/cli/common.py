@@ -48,12 +48,22 @@ def out(text: str) -> None:
 
 
 def render_error(error: ExpctlError) -> None:
-    first, *rest = str(error).splitlines() or [error.__class__.__name__]
+    """One red ``error:`` line (plus any detail lines) and a ``hint:``; secrets scrubbed."""
+    from expctl.secrets import scrub
+
+    first, *rest = scrub(str(error)).splitlines() or [error.__class__.__name__]
     err(f"error: {first}", style="red")
     for line in rest:
         err(line)
     if error.hint:
-        err(f"hint: {error.hint}", style="yellow")
+        err(f"hint: {scrub(error.hint)}", style="yellow")
+
+
+def print_traceback() -> None:
+    """The current exception's traceback (``--debug``), with secret values scrubbed."""
+    from expctl.secrets import scrub
+
+    sys.stderr.write(scrub(traceback.format_exc()))
 
 
 def handle_errors(fn: F) -> F:
@@ -67,7 +77,7 @@ def handle_errors(fn: F) -> F:
             raise
         except ExpctlError as e:
             if debug_enabled():
-                traceback.print_exc()
+                print_traceback()
             render_error(e)
             raise typer.Exit(e.exit_code) from None
         except KeyboardInterrupt:
@@ -80,9 +90,11 @@ def handle_errors(fn: F) -> F:
             os.dup2(devnull, sys.stdout.fileno())
             raise typer.Exit(EXIT_SIGPIPE) from None
         except Exception as e:  # an unexpected bug: say so plainly; traceback only with --debug
+            from expctl.secrets import scrub
+
             if debug_enabled():
-                traceback.print_exc()
-            err(f"error: unexpected {type(e).__name__}: {e}", style="red")
+                print_traceback()
+            err(f"error: unexpected {type(e).__name__}: {scrub(str(e))}", style="red")
             err("hint: rerun with --debug for the traceback, and please report it", style="yellow")
             raise typer.Exit(EXIT_FAILURE) from None
 

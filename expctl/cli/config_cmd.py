@@ -64,16 +64,11 @@ def show(
     if debug_enabled():
         where, how = cfgmod.find_config_dir(source.config_dir)
         err(f"config dir: {where} ({how})")
-    cfg = cfgmod.compose_config(source, resolve=resolve, require_complete=False)
-    node = cfgmod.select(cfg, select) if select else cfg
-    text = cfgmod.dump(
-        cfgmod.to_plain(node, key=select or "", show_secrets=show_secrets), fmt.value
-    )
-    _print_config(text, fmt.value)
+    shown = cfgmod.show_config(source, select=select, resolve=resolve, show_secrets=show_secrets)
+    _print_config(cfgmod.dump(shown.plain, fmt.value), fmt.value)
 
-    missing = cfgmod.missing_keys(cfg)
-    if missing:
-        error = MissingValuesError(missing)
+    if shown.missing:
+        error = MissingValuesError(shown.missing)
         if check:
             raise error
         err(f"warning: {error.message}", style="yellow")

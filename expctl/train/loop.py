@@ -777,7 +777,7 @@ class _Run:
     def _plain_config(self) -> dict[str, Any]:
         """The resolved config as plain values, secrets redacted (computed once)."""
         if self._plain is None:
-            from expctl.config import redact
+            from expctl.secrets import redact
 
             plain = OmegaConf.to_container(self.cfg, resolve=True, throw_on_missing=False)
             assert isinstance(plain, dict)

@@ -64,7 +64,8 @@ class RunRecord:
     def write_config(self, plain_config: Mapping[str, Any]) -> None:
         if not self.write:
             return
-        from expctl.config import dump, redact
+        from expctl.config import dump
+        from expctl.secrets import redact
 
         atomic_write_text(self.run_dir / CONFIG_FILE, dump(redact(dict(plain_config)), "yaml"))
 
@@ -73,10 +74,10 @@ class RunRecord:
             return
         import yaml
 
-        from expctl.config import redact_override
+        from expctl.secrets import redact_overrides
 
         # Secrets never reach the disk: the record keeps `key=********` (pass them on resume).
-        safe = [redact_override(o) for o in overrides]
+        safe = redact_overrides(overrides)
         atomic_write_text(self.run_dir / OVERRIDES_FILE, yaml.safe_dump(safe))
 
     def read_overrides(self) -> list[str]:

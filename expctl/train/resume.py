@@ -53,7 +53,8 @@ def load_run_config(run_dir: Path, overrides: Sequence[str] = ()) -> tuple[DictC
     """
     from omegaconf import DictConfig, OmegaConf
 
-    from expctl.config import REDACTED, iter_key_paths, resolve_collecting_errors
+    from expctl.config import iter_key_paths, resolve_collecting_errors
+    from expctl.secrets import is_redacted
 
     path = Path(run_dir) / "config.yaml"
     if not path.is_file():
@@ -68,7 +69,7 @@ def load_run_config(run_dir: Path, overrides: Sequence[str] = ()) -> tuple[DictC
         _apply(cfg, override)
     resolve_collecting_errors(cfg)  # an override like x=${oc.env:UNSET} is bad input (exit 2)
     plain = OmegaConf.to_container(cfg, resolve=False)
-    redacted = [key for key in iter_key_paths(plain) if OmegaConf.select(cfg, key) == REDACTED]
+    redacted = [key for key in iter_key_paths(plain) if is_redacted(OmegaConf.select(cfg, key))]
     return cfg, redacted
 
 
