@@ -13,17 +13,19 @@ in :attr:`Tracker.notes` for the CLI to show.
 
 from __future__ import annotations
 
+import contextlib
 import netrc
 import os
 import re
 import shlex
 import sys
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any, Protocol
 from urllib.parse import urlparse
 
 from expctl.errors import ConfigError, RuntimeFailure
+from expctl.secrets import redact, scrub
 
 MODES = ("auto", "online", "offline", "disabled")
 # WANDB_MODE values wandb itself accepts, mapped to what they mean here.
@@ -200,11 +202,11 @@ def start_tracker(
     kwargs = {
         "project": settings.get("project") or os.environ.get("WANDB_PROJECT") or "expctl",
         "entity": settings.get("entity") or None,
-        "name": settings.get("name") or run_name,
+        "name": scrub(str(settings.get("name") or run_name)),
         "group": group or settings.get("group") or None,
-        "tags": list(settings.get("tags") or []) or None,
-        "notes": settings.get("notes") or None,
-        "config": dict(config),
+        "tags": [scrub(str(t)) for t in settings.get("tags") or []] or None,
+        "notes": scrub(str(settings["notes"])) if settings.get("notes") else None,
+        "config": redact(dict(config)),
         "id": run_id,
         "resume": "allow" if run_id else None,
     }
@@ -244,7 +246,22 @@ def _init(mode: str, kwargs: dict[str, Any], timeout: float) -> Any:
         console="off",  # our progress bar owns the terminal; no stdout capture overhead
         init_timeout=float(env_timeout) if env_timeout else timeout,
     )
-    return wandb.init(mode=mode, settings=settings, reinit="create_new", **kwargs)  # type: ignore[arg-type]
+    with _redacted_argv():
+        return wandb.init(mode=mode, settings=settings, reinit="create_new", **kwargs)  # type: ignore[arg-type]
+
+
+@contextlib.contextmanager
+def _redacted_argv() -> Iterator[None]:
+    """wandb records ``sys.argv`` as the run's arguments (uploaded by `wandb sync`): hand it a
+    copy with secret overrides hidden. It reads argv while ``wandb.init`` runs."""
+    from expctl.secrets import redact_argv
+
+    original = sys.argv
+    sys.argv = redact_argv(original)
+    try:
+        yield
+    finally:
+        sys.argv = original
 
 
 def sync_command(directories: Sequence[Path | str]) -> str:

@@ -33,6 +33,9 @@ def isolated(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
     monkeypatch.setenv("NO_COLOR", "1")
     (tmp_path / "wandb").mkdir()
     yield work
+    from expctl.secrets import forget_all
+
+    forget_all()  # secret values remembered by one test must not scrub another's output
     # wandb keeps process-wide settings (its dir among them) once a run has been opened; tear
     # them down so the next test's runs land in its own WANDB_DIR whatever the test order.
     wandb = sys.modules.get("wandb")

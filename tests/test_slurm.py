@@ -103,8 +103,8 @@ class Slurm:
         assert proc.returncode == 0, f"scontrol {' '.join(args)}: {proc.stderr}"
 
     def scancel(self, *args: str) -> None:
-        proc = subprocess.run(["scancel", "-v", *args], capture_output=True, text=True, timeout=30)
-        assert proc.returncode == 0, f"scancel {args}: {proc.stderr} {time.time()}"
+        proc = subprocess.run(["scancel", *args], capture_output=True, text=True, timeout=30)
+        assert proc.returncode == 0, f"scancel {' '.join(args)}: {proc.stderr}"
 
     def wait_ended(self, job: str, timeout: float) -> list[dict[str, str]]:
         """Wait until the job (every task of an array) has ended; its records."""
@@ -211,10 +211,17 @@ def test_sweep_array_runs_each_grid_point_once_and_a_preempted_task_s_trial_is_r
         TRIALS_PER_TASK="4",  # 4 tasks x 4 >= 12 points + the re-run one
     )
 
-    def task_of_a_fresh_trial() -> tuple[dict, str] | None:
-        """A trial that started < 1 s ago and the array task whose agent runs it."""
-        for trial in status()["trials"]:
+    def task_of_a_fresh_trial() -> tuple[dict, str, str] | None:
+        """A trial that started < 1 s ago (its task's second or later) and the array task whose
+        agent runs it: (trial, task id, the task's job id)."""
+        trials = status()["trials"]
+        for trial in trials:
             if trial["state"] != "running" or (trial["duration"] or 0) > 1.0:
+                continue
+            # Not a task's first trial: SLURM 22.05 answers a signal to a job in its first second
+            # with "Job can not be altered now" (it signals it, but scancel retries for 5 s and
+            # exits 229).
+            if not any(t["agent"] == trial["agent"] and t["state"] == "complete" for t in trials):
                 continue
             pid = (trial["agent"] or "").rpartition(":")[2]
             try:  # the agent runs on this machine (one-node cluster); SLURM set its environment
@@ -223,14 +230,14 @@ def test_sweep_array_runs_each_grid_point_once_and_a_preempted_task_s_trial_is_r
                 continue
             variables = dict(v.decode().partition("=")[::2] for v in environ if b"=" in v)
             if variables.get("SLURM_ARRAY_JOB_ID") == array:
-                return trial, variables["SLURM_ARRAY_TASK_ID"]
+                return trial, variables["SLURM_ARRAY_TASK_ID"], variables["SLURM_JOB_ID"]
         return None
 
-    victim, task = wait_for(
+    victim, task, task_job = wait_for(
         task_of_a_fresh_trial, 90, "an array task to start a trial", lambda: slurm.describe(array)
     )
-    # What SLURM does before preempting it or at --signal=B:TERM@60 before its time limit.
-    slurm.scancel("--signal=TERM", "--batch", f"{array}_{task}")
+    # What SLURM does at --signal=B:TERM@60 before the time limit: SIGTERM to the batch shell.
+    slurm.scancel("--signal=TERM", "--batch", task_job)
 
     records = slurm.wait_ended(array, 150)
     by_task = {r["ArrayTaskId"]: r for r in records}

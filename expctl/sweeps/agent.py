@@ -42,6 +42,7 @@ from typing import Any
 
 from expctl.config import ConfigSource
 from expctl.errors import ExpctlError, Interrupted, RuntimeFailure, UsageError
+from expctl.secrets import redact_overrides
 from expctl.sweeps.engine import Claim, Sweep, agent_name, open_sweep
 from expctl.sweeps.spec import SweepSpec, to_overrides
 from expctl.sweeps.spec_problems import is_number
@@ -346,7 +347,8 @@ def wandb_trial_function(
             should_stop=lambda: None,
             timeout=trial_timeout,
         )
-        emit(f"trial {number} (W&B run {run.id}): {' '.join(sampled) or '(no parameters)'}")
+        shown = " ".join(redact_overrides(sampled)) or "(no parameters)"
+        emit(f"trial {number} (W&B run {run.id}): {shown}")
         try:
             outcome = _as_outcome(run_objective(ctx), ctx.metric)
         except Interrupted:
@@ -640,7 +642,7 @@ def _run_trial(
         retry_of=claim.retry_of,
         timeout=trial_timeout,
     )
-    shown = " ".join(claim.overrides(info.raw_keys)) or "(no parameters)"
+    shown = " ".join(redact_overrides(claim.overrides(info.raw_keys))) or "(no parameters)"
     retry = f" (re-run of trial {claim.retry_of})" if claim.retry_of is not None else ""
     emit(f"trial {claim.number}{retry}: {shown}")
     heart.trial_id = claim.trial_id

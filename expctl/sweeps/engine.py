@@ -40,6 +40,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from expctl.errors import NotFoundError, SpecError, UsageError
+from expctl.secrets import redact_overrides, redact_params
 from expctl.sweeps.spec import Metric, SweepSpec, parse_spec, to_overrides
 from expctl.sweeps.storage import StorageHandle, describe, open_storage
 
@@ -609,13 +610,15 @@ def sweep_status(sweep_id: str, storage: str | StorageHandle | None = None) -> d
     sweep = open_sweep(sweep_id, storage)
     info = _attrs_to_info(sweep_id, sweep.study.user_attrs)
     rows = [_trial_row(t) for t in sweep.trials() if not t.user_attrs.get(PREFIX + "discarded")]
+    shown_rows = [{**r, "params": redact_params(r["params"])} for r in rows]
     counts: dict[str, int] = {}
     for r in rows:
         counts[r["state"]] = counts.get(r["state"], 0) + 1
     best = best_row(rows, info.spec.metric)
     best_out = None
     if best is not None:
-        overrides = [*info.overrides, *to_overrides(best["params"], info.raw_keys)]
+        params = redact_params(best["params"])  # shown and printed: secrets hidden
+        overrides = redact_overrides([*info.overrides, *to_overrides(params, info.raw_keys)])
         extra = []
         # the project's ./configs is found without the flag when pasted in the project dir
         if info.config_dir and Path(info.config_dir) != Path("configs").resolve():
@@ -624,8 +627,8 @@ def sweep_status(sweep_id: str, storage: str | StorageHandle | None = None) -> d
             extra += ["--config-name", info.config_name]
         command = shlex.join(["expctl", "run", *extra, *overrides])
         if info.spec.runs_own_command:
-            command = _program_command(info, sweep_id, best["params"])
-        best_out = {**best, "overrides": overrides, "command": command}
+            command = _program_command(info, sweep_id, params)
+        best_out = {**best, "params": params, "overrides": overrides, "command": command}
     metric = info.spec.metric
     done = sum(counts.get(s, 0) for s in ("complete", "pruned"))
     return {
@@ -645,7 +648,7 @@ def sweep_status(sweep_id: str, storage: str | StorageHandle | None = None) -> d
         "created": info.created,
         "config_dir": info.config_dir,
         "config_name": info.config_name,
-        "trials": rows,
+        "trials": shown_rows,
         "best": best_out,
     }
 

@@ -173,8 +173,10 @@ def multirun(
 
 def swept_overrides(record: TrialRecord) -> list[str]:
     """The run's own overrides as Hydra reads them (``+c=0``), without those every run shares:
-    the agent puts one per swept parameter after the shared ones."""
-    return record.overrides[len(record.overrides) - len(record.params) :]
+    the agent puts one per swept parameter after the shared ones. Secrets hidden (for display)."""
+    from expctl.secrets import redact_overrides
+
+    return redact_overrides(record.overrides[len(record.overrides) - len(record.params) :])
 
 
 def _trainer(quiet: bool) -> Callable[[TrialContext], TrialOutcome]:

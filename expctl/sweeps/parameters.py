@@ -87,8 +87,12 @@ class Parameter:
         return self.distribution in CONTINUOUS_DISTRIBUTIONS
 
     def describe(self) -> str:
-        """A short human description for the `sweep create` table."""
+        """A short human description for the `sweep create` table (secrets hidden)."""
+        from expctl.secrets import REDACTED, is_secret_path
+
         d = self.distribution
+        if is_secret_path(self.name) and d in ("constant", "categorical"):
+            return REDACTED
         if d == "constant":
             return repr(self.value)
         if d == "categorical":

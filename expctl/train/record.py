@@ -149,12 +149,18 @@ def read_metrics(run_dir: Path) -> list[dict[str, Any]]:
 
 
 def _clean(value: Any) -> Any:
+    """JSON-ready: paths as text, NaN/inf as null, secret values scrubbed (error messages and
+    notes may quote them)."""
+    from expctl.secrets import scrub
+
     if isinstance(value, Mapping):
         return {str(k): _clean(v) for k, v in value.items()}
     if isinstance(value, list | tuple):
         return [_clean(v) for v in value]
     if isinstance(value, Path):
         return str(value)
+    if isinstance(value, str):
+        return scrub(value)
     return finite_or_none(value)
 
 
