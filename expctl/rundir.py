@@ -6,11 +6,20 @@ runs started in the same second (a SLURM array) never share one.
 
 from __future__ import annotations
 
+import contextlib
+import errno
 import os
 import re
 import secrets
+import socket
 import time
+from collections.abc import Iterator
 from pathlib import Path
+
+from expctl.errors import UsageError
+from expctl.fsutil import write_error
+
+LOCK_FILE = ".lock"  # flock'ed by the process writing the run; the kernel drops it with the process
 
 _UNSAFE = re.compile(r"[^A-Za-z0-9._=+-]+")
 
@@ -33,15 +42,81 @@ def plan_run_dir(name: str, root: str | Path | None = None) -> Path:
 
 def create_run_dir(name: str, root: str | Path | None = None) -> Path:
     """Create and return a new, empty run directory (never reuses an existing one)."""
+    base = runs_root(root)
+    if base.exists() and not base.is_dir():
+        raise UsageError(
+            f"the runs directory {base} is a file, not a directory",
+            hint="pass a directory with --runs-dir (or EXPCTL_RUNS_DIR); it is created if missing",
+        )
     for _ in range(100):
         path = plan_run_dir(name, root)
-        path.parent.mkdir(parents=True, exist_ok=True)
         try:
+            path.parent.mkdir(parents=True, exist_ok=True)
             path.mkdir()
         except FileExistsError:
             continue
+        except NotADirectoryError:
+            raise UsageError(
+                f"cannot create a run directory under {base}: part of that path is a file",
+                hint="pass a directory with --runs-dir (or EXPCTL_RUNS_DIR)",
+            ) from None
+        except OSError as e:
+            raise write_error(path, e) from None
         return path
-    raise RuntimeError(f"could not create a fresh run directory under {runs_root(root)}")
+    raise RuntimeError(f"could not create a fresh run directory under {base}")
+
+
+@contextlib.contextmanager
+def holding_run_dir(run_dir: Path) -> Iterator[None]:
+    """Hold the run directory's lock while this process writes the run.
+
+    Two processes writing one run (two ``--resume`` of it at once) would interleave its
+    metrics, W&B runs and artifact versions; the second one is refused (exit 2) naming the
+    holder. The lock is an ``flock``: the kernel releases it when the process dies, so a
+    SIGKILLed run never stays locked.
+    """
+    import fcntl
+
+    path = Path(run_dir) / LOCK_FILE
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+    except OSError as e:
+        raise write_error(path, e) from None
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError as e:
+            if e.errno not in (errno.EWOULDBLOCK, errno.EAGAIN, errno.EACCES):
+                raise
+            holder = os.pread(fd, 200, 0).decode(errors="replace").strip() or "another process"
+            raise UsageError(
+                f"run {run_dir} is being written by {holder}",
+                hint="wait for it to finish or stop it (its last.pt stays resumable), then "
+                "resume; a run dir is written by one process at a time",
+            ) from None
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, f"pid {os.getpid()} on {socket.gethostname()}\n".encode(), 0)
+        yield
+    finally:
+        os.close(fd)  # releases the lock
+
+
+def run_dir_is_held(run_dir: Path) -> bool:
+    """Whether a live process holds the run's lock (``running`` vs ``crashed``)."""
+    import fcntl
+
+    try:
+        fd = os.open(Path(run_dir) / LOCK_FILE, os.O_RDONLY)
+    except OSError:
+        return False
+    try:
+        fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+    except OSError:
+        return True
+    finally:
+        os.close(fd)
+    return False
 
 
 def latest_run_dir(

@@ -246,3 +246,49 @@ def test_filesystem_errors_exit_1_naming_the_place(cli, model_dir, isolated):
     bad_root = cli("artifacts", "pull", "m", "--root", str(isolated / "a-file" / "ckpt"))
     assert bad_root.exit_code == 1 and "could not pull into" in bad_root.stderr
     assert "unexpected" not in bad_root.stderr and bad_root.stdout == ""
+
+
+# -- --force replaces an earlier pull, never anything else ---------------------------------------
+
+
+def _snapshot(root: Path) -> dict[str, bytes]:
+    return {p.relative_to(root).as_posix(): p.read_bytes() for p in root.rglob("*") if p.is_file()}
+
+
+@pytest.mark.parametrize("root", [".expctl/artifacts", ".expctl/artifacts/names", ".expctl", "."])
+def test_pull_never_writes_into_or_over_the_store(cli, model_dir, isolated, root):
+    assert push(cli, model_dir, "--name", "m").exit_code == 0
+    (isolated / "runs" / "r1").mkdir(parents=True)
+    (isolated / "runs" / "r1" / "summary.json").write_text("{}")
+    before = _snapshot(isolated)
+    for force in ([], ["--force"]):
+        result = cli("artifacts", "pull", "m", "--root", root, *force)
+        assert result.exit_code == 2, result.stderr
+        assert "refusing" in result.stderr and "hint:" in result.stderr
+        assert _snapshot(isolated) == before  # the store and runs/ are untouched
+    assert cli("artifacts", "pull", "m").exit_code == 0  # the store still works
+
+
+def test_force_replaces_only_an_earlier_pull(cli, model_dir, isolated):
+    assert push(cli, model_dir, "--name", "m").exit_code == 0
+    (model_dir / "best.pt").write_bytes(b"new weights")
+    assert push(cli, model_dir, "--name", "m").exit_code == 0  # v1
+
+    mine = isolated / "mine"
+    mine.mkdir()
+    (mine / "notes.txt").write_text("my own work")
+    refused = cli("artifacts", "pull", "m:v0", "--root", "mine", "--force")
+    assert refused.exit_code == 2
+    assert "not an earlier pull" in refused.stderr and "hint:" in refused.stderr
+    assert (mine / "notes.txt").read_text() == "my own work"
+
+    first = cli("artifacts", "pull", "m:v0", "--root", "ckpt_pull")
+    assert first.exit_code == 0, first.stderr
+    assert (isolated / "ckpt_pull" / ".expctl-pull.json").is_file()
+    without_force = cli("artifacts", "pull", "m:v1", "--root", "ckpt_pull")
+    assert without_force.exit_code == 2 and "--force" in without_force.stderr
+    replaced = cli("artifacts", "pull", "m:v1", "--root", "ckpt_pull", "--force")
+    assert replaced.exit_code == 0, replaced.stderr
+    assert (isolated / "ckpt_pull" / "best.pt").read_bytes() == b"new weights"
+    again = cli("artifacts", "pull", "m:v1", "--root", "ckpt_pull")
+    assert again.exit_code == 0  # the same content again: nothing to do

@@ -18,6 +18,7 @@ from expctl.artifacts import (
     publish_checkpoints,
     publish_path,
 )
+from expctl.artifacts.staging import PULL_MARKER
 from expctl.artifacts.store import content_digest, remove_stale_temp, temp_name
 from expctl.errors import NotFoundError, RuntimeFailure, UsageError
 
@@ -268,7 +269,11 @@ def test_crafted_alias_table_is_refused(store, src):
 
 
 def tree(root: Path) -> dict[str, bytes]:
-    return {p.relative_to(root).as_posix(): p.read_bytes() for p in root.rglob("*") if p.is_file()}
+    """The files of a directory, without the marker a pull leaves (checked on its own)."""
+    files = {p.relative_to(root).as_posix(): p.read_bytes() for p in root.rglob("*") if p.is_file()}
+    if files.pop(PULL_MARKER, None) is not None:
+        assert json.loads((root / PULL_MARKER).read_text())["ref"]
+    return files
 
 
 def test_pull_copies_verified_files_into_the_default_directory(store, src, isolated):

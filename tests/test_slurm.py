@@ -106,6 +106,25 @@ class Slurm:
         proc = subprocess.run(["scancel", *args], capture_output=True, text=True, timeout=30)
         assert proc.returncode == 0, f"scancel {' '.join(args)}: {proc.stderr}"
 
+    def signal_array_task(self, job: str, signal: str = "TERM") -> subprocess.Popen:
+        """`scancel --signal=SIG --batch JOB`, in the background: see check_signalled."""
+        return subprocess.Popen(
+            ["scancel", "--verbose", f"--signal={signal}", "--batch", job],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+
+    @staticmethod
+    def check_signalled(proc: subprocess.Popen) -> None:
+        # SLURM 22.05 delivers the signal to a task of an array that still has pending tasks
+        # but answers "Job can not be altered now"; scancel retries after 5 s (signalling again
+        # if the task still runs) and, the task having ended meanwhile, exits 229 with "already
+        # completing or completed" (printed with --verbose). That is success here: what the job
+        # did with the signal is checked on its record.
+        _, err = proc.communicate(timeout=30)
+        assert proc.returncode == 0 or "already completing or completed" in err, err
+
     def wait_ended(self, job: str, timeout: float) -> list[dict[str, str]]:
         """Wait until the job (every task of an array) has ended; its records."""
         records = wait_for(
@@ -237,9 +256,10 @@ def test_sweep_array_runs_each_grid_point_once_and_a_preempted_task_s_trial_is_r
         task_of_a_fresh_trial, 90, "an array task to start a trial", lambda: slurm.describe(array)
     )
     # What SLURM does at --signal=B:TERM@60 before the time limit: SIGTERM to the batch shell.
-    slurm.scancel("--signal=TERM", "--batch", task_job)
+    signalled = slurm.signal_array_task(task_job)
 
     records = slurm.wait_ended(array, 150)
+    slurm.check_signalled(signalled)
     by_task = {r["ArrayTaskId"]: r for r in records}
     assert sorted(by_task) == ["0", "1", "2", "3"], records
     output = (isolated / f"slurm-{array}_{task}.out").read_text()
@@ -257,7 +277,7 @@ def test_sweep_array_runs_each_grid_point_once_and_a_preempted_task_s_trial_is_r
     assert final["counts"] == {"complete": 12, "fail": 1}, final["counts"]
     [failed] = [t for t in final["trials"] if t["state"] == "fail"]
     assert failed["number"] == victim["number"] and failed["params"] == victim["params"]
-    assert "SIGTERM" in (failed["message"] or ""), failed
+    assert "interrupted" in (failed["message"] or ""), failed
     complete = [t for t in final["trials"] if t["state"] == "complete"]
     points = [(t["params"]["lr"], t["params"]["batch_size"]) for t in complete]
     assert len(set(points)) == 12, points  # every point exactly once
@@ -270,18 +290,90 @@ def test_sweep_array_runs_each_grid_point_once_and_a_preempted_task_s_trial_is_r
 
 # -- train.sbatch: one run survives a requeue and resumes where it stopped -------------------------
 
+TRAIN_EPOCHS = 100  # ~5 s of training on one CPU
 TRAIN_ARGS = (
-    "trainer.epochs=100",
+    f"trainer.epochs={TRAIN_EPOCHS}",
     "trainer.device=cpu",
     "data=synthetic",
     "data.num_samples=4096",
     "artifact.publish=false",
 )
-TRAIN_OPTIONS = ("--cpus-per-task=1", "--time=10", "--open-mode=append")
+WANDB_SERVICE_BUG = (
+    "expctl bug: SLURM's job-wide SIGTERM (scontrol requeue, scancel, preemption) also reaches "
+    "the wandb-core service process, which exits at once; expctl then fails with 'unexpected "
+    "ConnectionResetError: Connection lost' (exit 1, summary.json left 'running') instead of "
+    "saving the interrupted run and exiting 143"
+)
 
 
-def run_dirs(project: Path, job: str) -> list[Path]:
-    return sorted(p.parent for p in (project / "runs" / f"slurm-{job}").glob("*/*/summary.json"))
+class TrainJobs:
+    """train.sbatch jobs of one test, submitted from the project directory."""
+
+    def __init__(self, slurm: Slurm, project: Path):
+        self.slurm, self.project = slurm, project
+        self.names: dict[str, str] = {}
+
+    def submit(self, name: str, **env: str) -> str:
+        options = (
+            "--cpus-per-task=1",
+            "--time=10",
+            "--open-mode=append",  # the output keeps both attempts of a requeued job
+            f"--output={self.project}/slurm-{name}-%j.out",
+        )
+        job = self.slurm.sbatch(SLURM / "train.sbatch", *TRAIN_ARGS, options=options, **env)
+        self.names[job] = name
+        return job
+
+    def output(self, job: str) -> str:
+        return (self.project / f"slurm-{self.names[job]}-{job}.out").read_text()
+
+    def run_dirs(self, job: str) -> list[Path]:
+        runs = self.project / "runs" / f"slurm-{job}"  # the script's per-job runs dir
+        return sorted(p.parent for p in runs.glob("*/*/config.yaml"))
+
+    def wait_training(self, job: str) -> None:
+        def trained_an_epoch() -> bool:
+            return any(
+                (d / "metrics.jsonl").is_file() and (d / "metrics.jsonl").read_text().strip()
+                for d in self.run_dirs(job)
+            )
+
+        wait_for(trained_an_epoch, 90, f"job {job}'s first epoch", lambda: self.describe(job))
+
+    def release(self, job: str) -> None:
+        """Once SLURM has put the requeued job back to PENDING, skip its hold (BeginTime)."""
+
+        def requeued() -> bool:
+            info = self.slurm.info(job)
+            return info["JobState"] == "PENDING" and info["Restarts"] == "1"
+
+        wait_for(requeued, 60, f"job {job} to be requeued", lambda: self.describe(job))
+        self.slurm.scontrol("update", f"jobid={job}", "StartTime=now")
+
+    def describe(self, job: str) -> str:
+        return self.slurm.describe(job)
+
+    def assert_resumed(self, job: str, reference: str) -> None:
+        """The job restarted once, resumed its run and ended as the uninterrupted reference."""
+        log = self.output(job)
+        info = self.slurm.info(job)
+        assert (info["JobState"], info["ExitCode"], info["Restarts"]) == (
+            "COMPLETED",
+            "0:0",
+            "1",
+        ), log
+        # the first attempt saved last.pt and exited 143; the restart resumed that run
+        assert "interrupted: last.pt saved" in log, log
+        assert "requeued (restart 1): resuming the latest run" in log, log
+        [run_dir] = self.run_dirs(job)  # the same run continued, no second run dir
+        record = summary(run_dir)
+        [ref_dir] = self.run_dirs(reference)
+        expected = summary(ref_dir)
+        assert expected["status"] == "completed", self.output(reference)
+        assert expected["final_metrics"]["epoch"] == TRAIN_EPOCHS
+        assert record["status"] == "completed", log
+        assert 0 < record["resumed_from_step"] < expected["step"], record
+        assert exact(record["final_metrics"]) == exact(expected["final_metrics"]), log
 
 
 def summary(run_dir: Path) -> dict:
@@ -292,83 +384,66 @@ def exact(metrics: dict) -> dict:
     return {k: metrics[k] for k in EXACT}
 
 
-def test_train_script_resumes_after_a_requeue_and_is_not_resurrected_after_scancel(
-    slurm: Slurm, project: Path
+@pytest.fixture
+def train_jobs(slurm: Slurm, project: Path) -> TrainJobs:
+    return TrainJobs(slurm, project)
+
+
+def test_train_script_requeues_itself_after_a_signal_to_its_batch_shell(
+    train_jobs: TrainJobs, slurm: Slurm
 ) -> None:
-    def submit(name: str) -> str:
-        out = f"--output={project}/slurm-{name}-%j.out"
-        return slurm.sbatch(SLURM / "train.sbatch", *TRAIN_ARGS, options=(*TRAIN_OPTIONS, out))
+    """--signal=B:TERM@120 before the time limit (or `scancel --signal=TERM --batch`): only the
+    batch shell gets SIGTERM, the job keeps running, and the script requeues it."""
+    job = train_jobs.submit("signalled")
+    reference = train_jobs.submit("reference")  # runs beside it, uninterrupted
+    train_jobs.wait_training(job)
+    slurm.scancel("--signal=TERM", "--batch", job)
+    train_jobs.release(job)
+    slurm.wait_ended(job, 120)
+    slurm.wait_ended(reference, 60)
+    assert f"requeued job {job}" in train_jobs.output(job)
+    train_jobs.assert_resumed(job, reference)
 
-    def output(name: str, job: str) -> str:
-        return (project / f"slurm-{name}-{job}.out").read_text()
 
-    def started_training(job: str) -> bool:
-        return any(
-            (d / "metrics.jsonl").exists() and (d / "metrics.jsonl").read_text().strip()
-            for d in (project / "runs" / f"slurm-{job}").glob("*/*")
-        )
+@pytest.mark.parametrize(
+    "wandb_mode",
+    [
+        "disabled",
+        pytest.param("offline", marks=pytest.mark.xfail(strict=True, reason=WANDB_SERVICE_BUG)),
+    ],
+)
+def test_train_script_resumes_after_scontrol_requeue(
+    train_jobs: TrainJobs, slurm: Slurm, wandb_mode: str
+) -> None:
+    """`scontrol requeue` (as preemption with PreemptMode=REQUEUE): SIGTERM to every process of
+    the job, then SLURM requeues it itself; the script must not requeue it a second time."""
+    job = train_jobs.submit("requeued", WANDB_MODE=wandb_mode)
+    reference = train_jobs.submit("reference", WANDB_MODE=wandb_mode)
+    train_jobs.wait_training(job)
+    slurm.scontrol("requeue", job)
+    train_jobs.release(job)
+    slurm.wait_ended(job, 120)
+    slurm.wait_ended(reference, 60)
+    assert "requeued job" not in train_jobs.output(job)
+    train_jobs.assert_resumed(job, reference)
 
-    def wait_training(job: str) -> None:
-        wait_for(
-            lambda: started_training(job),
-            90,
-            f"job {job}'s first epoch",
-            lambda: slurm.describe(job),
-        )
 
-    def release(job: str) -> None:
-        """Once SLURM has requeued the job, skip the requeue hold (BeginTime, ~2 minutes)."""
-        wait_for(
-            lambda: (i := slurm.info(job))["JobState"] == "PENDING" and i["Restarts"] == "1",
-            60,
-            f"job {job} to be requeued",
-            lambda: slurm.describe(job),
-        )
-        slurm.scontrol("update", f"jobid={job}", "StartTime=now")
-
-    requeued = submit("requeued")  # `scontrol requeue` by an admin / the scheduler
-    self_requeued = submit("self")  # a SIGTERM to the batch shell only: the script requeues
-    cancelled = submit("cancelled")  # `scancel`: the user wants it gone
-    reference = submit("reference")  # uninterrupted
-
-    wait_training(requeued)
-    slurm.scontrol("requeue", requeued)
-    wait_training(self_requeued)
-    slurm.scancel("--signal=TERM", "--batch", self_requeued)
-    release(requeued)
-    release(self_requeued)
-    wait_training(cancelled)
-    slurm.scancel(cancelled)
-
-    for job in (requeued, self_requeued, cancelled, reference):
-        slurm.wait_ended(job, 150)
-
-    [ref_dir] = run_dirs(project, reference)
-    expected = summary(ref_dir)
-    assert expected["status"] == "completed" and expected["final_metrics"]["epoch"] == 100
-
-    for name, job in (("requeued", requeued), ("self", self_requeued)):
-        log = output(name, job)
-        info = slurm.info(job)
-        assert (info["JobState"], info["ExitCode"], info["Restarts"]) == (
-            "COMPLETED",
-            "0:0",
-            "1",
-        ), log
-        # the first attempt saved last.pt and exited 143; the restart resumed that run
-        assert "interrupted: last.pt saved" in log, log
-        assert "requeued (restart 1): resuming the latest run" in log, log
-        [run_dir] = run_dirs(project, job)  # the same run continued, no second run dir
-        record = summary(run_dir)
-        assert record["status"] == "completed", log
-        assert 0 < record["resumed_from_step"] < expected["step"], record
-        assert exact(record["final_metrics"]) == exact(expected["final_metrics"]), log
-
-    # `scancel` ends the job for good: the script must not requeue a job SLURM is cancelling.
-    log = output("cancelled", cancelled)
-    info = slurm.info(cancelled)
-    assert (info["JobState"], info["Restarts"]) == ("CANCELLED", "0"), log
-    assert "interrupted: last.pt saved" in log, log
-    [run_dir] = run_dirs(project, cancelled)
-    record = summary(run_dir)
-    assert record["status"] == "interrupted" and (run_dir / "checkpoints" / "last.pt").exists()
+def test_train_script_leaves_a_cancelled_job_cancelled(train_jobs: TrainJobs, slurm: Slurm) -> None:
+    """`scancel JOB`: SIGTERM to every process; the user wants the job gone, so the script must
+    not requeue it (it used to: a cancelled training job came back two minutes later)."""
+    # W&B disabled: expctl then exits 143 (see WANDB_SERVICE_BUG), which is what makes the
+    # script consider a requeue at all.
+    job = train_jobs.submit("cancelled", WANDB_MODE="disabled")
+    train_jobs.wait_training(job)
+    slurm.scancel(job)
+    [info] = slurm.wait_ended(job, 60)
+    log = train_jobs.output(job)
+    assert (info["JobState"], info["ExitCode"], info["Restarts"]) == ("CANCELLED", "143:0", "0"), (
+        log
+    )
+    assert "interrupted: last.pt saved" in log and "requeued job" not in log, log
+    time.sleep(1)
+    assert slurm.info(job)["JobState"] == "CANCELLED"
+    [run_dir] = train_jobs.run_dirs(job)
+    assert summary(run_dir)["status"] == "interrupted"
+    assert (run_dir / "checkpoints" / "last.pt").is_file()

@@ -15,11 +15,13 @@ from typing import TYPE_CHECKING, Literal
 from expctl.artifacts.fileio import Progress, copy_hashing
 from expctl.artifacts.manifest import ArtifactVersion, FileEntry
 from expctl.artifacts.staging import (
+    check_pull_target,
     install_dir,
     is_nonempty,
     staging_dir,
     target_exists_error,
     tree_listing,
+    write_pull_marker,
 )
 from expctl.errors import RuntimeFailure
 
@@ -76,6 +78,7 @@ def pull_version(
     progress: Progress | None,
 ) -> Path:
     """Materialise ``version`` in ``target`` via a staging dir, so a failure leaves nothing."""
+    check_pull_target(target, store.root)
     expected = {f.path: (f.size, f.sha256) for f in version.files}
     if is_nonempty(target):
         if tree_listing(target) == expected:
@@ -88,6 +91,8 @@ def pull_version(
             link = mode == "link" or (mode == "auto" and links_are_safe(store, stage.parent))
             for current in version.files:
                 _materialise(store, version, current, stage / current.path, link, progress)
+            current = None
+            write_pull_marker(stage, version.ref, version.digest)
             install_dir(stage, target, force=force)
     except OSError as e:  # disk full, permissions, I/O errors: say where
         what = f"file {current.path!r} " if current else ""

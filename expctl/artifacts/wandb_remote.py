@@ -17,11 +17,13 @@ from typing import Any
 
 from expctl.artifacts.refs import NAME_RE, is_remote_ref
 from expctl.artifacts.staging import (
+    check_pull_target,
     install_dir,
     is_nonempty,
     staging_dir,
     target_exists_error,
     tree_listing,
+    write_pull_marker,
 )
 from expctl.errors import RuntimeFailure, UsageError
 
@@ -75,6 +77,9 @@ def pull(
     into a temp dir next to it, renamed into place when complete."""
     name, alias = _split(ref)
     target = Path(root or Path("artifacts") / f"{name}-{alias}").absolute()
+    from expctl.artifacts.store import resolve_store_root  # the store imports this module
+
+    check_pull_target(target, resolve_store_root())
     reason = offline_reason()
     if reason:
         raise RuntimeFailure(f"cannot pull W&B artifact {ref!r}: {reason}", hint=LOCAL_HINT)
@@ -93,6 +98,7 @@ def pull(
             if tree_listing(target) == tree_listing(stage):
                 return target  # already pulled: idempotent (the staged copy is dropped)
             raise target_exists_error(target, ref)
+        write_pull_marker(stage, ref, getattr(artifact, "digest", None))
         install_dir(stage, target, force=force)
     return target
 

@@ -32,8 +32,25 @@ _TOPK_FILE = re.compile(r"^epoch=\d+-.+\.pt$")
 
 
 def save_checkpoint(path: Path, payload: dict[str, Any]) -> None:
-    with atomic_path(path) as tmp:
-        torch.save(payload, tmp)
+    # Through a Python file object, so a full disk is an OSError (ENOSPC) naming the problem;
+    # torch wraps some of those in "RuntimeError: ... unexpected pos 576 vs 534": unwrap them.
+    with atomic_path(path) as tmp, open(tmp, "wb") as f:
+        try:
+            torch.save(payload, f)
+        except RuntimeError as e:
+            os_error = _os_error_behind(e)
+            if os_error is None:
+                raise
+            raise os_error from None
+
+
+def _os_error_behind(e: BaseException) -> OSError | None:
+    seen: BaseException | None = e
+    while seen is not None:
+        if isinstance(seen, OSError):
+            return seen
+        seen = seen.__cause__ or seen.__context__
+    return None
 
 
 def save_checkpoints(files: dict[Path, dict[str, Any]]) -> None:

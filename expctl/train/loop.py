@@ -26,7 +26,7 @@ import contextlib
 import math
 import signal
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
@@ -50,7 +50,7 @@ from expctl.errors import (
     RuntimeFailure,
     UsageError,
 )
-from expctl.rundir import create_run_dir
+from expctl.rundir import create_run_dir, holding_run_dir
 from expctl.train.batches import make_batches
 from expctl.train.build import build_components
 from expctl.train.checkpoints import (
@@ -139,24 +139,50 @@ def train(
         device = resolve_device(settings.device, env.local_rank if group.distributed else None)
         precision = resolve_precision(settings.precision, device)
         num_threads = choose_num_threads(settings.num_threads, processes=env.local_world_size)
-        checkpoint = None
         if resume is not None:
             run_dir = Path(resume)
-            checkpoint = load_checkpoint(run_dir / CHECKPOINT_DIR / LAST)  # on every rank
+        elif run_dir is None:  # rank 0 names it, every rank uses it
+            run_dir = Path(
+                group.broadcast(str(create_run_dir(settings.name)) if group.is_main else "")
+            )
         sink = progress or (NullProgress() if quiet else default_progress())
-        run = _Run(cfg, settings, group, device, precision, num_threads, call_time)
-        run.sink = sink if group.is_main else NullProgress()
-        run.callbacks = list(callbacks)
         try:
-            with (
-                StopRequests(handle_signals, should_stop) as run.stops,
-                torch_globals(num_threads, settings.deterministic),
-            ):
-                run.setup(run_dir, list(overrides), checkpoint, init_from)
-                return run.run(wandb_group)
+            with _held_by_rank0(run_dir, group):
+                checkpoint = None
+                if resume is not None:
+                    checkpoint = load_checkpoint(run_dir / CHECKPOINT_DIR / LAST)  # every rank
+                run = _Run(cfg, settings, group, device, precision, num_threads, call_time)
+                run.sink = sink if group.is_main else NullProgress()
+                run.callbacks = list(callbacks)
+                with (
+                    StopRequests(handle_signals, should_stop) as run.stops,
+                    torch_globals(num_threads, settings.deterministic),
+                ):
+                    run.setup(run_dir, list(overrides), checkpoint, init_from)
+                    return run.run(wandb_group)
         finally:
             sink.close()
             clear_stop_request()
+
+
+@contextlib.contextmanager
+def _held_by_rank0(run_dir: Path, group: Group) -> Iterator[None]:
+    """Rank 0 holds the run directory's lock while the run is written; a refusal (another
+    process writes it) reaches every rank, so none waits in a collective for the others."""
+    with contextlib.ExitStack() as held:
+        refusal = ""
+        if group.is_main:
+            try:
+                held.enter_context(holding_run_dir(run_dir))
+            except UsageError as e:
+                if not group.distributed:
+                    raise
+                refusal = f"{e.message}\n{e.hint or ''}"
+        refusal = group.broadcast(refusal)
+        if refusal:
+            message, _, hint = refusal.partition("\n")
+            raise UsageError(message, hint=hint or None)
+        yield
 
 
 @dataclass
@@ -209,7 +235,7 @@ class _Run:
 
     def setup(
         self,
-        run_dir: Path | None,
+        run_dir: Path,
         overrides: list[str],
         checkpoint: dict[str, Any] | None,
         init_from: str | None,
@@ -230,8 +256,6 @@ class _Run:
         )
         self.meters = Meters(self.torch_device)
 
-        if run_dir is None:  # rank 0 names it, every rank uses it
-            run_dir = Path(group.broadcast(str(create_run_dir(s.name)) if group.is_main else ""))
         self.record = RunRecord(run_dir, write=group.is_main)
         # Other ranks keep no top-k (k=0): rank 0 alone snapshots and writes them.
         self.topk = TopK(
@@ -630,8 +654,13 @@ class _Run:
             if self.tracker is not None:
                 self.sync_command = self._finish_tracker(exit_code)
         finally:
-            self._write_summary()
-            self.record.close()
+            # The record says how the run ended where the disk still lets it (a full disk may
+            # not): the original error is what the user hears either way.
+            for write in (self._write_summary, self.record.close):
+                try:
+                    write()
+                except ExpctlError as write_failure:
+                    self.notes.append(str(write_failure))
         if isinstance(e, ExpctlError):
             e.result = self._result()  # type: ignore[attr-defined]
 
@@ -794,6 +823,10 @@ def _as_failure(e: BaseException, pos: _Position, device: DeviceInfo) -> BaseExc
     """Errors from the user's model/data/loss become a RuntimeFailure (exit 1) with a hint."""
     if isinstance(e, ExpctlError) or not isinstance(e, Exception):
         return e
+    if isinstance(e, OSError) and e.errno is not None:  # the disk, not the model
+        from expctl.fsutil import write_error
+
+        return write_error(e.filename or "the run's files", e)
     where = f"at step {pos.step} (epoch {pos.epoch + 1})"
     oom = getattr(torch, "OutOfMemoryError", None) or getattr(torch.cuda, "OutOfMemoryError", None)
     if oom is not None and isinstance(e, oom):

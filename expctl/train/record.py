@@ -14,6 +14,7 @@ from, so no step appears twice.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import os
@@ -22,7 +23,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import IO, Any
 
-from expctl.fsutil import atomic_write_json, atomic_write_text
+from expctl.fsutil import atomic_write_json, atomic_write_text, write_error
 
 CONFIG_FILE = "config.yaml"
 OVERRIDES_FILE = "overrides.yaml"
@@ -91,18 +92,28 @@ class RunRecord:
     def append_metrics(self, row: Mapping[str, Any]) -> None:
         if not self.write:
             return
-        if self._metrics is None:
-            self._metrics = self.metrics_path.open("a", encoding="utf-8")
         clean = {k: finite_or_none(v) for k, v in row.items()}
-        self._metrics.write(json.dumps(clean) + "\n")
+        try:
+            if self._metrics is None:
+                self._metrics = self.metrics_path.open("a", encoding="utf-8")
+            self._metrics.write(json.dumps(clean) + "\n")
+        except OSError as e:
+            raise write_error(self.metrics_path, e) from None
         # A flush is a syscall (~0.1 ms here): once a second is enough for `tail -f`.
         if time.monotonic() - self._flushed >= FLUSH_EVERY_S:
             self.flush_metrics()
 
     def flush_metrics(self) -> None:
-        if self._metrics is not None:
-            self._metrics.flush()
         self._flushed = time.monotonic()
+        if self._metrics is None:
+            return
+        try:
+            self._metrics.flush()
+        except OSError as e:
+            metrics, self._metrics = self._metrics, None  # its buffer cannot be written
+            with contextlib.suppress(OSError):
+                metrics.close()
+            raise write_error(self.metrics_path, e) from None
 
     def drop_metrics_after(self, step: int) -> None:
         """Keep only rows up to ``step`` (resume from a checkpoint taken at ``step``)."""
@@ -122,9 +133,12 @@ class RunRecord:
         return read_summary(self.run_dir)
 
     def close(self) -> None:
-        if self._metrics is not None:
-            self._metrics.close()
-            self._metrics = None
+        metrics, self._metrics = self._metrics, None
+        if metrics is not None:
+            try:
+                metrics.close()
+            except OSError as e:
+                raise write_error(self.metrics_path, e) from None
 
 
 def read_summary(run_dir: Path) -> dict[str, Any] | None:
