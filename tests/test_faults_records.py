@@ -124,7 +124,8 @@ def test_two_resumes_of_one_run_at_once_the_second_is_refused(project: Path, exp
     resumed.send_signal(signal.SIGTERM)
     resumed.communicate(timeout=60)
     assert resumed.returncode == 143
-    steps = [json.loads(line)["step"] for line in Path(run_dir, "metrics.jsonl").open()]
+    rows = Path(run_dir, "metrics.jsonl").read_text().splitlines()
+    steps = [json.loads(line)["step"] for line in rows]
     assert len(steps) == len(set(steps)), "no step was written twice"
     # the lock died with its process: the run resumes again
     third = run(expctl_exe, "--resume", run_dir, "trainer.epochs=1", "--quiet")

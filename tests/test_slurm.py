@@ -348,6 +348,10 @@ class TrainJobs:
             return info["JobState"] == "PENDING" and info["Restarts"] == "1"
 
         wait_for(requeued, 60, f"job {job} to be requeued", lambda: self.describe(job))
+        # Not at once: slurmd refuses a restart whose credential is from the same second as
+        # the revocation of the last attempt's ("Job credential revoked": the job FAILS with
+        # exit 1 and no output). The usual ~2-minute hold exists for that; 2 s are enough.
+        time.sleep(2)
         self.slurm.scontrol("update", f"jobid={job}", "StartTime=now")
 
     def describe(self, job: str) -> str:
