@@ -151,13 +151,22 @@ def test_list_plain_when_piped_and_json(cli, model_dir):
     plain = cli("artifacts", "list")
     assert plain.exit_code == 0
     header, *rows = plain.stdout.splitlines()
-    assert header.split("\t") == ["ref", "type", "aliases", "size", "files", "created", "run"]
+    assert header.split("\t") == [
+        "ref",
+        "type",
+        "aliases",
+        "metric",
+        "size",
+        "files",
+        "created",
+        "run",
+    ]
     assert [r.split("\t")[:3] for r in rows] == [
         ["d:v0", "dataset", "latest"],
         ["m:v0", "model", "best"],
         ["m:v1", "model", "latest"],
     ]
-    assert rows[1].split("\t")[6] == str(model_dir)  # creating source
+    assert rows[1].split("\t")[7] == str(model_dir)  # creating source
 
     one = cli("artifacts", "list", "m", "--format", "json")
     data = json.loads(one.stdout)

@@ -387,6 +387,35 @@ def test_init_from_a_run_directory_or_a_pulled_artifact_directory(cli, project):
     assert from_file.exit_code == 0, from_file.stderr
 
 
+def test_init_from_says_what_it_loaded_and_records_it(cli, project):
+    import hashlib
+
+    first = cli("run", "-q", *FAST, "trainer.epochs=2")
+    assert first.exit_code == 0, first.stderr
+    second = cli("run", *FAST, "trainer.epochs=1", "--init-from", "digits-mlp-model:best")
+    assert second.exit_code == 0, second.stderr
+    summary = json.loads((Path(second.stdout.strip()) / "summary.json").read_text())
+    record = summary["init_from"]
+    assert record["ref"] == "digits-mlp-model:best" and record["version"] == "digits-mlp-model:v0"
+    best = (
+        Path(first.stdout.strip())
+        / json.loads((Path(first.stdout.strip()) / "summary.json").read_text())["best_checkpoint"]
+    )
+    assert record["file"] == best.name
+    assert record["sha256"] == hashlib.sha256(best.read_bytes()).hexdigest()
+    said = [line for line in second.stderr.splitlines() if "initialised the model from" in line]
+    assert said == [
+        f"initialised the model from digits-mlp-model:v0 (file {best.name}), "
+        f"sha256 {record['sha256'][:12]}"
+    ]
+    # a pulled artifact directory is traced back to its version too
+    assert cli("artifacts", "pull", "digits-mlp-model:v0", "--root", "pulled").exit_code == 0
+    from_pulled = cli("run", "-q", *FAST, "trainer.epochs=1", "--init-from", f"pulled/{best.name}")
+    assert from_pulled.exit_code == 0, from_pulled.stderr
+    pulled_summary = json.loads((Path(from_pulled.stdout.strip()) / "summary.json").read_text())
+    assert pulled_summary["init_from"]["version"] == "digits-mlp-model:v0"
+
+
 def test_resume_latest_skips_runs_that_cannot_be_resumed(cli, project):
     first = cli("run", "-q", *FAST, "trainer.epochs=1")
     assert first.exit_code == 0, first.stderr

@@ -231,16 +231,10 @@ def test_sweep_array_runs_each_grid_point_once_and_a_preempted_task_s_trial_is_r
     )
 
     def task_of_a_fresh_trial() -> tuple[dict, str, str] | None:
-        """A trial that started < 1 s ago (its task's second or later) and the array task whose
-        agent runs it: (trial, task id, the task's job id)."""
-        trials = status()["trials"]
-        for trial in trials:
+        """A trial that started < 1 s ago and the array task whose agent runs it: (trial, task
+        id, the task's own job id)."""
+        for trial in status()["trials"]:
             if trial["state"] != "running" or (trial["duration"] or 0) > 1.0:
-                continue
-            # Not a task's first trial: SLURM 22.05 answers a signal to a job in its first second
-            # with "Job can not be altered now" (it signals it, but scancel retries for 5 s and
-            # exits 229).
-            if not any(t["agent"] == trial["agent"] and t["state"] == "complete" for t in trials):
                 continue
             pid = (trial["agent"] or "").rpartition(":")[2]
             try:  # the agent runs on this machine (one-node cluster); SLURM set its environment
@@ -440,7 +434,12 @@ def test_train_script_leaves_a_cancelled_job_cancelled(train_jobs: TrainJobs, sl
     job = train_jobs.submit("cancelled", WANDB_MODE="disabled")
     train_jobs.wait_training(job)
     slurm.scancel(job)
-    [info] = slurm.wait_ended(job, 60)
+
+    def ended_or_requeued() -> dict[str, str] | None:
+        info = slurm.info(job)
+        return info if info["JobState"] in ENDED or info["Restarts"] != "0" else None
+
+    info = wait_for(ended_or_requeued, 60, f"job {job} to end", lambda: slurm.describe(job))
     log = train_jobs.output(job)
     assert (info["JobState"], info["ExitCode"], info["Restarts"]) == ("CANCELLED", "143:0", "0"), (
         log

@@ -100,6 +100,12 @@ def hydra_compose(config_dir: Path, name: str, overrides: list[str], version_bas
     finally:
         GlobalHydra.instance().clear()
     skip = {p for p, v in raw.items() if isinstance(v, str) and any(s in v for s in SKIP_RAW)}
+    grew = True
+    while grew:  # and what refers to those (paths.log_dir: ${paths.output_dir})
+        refs = {p for p, v in raw.items() if isinstance(v, str) and p not in skip
+                and any("${" + q + "}" in v or "${" + q + "." in v for q in skip)}
+        skip |= refs
+        grew = bool(refs)
     real = {p: m for p, m in errors.items() if p not in skip and "MissingValue" not in m}
     return {"status": "resolve_error" if real else "ok", "values": values, "raw": raw,
             "skip": sorted(skip), "errors": real, "choices": choices}
@@ -139,7 +145,7 @@ def classify(h: dict, x: dict) -> tuple[str, list]:
     diffs = []
     skip = set(h["skip"])
     for path in sorted(set(h["values"]) | set(x["values"])):
-        if path in skip or any(path.startswith(s + ".") or path.startswith(s + "[") for s in skip):
+        if path in skip or any(path.startswith((s + ".", s + "[")) for s in skip):
             continue
         hv, xv = h["values"].get(path, "<absent>"), x["values"].get(path, "<absent>")
         if same(hv, xv):
@@ -147,9 +153,28 @@ def classify(h: dict, x: dict) -> tuple[str, list]:
         interp = isinstance(xv, str) and "${" in xv
         if isinstance(hv, dict) and ERR in hv and interp:
             continue  # points at ??? : expctl keeps it as written (documented)
+        if hv == "<absent>" and interp:
+            below = [v for p, v in h["values"].items() if p.startswith((path + ".", path + "["))]
+            if "???" in below:  # a reference to a node holding ??? is kept (documented)
+                skip.add(path)
+                continue
         kind = "unresolved_in_expctl" if interp and not isinstance(hv, dict) else "value"
         diffs.append({"path": path, "hydra": repr(hv)[:120], "expctl": repr(xv)[:120], "kind": kind})
     return ("value_diff" if diffs else "match"), diffs
+
+
+def stub_custom_resolvers(config_dir: Path) -> list[str]:
+    """Register a placeholder for each resolver the tree uses that nobody registered (the
+    app registers them at import time); both sides then see the same "<name>" value."""
+    from omegaconf import OmegaConf
+
+    names = set()
+    for f in config_dir.rglob("*.yaml"):
+        names |= set(re.findall(r"\$\{([A-Za-z_][\w.]*):", f.read_text(errors="replace")))
+    added = sorted(n for n in names - {"hydra", "now"} if not OmegaConf.has_resolver(n))
+    for n in added:
+        OmegaConf.register_new_resolver(n, lambda *a, _n=n: f"<{_n}>")
+    return added
 
 
 def option_names(config_dir: Path, group: str, groups: set[str]) -> list[str]:
@@ -211,12 +236,14 @@ def run_cli(args: list[str], cwd: str) -> dict:
     return {"rc": p.returncode, "stdout": p.stdout, "stderr": p.stderr[-1500:], "quality": quality}
 
 
-def check_hydra(root: Path, manifest: dict, max_options: int, cli_sample: int) -> list[dict]:
+def check_hydra(root: Path, manifest: dict, max_options: int, cli_sample: int,
+                stub: bool = True) -> list[dict]:
     results = []
     tmp = tempfile.mkdtemp(prefix="corpus-cli-")
     cli_done = 0
     for tree in manifest["trees"]:
         config_dir = (root / tree["dir"]).resolve()
+        stubs = stub_custom_resolvers(config_dir) if stub else []
         try:
             combos = compositions(tree, root, max_options)
         except Exception as e:  # noqa: BLE001
@@ -234,7 +261,10 @@ def check_hydra(root: Path, manifest: dict, max_options: int, cli_sample: int) -
             if vb is not None and kind != "match":
                 # is it Hydra's version_base? expctl composes with version_base=None (1.3 rules)
                 rec["kind_vs_hydra_1_3"] = classify(hydra_compose(config_dir, name, overrides), x)[0]
-            if (i == 0 or kind != "match") and cli_done < cli_sample:
+            used = sorted({n for n in stubs for v in h.get("raw", {}).values()
+                           if isinstance(v, str) and "${" + n + ":" in v})
+            rec["custom_resolvers"] = used
+            if (i == 0 or kind != "match") and cli_done < cli_sample and (i == 0 or not used):
                 cli_done += 1
                 args = ["config", "show", "--config-dir", str(config_dir), "--config-name", name,
                         "--format", "json", *overrides]
@@ -494,13 +524,20 @@ def main() -> int:
     ap.add_argument("--wandb-schema", type=Path, default=None,
                     help="wandb/sweeps src/sweeps/config/schema.json (default: CORPUS/wandb_schema.json)")
     ap.add_argument("--report", type=Path, default=None, help="default: CORPUS/report.json")
+    ap.add_argument("--no-stub-resolvers", action="store_true",
+                    help="do not register placeholders for app-registered resolvers (eval, if...)")
+    ap.add_argument("--env", action="append", default=["PROJECT_ROOT=/tmp/corpus-project",
+                    "USER=corpus"], help="KEY=VALUE set when unset (configs read ${oc.env:...})")
     args = ap.parse_args()
     warnings.simplefilter("ignore")
+    for kv in args.env:
+        os.environ.setdefault(*kv.split("=", 1))
     report: dict[str, Any] = {}
     if args.only in ("hydra", "all"):
         root = args.corpus / "hydra"
         manifest = json.loads((root / "manifest.json").read_text())
-        report["hydra"] = check_hydra(root, manifest, args.max_options, args.cli_sample)
+        report["hydra"] = check_hydra(root, manifest, args.max_options, args.cli_sample,
+                                      not args.no_stub_resolvers)
     if args.only in ("sweeps", "all"):
         root = args.corpus / "sweeps"
         sources = pick(json.loads((root / "sources.json").read_text()), args.per_repo)
@@ -519,6 +556,11 @@ def print_summary(report: dict) -> None:
         print(f"\nHydra: {len(rows)} compositions in {len({r['tree'] for r in rows})} trees")
         for kind, n in Counter(r["kind"] for r in rows).most_common():
             print(f"  {kind:28} {n}")
+        print(f"  (of which use app resolvers, stubbed: "
+              f"{sum(bool(r.get('custom_resolvers')) for r in rows)}: "
+              f"{dict(Counter(n for r in rows for n in r.get('custom_resolvers', [])))})")
+        vb = Counter(r["kind_vs_hydra_1_3"] for r in rows if "kind_vs_hydra_1_3" in r)
+        print(f"  non-matching compositions of version_base 1.1 apps, vs Hydra 1.3 rules: {dict(vb)}")
         cli = [r["cli"] for r in rows if "cli" in r]
         bad = Counter(q for c in cli for q in c["quality"])
         print(f"  config show runs: {len(cli)}; quality flags: {dict(bad) or 'none'}")

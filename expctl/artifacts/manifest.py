@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -55,6 +56,8 @@ class ArtifactVersion:
     aliases: tuple[str, ...] = ()
     # True when a publish found identical content and returned this existing version.
     reused: bool = field(default=False, compare=False)
+    # The aliases that publish moved to this version (what it did, true even once superseded).
+    moved: tuple[str, ...] = field(default=(), compare=False)
 
     @property
     def ref(self) -> str:
@@ -63,6 +66,30 @@ class ArtifactVersion:
     @property
     def size(self) -> int:
         return sum(f.size for f in self.files)
+
+    @property
+    def monitored(self) -> tuple[str, str, float] | None:
+        """(metric, mode, best value) of the run that made this version, when it says so."""
+        monitor, mode = self.metadata.get("monitor"), self.metadata.get("mode")
+        value = (self.metadata.get("best_metrics") or {}).get(monitor)
+        if not isinstance(monitor, str) or mode not in ("min", "max"):
+            return None
+        if not isinstance(value, int | float) or isinstance(value, bool):
+            return None
+        return (monitor, mode, float(value)) if math.isfinite(value) else None
+
+    def beats(self, holder: ArtifactVersion | None) -> bool:
+        """Whether this version's monitored metric is better than ``holder``'s, compared only
+        when both monitor the same metric the same way (``best`` never moves to a worse run)."""
+        if holder is None:
+            return True  # nothing to beat
+        mine = self.monitored
+        theirs = holder.monitored
+        if mine is None:
+            return False
+        if theirs is None or theirs[:2] != mine[:2]:
+            return False
+        return mine[2] < theirs[2] if mine[1] == "min" else mine[2] > theirs[2]
 
     @property
     def run_dir(self) -> str | None:

@@ -85,9 +85,21 @@ def _store_blob(store: ArtifactStore, relpath: str, source: Path) -> FileEntry:
         try:
             os.link(tmp, blob)
         except FileExistsError:
-            if blob.stat().st_size != size:  # a truncated blob from a damaged store: heal it
+            if not _blob_is_intact(blob, sha, size):  # a damaged store: heal it with good bytes
                 os.replace(tmp, blob)
     return FileEntry(relpath, size, sha)
+
+
+def _blob_is_intact(blob: Path, sha: str, size: int) -> bool:
+    """An existing blob is reused only after its bytes are checked: a blob modified in place
+    (same size) would otherwise be promised by every new version that names it."""
+    try:
+        if blob.stat().st_size != size:
+            return False
+        found, _ = copy_hashing(blob)
+    except OSError:
+        return False
+    return found == sha
 
 
 def _store_blobs(store: ArtifactStore, files: Sequence[tuple[str, Path]]) -> tuple[FileEntry, ...]:
@@ -135,12 +147,15 @@ def publish(
     aliases: Sequence[str] = (),
     metadata: dict[str, Any] | None = None,
     store: ArtifactStore | str | Path | None = None,
+    if_better: Sequence[str] = (),
 ) -> ArtifactVersion:
     """Publish ``files`` (``(artifact path, source)`` pairs) as a version of ``name``.
 
     ``type`` defaults to the existing artifact's type, else ``dataset``; it may not change
-    between versions. ``latest`` moves here automatically, ``aliases`` move here as asked.
-    Identical content returns the existing version (``reused=True``), aliases still moved.
+    between versions. ``latest`` moves here automatically, ``aliases`` move here as asked, and
+    those also in ``if_better`` only when this version's monitored metric beats the current
+    holder's (:meth:`ArtifactVersion.beats`). Identical content returns the existing version
+    (``reused=True``), aliases still moved. ``moved`` on the result says which aliases moved.
     """
     store = store if isinstance(store, ArtifactStore) else ArtifactStore(store)
     validate_name(name)
@@ -174,10 +189,24 @@ def publish(
             else _claim_version(store, name, kind, entries, digest, plain_metadata)
         )
         table = store.aliases(name)
-        table.update(dict.fromkeys(wanted, number))
+        mine = store.version(name, number)
+        moved = [
+            alias
+            for alias in wanted
+            if alias not in if_better
+            or table.get(alias) == number
+            or mine.beats(_holder(store, name, table.get(alias)))
+        ]
+        table.update(dict.fromkeys(moved, number))
         store.write_aliases(name, table)
-    result = store.version(name, number)
-    return replace(result, reused=same is not None)
+        result = store.version(name, number)  # read under the lock: as this publish left it
+    return replace(result, reused=same is not None, moved=tuple(moved))
+
+
+def _holder(store: ArtifactStore, name: str, number: int | None) -> ArtifactVersion | None:
+    if number is None or number not in store.version_numbers(name):
+        return None
+    return store.version(name, number)
 
 
 def _check_type(name: str, kind: str, wanted: str | None) -> None:
@@ -234,8 +263,9 @@ def publish_checkpoints(
     aliases: Sequence[str] = ("best",),
 ) -> ArtifactVersion:
     """The trainer's end-of-run publish: top-k checkpoints, flat by file name, type ``model``,
-    aliases ``latest`` (always) and ``aliases`` (``best`` by default; sweep trials pass none so
-    that ``best`` never means "the last trial"); ``metadata["best_file"]`` names the best file.
+    aliases ``latest`` (always) and ``aliases`` (``best`` by default, moved only when this run's
+    ``metadata["best_metrics"][monitor]`` beats the holder's; sweep trials pass none);
+    ``metadata["best_file"]`` names the best file.
 
     ``metadata`` should hold ``run_dir``, ``config`` and ``metrics`` (credentials redacted here).
     """
@@ -257,4 +287,5 @@ def publish_checkpoints(
         aliases=list(aliases),
         metadata=meta,
         store=store_root,
+        if_better=("best",),  # a later, worse run must not take `best`
     )

@@ -49,9 +49,13 @@ def verify_entry(
             hint=DAMAGED_HINT,
         ) from None
     if sha != entry.sha256 or size != entry.size:
+        found = (
+            f"{size} bytes, expected {entry.size}"
+            if size != entry.size
+            else f"sha256 {sha[:12]}…, expected {entry.sha256[:12]}…"
+        )
         raise RuntimeFailure(
-            f"{version.ref}: file {entry.path!r} is corrupted in the store "
-            f"(sha256 {sha[:12]}…, expected {entry.sha256[:12]}…; {blob})",
+            f"{version.ref}: file {entry.path!r} is corrupted in the store ({found}; {blob})",
             hint=DAMAGED_HINT,
         )
     return blob

@@ -339,6 +339,14 @@ def checkpoint_for_init(ref: str, store_root: Path | None = None) -> Path:
     returned is the read-only blob inside the store (its sha256 checked just now); load it
     with ``torch.load(path, weights_only=True)`` and never write to it.
     """
+    return find_init_checkpoint(ref, store_root)[2]
+
+
+def find_init_checkpoint(
+    ref: str, store_root: Path | None = None
+) -> tuple[ArtifactVersion, FileEntry, Path]:
+    """:func:`checkpoint_for_init` with what it found: the version, the file's manifest entry
+    and the verified blob."""
     if is_remote_ref(ref):
         raise UsageError(
             f"{ref!r} is a W&B artifact; --init-from takes one from the local store",
@@ -349,11 +357,13 @@ def checkpoint_for_init(ref: str, store_root: Path | None = None) -> Path:
     version = store.resolve(ref)
     paths = [f.path for f in version.files]
     best = version.metadata.get("best_file")
-    if isinstance(best, str) and best in paths:
-        return store.verified_blob(version, best)
     checkpoints = [p for p in paths if p.endswith(CHECKPOINT_SUFFIXES)]
-    if len(checkpoints) == 1:
-        return store.verified_blob(version, checkpoints[0])
+    chosen = best if isinstance(best, str) and best in paths else None
+    if chosen is None and len(checkpoints) == 1:
+        chosen = checkpoints[0]
+    if chosen is not None:
+        entry = next(f for f in version.files if f.path == chosen)
+        return version, entry, store.verified_blob(version, chosen)
     raise UsageError(
         f"{version.ref} does not say which file is its best checkpoint "
         f"({len(checkpoints)} checkpoint files)",

@@ -1,4 +1,4 @@
-"""`expctl artifacts pull|list|push`: the versioned artifact store (issue 6).
+"""`expctl artifacts pull|list|push|alias`: the versioned artifact store.
 
 The store is ``.expctl/artifacts`` under the current directory unless ``$EXPCTL_ARTIFACTS`` or
 ``--store DIR`` says otherwise. ``pull`` prints only the local path on stdout, so
@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from expctl.cli.common import err, examples, handle_errors, out
+from expctl.cli.common import console, err, examples, handle_errors, out
 from expctl.errors import UsageError
 
 if TYPE_CHECKING:
@@ -57,7 +57,6 @@ def _progress_bar(total: int, label: str) -> Iterator[Progress | None]:
     if total < PROGRESS_MIN_BYTES or not sys.stderr.isatty():
         yield None
         return
-    from rich.console import Console
     from rich.progress import (
         BarColumn,
         DownloadColumn,
@@ -72,7 +71,7 @@ def _progress_bar(total: int, label: str) -> Iterator[Progress | None]:
         DownloadColumn(),
         TransferSpeedColumn(),
     )
-    with Progress(*columns, console=Console(stderr=True), transient=True) as bar:
+    with Progress(*columns, console=console(stderr=True), transient=True) as bar:
         task = bar.add_task(label, total=total)
         yield lambda n: bar.advance(task, n)
 
@@ -166,7 +165,7 @@ def list_(
     if sys.stdout.isatty():
         _print_table(versions)
     else:
-        out("\t".join(("ref", "type", "aliases", "size", "files", "created", "run")))
+        out("\t".join(("ref", "type", "aliases", "metric", "size", "files", "created", "run")))
         for v in versions:
             out(
                 "\t".join(
@@ -174,6 +173,7 @@ def list_(
                         v.ref,
                         v.type,
                         ",".join(v.aliases),
+                        _metric(v),
                         str(v.size),
                         str(len(v.files)),
                         v.created,
@@ -183,12 +183,17 @@ def list_(
             )
 
 
+def _metric(version: ArtifactVersion) -> str:
+    """The creating run's monitored metric (``val_loss=0.1594``): what ``best`` compares."""
+    monitored = version.monitored
+    return f"{monitored[0]}={monitored[2]:.4g}" if monitored else ""
+
+
 def _print_table(versions: list[ArtifactVersion]) -> None:
-    from rich.console import Console
     from rich.table import Table
 
     table = Table(box=None, header_style="bold")
-    for column in ("ref", "type", "aliases", "size", "files", "created", "run"):
+    for column in ("ref", "type", "aliases", "metric", "size", "files", "created", "run"):
         table.add_column(
             column,
             justify="right" if column in ("size", "files") else "left",
@@ -200,12 +205,13 @@ def _print_table(versions: list[ArtifactVersion]) -> None:
             v.ref,
             v.type,
             ",".join(v.aliases),
+            _metric(v),
             _size(v.size),
             str(len(v.files)),
             v.created[:16].replace("T", " "),  # minutes are enough to tell versions apart
             _short_run(v.run_dir),
         )
-    Console().print(table)
+    console().print(table)
 
 
 def _short_run(path: str | None) -> str:
@@ -275,7 +281,40 @@ def push(
     state = "unchanged, same content as" if version.reused else "published"
     err(
         f"{state} {version.ref} ({_files(version)}, {_size(version.size)}; "
-        f"aliases: {', '.join(version.aliases)})"
+        f"aliases moved here: {', '.join(version.moved) or 'none'})"
+    )
+    out(version.ref)
+
+
+@app.command(
+    "alias",
+    epilog=examples(
+        "expctl artifacts alias digits-mlp-model:v3 best",
+        "expctl artifacts alias digits-mlp-model:v3 production",
+        "expctl artifacts alias digits-mlp-model:v3 production --remove",
+    ),
+)
+@handle_errors
+def alias(
+    ref: Annotated[
+        str, typer.Argument(help="NAME:vN (or NAME:ALIAS) of the version.", show_default=False)
+    ],
+    name: Annotated[str, typer.Argument(help="The alias to move there.", show_default=False)],
+    remove: Annotated[
+        bool, typer.Option("--remove", help="Remove the alias from that version instead.")
+    ] = False,
+    store: StoreOpt = None,
+) -> None:
+    """Move an alias (best, production, ...) to a version, or --remove it; prints NAME:vN."""
+    from expctl.artifacts.aliases import remove_alias, set_alias
+    from expctl.artifacts.store import ArtifactStore
+
+    change = remove_alias if remove else set_alias
+    version = change(ArtifactStore(store), ref, name)
+    err(
+        f"{'removed' if remove else 'moved'} alias {name!r} "
+        f"{'from' if remove else 'to'} {version.ref} "
+        f"(its aliases: {', '.join(version.aliases) or 'none'})"
     )
     out(version.ref)
 

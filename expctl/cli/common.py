@@ -31,8 +31,21 @@ def set_debug(on: bool) -> None:
         os.environ["EXPCTL_DEBUG"] = "1"
 
 
+def no_color() -> bool:
+    """https://no-color.org: any non-empty NO_COLOR turns colour off."""
+    return bool(os.environ.get("NO_COLOR"))
+
+
+def console(*, stderr: bool = False) -> Any:
+    """A rich Console that writes no escape codes at all under NO_COLOR (rich alone still
+    writes bold and dim)."""
+    from rich.console import Console
+
+    return Console(stderr=stderr, color_system=None if no_color() else "auto")
+
+
 def _stderr_is_tty() -> bool:
-    return sys.stderr.isatty() and os.environ.get("NO_COLOR") is None
+    return sys.stderr.isatty() and not no_color()
 
 
 def err(message: str = "", *, style: str | None = None) -> None:

@@ -13,6 +13,7 @@ from expctl.cli.common import (
     ConfigNameOpt,
     OverridesArg,
     SetOpt,
+    console,
     debug_enabled,
     err,
     examples,
@@ -77,10 +78,9 @@ def show(
 
 def _print_config(text: str, fmt: str) -> None:
     if sys.stdout.isatty():
-        from rich.console import Console
         from rich.syntax import Syntax
 
-        Console().print(
+        console().print(
             Syntax(text.rstrip("\n"), fmt, theme="ansi_dark", background_color="default")
         )
     else:

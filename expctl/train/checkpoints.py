@@ -243,15 +243,65 @@ def checkpoint_in_directory(directory: Path) -> Path:
     )
 
 
-def load_init_weights(model: torch.nn.Module, ref: str) -> Path:
-    """``--init-from``: load model weights from a ``.pt`` file or an artifact (``name:vN``)."""
-    path = Path(ref)
-    if path.is_dir():
-        path = checkpoint_in_directory(path)
-    elif not (path.suffix == ".pt" or path.is_file()):
-        from expctl.artifacts.store import checkpoint_for_init
+@dataclass(frozen=True)
+class InitSource:
+    """What ``--init-from`` loaded: recorded in summary.json as ``init_from``."""
 
-        path = Path(checkpoint_for_init(ref))
+    ref: str  # as given on the command line
+    version: str | None  # NAME:vN of the artifact (also of a pulled artifact directory)
+    file: str  # the checkpoint file: the artifact's file name, or the path loaded
+    sha256: str
+
+    def describe(self) -> str:
+        what = f"{self.version} (file {self.file})" if self.version else self.file
+        return f"initialised the model from {what}, sha256 {self.sha256[:12]}"
+
+
+def find_init_source(ref: str) -> tuple[Path, InitSource]:
+    """The checkpoint file ``--init-from REF`` means: a .pt file, a run or pulled directory, or
+    an artifact of the local store (verified)."""
+    path = Path(ref)
+    if path.is_dir() or path.suffix == ".pt" or path.is_file():
+        file = checkpoint_in_directory(path) if path.is_dir() else path
+        version = _pulled_version(file.parent) or _pulled_version(path)
+        return file, InitSource(ref, version, str(file), _sha256(file))
+    from expctl.artifacts.store import find_init_checkpoint
+
+    found, entry, blob = find_init_checkpoint(ref)
+    return blob, InitSource(ref, found.ref, entry.path, entry.sha256)
+
+
+def _pulled_version(directory: Path) -> str | None:
+    """The NAME:vN an `expctl artifacts pull` directory holds (its marker says)."""
+    import json
+
+    from expctl.artifacts.staging import PULL_MARKER
+
+    with contextlib.suppress(OSError, ValueError, AttributeError):
+        ref = json.loads((directory / PULL_MARKER).read_text()).get("ref")
+        return str(ref) if ref else None
+    return None
+
+
+def _sha256(path: Path) -> str:
+    import hashlib
+
+    digest = hashlib.sha256()
+    try:
+        with open(path, "rb") as f:
+            while chunk := f.read(1 << 20):
+                digest.update(chunk)
+    except FileNotFoundError:
+        raise NotFoundError(
+            f"--init-from {str(path)!r}: no such file",
+            hint="pass a .pt file, a run directory, or an artifact reference (NAME:best)",
+        ) from None
+    return digest.hexdigest()
+
+
+def load_init_weights(model: torch.nn.Module, ref: str) -> InitSource:
+    """``--init-from``: load model weights from a ``.pt`` file or an artifact (``name:vN``)."""
+    path, source = find_init_source(ref)
     weights = model_weights(load_checkpoint(path))
     try:
         model.load_state_dict(weights)
@@ -261,4 +311,4 @@ def load_init_weights(model: torch.nn.Module, ref: str) -> Path:
             hint="initialise from a checkpoint of the same architecture (model config)",
             where="model",
         ) from e
-    return path
+    return source

@@ -23,6 +23,7 @@ summed over ranks, decisions are agreed, and only rank 0 writes the record and t
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import math
 import signal
 import time
@@ -223,6 +224,7 @@ class _Run:
         self.sync_command: str | None = None
         self.artifact: str | None = None
         self.resumed_from: int | None = None
+        self.init_record: dict[str, Any] | None = None  # summary.json's init_from
         self.wandb_run_id: str | None = None
         self.first_step_time: float | None = None
         self.loop_clock: tuple[float, float] | None = None  # (wall, cpu) when fit() started
@@ -244,7 +246,10 @@ class _Run:
         seed_everything(s.seed)  # same seed on every rank: same split, same initial weights
         self.parts = build_components(self.cfg, self.torch_device)
         if init_from:
-            load_init_weights(self.parts.model, init_from)
+            source = load_init_weights(self.parts.model, init_from)
+            self.init_record = dataclasses.asdict(source)
+            if group.is_main:
+                self.sink.message(source.describe())
         # DDP broadcasts rank 0's weights; dropout etc. then draw per-rank random numbers.
         self.model = group.wrap(self.parts.model, self.torch_device)
         if group.distributed:
@@ -313,9 +318,11 @@ class _Run:
             restore_rng(ckpt["rng"])
         else:  # saved with another number of processes: a fresh, reproducible stream
             seed_everything(self.s.seed + self.group.rank + 7919 * self.pos.step)
-        previous = (read_summary(run_dir) or {}).get("wandb") or {}
+        summary = read_summary(run_dir) or {}
+        previous = summary.get("wandb") or {}
         self.wandb_run_id = previous.get("run_id")
         self.sync_dirs = [str(d) for d in previous.get("sync_dirs") or []]
+        self.init_record = summary.get("init_from")  # what the first attempt started from
         self.record.drop_metrics_after(self.pos.step)
         if overrides:  # e.g. a larger trainer.epochs: keep the record's config truthful
             self.record.write_config(self._plain_config())
@@ -704,9 +711,14 @@ class _Run:
         except Exception as e:  # training succeeded; the checkpoints stay in the run dir
             self._note(f"publishing checkpoints failed: {e} (they are in {files[0].parent})")
             return
-        number = str(getattr(version, "version", "?"))
-        number = number if number.startswith("v") else f"v{number}"
-        self.artifact = f"{getattr(version, 'name', self.s.artifact_name)}:{number}"
+        self.artifact = version.ref
+        if "best" in self.s.artifact_aliases and "best" not in version.moved:
+            holder = version.name + ":" + _alias_holder(version.name, "best")
+            self._note(
+                f"published {version.ref} as latest; best stays on {holder}: this run's "
+                f"{self.s.monitor} does not beat it (to move it anyway: expctl artifacts "
+                f"alias {version.ref} best)"
+            )
 
     def _note(self, text: str) -> None:
         self.notes.append(text)
@@ -764,6 +776,7 @@ class _Run:
                 "epochs_completed": self.pos.epoch,
                 "step": self.pos.step,
                 "resumed_from_step": self.resumed_from,
+                "init_from": self.init_record,
                 "final_metrics": self._final_metrics(),
                 "best_metrics": self._best_metrics(),
                 "monitor": {"metric": self.s.monitor, "mode": self.s.mode},
@@ -841,6 +854,13 @@ def _as_failure(e: BaseException, pos: _Position, device: DeviceInfo) -> BaseExc
         hint="check that the model's input/output shapes match the data and the loss; "
         "rerun with --debug for the traceback",
     )
+
+
+def _alias_holder(name: str, alias: str) -> str:
+    from expctl.artifacts.store import ArtifactStore
+
+    number = ArtifactStore().aliases(name).get(alias)
+    return f"v{number}" if number is not None else "?"
 
 
 def _finite(value: Any) -> bool:

@@ -8,6 +8,7 @@ its own, notebooks nothing. Library code never writes to the terminal unless han
 
 from __future__ import annotations
 
+import os
 import sys
 import time
 from collections.abc import Mapping
@@ -149,7 +150,10 @@ class RichProgress:
     def __init__(self, stream: IO[str]):
         from rich.console import Console
 
-        self.console = Console(file=stream, stderr=stream is sys.stderr)
+        plain = bool(os.environ.get("NO_COLOR"))  # no escape codes at all (no-color.org)
+        self.console = Console(
+            file=stream, stderr=stream is sys.stderr, color_system=None if plain else "auto"
+        )
         self.progress: Any = None
         self.task: Any = None
         self.info: StartInfo | None = None
