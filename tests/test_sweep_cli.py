@@ -165,7 +165,7 @@ def test_list_with_no_storage_is_empty_not_an_error(cli, project: Path) -> None:
     assert not (project / ".expctl").exists()
 
 
-@pytest.mark.parametrize("command", ["create", "agent", "status", "list", "stop"])
+@pytest.mark.parametrize("command", ["create", "agent", "status", "list", "stop", "repair"])
 def test_every_command_help_ends_with_examples(cli, command: str) -> None:
     result = cli("sweep", command, "--help")
     assert result.exit_code == 0

@@ -1,4 +1,4 @@
-"""`expctl sweep create|agent|status|list|stop` — W&B sweep YAML on a serverless engine.
+"""`expctl sweep create|agent|status|list|stop|repair` — W&B sweep YAML on a serverless engine.
 
 Each command parses its arguments, calls one function of :mod:`expctl.sweeps`, and renders the
 result: data (the sweep id, status tables/JSON) on stdout, progress and hints on stderr.
@@ -395,3 +395,40 @@ def stop(sweep_id: SweepIdArg, storage: StorageOpt = None) -> None:
 
     info = stop_sweep(sweep_id, storage)
     err(f"sweep {sweep_id}: {info.state}; agents finish their current trial and exit")
+
+
+@app.command(
+    "repair",
+    epilog=examples(
+        "expctl sweep repair --dry-run",
+        "expctl sweep repair --storage /nfs/project/sweeps.journal",
+    ),
+)
+@handle_errors
+def repair(
+    storage: StorageOpt = None,
+    dry_run: Annotated[
+        bool, typer.Option("--dry-run", help="Say what would change; change nothing.")
+    ] = False,
+) -> None:
+    """Repair a damaged journal file: drop (or salvage) damaged lines, keep a backup.
+
+    Stop every agent using the journal first. The journal is replaced only if the repaired
+    records replay cleanly; prints the backup's path on stdout.
+    """
+    from expctl.sweeps.service import repair_storage
+
+    report = repair_storage(storage, dry_run=dry_run)
+    for number in report.salvaged:
+        err(f"line {number}: a torn record with a complete one after it: kept the complete one")
+    for number, why in report.dropped:
+        err(f"line {number}: dropped ({why})")
+    if report.torn_tail:
+        err("the last line is torn (a writer died mid-append): dropped")
+    if not report.changed:
+        err(f"{report.path}: all {report.lines} records are sound; nothing to repair")
+    elif dry_run:
+        err(f"{report.path}: would be repaired (run again without --dry-run)")
+    else:
+        err(f"{report.path}: repaired; the original is kept as {report.backup}")
+        out(str(report.backup))

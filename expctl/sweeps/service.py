@@ -19,12 +19,15 @@ import json
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from expctl.config import ConfigSource
 from expctl.errors import UsageError, did_you_mean
 from expctl.sweeps.agent import AgentSummary, Objective, load_objective, run_agent
 from expctl.sweeps.spec import ConfigCheck, SweepSpec
+
+if TYPE_CHECKING:
+    from expctl.sweeps.journal import RepairReport
 
 BACKENDS = ("local", "wandb")
 
@@ -262,3 +265,23 @@ def sweeps_in_storage(storage: str | None = None) -> list[dict[str, Any]]:
     if url.startswith("journal://") and not Path(url[len("journal://") :]).exists():
         return []
     return list_sweeps(url)
+
+
+# -- repair --------------------------------------------------------------------------------------
+
+
+def repair_storage(storage: str | None = None, *, dry_run: bool = False) -> RepairReport:
+    """:func:`expctl.sweeps.journal.repair_journal` on the journal file ``storage`` names."""
+    from expctl.sweeps.journal import repair_journal
+    from expctl.sweeps.storage import describe, resolve_url
+
+    url = resolve_url(storage)
+    if not url.startswith("journal://"):
+        raise UsageError(
+            f"{describe(url)} is not a journal file; repair works on journal storages",
+            hint="databases keep their own integrity: use their tools (and backups)",
+        )
+    path = Path(url[len("journal://") :])
+    if not path.is_file():
+        raise UsageError(f"no journal at {path}", hint="pass the journal with --storage")
+    return repair_journal(path, dry_run=dry_run)

@@ -156,8 +156,8 @@ class _DropGreenletNotice(logging.Filter):
 
 
 def _open_journal(path: Path, url: str, create: bool) -> StorageHandle:
-    from optuna.storages import JournalStorage
-    from optuna.storages.journal import JournalFileBackend, JournalFileSymlinkLock
+    from expctl.sweeps.journal import CheckedJournalFileBackend, CheckedJournalStorage
+    from expctl.sweeps.journal_lock import AgentJournalLock
 
     if not path.exists():
         if not create:
@@ -168,9 +168,10 @@ def _open_journal(path: Path, url: str, create: bool) -> StorageHandle:
             )
         path.parent.mkdir(parents=True, exist_ok=True)
     try:
-        # Optuna's symlink lock: atomic on every NFS version, unlike flock on `nolock` mounts
-        lock = JournalFileSymlinkLock(str(path))
-        storage = JournalStorage(JournalFileBackend(str(path), lock_obj=lock))
+        # kernel-queued between agents, and still Optuna's symlink lock (atomic on every NFS
+        # version, unlike flock on `nolock` mounts) towards Optuna's own tools
+        lock = AgentJournalLock(str(path))
+        storage = CheckedJournalStorage(CheckedJournalFileBackend(str(path), lock_obj=lock))
     except (OSError, ValueError) as e:
         raise RuntimeFailure(
             f"cannot open journal storage {path}: {e}", hint="check the path and its permissions"

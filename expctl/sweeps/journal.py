@@ -1,0 +1,260 @@
+"""Optuna's journal file, strict about damage and self-healing about torn tails.
+
+A journal is one JSON record per line, appended under a lock. What can go wrong on a cluster:
+
+* a node dies (or the disk fills) **mid-append**: the last line is torn — no newline, maybe NUL
+  bytes. That is the only damage a crash produces. It is ignored on read (the record never
+  happened: its writer died before finishing it), and the next append, holding the lock, first
+  moves those bytes to ``JOURNAL.torn`` and truncates them, so the journal heals instead of
+  gluing the next record onto garbage;
+* anything else — garbage in the middle, an unknown ``op_code``, a record that cannot be
+  applied — is damage that no crash makes (a copy gone wrong, an edit, two tools writing).
+  Reading it raises :class:`JournalDamaged` naming the file and line (exit 1, with the
+  ``expctl sweep repair`` hint), and no append is made to a journal whose records could not
+  all be parsed: a half-read journal would be made worse by every writer.
+
+:func:`repair_journal` is that repair: it drops (or salvages) damaged lines, keeps a backup, and
+only replaces the journal if the result replays cleanly.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from optuna.storages import JournalStorage
+from optuna.storages.journal import JournalFileBackend
+from optuna.storages.journal._file import BaseJournalFileLock
+from optuna.storages.journal._storage import JournalOperation
+
+from expctl.errors import RuntimeFailure
+
+OP_CODES = frozenset(int(op) for op in JournalOperation)
+_RECORD_START = b'{"op_code":'
+
+
+class JournalDamaged(RuntimeFailure):
+    """A complete journal line that is not a valid record (exit 1)."""
+
+    def __init__(self, path: str | Path, line: int, reason: str):
+        self.path, self.line = str(path), line
+        super().__init__(
+            f"{path}:{line}: the sweep journal is damaged ({reason})",
+            hint=f"stop every agent using it, then run `expctl sweep repair --storage {path}` "
+            "(it keeps a backup and checks the result); or restore the file from a backup",
+        )
+
+
+def parse_record(line: bytes, path: str | Path, number: int) -> dict[str, Any]:
+    """One complete line → a journal record, or :class:`JournalDamaged` saying why not."""
+    try:
+        record = json.loads(line)
+    except (UnicodeDecodeError, ValueError) as e:
+        raise JournalDamaged(path, number, f"not JSON: {str(e).splitlines()[0]}") from None
+    if not isinstance(record, dict):
+        raise JournalDamaged(path, number, "not a JSON object")
+    op = record.get("op_code")
+    if not isinstance(op, int) or isinstance(op, bool) or op not in OP_CODES:
+        raise JournalDamaged(path, number, f"unknown op_code {op!r}")
+    return record
+
+
+class CheckedJournalFileBackend(JournalFileBackend):
+    """:class:`JournalFileBackend` with the damage rules of this module."""
+
+    def __init__(self, file_path: str, lock_obj: BaseJournalFileLock | None = None) -> None:
+        super().__init__(file_path, lock_obj)
+        self._validated = 0  # byte offset up to which every line has been parsed
+        self._validated_lines = 0  # how many lines that is
+        self._damage: JournalDamaged | None = None
+
+    def read_logs(self, log_number_from: int) -> Iterator[dict[str, Any]]:
+        if self._damage is not None:
+            raise self._damage
+        offsets = self._log_number_offset
+        with open(self._file_path, "rb") as f:
+            start = log_number_from if log_number_from in offsets else 0
+            f.seek(offsets[start])
+            end = os.fstat(f.fileno()).st_size  # what another writer appends meanwhile waits
+            position = offsets[start]
+            for number, line in enumerate(f, start=start):
+                if position + len(line) > end or not line.endswith(b"\n"):
+                    break  # a torn last line, or one being appended: not a record (yet)
+                position += len(line)
+                offsets.setdefault(number + 1, position)
+                if number < log_number_from:
+                    continue
+                try:
+                    record = parse_record(line, self._file_path, number + 1)
+                except JournalDamaged as damage:
+                    self._damage = damage
+                    raise
+                if position > self._validated:
+                    self._validated, self._validated_lines = position, number + 1
+                yield record
+
+    def append_logs(self, logs: list[dict[str, Any]]) -> None:
+        from optuna.storages.journal._file import get_lock_file
+
+        if self._damage is not None:
+            raise self._damage
+        data = "".join(json.dumps(log, separators=(",", ":")) + "\n" for log in logs).encode()
+        with get_lock_file(self._lock), open(self._file_path, "r+b") as f:
+            self._check_unread_tail(f)  # holding the lock: nobody else is appending
+            f.seek(0, os.SEEK_END)
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+
+    def _check_unread_tail(self, f: Any) -> None:
+        """Parse what others appended since our last read; heal a torn last line."""
+        f.seek(self._validated)
+        tail = f.read()
+        complete, newline, torn = tail.rpartition(b"\n")
+        lines = (complete + newline).splitlines(keepends=True)
+        for offset, line in enumerate(lines, start=self._validated_lines + 1):
+            try:
+                parse_record(line, self._file_path, offset)
+            except JournalDamaged as damage:
+                self._damage = damage
+                raise
+        if torn:
+            keep = self._validated + len(tail) - len(torn)
+            _set_aside(Path(self._file_path), torn)
+            f.truncate(keep)
+            os.fsync(f.fileno())
+
+
+def _set_aside(journal: Path, torn: bytes) -> None:
+    """Keep a torn record's bytes (forensics; nothing silently vanishes)."""
+    stamp = time.strftime("%Y%m%dT%H%M%S")
+    with open(f"{journal}.torn", "ab") as f:
+        f.write(f"# {stamp}: torn last line removed by pid {os.getpid()}\n".encode())
+        f.write(torn + b"\n")
+
+
+class CheckedJournalStorage(JournalStorage):
+    """A record that parses but cannot be applied (a missing field, say) is damage too."""
+
+    def __init__(self, backend: CheckedJournalFileBackend) -> None:
+        self._checked_backend = backend
+        super().__init__(backend)
+
+    def _sync_with_backend(self) -> None:
+        try:
+            super()._sync_with_backend()
+        except JournalDamaged:
+            raise
+        except (KeyError, TypeError, ValueError, IndexError, AssertionError) as e:
+            line = self._replay_result.log_number_read
+            damage = JournalDamaged(
+                self._checked_backend._file_path, line, f"cannot apply record: {e!r}"
+            )
+            self._checked_backend._damage = damage
+            raise damage from None
+
+
+# -- repair ----------------------------------------------------------------------------------
+
+
+@dataclass
+class RepairReport:
+    path: Path
+    lines: int = 0
+    dropped: list[tuple[int, str]] = field(default_factory=list)  # (line, why)
+    salvaged: list[int] = field(default_factory=list)  # lines whose valid record was kept
+    torn_tail: bool = False
+    backup: Path | None = None
+    replaced: bool = False
+
+    @property
+    def changed(self) -> bool:
+        return bool(self.dropped or self.salvaged or self.torn_tail)
+
+
+def repair_journal(path: Path, *, dry_run: bool = False) -> RepairReport:
+    """Drop damaged lines (keeping the valid record glued after a torn one), check that the
+    result replays, keep ``JOURNAL.bak-STAMP``, and replace the journal atomically.
+
+    Run it with no agent using the journal: agents remember byte offsets into it.
+    """
+    from optuna.storages.journal._storage import JournalStorageReplayResult
+
+    report = RepairReport(path)
+    raw = path.read_bytes()
+    *lines, last = raw.split(b"\n")
+    report.torn_tail = bool(last)
+    replay = JournalStorageReplayResult("repair-")
+    kept: list[bytes] = []
+    for number, line in enumerate(lines, start=1):
+        report.lines = number
+        record, reason = _usable(line, path, number, replay)
+        if record is None:
+            salvaged = _salvage(line, path, number)
+            if salvaged is not None and _usable(salvaged, path, number, replay)[0] is not None:
+                kept.append(salvaged)
+                report.salvaged.append(number)
+            else:
+                report.dropped.append((number, reason))
+            continue
+        kept.append(line)
+    text = b"".join(line + b"\n" for line in kept)
+    _check_replays(text, path)
+    if dry_run or not report.changed:
+        return report
+    report.backup = path.with_name(f"{path.name}.bak-{time.strftime('%Y%m%dT%H%M%S')}")
+    shutil.copy2(path, report.backup)
+    from expctl.fsutil import atomic_write_bytes
+
+    atomic_write_bytes(path, text)
+    report.replaced = True
+    return report
+
+
+def _usable(line: bytes, path: Path, number: int, replay: Any) -> tuple[dict[str, Any] | None, str]:
+    """The record on ``line`` if it parses and applies (to ``replay``), else why not."""
+    try:
+        record = parse_record(line, path, number)
+    except JournalDamaged as damage:
+        return None, damage.message.split("(", 1)[-1].rstrip(")")
+    try:
+        replay.apply_logs([record])
+    except Exception as e:  # the record's fields do not fit (they are read before any change)
+        replay.log_number_read -= 1
+        return None, f"cannot apply record: {e!r}"
+    return record, ""
+
+
+def _salvage(line: bytes, path: Path, number: int) -> bytes | None:
+    """A torn record with a complete one appended to it: keep the complete one."""
+    start = line.rfind(_RECORD_START)
+    while start > 0:
+        try:
+            parse_record(line[start:], path, number)
+            return line[start:]
+        except JournalDamaged:
+            start = line.rfind(_RECORD_START, 0, start)
+    return None
+
+
+def _check_replays(text: bytes, path: Path) -> None:
+    """Apply every record to a fresh in-memory replay; a journal that does not replay is not
+    written (dropping a record other records depend on cannot be repaired automatically)."""
+    from optuna.storages.journal._storage import JournalStorageReplayResult
+
+    replay = JournalStorageReplayResult("repair-")
+    logs = [json.loads(line) for line in text.splitlines() if line]
+    try:
+        replay.apply_logs(logs)
+    except Exception as e:
+        raise RuntimeFailure(
+            f"{path}: the journal cannot be repaired automatically: without its damaged lines "
+            f"record {replay.log_number_read} no longer applies ({e!r})",
+            hint="restore the journal from a backup, or create the sweep again",
+        ) from None
