@@ -23,7 +23,7 @@ import json
 import os
 import shutil
 import time
-from collections.abc import Iterator
+from collections.abc import Generator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -74,7 +74,7 @@ class CheckedJournalFileBackend(JournalFileBackend):
         self._validated_lines = 0  # how many lines that is
         self._damage: JournalDamaged | None = None
 
-    def read_logs(self, log_number_from: int) -> Iterator[dict[str, Any]]:
+    def read_logs(self, log_number_from: int) -> Generator[dict[str, Any], None, None]:
         if self._damage is not None:
             raise self._damage
         offsets = self._log_number_offset
