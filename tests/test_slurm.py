@@ -13,7 +13,8 @@ What SLURM does, and what the tests do to the scripts:
   the tests release it with `scontrol update StartTime=now`), and restarts with
   SLURM_RESTART_COUNT=1.
 - A batch script that exits 143 is recorded as JobState=FAILED, ExitCode=143:0 (exit code 143,
-  no signal); one that exits 0 as COMPLETED, 0:0.
+  no signal; CANCELLED, 143:0 after `scancel`); one that exits 0 as COMPLETED, 0:0. A requeued
+  job's record shows its last attempt only, with Restarts=N.
 
 Without a reachable SLURM controller the tests are skipped; CI sets EXPCTL_REQUIRE_SLURM=1 so
 a missing cluster fails instead.
@@ -21,6 +22,7 @@ a missing cluster fails instead.
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import re
@@ -45,19 +47,22 @@ EXACT = ("step", "epoch", "train_loss", "train_acc", "val_loss", "val_acc", "lr"
 ENDED = {"COMPLETED", "FAILED", "CANCELLED", "TIMEOUT", "NODE_FAIL", "OUT_OF_MEMORY", "PREEMPTED"}
 
 
+@functools.cache
 def slurm_problem() -> str | None:
-    """Why no SLURM cluster can run jobs here, or None when one can."""
+    """Why no SLURM cluster can run jobs here, or None when one can (asked once per session)."""
     if shutil.which("sbatch") is None or shutil.which("scontrol") is None:
         return "no sbatch/scontrol on PATH"
     try:
+        # `scontrol ping` answers at once; sinfo retries for ~10 s when no controller is up
         ping = subprocess.run(["scontrol", "ping"], capture_output=True, text=True, timeout=20)
+        if "UP" not in ping.stdout:
+            answer = (ping.stdout + ping.stderr).strip().splitlines()
+            return f"`scontrol ping`: {answer[0] if answer else ping.returncode}"
         nodes = subprocess.run(
             ["sinfo", "-h", "-N", "-o", "%T"], capture_output=True, text=True, timeout=20
         )
     except (OSError, subprocess.TimeoutExpired) as e:
         return f"scontrol/sinfo did not answer: {e}"
-    if "UP" not in ping.stdout:
-        return f"no slurmctld answers `scontrol ping`: {(ping.stdout + ping.stderr).strip()}"
     unusable = ("down", "drain", "fail", "maint", "unk", "future", "reboot", "power", "inval")
     if not any(not s.startswith(unusable) for s in nodes.stdout.split()):
         return f"no node can run jobs (sinfo: {nodes.stdout.split() or nodes.stderr.strip()})"
@@ -227,12 +232,13 @@ def test_sweep_array_runs_each_grid_point_once_and_a_preempted_task_s_trial_is_r
         ),
         SWEEP_ID=sweep_id,
         EXPCTL_STORAGE=storage,
-        TRIALS_PER_TASK="4",  # 4 tasks x 4 >= 12 points + the re-run one
+        # 4 tasks x 6: room for the 12 points and the re-run one even if the preempted task ran
+        # only that, so some agent finds the grid done and marks the sweep finished
+        TRIALS_PER_TASK="6",
     )
 
-    def task_of_a_fresh_trial() -> tuple[dict, str, str] | None:
-        """A trial that started < 1 s ago and the array task whose agent runs it: (trial, task
-        id, the task's own job id)."""
+    def task_of_a_fresh_trial() -> tuple[dict, str] | None:
+        """A trial that started < 1 s ago and the id of the array task whose agent runs it."""
         for trial in status()["trials"]:
             if trial["state"] != "running" or (trial["duration"] or 0) > 1.0:
                 continue
@@ -243,14 +249,14 @@ def test_sweep_array_runs_each_grid_point_once_and_a_preempted_task_s_trial_is_r
                 continue
             variables = dict(v.decode().partition("=")[::2] for v in environ if b"=" in v)
             if variables.get("SLURM_ARRAY_JOB_ID") == array:
-                return trial, variables["SLURM_ARRAY_TASK_ID"], variables["SLURM_JOB_ID"]
+                return trial, variables["SLURM_ARRAY_TASK_ID"]
         return None
 
-    victim, task, task_job = wait_for(
+    victim, task = wait_for(
         task_of_a_fresh_trial, 90, "an array task to start a trial", lambda: slurm.describe(array)
     )
     # What SLURM does at --signal=B:TERM@60 before the time limit: SIGTERM to the batch shell.
-    signalled = slurm.signal_array_task(task_job)
+    signalled = slurm.signal_array_task(f"{array}_{task}")
 
     records = slurm.wait_ended(array, 150)
     slurm.check_signalled(signalled)
@@ -273,9 +279,8 @@ def test_sweep_array_runs_each_grid_point_once_and_a_preempted_task_s_trial_is_r
     assert failed["number"] == victim["number"] and failed["params"] == victim["params"]
     assert "interrupted" in (failed["message"] or ""), failed
     complete = [t for t in final["trials"] if t["state"] == "complete"]
-    points = [(t["params"]["lr"], t["params"]["batch_size"]) for t in complete]
-    assert len(set(points)) == 12, points  # every point exactly once
-    assert set(points) == {(lr, bs) for lr in GRID["lr"] for bs in GRID["batch_size"]}
+    points = sorted((t["params"]["lr"], t["params"]["batch_size"]) for t in complete)
+    assert points == sorted((lr, bs) for lr in GRID["lr"] for bs in GRID["batch_size"])
     [rerun] = [t for t in complete if t["retry_of"] is not None]
     assert rerun["retry_of"] == victim["number"] and rerun["params"] == victim["params"]
     assert rerun["agent"] != victim["agent"]  # another task ran it
@@ -445,8 +450,6 @@ def test_train_script_leaves_a_cancelled_job_cancelled(train_jobs: TrainJobs, sl
         log
     )
     assert "interrupted: last.pt saved" in log and "requeued job" not in log, log
-    time.sleep(1)
-    assert slurm.info(job)["JobState"] == "CANCELLED"
     [run_dir] = train_jobs.run_dirs(job)
     assert summary(run_dir)["status"] == "interrupted"
     assert (run_dir / "checkpoints" / "last.pt").is_file()

@@ -16,6 +16,7 @@ expctl and the tools it imitates disagree.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import itertools
 import json
 import os
@@ -67,7 +68,7 @@ def resolve_leaves(node: Any, errors: dict[str, str], path: str = "") -> Any:
                 v = node[k]
                 if isinstance(v, DictConfig | ListConfig):
                     v = resolve_leaves(v, errors, sub)
-            except Exception as e:  # noqa: BLE001 - every failure is data here
+            except Exception as e:
                 errors[sub] = f"{type(e).__name__}: {str(e).splitlines()[0]}"
                 v = {ERR: type(e).__name__}
         if isinstance(out, dict):
@@ -95,20 +96,31 @@ def hydra_compose(config_dir: Path, name: str, overrides: list[str], version_bas
         raw = flatten(OmegaConf.to_container(cfg, resolve=False))
         errors: dict[str, str] = {}
         values = flatten(resolve_leaves(cfg, errors))
-    except Exception as e:  # noqa: BLE001
+    except Exception as e:
         return {"status": "error", "error": f"{type(e).__name__}: {str(e).splitlines()[0]}"}
     finally:
         GlobalHydra.instance().clear()
     skip = {p for p, v in raw.items() if isinstance(v, str) and any(s in v for s in SKIP_RAW)}
     grew = True
     while grew:  # and what refers to those (paths.log_dir: ${paths.output_dir})
-        refs = {p for p, v in raw.items() if isinstance(v, str) and p not in skip
-                and any("${" + q + "}" in v or "${" + q + "." in v for q in skip)}
+        refs = {
+            p
+            for p, v in raw.items()
+            if isinstance(v, str)
+            and p not in skip
+            and any("${" + q + "}" in v or "${" + q + "." in v for q in skip)
+        }
         skip |= refs
         grew = bool(refs)
     real = {p: m for p, m in errors.items() if p not in skip and "MissingValue" not in m}
-    return {"status": "resolve_error" if real else "ok", "values": values, "raw": raw,
-            "skip": sorted(skip), "errors": real, "choices": choices}
+    return {
+        "status": "resolve_error" if real else "ok",
+        "values": values,
+        "raw": raw,
+        "skip": sorted(skip),
+        "errors": real,
+        "choices": choices,
+    }
 
 
 def expctl_compose(config_dir: Path, name: str, overrides: list[str]) -> dict:
@@ -118,16 +130,19 @@ def expctl_compose(config_dir: Path, name: str, overrides: list[str]) -> dict:
     from expctl.errors import ExpctlError
 
     try:
-        cfg = compose_config(ConfigSource(config_dir, name, tuple(overrides)), require_complete=False)
+        cfg = compose_config(
+            ConfigSource(config_dir, name, tuple(overrides)), require_complete=False
+        )
         return {"status": "ok", "values": flatten(OmegaConf.to_container(cfg, resolve=False))}
     except ExpctlError as e:
         return {"status": "error", "error": str(e), "hint": e.hint}
-    except Exception as e:  # noqa: BLE001 - an exception expctl did not translate
+    except Exception as e:
         return {"status": "unexpected", "error": f"{type(e).__name__}: {str(e).splitlines()[0]}"}
 
 
 def same(a: Any, b: Any) -> bool:
-    return type(a) is type(b) and a == b or (isinstance(a, float) and isinstance(b, float) and a == b)
+    """Equal and of the same type (1 and 1.0 and True differ, as they do in a config)."""
+    return type(a) is type(b) and a == b
 
 
 def classify(h: dict, x: dict) -> tuple[str, list]:
@@ -159,7 +174,9 @@ def classify(h: dict, x: dict) -> tuple[str, list]:
                 skip.add(path)
                 continue
         kind = "unresolved_in_expctl" if interp and not isinstance(hv, dict) else "value"
-        diffs.append({"path": path, "hydra": repr(hv)[:120], "expctl": repr(xv)[:120], "kind": kind})
+        diffs.append(
+            {"path": path, "hydra": repr(hv)[:120], "expctl": repr(xv)[:120], "kind": kind}
+        )
     return ("value_diff" if diffs else "match"), diffs
 
 
@@ -224,8 +241,14 @@ def compositions(tree: dict, root: Path, max_options: int) -> list[tuple[str, li
 
 def run_cli(args: list[str], cwd: str) -> dict:
     env = {k: v for k, v in os.environ.items() if not k.startswith("EXPCTL_")}
-    p = subprocess.run([sys.executable, "-m", "expctl", *args], cwd=cwd, env=env,
-                       capture_output=True, text=True, timeout=300)
+    p = subprocess.run(
+        [sys.executable, "-m", "expctl", *args],
+        cwd=cwd,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     quality = []
     if "Traceback" in p.stderr:
         quality.append("traceback")
@@ -236,8 +259,9 @@ def run_cli(args: list[str], cwd: str) -> dict:
     return {"rc": p.returncode, "stdout": p.stdout, "stderr": p.stderr[-1500:], "quality": quality}
 
 
-def check_hydra(root: Path, manifest: dict, max_options: int, cli_sample: int,
-                stub: bool = True) -> list[dict]:
+def check_hydra(
+    root: Path, manifest: dict, max_options: int, cli_sample: int, stub: bool = True
+) -> list[dict]:
     results = []
     tmp = tempfile.mkdtemp(prefix="corpus-cli-")
     cli_done = 0
@@ -246,7 +270,7 @@ def check_hydra(root: Path, manifest: dict, max_options: int, cli_sample: int,
         stubs = stub_custom_resolvers(config_dir) if stub else []
         try:
             combos = compositions(tree, root, max_options)
-        except Exception as e:  # noqa: BLE001
+        except Exception as e:
             results.append({"tree": tree["dir"], "kind": "harness_error", "error": repr(e)})
             continue
         for i, (name, overrides) in enumerate(combos):
@@ -254,28 +278,56 @@ def check_hydra(root: Path, manifest: dict, max_options: int, cli_sample: int,
             h = hydra_compose(config_dir, name, overrides, vb)
             x = expctl_compose(config_dir, name, overrides)
             kind, diffs = classify(h, x)
-            rec = {"tree": tree["dir"], "name": name, "overrides": overrides, "kind": kind,
-                   "version_base": vb,
-                   "diffs": diffs, "hydra_error": h.get("error") or h.get("errors"),
-                   "expctl_error": x.get("error"), "expctl_hint": x.get("hint")}
+            rec = {
+                "tree": tree["dir"],
+                "name": name,
+                "overrides": overrides,
+                "kind": kind,
+                "version_base": vb,
+                "diffs": diffs,
+                "hydra_error": h.get("error") or h.get("errors"),
+                "expctl_error": x.get("error"),
+                "expctl_hint": x.get("hint"),
+            }
             if vb is not None and kind != "match":
                 # is it Hydra's version_base? expctl composes with version_base=None (1.3 rules)
-                rec["kind_vs_hydra_1_3"] = classify(hydra_compose(config_dir, name, overrides), x)[0]
-            used = sorted({n for n in stubs for v in h.get("raw", {}).values()
-                           if isinstance(v, str) and "${" + n + ":" in v})
+                rec["kind_vs_hydra_1_3"] = classify(hydra_compose(config_dir, name, overrides), x)[
+                    0
+                ]
+            used = sorted(
+                {
+                    n
+                    for n in stubs
+                    for v in h.get("raw", {}).values()
+                    if isinstance(v, str) and "${" + n + ":" in v
+                }
+            )
             rec["custom_resolvers"] = used
             if (i == 0 or kind != "match") and cli_done < cli_sample and (i == 0 or not used):
                 cli_done += 1
-                args = ["config", "show", "--config-dir", str(config_dir), "--config-name", name,
-                        "--format", "json", *overrides]
+                args = [
+                    "config",
+                    "show",
+                    "--config-dir",
+                    str(config_dir),
+                    "--config-name",
+                    name,
+                    "--format",
+                    "json",
+                    *overrides,
+                ]
                 cli = run_cli(args, tmp)
                 rec["cli"] = {k: cli[k] for k in ("rc", "stderr", "quality")}
                 if cli["rc"] == 0 and x["status"] == "ok":
                     shown = flatten(json.loads(cli["stdout"]))
                     rec["cli"]["differs_from_library"] = sorted(
-                        p for p, v in shown.items() if p in x["values"]
-                        and not same(v, x["values"][p]) and v != "********"
-                        and p not in set(h.get("skip", [])))[:5]
+                        p
+                        for p, v in shown.items()
+                        if p in x["values"]
+                        and not same(v, x["values"][p])
+                        and v != "********"
+                        and p not in set(h.get("skip", []))
+                    )[:5]
                 if x["status"] == "error" and h["status"] != "error":
                     rec["select"] = select_probe(h, args, tmp)
             results.append(rec)
@@ -375,7 +427,8 @@ def wandb_client_refusal(data: Any) -> str | None:
         if isinstance(p, dict) and "min" in p and "max" in p and "distribution" not in p:
             lo, hi = p["min"], p["max"]
             if not (isinstance(lo, int) and isinstance(hi, int)) and not (
-                isinstance(lo, float) and isinstance(hi, float)):
+                isinstance(lo, float) and isinstance(hi, float)
+            ):
                 return f"Parameter {name} is ambiguous (min={lo!r}, max={hi!r})"
     return None
 
@@ -422,7 +475,11 @@ def float_strings(a: Any, b: Any, path: str = "") -> list[str]:
     if isinstance(a, dict) and isinstance(b, dict):
         return [p for k in a if k in b for p in float_strings(a[k], b[k], f"{path}.{k}")]
     if isinstance(a, list) and isinstance(b, list):
-        return [p for i, (x, y) in enumerate(zip(a, b)) for p in float_strings(x, y, f"{path}[{i}]")]
+        return [
+            p
+            for i, (x, y) in enumerate(zip(a, b, strict=False))
+            for p in float_strings(x, y, f"{path}[{i}]")
+        ]
     return [f"{path.lstrip('.')}={a}"] if isinstance(a, str) and isinstance(b, float) else []
 
 
@@ -444,8 +501,12 @@ def check_sweeps(root: Path, sources: list[dict], wandb_python: str | None, sche
     violations: dict[str, list[str]] = {}
     if wandb_python and schema.is_file():
         ok = {f: d for f, (_, d, e) in loaded.items() if e is None and isinstance(d, dict)}
-        p = subprocess.run([wandb_python, "-c", WANDB_SCHEMA_SNIPPET, str(schema)], text=True,
-                           input=json.dumps(ok, default=str), capture_output=True)
+        p = subprocess.run(
+            [wandb_python, "-c", WANDB_SCHEMA_SNIPPET, str(schema)],
+            text=True,
+            input=json.dumps(ok, default=str),
+            capture_output=True,
+        )
         violations = json.loads(p.stdout) if p.returncode == 0 else {}
         if p.returncode:
             print(f"warning: schema check failed: {p.stderr[-300:]}", file=sys.stderr)
@@ -453,20 +514,36 @@ def check_sweeps(root: Path, sources: list[dict], wandb_python: str | None, sche
     for s in sources:
         path = root / s["file"]
         text, data, yerr = loaded[s["file"]]
-        rec: dict[str, Any] = {"repo": s["repo"], "path": s["path"], "commit": s["commit"],
-                               "file": s["file"], **yaml_features(text)}
+        rec: dict[str, Any] = {
+            "repo": s["repo"],
+            "path": s["path"],
+            "commit": s["commit"],
+            "file": s["file"],
+            **yaml_features(text),
+        }
         with tempfile.TemporaryDirectory(prefix="corpus-sweep-") as tmp:
-            cli = run_cli(["sweep", "create", str(path.resolve()), "--storage",
-                           f"{tmp}/x.journal"], tmp)
-        rec["cli"] = {"rc": cli["rc"], "quality": cli["quality"],
-                      "problems": [ln.strip() for ln in cli["stderr"].splitlines()
-                                   if ln.startswith("  ") and ": " in ln][:20]}
+            cli = run_cli(
+                ["sweep", "create", str(path.resolve()), "--storage", f"{tmp}/x.journal"], tmp
+            )
+        rec["cli"] = {
+            "rc": cli["rc"],
+            "quality": cli["quality"],
+            "problems": [
+                ln.strip()
+                for ln in cli["stderr"].splitlines()
+                if ln.startswith("  ") and ": " in ln
+            ][:20],
+        }
         try:
             spec = load_spec(path)
             rec["expctl"] = "accept"
         except SpecError as e:
-            spec, rec["expctl"], rec["problems"] = None, "refuse", [f"{p}: {m}" for p, m in e.problems]
-        except Exception as e:  # noqa: BLE001
+            spec, rec["expctl"], rec["problems"] = (
+                None,
+                "refuse",
+                [f"{p}: {m}" for p, m in e.problems],
+            )
+        except Exception as e:
             spec, rec["expctl"], rec["problems"] = None, "unexpected", [f"{type(e).__name__}: {e}"]
         # what W&B does with the same file
         refusal = yerr or wandb_client_refusal(data)
@@ -482,18 +559,18 @@ def check_sweeps(root: Path, sources: list[dict], wandb_python: str | None, sche
                     rec["wandb"] = "runtime_fail"
                     rec["wandb_why"].append(err)
             if data.get("method") == "bayes" and "metric" not in data:
-                rec["wandb"], rec["wandb_why"] = "runtime_fail", [
-                    *rec["wandb_why"], 'Bayesian search requires "metric" section']
-            try:
+                rec["wandb"], rec["wandb_why"] = (
+                    "runtime_fail",
+                    [*rec["wandb_why"], 'Bayesian search requires "metric" section'],
+                )
+            with contextlib.suppress(SpecError):
                 rec["yaml11_strings"] = float_strings(data, load_yaml(text, "x")[0])[:5]
-            except SpecError:
-                pass
         if spec is not None and spec.method == "grid":
             from dataclasses import replace
 
             try:
                 rec["expctl_grid"] = len(grid_points(replace(spec, run_cap=None), limit=200_000))
-            except Exception as e:  # noqa: BLE001
+            except Exception as e:
                 rec["expctl_grid"] = f"{type(e).__name__}: {e}"
         results.append(rec)
         print(f"  {rec['expctl']:10} wandb={rec['wandb']:12} {s['file']}", file=sys.stderr)
@@ -521,13 +598,24 @@ def main() -> int:
     ap.add_argument("--cli-sample", type=int, default=60, help="`config show` subprocess runs")
     ap.add_argument("--per-repo", type=int, default=6, help="sweep files sampled per repo")
     ap.add_argument("--wandb-python", default=None, help="a python with jsonschema (W&B schema)")
-    ap.add_argument("--wandb-schema", type=Path, default=None,
-                    help="wandb/sweeps src/sweeps/config/schema.json (default: CORPUS/wandb_schema.json)")
+    ap.add_argument(
+        "--wandb-schema",
+        type=Path,
+        default=None,
+        help="wandb/sweeps src/sweeps/config/schema.json (default: CORPUS/wandb_schema.json)",
+    )
     ap.add_argument("--report", type=Path, default=None, help="default: CORPUS/report.json")
-    ap.add_argument("--no-stub-resolvers", action="store_true",
-                    help="do not register placeholders for app-registered resolvers (eval, if...)")
-    ap.add_argument("--env", action="append", default=["PROJECT_ROOT=/tmp/corpus-project",
-                    "USER=corpus"], help="KEY=VALUE set when unset (configs read ${oc.env:...})")
+    ap.add_argument(
+        "--no-stub-resolvers",
+        action="store_true",
+        help="do not register placeholders for app-registered resolvers (eval, if...)",
+    )
+    ap.add_argument(
+        "--env",
+        action="append",
+        default=["PROJECT_ROOT=/tmp/corpus-project", "USER=corpus"],
+        help="KEY=VALUE set when unset (configs read ${oc.env:...})",
+    )
     args = ap.parse_args()
     warnings.simplefilter("ignore")
     for kv in args.env:
@@ -536,8 +624,9 @@ def main() -> int:
     if args.only in ("hydra", "all"):
         root = args.corpus / "hydra"
         manifest = json.loads((root / "manifest.json").read_text())
-        report["hydra"] = check_hydra(root, manifest, args.max_options, args.cli_sample,
-                                      not args.no_stub_resolvers)
+        report["hydra"] = check_hydra(
+            root, manifest, args.max_options, args.cli_sample, not args.no_stub_resolvers
+        )
     if args.only in ("sweeps", "all"):
         root = args.corpus / "sweeps"
         sources = pick(json.loads((root / "sources.json").read_text()), args.per_repo)
@@ -556,11 +645,15 @@ def print_summary(report: dict) -> None:
         print(f"\nHydra: {len(rows)} compositions in {len({r['tree'] for r in rows})} trees")
         for kind, n in Counter(r["kind"] for r in rows).most_common():
             print(f"  {kind:28} {n}")
-        print(f"  (of which use app resolvers, stubbed: "
-              f"{sum(bool(r.get('custom_resolvers')) for r in rows)}: "
-              f"{dict(Counter(n for r in rows for n in r.get('custom_resolvers', [])))})")
+        print(
+            f"  (of which use app resolvers, stubbed: "
+            f"{sum(bool(r.get('custom_resolvers')) for r in rows)}: "
+            f"{dict(Counter(n for r in rows for n in r.get('custom_resolvers', [])))})"
+        )
         vb = Counter(r["kind_vs_hydra_1_3"] for r in rows if "kind_vs_hydra_1_3" in r)
-        print(f"  non-matching compositions of version_base 1.1 apps, vs Hydra 1.3 rules: {dict(vb)}")
+        print(
+            f"  non-matching compositions of version_base 1.1 apps, vs Hydra 1.3 rules: {dict(vb)}"
+        )
         cli = [r["cli"] for r in rows if "cli" in r]
         bad = Counter(q for c in cli for q in c["quality"])
         print(f"  config show runs: {len(cli)}; quality flags: {dict(bad) or 'none'}")
@@ -571,8 +664,12 @@ def print_summary(report: dict) -> None:
         print(f"\nSweeps: {len(rows)} files from {len({r['repo'] for r in rows})} repos")
         for key, n in Counter((r["expctl"], r["wandb"]) for r in rows).most_common():
             print(f"  expctl {key[0]:10} W&B {key[1]:12} {n}")
-        stricter = Counter(rule(p) for r in rows if r["expctl"] != "accept"
-                           and r["wandb"] in ("ok", "warn") for p in r.get("problems", []))
+        stricter = Counter(
+            rule(p)
+            for r in rows
+            if r["expctl"] != "accept" and r["wandb"] in ("ok", "warn")
+            for p in r.get("problems", [])
+        )
         print("  expctl refusals of files W&B creates, by rule:")
         for msg, n in stricter.most_common(25):
             print(f"    {n:3}  {msg}")
@@ -581,11 +678,15 @@ def print_summary(report: dict) -> None:
         print(f"  grid sizes compared: {len(grids)}, differing: {len(diff)}")
         for r in diff:
             print(f"    {r['file']}: expctl {r['expctl_grid']} W&B {r['wandb_grid']}")
-        print(f"  with merge keys: {sum(r['merge_keys'] for r in rows)}, duplicate keys: "
-              f"{sum(bool(r['duplicate_keys']) for r in rows)}, YAML-1.1 float strings: "
-              f"{sum(bool(r.get('yaml11_strings')) for r in rows)}")
-        print(f"  CLI rc distribution: {dict(Counter(r['cli']['rc'] for r in rows))}; quality: "
-              f"{dict(Counter(q for r in rows for q in r['cli']['quality'])) or 'none'}")
+        print(
+            f"  with merge keys: {sum(r['merge_keys'] for r in rows)}, duplicate keys: "
+            f"{sum(bool(r['duplicate_keys']) for r in rows)}, YAML-1.1 float strings: "
+            f"{sum(bool(r.get('yaml11_strings')) for r in rows)}"
+        )
+        print(
+            f"  CLI rc distribution: {dict(Counter(r['cli']['rc'] for r in rows))}; quality: "
+            f"{dict(Counter(q for r in rows for q in r['cli']['quality'])) or 'none'}"
+        )
 
 
 if __name__ == "__main__":
