@@ -1,3 +1,3 @@
-from expctl.cli.main import main
+from expctl.cli.entry import main
 
 main()

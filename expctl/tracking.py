@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import Any, Protocol
 from urllib.parse import urlparse
 
-from expctl.errors import ConfigError, RuntimeFailure
+from expctl.errors import ConfigError
 from expctl.secrets import redact, scrub
 
 MODES = ("auto", "online", "offline", "disabled")
@@ -133,6 +133,10 @@ class NullTracker:
 
 
 class WandbTracker:
+    """A wandb run that can never stop the training: if W&B fails mid-run (its service process
+    killed by a job-wide SIGTERM, a full disk, a network error online), the failure is noted
+    once and the run goes on without it — the local record is complete either way."""
+
     def __init__(self, run: Any, mode: str, notes: list[str]):
         self.run = run
         self.mode = mode
@@ -144,30 +148,49 @@ class WandbTracker:
             Path(sync_dir).resolve() if sync_dir and mode == "offline" else None
         )
         self._finished = False
+        self.broken = False
+
+    def _guarded(self, what: str, call: Any) -> Any:
+        if self.broken:
+            return None
+        try:
+            return call()
+        except Exception as e:
+            self.broken = True
+            self.notes.append(
+                f"W&B stopped working ({what}: {_first_line(e)}); training went on, the local "
+                "record is complete"
+            )
+            return None
 
     def log(self, metrics: Mapping[str, float], step: int) -> None:
-        self.run.log(dict(metrics), step=step)
+        self._guarded("log", lambda: self.run.log(dict(metrics), step=step))
 
     def log_checkpoints(
         self, name: str, files: Sequence[Path], best: Path | None, metadata: Mapping[str, Any]
     ) -> None:
         """One ``model`` artifact holding the kept checkpoints; aliases latest and best."""
-        import wandb
-
         if not files:
             return
-        meta = {**metadata, "best_file": best.name if best else None}
-        artifact = wandb.Artifact(artifact_name(name), type="model", metadata=_jsonable(meta))
-        for f in files:
-            artifact.add_file(str(f), name=f.name)
-        self.run.log_artifact(artifact, aliases=["latest", "best"])
+
+        def log() -> None:
+            import wandb
+
+            meta = {**metadata, "best_file": best.name if best else None}
+            artifact = wandb.Artifact(artifact_name(name), type="model", metadata=_jsonable(meta))
+            for f in files:
+                artifact.add_file(str(f), name=f.name)
+            self.run.log_artifact(artifact, aliases=["latest", "best"])
+
+        self._guarded("log_artifact", log)
 
     def finish(self, exit_code: int) -> str | None:
         """Finish once with ``exit_code``; an offline run returns its ``wandb sync`` command."""
         if self._finished:
             return None
         self._finished = True
-        self.run.finish(exit_code=exit_code)
+        self._guarded("finish", lambda: self.run.finish(exit_code=exit_code))
+        # what reached the offline run before any failure is there to upload
         return sync_command([self.sync_dir]) if self.sync_dir else None
 
 
@@ -220,16 +243,29 @@ def start_tracker(
             # (typical on compute nodes): keep training and record offline for a later sync.
             notes.append(f"W&B online init failed ({_first_line(e)}); logging offline instead")
             mode = "offline"
-            run = _init(mode, kwargs, timeout)
+            try:
+                run = _init(mode, kwargs, timeout)
+            except Exception as offline_error:
+                return _without_wandb(notes, mode, offline_error)
         else:
-            raise RuntimeFailure(
-                f"W&B init failed in {mode} mode: {_first_line(e)}",
-                hint="train without a server with wandb.mode=offline (or WANDB_MODE=offline) "
-                "and upload later with `wandb sync`; or wandb.mode=disabled",
-            ) from e
+            return _without_wandb(notes, mode, e)
+    tracker = WandbTracker(run, mode, notes)
     for metric, summary in BEST_SUMMARIES.items():
-        run.define_metric(metric, summary=summary)
-    return WandbTracker(run, mode, notes)
+        tracker._guarded(
+            "define_metric", lambda m=metric, s=summary: run.define_metric(m, summary=s)
+        )
+    return tracker
+
+
+def _without_wandb(notes: list[str], mode: str, error: BaseException) -> Tracker:
+    """W&B did not start: train anyway (the local record is the record), say so once."""
+    tracker = NullTracker()
+    tracker.notes = [
+        *notes,
+        f"W&B init failed in {mode} mode ({_first_line(error)}); training without W&B — for "
+        "a later upload train with wandb.mode=offline, or set wandb.mode=disabled",
+    ]
+    return tracker
 
 
 def _active_wandb_run() -> Any:

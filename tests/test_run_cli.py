@@ -356,20 +356,6 @@ def test_a_bad_interpolation_given_on_resume_is_bad_input(cli, project):
     assert "EXPCTL_TEST_UNSET_VAR is not set" in again.stderr
 
 
-def test_signals_during_the_trainer_import_are_held_not_raised_inside_it():
-    """Ctrl-C while `import torch` runs must not leave half-imported modules behind."""
-    import os
-
-    from expctl.cli.run import _signals_deferred
-
-    with _signals_deferred() as received:
-        os.kill(os.getpid(), signal.SIGINT)  # would raise KeyboardInterrupt right here
-        os.kill(os.getpid(), signal.SIGTERM)
-        time.sleep(0.05)
-    assert received == [signal.SIGINT, signal.SIGTERM]
-    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler  # restored
-
-
 def test_init_from_a_run_directory_or_a_pulled_artifact_directory(cli, project):
     first = cli("run", "-q", *FAST, "trainer.epochs=3")
     assert first.exit_code == 0, first.stderr

@@ -297,12 +297,6 @@ TRAIN_ARGS = (
     "data.num_samples=4096",
     "artifact.publish=false",
 )
-WANDB_SERVICE_BUG = (
-    "expctl bug: SLURM's job-wide SIGTERM (scontrol requeue, scancel, preemption) also reaches "
-    "the wandb-core service process, which exits at once; expctl then fails with 'unexpected "
-    "ConnectionResetError: Connection lost' (exit 1, summary.json left 'running') instead of "
-    "saving the interrupted run and exiting 143"
-)
 
 
 class TrainJobs:
@@ -412,7 +406,7 @@ def test_train_script_requeues_itself_after_a_signal_to_its_batch_shell(
     "wandb_mode",
     [
         "disabled",
-        pytest.param("offline", marks=pytest.mark.xfail(strict=True, reason=WANDB_SERVICE_BUG)),
+        "offline",  # the job-wide SIGTERM also stops W&B's service process: training goes on
     ],
 )
 def test_train_script_resumes_after_scontrol_requeue(
@@ -434,9 +428,8 @@ def test_train_script_resumes_after_scontrol_requeue(
 def test_train_script_leaves_a_cancelled_job_cancelled(train_jobs: TrainJobs, slurm: Slurm) -> None:
     """`scancel JOB`: SIGTERM to every process; the user wants the job gone, so the script must
     not requeue it (it used to: a cancelled training job came back two minutes later)."""
-    # W&B disabled: expctl then exits 143 (see WANDB_SERVICE_BUG), which is what makes the
-    # script consider a requeue at all.
-    job = train_jobs.submit("cancelled", WANDB_MODE="disabled")
+    # expctl exits 143 (which is what makes the script consider a requeue at all)
+    job = train_jobs.submit("cancelled", WANDB_MODE="offline")
     train_jobs.wait_training(job)
     slurm.scancel(job)
 

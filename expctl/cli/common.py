@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import functools
 import os
-import signal
 import sys
 import traceback
 from collections.abc import Callable
@@ -17,7 +16,7 @@ from typing import Annotated, Any, TypeVar
 
 import typer
 
-from expctl.errors import EXIT_FAILURE, EXIT_SIGINT, EXIT_SIGPIPE, EXIT_SIGTERM, ExpctlError
+from expctl.errors import EXIT_FAILURE, EXIT_SIGINT, EXIT_SIGPIPE, ExpctlError
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -112,16 +111,6 @@ def handle_errors(fn: F) -> F:
             raise typer.Exit(EXIT_FAILURE) from None
 
     return wrapper  # type: ignore[return-value]
-
-
-def install_sigterm_as_exception() -> None:
-    """SIGTERM raises SystemExit(143) where nothing more specific handles it (no traceback)."""
-
-    def _on_term(signum: int, frame: Any) -> None:
-        raise SystemExit(EXIT_SIGTERM)
-
-    if signal.getsignal(signal.SIGTERM) in (signal.SIG_DFL, None):
-        signal.signal(signal.SIGTERM, _on_term)
 
 
 # -- options shared by run, config show, sweep create and sweep agent ------------------------------

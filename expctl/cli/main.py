@@ -6,15 +6,13 @@ wandb, optuna) inside the command function, so `expctl --help` stays as fast as 
 
 from __future__ import annotations
 
-import sys
 from typing import Annotated
 
 import typer
 
 from expctl import __version__
 from expctl.cli import artifacts, config_cmd, run, sweep
-from expctl.cli.common import examples, install_sigterm_as_exception, set_debug
-from expctl.errors import EXIT_SIGINT
+from expctl.cli.common import examples, set_debug
 
 app = typer.Typer(
     name="expctl",
@@ -59,9 +57,7 @@ app.add_typer(config_cmd.app, name="config")
 
 
 def main() -> None:
-    install_sigterm_as_exception()
-    try:
-        app()
-    except KeyboardInterrupt:  # Ctrl-C outside any command's own handling
-        typer.echo("interrupted", err=True)
-        sys.exit(EXIT_SIGINT)
+    """Kept for ``python -m expctl`` and older installs: see :mod:`expctl.cli.entry`."""
+    from expctl.cli.entry import main as entry
+
+    entry()

@@ -8,12 +8,8 @@ torch/wandb/hydra are imported inside the command so ``expctl --help`` stays fas
 
 from __future__ import annotations
 
-import contextlib
 import os
-import signal
 import sys
-import threading
-from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
@@ -29,7 +25,7 @@ from expctl.cli.common import (
     handle_errors,
     out,
 )
-from expctl.errors import Interrupted, UsageError
+from expctl.errors import UsageError
 
 if TYPE_CHECKING:
     from expctl.config import ConfigSource
@@ -72,24 +68,6 @@ RunsDirOpt = Annotated[
 ]
 
 
-@contextlib.contextmanager
-def _signals_deferred() -> Iterator[list[int]]:
-    """SIGINT/SIGTERM only noted (in the yielded list) while the block runs."""
-    received: list[int] = []
-    if threading.current_thread() is not threading.main_thread():
-        yield received
-        return
-    previous = {
-        sig: signal.signal(sig, lambda signum, frame: received.append(signum))
-        for sig in (signal.SIGINT, signal.SIGTERM)
-    }
-    try:
-        yield received
-    finally:
-        for sig, handler in previous.items():
-            signal.signal(sig, handler)
-
-
 def register(app: typer.Typer) -> None:
     @app.command(
         "run",
@@ -119,41 +97,73 @@ def register(app: typer.Typer) -> None:
         Works under torchrun (``torchrun --nproc-per-node N -m expctl run ...``); or set
         trainer.devices=N to have it start torchrun itself.
         """
-        from expctl.config import ConfigSource
+        from expctl import signals
 
-        source = ConfigSource.from_cli(config_dir, config_name, overrides, sets)
-        if multirun:
-            if resume is not None or init_from is not None:
-                raise UsageError(
-                    "--multirun cannot be combined with --resume or --init-from",
-                    hint="resume each run of a multirun on its own: expctl run --resume RUN_DIR",
-                )
-            _multirun(source, quiet=quiet)
-            return
-        # MPS lacks some ops; PyTorch falls back to CPU for them only if this is set before
-        # torch is imported (the trainer imports it).
-        os.environ.setdefault("PYTORCH_ENABLE_MPS_FALLBACK", "1")
-        with _signals_deferred() as received:
-            # A Ctrl-C landing inside `import torch` can leave half-imported modules (seen:
-            # numpy.linalg, then a RecursionError in torch._dynamo); hold it until the import ends.
-            from expctl.train.launch import RunHooks, RunRequest, launch
-            from expctl.train.progress import default_progress
-        if received:
-            raise Interrupted(received[0], "interrupted before training started")
+        # From here to the end signals are only noted: training stops after its current step
+        # and saves last.pt; a signal before training starts ends the command (130/143) with
+        # nothing created, also one landing inside `import torch`.
+        with signals.deferred():
+            _run(
+                overrides,
+                config_dir,
+                config_name,
+                sets,
+                resume,
+                init_from,
+                quiet,
+                multirun,
+                runs_dir,
+            )
 
-        def on_result(result: RunResult) -> None:
-            if not quiet:
-                _report(result)
-            out(str(result.run_dir))
 
-        hooks = RunHooks(
-            progress=None if quiet else lambda: default_progress(sys.stderr),
-            on_warning=None if quiet else lambda text: err(f"warning: {text}"),
-            on_result=on_result,
-        )
-        code = launch(RunRequest(source, resume, init_from, runs_dir, quiet), hooks)
-        if code:  # already reported (by rank 0, or by the workers of a trainer.devices launch)
-            raise typer.Exit(code)
+def _run(
+    overrides: list[str] | None,
+    config_dir: Path | None,
+    config_name: str,
+    sets: list[str] | None,
+    resume: str | None,
+    init_from: str | None,
+    quiet: bool,
+    multirun: bool,
+    runs_dir: Path | None,
+) -> None:
+    from expctl import signals
+    from expctl.config import ConfigSource
+
+    source = ConfigSource.from_cli(config_dir, config_name, overrides, sets)
+    if multirun:
+        if resume is not None or init_from is not None:
+            raise UsageError(
+                "--multirun cannot be combined with --resume or --init-from",
+                hint="resume each run of a multirun on its own: expctl run --resume RUN_DIR",
+            )
+        _multirun(source, quiet=quiet)
+        return
+    # MPS lacks some ops; PyTorch falls back to CPU for them only if this is set before
+    # torch is imported (the trainer imports it).
+    os.environ.setdefault("PYTORCH_ENABLE_MPS_FALLBACK", "1")
+    from expctl.train.launch import RunHooks, RunRequest, launch
+    from expctl.train.progress import default_progress
+
+    signals.check("interrupted before training started")
+
+    def on_result(result: RunResult) -> None:
+        if not quiet:
+            _report(result)
+        out(str(result.run_dir))
+
+    hooks = RunHooks(
+        progress=None if quiet else lambda: default_progress(sys.stderr),
+        on_warning=None if quiet else lambda text: err(f"warning: {text}"),
+        on_result=on_result,
+    )
+    code = launch(RunRequest(source, resume, init_from, runs_dir, quiet), hooks)
+    if code:  # already reported (by rank 0, or by the workers of a trainer.devices launch)
+        raise typer.Exit(code)
+    signals.hold_until_exit()  # completed: it exits 0 whatever arrives now
+    late = signals.pending()
+    if late is not None and not quiet:  # the run had completed: it stays completed (exit 0)
+        err(f"note: {signals.signal_name(late)} arrived after the run completed")
 
 
 def _report(result: RunResult) -> None:

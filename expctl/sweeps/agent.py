@@ -40,6 +40,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from expctl import signals
 from expctl.config import ConfigSource
 from expctl.errors import ExpctlError, Interrupted, RuntimeFailure, UsageError
 from expctl.secrets import redact_overrides
@@ -406,27 +407,7 @@ def _lookup(node: Any, parts: list[str]) -> tuple[bool, Any]:
     return False, None
 
 
-# -- signals and heartbeats -----------------------------------------------------------------------
-
-
-class _Signals:
-    """First SIGTERM/SIGINT: stop after the current step. Second: interrupt now."""
-
-    def __init__(self, install: bool):
-        self.signum: int | None = None
-        self._previous: dict[int, Any] = {}
-        if install and threading.current_thread() is threading.main_thread():
-            for sig in (signal.SIGTERM, signal.SIGINT):
-                self._previous[sig] = signal.signal(sig, self._handle)
-
-    def _handle(self, signum: int, frame: Any) -> None:
-        if self.signum is not None:
-            raise Interrupted(self.signum, "interrupted again: stopping now")
-        self.signum = signum
-
-    def restore(self) -> None:
-        for sig, handler in self._previous.items():
-            signal.signal(sig, handler)
+# -- heartbeats -----------------------------------------------------------------------
 
 
 class _Heartbeat(threading.Thread):
@@ -519,16 +500,19 @@ def run_agent(
     agent = agent_name()
     summary = AgentSummary(sweep_id)
     guard = _FlapGuard(*flap_guard)
-    signals = _Signals(handle_signals)
+    held = contextlib.ExitStack()
+    if handle_signals:
+        # noted, never raised mid-way: a storage write cut in half would lose the point
+        held.enter_context(signals.deferred(escalate=False))
     heart = _Heartbeat(sweep, interval)
     heart.start()
     waiting_said = False
     try:
         while count is None or len(summary.trials) < count:
-            if signals.signum is not None:
-                name = signal.Signals(signals.signum).name
+            if signals.pending() is not None:
+                name = signals.signal_name(signals.pending())
                 raise Interrupted(
-                    signals.signum,
+                    signals.pending() or signal.SIGTERM,
                     f"agent interrupted by {name} between trials (no trial was running)",
                     hint=f"start an agent again to continue: expctl sweep agent {sweep.id}",
                 )
@@ -555,12 +539,10 @@ def run_agent(
                 summary.reason = _reason(claim, sweep)
                 break
             waiting_said = False
-            record = _run_trial(
-                sweep, claim, objective, config_source, signals, heart, emit, trial_timeout
-            )
+            record = _run_trial(sweep, claim, objective, config_source, heart, emit, trial_timeout)
             summary.trials.append(record)
             if record.status == "requeued":
-                signum = signals.signum or signal.SIGTERM
+                signum = signals.pending() or signal.SIGTERM
                 raise Interrupted(
                     signum,
                     f"agent interrupted by {signal.Signals(signum).name}; {record.message}",
@@ -576,7 +558,7 @@ def run_agent(
             summary.reason = f"ran --count {count} trials"
     finally:
         heart.stop()
-        signals.restore()
+        held.close()
     return summary
 
 
@@ -600,7 +582,6 @@ def _run_trial(
     claim: Claim,
     objective: Objective,
     config_source: ConfigSource | None,
-    signals: _Signals,
     heart: _Heartbeat,
     emit: Callable[[str], None],
     trial_timeout: float | None = None,
@@ -638,7 +619,7 @@ def _run_trial(
         config_name=config_name,
         run_name=spec.name or f"sweep-{sweep.id}",
         report=report,
-        should_stop=lambda: signals.signum,
+        should_stop=signals.pending,
         retry_of=claim.retry_of,
         timeout=trial_timeout,
     )
@@ -671,10 +652,10 @@ def _run_trial(
         sweep.requeue(claim)  # SystemExit & co: never leave the point RUNNING
         raise
     seconds = time.monotonic() - started
-    if ctx.timed_out() and outcome.status in ("interrupted", "stopped") and not signals.signum:
+    if ctx.timed_out() and outcome.status in ("interrupted", "stopped") and not signals.pending():
         # a custom objective that honoured ctx.timeout
         outcome.status, outcome.message = "failed", _timeout_message(trial_timeout)
-    return _record(sweep, claim, outcome, overrides, seconds, signals, emit)
+    return _record(sweep, claim, outcome, overrides, seconds, emit)
 
 
 def _verdict(outcome: TrialOutcome, metric: str | None) -> tuple[str, float | None]:
@@ -703,13 +684,12 @@ def _record(
     outcome: TrialOutcome,
     overrides: list[str],
     seconds: float,
-    signals: _Signals,
     emit: Callable[[str], None],
 ) -> TrialRecord:
     metric = sweep.spec.metric.name if sweep.spec.metric else None
     if outcome.run_dir:
         outcome.run_dir = str(Path(outcome.run_dir).resolve())
-    if outcome.status in ("interrupted", "stopped") and signals.signum is not None:
+    if outcome.status in ("interrupted", "stopped") and signals.pending() is not None:
         result = {
             "run_dir": outcome.run_dir,
             "metrics": outcome.metrics,

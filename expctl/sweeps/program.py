@@ -32,6 +32,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
+from expctl import signals
 from expctl.fsutil import atomic_write_text
 from expctl.sweeps.macros import (
     KNOWN_MACROS,
@@ -59,6 +60,8 @@ __all__ = [
 Status = Literal["completed", "failed", "interrupted", "stopped", "timeout"]
 
 DEFAULT_KILL_GRACE = 30.0  # seconds, W&B's WANDB_AGENT_KILL_DELAY default
+PR_SET_PDEATHSIG = 1  # <linux/prctl.h>
+SAME_SIGNAL_WINDOW_S = 1.0  # a child dying of a signal this close to ours got the same one
 STDERR_TAIL_LINES = 15
 FLUSH_INTERVAL_VAR = "WANDB_X_TRANSACTION_LOG_FLUSH_INTERVAL"  # settings.x_transaction_log_...
 
@@ -203,6 +206,7 @@ def run_program_trial(
                 env=child_env,
                 cwd=cwd,
                 start_new_session=True,
+                preexec_fn=_dies_with_agent(),
             )
         except OSError as e:
             return result("failed", None, None, [], f"could not start {argv[0]!r}: {e}", None)
@@ -255,7 +259,7 @@ def _supervise(
     while True:
         try:
             child.wait(timeout=poll_interval)
-            return None
+            return _stopped_with_us(child, should_stop)
         except subprocess.TimeoutExpired:
             pass
         if watcher.poll(child_running=True):
@@ -267,6 +271,47 @@ def _supervise(
         if deadline is not None and time.monotonic() > deadline:
             _end_group(child, signal.SIGTERM, grace)
             return ("timeout", "killed after the trial timeout")
+
+
+def _dies_with_agent() -> Callable[[], None] | None:
+    """On Linux, the program gets SIGKILL when the agent dies (even by SIGKILL): a point the
+    agent's death puts back in the queue must not also go on running here. Built before the
+    fork, so the child only makes one system call."""
+    import sys
+
+    if not sys.platform.startswith("linux"):
+        return None
+    import ctypes
+
+    try:
+        prctl = ctypes.CDLL(None, use_errno=True).prctl
+    except (OSError, AttributeError):
+        return None
+    parent = os.getpid()
+
+    def arm() -> None:
+        prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
+        if os.getppid() != parent:  # the agent died before the line above
+            os._exit(1)
+
+    return arm
+
+
+def _stopped_with_us(
+    child: subprocess.Popen, should_stop: Callable[[], int | None] | None
+) -> tuple[Status, str] | None:
+    """A child that died of SIGINT/SIGTERM while the agent got one too was stopped *with* it
+    (SLURM and a terminal's Ctrl-C signal the whole job or process group, and the child may
+    die first): that is an interruption to re-queue, not a failed trial."""
+    died_of_signal = child.returncode in (-signal.SIGINT, -signal.SIGTERM, 130, 143)
+    if not died_of_signal or should_stop is None:
+        return None
+    deadline = time.monotonic() + SAME_SIGNAL_WINDOW_S
+    while (signum := should_stop()) is None and time.monotonic() < deadline:
+        time.sleep(0.02)  # our own handler runs at the next bytecode: give it that moment
+    if signum is None:
+        return None
+    return ("interrupted", f"interrupted by {signal.Signals(signum).name}")
 
 
 class _MetricWatcher:
@@ -353,11 +398,11 @@ def _end_group(child: subprocess.Popen, signum: int, grace: float) -> None:
     with contextlib.suppress(ProcessLookupError):
         os.killpg(pgid, signum)
     deadline = time.monotonic() + grace
-    with contextlib.suppress(subprocess.TimeoutExpired):
-        child.wait(timeout=max(0.0, deadline - time.monotonic()))
-    # the leader may be gone while its children (dataloader workers, ...) linger
-    while _group_alive(pgid) and time.monotonic() < deadline:
-        time.sleep(0.05)
+    # the leader may be gone while its children (dataloader workers, ...) linger; a second
+    # signal to the agent means "now"
+    while _group_alive(pgid) and time.monotonic() < deadline and not signals.repeated():
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            child.wait(timeout=0.05)
     with contextlib.suppress(ProcessLookupError):
         os.killpg(pgid, signal.SIGKILL)
     child.wait()

@@ -11,9 +11,9 @@ import importlib
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
+    from expctl.signals import request_stop
     from expctl.train.loop import EpochCallback, RunResult, train
     from expctl.train.progress import ProgressSink, StartInfo, default_progress
-    from expctl.train.state import request_stop
 
 _EXPORTS = {
     "EpochCallback": "expctl.train.loop",
@@ -22,7 +22,7 @@ _EXPORTS = {
     "ProgressSink": "expctl.train.progress",
     "StartInfo": "expctl.train.progress",
     "default_progress": "expctl.train.progress",
-    "request_stop": "expctl.train.state",
+    "request_stop": "expctl.signals",
 }
 
 

@@ -36,6 +36,7 @@ from typing import Any
 import torch
 from omegaconf import DictConfig, OmegaConf
 
+from expctl import signals
 from expctl.device import (
     DeviceInfo,
     Precision,
@@ -70,7 +71,6 @@ from expctl.train.settings import TrainSettings
 from expctl.train.state import (
     StopRequests,
     capture_rng,
-    clear_stop_request,
     restore_rng,
     seed_everything,
     torch_globals,
@@ -163,7 +163,8 @@ def train(
                     return run.run(wandb_group)
         finally:
             sink.close()
-            clear_stop_request()
+            if not handle_signals:
+                signals.clear_request()  # a request_stop() was for this run only
 
 
 @contextlib.contextmanager
@@ -225,6 +226,7 @@ class _Run:
         self.artifact: str | None = None
         self.resumed_from: int | None = None
         self.init_record: dict[str, Any] | None = None  # summary.json's init_from
+        self._tracker_notes_seen = 0
         self.wandb_run_id: str | None = None
         self.first_step_time: float | None = None
         self.loop_clock: tuple[float, float] | None = None  # (wall, cpu) when fit() started
@@ -349,6 +351,7 @@ class _Run:
         )
         for note in tracker.notes:
             self._note(note)
+        self._tracker_notes_seen = len(tracker.notes)
         self.tracker = tracker
 
     def run(self, wandb_group: str | None) -> RunResult:
@@ -368,7 +371,8 @@ class _Run:
             if error is e:
                 raise
             raise error from e
-        return self._finish(*outcome)
+        with signals.deferred(escalate=False):  # a finished run is recorded as finished
+            return self._finish(*outcome)
 
     # -- the loop ---------------------------------------------------------------------------------
 
@@ -676,6 +680,9 @@ class _Run:
         from expctl.tracking import sync_command
 
         self.tracker.finish(exit_code)
+        for note in self.tracker.notes[self._tracker_notes_seen :]:
+            self._note(note)
+        self._tracker_notes_seen = len(self.tracker.notes)
         if self.tracker.sync_dir is None:
             return None
         self.sync_dirs = [*self.sync_dirs, str(self.tracker.sync_dir)]

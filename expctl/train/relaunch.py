@@ -10,13 +10,13 @@ from __future__ import annotations
 
 import contextlib
 import os
-import signal
 import subprocess
 import sys
 import tempfile
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
+from expctl import signals
 from expctl.errors import ExpctlError
 
 LAUNCH_EXIT_DIR = "EXPCTL_LAUNCH_EXIT_DIR"
@@ -46,16 +46,13 @@ def run_under_torchrun(nproc: int, cli_args: Sequence[str]) -> int:
         env = {**os.environ, LAUNCH_EXIT_DIR: exit_dir}
         proc = subprocess.Popen(launch_command(nproc, cli_args), env=env, start_new_session=True)
 
-        def forward(signum: int, frame: object) -> None:
+        def forward(signum: int) -> None:
             with contextlib.suppress(ProcessLookupError):
                 proc.send_signal(signum)
 
-        previous = {sig: signal.signal(sig, forward) for sig in (signal.SIGINT, signal.SIGTERM)}
-        try:
+        # every signal goes on to torchrun; this process waits for rank 0's verdict
+        with signals.deferred(escalate=False), signals.forwarded_to(forward):
             returncode = proc.wait()
-        finally:
-            for sig, handler in previous.items():
-                signal.signal(sig, handler)
         codes = {
             int(f.name.removeprefix("rank-")): int(f.read_text() or 1)
             for f in Path(exit_dir).glob("rank-*")

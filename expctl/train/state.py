@@ -1,4 +1,4 @@
-"""Process-level state a run must control: RNGs, stop requests (signals), torch globals.
+"""Process-level state a run must control: RNGs, stop requests, torch globals.
 
 RNG states are stored as tensors and plain tuples so ``last.pt`` loads with
 ``torch.load(weights_only=True)``. The data order needs no saved state at all: each epoch's
@@ -10,16 +10,13 @@ from __future__ import annotations
 import contextlib
 import os
 import random
-import signal
-import threading
-import time
 from collections.abc import Callable, Iterator
 from typing import Any
 
 import numpy as np
 import torch
 
-from expctl.errors import Interrupted
+from expctl import signals
 
 # -- seeding and RNG state ----------------------------------------------------------------------
 
@@ -71,66 +68,30 @@ def restore_rng(state: dict[str, Any]) -> None:
 
 # -- stop requests ------------------------------------------------------------------------------
 
-_pending_stop: int | None = None
-
-
-def request_stop(signum: int = signal.SIGTERM) -> None:
-    """Ask the running ``train()`` to stop after its current step (for callers that handle
-    signals themselves and pass ``handle_signals=False``)."""
-    global _pending_stop
-    _pending_stop = int(signum)
-
-
-def clear_stop_request() -> None:
-    global _pending_stop
-    _pending_stop = None
-
 
 class StopRequests:
-    """Collects stop requests: our signal handlers, :func:`request_stop`, ``should_stop()``.
+    """What stops ``train()`` after its current step: a signal (noted by :mod:`expctl.signals`;
+    with ``handle_signals`` the run holds signals for its whole duration), ``request_stop()``
+    from code, or the caller's ``should_stop()`` (the sweep agent's)."""
 
-    The first SIGINT/SIGTERM only sets a flag (the loop finishes its step and saves last.pt);
-    a second one of either kind interrupts at once, for a user who really means it — unless it
-    comes within :attr:`REPEAT_WINDOW_S`: Ctrl-C under torchrun reaches a worker twice (from the
-    terminal and forwarded by torchrun), which is still one request.
-    """
-
-    REPEAT_WINDOW_S = 1.0
-
-    def __init__(self, install_handlers: bool, should_stop: Callable[[], int | None] | None):
-        self.install_handlers = install_handlers
+    def __init__(self, handle_signals: bool, should_stop: Callable[[], int | None] | None):
+        self.handle_signals = handle_signals
         self.should_stop = should_stop
-        self.signum: int | None = None
-        self._first_at = 0.0
-        self._previous: dict[int, Any] = {}
+        self._held = contextlib.ExitStack()
 
     def __enter__(self) -> StopRequests:
-        if self.install_handlers and threading.current_thread() is threading.main_thread():
-            for sig in (signal.SIGINT, signal.SIGTERM):
-                self._previous[sig] = signal.signal(sig, self._on_signal)
+        if self.handle_signals:
+            self._held.enter_context(signals.deferred())
         return self
 
     def __exit__(self, *exc: object) -> None:
-        for sig, handler in self._previous.items():
-            signal.signal(sig, handler)
-        self._previous.clear()
-
-    def _on_signal(self, signum: int, frame: Any) -> None:
-        now = time.monotonic()
-        if self.signum is not None:
-            if now - self._first_at < self.REPEAT_WINDOW_S:
-                return
-            raise Interrupted(signum, "interrupted again: stopping without saving")
-        self.signum, self._first_at = signum, now
+        self._held.close()
 
     def requested(self) -> int | None:
-        if self.signum is not None:
-            return self.signum
-        if _pending_stop is not None:
-            return _pending_stop
-        if self.should_stop is not None:
-            return self.should_stop()
-        return None
+        noted = signals.pending()
+        if noted is not None:
+            return noted
+        return self.should_stop() if self.should_stop is not None else None
 
 
 # -- torch globals --------------------------------------------------------------------------------
