@@ -85,6 +85,11 @@ class Interrupted(ExpctlError):
         super().__init__(message, hint)
 
 
+class ConfigWarning(UserWarning):
+    """Something about a config worth saying (Hydra's warnings, re-worded): the CLI prints it
+    as one ``warning:`` line."""
+
+
 def did_you_mean(word: str, candidates: list[str] | set[str], n: int = 3) -> list[str]:
     """Closest candidates to ``word`` (for 'did you mean' hints)."""
     import difflib

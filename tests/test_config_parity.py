@@ -32,7 +32,7 @@ HYDRA_APP = textwrap.dedent(
     import hydra
     from omegaconf import OmegaConf
 
-    @hydra.main(version_base=None, config_path=sys.argv.pop(1), config_name=sys.argv.pop(1))
+    @hydra.main(version_base=VERSION_BASE, config_path=sys.argv.pop(1), config_name=sys.argv.pop(1))
     def main(cfg):
         print("@@" + json.dumps(OmegaConf.to_container(cfg, resolve=False)))
 
@@ -43,7 +43,10 @@ HYDRA_APP = textwrap.dedent(
 
 def _hydra_reference(conf: Path, name: str, overrides: list[str], tmp: Path) -> dict:
     app = tmp / "hydra_app.py"
-    app.write_text(HYDRA_APP)
+    # An app whose configs use Hydra 1.0's `# @package _group_` header runs with 1.1's rules
+    # (under 1.3's the header is a literal key); expctl detects that and composes the same way.
+    legacy = any("@package _group_" in p.read_text() for p in conf.rglob("*.yaml"))
+    app.write_text(HYDRA_APP.replace("VERSION_BASE", '"1.1"' if legacy else "None"))
     args = [
         *overrides,
         f"hydra.run.dir={tmp / 'out'}",

@@ -51,9 +51,11 @@ def _hydra_resolved(conf: Path, name: str, overrides: list[str], run_dir: Path) 
     from hydra.core.hydra_config import HydraConfig
     from omegaconf import open_dict
 
+    # as in test_config_parity: Hydra 1.0's `_group_` header means an app on 1.1's rules
+    legacy = any("@package _group_" in p.read_text() for p in conf.rglob("*.yaml"))
     GlobalHydra.instance().clear()
     try:
-        with initialize_config_dir(config_dir=str(conf), version_base=None):
+        with initialize_config_dir(config_dir=str(conf), version_base="1.1" if legacy else None):
             cfg = compose(name, overrides=overrides, return_hydra_config=True)
     finally:
         GlobalHydra.instance().clear()

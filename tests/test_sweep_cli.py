@@ -156,7 +156,7 @@ def test_unknown_ids_and_missing_storage_exit_2(cli, project: Path, tiny_grid: P
             result.stderr
         )
     result = cli("sweep", "status", sweep_id, "--format", "yaml")
-    assert result.exit_code == 2 and "--format json" in result.stderr
+    assert result.exit_code == 2 and "'yaml' is not one of 'table', 'json'" in result.stderr
 
 
 def test_list_with_no_storage_is_empty_not_an_error(cli, project: Path) -> None:

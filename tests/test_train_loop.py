@@ -158,7 +158,7 @@ def test_checkpoints_are_written_at_most_every_write_every_s(project: Path):
         seen[epoch] = (project / "e" / "checkpoints" / "last.pt").exists()
         return False
 
-    every_epoch = compose(project, "trainer.epochs=2", "+checkpoint.write_every_s=0")
+    every_epoch = compose(project, "trainer.epochs=2", "checkpoint.write_every_s=0")
     train(every_epoch, run_dir=project / "e", callbacks=[written])
     assert seen == {1: True, 2: True}
 

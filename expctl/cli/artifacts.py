@@ -11,13 +11,13 @@ import contextlib
 import json
 import sys
 from collections.abc import Iterator
-from enum import Enum
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
 import typer
 
 from expctl.cli.common import console, err, examples, handle_errors, out
+from expctl.cli.output import TableOrJson, format_option, json_text
 from expctl.errors import UsageError
 
 if TYPE_CHECKING:
@@ -44,11 +44,6 @@ TypeOpt = Annotated[
     str | None,
     typer.Option("--type", "-t", help="Artifact type (model, dataset, ...).", show_default=False),
 ]
-
-
-class ListFormat(str, Enum):
-    table = "table"
-    json = "json"
 
 
 @contextlib.contextmanager
@@ -143,12 +138,7 @@ def list_(
         str | None,
         typer.Argument(help="Only this artifact's versions.", show_default=False),
     ] = None,
-    fmt: Annotated[
-        ListFormat,
-        typer.Option(
-            "--format", "-f", help="table: rich on a terminal, tab-separated when piped; json."
-        ),
-    ] = ListFormat.table,
+    fmt: Annotated[TableOrJson, format_option(TableOrJson)] = TableOrJson.table,
     store: StoreOpt = None,
 ) -> None:
     """List artifacts: names, types, versions, aliases, sizes, creating runs."""
@@ -156,8 +146,8 @@ def list_(
 
     artifacts = ArtifactStore(store)
     versions = artifacts.versions(validate_name(name)) if name else artifacts.all_versions()
-    if fmt is ListFormat.json:
-        out(json.dumps([v.summary() for v in versions], indent=2))
+    if fmt == TableOrJson.json:
+        out(json_text([v.summary() for v in versions]))
         return
     if not versions:
         err(f"no artifacts in {artifacts.root}")

@@ -55,8 +55,45 @@ def err(message: str = "", *, style: str | None = None) -> None:
 
 
 def out(text: str) -> None:
-    """Write data (stdout): ids, paths, configs. Never decorated when piped."""
-    typer.echo(text)
+    """Write data (stdout): ids, paths, configs. Never decorated when piped.
+
+    Written with os.write until every byte is out: under PYTHONUNBUFFERED=1 Python's text
+    stdout drops the rest of a partial write to a pipe whose reader left (``| head``) without
+    an error, so the command exited 0 instead of 141.
+    """
+    try:
+        fd = sys.stdout.fileno()
+    except (AttributeError, OSError, ValueError):  # captured (tests, CliRunner)
+        typer.echo(text)
+        return
+    sys.stdout.flush()
+    data = (text + "\n").encode("utf-8", errors="replace")
+    try:
+        while data:
+            data = data[os.write(fd, data) :]
+    except BrokenPipeError:
+        raise
+    except OSError as e:  # e.g. > /dev/full
+        from expctl.errors import RuntimeFailure
+
+        raise RuntimeFailure(
+            f"cannot write the output: {e.strerror or e}",
+            hint="check where stdout goes (a full disk?)",
+        ) from None
+
+
+def show_warnings_as_lines() -> None:
+    """Python warnings (ours, Hydra's, a library's) as one ``warning:`` line on stderr, without
+    the source file and line a user cannot act on."""
+    import warnings
+
+    def show(message: Warning | str, category: type, *args: Any, **kwargs: Any) -> None:
+        from expctl.secrets import scrub
+
+        text = str(message).strip().splitlines()[0] if str(message).strip() else category.__name__
+        err(f"warning: {scrub(text)}", style="yellow")
+
+    warnings.showwarning = show
 
 
 def render_error(error: ExpctlError) -> None:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import sys
-from enum import Enum
 from typing import Annotated
 
 import typer
@@ -20,13 +19,9 @@ from expctl.cli.common import (
     handle_errors,
     out,
 )
+from expctl.cli.output import YamlOrJson, format_option, json_text
 
 app = typer.Typer(help="Inspect the composed configuration.", no_args_is_help=True)
-
-
-class Format(str, Enum):
-    yaml = "yaml"
-    json = "json"
 
 
 @app.command(
@@ -46,7 +41,7 @@ def show(
     select: Annotated[
         str | None, typer.Option("--select", help="Print only this subtree (a dotted key).")
     ] = None,
-    fmt: Annotated[Format, typer.Option("--format", "-f", help="Output format.")] = Format.yaml,
+    fmt: Annotated[YamlOrJson, format_option(YamlOrJson)] = YamlOrJson.yaml,
     resolve: Annotated[
         bool, typer.Option("--resolve/--no-resolve", help="Resolve ${...} interpolations.")
     ] = True,
@@ -66,7 +61,8 @@ def show(
         where, how = cfgmod.find_config_dir(source.config_dir)
         err(f"config dir: {where} ({how})")
     shown = cfgmod.show_config(source, select=select, resolve=resolve, show_secrets=show_secrets)
-    _print_config(cfgmod.dump(shown.plain, fmt.value), fmt.value)
+    text = json_text(shown.plain) if fmt == YamlOrJson.json else cfgmod.dump_yaml(shown.plain)
+    _print_config(text, fmt.value)
 
     if shown.missing:
         error = MissingValuesError(shown.missing)

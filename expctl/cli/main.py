@@ -12,7 +12,7 @@ import typer
 
 from expctl import __version__
 from expctl.cli import artifacts, config_cmd, run, sweep
-from expctl.cli.common import examples, set_debug
+from expctl.cli.common import examples, set_debug, show_warnings_as_lines
 
 app = typer.Typer(
     name="expctl",
@@ -48,6 +48,7 @@ def root(
     ] = False,
 ) -> None:
     set_debug(debug)
+    show_warnings_as_lines()
 
 
 run.register(app)

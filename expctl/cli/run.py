@@ -210,7 +210,7 @@ def _multirun(source: ConfigSource, *, quiet: bool) -> None:
 
 
 def _report_multirun(result: MultirunResult) -> None:
-    from expctl.cli.sweep import table_lines
+    from expctl.cli.output import table_lines
     from expctl.sweeps.multirun import swept_overrides
 
     counts: dict[str, int] = {}

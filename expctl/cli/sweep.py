@@ -11,7 +11,6 @@ Two backends: ``local`` (default: the serverless engine, ids like ``k3v9x2ab``) 
 
 from __future__ import annotations
 
-import json
 import shlex
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
@@ -27,6 +26,7 @@ from expctl.cli.common import (
     handle_errors,
     out,
 )
+from expctl.cli.output import TableOrJson, format_option, json_text, table_lines
 
 if TYPE_CHECKING:
     from expctl.sweeps.service import AgentTarget
@@ -46,17 +46,8 @@ StorageOpt = Annotated[
         show_default=False,
     ),
 ]
-FormatOpt = Annotated[
-    str, typer.Option("--format", "-f", help="table (for people) or json (for scripts).")
-]
+FormatOpt = Annotated[TableOrJson, format_option(TableOrJson)]
 SweepIdArg = Annotated[str, typer.Argument(help="The sweep id printed by `sweep create`.")]
-
-
-def _check_format(fmt: str) -> None:
-    from expctl.errors import UsageError
-
-    if fmt not in ("table", "json"):
-        raise UsageError(f"unknown --format {fmt!r}", hint="use --format table or --format json")
 
 
 @app.command(
@@ -155,17 +146,6 @@ def _describe_new_sweep(sweep_ref: str, spec: Any, planned: int | None, where: s
     if rows:
         for line in table_lines(("parameter", "distribution", "values"), rows):
             err(f"  {line}")
-
-
-def table_lines(header: tuple[str, ...], rows: list[tuple[Any, ...]]) -> list[str]:
-    """Plain aligned columns: readable on a terminal and in a log file alike."""
-    cells = [tuple("" if c is None else str(c) for c in row) for row in [header, *rows]]
-    widths = [max(len(r[i]) for r in cells) for i in range(len(header))]
-    lines = [
-        "  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)).rstrip() for row in cells
-    ]
-    lines.insert(1, "  ".join("-" * w for w in widths))
-    return lines
 
 
 @app.command(
@@ -284,14 +264,15 @@ def _announce_agent(target: AgentTarget) -> None:
     ),
 )
 @handle_errors
-def status(sweep_id: SweepIdArg, storage: StorageOpt = None, fmt: FormatOpt = "table") -> None:
+def status(
+    sweep_id: SweepIdArg, storage: StorageOpt = None, fmt: FormatOpt = TableOrJson.table
+) -> None:
     """Progress, trials (leaderboard) and the best trial's overrides for `expctl run`."""
     from expctl.sweeps.engine import sweep_status
 
-    _check_format(fmt)
     data = sweep_status(sweep_id, storage)
-    if fmt == "json":
-        out(json.dumps(data, indent=2, default=str))
+    if fmt == TableOrJson.json:
+        out(json_text(data))
         return
     for line in _status_lines(data):
         out(line)
@@ -354,14 +335,13 @@ def _leaderboard(trials: list[dict[str, Any]], metric: dict[str, Any] | None) ->
     ),
 )
 @handle_errors
-def list_(storage: StorageOpt = None, fmt: FormatOpt = "table") -> None:
+def list_(storage: StorageOpt = None, fmt: FormatOpt = TableOrJson.table) -> None:
     """Every sweep in the storage, oldest first."""
     from expctl.sweeps.service import sweeps_in_storage
 
-    _check_format(fmt)
     rows = sweeps_in_storage(storage)
-    if fmt == "json":
-        out(json.dumps(rows, indent=2, default=str))
+    if fmt == TableOrJson.json:
+        out(json_text(rows))
         return
     if not rows:
         err("no sweeps yet; create one with: expctl sweep create configs/sweeps/grid.yaml")

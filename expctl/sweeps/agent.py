@@ -491,9 +491,16 @@ def run_agent(
     _check_timeout(trial_timeout)
     emit = on_event or (lambda message: None)
     sweep = open_sweep(sweep_id, storage, seed=seed)
+    spec = sweep.spec
+    missing = spec.missing_program() if objective is None else None
+    if missing is not None:  # before claiming anything: no trial is burnt on it
+        raise UsageError(
+            f"sweep {sweep_id} runs program {spec.program!r}, which does not exist here: {missing}",
+            hint="start the agent in the directory the program path is relative to (the "
+            "project's root, as with `wandb agent`)",
+        )
     if on_open is not None:
         on_open()
-    spec = sweep.spec
     objective = objective or default_objective(spec)
     interval = heartbeat_interval or max(0.1, min(5.0, stale_after / 4))
     poll = max(0.1, min(2.0, stale_after / 4))

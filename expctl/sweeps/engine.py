@@ -28,6 +28,7 @@ Guarantees and how they are kept:
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import secrets
@@ -49,8 +50,9 @@ if TYPE_CHECKING:
 
 PREFIX = "expctl:"
 STATES = ("running", "stopped", "finished")
-MAX_GRID_POINTS = 100_000
-# Trials/s on the journal drop sharply beyond this many enqueued points: say so instead.
+# Every point is queued at create time, and every agent reads the whole queue: beyond this many
+# points a grid is better searched with method: random and a run_cap (said before building one).
+MAX_GRID_POINTS = 10_000
 _ID_ALPHABET = string.ascii_lowercase + string.digits
 BAYES_STARTUP_TRIALS = 5
 
@@ -140,10 +142,19 @@ def create_sweep(
         "overrides": list(overrides),
         "raw_keys": raw_keys or {},
     }
-    for key, value in attrs.items():
-        study.set_user_attr(PREFIX + key, value)
-    for point in points:
-        study.enqueue_trial({}, user_attrs={PREFIX + "params": point}, skip_if_exists=False)
+    from expctl.sweeps.journal import batched_writes
+
+    try:
+        with batched_writes(handle.storage):  # the journal: one append for every point
+            for point in points:
+                study.enqueue_trial({}, user_attrs={PREFIX + "params": point}, skip_if_exists=False)
+        # the spec last: a sweep without it is not listed, so a failed create leaves no sweep
+        for key, value in attrs.items():
+            study.set_user_attr(PREFIX + key, value)
+    except BaseException:
+        with contextlib.suppress(Exception):
+            handle.storage.delete_study(study._study_id)
+        raise
     return _attrs_to_info(sweep_id, study.user_attrs)
 
 
@@ -228,7 +239,11 @@ class Sweep:
         if retry_of is None and self.spec.method != "grid" and self._over_cap(trial.number):
             self._discard(trial)
             return self._idle()
-        params = self._params(trial, frozen_attrs.get(PREFIX + "params"))
+        try:
+            params = self._params(trial, frozen_attrs.get(PREFIX + "params"))
+        except BaseException as e:  # never leave a trial RUNNING that nobody will run
+            self._fail_unstarted(trial._trial_id, f"could not sample its parameters: {e!r}")
+            raise
         if retry_of is None and _attempt < 3 and self._repeats_a_point(trial, params):
             # Two agents that ask at the same instant see the same history, and the GP's
             # acquisition optimiser can land both on the very same point (or on a corner it
@@ -246,6 +261,16 @@ class Sweep:
             retry_of=retry_of,
             started=time.time(),
         )
+
+    def _fail_unstarted(self, trial_id: int, message: str) -> None:
+        from optuna.exceptions import UpdateFinishedTrialError
+        from optuna.trial import TrialState
+
+        storage = self.handle.storage
+        with contextlib.suppress(UpdateFinishedTrialError):
+            storage.set_trial_user_attr(trial_id, PREFIX + "result", {"message": message})
+            with self.handle.transition_lock():
+                storage.set_trial_state_values(trial_id, TrialState.FAIL)
 
     def _pop_waiting(self) -> int | None:
         """WAITING → RUNNING for the first queued trial we win (Optuna's own pop protocol)."""
@@ -328,10 +353,8 @@ class Sweep:
             pass
 
     def _idle(self) -> str:
-        from optuna.trial import TrialState
 
-        trials = self.trials()
-        if any(t.state in (TrialState.RUNNING, TrialState.WAITING) for t in trials):
+        if self._unfinished():
             return "wait"
         reason = "grid complete" if self.spec.method == "grid" else "run_cap reached"
         if self.state() == "running":
@@ -381,6 +404,8 @@ class Sweep:
 
         with self.handle.transition_lock():
             try:
+                # said before the FAIL: until the re-run exists the sweep is not finished
+                self.handle.storage.set_trial_user_attr(trial_id, PREFIX + "requeue", True)
                 self.handle.storage.set_trial_state_values(trial_id, TrialState.FAIL)
             except UpdateFinishedTrialError:
                 return None
@@ -451,7 +476,27 @@ class Sweep:
         metric = self.spec.metric
         if target == TrialState.COMPLETE and metric is not None and metric.reached(value):
             self.set_state("finished", f"metric.target reached by trial {claim.number}")
+        elif self.spec.method == "grid" and not self._unfinished():
+            # the last point: say so now, not when some agent next asks for a trial (agents
+            # that stop on --count never would)
+            self.set_state("finished", "grid complete")
         return True
+
+    def _unfinished(self) -> bool:
+        """A trial is queued or running — or being re-queued: failed for a re-run whose new
+        trial another agent is creating this instant (it marks the old one first)."""
+        from optuna.trial import TrialState
+
+        trials = self.trials()
+        if any(t.state in (TrialState.WAITING, TrialState.RUNNING) for t in trials):
+            return True
+        retried = {t.user_attrs.get(PREFIX + "retry_of") for t in trials}
+        return any(
+            t.state == TrialState.FAIL
+            and t.user_attrs.get(PREFIX + "requeue")
+            and t.number not in retried
+            for t in trials
+        )
 
     def requeue(self, claim: Claim, result: dict[str, Any] | None = None) -> int | None:
         """Give a claimed trial back (agent interrupted): failed here, re-run by another agent."""

@@ -3,48 +3,91 @@
 * parameters in name order; the product of their value lists (W&B's ``itertools.product``);
 * ``int_uniform`` → ``range(min, max + 1)`` (max inclusive), ``q_uniform`` →
   ``numpy.arange(min, max, q)`` (max *excluded*), constants are one value;
-* duplicate points are collapsed, comparing values as YAML with integer floats as ints
-  (``3e6`` and ``3000000`` are the same point), keeping the first occurrence;
+* duplicate points are collapsed, comparing values as YAML with an integer-valued float as an
+  int (``3e6`` and ``3000000`` are one point; like W&B, only for the value itself, not inside a
+  list or map), keeping the first occurrence;
 * ``run_cap`` keeps the first ``run_cap`` points.
+
+Sizes are computed before anything is enumerated (a 10^11-point ``int_uniform`` is refused in
+microseconds, not after filling the memory): a point repeats only if each of its values repeats,
+so the grid's size is the product of each parameter's number of distinct values.
 """
 
 from __future__ import annotations
 
-import itertools
 import json
+import math
+from collections.abc import Sequence
 from typing import Any
 
 from expctl.errors import SpecError
 from expctl.sweeps.spec import GRID_DISTRIBUTIONS, Parameter, SweepSpec
 
 
-def grid_values(p: Parameter) -> list[Any]:
-    """The values a grid takes for one parameter."""
+def grid_values(p: Parameter) -> Sequence[Any]:
+    """The distinct values a grid takes for one parameter, in W&B's order (``int_uniform`` as
+    a lazy range: it may be huge)."""
     if p.distribution == "constant":
         return [p.value]
     if p.distribution == "categorical":
-        return list(p.values)
+        return _distinct(p.values)
     if p.distribution == "int_uniform":
-        return list(range(int(p.min), int(p.max) + 1))  # type: ignore[arg-type]
+        return range(int(p.min), int(p.max) + 1)  # type: ignore[arg-type]
     if p.distribution == "q_uniform":
-        import numpy as np
-
-        return np.arange(p.min, p.max, p.q).tolist()  # type: ignore[arg-type]
+        return _QRange(float(p.min), float(p.q), _value_count(p))  # type: ignore[arg-type]
     raise ValueError(
         f"{p.name}: {p.distribution} cannot be enumerated by a grid "
         f"({', '.join(GRID_DISTRIBUTIONS)})"
     )
 
 
+class _QRange(Sequence[float]):
+    """``numpy.arange(min, max, q)`` (max excluded), element by element and bit for bit as numpy
+    computes it (``min + i*delta`` with ``delta = (min + q) - min``), without building it."""
+
+    def __init__(self, start: float, step: float, size: int):
+        self.start, self.step, self.size = start, (start + step) - start, size
+
+    def __len__(self) -> int:
+        return self.size
+
+    def __getitem__(self, i: Any) -> Any:
+        if isinstance(i, slice):
+            return [self[j] for j in range(*i.indices(self.size))]
+        if not -self.size <= i < self.size:
+            raise IndexError(i)
+        return self.start + (i % self.size) * self.step
+
+
+def _value_count(p: Parameter) -> int:
+    """How many distinct values :func:`grid_values` gives, without building them."""
+    if p.distribution == "int_uniform":
+        return max(0, int(p.max) - int(p.min) + 1)  # type: ignore[arg-type]
+    if p.distribution == "q_uniform":
+        return max(0, math.ceil((p.max - p.min) / p.q))  # type: ignore[operator]
+    return len(grid_values(p))
+
+
 def normalise(value: Any) -> Any:
-    """Integer-valued floats become ints, recursively (W&B's grid de-duplication rule)."""
+    """An integer-valued float as an int (W&B's grid de-duplication rule, top level only)."""
     if isinstance(value, float) and value.is_integer():
         return int(value)
-    if isinstance(value, list | tuple):
-        return [normalise(v) for v in value]
-    if isinstance(value, dict):
-        return {k: normalise(v) for k, v in value.items()}
     return value
+
+
+def _key(value: Any) -> str:
+    return json.dumps(normalise(value), sort_keys=True, default=str)
+
+
+def _distinct(values: Sequence[Any]) -> list[Any]:
+    seen: set[str] = set()
+    out = []
+    for v in values:
+        key = _key(v)
+        if key not in seen:
+            seen.add(key)
+            out.append(v)
+    return out
 
 
 def point_key(point: dict[str, Any]) -> str:
@@ -52,33 +95,49 @@ def point_key(point: dict[str, Any]) -> str:
     return json.dumps({k: normalise(v) for k, v in point.items()}, sort_keys=True, default=str)
 
 
+def grid_size(spec: SweepSpec) -> int:
+    """The number of distinct points of the full grid (before ``run_cap``)."""
+    return math.prod(_value_count(p) for p in spec.parameters)
+
+
+def planned_runs(spec: SweepSpec) -> int:
+    """How many runs the grid sweep makes: its size, capped by ``run_cap``."""
+    size = grid_size(spec)
+    return min(size, spec.run_cap) if spec.run_cap is not None else size
+
+
 def grid_points(spec: SweepSpec, limit: int | None = None) -> list[dict[str, Any]]:
     """Every distinct grid point in W&B's order, capped at ``run_cap``.
 
-    More than ``limit`` points (after run_cap) is a :class:`SpecError`: every point is enqueued
-    up front, and a grid that large is better searched with method: random and a run_cap.
+    More than ``limit`` points to run is a :class:`SpecError`, said before any is built: every
+    point is queued up front (that is what makes grids exactly-once), and a grid that large is
+    better searched with ``method: random`` and a ``run_cap``.
     """
+    planned = check_grid_size(spec, limit)
     names = [p.name for p in spec.parameters]
     columns = [grid_values(p) for p in spec.parameters]
-    points: list[dict[str, Any]] = []
-    seen: set[str] = set()
-    for combo in itertools.product(*columns):
-        point = dict(zip(names, combo, strict=False))
-        key = point_key(point)
-        if key in seen:
-            continue
-        seen.add(key)
-        points.append(point)
-        if spec.run_cap is not None and len(points) >= spec.run_cap:
-            break
-        if limit is not None and len(points) > limit:
-            raise SpecError(
-                spec.source,
-                [("parameters", f"the grid has more than {limit} points")],
-                hint="add run_cap: N, or use method: random with run_cap",
-            )
-    return points
+    return [dict(zip(names, _nth(columns, i), strict=True)) for i in range(planned)]
 
 
-def grid_size(spec: SweepSpec) -> int:
-    return len(grid_points(spec))
+def check_grid_size(spec: SweepSpec, limit: int | None) -> int:
+    """The runs a grid sweep plans, or :class:`SpecError` when that is more than ``limit``."""
+    planned = planned_runs(spec)
+    if limit is not None and planned > limit:
+        sizes = " × ".join(f"{p.name} {_value_count(p):,}" for p in spec.parameters)
+        raise SpecError(
+            spec.source,
+            [("parameters", f"the grid has {planned:,} points ({sizes}); at most {limit:,}")],
+            hint="add run_cap: N (the first N points run), narrow the ranges, or use "
+            "method: random with a run_cap",
+        )
+    return planned
+
+
+def _nth(columns: list[Sequence[Any]], index: int) -> list[Any]:
+    """The ``index``-th point of ``itertools.product(*columns)`` (the last column varies
+    fastest), without materialising the columns as product() would."""
+    values = []
+    for column in reversed(columns):
+        index, digit = divmod(index, len(column))
+        values.append(column[digit])
+    return values[::-1]

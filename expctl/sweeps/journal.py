@@ -19,11 +19,12 @@ only replaces the journal if the result replays cleanly.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
 import time
-from collections.abc import Generator
+from collections.abc import Generator, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -73,6 +74,7 @@ class CheckedJournalFileBackend(JournalFileBackend):
         self._validated = 0  # byte offset up to which every line has been parsed
         self._validated_lines = 0  # how many lines that is
         self._damage: JournalDamaged | None = None
+        self._batch: list[dict[str, Any]] | None = None
 
     def read_logs(self, log_number_from: int) -> Generator[dict[str, Any], None, None]:
         if self._damage is not None:
@@ -99,11 +101,28 @@ class CheckedJournalFileBackend(JournalFileBackend):
                     self._validated, self._validated_lines = position, number + 1
                 yield record
 
+    @contextlib.contextmanager
+    def batched(self) -> Iterator[None]:
+        """Write the records appended inside the block in one locked append (one fsync): queueing
+        10,000 grid points takes a second, not a minute. Reads inside the block do not see
+        them: use it only for writes nothing in the block reads back (``enqueue_trial``)."""
+        self._batch = []
+        try:
+            yield
+            pending, self._batch = self._batch, None
+            if pending:
+                self.append_logs(pending)
+        finally:
+            self._batch = None
+
     def append_logs(self, logs: list[dict[str, Any]]) -> None:
         from optuna.storages.journal._file import get_lock_file
 
         if self._damage is not None:
             raise self._damage
+        if self._batch is not None:
+            self._batch.extend(logs)
+            return
         data = "".join(json.dumps(log, separators=(",", ":")) + "\n" for log in logs).encode()
         with get_lock_file(self._lock), open(self._file_path, "r+b") as f:
             self._check_unread_tail(f)  # holding the lock: nobody else is appending
@@ -158,6 +177,26 @@ class CheckedJournalStorage(JournalStorage):
             )
             self._checked_backend._damage = damage
             raise damage from None
+
+
+@contextlib.contextmanager
+def batched_writes(storage: Any) -> Iterator[None]:
+    """:meth:`CheckedJournalFileBackend.batched` for a storage, a no-op for other storages.
+
+    Optuna's ``create_new_trial`` returns the id of the trial it just replayed; with the write
+    held back there is none yet, so the replay's marker gets its initial value (-1, as Optuna's
+    own ``restore_replay_result`` sets it). ``enqueue_trial`` ignores the id.
+    """
+    backend = getattr(storage, "_backend", None)
+    if not isinstance(backend, CheckedJournalFileBackend):
+        yield
+        return
+    replay = storage._replay_result
+    if not hasattr(replay, "_last_created_trial_id_by_this_process"):
+        replay._last_created_trial_id_by_this_process = -1
+    with backend.batched():
+        yield
+    storage._sync_with_backend()  # now see them
 
 
 # -- repair ----------------------------------------------------------------------------------

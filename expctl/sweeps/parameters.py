@@ -151,12 +151,14 @@ def _flatten(raw: dict, yaml_path: str, prefix: str, problems: Problems) -> Iter
                 continue
             yield from _flatten(nested, f"{path}.parameters", f"{name}.", problems)
             continue
-        parameter = _parameter(name, body, path, problems)
+        parameter = _parameter(name, body, path, problems, nested=bool(prefix))
         if parameter is not None:
             yield parameter
 
 
-def _infer_distribution(body: dict, path: str, problems: Problems) -> str | None:
+def _infer_distribution(
+    body: dict, path: str, problems: Problems, nested: bool = False
+) -> str | None:
     if "values" in body:
         return "categorical_w_probabilities" if "probabilities" in body else "categorical"
     if "value" in body:
@@ -166,6 +168,14 @@ def _infer_distribution(body: dict, path: str, problems: Problems) -> str | None
         if is_int(lo) and is_int(hi):
             return "int_uniform"
         if isinstance(lo, float) and isinstance(hi, float):
+            return "uniform"
+        if is_number(lo) and is_number(hi) and nested:
+            # W&B's client checks only top-level parameters; its schema then reads mixed
+            # bounds inside a nested block as uniform
+            problems.warnings.append(
+                f"{path}: bounds min={lo!r} max={hi!r} mix an int and a float: read as "
+                "uniform, as W&B does in nested blocks (write both as floats to say so)"
+            )
             return "uniform"
         if is_number(lo) and is_number(hi):
             problems.add(
@@ -182,10 +192,12 @@ def _infer_distribution(body: dict, path: str, problems: Problems) -> str | None
     return None
 
 
-def _parameter(name: str, body: dict, path: str, problems: Problems) -> Parameter | None:
+def _parameter(
+    name: str, body: dict, path: str, problems: Problems, nested: bool = False
+) -> Parameter | None:
     dist = body.get("distribution")
     if dist is None:
-        dist = _infer_distribution(body, path, problems)
+        dist = _infer_distribution(body, path, problems, nested)
         if dist is None:
             return None
     elif dist == "categorical" and "probabilities" in body:
@@ -243,6 +255,10 @@ def _numbers_ok(dist: str, args: dict, path: str, problems: Problems) -> bool:
         if key in args and not is_number(args[key]):
             problems.add(f"{path}.{key}", f"must be a number, got {args[key]!r}")
             ok = False
+        elif key in args and not math.isfinite(args[key]):
+            # .nan/.inf are valid YAML: a sampler would overflow on them mid-sweep
+            problems.add(f"{path}.{key}", f"must be a finite number, got {args[key]!r}")
+            ok = False
     if not ok:
         return False
     if dist == "int_uniform":
@@ -287,6 +303,11 @@ def _numbers_ok(dist: str, args: dict, path: str, problems: Problems) -> bool:
                 f"{path}: {dist} takes base-e exponents, so min={lo!r} max={hi!r} "
                 f"draws values in [{math.exp(lo):.4g}, {math.exp(hi):.4g}]; "
                 f"for limit values use {values_form}"
+            )
+        else:  # W&B warns about this older form too; say what it means
+            problems.warnings.append(
+                f"{path}: {dist} takes base-e exponents: min={lo!r} max={hi!r} draws values in "
+                f"[{math.exp(lo):.4g}, {math.exp(hi):.4g}] ({values_form} takes the values)"
             )
     return ok
 

@@ -173,7 +173,9 @@ def run_program_trial(
         environ=child_env,
     )
     grace = _kill_grace(kill_grace, child_env)
-    older_logs = set((wandb_dir / "wandb").glob(f"*-{run_id}/run-{run_id}.wandb"))
+    older_logs = {  # an earlier attempt's log; a rerun within the same second reuses its path
+        p: _identity(p) for p in (wandb_dir / "wandb").glob(f"*-{run_id}/run-{run_id}.wandb")
+    }
 
     def result(
         status: Status,
@@ -322,7 +324,7 @@ class _MetricWatcher:
         wandb_dir: Path,
         run_id: str,
         metric: str,
-        ignore: set[Path],
+        ignore: dict[Path, tuple[int, int] | None],
         on_metric: Callable[[int, float], bool] | None,
     ):
         self.wandb_dir, self.run_id, self.ignore = wandb_dir, run_id, ignore
@@ -337,7 +339,8 @@ class _MetricWatcher:
         if self.error:
             return False
         if self.reader is None:
-            log = find_run_log(self.wandb_dir, self.run_id, self.ignore)
+            stale = {p for p, seen in self.ignore.items() if _identity(p) == seen}
+            log = find_run_log(self.wandb_dir, self.run_id, stale)
             if log is None:
                 return False
             self.reader, self.run_dir = TransactionLogReader(log), log.parent
@@ -354,6 +357,15 @@ class _MetricWatcher:
                 if self.on_metric is not None and self.on_metric(index, value) and child_running:
                     stop = True
         return stop
+
+
+def _identity(path: Path) -> tuple[int, int] | None:
+    """(inode, modification time): a file rewritten in place is another file."""
+    try:
+        st = path.stat()
+    except OSError:
+        return None
+    return (st.st_ino, st.st_mtime_ns)
 
 
 def _child_env(

@@ -87,11 +87,22 @@ def create_sweep_from_file(
     if backend == "wandb":
         for warning in spec.warnings:
             warn(warning)
+        _warn_missing_program(spec, warn)
         return _create_on_wandb(spec)
     created = _create_locally(spec, storage, config_dir, config_name)
     for warning in spec.warnings:
         warn(warning)
+    _warn_missing_program(spec, warn)
     return created
+
+
+def _warn_missing_program(spec: SweepSpec, warn: Emit) -> None:
+    missing = spec.missing_program()
+    if missing is not None:  # agents may run elsewhere: not an error here
+        warn(
+            f"program {spec.program!r} does not exist here ({missing}); each agent runs it "
+            "from its own working directory, so start agents where it exists"
+        )
 
 
 def _load_checked_spec(spec_file: Path, config_dir: Path | None, config_name: str) -> SweepSpec:
@@ -120,12 +131,15 @@ def _create_locally(
     spec: SweepSpec, storage: str | None, config_dir: Path | None, config_name: str
 ) -> CreatedSweep:
     from expctl.config import find_config_dir
-    from expctl.sweeps.engine import create_sweep
+    from expctl.sweeps.engine import MAX_GRID_POINTS, create_sweep
+    from expctl.sweeps.grid import check_grid_size
     from expctl.sweeps.storage import describe, is_default, open_storage
 
     directory: Path | None = None
     if not spec.runs_own_command:  # trials compose this project's config: remember where
         directory, _ = find_config_dir(config_dir)
+    if spec.method == "grid":
+        check_grid_size(spec, MAX_GRID_POINTS)  # before the storage exists: nothing is left
     handle = open_storage(storage)
     info = create_sweep(spec, storage=handle, config_dir=directory, config_name=config_name)
     agent = ["expctl", "sweep", "agent", info.id]

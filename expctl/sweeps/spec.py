@@ -14,6 +14,7 @@ are re-exported here, where callers import them from.
 
 from __future__ import annotations
 
+import difflib
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -161,6 +162,16 @@ class SweepSpec:
     def searched(self) -> tuple[Parameter, ...]:
         return tuple(p for p in self.parameters if not p.is_constant)
 
+    def missing_program(self, cwd: Path | None = None) -> Path | None:
+        """The ``program`` file the command runs, when it does not exist (from ``cwd``, the
+        directory an agent runs it from); None when it exists or is not run."""
+        from expctl.sweeps.macros import DEFAULT_COMMAND
+
+        if not self.program or "${program}" not in (self.command or DEFAULT_COMMAND):
+            return None
+        path = Path(cwd or Path.cwd()) / self.program
+        return None if path.exists() else path
+
     @property
     def runs_own_command(self) -> bool:
         """Trials run the user's program/command (W&B's agent protocol), not expctl's trainer.
@@ -186,9 +197,16 @@ def load_spec(path: str | Path, config: ConfigCheck | None = None) -> SweepSpec:
             [(str(path), "file not found")],
             hint="pass the path of a W&B sweep YAML, e.g. configs/sweeps/grid.yaml",
         )
-    text = p.read_text(encoding="utf-8")
-    data, lines, problems = load_yaml(text, str(p))
-    return parse_spec(data, source=str(p), lines=lines, pre_problems=problems, config=config)
+    try:
+        text = p.read_text(encoding="utf-8")
+    except UnicodeDecodeError:
+        raise SpecError(
+            str(path),
+            [(str(path), "not a UTF-8 text file (a binary file?)")],
+            hint="a sweep file is YAML text, e.g. configs/sweeps/grid.yaml",
+        ) from None
+    data, lines, warnings = load_yaml(text, str(p))
+    return parse_spec(data, source=str(p), lines=lines, pre_warnings=warnings, config=config)
 
 
 def parse_spec(
@@ -196,16 +214,25 @@ def parse_spec(
     *,
     source: str = "<sweep>",
     lines: dict[str, int] | None = None,
-    pre_problems: list[tuple[str, str]] | None = None,
+    pre_warnings: list[str] | None = None,
     config: ConfigCheck | None = None,
 ) -> SweepSpec:
     """Validate a sweep config dict (as loaded from YAML) into a :class:`SweepSpec`."""
     problems = Problems(source, lines or {})
-    problems.items.extend(pre_problems or [])
+    problems.warnings.extend(pre_warnings or [])
     if not isinstance(data, dict):
         problems.add("", "a sweep file must be a mapping with at least `method` and `parameters`")
         raise SpecError(source, problems.items)
-    problems.unknown_keys("", data, TOP_LEVEL_KEYS)
+    for key in data:
+        if key in TOP_LEVEL_KEYS:
+            continue
+        if difflib.get_close_matches(str(key), TOP_LEVEL_KEYS, n=1, cutoff=0.8):
+            problems.unknown_key("", str(key), TOP_LEVEL_KEYS)  # a misspelt key: it would vanish
+        else:
+            # W&B warns ("Malformed sweep config") and creates the sweep; so do we
+            problems.warnings.append(
+                f"{key!r} is not a W&B sweep key; ignored (W&B ignores it too)"
+            )
     warnings = [
         f"{key!r} is accepted for W&B compatibility but ignored by expctl"
         for key in data
@@ -231,7 +258,9 @@ def parse_spec(
             value = None
         strings[key] = value
     command = (
-        _command(data.get("command"), strings["program"], problems) if "command" in data else None
+        _command(data.get("command"), strings["program"], problems, _top_names(data))
+        if "command" in data
+        else None
     )
 
     params_raw = data.get("parameters")
@@ -355,12 +384,12 @@ def _early_terminate(raw: Any, problems: Problems) -> EarlyTerminate | None:
     if min_iter is None and max_iter is None:
         problems.add("early_terminate", "give min_iter (bands min_iter*eta^k) or max_iter and s")
         ok = False
-    elif min_iter is not None and max_iter is not None:
-        problems.add(
-            "early_terminate",
-            "give either min_iter or max_iter+s, not both (W&B silently ignores min_iter)",
+    elif min_iter is not None and max_iter is not None and s is not None:
+        problems.warnings.append(
+            "early_terminate: both min_iter and max_iter+s are given; W&B uses max_iter and s "
+            "(min_iter is ignored), and so does expctl"
         )
-        ok = False
+        min_iter = None
     elif max_iter is not None and s is None:
         problems.add("early_terminate.s", "missing: max_iter needs s (the number of bands)")
         ok = False
@@ -379,7 +408,14 @@ def _early_terminate(raw: Any, problems: Problems) -> EarlyTerminate | None:
     return early
 
 
-def _command(raw: Any, program: str | None, problems: Problems) -> tuple[str, ...] | None:
+def _top_names(data: dict) -> set[str]:
+    params = data.get("parameters")
+    return {str(k) for k in params} if isinstance(params, dict) else set()
+
+
+def _command(
+    raw: Any, program: str | None, problems: Problems, parameter_names: set[str]
+) -> tuple[str, ...] | None:
     if not isinstance(raw, list) or not all(isinstance(x, str | int | float) for x in raw):
         problems.add(
             "command",
@@ -398,7 +434,14 @@ def _command(raw: Any, program: str | None, problems: Problems) -> tuple[str, ..
                         f"${{{name}}} is never substituted: NAME must match [A-Z0-9_]+",
                     )
                 continue
-            if name not in MACROS:
+            if name not in MACROS and name in parameter_names:
+                problems.add(
+                    f"command[{i}]",
+                    f"${{{name}}} is a parameter, not a W&B macro (W&B's agent drops it); "
+                    "parameters reach the program through ${args} (--" + name + "=...), "
+                    "${args_no_hyphens} or ${args_json_file}",
+                )
+            elif name not in MACROS:
                 close = did_you_mean(name, known)
                 macros = ", ".join("${" + m + "}" for m in known)
                 suffix = f"did you mean ${{{close[0]}}}?" if close else f"macros: {macros}"

@@ -7,9 +7,12 @@ classic sweep bug.
 from __future__ import annotations
 
 import re
+import sys
 from typing import Any
 
 from expctl.errors import SpecError
+
+MAX_NODES = 100_000  # a W&B sweep file has tens to hundreds
 
 # YAML 1.2 floats: unlike YAML 1.1, the mantissa needs no dot (`1e-5`, `1E5`).
 _FLOAT = re.compile(
@@ -33,13 +36,20 @@ def _loader_class() -> type:
     return Loader
 
 
-def load_yaml(text: str, source: str) -> tuple[Any, dict[str, int], list[tuple[str, str]]]:
-    """Parse YAML; return (data, {dotted yaml path: line}, problems such as duplicate keys)."""
+def load_yaml(text: str, source: str) -> tuple[Any, dict[str, int], list[str]]:
+    """Parse YAML; return (data, {dotted yaml path: line}, warnings such as a key written twice).
+
+    YAML merge keys (``<<: *base``) work as YAML says: a key written next to them overrides
+    the merged one. A key written twice in one mapping is kept last (as W&B does), with a
+    warning naming both lines.
+    """
     import yaml
 
     loader = _loader_class()(text)
     try:
         node = loader.get_single_node()
+        if node is not None:
+            _check_expanded_size(node, source)
         data = loader.construct_document(node) if node is not None else None
     except yaml.MarkedYAMLError as e:
         mark = e.problem_mark or e.context_mark
@@ -49,39 +59,81 @@ def load_yaml(text: str, source: str) -> tuple[Any, dict[str, int], list[tuple[s
             [(line, f"YAML syntax error: {e.problem or e.context}")],
             hint="fix the YAML at that line (indentation, quotes, brackets)",
         ) from None
+    except RecursionError:
+        raise SpecError(
+            source,
+            [(source, f"nested more than {sys.getrecursionlimit()} levels deep")],
+            hint="a sweep file is a few levels deep: check its brackets",
+        ) from None
     finally:
         loader.dispose()
     lines: dict[str, int] = {}
-    problems: list[tuple[str, str]] = []
+    warnings: list[str] = []
     if node is not None:
-        _index_lines(node, "", lines, problems, source)
-    return data, lines, problems
+        _index_lines(node, "", lines, warnings, source, set())
+    return data, lines, warnings
+
+
+def _check_expanded_size(root: Any, source: str) -> None:
+    """Refuse files whose aliases expand to more than :data:`MAX_NODES` nodes ("billion
+    laughs": 1 KB of nested aliases naming billions of values). Counted on the node graph, each
+    shared node once per use, in time linear in the file."""
+    import yaml
+
+    sizes: dict[int, int] = {}
+
+    def size(node: Any) -> int:
+        known = sizes.get(id(node))
+        if known is not None:
+            return known
+        sizes[id(node)] = 1  # a recursive alias counts once
+        if isinstance(node, yaml.MappingNode):
+            total = 1 + sum(size(k) + size(v) for k, v in node.value)
+        elif isinstance(node, yaml.SequenceNode):
+            total = 1 + sum(size(v) for v in node.value)
+        else:
+            total = 1
+        sizes[id(node)] = min(total, MAX_NODES + 1)
+        return sizes[id(node)]
+
+    if size(root) > MAX_NODES:
+        raise SpecError(
+            source,
+            [(source, f"the YAML expands to more than {MAX_NODES:,} values (nested aliases)")],
+            hint="a sweep file names a few parameters: remove the nested `*alias` references",
+        )
 
 
 def _index_lines(
-    node: Any, prefix: str, lines: dict[str, int], problems: list, source: str
+    node: Any, prefix: str, lines: dict[str, int], warnings: list[str], source: str, seen: set[int]
 ) -> None:
-    """Record the first line of every mapping key / list item under ``prefix``."""
+    """Record the first line of every mapping key / list item under ``prefix`` (an aliased
+    node once: its other paths take the line of the key that names it)."""
     import yaml
 
+    if id(node) in seen:
+        return
+    seen.add(id(node))
     if isinstance(node, yaml.MappingNode):
-        seen: set[str] = set()
+        first_line: dict[str, int] = {}
         for key_node, value_node in node.value:
             key = str(key_node.value)
             path = f"{prefix}.{key}" if prefix else key
-            if key in seen:
-                # The constructed dict silently keeps the last value; only the nodes show it.
-                problems.append(
-                    (
-                        f"{source}:{key_node.start_mark.line + 1}: {path}",
-                        "duplicate key (YAML keeps only the last one)",
-                    )
+            line = key_node.start_mark.line + 1
+            # keys a merge (`<<: *base`) brought in are written elsewhere; one written here
+            # overrides them, as YAML says
+            here = node.start_mark.index <= key_node.start_mark.index <= node.end_mark.index
+            if here and key in first_line:
+                warnings.append(
+                    f"{source}:{line}: {path} is written twice (lines {first_line[key]} and "
+                    f"{line}); the last one is used, as W&B does"
                 )
-            seen.add(key)
-            lines.setdefault(path, key_node.start_mark.line + 1)
-            _index_lines(value_node, path, lines, problems, source)
+            if here:
+                first_line.setdefault(key, line)
+            lines.setdefault(path, line)
+            _index_lines(value_node, path, lines, warnings, source, seen)
     elif isinstance(node, yaml.SequenceNode):
         for i, item in enumerate(node.value):
             path = f"{prefix}[{i}]"
             lines.setdefault(path, item.start_mark.line + 1)
-            _index_lines(item, path, lines, problems, source)
+            _index_lines(item, path, lines, warnings, source, seen)

@@ -27,6 +27,7 @@ from omegaconf import DictConfig, ListConfig, OmegaConf
 
 from expctl.errors import ConfigError, ExpctlError, did_you_mean
 from expctl.train.data import DatasetPair, TensorData
+from expctl.train.target_policy import check_targets
 
 DEFAULT_LOSS = {"_target_": "torch.nn.CrossEntropyLoss"}
 
@@ -124,6 +125,7 @@ def instantiate_at(cfg: DictConfig, key: str, **kwargs: Any) -> Any:
     from hydra.utils import instantiate
 
     node = cfg[key]
+    check_targets(node, key)
     try:
         return instantiate(node, _convert_="all", **kwargs)
     except InstantiationException as e:
@@ -180,6 +182,14 @@ _FULL_KEY = re.compile(r"full_key: (\S+)")
 
 def _translate(cfg: DictConfig, key: str, e: Exception) -> ExpctlError:
     text = str(e)
+    if "is blocklisted" in text:  # Hydra's own policy: its message spans several lines
+        message = " ".join(line.strip() for line in text.split("full_key:")[0].splitlines())
+        m = _FULL_KEY.search(text)
+        return ConfigError(
+            message.strip(),
+            hint="configs are code: name a class or function that builds the object",
+            where=_normalize_key(cfg, m.group(1)) if m else key,
+        )
     m = _FULL_KEY.search(text)
     where = _normalize_key(cfg, m.group(1)) if m else key
     located = _LOCATE.search(text)

@@ -78,9 +78,17 @@ def load_checkpoint(path: Path) -> dict[str, Any]:
     try:
         obj = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as e:
+        text = str(e)
+        if "weights_only" in text or "Weights only" in text:
+            # torch's own advice (weights_only=False) would run code stored in the file
+            reason = "it holds objects other than tensors and plain values"
+        else:
+            reason = text.strip().splitlines()[0] if text.strip() else type(e).__name__
         raise RuntimeFailure(
-            f"cannot load checkpoint {path}: {str(e).splitlines()[0] if str(e) else e!r}",
-            hint="the file is damaged or not a torch checkpoint with plain contents",
+            f"cannot load checkpoint {path}: {reason}",
+            hint="the file is damaged or is not a checkpoint of plain tensors and values; "
+            "expctl loads checkpoints only with torch.load(weights_only=True), which runs no "
+            "code from the file",
         ) from e
     if not isinstance(obj, dict):
         raise RuntimeFailure(

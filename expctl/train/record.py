@@ -65,10 +65,10 @@ class RunRecord:
     def write_config(self, plain_config: Mapping[str, Any]) -> None:
         if not self.write:
             return
-        from expctl.config import dump
+        from expctl.config import dump_yaml
         from expctl.secrets import redact
 
-        atomic_write_text(self.run_dir / CONFIG_FILE, dump(redact(dict(plain_config)), "yaml"))
+        atomic_write_text(self.run_dir / CONFIG_FILE, dump_yaml(redact(dict(plain_config))))
 
     def write_overrides(self, overrides: Sequence[str]) -> None:
         if not self.write:

@@ -131,8 +131,6 @@ def _interpolated(node: Any, path: str, walk: _Walk) -> Any:
         return node._value()
     if isinstance(target, DictConfig | ListConfig) and _holds_missing(target):
         walk.kept.add(path)  # `--set` the ??? inside the referenced node, not this key
-        from expctl.config import missing_keys
-
         base = _written_at(target, "")
         for key in [base] if target._is_missing() else missing_keys(target, base):
             if key not in walk.missing_refs:
@@ -213,3 +211,34 @@ def describe_resolution_error(e: Exception) -> tuple[str, str]:
     if isinstance(e, InterpolationResolutionError):
         return (f"cannot resolve interpolation: {text}", "fix the ${...} expression")
     return (f"{type(e).__name__}: {text}", "fix the value at this key")
+
+
+# -- missing values -------------------------------------------------------------------------
+
+
+def missing_keys(cfg: Any, prefix: str = "") -> list[str]:
+    """Every ``???`` key path, in config order.
+
+    Interpolations that point at a ``???`` are not listed: the key they point at is, and
+    filling that one fixes both.
+    """
+    from omegaconf import DictConfig, ListConfig
+
+    found: list[str] = []
+    items: list[tuple[Any, Any]]
+    if isinstance(cfg, DictConfig):
+        items = [(k, cfg._get_node(k)) for k in cfg]
+    elif isinstance(cfg, ListConfig):
+        items = [(i, cfg._get_node(i)) for i in range(len(cfg))]
+    else:
+        return found
+    for key, node in items:
+        path = f"{prefix}.{key!s}" if prefix else str(key)
+        if isinstance(node, DictConfig | ListConfig):
+            if node._is_missing():
+                found.append(path)
+            else:
+                found.extend(missing_keys(node, path))
+        elif node is not None and node._value() == "???":
+            found.append(path)
+    return found

@@ -1,0 +1,181 @@
+r"""Hydra's, OmegaConf's and YAML's exceptions as one-line :class:`ConfigError`\ s with hints.
+
+Unknown keys get a did-you-mean computed from the config composed *without* the failing override.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from expctl.errors import ConfigError, did_you_mean
+
+KnownKeys = Callable[[list[str]], list[str]]  # overrides -> every key of that composition
+
+
+def translate_compose_error(
+    e: Exception, config_dir: Path, config_name: str, overrides: list[str], known_keys: KnownKeys
+) -> Exception:
+    """A one-line ConfigError for anything composition raises on bad input; ``e`` itself when
+    it is not about the input (a bug, to be reported)."""
+    import yaml
+    from hydra.errors import (
+        ConfigCompositionException,
+        MissingConfigException,
+        OverrideParseException,
+    )
+
+    if isinstance(e, yaml.MarkedYAMLError):
+        mark = e.problem_mark or e.context_mark
+        where = f"{mark.name}:{mark.line + 1}" if mark else str(config_dir)
+        problem = e.problem or e.context or "invalid YAML"
+        return ConfigError(
+            f"YAML syntax error: {problem}",
+            hint="fix the YAML at that line (check indentation, quotes and brackets)",
+            where=where,
+        )
+    if isinstance(e, MissingConfigException):
+        return _missing_config_error(e, config_dir, config_name, overrides)
+    if isinstance(e, OverrideParseException):
+        bad = _first_unparsable_override(overrides)
+        return ConfigError(
+            f"cannot parse override {bad!r}: {str(e).splitlines()[0]}",
+            hint="use Hydra's grammar: key=value, +new=value, ++key=value, ~key, group=option; "
+            "quote values with special characters: key='a,b'",
+        )
+    if isinstance(e, ConfigCompositionException):
+        return _composition_error(e, overrides, known_keys)
+    if isinstance(e, RecursionError):
+        return ConfigError(
+            f"composing {config_name!r} recursed too deeply: a defaults list that includes "
+            "itself (a cycle), or values nested thousands of levels deep",
+            hint=f"check the defaults lists of {config_name!r} and of the configs it includes",
+        )
+    if isinstance(e, UnicodeDecodeError):
+        return _not_text_error(config_dir)
+    if isinstance(e, ValueError | TypeError):
+        return _hydra_value_error(e, config_dir, overrides)
+    return e
+
+
+def _not_text_error(config_dir: Path) -> ConfigError:
+    for path in sorted(config_dir.rglob("*.yaml")):
+        try:
+            path.read_text(encoding="utf-8")
+        except (UnicodeDecodeError, OSError):
+            return ConfigError(
+                "not a UTF-8 text file (a binary file?)",
+                hint="config files are YAML text: fix or remove it",
+                where=str(path),
+            )
+    return ConfigError(
+        f"a config file under {config_dir} is not UTF-8 text",
+        hint="config files are YAML text: fix or remove the binary file",
+    )
+
+
+def _hydra_value_error(e: Exception, config_dir: Path, overrides: list[str]) -> ConfigError:
+    """Hydra's ValueErrors about overrides, e.g. choosing ``null`` for a config group."""
+    text = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+    if "Config group override must be a string or a list" in text:
+        groups = sorted(d.name for d in config_dir.iterdir() if d.is_dir())
+        chosen = [o for o in overrides if _override_key(o) in groups]
+        group = _override_key(chosen[-1]) if chosen else "GROUP"
+        options = sorted(p.stem for p in (config_dir / group).glob("*.yaml"))
+        return ConfigError(
+            f"cannot choose {chosen[-1] if chosen else 'that value'!r}: a config group takes an "
+            "option name (or a list of them)",
+            hint=f"choose one of {group}: {', '.join(options) or '(none)'}; to drop the "
+            f"group's config use ~{group}",
+        )
+    return ConfigError(text, hint="check the overrides and the defaults lists they refer to")
+
+
+def _missing_config_error(
+    e: Any, config_dir: Path, config_name: str, overrides: list[str]
+) -> ConfigError:
+    missing = getattr(e, "missing_cfg_file", None) or ""
+    options = getattr(e, "options", None)
+    if options is not None or "/" in missing:
+        group, _, option = missing.rpartition("/")
+        on_disk = sorted(p.stem for p in (config_dir / group).glob("*.yaml"))
+        choices = list(options or []) or on_disk
+        inside = re.match(r"In '([^']+)'", str(e))
+        given = any(_override_key(o) == group and option in o.split("=", 1)[-1] for o in overrides)
+        if inside and not given:  # a config's own defaults list names it, not the command line
+            return ConfigError(
+                f"{inside.group(1)}.yaml: its defaults list names {missing!r}, which does not "
+                "exist",
+                hint=f"configs in {group}/: {', '.join(on_disk) or '(none)'}",
+                where=str(config_dir / f"{inside.group(1)}.yaml"),
+            )
+        if not (config_dir / group).is_dir():
+            return ConfigError(
+                f"unknown config group {group!r} (no directory {group}/ in {config_dir})",
+                hint="groups an app registers in Python (Hydra's ConfigStore) are not visible "
+                "to expctl: give them as YAML files in the config directory",
+            )
+        suggestion = did_you_mean(option, choices)
+        hint = f"available options for {group}: {', '.join(choices) or '(none)'}"
+        if suggestion:
+            hint = f"did you mean {group}={suggestion[0]}? {hint}"
+        return ConfigError(f"unknown option {option!r} for config group {group!r}", hint=hint)
+    if missing == config_name or "primary config" in str(e):
+        names = sorted(p.stem for p in config_dir.glob("*.yaml"))
+        return ConfigError(
+            f"no primary config {config_name!r} in {config_dir}",
+            hint=f"configs there: {', '.join(names) or '(none)'}; choose one with --config-name",
+        )
+    return ConfigError(str(e).splitlines()[0], hint="check the defaults lists of your configs")
+
+
+def _composition_error(e: Exception, overrides: list[str], known_keys: KnownKeys) -> ConfigError:
+    text = str(e)
+    m = re.search(r"Could not override '([^']+)'", text)
+    if m:
+        key = m.group(1)
+        rest = [o for o in overrides if _override_key(o) != key]
+        known = known_keys(rest)
+        close = did_you_mean(key, known)
+        leaf_close = [
+            k
+            for k in known
+            if k.rsplit(".", 1)[-1]
+            in did_you_mean(key.rsplit(".", 1)[-1], {k.rsplit(".", 1)[-1] for k in known})
+        ]
+        suggestions = close or leaf_close[:3]
+        value = next((o.split("=", 1)[1] for o in overrides if _override_key(o) == key), "...")
+        hint = f"to add a new key use +{key}={value}"
+        if suggestions:
+            hint = f"did you mean {' or '.join(suggestions)}? ({hint})"
+        return ConfigError(f"unknown config key {key!r} in override", hint=hint)
+    m = re.search(r"An item is already at '([^']+)'", text)
+    if m:
+        key = m.group(1)
+        return ConfigError(
+            f"cannot add {key!r} with '+': the key already exists",
+            hint=f"set it with {key}=... (or force with ++{key}=...)",
+        )
+    first = text.strip().splitlines()[0] if text.strip() else type(e).__name__
+    cause = e.__cause__
+    if cause is not None and str(cause).strip():
+        first = f"{first} ({str(cause).splitlines()[0]})"
+    return ConfigError(first, hint="check the override and the defaults list it refers to")
+
+
+def _override_key(override: str) -> str:
+    return override.lstrip("+~").split("=", 1)[0]
+
+
+def _first_unparsable_override(overrides: list[str]) -> str:
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+
+    parser = OverridesParser.create()
+    for o in overrides:
+        try:
+            parser.parse_overrides([o])
+        except Exception:
+            return o
+    return " ".join(overrides)
