@@ -196,6 +196,13 @@ def allotted_cpus(env: Mapping[str, str] | None = None, affinity: set[int] | Non
     return os.cpu_count() or 1
 
 
+def cpu_set() -> set[int]:
+    """The CPUs this process may run on (all of them where affinity is unknown)."""
+    if hasattr(os, "sched_getaffinity"):
+        return set(os.sched_getaffinity(0))
+    return set(range(os.cpu_count() or 1))
+
+
 def choose_num_threads(
     setting: Any,
     env: Mapping[str, str] | None = None,

@@ -202,8 +202,13 @@ def start_tracker(
     run_id: str | None = None,
     group: str | None = None,
     env: Mapping[str, str] | None = None,
+    directory: Path | None = None,
 ) -> Tracker:
     """Start tracking as configured (``wandb`` node; missing = ``mode: auto``).
+
+    ``directory``: where the W&B run's files go (``DIRECTORY/wandb/offline-run-*``) unless
+    ``WANDB_DIR`` says otherwise: the trainer passes its run directory, so a run directory is
+    the whole record of a run — copied, synced or deleted as one.
 
     ``run_id`` resumes an earlier W&B run (``expctl run --resume``); ``group`` overrides
     ``wandb.group`` (the sweep agent groups its trials). When a wandb run is already open in
@@ -233,6 +238,8 @@ def start_tracker(
         "id": run_id,
         "resume": "allow" if run_id else None,
     }
+    if directory is not None and not (env if env is not None else os.environ).get("WANDB_DIR"):
+        kwargs["dir"] = str(directory)
     configured_auto = str(settings.get("mode") or "auto").lower() == "auto"
     timeout = AUTO_INIT_TIMEOUT_S if configured_auto else ONLINE_INIT_TIMEOUT_S
     try:

@@ -395,3 +395,38 @@ def test_agent_for_an_unknown_sweep_says_only_that(cli, project) -> None:
     assert result.exit_code == 2
     assert result.stderr.splitlines()[0] == "error: no sweep 'nosuchid'"
     assert created.stdout.strip() in result.stderr  # the hint lists the sweeps that exist
+
+
+def test_status_names_unnamed_sweeps_rounds_floats_and_says_which_agents_live(
+    cli, project: Path, monkeypatch
+) -> None:
+    (project / "objectives.py").write_text("def f(ctx):\n    return ctx.params['seed'] / 3\n")
+    monkeypatch.syspath_prepend(str(project))
+    spec = write(
+        project / "unnamed.yaml",
+        """
+        method: grid
+        metric: {name: loss}
+        parameters:
+          seed: {values: [1, 2]}
+        """,
+    )
+    sweep_id = create(cli, spec)
+    before = cli("sweep", "status", sweep_id)
+    assert f"sweep {sweep_id} 'grid over config'" in before.stdout
+    assert "agents: none alive — start one to continue" in before.stdout
+    assert cli("sweep", "agent", sweep_id, "--objective", "objectives:f").exit_code == 0
+    table = cli("sweep", "status", sweep_id).stdout
+    assert "0.3333" in table and "0.33333333" not in table  # ~4 significant digits
+    data = json.loads(cli("sweep", "status", sweep_id, "--format", "json").stdout)
+    assert {t["value"] for t in data["trials"]} == {1 / 3, 2 / 3}  # JSON stays exact
+    assert data["grid_size"] == 2 and data["planned"] == 2 and data["state"] == "finished"
+    ((agent, beat),) = data["agents"].items()
+    assert agent.endswith(f":{os.getpid()}") and beat["alive"] is False  # it has exited
+
+
+def test_the_tutorial_sweep_ends_by_itself(project: Path) -> None:
+    from expctl.sweeps.spec import load_spec
+
+    repo = Path(__file__).resolve().parents[1]
+    assert load_spec(repo / "configs" / "sweeps" / "tutorial_program.yaml").run_cap == 12

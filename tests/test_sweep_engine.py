@@ -24,7 +24,7 @@ from expctl.sweeps.engine import (
     sweep_status,
 )
 from expctl.sweeps.hyperband import WandbHyperbandPruner
-from expctl.sweeps.spec import parse_spec
+from expctl.sweeps.spec import EarlyTerminate, parse_spec
 from expctl.sweeps.storage import open_storage
 
 STORAGES = ["journal", "sqlite", pytest.param("postgres", marks=pytest.mark.postgres)]
@@ -233,20 +233,81 @@ def test_sweeps_without_metric_complete_without_value(tmp_path: Path) -> None:
 # -- hyperband -----------------------------------------------------------------------------------
 
 
-def test_hyperband_decisions_match_wandbs_documented_example() -> None:
-    """wandb/sweeps hyperband_stopping.py docstring: max_iter=5, eta=2, s=2 stops b and c."""
-    pruner = WandbHyperbandPruner([1, 2], eta=2.0, strict=True)
-    histories = {"a": [10, 9], "b": [10, 10], "c": [10, 8, 8], "d": [10, 7, 7], "e": [10, 6, 6]}
-    every = list(histories.values())
-    stopped = {k for k in "bcd" if pruner.should_stop(histories[k], every)}
-    assert stopped == {"b", "c"}
-    lenient = WandbHyperbandPruner([1, 2], eta=2.0, strict=False)
-    assert {k for k in "bcd" if lenient.should_stop(histories[k], every)} == {"b", "c"}
+def wandb_hyperband_stop_runs(
+    histories: list[list[float]], running: list[int], bands: list[int], eta: float, strict: bool
+) -> set[int]:
+    """A transcription of wandb/sweeps ``hyperband_stop_runs`` (src/sweeps/hyperband_stopping.py
+    at b1dfc5f, the rule since PR #99), for minimised metrics: which running runs it stops."""
+    import numpy as np
+
+    r = 1.0 / eta
+    all_run_histories = [h for h in histories if len(h) > 0]
+    thresholds = []
+    for band in bands:
+        band_values = [h[band - 1] for h in all_run_histories if len(h) >= band]
+        if len(band_values) == 0:
+            threshold = np.inf
+        else:
+            threshold = sorted(band_values)[int(r * len(band_values))]
+        thresholds.append(threshold)
+    stop = set()
+    for i in running:
+        history = histories[i]
+        closest_band, closest_threshold = -1, 0.0
+        for band, threshold in zip(bands, thresholds, strict=True):
+            if band <= len(history):
+                closest_band, closest_threshold = band, threshold
+            else:
+                break
+        if closest_band != -1:
+            condition_val = min(history)
+            if strict is True:
+                condition_val = history[closest_band - 1]
+            if condition_val > closest_threshold:
+                stop.add(i)
+    return stop
+
+
+@pytest.mark.parametrize("strict", [True, False])
+def test_hyperband_stops_exactly_the_runs_wandb_stops_on_random_histories(strict: bool) -> None:
+    import random
+
+    rng = random.Random(99 + strict)
+    for _ in range(2000):
+        eta = rng.choice([2.0, 3.0, 4.0, 1.5])
+        if rng.random() < 0.5:
+            spec_bands = EarlyTerminate(min_iter=rng.randint(1, 3), eta=eta).bands()
+        else:
+            spec_bands = EarlyTerminate(
+                max_iter=rng.randint(3, 30), s=rng.randint(1, 4), eta=eta
+            ).bands()
+        if not spec_bands:
+            continue
+        histories = [
+            [round(rng.uniform(0, 10), 1) for _ in range(rng.randint(0, 12))]
+            for _ in range(rng.randint(1, 9))
+        ]
+        running = [i for i in range(len(histories)) if rng.random() < 0.6]
+        pruner = WandbHyperbandPruner(spec_bands, eta=eta, strict=strict)
+        every = [h for h in histories if h]
+        ours = {i for i in running if histories[i] and pruner.should_stop(histories[i], every)}
+        theirs = wandb_hyperband_stop_runs(histories, running, spec_bands[:100], eta, strict)
+        assert ours == theirs, (spec_bands, eta, histories, running)
+
+
+def test_a_bad_run_is_stopped_once_it_has_logged_min_iter_values() -> None:
+    """min_iter: 2, eta: 3 — W&B stops a bad run after its 2nd value (the old rule waited for
+    a 3rd)."""
+    bands = EarlyTerminate(min_iter=2, eta=3.0).bands()
+    pruner = WandbHyperbandPruner(bands, eta=3.0, strict=True)
+    good = [[1.0, 1.0, 1.0], [1.2, 1.1, 1.0]]
+    bad = [5.0, 5.0]
+    assert pruner.should_stop(bad, [*good, bad])
 
 
 def test_strict_compares_the_band_value_not_the_best_so_far() -> None:
-    histories = [[5.0, 1.0, 9.0], [5.0, 2.0, 2.0], [5.0, 3.0, 3.0]]
-    me = [5.0, 1.0, 9.0]  # best so far is great, but the value at band 2 is the worst
+    histories = [[5.0, 9.0, 1.0], [5.0, 2.0, 2.0], [5.0, 3.0, 3.0]]
+    me = [5.0, 9.0, 1.0]  # best so far is great, but the value at band 2 is the worst
     assert WandbHyperbandPruner([2], eta=3.0, strict=True).should_stop(me, histories)
     assert not WandbHyperbandPruner([2], eta=3.0, strict=False).should_stop(me, histories)
 

@@ -332,3 +332,41 @@ def test_invalid_trainer_settings_are_reported_together(project: Path):
         train(compose(project, "trainer.epochs=0", "trainer.accumulate_grad_batches=x"))
     assert "trainer.epochs" in info.value.message
     assert "trainer.accumulate_grad_batches" in info.value.message
+
+
+def test_mid_epoch_rows_average_exactly_the_steps_since_the_previous_row_of_that_epoch(
+    project: Path,
+):
+    """Per-step losses (log every step) against rows logged every 7 steps of the same run:
+    each mid-epoch row is the mean of its own steps, never reaching into the previous epoch."""
+    import json
+
+    common = (
+        "trainer.epochs=3",
+        "data=synthetic",
+        "data.num_samples=800",
+        "artifact.publish=false",
+    )
+    every = train(compose(project, *common, "trainer.log_every_n_steps=1"), run_dir=project / "a")
+    sparse = train(compose(project, *common, "trainer.log_every_n_steps=7"), run_dir=project / "b")
+
+    def rows(run) -> list[dict]:
+        lines = (run.run_dir / "metrics.jsonl").read_text().splitlines()
+        return [json.loads(line) for line in lines]
+
+    per_step = {
+        (r["epoch"], r["step"]): r["train_loss"] for r in rows(every) if "val_loss" not in r
+    }
+    steps_per_epoch = max(s for (e, s) in per_step if e == 1)
+    checked = 0
+    previous: dict[int, int] = {}  # epoch -> step of its previous mid-epoch row
+    for row in rows(sparse):
+        if "val_loss" in row:
+            continue
+        epoch, step = row["epoch"], row["step"]
+        start = previous.get(epoch, (epoch - 1) * steps_per_epoch)
+        losses = [per_step[(epoch, s)] for s in range(start + 1, step + 1)]
+        assert row["train_loss"] == pytest.approx(sum(losses) / len(losses), rel=1e-5), row
+        previous[epoch] = step
+        checked += 1
+    assert checked >= 4 and any(s % steps_per_epoch < 7 for s in (r["step"] for r in rows(sparse)))

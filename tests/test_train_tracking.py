@@ -115,3 +115,40 @@ def test_sync_command_quotes_and_artifact_names_are_sanitised():
     assert sync_command(["/a b/run-1", "/c"]) == "wandb sync '/a b/run-1' /c"
     assert artifact_name("digits mlp/model:v1") == "digits-mlp-model-v1"
     assert artifact_name("///") == "model"
+
+
+@pytest.mark.slow
+def test_the_wandb_run_lives_inside_the_run_dir_unless_wandb_dir_is_set(
+    project: Path, monkeypatch: pytest.MonkeyPatch
+):
+    from expctl.config import ConfigSource, compose_config
+    from expctl.train import train
+
+    monkeypatch.delenv("WANDB_DIR")
+    cfg = compose_config(ConfigSource(project / "configs", "config", ("trainer.epochs=1",)))
+    result = train(cfg, run_dir=project / "run")
+    assert result.sync_command is not None
+    (offline,) = (project / "run" / "wandb").glob("offline-run-*")
+    assert str(offline) in result.sync_command
+    assert not (project / "wandb").exists()  # nothing outside the run dir
+
+
+def test_a_wandb_failure_mid_run_is_noted_once_and_never_raised():
+    from expctl.tracking import WandbTracker
+
+    class DeadService:  # what a killed wandb-core leaves: every call raises
+        id, entity, project = "r1", "e", "p"
+
+        class settings:
+            sync_dir = None
+
+        def log(self, *args, **kwargs):
+            raise ConnectionResetError("Connection lost")
+
+        finish = log
+
+    tracker = WandbTracker(DeadService(), "offline", [])
+    tracker.log({"loss": 1.0}, step=1)
+    tracker.log({"loss": 0.5}, step=2)
+    assert tracker.finish(143) is None
+    assert len(tracker.notes) == 1 and "Connection lost" in tracker.notes[0]

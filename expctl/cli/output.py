@@ -55,6 +55,13 @@ def _finite(value: Any) -> Any:
     return value
 
 
+def short_number(value: Any) -> str:
+    """A float with ~4 significant digits for tables (JSON keeps every digit)."""
+    if isinstance(value, float):
+        return f"{value:.4g}"
+    return str(value)
+
+
 def table_lines(header: Sequence[str], rows: Sequence[Sequence[Any]]) -> list[str]:
     """Plain aligned columns: readable on a terminal and in a log file alike."""
     cells = [tuple("" if c is None else str(c) for c in row) for row in [header, *rows]]

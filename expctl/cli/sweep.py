@@ -26,7 +26,7 @@ from expctl.cli.common import (
     handle_errors,
     out,
 )
-from expctl.cli.output import TableOrJson, format_option, json_text, table_lines
+from expctl.cli.output import TableOrJson, format_option, json_text, short_number, table_lines
 
 if TYPE_CHECKING:
     from expctl.sweeps.service import AgentTarget
@@ -291,6 +291,7 @@ def _status_lines(data: dict[str, Any]) -> list[str]:
     ]
     if metric:
         lines.append(f"metric: {metric['name']} ({metric['goal']})")
+    lines.append(_agents_line(data))
     rows = _leaderboard(data["trials"], metric)
     if rows:
         lines.append("")
@@ -301,10 +302,21 @@ def _status_lines(data: dict[str, Any]) -> list[str]:
     if best:
         lines += [
             "",
-            f"best: trial {best['number']} {metric['name']}={best['value']:.6g}",
+            f"best: trial {best['number']} {metric['name']}={short_number(best['value'])}",
             f"  {best['command']}",
         ]
     return lines
+
+
+def _agents_line(data: dict[str, Any]) -> str:
+    agents = data.get("agents") or {}
+    alive = sorted(name for name, a in agents.items() if a["alive"])
+    if alive:
+        more = ", ..." if len(alive) > 4 else ""
+        return f"agents: {len(alive)} alive ({', '.join(alive[:4])}{more})"
+    if data["state"] == "running":
+        return "agents: none alive — start one to continue: expctl sweep agent " + data["id"]
+    return "agents: none alive"
 
 
 def _leaderboard(trials: list[dict[str, Any]], metric: dict[str, Any] | None) -> list[tuple]:
@@ -317,8 +329,8 @@ def _leaderboard(trials: list[dict[str, Any]], metric: dict[str, Any] | None) ->
 
     rows = []
     for t in sorted(trials, key=key):
-        params = " ".join(f"{k}={v}" for k, v in t["params"].items())
-        value = f"{t['value']:.6g}" if t["value"] is not None else ""
+        params = " ".join(f"{k}={short_number(v)}" for k, v in t["params"].items())
+        value = short_number(t["value"]) if t["value"] is not None else ""
         seconds = f"{t['duration']:.1f}" if t["duration"] is not None else ""
         state = t["state"]
         if t.get("retry_of") is not None:
@@ -355,7 +367,7 @@ def list_(storage: StorageOpt = None, fmt: FormatOpt = TableOrJson.table) -> Non
             f"{r['complete']}/{r['planned'] if r['planned'] is not None else '-'}",
             r["running"],
             r["metric"] or "",
-            "" if r["best"] is None else f"{r['best']:.6g}",
+            "" if r["best"] is None else short_number(r["best"]),
             r["created"],
         )
         for r in rows

@@ -37,6 +37,7 @@ import time
 import traceback
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
@@ -235,6 +236,7 @@ def program_objective(ctx: TrialContext) -> TrialOutcome:
     from expctl.rundir import create_run_dir
     from expctl.sweeps.engine import new_sweep_id
     from expctl.sweeps.program import run_program_trial
+    from expctl.sweeps.program_record import write_program_record
 
     run_dir = create_run_dir(ctx.run_name)
     metric = ctx.metric
@@ -243,6 +245,7 @@ def program_objective(ctx: TrialContext) -> TrialOutcome:
         return bool(metric) and ctx.report(index, {metric: value})  # type: ignore[dict-item]
 
     spec = ctx.spec
+    started = datetime.now(timezone.utc)
     result = run_program_trial(
         spec.program or "",
         list(spec.command) if spec.command else None,
@@ -257,6 +260,17 @@ def program_objective(ctx: TrialContext) -> TrialOutcome:
         project=spec.project,
         entity=spec.entity,
         timeout=ctx.timeout,
+    )
+    write_program_record(
+        run_dir,
+        result,
+        name=ctx.run_name,
+        sweep_id=ctx.sweep_id,
+        trial=ctx.number,
+        params=ctx.params,
+        metric=metric,
+        maximize=bool(spec.metric and spec.metric.maximize),
+        started=started,
     )
     metrics = {metric: result.value} if metric and result.value is not None else {}
     message = result.message or None
@@ -411,25 +425,33 @@ def _lookup(node: Any, parts: list[str]) -> tuple[bool, Any]:
 
 
 class _Heartbeat(threading.Thread):
-    """Refreshes the running trial's heartbeat so other agents know this one is alive."""
+    """Refreshes the running trial's heartbeat so other agents know this one is alive, and the
+    agent's own (``sweep status`` shows which agents are alive, also those waiting)."""
 
-    def __init__(self, sweep: Sweep, interval: float):
+    def __init__(self, sweep: Sweep, interval: float, agent: str, stale_after: float):
         super().__init__(name="expctl-heartbeat", daemon=True)
         self.sweep = sweep
         self.interval = interval
+        self.agent, self.stale_after = agent, stale_after
         self.trial_id: int | None = None
         self._stop_event = threading.Event()
 
     def run(self) -> None:
-        while not self._stop_event.wait(self.interval):
+        while True:
             trial_id = self.trial_id
-            if trial_id is not None:
-                # a storage hiccup must not kill the trial; the next beat retries
-                with contextlib.suppress(Exception):
+            # a storage hiccup must not kill the trial; the next beat retries
+            with contextlib.suppress(Exception):
+                if trial_id is not None:
                     self.sweep.heartbeat(trial_id)
+                self.sweep.agent_beat(self.agent, self.stale_after)
+            if self._stop_event.wait(self.interval):
+                return
 
     def stop(self) -> None:
         self._stop_event.set()
+        self.join(timeout=5)
+        with contextlib.suppress(Exception):
+            self.sweep.agent_beat(self.agent, self.stale_after, exited=True)
 
 
 # -- the loop -------------------------------------------------------------------------------------
@@ -511,7 +533,7 @@ def run_agent(
     if handle_signals:
         # noted, never raised mid-way: a storage write cut in half would lose the point
         held.enter_context(signals.deferred(escalate=False))
-    heart = _Heartbeat(sweep, interval)
+    heart = _Heartbeat(sweep, interval, agent, stale_after)
     heart.start()
     waiting_said = False
     try:

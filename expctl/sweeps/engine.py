@@ -49,6 +49,7 @@ if TYPE_CHECKING:
     import optuna
 
 PREFIX = "expctl:"
+AGENT_PREFIX = PREFIX + "agent:"
 STATES = ("running", "stopped", "finished")
 # Every point is queued at create time, and every agent reads the whole queue: beyond this many
 # points a grid is better searched with method: random and a run_cap (said before building one).
@@ -81,6 +82,16 @@ class SweepInfo:
     @property
     def name(self) -> str | None:
         return self.spec.name
+
+    @property
+    def display_name(self) -> str:
+        """The name to show: the spec's, else what it runs (W&B names sweeps itself)."""
+        spec = self.spec
+        if spec.name:
+            return spec.name
+        if spec.program:
+            return Path(spec.program).name
+        return " ".join(spec.command) if spec.command else f"{spec.method} over {self.config_name}"
 
 
 def _attrs_to_info(sweep_id: str, attrs: dict[str, Any]) -> SweepInfo:
@@ -373,6 +384,24 @@ class Sweep:
             return False
         return True
 
+    def agent_beat(self, agent: str, stale_after: float, *, exited: bool = False) -> None:
+        """The agent's own heartbeat (a study attr per agent): alive, or gone."""
+        beat = {"at": time.time(), "stale_after": stale_after, "exited": exited}
+        self.handle.storage.set_study_system_attr(self.study_id, AGENT_PREFIX + agent, beat)
+
+    def agents(self) -> dict[str, dict[str, Any]]:
+        """Each agent that ever joined: ``{"alive": bool, "last_beat_s": seconds ago}``."""
+        now = time.time()
+        found = {}
+        attrs = self.handle.storage.get_study_system_attrs(self.study_id)
+        for key, beat in attrs.items():
+            if not key.startswith(AGENT_PREFIX) or not isinstance(beat, dict):
+                continue
+            age = now - float(beat.get("at", 0))
+            alive = not beat.get("exited") and age <= float(beat.get("stale_after", 60))
+            found[key[len(AGENT_PREFIX) :]] = {"alive": alive, "last_beat_s": round(age, 1)}
+        return found
+
     def reap_stale(self, stale_after: float) -> list[tuple[int, int]]:
         """Fail RUNNING trials whose agent stopped heartbeating; re-queue each exactly once.
 
@@ -652,6 +681,8 @@ def sweep_status(sweep_id: str, storage: str | StorageHandle | None = None) -> d
     """Everything `sweep status` shows, JSON-ready."""
     import shlex
 
+    from expctl.sweeps.grid import grid_size
+
     sweep = open_sweep(sweep_id, storage)
     info = _attrs_to_info(sweep_id, sweep.study.user_attrs)
     rows = [_trial_row(t) for t in sweep.trials() if not t.user_attrs.get(PREFIX + "discarded")]
@@ -678,7 +709,7 @@ def sweep_status(sweep_id: str, storage: str | StorageHandle | None = None) -> d
     done = sum(counts.get(s, 0) for s in ("complete", "pruned"))
     return {
         "id": sweep_id,
-        "name": info.spec.name,
+        "name": info.display_name,
         "method": info.spec.method,
         "metric": None
         if metric is None
@@ -686,9 +717,11 @@ def sweep_status(sweep_id: str, storage: str | StorageHandle | None = None) -> d
         "state": info.state,
         "finished_reason": info.finished_reason,
         "planned": info.planned,
+        "grid_size": grid_size(info.spec) if info.spec.method == "grid" else None,
         "run_cap": info.spec.run_cap,
         "done": done,
         "counts": counts,
+        "agents": sweep.agents(),
         "storage": describe(sweep.handle.url),
         "created": info.created,
         "config_dir": info.config_dir,
@@ -743,7 +776,7 @@ def list_sweeps(storage: str | StorageHandle | None = None) -> list[dict[str, An
         rows.append(
             {
                 "id": info.id,
-                "name": info.spec.name,
+                "name": info.display_name,
                 "method": info.spec.method,
                 "state": info.state,
                 "metric": metric.name if metric else None,

@@ -1,11 +1,13 @@
 """W&B's hyperband early termination as an Optuna pruner.
 
 W&B (wandb/sweeps ``hyperband_stopping.py``) uses one set of bands for the whole sweep:
-``min_iter·eta^k`` (k = 0, 1, ...) or ``max_iter/eta^k`` (k = 1..s). A band is an *index into the
-metric values a run has logged* (not a step). At each band the threshold is
-``sorted(values at that band over all runs)[int(len / eta)]`` (goal-adjusted: lower is better), and
-a running trial that has passed a band is stopped when its value — the value at that band when
-``strict`` (W&B's schema default), else its best value so far — is worse than the threshold.
+``min_iter·eta^k`` (k = 0, 1, ...) or ``max_iter/eta^k`` (k = 1..s). A band *b* counts the metric
+values a run has logged (not steps): the rule since wandb/sweeps PR #99 (Feb 2023) takes each
+run's *b*-th value ``h[b-1]`` among runs with ``len(h) >= b``, the threshold is
+``sorted(those)[int(len * (1/eta))]`` (goal-adjusted: lower is better), and a running trial is
+judged at the largest band ``b <= len(its history)``: stopped when its value — ``h[b-1]`` when
+``strict`` (W&B's schema default), else its best so far — is worse than that threshold. Only
+finite values count (W&B's ``is_number``).
 
 Optuna's own HyperbandPruner brackets trials by trial number instead; this pruner is W&B's rule.
 The trainer reports one value per epoch (``trial.report(value, epoch)``), so bands count epochs.
@@ -36,30 +38,30 @@ class WandbHyperbandPruner(BasePruner):
         self.sign = -1.0 if maximize else 1.0
 
     def history(self, trial: FrozenTrial) -> list[float]:
-        """The trial's logged values in step order, goal-adjusted (lower is better), NaN dropped."""
+        """The trial's logged values in step order, goal-adjusted (lower is better), finite only."""
         return [
             self.sign * v
             for _, v in sorted(trial.intermediate_values.items())
-            if v is not None and not math.isnan(v)
+            if v is not None and math.isfinite(v)
         ]
 
     def threshold(self, band: int, histories: list[list[float]]) -> float:
-        """The value a trial must not exceed at ``band`` (W&B: ``sorted(values)[int(len/eta)]``)."""
-        values = sorted(h[band] for h in histories if len(h) > band)
-        return values[int(len(values) / self.eta)] if values else math.inf
+        """The value a trial must not exceed at ``band``: ``sorted(b-th values)[int(r*len)]``."""
+        values = sorted(h[band - 1] for h in histories if len(h) >= band)
+        return values[int((1.0 / self.eta) * len(values))] if values else math.inf
 
     def should_stop(self, history: list[float], histories: list[list[float]]) -> bool:
         """W&B's decision for one running trial given every trial's history (its own included)."""
-        passed = [i for i, band in enumerate(self.bands) if band < len(history)]
-        if not passed:
+        reached = [band for band in self.bands if band <= len(history)]
+        if not reached:
             return False
-        band = self.bands[passed[-1]]
-        value = history[band] if self.strict else min(history)
+        band = reached[-1]
+        value = history[band - 1] if self.strict else min(history)
         return value > self.threshold(band, histories)
 
     def prune(self, study: Study, trial: FrozenTrial) -> bool:
         history = self.history(trial)
-        if not history or self.bands[0] >= len(history):
+        if not history or self.bands[0] > len(history):
             return False
         states = (TrialState.COMPLETE, TrialState.PRUNED, TrialState.RUNNING, TrialState.FAIL)
         others = study.get_trials(deepcopy=False, states=states)

@@ -86,6 +86,7 @@ class ProgramResult:
     wandb_run_dir: Path | None
     duration: float
     command: list[str] = field(default_factory=list)
+    rows: list[dict[str, float]] = field(default_factory=list)  # what wandb.log logged
 
 
 def write_sweep_param_file(path: Path, params: Mapping[str, Any]) -> None:
@@ -177,6 +178,8 @@ def run_program_trial(
         p: _identity(p) for p in (wandb_dir / "wandb").glob(f"*-{run_id}/run-{run_id}.wandb")
     }
 
+    watcher: _MetricWatcher | None = None
+
     def result(
         status: Status,
         exit_code: int | None,
@@ -196,6 +199,7 @@ def run_program_trial(
             run_dir,
             time.monotonic() - started,
             argv,
+            list(watcher.tracker.rows) if watcher is not None else [],
         )
 
     with open(stdout_path, "ab") as out, open(stderr_path, "ab") as err:

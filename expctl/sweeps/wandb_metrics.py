@@ -129,6 +129,8 @@ class MetricTracker:
     metric: str
     history: list[float] = field(default_factory=list)
     logged_keys: set[str] = field(default_factory=set)
+    # every wandb.log call's numbers ({"step": _step, key: value}): the trial's metrics.jsonl
+    rows: list[dict[str, float]] = field(default_factory=list)
     summary_value: Any = None
     summary_set: bool = False
     exit_code: int | None = None
@@ -138,13 +140,20 @@ class MetricTracker:
         kind = record.WhichOneof("record_type")
         if kind == "history":
             new = []
+            row: dict[str, float] = {}
             for key, value in _flat_items(record.history.item):
+                if key == "_step" and is_number(value):
+                    row["step"] = float(value)
                 if key.startswith("_"):
                     continue  # _step, _runtime, _timestamp: wandb's own bookkeeping
                 self.logged_keys.add(key)
+                if is_number(value):
+                    row[key] = float(value)
                 if key == self.metric and is_number(value):
                     new.append(float(value))
             self.history += new
+            if len(row) > ("step" in row):
+                self.rows.append(row)
             return new
         if kind == "summary":
             for key, value in _flat_items(record.summary.update):

@@ -41,6 +41,7 @@ from expctl.device import (
     DeviceInfo,
     Precision,
     choose_num_threads,
+    cpu_set,
     resolve_device,
     resolve_precision,
 )
@@ -53,6 +54,7 @@ from expctl.errors import (
     UsageError,
 )
 from expctl.rundir import create_run_dir, holding_run_dir
+from expctl.train import host_share
 from expctl.train.batches import make_batches
 from expctl.train.build import build_components
 from expctl.train.checkpoints import (
@@ -135,11 +137,14 @@ def train(
     call_time = time.time()
     settings = TrainSettings.from_config(cfg)
     validate_monitor(settings.monitor, settings.mode, set(LOGGED_METRICS))
-    with process_group() as group:
+    cpus = cpu_set()
+    with process_group() as group, host_share.registered(cpus):
         env = group.env
         device = resolve_device(settings.device, env.local_rank if group.distributed else None)
         precision = resolve_precision(settings.precision, device)
-        num_threads = choose_num_threads(settings.num_threads, processes=env.local_world_size)
+        # other trainers on these CPUs (sweep agents, another run) get their part of them too
+        trainers = max(env.local_world_size, host_share.sharing(cpus))
+        num_threads = choose_num_threads(settings.num_threads, processes=trainers)
         if resume is not None:
             run_dir = Path(resume)
         elif run_dir is None:  # rank 0 names it, every rank uses it
@@ -348,6 +353,7 @@ class _Run:
             config=self._plain_config(),
             run_id=self.wandb_run_id,
             group=wandb_group,
+            directory=self.record.run_dir,
         )
         for note in tracker.notes:
             self._note(note)
@@ -472,7 +478,9 @@ class _Run:
             else:
                 scheduler.step()
         self.pos.epoch, self.pos.next_batch = self.pos.epoch + 1, 0
+        # a new epoch starts new means: the next row must not average across the boundary
         self.meters.epoch = Meter(self.torch_device)
+        self.meters.interval = Meter(self.torch_device)
         self._offer_topk(row)
         self.save_checkpoints(force=False)
         self.sink.epoch_end(int(row["epoch"]), row)
