@@ -7,6 +7,9 @@ Exit codes are a public contract that scripts branch on (see README, "Exit codes
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterable, Sequence
+from typing import Any
+
 EXIT_OK = 0
 EXIT_FAILURE = 1  # runtime failure: training crashed, trial failed, corrupted store
 EXIT_USAGE = 2  # bad input: usage, config, sweep spec, unknown id
@@ -88,6 +91,60 @@ class Interrupted(ExpctlError):
 class ConfigWarning(UserWarning):
     """Something about a config worth saying (Hydra's warnings, re-worded): the CLI prints it
     as one ``warning:`` line."""
+
+
+class Problems:
+    """Every problem of one input, collected to be reported together (a sweep file, a config's
+    trainer settings, a config's interpolations): "all problems at once, not one per run".
+
+    ``locate(path)`` decorates a path with where it is written (a sweep file's ``file:line``).
+    """
+
+    def __init__(self, locate: Callable[[str], str] | None = None):
+        self.items: list[tuple[str, str]] = []  # (where, message)
+        self.hints: list[str] = []
+        self.warnings: list[str] = []
+        self._locate = locate or (lambda path: path)
+
+    def __bool__(self) -> bool:
+        return bool(self.items)
+
+    def add(self, path: str, message: str, hint: str | None = None) -> None:
+        self.items.append((self._locate(path), message))
+        if hint and hint not in self.hints:
+            self.hints.append(hint)
+
+    def unknown_key(
+        self, path: str, key: str, allowed: Sequence[str], also: Sequence[str] = ()
+    ) -> None:
+        close = did_you_mean(key, list(allowed)) or did_you_mean(key, list(also))
+        suffix = f"; did you mean {close[0]!r}?" if close else f"; allowed: {', '.join(allowed)}"
+        self.add(f"{path}.{key}" if path else key, f"unknown key {key!r}{suffix}")
+
+    def unknown_keys(self, path: str, keys: Iterable[Any], allowed: Sequence[str]) -> bool:
+        """Report every key not in ``allowed``; True when there was none."""
+        ok = True
+        for key in keys:
+            if key not in allowed:
+                self.unknown_key(path, str(key), allowed)
+                ok = False
+        return ok
+
+    def bad_choice(self, path: str, what: str, value: Any, allowed: Sequence[str]) -> None:
+        close = did_you_mean(str(value), list(allowed))
+        suffix = f"; did you mean {close[0]!r}?" if close else ""
+        self.add(path, f"unknown {what} {value!r}{suffix} (one of: {', '.join(allowed)})")
+
+    def raise_config_error(self, what: str, hint: str) -> None:
+        """Raise one :class:`ConfigError` for everything collected (nothing when empty)."""
+        if not self.items:
+            return
+        hints = "; ".join(self.hints) or hint
+        if len(self.items) == 1:
+            ((where, message),) = self.items
+            raise ConfigError(message, hint=hints, where=where)
+        lines = "\n".join(f"  {where}: {message}" for where, message in self.items)
+        raise ConfigError(f"{len(self.items)} {what}\n{lines}", hint=hints)
 
 
 def did_you_mean(word: str, candidates: list[str] | set[str], n: int = 3) -> list[str]:

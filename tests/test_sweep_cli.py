@@ -400,7 +400,7 @@ def test_agent_for_an_unknown_sweep_says_only_that(cli, project) -> None:
 def test_status_names_unnamed_sweeps_rounds_floats_and_says_which_agents_live(
     cli, project: Path, monkeypatch
 ) -> None:
-    (project / "objectives.py").write_text("def f(ctx):\n    return ctx.params['seed'] / 3\n")
+    (project / "thirds.py").write_text("def f(ctx):\n    return ctx.params['seed'] / 3\n")
     monkeypatch.syspath_prepend(str(project))
     spec = write(
         project / "unnamed.yaml",
@@ -415,7 +415,7 @@ def test_status_names_unnamed_sweeps_rounds_floats_and_says_which_agents_live(
     before = cli("sweep", "status", sweep_id)
     assert f"sweep {sweep_id} 'grid over config'" in before.stdout
     assert "agents: none alive — start one to continue" in before.stdout
-    assert cli("sweep", "agent", sweep_id, "--objective", "objectives:f").exit_code == 0
+    assert cli("sweep", "agent", sweep_id, "--objective", "thirds:f").exit_code == 0
     table = cli("sweep", "status", sweep_id).stdout
     assert "0.3333" in table and "0.33333333" not in table  # ~4 significant digits
     data = json.loads(cli("sweep", "status", sweep_id, "--format", "json").stdout)

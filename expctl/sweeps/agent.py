@@ -45,12 +45,18 @@ from expctl import signals
 from expctl.config import ConfigSource
 from expctl.errors import ExpctlError, Interrupted, RuntimeFailure, UsageError
 from expctl.secrets import redact_overrides
+from expctl.status import (
+    OUTCOME_STATUSES,
+    PROGRAM_OUTCOME,
+    VERDICT,
+    OutcomeStatus,
+    TrialRecordStatus,
+    Verdict,
+)
 from expctl.sweeps.engine import Claim, Sweep, agent_name, open_sweep
 from expctl.sweeps.spec import SweepSpec, to_overrides
 from expctl.sweeps.spec_problems import is_number
 from expctl.sweeps.storage import StorageHandle
-
-STATUSES = ("completed", "failed", "interrupted", "stopped", "pruned")
 
 
 @dataclass
@@ -83,7 +89,7 @@ class TrialContext:
 class TrialOutcome:
     """What a trial produced. ``value`` defaults to ``metrics[metric.name]``."""
 
-    status: str  # completed | failed | interrupted | stopped | pruned
+    status: OutcomeStatus
     metrics: dict[str, float] = field(default_factory=dict)
     run_dir: str | None = None
     message: str | None = None
@@ -96,7 +102,7 @@ Objective = Callable[[TrialContext], "TrialOutcome | float | dict[str, float]"]
 @dataclass
 class TrialRecord:
     number: int
-    status: str  # complete | pruned | failed | requeued | lost
+    status: TrialRecordStatus
     params: dict[str, Any]
     overrides: list[str]
     value: float | None
@@ -206,7 +212,7 @@ def trainer_objective(ctx: TrialContext, *, quiet: bool = True) -> TrialOutcome:
             run_dir=str(run_dir),
             message=str(e).splitlines()[0],
         )
-    status = str(result.status)
+    status: OutcomeStatus = result.status if result.status != "running" else "failed"
     if pruned and status in ("stopped", "completed"):
         status = "pruned"
     return TrialOutcome(
@@ -220,15 +226,6 @@ def _timeout_message(timeout: float | None) -> str:
 
 def _numbers(metrics: dict[str, Any] | None) -> dict[str, float]:
     return {k: float(v) for k, v in (metrics or {}).items() if is_number(v)}
-
-
-_PROGRAM_STATUS = {
-    "completed": "completed",
-    "failed": "failed",
-    "interrupted": "interrupted",
-    "stopped": "pruned",
-    "timeout": "failed",
-}
 
 
 def program_objective(ctx: TrialContext) -> TrialOutcome:
@@ -277,7 +274,7 @@ def program_objective(ctx: TrialContext) -> TrialOutcome:
     if result.status == "timeout":
         message = f"{_timeout_message(ctx.timeout)}; the program was killed ({result.message})"
     return TrialOutcome(
-        _PROGRAM_STATUS.get(result.status, "failed"),
+        PROGRAM_OUTCOME.get(result.status, "failed"),
         metrics=metrics,
         run_dir=str(run_dir),
         message=message,
@@ -687,14 +684,14 @@ def _run_trial(
     return _record(sweep, claim, outcome, overrides, seconds, emit)
 
 
-def _verdict(outcome: TrialOutcome, metric: str | None) -> tuple[str, float | None]:
+def _verdict(outcome: TrialOutcome, metric: str | None) -> tuple[Verdict, float | None]:
     """The trial's final state (complete | pruned | failed) and value, by the rules every agent
     applies (local or W&B-hosted); ``outcome.message`` is set to why a trial failed."""
     value = outcome.value
     if value is None and metric is not None:
         value = outcome.metrics.get(metric)
-    status = outcome.status
-    if status not in STATUSES:
+    status: str = outcome.status
+    if status not in OUTCOME_STATUSES:
         status, outcome.message = "failed", f"objective returned unknown status {status!r}"
     if status == "completed" and metric is not None and value is None:
         logged = ", ".join(sorted(outcome.metrics)) or "nothing"
@@ -704,7 +701,7 @@ def _verdict(outcome: TrialOutcome, metric: str | None) -> tuple[str, float | No
     if status in ("interrupted", "stopped"):
         status = "failed"
         outcome.message = outcome.message or f"trial ended as {outcome.status}"
-    return {"completed": "complete", "pruned": "pruned", "failed": "failed"}[status], value
+    return VERDICT[status], value
 
 
 def _record(

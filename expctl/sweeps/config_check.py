@@ -10,9 +10,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from expctl.errors import did_you_mean
+from expctl.errors import Problems, did_you_mean
 from expctl.sweeps.parameters import Parameter
-from expctl.sweeps.spec_problems import Problems, param_path
+from expctl.sweeps.spec_problems import param_path
 
 
 @dataclass(frozen=True)

@@ -13,7 +13,8 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
-from expctl.sweeps.spec_problems import Problems, is_int, is_number
+from expctl.errors import Problems
+from expctl.sweeps.spec_problems import is_int, is_number
 
 # distribution -> keys it takes (besides `distribution`) and their defaults (None: required)
 CONTINUOUS_DISTRIBUTIONS = frozenset(

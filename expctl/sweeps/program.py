@@ -30,10 +30,11 @@ import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 from expctl import signals
 from expctl.fsutil import atomic_write_text
+from expctl.status import ProgramStatus
 from expctl.sweeps.macros import (
     KNOWN_MACROS,
     build_command,
@@ -57,7 +58,7 @@ __all__ = [
     "write_sweep_param_file",
 ]
 
-Status = Literal["completed", "failed", "interrupted", "stopped", "timeout"]
+Status = ProgramStatus
 
 DEFAULT_KILL_GRACE = 30.0  # seconds, W&B's WANDB_AGENT_KILL_DELAY default
 PR_SET_PDEATHSIG = 1  # <linux/prctl.h>

@@ -13,17 +13,9 @@ from pathlib import Path
 from typing import Any
 
 from expctl.secrets import redact_params
+from expctl.status import PROGRAM_RUN_STATUS
 from expctl.sweeps.program import ProgramResult
 from expctl.train.record import RunRecord
-
-# ProgramResult.status -> the run statuses every record uses (expctl.train.loop.RunResult)
-RUN_STATUS = {
-    "completed": "completed",
-    "failed": "failed",
-    "interrupted": "interrupted",
-    "stopped": "stopped",  # stopped early by hyperband
-    "timeout": "failed",
-}
 
 
 def write_program_record(
@@ -47,7 +39,7 @@ def write_program_record(
     sync_dirs = [str(result.wandb_run_dir)] if result.wandb_run_dir else []
     record.write_summary(
         {
-            "status": RUN_STATUS.get(result.status, "failed"),
+            "status": PROGRAM_RUN_STATUS.get(result.status, "failed"),
             "kind": "program",
             "name": name,
             "run_dir": str(record.run_dir),

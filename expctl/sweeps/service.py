@@ -299,3 +299,13 @@ def repair_storage(storage: str | None = None, *, dry_run: bool = False) -> Repa
     if not path.is_file():
         raise UsageError(f"no journal at {path}", hint="pass the journal with --storage")
     return repair_journal(path, dry_run=dry_run)
+
+
+# -- status ------------------------------------------------------------------------------------
+
+
+def sweep_status(sweep_id: str, storage: str | None = None) -> dict[str, Any]:
+    """Everything `sweep status` shows, JSON-ready (see :func:`expctl.sweeps.engine.sweep_status`)."""
+    from expctl.sweeps.engine import sweep_status as status_of
+
+    return status_of(sweep_id, storage)

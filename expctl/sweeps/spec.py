@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from expctl.errors import SpecError, did_you_mean
+from expctl.errors import Problems, SpecError, did_you_mean
 from expctl.sweeps.config_check import ConfigCheck, config_groups, config_problems
 from expctl.sweeps.macros import ENVVAR_MACRO, MACRO_NAMES
 from expctl.sweeps.overrides import render_value, to_overrides
@@ -30,7 +30,7 @@ from expctl.sweeps.parameters import (
     Parameter,
     parse_parameters,
 )
-from expctl.sweeps.spec_problems import Problems, is_int, is_number, param_path
+from expctl.sweeps.spec_problems import is_int, is_number, param_path, sweep_problems
 from expctl.sweeps.spec_yaml import load_yaml
 
 __all__ = [
@@ -218,7 +218,7 @@ def parse_spec(
     config: ConfigCheck | None = None,
 ) -> SweepSpec:
     """Validate a sweep config dict (as loaded from YAML) into a :class:`SweepSpec`."""
-    problems = Problems(source, lines or {})
+    problems = sweep_problems(source, lines or {})
     problems.warnings.extend(pre_warnings or [])
     if not isinstance(data, dict):
         problems.add("", "a sweep file must be a mapping with at least `method` and `parameters`")

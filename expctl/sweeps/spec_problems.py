@@ -2,59 +2,25 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
-from expctl.errors import did_you_mean
+from expctl.errors import Problems
 
 
-class Problems:
-    """Collects (path, message) pairs; paths carry ``file:line:`` where the YAML gave one."""
+def sweep_problems(source: str, lines: dict[str, int]) -> Problems:
+    """A :class:`~expctl.errors.Problems` whose paths carry the sweep file's ``file:line:``; a
+    value without its own line (a default, a flattened name) points at its parent key."""
 
-    def __init__(self, source: str, lines: dict[str, int]):
-        self.source = source
-        self.lines = lines
-        self.items: list[tuple[str, str]] = []
-        self.warnings: list[str] = []
+    def locate(path: str) -> str:
+        probe = path
+        while probe:
+            if probe in lines:
+                return f"{Path(source).name}:{lines[probe]}: {path}"
+            probe = probe.rpartition(".")[0]
+        return path
 
-    def add(self, path: str, message: str) -> None:
-        line = self._line(path)
-        where = f"{Path(self.source).name}:{line}: {path}" if line else path
-        self.items.append((where, message))
-
-    def _line(self, path: str) -> int | None:
-        # A value without its own line (a default, a flattened name) points at its parent key.
-        while path:
-            if path in self.lines:
-                return self.lines[path]
-            path = path.rpartition(".")[0]
-        return None
-
-    def unknown_key(
-        self,
-        path: str,
-        key: str,
-        allowed: tuple[str, ...] | list[str],
-        also: tuple[str, ...] = (),
-    ) -> None:
-        close = did_you_mean(key, list(allowed)) or did_you_mean(key, list(also))
-        suffix = f"; did you mean {close[0]!r}?" if close else f"; allowed: {', '.join(allowed)}"
-        self.add(f"{path}.{key}" if path else key, f"unknown key {key!r}{suffix}")
-
-    def unknown_keys(self, path: str, keys: Iterable[Any], allowed: tuple[str, ...]) -> bool:
-        """Report every key not in ``allowed``; True when there was none."""
-        ok = True
-        for key in keys:
-            if key not in allowed:
-                self.unknown_key(path, str(key), allowed)
-                ok = False
-        return ok
-
-    def bad_choice(self, path: str, what: str, value: Any, allowed: tuple[str, ...]) -> None:
-        close = did_you_mean(str(value), list(allowed))
-        suffix = f"; did you mean {close[0]!r}?" if close else ""
-        self.add(path, f"unknown {what} {value!r}{suffix} (one of: {', '.join(allowed)})")
+    return Problems(locate)
 
 
 # bool is an int subclass, but `true` is never meant as a number in a sweep file.

@@ -54,6 +54,7 @@ from expctl.errors import (
     UsageError,
 )
 from expctl.rundir import create_run_dir, holding_run_dir
+from expctl.status import RunStatus
 from expctl.train import host_share
 from expctl.train.batches import make_batches
 from expctl.train.build import build_components
@@ -91,7 +92,7 @@ CHECKPOINT_FORMAT = 1
 @dataclass
 class RunResult:
     run_dir: Path
-    status: str  # completed | stopped | interrupted | failed
+    status: RunStatus
     final_metrics: dict[str, float]
     best_metrics: dict[str, float]
     best_checkpoint: Path | None
@@ -223,7 +224,7 @@ class _Run:
         self.pos = _Position()
         self.history: list[dict[str, float]] = []
         self.notes: list[str] = []
-        self.status: str = "running"
+        self.status: RunStatus = "running"
         self.error: str | None = None
         self.tracker: Any = None
         self.sync_dirs: list[str] = []  # offline W&B dirs of earlier attempts (resume)
@@ -382,7 +383,7 @@ class _Run:
 
     # -- the loop ---------------------------------------------------------------------------------
 
-    def fit(self) -> tuple[str, int | None]:
+    def fit(self) -> tuple[RunStatus, int | None]:
         """Train until the budget is spent, a callback asks to stop, or a signal arrives.
 
         Returns ("completed" | "stopped" | "interrupted", signal number or None).
@@ -632,7 +633,7 @@ class _Run:
 
     # -- the end ----------------------------------------------------------------------------------
 
-    def _finish(self, status: str, signum: int | None) -> RunResult:
+    def _finish(self, status: RunStatus, signum: int | None) -> RunResult:
         self.status = status
         if status == "completed" and self.group.is_main:
             self._log_artifacts()
