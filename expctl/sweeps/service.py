@@ -305,7 +305,7 @@ def repair_storage(storage: str | None = None, *, dry_run: bool = False) -> Repa
 
 
 def sweep_status(sweep_id: str, storage: str | None = None) -> dict[str, Any]:
-    """Everything `sweep status` shows, JSON-ready (see :func:`expctl.sweeps.engine.sweep_status`)."""
+    """Everything `sweep status` shows, JSON-ready."""
     from expctl.sweeps.engine import sweep_status as status_of
 
     return status_of(sweep_id, storage)
