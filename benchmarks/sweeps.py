@@ -29,9 +29,11 @@ from typing import Any
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))  # sweep_helpers
 
-from expctl.sweeps.agent import run_agent
-from expctl.sweeps.engine import Claim, create_sweep, open_sweep
+from sweep_helpers import agent, create, open_
+
+from expctl.sweeps.engine import Claim
 from expctl.sweeps.spec import parse_spec
 from expctl.sweeps.storage import quiet_optuna
 
@@ -69,9 +71,9 @@ def agent_overhead(url: str, method: str, n: int) -> float:
                 "parameters": {"x": {"min": 0.0, "max": 1.0}, "y": {"values": ["a", "b"]}},
             }
         )
-    info = create_sweep(spec, storage=url)
+    info = create(spec, url)
     start = time.perf_counter()
-    summary = run_agent(info.id, storage=url, objective=noop, handle_signals=False)
+    summary = agent(info.id, url, objective=noop, handle_signals=False)
     elapsed = time.perf_counter() - start
     assert summary.count("complete") == n, summary.reason
     return elapsed / n
@@ -98,7 +100,7 @@ def optuna_baseline(url: str, n: int) -> float:
 def worker(sweep_id: str, url: str) -> None:
     """One agent process for the throughput measurement: prints its first/last timestamps."""
     start = time.time()
-    summary = run_agent(sweep_id, storage=url, objective=noop, handle_signals=False)
+    summary = agent(sweep_id, url, objective=noop, handle_signals=False)
     print(json.dumps({"start": start, "end": time.time(), "n": summary.count("complete")}))
 
 
@@ -110,7 +112,7 @@ def throughput(url: str, agents: int, n: int) -> tuple[float, int]:
             "parameters": {"x": {"values": list(range(n))}},
         }
     )
-    info = create_sweep(spec, storage=url)
+    info = create(spec, url)
     procs = [
         subprocess.Popen(
             [sys.executable, __file__, "--worker", info.id, url], stdout=subprocess.PIPE, text=True
@@ -218,8 +220,8 @@ def expctl_run(
     )
     with tempfile.TemporaryDirectory() as tmp:
         url = str(Path(tmp) / "b.journal")
-        info = create_sweep(spec, storage=url)
-        sweep = open_sweep(info.id, url, seed=seed)
+        info = create(spec, url)
+        sweep = open_(info.id, url, seed=seed)
         in_flight: list[Claim] = []
         suggest_time, told = 0.0, 0
         while told < budget:

@@ -20,7 +20,7 @@ import pytest
 import yaml
 from conftest import postgres_url_or_skip
 
-from expctl.sweeps.engine import sweep_status
+from expctl.sweeps.service import sweep_status
 
 pytestmark = pytest.mark.slow
 

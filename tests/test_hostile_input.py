@@ -242,23 +242,23 @@ def test_a_crash_while_sampling_fails_the_trial_instead_of_leaving_it_running(
     isolated, monkeypatch
 ):
     from optuna.trial import TrialState
+    from sweep_helpers import create, open_
 
     import expctl.sweeps.distributions as distributions
-    from expctl.sweeps.engine import create_sweep, open_sweep
     from expctl.sweeps.spec import parse_spec
 
     spec = parse_spec(
         {"method": "random", "program": "t.py", "parameters": {"x": {"min": 0.0, "max": 1.0}}}
     )
-    info = create_sweep(spec, storage="s.journal")
+    info = create(spec, "s.journal")
 
     def overflow(*args, **kwargs):
         raise OverflowError("math range error")
 
     monkeypatch.setattr(distributions, "to_value", overflow)
     with pytest.raises(OverflowError):
-        open_sweep(info.id, "s.journal").claim()
-    (trial,) = open_sweep(info.id, "s.journal").trials()
+        open_(info.id, "s.journal").claim()
+    (trial,) = open_(info.id, "s.journal").trials()
     assert trial.state == TrialState.FAIL
 
 

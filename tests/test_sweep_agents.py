@@ -19,8 +19,9 @@ from pathlib import Path
 
 import pytest
 from conftest import postgres_url_or_skip
+from sweep_helpers import create
 
-from expctl.sweeps.engine import create_sweep, sweep_status
+from expctl.sweeps.service import sweep_status
 from expctl.sweeps.spec import parse_spec
 
 pytestmark = pytest.mark.slow
@@ -130,7 +131,7 @@ def assert_exactly_once(sweep_id: str, url: str | None, n: int) -> dict:
 
 
 def test_three_agents_share_a_grid_exactly_once(url: str | None, tmp_path: Path) -> None:
-    info = create_sweep(parse_spec(grid(12)), storage=url)
+    info = create(parse_spec(grid(12)), url)
     agents = Agents(info.id, url, tmp_path / "trials.log", sleep=0.05)
     agents.start(3)
     for code, err in agents.wait():
@@ -146,7 +147,7 @@ def test_three_agents_share_a_grid_exactly_once(url: str | None, tmp_path: Path)
 def test_a_sigkilled_agents_trial_is_rerun_and_the_grid_completes(
     url: str | None, tmp_path: Path
 ) -> None:
-    info = create_sweep(parse_spec(grid(6)), storage=url)
+    info = create(parse_spec(grid(6)), url)
     agents = Agents(info.id, url, tmp_path / "trials.log", sleep=0.6)
     victim = agents.start(1, "--stale-after", "2")[0]
     started = agents.wait_for(lambda e: e["event"] == "start" and e["pid"] == victim.pid)
@@ -170,7 +171,7 @@ def test_a_sigkilled_agents_trial_is_rerun_and_the_grid_completes(
 
 def test_sigterm_requeues_the_trial_and_exits_143(tmp_path: Path) -> None:
     url = str(tmp_path / "s.journal")
-    info = create_sweep(parse_spec(grid(2)), storage=url)
+    info = create(parse_spec(grid(2)), url)
     agents = Agents(info.id, url, tmp_path / "trials.log", sleep=30)
     proc = agents.start(1)[0]
     started = agents.wait_for(lambda e: e["event"] == "start")
@@ -192,7 +193,7 @@ def test_sigterm_requeues_the_trial_and_exits_143(tmp_path: Path) -> None:
 
 def test_sigint_exits_130(tmp_path: Path) -> None:
     url = str(tmp_path / "s.journal")
-    info = create_sweep(parse_spec(grid(1)), storage=url)
+    info = create(parse_spec(grid(1)), url)
     agents = Agents(info.id, url, tmp_path / "trials.log", sleep=30)
     proc = agents.start(1)[0]
     agents.wait_for(lambda e: e["event"] == "start")
@@ -212,7 +213,7 @@ def test_run_cap_is_never_exceeded_by_racing_agents(kind: str, tmp_path: Path) -
             "parameters": {"x": {"min": 0.0, "max": 1.0}},
         }
     )
-    info = create_sweep(spec, storage=url)
+    info = create(spec, url)
     agents = Agents(info.id, url, tmp_path / "trials.log", sleep=0.0)
     agents.start(3)
     for code, err in agents.wait():
@@ -224,7 +225,7 @@ def test_run_cap_is_never_exceeded_by_racing_agents(kind: str, tmp_path: Path) -
 
 def test_flapping_agent_exits_1_with_a_clear_message(tmp_path: Path) -> None:
     url = str(tmp_path / "s.journal")
-    info = create_sweep(parse_spec(grid(5)), storage=url)
+    info = create(parse_spec(grid(5)), url)
     agents = Agents(info.id, url, tmp_path / "trials.log", sleep=0)
     agents.start(1, objective="failing")
     [(code, err)] = agents.wait()

@@ -378,7 +378,7 @@ def test_sweep_paths_select_the_backend() -> None:
 
 
 def test_sweep_values_finds_flat_nested_and_mixed_names() -> None:
-    from expctl.sweeps.agent import sweep_values
+    from expctl.sweeps.wandb_trial import sweep_values
 
     spec = parse_spec(
         {
@@ -404,7 +404,7 @@ def test_sweep_values_finds_flat_nested_and_mixed_names() -> None:
 
 
 def test_the_trial_timeout_must_be_positive() -> None:
-    from expctl.sweeps.agent import wandb_trial_function
+    from expctl.sweeps.wandb_trial import wandb_trial_function
 
     with pytest.raises(UsageError, match="positive number of seconds"):
         wandb_trial_function(parse_spec(TRAINER_SWEEP), "abc123", trial_timeout=0)

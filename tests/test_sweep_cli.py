@@ -240,11 +240,11 @@ def test_agent_trains_with_expctls_trainer(cli, project: Path, tmp_path: Path) -
 
 @pytest.mark.slow
 def test_multirun_runs_the_product_as_a_grid_sweep(project: Path) -> None:
-    from expctl.sweeps.engine import sweep_status
-    from expctl.sweeps.multirun import run_multirun
+    from expctl.sweeps.multirun import multirun
+    from expctl.sweeps.service import sweep_status
 
     events: list[str] = []
-    records = run_multirun(
+    records = multirun(
         ConfigSource(
             None,
             "config",
@@ -252,7 +252,7 @@ def test_multirun_runs_the_product_as_a_grid_sweep(project: Path) -> None:
         ),
         quiet=True,
         on_event=events.append,
-    )
+    ).records
     assert [r.status for r in records] == ["complete"] * 4
     assert len({r.run_dir for r in records}) == 4
     assert {tuple(r.overrides) for r in records} == {
@@ -268,12 +268,10 @@ def test_multirun_runs_the_product_as_a_grid_sweep(project: Path) -> None:
 
 
 def test_multirun_checks_every_value_before_running(project: Path) -> None:
-    from expctl.sweeps.multirun import run_multirun
+    from expctl.sweeps.multirun import multirun
 
     with pytest.raises(ConfigError) as e:
-        run_multirun(
-            ConfigSource(None, "config", ("model=small,larg", "optim.lrr=1,2")), quiet=True
-        )
+        multirun(ConfigSource(None, "config", ("model=small,larg", "optim.lrr=1,2")), quiet=True)
     text = str(e.value)
     assert "3 swept overrides cannot be composed" in text
     assert "model=larg" in text and "optim.lrr=1" in text
@@ -334,11 +332,13 @@ def test_a_hung_program_trial_is_killed_and_failed(cli, project: Path) -> None:
 
 
 def test_objectives_see_the_timeout_and_a_timed_out_trial_is_not_requeued(project: Path) -> None:
-    from expctl.sweeps.agent import TrialContext, TrialOutcome, run_agent
-    from expctl.sweeps.engine import create_sweep, sweep_status
-    from expctl.sweeps.spec import parse_spec
+    from sweep_helpers import agent, create
 
-    info = create_sweep(
+    from expctl.sweeps.service import sweep_status
+    from expctl.sweeps.spec import parse_spec
+    from expctl.sweeps.trial import TrialContext, TrialOutcome
+
+    info = create(
         parse_spec(
             {"method": "grid", "metric": {"name": "v"}, "parameters": {"x": {"values": [1, 2]}}}
         )
@@ -351,7 +351,7 @@ def test_objectives_see_the_timeout_and_a_timed_out_trial_is_not_requeued(projec
             time.sleep(0.01)
         return TrialOutcome("interrupted" if ctx.timed_out() else "completed", {"v": 1.0})
 
-    summary = run_agent(info.id, objective=patient, handle_signals=False, trial_timeout=0.2)
+    summary = agent(info.id, objective=patient, handle_signals=False, trial_timeout=0.2)
     assert seen == [0.2, 0.2]
     assert [(t.status, t.message) for t in summary.trials] == [
         ("complete", None),

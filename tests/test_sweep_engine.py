@@ -12,20 +12,15 @@ from typing import Any
 
 import pytest
 from conftest import postgres_url_or_skip
+from sweep_helpers import agent, create, open_
 
 from expctl.errors import NotFoundError, RuntimeFailure
-from expctl.sweeps.agent import TrialContext, TrialOutcome, run_agent
-from expctl.sweeps.engine import (
-    Claim,
-    create_sweep,
-    list_sweeps,
-    open_sweep,
-    stop_sweep,
-    sweep_status,
-)
+from expctl.sweeps.engine import Claim
 from expctl.sweeps.hyperband import WandbHyperbandPruner
+from expctl.sweeps.service import stop_sweep, sweep_status, sweeps_in_storage
 from expctl.sweeps.spec import EarlyTerminate, parse_spec
 from expctl.sweeps.storage import open_storage
+from expctl.sweeps.trial import TrialContext, TrialOutcome
 
 STORAGES = ["journal", "sqlite", pytest.param("postgres", marks=pytest.mark.postgres)]
 
@@ -58,8 +53,8 @@ def objective(ctx: TrialContext) -> float:
 
 
 def test_grid_points_are_claimed_exactly_once(url: str) -> None:
-    info = create_sweep(grid_spec(4), storage=url)
-    a, b = open_sweep(info.id, url), open_sweep(info.id, url)
+    info = create(grid_spec(4), url)
+    a, b = open_(info.id, url), open_(info.id, url)
     claims = [a.claim("a"), b.claim("b"), a.claim("a"), b.claim("b")]
     assert all(isinstance(c, Claim) for c in claims)
     assert sorted(c.params["x"] for c in claims) == [0, 1, 2, 3]  # type: ignore[union-attr]
@@ -72,8 +67,8 @@ def test_grid_points_are_claimed_exactly_once(url: str) -> None:
 
 
 def test_a_dead_agents_trial_is_requeued_exactly_once(url: str) -> None:
-    info = create_sweep(grid_spec(2), storage=url)
-    owner, reaper1, reaper2 = (open_sweep(info.id, url) for _ in range(3))
+    info = create(grid_spec(2), url)
+    owner, reaper1, reaper2 = (open_(info.id, url) for _ in range(3))
     claim = owner.claim("owner")
     assert isinstance(claim, Claim)
     trial = owner.study.get_trials()[claim.number]
@@ -94,8 +89,8 @@ def test_a_dead_agents_trial_is_requeued_exactly_once(url: str) -> None:
 def test_stale_heartbeats_are_reaped_fresh_ones_are_not(url: str) -> None:
     import time
 
-    info = create_sweep(grid_spec(1), storage=url)
-    owner, reaper = open_sweep(info.id, url), open_sweep(info.id, url)
+    info = create(grid_spec(1), url)
+    owner, reaper = open_(info.id, url), open_(info.id, url)
     claim = owner.claim("owner")
     assert isinstance(claim, Claim)
     assert owner.heartbeat(claim.trial_id)
@@ -114,11 +109,11 @@ def test_random_sweep_honours_run_cap(url: str) -> None:
             "parameters": {"x": {"min": 0.0, "max": 1.0}},
         }
     )
-    info = create_sweep(spec, storage=url)
-    summary = run_agent(info.id, storage=url, objective=objective, handle_signals=False)
+    info = create(spec, url)
+    summary = agent(info.id, url, objective=objective, handle_signals=False)
     assert summary.count("complete") == 3
     assert "run_cap" in summary.reason
-    assert open_sweep(info.id, url).claim() == "finished"
+    assert open_(info.id, url).claim() == "finished"
 
 
 def test_trials_created_past_run_cap_by_a_race_are_discarded(url: str) -> None:
@@ -130,8 +125,8 @@ def test_trials_created_past_run_cap_by_a_race_are_discarded(url: str) -> None:
             "parameters": {"x": {"min": 0.0, "max": 1.0}},
         }
     )
-    info = create_sweep(spec, storage=url)
-    a, b = open_sweep(info.id, url), open_sweep(info.id, url)
+    info = create(spec, url)
+    a, b = open_(info.id, url), open_(info.id, url)
     claim = a.claim("a")
     assert isinstance(claim, Claim)
     extra = b.study.ask()  # what a racing agent does just before it sees the cap
@@ -149,17 +144,17 @@ def test_target_finishes_the_sweep(url: str) -> None:
             "parameters": {"x": {"values": [3, 1, 0, 2]}},
         }
     )
-    info = create_sweep(spec, storage=url)
-    summary = run_agent(info.id, storage=url, objective=objective, handle_signals=False)
+    info = create(spec, url)
+    summary = agent(info.id, url, objective=objective, handle_signals=False)
     assert [t.value for t in summary.trials] == [3.0, 1.0]
     assert "metric.target reached" in summary.reason
     assert sweep_status(info.id, url)["state"] == "finished"
 
 
 def test_stop_means_no_new_trials(url: str) -> None:
-    info = create_sweep(grid_spec(3), storage=url)
+    info = create(grid_spec(3), url)
     stop_sweep(info.id, url)
-    summary = run_agent(info.id, storage=url, objective=objective, handle_signals=False)
+    summary = agent(info.id, url, objective=objective, handle_signals=False)
     assert summary.trials == [] and "stopped" in summary.reason
 
 
@@ -172,8 +167,8 @@ def test_status_json_has_the_leaderboard_and_best_overrides(url: str) -> None:
             "parameters": {"x": {"values": [2, 1, 3]}, "model": {"value": "large"}},
         }
     )
-    info = create_sweep(spec, storage=url, overrides=("trainer.epochs=1",))
-    run_agent(info.id, storage=url, objective=objective, handle_signals=False)
+    info = create(spec, url, overrides=("trainer.epochs=1",))
+    agent(info.id, url, objective=objective, handle_signals=False)
     status = sweep_status(info.id, url)
     assert {"id", "method", "metric", "state", "planned", "trials", "best"} <= status.keys()
     assert status["metric"] == {"name": "loss", "goal": "minimize", "target": None}
@@ -182,26 +177,28 @@ def test_status_json_has_the_leaderboard_and_best_overrides(url: str) -> None:
     assert status["best"]["params"] == {"model": "large", "x": 1}
     assert status["best"]["overrides"] == ["trainer.epochs=1", "model=large", "x=1"]
     assert status["best"]["command"] == "expctl run trainer.epochs=1 model=large x=1"
-    listed = {r["id"]: r for r in list_sweeps(url)}  # a shared PostgreSQL holds other sweeps
+    listed = {
+        r["id"]: r for r in [r.to_json() for r in sweeps_in_storage(url)]
+    }  # a shared PostgreSQL holds other sweeps
     assert (listed[info.id]["complete"], listed[info.id]["best"]) == (3, 1.0)
 
 
 def test_unknown_sweep_lists_known_ids(url: str) -> None:
-    info = create_sweep(grid_spec(1), storage=url)
+    info = create(grid_spec(1), url)
     with pytest.raises(NotFoundError) as e:
-        open_sweep("nosuchid", url)
+        open_("nosuchid", url)
     assert info.id in (e.value.hint or "")
 
 
 def test_failing_trials_trip_the_flapping_guard(tmp_path: Path) -> None:
     url = str(tmp_path / "s.journal")
-    info = create_sweep(grid_spec(10), storage=url)
+    info = create(grid_spec(10), url)
 
     def boom(ctx: TrialContext) -> float:
         raise ValueError("bad luck")
 
     with pytest.raises(RuntimeFailure, match="3 trials failed within 60 s"):
-        run_agent(info.id, storage=url, objective=boom, handle_signals=False)
+        agent(info.id, url, objective=boom, handle_signals=False)
     rows = sweep_status(info.id, url)["trials"]
     failed = [r for r in rows if r["state"] == "fail"]
     assert len(failed) == 3 and "ValueError: bad luck" in failed[0]["message"]
@@ -209,21 +206,17 @@ def test_failing_trials_trip_the_flapping_guard(tmp_path: Path) -> None:
 
 def test_a_metric_never_logged_fails_the_trial(tmp_path: Path) -> None:
     url = str(tmp_path / "s.journal")
-    info = create_sweep(grid_spec(1), storage=url)
-    summary = run_agent(
-        info.id, storage=url, handle_signals=False, objective=lambda ctx: {"other": 1.0}
-    )
+    info = create(grid_spec(1), url)
+    summary = agent(info.id, url, handle_signals=False, objective=lambda ctx: {"other": 1.0})
     assert summary.trials[0].status == "failed"
     assert "metric 'loss' was never logged (logged: other)" in (summary.trials[0].message or "")
 
 
 def test_sweeps_without_metric_complete_without_value(tmp_path: Path) -> None:
     url = str(tmp_path / "s.journal")
-    info = create_sweep(
-        parse_spec({"method": "grid", "parameters": {"x": {"values": [1, 2]}}}), storage=url
-    )
-    summary = run_agent(
-        info.id, storage=url, handle_signals=False, objective=lambda ctx: TrialOutcome("completed")
+    info = create(parse_spec({"method": "grid", "parameters": {"x": {"values": [1, 2]}}}), url)
+    summary = agent(
+        info.id, url, handle_signals=False, objective=lambda ctx: TrialOutcome("completed")
     )
     assert summary.count("complete") == 2
     status = sweep_status(info.id, url)
@@ -323,8 +316,8 @@ def test_hyperband_prunes_bad_trials_and_records_them(url: str) -> None:
             "parameters": {"x": {"values": [1, 9, 2, 8, 3, 7, 4, 6, 5]}},
         }
     )
-    info = create_sweep(spec, storage=url)
-    summary = run_agent(info.id, storage=url, objective=support.epochs, handle_signals=False)
+    info = create(spec, url)
+    summary = agent(info.id, url, objective=support.epochs, handle_signals=False)
     pruned = [t for t in summary.trials if t.status == "pruned"]
     complete = [t for t in summary.trials if t.status == "complete"]
     assert pruned and complete
@@ -353,15 +346,15 @@ def test_bayes_searches_every_distribution_family(tmp_path: Path) -> None:
             },
         }
     )
-    info = create_sweep(spec, storage=url)
+    info = create(spec, url)
 
     def bowl(ctx: TrialContext) -> float:
         p = ctx.params
         return p["u"] ** 2 + p["n"] ** 2 + (p["c"] == "b") + p["i"]
 
-    summary = run_agent(info.id, storage=url, objective=bowl, handle_signals=False, seed=1)
+    summary = agent(info.id, url, objective=bowl, handle_signals=False, seed=1)
     assert summary.count("complete") == 8
-    study = open_sweep(info.id, url).study
+    study = open_(info.id, url).study
     # every complete trial carries all latent params: the model's search space stays intact
     assert all(set(t.params) == {"u", "n", "c", "i"} for t in study.get_trials())
 
@@ -402,14 +395,12 @@ def test_bayes_over_a_small_discrete_space_keeps_going(tmp_path: Path) -> None:
             "parameters": {"opt": {"values": ["adam", "sgd"]}, "bs": {"values": [16, 32]}},
         }
     )
-    info = create_sweep(spec, storage=url)
+    info = create(spec, url)
 
     def loss(ctx: TrialContext) -> float:
         return (ctx.params["opt"] == "sgd") + ctx.params["bs"] / 32
 
-    summary = run_agent(
-        info.id, storage=url, objective=loss, count=10, handle_signals=False, seed=0
-    )
+    summary = agent(info.id, url, objective=loss, count=10, handle_signals=False, seed=0)
     assert summary.count("complete") == 10
     status = sweep_status(info.id, url)
     assert status["state"] == "running"
@@ -421,7 +412,7 @@ def test_a_command_without_program_runs_the_users_command_and_status_shows_it(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """W&B runs `command` even without `program`; the best command is the one the agent ran."""
-    from expctl.sweeps.agent import default_objective, program_objective
+    from expctl.sweeps.objectives import default_objective, program_objective
 
     url = str(tmp_path / "s.journal")
     monkeypatch.setenv("WANDB_DIR", str(tmp_path))
@@ -443,8 +434,8 @@ def test_a_command_without_program_runs_the_users_command_and_status_shows_it(
         }
     )
     assert spec.runs_own_command and default_objective(spec) is program_objective
-    info = create_sweep(spec, storage=url)
-    run_agent(info.id, storage=url, objective=objective, handle_signals=False)
+    info = create(spec, url)
+    agent(info.id, url, objective=objective, handle_signals=False)
     best = sweep_status(info.id, url)["best"]
     assert best["params"] == {"lr": 0.1, "optimizer.momentum": 0.9}
     assert best["command"] == (

@@ -14,7 +14,7 @@ import os
 import time
 from typing import Any
 
-from expctl.sweeps.agent import TrialContext, TrialOutcome
+from expctl.sweeps.trial import TrialContext, TrialOutcome
 
 
 def _log(event: str, ctx: TrialContext, **extra: Any) -> None:

@@ -29,6 +29,7 @@ from expctl.cli.common import (
 from expctl.cli.output import TableOrJson, format_option, json_text, short_number, table_lines
 
 if TYPE_CHECKING:
+    from expctl.sweeps.overview import SweepStatus, TrialRow
     from expctl.sweeps.service import AgentTarget
 
 app = typer.Typer(
@@ -215,18 +216,19 @@ def agent(
     agent itself, exactly as `wandb agent ENTITY/PROJECT/ID` does (--trial-timeout is refused
     there). --storage, --stale-after and --wait apply to local sweeps only.
     """
+    from expctl.sweeps.agent import AgentOptions
     from expctl.sweeps.service import run_sweep_agent
 
+    options = AgentOptions(
+        count=count, stale_after=stale_after, wait=wait, trial_timeout=trial_timeout
+    )
     summary = run_sweep_agent(
         sweep_id,
-        count=count,
+        options,
         storage=storage,
-        stale_after=stale_after,
-        wait=wait,
         config_dir=config_dir,
         config_name=config_name,
         overrides=tuple(sets or ()),
-        trial_timeout=trial_timeout,
         objective=objective,
         on_start=_announce_agent,
         on_event=lambda line: err(f"  {line}"),
@@ -268,75 +270,70 @@ def status(
     sweep_id: SweepIdArg, storage: StorageOpt = None, fmt: FormatOpt = TableOrJson.table
 ) -> None:
     """Progress, trials (leaderboard) and the best trial's overrides for `expctl run`."""
-    from expctl.sweeps.engine import sweep_status
+    from expctl.sweeps.service import status_of
 
-    data = sweep_status(sweep_id, storage)
+    status = status_of(sweep_id, storage)
     if fmt == TableOrJson.json:
-        out(json_text(data))
+        out(json_text(status.to_json()))
         return
-    for line in _status_lines(data):
+    for line in _status_lines(status):
         out(line)
 
 
-def _status_lines(data: dict[str, Any]) -> list[str]:
-    metric = data["metric"]
-    counts = ", ".join(f"{n} {s}" for s, n in sorted(data["counts"].items())) or "no trials yet"
-    planned = f" of {data['planned']} planned" if data["planned"] is not None else ""
-    reason = f" ({data['finished_reason']})" if data.get("finished_reason") else ""
+def _status_lines(status: SweepStatus) -> list[str]:
+    metric = status.metric
+    counts = ", ".join(f"{n} {s}" for s, n in sorted(status.counts.items())) or "no trials yet"
+    planned = f" of {status.planned} planned" if status.planned is not None else ""
+    reason = f" ({status.finished_reason})" if status.finished_reason else ""
     lines = [
-        f"sweep {data['id']}"
-        + (f" {data['name']!r}" if data["name"] else "")
-        + f": {data['method']}, {data['state']}{reason}",
-        f"progress: {data['done']} done{planned}; {counts}",
+        f"sweep {status.id} {status.name!r}: {status.method}, {status.state}{reason}",
+        f"progress: {status.done} done{planned}; {counts}",
     ]
     if metric:
         lines.append(f"metric: {metric['name']} ({metric['goal']})")
-    lines.append(_agents_line(data))
-    rows = _leaderboard(data["trials"], metric)
+    lines.append(_agents_line(status))
+    rows = _leaderboard(status.trials, metric)
     if rows:
         lines.append("")
         value_name = metric["name"] if metric else "value"
         header = ("#", "state", value_name, "seconds", "params", "run dir", "note")
         lines += table_lines(header, rows)
-    best = data["best"]
-    if best:
+    best = status.best
+    if best and metric:
         lines += [
             "",
-            f"best: trial {best['number']} {metric['name']}={short_number(best['value'])}",
-            f"  {best['command']}",
+            f"best: trial {best.row.number} {metric['name']}={short_number(best.row.value)}",
+            f"  {best.command}",
         ]
     return lines
 
 
-def _agents_line(data: dict[str, Any]) -> str:
-    agents = data.get("agents") or {}
-    alive = sorted(name for name, a in agents.items() if a["alive"])
+def _agents_line(status: SweepStatus) -> str:
+    alive = sorted(name for name, a in status.agents.items() if a["alive"])
     if alive:
         more = ", ..." if len(alive) > 4 else ""
         return f"agents: {len(alive)} alive ({', '.join(alive[:4])}{more})"
-    if data["state"] == "running":
-        return "agents: none alive — start one to continue: expctl sweep agent " + data["id"]
+    if status.state == "running":
+        return "agents: none alive — start one to continue: expctl sweep agent " + status.id
     return "agents: none alive"
 
 
-def _leaderboard(trials: list[dict[str, Any]], metric: dict[str, Any] | None) -> list[tuple]:
+def _leaderboard(trials: list[TrialRow], metric: dict[str, Any] | None) -> list[tuple]:
     order = {"complete": 0, "pruned": 1, "running": 2, "waiting": 3, "fail": 4}
     sign = -1 if metric and metric["goal"] == "maximize" else 1
 
-    def key(t: dict[str, Any]) -> tuple:
-        value = t["value"] if t["value"] is not None else float("inf") * sign
-        return (order.get(t["state"], 5), sign * value, t["number"])
+    def key(t: TrialRow) -> tuple:
+        value = t.value if t.value is not None else float("inf") * sign
+        return (order.get(t.state, 5), sign * value, t.number)
 
     rows = []
     for t in sorted(trials, key=key):
-        params = " ".join(f"{k}={short_number(v)}" for k, v in t["params"].items())
-        value = short_number(t["value"]) if t["value"] is not None else ""
-        seconds = f"{t['duration']:.1f}" if t["duration"] is not None else ""
-        state = t["state"]
-        if t.get("retry_of") is not None:
-            state += f" (re-run of {t['retry_of']})"
-        note = t["message"] if t["state"] != "complete" and t.get("message") else ""
-        rows.append((t["number"], state, value, seconds, params, t["run_dir"] or "", note))
+        params = " ".join(f"{k}={short_number(v)}" for k, v in t.params.items())
+        value = short_number(t.value) if t.value is not None else ""
+        seconds = f"{t.duration:.1f}" if t.duration is not None else ""
+        state = t.state if t.retry_of is None else f"{t.state} (re-run of {t.retry_of})"
+        note = t.message if t.state != "complete" and t.message else ""
+        rows.append((t.number, state, value, seconds, params, t.run_dir or "", note))
     return rows
 
 
@@ -353,22 +350,22 @@ def list_(storage: StorageOpt = None, fmt: FormatOpt = TableOrJson.table) -> Non
 
     rows = sweeps_in_storage(storage)
     if fmt == TableOrJson.json:
-        out(json_text(rows))
+        out(json_text([r.to_json() for r in rows]))
         return
     if not rows:
         err("no sweeps yet; create one with: expctl sweep create configs/sweeps/grid.yaml")
         return
     table = [
         (
-            r["id"],
-            r["name"] or "",
-            r["method"],
-            r["state"],
-            f"{r['complete']}/{r['planned'] if r['planned'] is not None else '-'}",
-            r["running"],
-            r["metric"] or "",
-            "" if r["best"] is None else short_number(r["best"]),
-            r["created"],
+            r.id,
+            r.name,
+            r.method,
+            r.state,
+            f"{r.complete}/{r.planned if r.planned is not None else '-'}",
+            r.running,
+            r.metric or "",
+            "" if r.best is None else short_number(r.best),
+            r.created,
         )
         for r in rows
     ]
@@ -383,7 +380,7 @@ def list_(storage: StorageOpt = None, fmt: FormatOpt = TableOrJson.table) -> Non
 @handle_errors
 def stop(sweep_id: SweepIdArg, storage: StorageOpt = None) -> None:
     """Start no new trials; agents finish their current trial and exit 0."""
-    from expctl.sweeps.engine import stop_sweep
+    from expctl.sweeps.service import stop_sweep
 
     info = stop_sweep(sweep_id, storage)
     err(f"sweep {sweep_id}: {info.state}; agents finish their current trial and exit")

@@ -17,8 +17,8 @@ from typing import Any
 
 from expctl.config import ConfigSource
 from expctl.errors import ConfigError, ExpctlError, RuntimeFailure, UsageError
-from expctl.sweeps.agent import TrialContext, TrialOutcome, TrialRecord, run_agent
-from expctl.sweeps.storage import StorageHandle
+from expctl.sweeps.agent import AgentOptions, run_agent
+from expctl.sweeps.trial import TrialContext, TrialOutcome, TrialRecord
 
 _UNSAFE = re.compile(r"[^A-Za-z0-9_.-]")
 SUCCEEDED = ("complete", "pruned")
@@ -93,23 +93,11 @@ class MultirunResult:
         )
 
 
-def run_multirun(
-    source: ConfigSource,
-    *,
-    quiet: bool,
-    storage: str | StorageHandle | None = None,
-    on_event: Callable[[str], None] | None = None,
-) -> list[TrialRecord]:
-    """Run the product of the swept overrides as a grid sweep; one :class:`TrialRecord` per run
-    (see :func:`multirun`)."""
-    return multirun(source, quiet=quiet, storage=storage, on_event=on_event).records
-
-
 def multirun(
     source: ConfigSource,
     *,
     quiet: bool,
-    storage: str | StorageHandle | None = None,
+    storage: str | None = None,
     on_event: Callable[[str], None] | None = None,
 ) -> MultirunResult:
     """Run the product of the swept overrides as a grid sweep, every point even when some fail.
@@ -121,8 +109,10 @@ def multirun(
     the result (:meth:`MultirunResult.raise_if_failed`).
     """
     from expctl.config import find_config_dir
-    from expctl.sweeps.engine import create_sweep
+    from expctl.sweeps.engine import open_sweep
+    from expctl.sweeps.service import opened
     from expctl.sweeps.spec import parse_spec
+    from expctl.sweeps.studies import create_sweep
 
     base, sweeps = split_sweeps(source.overrides)
     settable = [o for o in base if "=" in o and not o.startswith("~")]
@@ -149,24 +139,21 @@ def multirun(
         raw["metric"] = metric
     spec = parse_spec(raw, source="multirun")
     raw_keys = {name: key for name, (key, _) in sweeps.items()}
-    info = create_sweep(
-        spec,
-        storage=storage,
-        config_dir=config_dir,
-        config_name=source.config_name,
-        overrides=tuple(base),
-        raw_keys=raw_keys,
-    )
-    if on_event is not None:
-        on_event(f"multirun: {info.planned} runs as grid sweep {info.id}")
-    summary = run_agent(
-        info.id,
-        storage=storage,
-        objective=_trainer(quiet),
-        wait=False,
-        on_event=on_event,
-        flap_guard=(10**9, 1.0, 10**9),  # run every point; the caller reports the failures
-    )
+    # run every point in order, here; the caller reports the failures (no flapping guard)
+    options = AgentOptions(wait=False, flap_guard=(10**9, 1.0, 10**9))
+    with opened(storage, create=True) as handle:
+        info = create_sweep(
+            spec,
+            handle,
+            config_dir=config_dir,
+            config_name=source.config_name,
+            overrides=tuple(base),
+            raw_keys=raw_keys,
+        )
+        if on_event is not None:
+            on_event(f"multirun: {info.planned} runs as grid sweep {info.id}")
+        sweep = open_sweep(info.id, handle)
+        summary = run_agent(sweep, options, objective=_trainer(quiet), on_event=on_event)
     name = metric["name"] if metric else None
     return MultirunResult(info.id, name, summary.trials)
 
@@ -180,7 +167,7 @@ def swept_overrides(record: TrialRecord) -> list[str]:
 
 
 def _trainer(quiet: bool) -> Callable[[TrialContext], TrialOutcome]:
-    from expctl.sweeps.agent import trainer_objective
+    from expctl.sweeps.objectives import trainer_objective
 
     def objective(ctx: TrialContext) -> TrialOutcome:
         return trainer_objective(ctx, quiet=quiet)

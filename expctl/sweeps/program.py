@@ -47,6 +47,7 @@ from expctl.sweeps.wandb_metrics import (
     TransactionLogError,
     TransactionLogReader,
     find_run_log,
+    run_logs,
 )
 
 __all__ = [
@@ -176,7 +177,7 @@ def run_program_trial(
     )
     grace = _kill_grace(kill_grace, child_env)
     older_logs = {  # an earlier attempt's log; a rerun within the same second reuses its path
-        p: _identity(p) for p in (wandb_dir / "wandb").glob(f"*-{run_id}/run-{run_id}.wandb")
+        p: _identity(p) for p in run_logs(wandb_dir, run_id)
     }
 
     watcher: _MetricWatcher | None = None

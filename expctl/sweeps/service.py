@@ -1,4 +1,8 @@
-"""What ``expctl sweep create|agent|list`` do, as library calls the CLI renders.
+"""What every ``expctl sweep`` command does, as library calls the CLI renders.
+
+This layer owns the storages: each call opens the storage a URL names (``--storage``,
+``$EXPCTL_STORAGE`` or the project's journal) and closes it; the engine below works on the
+opened handle.
 
 * :func:`create_sweep_from_file` — validate a W&B sweep YAML (against the project's config when
   it has no ``program``), apply ``--project/--entity/--name``, and create the sweep on the
@@ -6,28 +10,33 @@
 * :func:`run_sweep_agent` — pick the agent for a sweep reference: the local agent for a local
   id, W&B's agent protocol for ``ENTITY/PROJECT/ID`` (with the local agent's trial function, or
   W&B's own ``program`` runner).
-* :func:`sweeps_in_storage` — every sweep in a storage; none when the default journal file does
-  not exist yet (listing must not create it).
+* :func:`status_of`, :func:`stop_sweep`, :func:`sweeps_in_storage`, :func:`repair_storage`.
 
 optuna is imported by the engine modules this one imports; wandb only when W&B is used.
 """
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from expctl.config import ConfigSource
 from expctl.errors import UsageError, did_you_mean
-from expctl.sweeps.agent import AgentSummary, Objective, load_objective, run_agent
+from expctl.sweeps.agent import AgentOptions, run_agent
+from expctl.sweeps.objectives import load_objective
 from expctl.sweeps.spec import ConfigCheck, SweepSpec
+from expctl.sweeps.trial import AgentSummary, Objective
 
 if TYPE_CHECKING:
     from expctl.sweeps.journal import RepairReport
+    from expctl.sweeps.overview import SweepRow, SweepStatus
+    from expctl.sweeps.storage import StorageHandle
+    from expctl.sweeps.studies import SweepInfo
 
 BACKENDS = ("local", "wandb")
 
@@ -36,6 +45,18 @@ Emit = Callable[[str], None]
 
 def _ignore(_: str) -> None:
     pass
+
+
+@contextlib.contextmanager
+def opened(storage: str | None, *, create: bool = False) -> Iterator[StorageHandle]:
+    """The storage ``storage`` names, opened for the block and closed after it."""
+    from expctl.sweeps.storage import open_storage
+
+    handle = open_storage(storage, create=create)
+    try:
+        yield handle
+    finally:
+        handle.close()
 
 
 def check_backend(backend: str) -> None:
@@ -131,29 +152,30 @@ def _create_locally(
     spec: SweepSpec, storage: str | None, config_dir: Path | None, config_name: str
 ) -> CreatedSweep:
     from expctl.config import find_config_dir
-    from expctl.sweeps.engine import MAX_GRID_POINTS, create_sweep
     from expctl.sweeps.grid import check_grid_size
-    from expctl.sweeps.storage import describe, is_default, open_storage
+    from expctl.sweeps.storage import describe, is_default
+    from expctl.sweeps.studies import MAX_GRID_POINTS, create_sweep
 
     directory: Path | None = None
     if not spec.runs_own_command:  # trials compose this project's config: remember where
         directory, _ = find_config_dir(config_dir)
     if spec.method == "grid":
         check_grid_size(spec, MAX_GRID_POINTS)  # before the storage exists: nothing is left
-    handle = open_storage(storage)
-    info = create_sweep(spec, storage=handle, config_dir=directory, config_name=config_name)
+    with opened(storage, create=True) as handle:
+        info = create_sweep(spec, handle, config_dir=directory, config_name=config_name)
+        url = handle.url
     agent = ["expctl", "sweep", "agent", info.id]
-    if not is_default(handle.url):
+    if not is_default(url):
         # Never echo a password: with one in the URL the user passes it via $EXPCTL_STORAGE.
-        shown = describe(handle.url)
-        agent += ["--storage", shown] if shown == handle.url else []
-    return CreatedSweep(info.id, "local", spec, info.planned, describe(handle.url), tuple(agent))
+        shown = describe(url)
+        agent += ["--storage", shown] if shown == url else []
+    return CreatedSweep(info.id, "local", spec, info.planned, describe(url), tuple(agent))
 
 
 def _create_on_wandb(spec: SweepSpec) -> CreatedSweep:
     """The validated YAML, as written (plus --project/--entity/--name), to W&B's server."""
-    from expctl.sweeps.engine import MAX_GRID_POINTS
     from expctl.sweeps.grid import grid_points
+    from expctl.sweeps.studies import MAX_GRID_POINTS
     from expctl.sweeps.wandb_cloud import create_cloud_sweep
 
     plain = json.loads(json.dumps(spec.raw, default=str))
@@ -176,15 +198,12 @@ class AgentTarget:
 
 def run_sweep_agent(
     sweep_ref: str,
+    options: AgentOptions = AgentOptions(),
     *,
-    count: int | None = None,
     storage: str | None = None,
-    stale_after: float = 60.0,
-    wait: bool = True,
     config_dir: Path | None = None,
     config_name: str = "config",
     overrides: Sequence[str] = (),
-    trial_timeout: float | None = None,
     objective: str | None = None,
     on_start: Callable[[AgentTarget], None] | None = None,
     on_event: Emit | None = None,
@@ -193,53 +212,51 @@ def run_sweep_agent(
 
     Returns the local agent's summary; None for a W&B-hosted sweep (W&B's server keeps the
     tally). ``objective`` is ``MODULE:FUNCTION`` to run instead of expctl's trainer.
+    ``on_start`` hears which agent runs once the sweep is found (never for a typo'd id).
     """
+    from expctl.sweeps.engine import open_sweep
     from expctl.sweeps.wandb_cloud import is_cloud_sweep_path
 
     start = on_start or (lambda target: None)
     fn = load_objective(objective) if objective else None
     if is_cloud_sweep_path(sweep_ref):
         source = ConfigSource(config_dir, config_name, tuple(overrides))
-        _run_wandb_agent(sweep_ref, count, source, fn, trial_timeout, start, on_event)
+        _run_wandb_agent(sweep_ref, options, source, fn, start, on_event)
         return None
     local_source = None  # None: the config dir/name stored with the sweep, no extra overrides
     if config_dir is not None or config_name != "config" or overrides:
         local_source = ConfigSource(config_dir, config_name, tuple(overrides))
-    return run_agent(
-        sweep_ref,
-        on_open=lambda: start(AgentTarget(sweep_ref, "local")),
-        storage=storage,
-        count=count,
-        config_source=local_source,
-        objective=fn,
-        stale_after=stale_after,
-        wait=wait,
-        on_event=on_event,
-        trial_timeout=trial_timeout,
-    )
+    with opened(storage) as handle:
+        sweep = open_sweep(sweep_ref, handle, seed=options.seed)
+        if fn is None:
+            sweep.check_program_here()  # before "agent started": no trial is burnt on it
+        start(AgentTarget(sweep_ref, "local"))
+        return run_agent(
+            sweep, options, config_source=local_source, objective=fn, on_event=on_event
+        )
 
 
 def _run_wandb_agent(
     sweep_path: str,
-    count: int | None,
+    options: AgentOptions,
     source: ConfigSource,
     objective: Objective | None,
-    trial_timeout: float | None,
     start: Callable[[AgentTarget], None],
     on_event: Emit | None,
 ) -> None:
     """W&B's agent protocol on a W&B-hosted sweep, with the local agent's trial function."""
-    from expctl.sweeps.agent import wandb_trial_function
     from expctl.sweeps.spec import parse_spec
     from expctl.sweeps.wandb_cloud import (
         fetch_cloud_sweep_config,
         parse_sweep_path,
         run_cloud_agent,
     )
+    from expctl.sweeps.wandb_trial import wandb_trial_function
 
     raw = fetch_cloud_sweep_config(sweep_path)
     # W&B's agent runs `program`/`command` itself (a command needs no program).
     own_command = raw.get("program") or " ".join(map(str, raw.get("command") or ()))
+    count, trial_timeout = options.count, options.trial_timeout
     if own_command and objective is None:
         if trial_timeout is not None:
             raise UsageError(
@@ -266,22 +283,42 @@ def _run_wandb_agent(
     run_cloud_agent(sweep_path, count, function)
 
 
-# -- list ----------------------------------------------------------------------------------------
+# -- list, status, stop, repair ---------------------------------------------------------------
 
 
-def sweeps_in_storage(storage: str | None = None) -> list[dict[str, Any]]:
-    """:func:`expctl.sweeps.engine.list_sweeps`, or [] when the journal file does not exist (so
+def sweeps_in_storage(storage: str | None = None) -> list[SweepRow]:
+    """Every sweep in the storage, oldest first; none when the journal file does not exist (so
     listing never creates it)."""
-    from expctl.sweeps.engine import list_sweeps
+    from expctl.sweeps.overview import list_sweeps
     from expctl.sweeps.storage import resolve_url
 
     url = resolve_url(storage)
     if url.startswith("journal://") and not Path(url[len("journal://") :]).exists():
         return []
-    return list_sweeps(url)
+    with opened(url) as handle:
+        return list_sweeps(handle)
 
 
-# -- repair --------------------------------------------------------------------------------------
+def status_of(sweep_id: str, storage: str | None = None) -> SweepStatus:
+    """Everything ``sweep status`` shows (:class:`expctl.sweeps.overview.SweepStatus`)."""
+    from expctl.sweeps.engine import open_sweep
+    from expctl.sweeps.overview import sweep_status as overview
+
+    with opened(storage) as handle:
+        return overview(open_sweep(sweep_id, handle))
+
+
+def sweep_status(sweep_id: str, storage: str | None = None) -> dict[str, Any]:
+    """:func:`status_of` as JSON-ready data (``sweep status --format json``)."""
+    return status_of(sweep_id, storage).to_json()
+
+
+def stop_sweep(sweep_id: str, storage: str | None = None) -> SweepInfo:
+    """No new trials: agents finish their current trial and exit 0."""
+    from expctl.sweeps.engine import open_sweep
+
+    with opened(storage) as handle:
+        return open_sweep(sweep_id, handle).stop()
 
 
 def repair_storage(storage: str | None = None, *, dry_run: bool = False) -> RepairReport:
@@ -299,13 +336,3 @@ def repair_storage(storage: str | None = None, *, dry_run: bool = False) -> Repa
     if not path.is_file():
         raise UsageError(f"no journal at {path}", hint="pass the journal with --storage")
     return repair_journal(path, dry_run=dry_run)
-
-
-# -- status ------------------------------------------------------------------------------------
-
-
-def sweep_status(sweep_id: str, storage: str | None = None) -> dict[str, Any]:
-    """Everything `sweep status` shows, JSON-ready."""
-    from expctl.sweeps.engine import sweep_status as status_of
-
-    return status_of(sweep_id, storage)

@@ -19,6 +19,7 @@ in wandb-core, Go), so this module reads the format itself:
 from __future__ import annotations
 
 import json
+import re
 import struct
 import zlib
 from dataclasses import dataclass, field
@@ -110,10 +111,19 @@ def find_run_log(
     wandb_dir: Path, run_id: str, ignore: set[Path] | frozenset = frozenset()
 ) -> Path | None:
     """The newest ``run-<id>.wandb`` of ``run_id`` under ``wandb_dir/wandb``, not in ``ignore``."""
-    candidates = [
-        p for p in (wandb_dir / "wandb").glob(f"*-{run_id}/run-{run_id}.wandb") if p not in ignore
-    ]
+    candidates = [p for p in run_logs(wandb_dir, run_id) if p not in ignore]
     return max(candidates, key=lambda p: p.parent.name, default=None)  # names start with a time
+
+
+def run_logs(wandb_dir: Path, run_id: str) -> list[Path]:
+    """Every ``run-<id>.wandb`` of ``run_id``: in ``*-<id>/``, or ``*-<id>-N/`` when wandb found
+    that directory taken (a rerun within the same second)."""
+    own = re.compile(rf"-{re.escape(run_id)}(-\d+)?$")
+    return [
+        p
+        for p in (wandb_dir / "wandb").glob(f"*-{run_id}*/run-{run_id}.wandb")
+        if own.search(p.parent.name)
+    ]
 
 
 @dataclass

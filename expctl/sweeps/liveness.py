@@ -1,0 +1,103 @@
+"""Liveness: heartbeats, and re-queueing the trial of an agent that stopped beating.
+
+Uniform on every storage (Optuna's own heartbeats exist only for RDB storages): the owning agent
+refreshes a trial system attr from a background thread; any agent fails a RUNNING trial whose
+heartbeat is older than ``stale_after``, and only the agent whose RUNNING → FAIL transition wins
+re-queues its point — exactly once.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import TYPE_CHECKING, Any
+
+from expctl.sweeps.studies import AGENT_PREFIX, PREFIX
+
+if TYPE_CHECKING:
+    import optuna
+
+    from expctl.sweeps.storage import StorageHandle
+
+
+class Liveness:
+    """The liveness half of :class:`expctl.sweeps.engine.Sweep`."""
+
+    handle: StorageHandle
+    study: optuna.Study
+    study_id: int
+
+    def heartbeat(self, trial_id: int) -> bool:
+        """Refresh a running trial's heartbeat; False once it is finished (maybe by others)."""
+        from optuna.exceptions import UpdateFinishedTrialError
+
+        try:
+            self.handle.storage.set_trial_system_attr(trial_id, PREFIX + "heartbeat", time.time())
+        except (UpdateFinishedTrialError, KeyError):
+            return False
+        return True
+
+    def agent_beat(self, agent: str, stale_after: float, *, exited: bool = False) -> None:
+        """The agent's own heartbeat (a study attr per agent): alive, or gone."""
+        beat = {"at": time.time(), "stale_after": stale_after, "exited": exited}
+        self.handle.storage.set_study_system_attr(self.study_id, AGENT_PREFIX + agent, beat)
+
+    def agents(self) -> dict[str, dict[str, Any]]:
+        """Each agent that ever joined: ``{"alive": bool, "last_beat_s": seconds ago}``."""
+        now = time.time()
+        found = {}
+        attrs = self.handle.storage.get_study_system_attrs(self.study_id)
+        for key, beat in attrs.items():
+            if not key.startswith(AGENT_PREFIX) or not isinstance(beat, dict):
+                continue
+            age = now - float(beat.get("at", 0))
+            alive = not beat.get("exited") and age <= float(beat.get("stale_after", 60))
+            found[key[len(AGENT_PREFIX) :]] = {"alive": alive, "last_beat_s": round(age, 1)}
+        return found
+
+    def reap_stale(self, stale_after: float) -> list[tuple[int, int]]:
+        """Fail RUNNING trials whose agent stopped heartbeating; re-queue each exactly once.
+
+        Returns ``(failed trial number, new trial number)`` for each trial this agent re-queued.
+        """
+        from optuna.trial import TrialState
+
+        now = time.time()
+        requeued = []
+        for t in self.study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
+            last = t.system_attrs.get(PREFIX + "heartbeat")
+            if last is None and t.datetime_start is not None:
+                last = t.datetime_start.timestamp()
+            if last is None or now - float(last) <= stale_after:
+                continue
+            new = self._fail_and_requeue(
+                t._trial_id, t.number, t.params, t.user_attrs.get(PREFIX + "params")
+            )
+            if new is not None:
+                requeued.append((t.number, new))
+        return requeued
+
+    def _fail_and_requeue(
+        self, trial_id: int, number: int, latent: dict[str, Any], params: dict[str, Any] | None
+    ) -> int | None:
+        """Only the agent whose RUNNING → FAIL transition succeeds re-enqueues the parameters."""
+        from optuna.exceptions import UpdateFinishedTrialError
+        from optuna.trial import TrialState, create_trial
+
+        with self.handle.transition_lock():
+            try:
+                # said before the FAIL: until the re-run exists the sweep is not finished
+                self.handle.storage.set_trial_user_attr(trial_id, PREFIX + "requeue", True)
+                self.handle.storage.set_trial_state_values(trial_id, TrialState.FAIL)
+            except UpdateFinishedTrialError:
+                return None
+            user_attrs: dict[str, Any] = {PREFIX + "retry_of": number}
+            if params is not None:
+                user_attrs[PREFIX + "params"] = params
+            # what Study.enqueue_trial does, but we need the new trial's number back
+            template = create_trial(
+                state=TrialState.WAITING,
+                system_attrs={"fixed_params": latent},
+                user_attrs=user_attrs,
+            )
+            new_id = self.handle.storage.create_new_trial(self.study_id, template_trial=template)
+        return self.handle.storage.get_trial(new_id).number

@@ -1,0 +1,233 @@
+"""What a sweep looks like from outside: its status (``sweep status``) and the list of sweeps.
+
+Typed results the CLI renders (a table) or serialises (``--format json``: :meth:`to_json`).
+Values shown or printed hide parameters named like secrets (the storage keeps them: agents
+need them).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import shlex
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from expctl.secrets import redact_overrides, redact_params
+from expctl.sweeps.spec import Metric, to_overrides
+from expctl.sweeps.storage import StorageHandle, describe
+from expctl.sweeps.studies import PREFIX, SweepInfo, known_sweeps
+
+if TYPE_CHECKING:
+    import optuna
+
+    from expctl.sweeps.engine import Sweep
+
+
+@dataclass(frozen=True)
+class TrialRow:
+    number: int
+    state: str  # waiting | running | complete | pruned | fail (expctl.status)
+    params: dict[str, Any]
+    value: float | None
+    duration: float | None
+    run_dir: str | None
+    agent: str | None
+    retry_of: int | None
+    message: str | None
+    epochs: int
+
+
+@dataclass(frozen=True)
+class BestTrial:
+    row: TrialRow
+    overrides: list[str]
+    command: str  # the command that reruns it (`expctl run ...`, or the program's)
+
+
+@dataclass(frozen=True)
+class SweepStatus:
+    id: str
+    name: str
+    method: str
+    metric: dict[str, Any] | None  # {name, goal, target}
+    state: str
+    finished_reason: str | None
+    planned: int | None  # runs that will run (a grid: its size capped by run_cap)
+    grid_size: int | None
+    run_cap: int | None
+    done: int
+    counts: dict[str, int]
+    agents: dict[str, dict[str, Any]]  # name -> {alive, last_beat_s}
+    storage: str
+    created: str
+    config_dir: str | None
+    config_name: str
+    trials: list[TrialRow]
+    best: BestTrial | None
+
+    def to_json(self) -> dict[str, Any]:
+        data = dataclasses.asdict(self)
+        data["trials"] = [dataclasses.asdict(t) for t in self.trials]
+        if self.best is not None:
+            data["best"] = {
+                **dataclasses.asdict(self.best.row),
+                "overrides": self.best.overrides,
+                "command": self.best.command,
+            }
+        return data
+
+
+@dataclass(frozen=True)
+class SweepRow:
+    id: str
+    name: str
+    method: str
+    state: str
+    metric: str | None
+    planned: int | None
+    complete: int
+    running: int
+    trials: int
+    best: float | None
+    created: str
+
+    def to_json(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
+def trial_row(t: optuna.trial.FrozenTrial, *, hide_secrets: bool = True) -> TrialRow:
+    result = t.user_attrs.get(PREFIX + "result", {}) or {}
+    duration = None
+    if t.datetime_start and t.datetime_complete:
+        duration = round((t.datetime_complete - t.datetime_start).total_seconds(), 3)
+    elif t.datetime_start and t.state.name == "RUNNING":
+        duration = round((datetime.now() - t.datetime_start).total_seconds(), 3)
+    params = t.user_attrs.get(PREFIX + "params", {})
+    return TrialRow(
+        number=t.number,
+        state=t.state.name.lower(),
+        params=redact_params(params) if hide_secrets else dict(params),
+        value=t.value if t.values and not result.get("no_metric") else None,
+        duration=duration,
+        run_dir=result.get("run_dir"),
+        agent=(t.user_attrs.get(PREFIX + "claim") or {}).get("agent"),
+        retry_of=t.user_attrs.get(PREFIX + "retry_of"),
+        message=result.get("message"),
+        epochs=len(t.intermediate_values),
+    )
+
+
+def best_row(rows: list[TrialRow], metric: Metric | None) -> TrialRow | None:
+    done = [r for r in rows if r.state == "complete" and r.value is not None]
+    if not done or metric is None:
+        return None
+    pick = max if metric.maximize else min
+    return pick(done, key=lambda r: r.value)  # type: ignore[arg-type, return-value]
+
+
+def sweep_status(sweep: Sweep) -> SweepStatus:
+    """Everything ``sweep status`` shows."""
+    from expctl.sweeps.grid import grid_size
+
+    info = sweep.current_info()
+    rows = [trial_row(t) for t in sweep.trials() if not t.user_attrs.get(PREFIX + "discarded")]
+    counts: dict[str, int] = {}
+    for r in rows:
+        counts[r.state] = counts.get(r.state, 0) + 1
+    metric = info.spec.metric
+    best = best_row(rows, metric)
+    return SweepStatus(
+        id=info.id,
+        name=info.display_name,
+        method=info.spec.method,
+        metric=None
+        if metric is None
+        else {"name": metric.name, "goal": metric.goal, "target": metric.target},
+        state=info.state,
+        finished_reason=info.finished_reason,
+        planned=info.planned,
+        grid_size=grid_size(info.spec) if info.spec.method == "grid" else None,
+        run_cap=info.spec.run_cap,
+        done=sum(counts.get(s, 0) for s in ("complete", "pruned")),
+        counts=counts,
+        agents=sweep.agents(),
+        storage=describe(sweep.handle.url),
+        created=info.created,
+        config_dir=info.config_dir,
+        config_name=info.config_name,
+        trials=rows,
+        best=None if best is None else _best(info, best),
+    )
+
+
+def _best(info: SweepInfo, best: TrialRow) -> BestTrial:
+    """The best trial and the command that reruns it (its params are already redacted)."""
+    overrides = redact_overrides([*info.overrides, *to_overrides(best.params, info.raw_keys)])
+    if info.spec.runs_own_command:
+        return BestTrial(best, overrides, _program_command(info, best.params))
+    extra = []
+    # the project's ./configs is found without the flag when pasted in the project dir
+    if info.config_dir and Path(info.config_dir) != Path("configs").resolve():
+        extra += ["--config-dir", info.config_dir]
+    if info.config_name != "config":
+        extra += ["--config-name", info.config_name]
+    return BestTrial(best, overrides, shlex.join(["expctl", "run", *extra, *overrides]))
+
+
+class _ShellVariables(dict):
+    """``${envvar:NAME}`` shown as ``$NAME``: the pasted command expands it in the shell."""
+
+    def __contains__(self, key: object) -> bool:
+        return True
+
+    def __missing__(self, key: str) -> str:
+        return f"${key}"
+
+
+def _program_command(info: SweepInfo, params: dict[str, Any]) -> str:
+    """The best trial's command, rendered exactly as the agent ran it (W&B's macros)."""
+    from expctl.sweeps.macros import build_command, wandb_params
+
+    argv = build_command(
+        list(info.spec.command) if info.spec.command else None,
+        info.spec.program or "",
+        wandb_params(params, info.spec.raw.get("parameters")),
+        sweep_id=info.id,
+        run_id="best",
+        wandb_dir=os.environ.get("WANDB_DIR") or ".",
+        environ=_ShellVariables(),
+        write_files=False,
+    )
+    return shlex.join(argv)
+
+
+def list_sweeps(handle: StorageHandle) -> list[SweepRow]:
+    """One summary row per sweep, oldest first."""
+    from optuna.trial import TrialState
+
+    rows = []
+    for info in known_sweeps(handle):
+        study_id = handle.storage.get_study_id_from_name(info.id)
+        trials = handle.storage.get_all_trials(study_id, deepcopy=False)
+        trials = [t for t in trials if not t.user_attrs.get(PREFIX + "discarded")]
+        done = [trial_row(t) for t in trials if t.state == TrialState.COMPLETE]
+        best = best_row(done, info.spec.metric)
+        rows.append(
+            SweepRow(
+                id=info.id,
+                name=info.display_name,
+                method=info.spec.method,
+                state=info.state,
+                metric=info.spec.metric.name if info.spec.metric else None,
+                planned=info.planned,
+                complete=len(done),
+                running=sum(1 for t in trials if t.state == TrialState.RUNNING),
+                trials=len(trials),
+                best=best.value if best else None,
+                created=info.created,
+            )
+        )
+    return rows
