@@ -1,4 +1,4 @@
-"""Per-trial overhead of program mode (`run_program_trial`), side by side with bare wandb.
+"""Per-trial overhead of program mode (`ProgramTrial.run`), side by side with bare wandb.
 
     python benchmarks/program_overhead.py [--reps 7]
 
@@ -8,7 +8,7 @@ Measured in one run, interleaved (the machine is shared and noisy), medians over
   W&B sweep program pays per trial, with or without an agent);
 - program, bare subprocess: a tiny sweep program (wandb.init, log val_loss 3 times, finish) run
   with plain ``subprocess.run`` and W&B's sweep environment written by hand;
-- program via run_program_trial: the same program as an expctl trial (param file, macros, process
+- program via ProgramTrial.run(): the same program as an expctl trial (param file, macros, process
   group, log polling, metric read).
 
 Overhead = time the agent adds outside the user's program: (a) trial wall − the program's own wall
@@ -53,7 +53,7 @@ def main() -> None:
     parser.add_argument("--reps", type=int, default=7)
     args = parser.parse_args()
 
-    from expctl.sweeps.program import run_program_trial, write_sweep_param_file
+    from expctl.sweeps.program import ProgramTrial, write_sweep_param_file
 
     root = Path(tempfile.mkdtemp(prefix="expctl-bench-"))
     program = root / "prog.py"
@@ -95,7 +95,7 @@ def main() -> None:
         plain_s = time.perf_counter() - t
 
         t = time.perf_counter()
-        result = run_program_trial(
+        result = ProgramTrial(
             str(program),
             None,
             {"lr": 0.1},
@@ -103,7 +103,7 @@ def main() -> None:
             sweep_id="bench",
             run_id=f"trial{rep}",
             trial_dir=root / f"trial{rep}",
-        )
+        ).run()
         trial_s = time.perf_counter() - t
         assert result.status == "completed", result.message
         assert result.history == [0.1, 0.05, 0.1 / 3], result.history
@@ -124,7 +124,7 @@ def main() -> None:
         f"{med(plain) / med(bare):.2f}x"
     )
     print(
-        f"  program via run_program_trial         {med(trial):7.3f} s   "
+        f"  program via ProgramTrial.run()       {med(trial):7.3f} s   "
         f"{med(trial) / med(bare):.2f}x"
     )
     print(f"  ... the program's own wall time       {med(trial_self):7.3f} s")

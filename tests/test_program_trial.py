@@ -1,4 +1,4 @@
-"""run_program_trial: real child processes, real wandb offline in the child, real signals."""
+"""ProgramTrial: real child processes, real wandb offline in the child, real signals."""
 
 from __future__ import annotations
 
@@ -14,7 +14,7 @@ from types import SimpleNamespace
 import pytest
 import yaml
 
-from expctl.sweeps.program import ProgramResult, run_program_trial
+from expctl.sweeps.program import ProgramResult, ProgramTrial
 
 REPO = Path(__file__).resolve().parents[1]
 TUTORIAL = REPO / "examples" / "tutorial_sweep" / "train.py"
@@ -33,7 +33,7 @@ def trial(prog: str, tmp_path: Path, params=None, command=None, **kw) -> Program
     kw.setdefault("run_id", "run1")
     kw.setdefault("trial_dir", tmp_path / "trial")
     kw.setdefault("poll_interval", 0.1)
-    return run_program_trial(prog, command, params or {}, **kw)
+    return ProgramTrial(prog, command, params or {}, **kw).run()
 
 
 def load_tutorial():

@@ -124,7 +124,7 @@ def trainer_objective(ctx: TrialContext, *, quiet: bool = True) -> TrialOutcome:
 def program_objective(ctx: TrialContext) -> TrialOutcome:
     """``program:`` sweeps: the user's script, unmodified, via :mod:`expctl.sweeps.program`."""
     from expctl.rundir import create_run_dir
-    from expctl.sweeps.program import run_program_trial
+    from expctl.sweeps.program import ProgramTrial
     from expctl.sweeps.program_record import write_program_record
     from expctl.sweeps.studies import new_sweep_id
 
@@ -136,10 +136,10 @@ def program_objective(ctx: TrialContext) -> TrialOutcome:
 
     spec = ctx.spec
     started = datetime.now(timezone.utc)
-    result = run_program_trial(
-        spec.program or "",
-        list(spec.command) if spec.command else None,
-        ctx.params,
+    result = ProgramTrial(
+        program=spec.program or "",
+        command=list(spec.command) if spec.command else None,
+        params=ctx.params,
         metric=metric or "",
         sweep_id=ctx.sweep_id,
         run_id=new_sweep_id(),
@@ -150,7 +150,7 @@ def program_objective(ctx: TrialContext) -> TrialOutcome:
         project=spec.project,
         entity=spec.entity,
         timeout=ctx.timeout,
-    )
+    ).run()
     write_program_record(
         run_dir,
         result,

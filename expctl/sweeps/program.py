@@ -1,6 +1,6 @@
 """Run one trial of a W&B sweep `program:` unmodified, as W&B's agent does, with no server.
 
-The agent calls ``run_program_trial`` once per trial. It
+The agent runs one :class:`ProgramTrial` per trial. It
 
 1. writes W&B's sweep files: ``$WANDB_DIR/wandb/sweep-<sweep>/config-<run>.yaml``
    (``wandb_version: 1`` + ``{name: {value: v}}``) and, if the command uses ``${args_json_file}``,
@@ -53,8 +53,8 @@ from expctl.sweeps.wandb_metrics import (
 __all__ = [
     "KNOWN_MACROS",
     "ProgramResult",
+    "ProgramTrial",
     "build_command",
-    "run_program_trial",
     "wandb_params",
     "write_sweep_param_file",
 ]
@@ -104,29 +104,12 @@ def write_sweep_param_file(path: Path, params: Mapping[str, Any]) -> None:
     atomic_write_text(path, text, fsync=False)  # read by the child on this machine
 
 
-def run_program_trial(
-    program: str,
-    command: list[str] | None,
-    params: Mapping[str, Any],
-    *,
-    metric: str,
-    sweep_id: str,
-    run_id: str,
-    trial_dir: Path,
-    env: Mapping[str, str] | None = None,
-    timeout: float | None = None,
-    on_metric: Callable[[int, float], bool] | None = None,
-    should_stop: Callable[[], int | None] | None = None,
-    cwd: Path | None = None,
-    parameters_spec: Mapping[str, Any] | None = None,
-    project: str | None = None,
-    entity: str | None = None,
-    kill_grace: float | None = None,
-    poll_interval: float = 0.5,
-) -> ProgramResult:
-    """Run the sweep's program for one set of parameters and collect ``metric``.
+@dataclass
+class ProgramTrial:
+    """One trial of a sweep's program for one set of parameters: :meth:`run` it to collect
+    ``metric``.
 
-    Contract for the agent:
+    Contract for the agent (the fields):
 
     - ``params``: the trial's values by expctl's flat dotted names. Pass the sweep's raw
       ``parameters`` mapping as ``parameters_spec`` so names from nested ``parameters:`` blocks
@@ -155,104 +138,143 @@ def run_program_trial(
     - Never raises for anything the program does; raises ``UsageError`` for a bad command
       (unknown macro, unset ``${envvar:NAME}``) before starting anything.
     """
-    started = time.monotonic()
-    trial_dir = Path(trial_dir)
-    trial_dir.mkdir(parents=True, exist_ok=True)
-    stdout_path, stderr_path = trial_dir / "stdout.log", trial_dir / "stderr.log"
-    child_env = _child_env(env, sweep_id, run_id, trial_dir, project, entity, poll_interval)
-    wandb_dir = Path(child_env["WANDB_DIR"])
-    run_params = wandb_params(params, parameters_spec)
 
-    param_path = sweep_file(wandb_dir, sweep_id, run_id, "yaml")
-    write_sweep_param_file(param_path, run_params)
-    child_env["WANDB_SWEEP_PARAM_PATH"] = str(param_path)
-    argv = build_command(
-        command,
-        program,
-        run_params,
-        sweep_id=sweep_id,
-        run_id=run_id,
-        wandb_dir=wandb_dir,
-        environ=child_env,
-    )
-    grace = _kill_grace(kill_grace, child_env)
-    older_logs = {  # an earlier attempt's log; a rerun within the same second reuses its path
-        p: _identity(p) for p in run_logs(wandb_dir, run_id)
-    }
+    program: str
+    command: list[str] | None
+    params: Mapping[str, Any]
+    metric: str
+    sweep_id: str
+    run_id: str
+    trial_dir: Path
+    env: Mapping[str, str] | None = None
+    timeout: float | None = None
+    on_metric: Callable[[int, float], bool] | None = None
+    should_stop: Callable[[], int | None] | None = None
+    cwd: Path | None = None
+    parameters_spec: Mapping[str, Any] | None = None
+    project: str | None = None
+    entity: str | None = None
+    kill_grace: float | None = None
+    poll_interval: float = 0.5
 
-    watcher: _MetricWatcher | None = None
+    def run(self) -> ProgramResult:
+        self._started = time.monotonic()
+        self.trial_dir = Path(self.trial_dir)
+        self.trial_dir.mkdir(parents=True, exist_ok=True)
+        self._stdout = self.trial_dir / "stdout.log"
+        self._stderr = self.trial_dir / "stderr.log"
+        self._watcher: _MetricWatcher | None = None
+        env, argv = self._prepare()
+        self._argv = argv
+        grace = _kill_grace(self.kill_grace, env)
+        wandb_dir = Path(env["WANDB_DIR"])
+        older_logs = {  # an earlier attempt's log; a rerun within the same second moves on
+            p: _identity(p) for p in run_logs(wandb_dir, self.run_id)
+        }
+        with open(self._stdout, "ab") as out, open(self._stderr, "ab") as err:
+            try:
+                child = subprocess.Popen(
+                    argv,
+                    stdin=subprocess.DEVNULL,
+                    stdout=out,
+                    stderr=err,
+                    env=env,
+                    cwd=self.cwd,
+                    start_new_session=True,
+                    preexec_fn=_dies_with_agent(),
+                )
+            except OSError as e:
+                return self._result("failed", None, f"could not start {argv[0]!r}: {e}")
+        self._watcher = _MetricWatcher(
+            wandb_dir, self.run_id, self.metric, older_logs, self.on_metric
+        )
+        deadline = None if self.timeout is None else self._started + self.timeout
+        try:
+            stop_reason = _supervise(
+                child, self._watcher, self.should_stop, deadline, grace, self.poll_interval
+            )
+        except BaseException as e:
+            # a callback raised, or the agent got Ctrl-C (the child, in its own session, did
+            # not): never leave the program running behind us
+            _end_group(
+                child, signal.SIGINT if isinstance(e, KeyboardInterrupt) else signal.SIGTERM, grace
+            )
+            raise
+        self._watcher.poll(child_running=False)
+        return self._judge(child.returncode, stop_reason, wandb_dir)
 
-    def result(
-        status: Status,
-        exit_code: int | None,
-        value: float | None,
-        history: list[float],
-        message: str,
-        run_dir: Path | None,
+    def _prepare(self) -> tuple[dict[str, str], list[str]]:
+        """The child's environment (W&B's protocol) and command line; W&B's param file."""
+        env = _child_env(
+            self.env,
+            self.sweep_id,
+            self.run_id,
+            self.trial_dir,
+            self.project,
+            self.entity,
+            self.poll_interval,
+        )
+        wandb_dir = Path(env["WANDB_DIR"])
+        run_params = wandb_params(self.params, self.parameters_spec)
+        param_path = sweep_file(wandb_dir, self.sweep_id, self.run_id, "yaml")
+        write_sweep_param_file(param_path, run_params)
+        env["WANDB_SWEEP_PARAM_PATH"] = str(param_path)
+        argv = build_command(
+            self.command,
+            self.program,
+            run_params,
+            sweep_id=self.sweep_id,
+            run_id=self.run_id,
+            wandb_dir=wandb_dir,
+            environ=env,
+        )
+        return env, argv
+
+    def _judge(
+        self, code: int, stop_reason: tuple[Status, str] | None, wandb_dir: Path
     ) -> ProgramResult:
+        """How the trial ended: stopped by us, the exit code, what the run log says."""
+        assert self._watcher is not None
+        watcher, tracker = self._watcher, self._watcher.tracker
+        if stop_reason:
+            status, message = stop_reason
+            if status == "timeout":
+                message = f"killed after the trial timeout of {self.timeout:g} s"
+            return self._result(status, code, message, tracker.final)
+        if code != 0:
+            message = f"program exited with code {code}" + _stderr_tail(self._stderr)
+            return self._result("failed", code, message, tracker.final)
+        if watcher.error:
+            return self._result("failed", code, watcher.error)
+        if watcher.run_dir is None:
+            return self._result(
+                "failed",
+                code,
+                f"the program exited 0 but no wandb run {self.run_id!r} appeared under "
+                f"{wandb_dir / 'wandb'} (does it call wandb.init(), without dir= or "
+                f"mode='disabled'?)",
+            )
+        if tracker.final is None:
+            return self._result("failed", code, tracker.missing_message())
+        return self._result("completed", code, "completed", tracker.final)
+
+    def _result(
+        self, status: Status, exit_code: int | None, message: str, value: float | None = None
+    ) -> ProgramResult:
+        watcher = self._watcher
         return ProgramResult(
             status,
             exit_code,
             value,
-            history,
+            list(watcher.tracker.history) if watcher else [],
             message,
-            stdout_path,
-            stderr_path,
-            run_dir,
-            time.monotonic() - started,
-            argv,
-            list(watcher.tracker.rows) if watcher is not None else [],
+            self._stdout,
+            self._stderr,
+            watcher.run_dir if watcher else None,
+            time.monotonic() - self._started,
+            self._argv if hasattr(self, "_argv") else [],
+            list(watcher.tracker.rows) if watcher else [],
         )
-
-    with open(stdout_path, "ab") as out, open(stderr_path, "ab") as err:
-        try:
-            child = subprocess.Popen(
-                argv,
-                stdin=subprocess.DEVNULL,
-                stdout=out,
-                stderr=err,
-                env=child_env,
-                cwd=cwd,
-                start_new_session=True,
-                preexec_fn=_dies_with_agent(),
-            )
-        except OSError as e:
-            return result("failed", None, None, [], f"could not start {argv[0]!r}: {e}", None)
-
-    watcher = _MetricWatcher(wandb_dir, run_id, metric, older_logs, on_metric)
-    deadline = None if timeout is None else started + timeout
-    try:
-        stop_reason = _supervise(child, watcher, should_stop, deadline, grace, poll_interval)
-    except BaseException as e:
-        # a callback raised, or the agent got Ctrl-C (the child, in its own session, did not):
-        # never leave the program running behind us
-        signum = signal.SIGINT if isinstance(e, KeyboardInterrupt) else signal.SIGTERM
-        _end_group(child, signum, grace)
-        raise
-    if stop_reason and stop_reason[0] == "timeout":
-        stop_reason = ("timeout", f"killed after the trial timeout of {timeout:g} s")
-
-    watcher.poll(child_running=False)
-    tracker, run_dir = watcher.tracker, watcher.run_dir
-    code = child.returncode
-    if stop_reason:
-        status, message = stop_reason
-        return result(status, code, tracker.final, tracker.history, message, run_dir)
-    if code != 0:
-        message = f"program exited with code {code}" + _stderr_tail(stderr_path)
-        return result("failed", code, tracker.final, tracker.history, message, run_dir)
-    if watcher.error:
-        return result("failed", code, None, tracker.history, watcher.error, run_dir)
-    if run_dir is None:
-        message = (
-            f"the program exited 0 but no wandb run {run_id!r} appeared under "
-            f"{wandb_dir / 'wandb'} (does it call wandb.init(), without dir= or "
-            f"mode='disabled'?)"
-        )
-        return result("failed", code, None, [], message, None)
-    if tracker.final is None:
-        return result("failed", code, None, tracker.history, tracker.missing_message(), run_dir)
-    return result("completed", code, tracker.final, tracker.history, "completed", run_dir)
 
 
 def _supervise(
