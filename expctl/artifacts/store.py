@@ -67,7 +67,7 @@ from expctl.artifacts.manifest import (
     read_manifest,
     write_aliases,
 )
-from expctl.artifacts.pull import PullMode, links_are_safe, pull_version, verify_entry
+from expctl.artifacts.pull import PullMode, pull_version, verify_entry
 from expctl.artifacts.refs import (
     NAME_RE,
     VERSION_RE,
@@ -296,14 +296,6 @@ class ArtifactStore:
                 hint=f"files: {', '.join(f.path for f in version.files)}",
             )
         return verify_entry(self, version, entry)
-
-    def verify(self, version: ArtifactVersion, progress: Progress | None = None) -> None:
-        for entry in version.files:
-            verify_entry(self, version, entry, progress=progress)
-
-    def links_are_safe(self, target_parent: Path) -> bool:
-        """Whether ``auto`` pulls into ``target_parent`` may hard-link (see :mod:`.pull`)."""
-        return links_are_safe(self, target_parent)
 
     def pull(
         self,

@@ -20,9 +20,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from expctl.errors import Problems, SpecError, did_you_mean
+from expctl.errors import Problems, SpecError
 from expctl.sweeps.config_check import ConfigCheck, config_groups, config_problems
-from expctl.sweeps.macros import ENVVAR_MACRO, MACRO_NAMES
+from expctl.sweeps.macros import MACRO_NAMES
 from expctl.sweeps.overrides import render_value, to_overrides
 from expctl.sweeps.parameters import (
     DISTRIBUTIONS,
@@ -30,6 +30,7 @@ from expctl.sweeps.parameters import (
     Parameter,
     parse_parameters,
 )
+from expctl.sweeps.spec_command import check_command, top_names
 from expctl.sweeps.spec_problems import is_int, is_number, param_path, sweep_problems
 from expctl.sweeps.spec_yaml import load_yaml
 
@@ -158,10 +159,6 @@ class SweepSpec:
     def parameter(self, name: str) -> Parameter:
         return next(p for p in self.parameters if p.name == name)
 
-    @property
-    def searched(self) -> tuple[Parameter, ...]:
-        return tuple(p for p in self.parameters if not p.is_constant)
-
     def missing_program(self, cwd: Path | None = None) -> Path | None:
         """The ``program`` file the command runs, when it does not exist (from ``cwd``, the
         directory an agent runs it from); None when it exists or is not run."""
@@ -217,28 +214,14 @@ def parse_spec(
     pre_warnings: list[str] | None = None,
     config: ConfigCheck | None = None,
 ) -> SweepSpec:
-    """Validate a sweep config dict (as loaded from YAML) into a :class:`SweepSpec`."""
+    """Validate a sweep config dict (as loaded from YAML) into a :class:`SweepSpec`; every
+    problem of the file in one :class:`SpecError`."""
     problems = sweep_problems(source, lines or {})
     problems.warnings.extend(pre_warnings or [])
     if not isinstance(data, dict):
         problems.add("", "a sweep file must be a mapping with at least `method` and `parameters`")
         raise SpecError(source, problems.items)
-    for key in data:
-        if key in TOP_LEVEL_KEYS:
-            continue
-        if difflib.get_close_matches(str(key), TOP_LEVEL_KEYS, n=1, cutoff=0.8):
-            problems.unknown_key("", str(key), TOP_LEVEL_KEYS)  # a misspelt key: it would vanish
-        else:
-            # W&B warns ("Malformed sweep config") and creates the sweep; so do we
-            problems.warnings.append(
-                f"{key!r} is not a W&B sweep key; ignored (W&B ignores it too)"
-            )
-    warnings = [
-        f"{key!r} is accepted for W&B compatibility but ignored by expctl"
-        for key in data
-        if key in IGNORED_KEYS
-    ]
-
+    _top_level_keys(data, problems)
     method = _method(data, problems)
     metric = _metric(data.get("metric"), problems) if "metric" in data else None
     early = (
@@ -246,50 +229,15 @@ def parse_spec(
         if data.get("early_terminate") is not None
         else None
     )
-    run_cap = data.get("run_cap")
-    if run_cap is not None and not (is_int(run_cap) and run_cap > 0):
-        problems.add("run_cap", f"must be a positive integer, got {run_cap!r}")
-        run_cap = None
-    strings = {}
-    for key in ("program", "name", "description", "project", "entity"):
-        value = data.get(key)
-        if value is not None and not isinstance(value, str):
-            problems.add(key, f"must be a string, got {type(value).__name__}")
-            value = None
-        strings[key] = value
+    strings = _strings(data, problems)
     command = (
-        _command(data.get("command"), strings["program"], problems, _top_names(data))
+        check_command(data.get("command"), strings["program"], problems, top_names(data))
         if "command" in data
         else None
     )
-
-    params_raw = data.get("parameters")
-    parameters: list[Parameter] = []
-    if params_raw is None:
-        if not strings["program"] and command is None:
-            problems.add(
-                "parameters", "missing: a sweep needs `parameters` (the config keys to vary)"
-            )
-    elif not isinstance(params_raw, dict) or not params_raw:
-        problems.add("parameters", "must be a non-empty mapping of parameter name -> distribution")
-    else:
-        parameters = parse_parameters(params_raw, problems)
-
-    if method == "grid":
-        for p in parameters:
-            if p.distribution not in GRID_DISTRIBUTIONS:
-                problems.add(
-                    param_path(p.name, data),
-                    f"distribution {p.distribution!r} cannot be used with method: grid "
-                    f"(grid takes {', '.join(GRID_DISTRIBUTIONS)}; "
-                    "use values: [...] or method: random)",
-                )
-    if metric is None:
-        if method == "bayes":
-            problems.add("metric", "method: bayes needs a `metric` (name and goal) to optimise")
-        if early is not None:
-            problems.add("early_terminate", "hyperband early termination needs a `metric`")
-
+    parameters = _parameters(data, problems, runs_own=bool(strings["program"] or command))
+    run_cap = _run_cap(data, problems)
+    _method_needs(method, parameters, metric, early, data, problems)
     hint = None
     if config is not None and not strings["program"] and command is None and parameters:
         n = len(problems.items)
@@ -315,8 +263,83 @@ def parse_spec(
         entity=strings["entity"],
         raw=data,
         source=source,
-        warnings=tuple([*warnings, *problems.warnings]),
+        warnings=tuple(problems.warnings),
     )
+
+
+def _top_level_keys(data: dict, problems: Problems) -> None:
+    for key in data:
+        if key in IGNORED_KEYS:
+            problems.warnings.append(
+                f"{key!r} is accepted for W&B compatibility but ignored by expctl"
+            )
+        elif key in TOP_LEVEL_KEYS:
+            continue
+        elif difflib.get_close_matches(str(key), TOP_LEVEL_KEYS, n=1, cutoff=0.8):
+            problems.unknown_key("", str(key), TOP_LEVEL_KEYS)  # a misspelt key: it would vanish
+        else:
+            # W&B warns ("Malformed sweep config") and creates the sweep; so do we
+            problems.warnings.append(
+                f"{key!r} is not a W&B sweep key; ignored (W&B ignores it too)"
+            )
+
+
+def _strings(data: dict, problems: Problems) -> dict[str, str | None]:
+    strings: dict[str, str | None] = {}
+    for key in ("program", "name", "description", "project", "entity"):
+        value = data.get(key)
+        if value is not None and not isinstance(value, str):
+            problems.add(key, f"must be a string, got {type(value).__name__}")
+            value = None
+        strings[key] = value
+    return strings
+
+
+def _run_cap(data: dict, problems: Problems) -> int | None:
+    run_cap = data.get("run_cap")
+    if run_cap is not None and not (is_int(run_cap) and run_cap > 0):
+        problems.add("run_cap", f"must be a positive integer, got {run_cap!r}")
+        return None
+    return run_cap
+
+
+def _parameters(data: dict, problems: Problems, *, runs_own: bool) -> list[Parameter]:
+    params_raw = data.get("parameters")
+    if params_raw is None:
+        if not runs_own:
+            problems.add(
+                "parameters", "missing: a sweep needs `parameters` (the config keys to vary)"
+            )
+        return []
+    if not isinstance(params_raw, dict) or not params_raw:
+        problems.add("parameters", "must be a non-empty mapping of parameter name -> distribution")
+        return []
+    return parse_parameters(params_raw, problems)
+
+
+def _method_needs(
+    method: str | None,
+    parameters: list[Parameter],
+    metric: Metric | None,
+    early: EarlyTerminate | None,
+    data: dict,
+    problems: Problems,
+) -> None:
+    """What a method or hyperband needs of the rest of the file."""
+    if method == "grid":
+        for p in parameters:
+            if p.distribution not in GRID_DISTRIBUTIONS:
+                problems.add(
+                    param_path(p.name, data),
+                    f"distribution {p.distribution!r} cannot be used with method: grid "
+                    f"(grid takes {', '.join(GRID_DISTRIBUTIONS)}; "
+                    "use values: [...] or method: random)",
+                )
+    if metric is None:
+        if method == "bayes":
+            problems.add("metric", "method: bayes needs a `metric` (name and goal) to optimise")
+        if early is not None:
+            problems.add("early_terminate", "hyperband early termination needs a `metric`")
 
 
 def _method(data: dict, problems: Problems) -> str | None:
@@ -406,52 +429,3 @@ def _early_terminate(raw: Any, problems: Problems) -> EarlyTerminate | None:
         problems.add("early_terminate", "no bands: max_iter/eta < 1; raise max_iter or lower eta")
         return None
     return early
-
-
-def _top_names(data: dict) -> set[str]:
-    params = data.get("parameters")
-    return {str(k) for k in params} if isinstance(params, dict) else set()
-
-
-def _command(
-    raw: Any, program: str | None, problems: Problems, parameter_names: set[str]
-) -> tuple[str, ...] | None:
-    if not isinstance(raw, list) or not all(isinstance(x, str | int | float) for x in raw):
-        problems.add(
-            "command",
-            "must be a list of strings, e.g. [${env}, ${interpreter}, ${program}, ${args}]",
-        )
-        return None
-    items = tuple(str(x) for x in raw)
-    known = [*MACROS, "envvar:NAME"]
-    for i, item in enumerate(items):
-        for name in _MACRO.findall(item):
-            if name.startswith("envvar:"):
-                # W&B substitutes ${envvar:NAME} anywhere in an item, for upper-case NAMEs only.
-                if not ENVVAR_MACRO.fullmatch(f"${{{name}}}") or name == "envvar:":
-                    problems.add(
-                        f"command[{i}]",
-                        f"${{{name}}} is never substituted: NAME must match [A-Z0-9_]+",
-                    )
-                continue
-            if name not in MACROS and name in parameter_names:
-                problems.add(
-                    f"command[{i}]",
-                    f"${{{name}}} is a parameter, not a W&B macro (W&B's agent drops it); "
-                    "parameters reach the program through ${args} (--" + name + "=...), "
-                    "${args_no_hyphens} or ${args_json_file}",
-                )
-            elif name not in MACROS:
-                close = did_you_mean(name, known)
-                macros = ", ".join("${" + m + "}" for m in known)
-                suffix = f"did you mean ${{{close[0]}}}?" if close else f"macros: {macros}"
-                problems.add(f"command[{i}]", f"unknown macro ${{{name}}}; {suffix}")
-            elif item != f"${{{name}}}":
-                problems.add(
-                    f"command[{i}]",
-                    f"macro ${{{name}}} inside {item!r} is not substituted: "
-                    "W&B replaces only list items that are exactly one macro",
-                )
-            elif name == "program" and not program:
-                problems.add(f"command[{i}]", "${program} is used but the sweep has no `program`")
-    return items
