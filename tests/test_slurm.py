@@ -446,3 +446,65 @@ def test_train_script_leaves_a_cancelled_job_cancelled(train_jobs: TrainJobs, sl
     [run_dir] = train_jobs.run_dirs(job)
     assert summary(run_dir)["status"] == "interrupted"
     assert (run_dir / "checkpoints" / "last.pt").is_file()
+
+
+# -- expctl sweep agent --slurm N: expctl submits the agent array itself ---------------------------
+
+
+def test_agents_submitted_with_slurm_run_every_grid_point_once(
+    slurm: Slurm, isolated: Path
+) -> None:
+    spec = {
+        "program": str(TUTORIAL_PROGRAM),
+        "method": "grid",
+        "metric": {"name": "val_loss", "goal": "minimize"},
+        "parameters": {
+            "lr": {"values": [0.01, 0.1, 0.3]},
+            "batch_size": {"values": [32, 64]},
+            "epochs": {"value": 2},
+        },
+    }
+    (isolated / "sweep.yaml").write_text(yaml.safe_dump(spec))
+    env = {**slurm.env, "EXPCTL_STORAGE": str(isolated / "shared" / "sweeps.journal")}
+    expctl = [sys.executable, "-m", "expctl"]
+    run = functools.partial(subprocess.run, env=env, capture_output=True, text=True, cwd=isolated)
+    sweep_id = run([*expctl, "sweep", "create", "sweep.yaml"]).stdout.strip()
+    submitted = run(
+        [
+            *expctl,
+            "sweep",
+            "agent",
+            sweep_id,
+            "--slurm",
+            "3",
+            "--count",
+            "4",
+            "--slurm-opt",
+            "cpus-per-task=1",
+            "--slurm-opt",
+            "time=10",
+        ]
+    )
+    assert submitted.returncode == 0, submitted.stderr
+    job = submitted.stdout.strip()
+    assert job.isdigit() and f"SLURM job {job}" in submitted.stderr
+    slurm.jobs.append(job)
+    records = slurm.wait_ended(job, 150)
+    assert len(records) == 3 and {r["ExitCode"] for r in records} == {"0:0"}, slurm.describe(job)
+    status = json.loads(run([*expctl, "sweep", "status", sweep_id, "--format", "json"]).stdout)
+    points = sorted((t["params"]["lr"], t["params"]["batch_size"]) for t in status["trials"])
+    assert status["counts"] == {"complete": 6}
+    assert points == sorted((lr, bs) for lr in (0.01, 0.1, 0.3) for bs in (32, 64))
+    (script,) = (isolated / ".expctl" / "slurm").glob(f"agents-{sweep_id}-*.sbatch")
+    assert "sweeps.journal" not in script.read_text()  # the storage URL travels in the env
+
+
+def test_slurm_options_are_checked_before_anything_is_submitted(cli, isolated: Path) -> None:
+    (isolated / "sweep.yaml").write_text(
+        "program: t.py\nmethod: grid\nparameters: {x: {values: [1]}}\n"
+    )
+    sweep_id = cli("sweep", "create", "sweep.yaml").stdout.strip()
+    bad = cli("sweep", "agent", sweep_id, "--slurm", "2", "--slurm-opt", "array=0-9")
+    assert bad.exit_code == 2 and "set by expctl" in bad.stderr
+    unknown = cli("sweep", "agent", "nosuchid", "--slurm", "2")
+    assert unknown.exit_code == 2 and "no sweep 'nosuchid'" in unknown.stderr

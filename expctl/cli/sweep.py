@@ -29,6 +29,7 @@ from expctl.cli.common import (
 from expctl.cli.output import TableOrJson, format_option, json_text, short_number, table_lines
 
 if TYPE_CHECKING:
+    from expctl.sweeps.agent import AgentOptions
     from expctl.sweeps.overview import SweepStatus, TrialRow
     from expctl.sweeps.service import AgentTarget
 
@@ -149,64 +150,94 @@ def _describe_new_sweep(sweep_ref: str, spec: Any, planned: int | None, where: s
             err(f"  {line}")
 
 
+AgentSweepArg = Annotated[
+    str,
+    typer.Argument(
+        help="The sweep id printed by `sweep create`, or ENTITY/PROJECT/ID of a sweep on "
+        "W&B's server (`sweep create --backend wandb`)."
+    ),
+]
+CountOpt = Annotated[
+    int | None, typer.Option("--count", "-n", min=1, help="Run at most N trials, then exit.")
+]
+StaleAfterOpt = Annotated[
+    float,
+    typer.Option(
+        "--stale-after",
+        min=0.5,
+        help="Seconds without a heartbeat after which another agent's trial is considered "
+        "dead and re-run.",
+    ),
+]
+WaitOpt = Annotated[
+    bool,
+    typer.Option(
+        "--wait/--no-wait",
+        help="When nothing is left to claim, wait for other agents' running trials "
+        "(re-running any whose agent dies) instead of exiting.",
+    ),
+]
+TrialTimeoutOpt = Annotated[
+    float | None,
+    typer.Option(
+        "--trial-timeout",
+        help="Seconds of wall time per trial; a trial past it is stopped and failed (a "
+        "`program:` trial is killed; a trainer trial stops at its next step).",
+        show_default=False,
+    ),
+]
+SlurmOpt = Annotated[
+    int | None,
+    typer.Option(
+        "--slurm",
+        min=1,
+        help="Submit N agents as one SLURM job array (sbatch) instead of running one here; "
+        "prints the job id.",
+        show_default=False,
+    ),
+]
+SlurmOptOpt = Annotated[
+    list[str] | None,
+    typer.Option(
+        "--slurm-opt",
+        help="An sbatch option for --slurm, KEY=VALUE (repeatable): partition=gpu, "
+        "time=4:00:00, gres=gpu:1, cpus-per-task=4.",
+        show_default=False,
+    ),
+]
+ObjectiveOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--objective",
+        hidden=True,
+        help="MODULE:FUNCTION objective(ctx) to run instead of expctl's trainer.",
+    ),
+]
+
+
 @app.command(
     "agent",
     epilog=examples(
         "expctl sweep agent $SWEEP_ID --count 5 --trial-timeout 3600",
         "sbatch --array=0-7 --wrap 'expctl sweep agent $SWEEP_ID --stale-after 120'",
         "expctl sweep agent my-team/digits/k3v9x2ab --count 10   # a sweep on W&B's server",
+        "expctl sweep agent $SWEEP_ID --slurm 8 --slurm-opt partition=gpu --slurm-opt time=4:00:00",
     ),
 )
 @handle_errors
 def agent(
-    sweep_id: Annotated[
-        str,
-        typer.Argument(
-            help="The sweep id printed by `sweep create`, or ENTITY/PROJECT/ID of a sweep on "
-            "W&B's server (`sweep create --backend wandb`)."
-        ),
-    ],
-    count: Annotated[
-        int | None, typer.Option("--count", "-n", min=1, help="Run at most N trials, then exit.")
-    ] = None,
+    sweep_id: AgentSweepArg,
+    count: CountOpt = None,
     storage: StorageOpt = None,
-    stale_after: Annotated[
-        float,
-        typer.Option(
-            "--stale-after",
-            min=0.5,
-            help="Seconds without a heartbeat after which another agent's trial is considered "
-            "dead and re-run.",
-        ),
-    ] = 60.0,
-    wait: Annotated[
-        bool,
-        typer.Option(
-            "--wait/--no-wait",
-            help="When nothing is left to claim, wait for other agents' running trials "
-            "(re-running any whose agent dies) instead of exiting.",
-        ),
-    ] = True,
+    stale_after: StaleAfterOpt = 60.0,
+    wait: WaitOpt = True,
     config_dir: ConfigDirOpt = None,
     config_name: ConfigNameOpt = "config",
     sets: SetOpt = None,
-    trial_timeout: Annotated[
-        float | None,
-        typer.Option(
-            "--trial-timeout",
-            help="Seconds of wall time per trial; a trial past it is stopped and failed (a "
-            "`program:` trial is killed; a trainer trial stops at its next step).",
-            show_default=False,
-        ),
-    ] = None,
-    objective: Annotated[
-        str | None,
-        typer.Option(
-            "--objective",
-            hidden=True,
-            help="MODULE:FUNCTION objective(ctx) to run instead of expctl's trainer.",
-        ),
-    ] = None,
+    trial_timeout: TrialTimeoutOpt = None,
+    slurm: SlurmOpt = None,
+    slurm_opt: SlurmOptOpt = None,
+    objective: ObjectiveOpt = None,
 ) -> None:
     """Run trials until --count, run_cap, metric.target, the grid's end, or `sweep stop`.
 
@@ -215,6 +246,9 @@ def agent(
     wandb.config, logging into the trial's W&B run; sweeps with `program` are run by W&B's
     agent itself, exactly as `wandb agent ENTITY/PROJECT/ID` does (--trial-timeout is refused
     there). --storage, --stale-after and --wait apply to local sweeps only.
+
+    With --slurm N the agents run on SLURM instead: N of them as one job array (each with the
+    other options given here); prints the job id.
     """
     from expctl.sweeps.agent import AgentOptions
     from expctl.sweeps.service import run_sweep_agent
@@ -222,6 +256,9 @@ def agent(
     options = AgentOptions(
         count=count, stale_after=stale_after, wait=wait, trial_timeout=trial_timeout
     )
+    if slurm is not None:
+        _submit_on_slurm(sweep_id, slurm, options, slurm_opt or [], storage, sets or [])
+        return
     summary = run_sweep_agent(
         sweep_id,
         options,
@@ -243,6 +280,34 @@ def agent(
         or "no trials"
     )
     err(f"agent done: {counts}; {summary.reason}")
+
+
+def _submit_on_slurm(
+    sweep_id: str,
+    tasks: int,
+    options: AgentOptions,
+    slurm_options: list[str],
+    storage: str | None,
+    sets: list[str],
+) -> None:
+    from expctl.sweeps.service import submit_slurm_agents
+
+    args: list[str] = []
+    if options.count is not None:
+        args += ["--count", str(options.count)]
+    args += ["--stale-after", f"{options.stale_after:g}"]
+    if not options.wait:
+        args.append("--no-wait")
+    if options.trial_timeout is not None:
+        args += ["--trial-timeout", f"{options.trial_timeout:g}"]
+    for override in sets:
+        args += ["--set", override]
+    job = submit_slurm_agents(
+        sweep_id, tasks, options, slurm_options=slurm_options, storage=storage, agent_args=args
+    )
+    err(f"submitted {tasks} agents of sweep {sweep_id} as SLURM job {job}")
+    err(f"  follow them with: squeue -j {job}; expctl sweep status {sweep_id}")
+    out(job)
 
 
 def _announce_agent(target: AgentTarget) -> None:

@@ -336,3 +336,35 @@ def repair_storage(storage: str | None = None, *, dry_run: bool = False) -> Repa
     if not path.is_file():
         raise UsageError(f"no journal at {path}", hint="pass the journal with --storage")
     return repair_journal(path, dry_run=dry_run)
+
+
+# -- on SLURM ---------------------------------------------------------------------------------
+
+
+def submit_slurm_agents(
+    sweep_id: str,
+    tasks: int,
+    options: AgentOptions,
+    *,
+    slurm_options: Sequence[str] = (),
+    storage: str | None = None,
+    agent_args: Sequence[str] = (),
+) -> str:
+    """``tasks`` agents of a local sweep as one SLURM job array; returns the job id.
+
+    The sweep is opened first (an unknown id is exit 2 here, not in N failed tasks).
+    ``agent_args`` are the options each agent runs with (built by the CLI from ``options``).
+    """
+    from expctl.sweeps.engine import open_sweep
+    from expctl.sweeps.slurm import submit_agents
+    from expctl.sweeps.wandb_cloud import is_cloud_sweep_path
+
+    if is_cloud_sweep_path(sweep_id):
+        raise UsageError(
+            "--slurm launches agents of a local sweep",
+            hint=f"for a W&B-hosted sweep submit `expctl sweep agent {sweep_id}` yourself",
+        )
+    with opened(storage) as handle:
+        open_sweep(sweep_id, handle)
+        url = handle.url
+    return submit_agents(sweep_id, tasks, agent_args, slurm_options=slurm_options, storage_url=url)
