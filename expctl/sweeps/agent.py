@@ -14,6 +14,7 @@ mid-way (it could cut a storage write in half): it only makes a program trial's 
 from __future__ import annotations
 
 import contextlib
+import math
 import signal
 import threading
 import time
@@ -115,9 +116,11 @@ class _AgentLoop:
         self.summary = AgentSummary(sweep.id)
         self.guard = _FlapGuard(*options.flap_guard)
         self.heart = _Heartbeat(sweep, options.beat_every, self.agent, options.stale_after)
+        self._reaped_at = -math.inf
 
     def run(self, emit: Emit) -> AgentSummary:
         count, summary, waiting_said = self.options.count, self.summary, False
+        idle = _Backoff(self.options.poll_every)
         while count is None or len(summary.trials) < count:
             self._stop_if_signalled("between trials (no trial was running)")
             self._recover_dead_agents(emit)
@@ -132,12 +135,13 @@ class _AgentLoop:
                         "(their trials come back here if an agent dies)"
                     )
                     waiting_said = True
-                time.sleep(self.options.poll_every)
+                idle.sleep()
                 continue
             if isinstance(claim, str):
                 summary.reason = _reason(claim, self.sweep)
                 return summary
             waiting_said = False
+            idle.reset()
             record = self._run_trial(claim, emit)
             summary.trials.append(record)
             if record.status == "requeued":
@@ -163,6 +167,11 @@ class _AgentLoop:
         )
 
     def _recover_dead_agents(self, emit: Emit) -> None:
+        # a heartbeat goes stale in stale_after seconds: looking more often than a beat is waste
+        now = time.monotonic()
+        if now - self._reaped_at < self.options.beat_every:
+            return
+        self._reaped_at = now
         stale_after = self.options.stale_after
         for dead, rerun in self.sweep.reap_stale(stale_after):
             self.summary.recovered.append((dead, rerun))
@@ -322,6 +331,22 @@ class _Heartbeat(threading.Thread):
             self.join(timeout=5)
         with contextlib.suppress(Exception):
             self.sweep.agent_beat(self.agent, self.stale_after, exited=True)
+
+
+class _Backoff:
+    """Polling while other agents finish the last trials: every 20 ms at first (short trials,
+    the sweep ends at once), slowing to ``longest`` (long trials, no needless reads)."""
+
+    def __init__(self, longest: float, first: float = 0.02):
+        self.longest, self.first = longest, first
+        self.delay = first
+
+    def sleep(self) -> None:
+        time.sleep(self.delay)
+        self.delay = min(self.delay * 2, self.longest)
+
+    def reset(self) -> None:
+        self.delay = self.first
 
 
 class _FlapGuard:

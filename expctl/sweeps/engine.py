@@ -28,6 +28,8 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from expctl.errors import UsageError
+from expctl.sweeps import trial_index
+from expctl.sweeps.journal import batched_writes
 from expctl.sweeps.liveness import Liveness
 from expctl.sweeps.samplers import make_pruner, make_sampler, suggest
 from expctl.sweeps.spec import to_overrides
@@ -97,9 +99,9 @@ class Sweep(Liveness):
 
     def set_state(self, state: str, reason: str | None = None) -> None:
         assert state in STATES
-        self.study.set_user_attr(PREFIX + "state", state)
-        if reason:
+        if reason:  # first: an agent that sees the new state then reads why
             self.study.set_user_attr(PREFIX + "finished_reason", reason)
+        self.study.set_user_attr(PREFIX + "state", state)
 
     def trials(self) -> list[optuna.trial.FrozenTrial]:
         return self.study.get_trials(deepcopy=False)
@@ -132,8 +134,15 @@ class Sweep(Liveness):
         if retry_of is None and self.spec.method != "grid" and self._over_cap(trial.number):
             self._discard(trial)
             return self._idle()
+        claim_info = {"agent": agent, "time": time.time()}
         try:
-            params = self._params(trial, frozen_attrs.get(PREFIX + "params"))
+            # the sampled params, their W&B values and the claim in one journal append: this
+            # agent owns the trial, nothing here needs to read them back
+            with batched_writes(self.handle.storage):
+                params = self._params(trial, frozen_attrs.get(PREFIX + "params"))
+                self.handle.storage.set_trial_user_attr(
+                    trial._trial_id, PREFIX + "claim", claim_info
+                )
         except BaseException as e:  # never leave a trial RUNNING that nobody will run
             self._fail_unstarted(trial._trial_id, f"could not sample its parameters: {e!r}")
             raise
@@ -144,8 +153,6 @@ class Sweep(Liveness):
             # visible. After a few tries the point is accepted, as W&B's bayes would.
             self._discard(trial)
             return self.claim(agent, _attempt=_attempt + 1)
-        claim_info = {"agent": agent, "time": time.time()}
-        self.handle.storage.set_trial_user_attr(trial._trial_id, PREFIX + "claim", claim_info)
         return Claim(
             trial=trial,
             trial_id=trial._trial_id,
@@ -166,20 +173,18 @@ class Sweep(Liveness):
                 storage.set_trial_state_values(trial_id, TrialState.FAIL)
 
     def _pop_waiting(self) -> int | None:
-        """WAITING → RUNNING for the first queued trial we win (Optuna's own pop protocol)."""
+        """WAITING → RUNNING for the oldest queued trial we win (Optuna's own pop protocol)."""
         from optuna.exceptions import UpdateFinishedTrialError
         from optuna.trial import TrialState
 
-        storage = self.handle.storage
-        waiting = storage.get_all_trials(
-            self.study_id, deepcopy=False, states=(TrialState.WAITING,)
-        )
-        for frozen in waiting:
+        storage, after = self.handle.storage, -1
+        while (trial_id := trial_index.first_waiting(storage, self.study_id, after)) is not None:
             try:
-                if storage.set_trial_state_values(frozen._trial_id, state=TrialState.RUNNING):
-                    return frozen._trial_id
+                if storage.set_trial_state_values(trial_id, state=TrialState.RUNNING):
+                    return trial_id
             except UpdateFinishedTrialError:
-                continue
+                pass
+            after = trial_id  # another agent won it: the next one
         return None
 
     def _params(self, trial: optuna.Trial, queued: dict[str, Any] | None) -> dict[str, Any]:
@@ -318,9 +323,10 @@ class Sweep(Liveness):
         trial another agent is creating this instant (it marks the old one first)."""
         from optuna.trial import TrialState
 
-        trials = self.trials()
-        if any(t.state in (TrialState.WAITING, TrialState.RUNNING) for t in trials):
+        states = (TrialState.WAITING, TrialState.RUNNING)
+        if trial_index.count(self.handle.storage, self.study_id, states):
             return True
+        trials = self.handle.storage.get_all_trials(self.study_id, deepcopy=False)
         retried = {t.user_attrs.get(PREFIX + "retry_of") for t in trials}
         return any(
             t.state == TrialState.FAIL

@@ -23,6 +23,7 @@ import contextlib
 import json
 import os
 import shutil
+import threading
 import time
 from collections.abc import Generator, Iterator
 from dataclasses import dataclass, field
@@ -74,7 +75,7 @@ class CheckedJournalFileBackend(JournalFileBackend):
         self._validated = 0  # byte offset up to which every line has been parsed
         self._validated_lines = 0  # how many lines that is
         self._damage: JournalDamaged | None = None
-        self._batch: list[dict[str, Any]] | None = None
+        self._batches = threading.local()  # per thread: the heartbeat thread writes at once
 
     def read_logs(self, log_number_from: int) -> Generator[dict[str, Any], None, None]:
         if self._damage is not None:
@@ -106,22 +107,26 @@ class CheckedJournalFileBackend(JournalFileBackend):
         """Write the records appended inside the block in one locked append (one fsync): queueing
         10,000 grid points takes a second, not a minute. Reads inside the block do not see
         them: use it only for writes nothing in the block reads back (``enqueue_trial``)."""
-        self._batch = []
+        if getattr(self._batches, "logs", None) is not None:
+            yield  # nested: the outer block writes
+            return
+        self._batches.logs = []
         try:
             yield
-            pending, self._batch = self._batch, None
+            pending, self._batches.logs = self._batches.logs, None
             if pending:
                 self.append_logs(pending)
         finally:
-            self._batch = None
+            self._batches.logs = None
 
     def append_logs(self, logs: list[dict[str, Any]]) -> None:
         from optuna.storages.journal._file import get_lock_file
 
         if self._damage is not None:
             raise self._damage
-        if self._batch is not None:
-            self._batch.extend(logs)
+        batch = getattr(self._batches, "logs", None)
+        if batch is not None:
+            batch.extend(logs)
             return
         data = "".join(json.dumps(log, separators=(",", ":")) + "\n" for log in logs).encode()
         with get_lock_file(self._lock), open(self._file_path, "r+b") as f:
@@ -183,9 +188,13 @@ class CheckedJournalStorage(JournalStorage):
 def batched_writes(storage: Any) -> Iterator[None]:
     """:meth:`CheckedJournalFileBackend.batched` for a storage, a no-op for other storages.
 
-    Optuna's ``create_new_trial`` returns the id of the trial it just replayed; with the write
-    held back there is none yet, so the replay's marker gets its initial value (-1, as Optuna's
-    own ``restore_replay_result`` sets it). ``enqueue_trial`` ignores the id.
+    For writes whose answer nothing in the block needs: queueing grid points, a trial's
+    parameters with its claim, a result with its final state (one append and one fsync each
+    instead of one per record). Errors about the held-back records (a trial another agent
+    finished meanwhile: ``UpdateFinishedTrialError``) surface when the block ends. Optuna's
+    ``create_new_trial`` returns the id of the trial it just replayed; with the write held back
+    there is none yet, so the replay's marker gets its initial value (-1, as Optuna's own
+    ``restore_replay_result`` sets it); ``enqueue_trial`` ignores the id.
     """
     backend = getattr(storage, "_backend", None)
     if not isinstance(backend, CheckedJournalFileBackend):

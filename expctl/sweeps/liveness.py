@@ -63,7 +63,10 @@ class Liveness:
 
         now = time.time()
         requeued = []
-        for t in self.study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
+        running = self.handle.storage.get_all_trials(
+            self.study_id, deepcopy=False, states=(TrialState.RUNNING,)
+        )
+        for t in running:
             last = t.system_attrs.get(PREFIX + "heartbeat")
             if last is None and t.datetime_start is not None:
                 last = t.datetime_start.timestamp()

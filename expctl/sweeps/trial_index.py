@@ -1,0 +1,57 @@
+"""Which trials are in which state, cheaply: the questions an agent asks on every trial.
+
+Optuna answers "the waiting trials" with whole FrozenTrials (every param and attr): on the
+journal that is an in-memory replay, but on PostgreSQL a 200-point grid cost ~45 ms per call
+(measured, ``benchmarks/sweeps.py``), three calls per trial, and was what kept an agent at 16
+trials/s whatever the number of agents. For RDB storages these ask the database only for ids
+and counts (one indexed query each, on Optuna's own ``trials`` table); for any other storage
+(or if Optuna's internals ever move) they fall back to Optuna's public API.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from typing import Any
+
+from optuna.trial import TrialState
+
+
+def first_waiting(storage: Any, study_id: int, after: int = -1) -> int | None:
+    """The id of the oldest WAITING trial with an id > ``after``, or None."""
+    rows = _rdb_ids(storage, study_id, (TrialState.WAITING,), after, limit=1)
+    if rows is not None:
+        return rows[0] if rows else None
+    waiting = storage.get_all_trials(study_id, deepcopy=False, states=(TrialState.WAITING,))
+    return next((t._trial_id for t in waiting if t._trial_id > after), None)
+
+
+def count(storage: Any, study_id: int, states: tuple[TrialState, ...]) -> int:
+    rows = _rdb_ids(storage, study_id, states, -1, limit=None)
+    if rows is not None:
+        return len(rows)
+    return len(storage.get_all_trials(study_id, deepcopy=False, states=states))
+
+
+def _rdb_ids(
+    storage: Any, study_id: int, states: tuple[TrialState, ...], after: int, limit: int | None
+) -> list[int] | None:
+    """Trial ids straight from an RDB storage's ``trials`` table; None for other storages."""
+    session_factory = getattr(storage, "scoped_session", None)
+    if session_factory is None:
+        return None
+    try:
+        from optuna.storages._rdb.models import TrialModel
+    except ImportError:  # Optuna moved its internals: the public API still answers
+        return None
+    with contextlib.closing(session_factory()) as session:
+        query = (
+            session.query(TrialModel.trial_id)
+            .filter(TrialModel.study_id == study_id, TrialModel.state.in_(states))
+            .filter(TrialModel.trial_id > after)
+            .order_by(TrialModel.trial_id)
+        )
+        if limit is not None:
+            query = query.limit(limit)
+        ids = [row[0] for row in query.all()]
+        session.commit()  # end the read transaction (the session is reused by Optuna)
+    return ids
