@@ -11,7 +11,7 @@ from typing import Annotated
 import typer
 
 from expctl import __version__
-from expctl.cli import artifacts, config_cmd, run, sweep
+from expctl.cli import artifacts, config_cmd, run, runs, sweep
 from expctl.cli.common import examples, set_debug, show_warnings_as_lines
 
 app = typer.Typer(
@@ -52,6 +52,7 @@ def root(
 
 
 run.register(app)
+app.add_typer(runs.app, name="runs")
 app.add_typer(sweep.app, name="sweep")
 app.add_typer(artifacts.app, name="artifacts")
 app.add_typer(config_cmd.app, name="config")

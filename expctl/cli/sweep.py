@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
+from expctl.cli import sweep_results
 from expctl.cli.common import (
     ConfigDirOpt,
     ConfigNameOpt,
@@ -486,3 +487,7 @@ def repair(
     else:
         err(f"{report.path}: repaired; the original is kept as {report.backup}")
         out(str(report.backup))
+
+
+# `sweep report` and `sweep best`: reading a sweep's results (expctl.runs)
+sweep_results.register(app)

@@ -192,7 +192,9 @@ class Sweep(Liveness):
         from expctl.sweeps.distributions import latent_distribution, to_value
 
         if self.spec.method == "grid":
-            return dict(queued or {})
+            point = dict(queued or {})
+            self._record_grid_params(trial._trial_id, point)
+            return point
         values: dict[str, Any] = {}
         for p in self.spec.parameters:
             dist = latent_distribution(p)
@@ -201,6 +203,21 @@ class Sweep(Liveness):
         if queued is None:
             self.handle.storage.set_trial_user_attr(trial._trial_id, PREFIX + "params", values)
         return values
+
+    def _record_grid_params(self, trial_id: int, point: dict[str, Any]) -> None:
+        """A grid point as the trial's Optuna params too (what Optuna's tools show)."""
+        from expctl.sweeps.grid import column_distribution
+
+        for p in self.spec.parameters:
+            dist = column_distribution(p)
+            if dist is None or p.name not in point:
+                continue
+            try:
+                internal = dist.to_internal_repr(point[p.name])
+            except ValueError:  # not one of the column's values (a point queued by hand)
+                continue
+            if dist._contains(internal):
+                self.handle.storage.set_trial_param(trial_id, p.name, internal, dist)
 
     def _repeats_a_point(self, trial: optuna.Trial, params: dict[str, Any]) -> bool:
         """A bayes suggestion identical to a point another agent is running now, or — in a

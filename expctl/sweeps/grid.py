@@ -18,10 +18,13 @@ from __future__ import annotations
 import json
 import math
 from collections.abc import Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from expctl.errors import SpecError
 from expctl.sweeps.spec import GRID_DISTRIBUTIONS, Parameter, SweepSpec
+
+if TYPE_CHECKING:
+    from optuna.distributions import BaseDistribution
 
 
 def grid_values(p: Parameter) -> Sequence[Any]:
@@ -88,6 +91,24 @@ def _distinct(values: Sequence[Any]) -> list[Any]:
             seen.add(key)
             out.append(v)
     return out
+
+
+def column_distribution(p: Parameter) -> BaseDistribution | None:
+    """The Optuna distribution a grid column is recorded under, so that Optuna's own tools
+    (optuna-dashboard, ``study.trials_dataframe()``) show a grid trial's W&B values; None for a
+    constant or for values Optuna cannot store as themselves (lists, maps, ``1`` with ``True``)."""
+    from optuna.distributions import CategoricalDistribution, FloatDistribution, IntDistribution
+
+    if p.distribution == "int_uniform":
+        return IntDistribution(int(p.min), int(p.max))  # type: ignore[arg-type]
+    if p.distribution == "q_uniform" and _value_count(p) > 0:
+        return FloatDistribution(float(p.min), float(p.max))  # type: ignore[arg-type]
+    if p.distribution == "categorical":
+        values = grid_values(p)
+        primitive = all(isinstance(v, str | int | float | bool | type(None)) for v in values)
+        if primitive and len(set(values)) == len(values):  # True == 1: index() would mix them
+            return CategoricalDistribution(tuple(values))
+    return None
 
 
 def point_key(point: dict[str, Any]) -> str:

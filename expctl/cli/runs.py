@@ -1,0 +1,330 @@
+"""`expctl runs list|show|compare|plot` — look at the local records of runs, no server needed.
+
+Each command reads run directories through :mod:`expctl.runs` and renders the result: data on
+stdout (tables, JSON, CSV, the path of a plot), notes on damaged records on stderr. Listing
+reads ``summary.json`` and ``overrides.yaml`` only and imports no torch, wandb or optuna
+(``--sweep`` asks the sweep storage, so it imports optuna); plotting libraries are imported
+by ``plot`` alone.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated
+
+import typer
+
+from expctl.cli import runs_render as render
+from expctl.cli.common import err, examples, handle_errors, no_color, out
+from expctl.cli.output import (
+    TableJsonCsv,
+    TableOrJson,
+    csv_text,
+    format_option,
+    json_text,
+    table_lines,
+)
+
+if TYPE_CHECKING:
+    pass
+
+app = typer.Typer(
+    help="List, inspect, compare and plot runs from their run directories (offline).",
+    no_args_is_help=True,
+)
+
+RunsDirOpt = Annotated[
+    Path | None,
+    typer.Option(
+        "--runs-dir",
+        envvar="EXPCTL_RUNS_DIR",
+        help="Where run directories live (default: ./runs).",
+        show_default=False,
+    ),
+]
+StorageOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--storage",
+        envvar="EXPCTL_STORAGE",
+        help="Sweep storage for --sweep (default .expctl/sweeps.journal).",
+        show_default=False,
+    ),
+]
+RunArg = Annotated[
+    str,
+    typer.Argument(
+        help="A run directory, a run id (or a unique prefix), or latest (latest~1: the one "
+        "before).",
+        show_default=False,
+    ),
+]
+RunsArg = Annotated[
+    list[str],
+    typer.Argument(
+        help="Runs: run directories, run ids (or unique prefixes), latest, latest~1, ...",
+        show_default=False,
+    ),
+]
+MetricOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--metric",
+        "-m",
+        help="Metric to follow (default: the runs' monitored metric).",
+        show_default=False,
+    ),
+]
+
+WHERE_HELP = (
+    "Keep runs where KEY OP VALUE holds (repeatable; all must hold). OP: < <= > >= = != "
+    "~ (glob) !~. KEY: a field (id name status kind device started duration sweep), a final "
+    "metric (val_loss), an override or parameter (optim.lr, model), any key of the resolved "
+    "config (data.batch_size); prefixes final. best. param. config. force one."
+)
+
+
+def _root(runs_dir: Path | None) -> Path:
+    from expctl.rundir import runs_root
+
+    return runs_root(runs_dir)
+
+
+# -- list ----------------------------------------------------------------------------------------
+
+
+@app.command(
+    "list",
+    epilog=examples(
+        "expctl runs list",
+        "expctl runs list --status completed --sort val_loss --limit 5",
+        "expctl runs list --where 'optim.lr<0.01' --where model=large --format csv",
+        "expctl runs list --sweep $SWEEP_ID --sort -val_acc",
+        "expctl runs list --name 'digits-*' --format json | jq '.[0].run_dir'",
+    ),
+)
+@handle_errors
+def list_(
+    runs_dir: RunsDirOpt = None,
+    sweep: Annotated[
+        str | None,
+        typer.Option("--sweep", help="Only the trials of this sweep id.", show_default=False),
+    ] = None,
+    storage: StorageOpt = None,
+    name: Annotated[
+        str | None,
+        typer.Option("--name", help="Only runs whose name matches this glob.", show_default=False),
+    ] = None,
+    status: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--status",
+            help="Only runs with this status (repeatable or comma-separated): completed, "
+            "failed, interrupted, stopped, running, crashed.",
+            show_default=False,
+        ),
+    ] = None,
+    where: Annotated[
+        list[str] | None, typer.Option("--where", "-w", help=WHERE_HELP, show_default=False)
+    ] = None,
+    sort: Annotated[
+        str | None,
+        typer.Option(
+            "--sort",
+            help="Sort by KEY ascending, -KEY descending (same keys as --where); default: "
+            "newest first.",
+            show_default=False,
+        ),
+    ] = None,
+    limit: Annotated[
+        int | None,
+        typer.Option("--limit", "-n", min=1, help="Show at most N runs.", show_default=False),
+    ] = None,
+    fmt: Annotated[TableJsonCsv, format_option(TableJsonCsv)] = TableJsonCsv.table,
+) -> None:
+    """One row per run of any kind (plain runs, multirun and sweep trials, program trials).
+
+    Columns: id, name, status (a `running` run whose process is gone shows as `crashed`),
+    start time, duration, device, the monitored metric's final and best value, and the
+    overrides that made the run differ from the config defaults. Damaged records are listed
+    with a note.
+    """
+    from expctl.runs.query import (
+        RunView,
+        apply_where,
+        parse_condition,
+        sort_key_name,
+        sort_views,
+        sweep_runs,
+    )
+    from expctl.runs.records import find_run_dirs, load_run
+
+    conditions = [parse_condition(w) for w in where or []]
+    root = _root(runs_dir)
+    if sweep is not None:
+        runs = sweep_runs(sweep, storage, root)
+    else:
+        runs = [load_run(p) for p in find_run_dirs(root)]
+    from expctl.runs.query import filter_runs
+
+    runs = filter_runs(runs, name=name, statuses=status or [])
+    views = apply_where([RunView(r) for r in runs], conditions)
+    views = sort_views(views, sort)
+    if limit is not None:
+        views = views[:limit]
+    if fmt == TableJsonCsv.json:
+        out(json_text([v.run.to_json() for v in views]))
+        return
+    extra = sort_key_name(sort)
+    if extra in ("started", "duration", "id", "name", "status", "device") or (
+        views and all(extra == v.run.monitor for v in views)
+    ):
+        extra = None  # already a column
+    header, rows = render.list_rows(views, extra, csv=fmt == TableJsonCsv.csv)
+    if fmt == TableJsonCsv.csv:
+        out(csv_text(header, rows))
+        return
+    if not views:
+        what = "matching runs" if (conditions or name or status or sweep) else "runs"
+        err(f"no {what} under {root}")
+        return
+    for line in table_lines(header, rows):
+        out(line)
+
+
+# -- show ----------------------------------------------------------------------------------------
+
+
+@app.command(
+    "show",
+    epilog=examples(
+        "expctl runs show latest",
+        "expctl runs show 57ab",
+        "expctl runs show runs/digits-mlp/20260101-120000-57abd2 --format json | jq .summary",
+    ),
+)
+@handle_errors
+def show(
+    run: RunArg,
+    runs_dir: RunsDirOpt = None,
+    rows: Annotated[
+        int,
+        typer.Option("--rows", min=0, help="Metric rows to show in the table (the last N)."),
+    ] = 20,
+    fmt: Annotated[TableOrJson, format_option(TableOrJson)] = TableOrJson.table,
+) -> None:
+    """A run's summary, its full resolved config and its metrics."""
+    from expctl.runs.query import resolve_run
+    from expctl.runs.records import load_run, read_config, read_metrics, read_overrides
+
+    path = resolve_run(run, _root(runs_dir))
+    info = load_run(path)
+    config, config_note = read_config(path)
+    metric_rows, metric_notes = read_metrics(path)
+    given, _ = read_overrides(path)
+    notes = [*info.notes, *metric_notes, *([config_note] if config_note else [])]
+    if fmt == TableOrJson.json:
+        out(
+            json_text(
+                {
+                    "run": info.to_json(),
+                    "summary": info.summary,
+                    "overrides": given,
+                    "config": config,
+                    "metrics": metric_rows,
+                    "notes": notes,
+                }
+            )
+        )
+        return
+    out("\n".join(render.show_lines(info, config, metric_rows, notes, rows)))
+
+
+# -- compare -------------------------------------------------------------------------------------
+
+
+@app.command(
+    "compare",
+    epilog=examples(
+        "expctl runs compare latest latest~1",
+        "expctl runs compare 57abd2 9f01c3 --metric val_acc",
+        "expctl runs compare $(expctl runs list --sort val_loss --limit 3 --format csv | "
+        "tail -n +2 | cut -d, -f1) --format json",
+    ),
+)
+@handle_errors
+def compare(
+    runs: RunsArg,
+    metric: MetricOpt = None,
+    x: Annotated[
+        str | None,
+        typer.Option("--x", help="Series axis: epoch or step (default: epoch when logged)."),
+    ] = None,
+    runs_dir: RunsDirOpt = None,
+    fmt: Annotated[TableOrJson, format_option(TableOrJson)] = TableOrJson.table,
+) -> None:
+    """Runs side by side: the config keys that differ, final/best metrics, and the metric per
+    epoch with a sparkline per run."""
+    from expctl.runs.compare import compare_runs
+    from expctl.runs.query import resolve_runs
+
+    infos = resolve_runs(runs, _root(runs_dir))
+    data = compare_runs(infos, metric, x)
+    if fmt == TableOrJson.json:
+        out(json_text(data))
+        return
+    for run_id, notes in data["notes"].items():
+        for note in notes:
+            err(f"note: run {run_id}: {note}", style="yellow")
+    if sys.stdout.isatty() and not no_color():
+        render.print_compare(data)
+        return
+    out("\n".join(render.compare_lines(data)))
+
+
+# -- plot ----------------------------------------------------------------------------------------
+
+
+@app.command(
+    "plot",
+    epilog=examples(
+        "expctl runs plot latest latest~1 --metric val_loss --out curves.png",
+        "expctl runs plot 57abd2 9f01c3 --metric val_acc --x epoch --out curves.html",
+        "xdg-open $(expctl runs plot latest --out /tmp/curves.png)",
+    ),
+)
+@handle_errors
+def plot(
+    runs: RunsArg,
+    out_path: Annotated[
+        Path,
+        typer.Option(
+            "--out",
+            "-o",
+            help="Output file: .png/.svg/.pdf (matplotlib) or .html (plotly, self-contained).",
+        ),
+    ] = Path("curves.png"),
+    metric: MetricOpt = None,
+    x: Annotated[str, typer.Option("--x", help="X axis: step or epoch.")] = "step",
+    runs_dir: RunsDirOpt = None,
+) -> None:
+    """Learning curves of several runs in one figure; prints only the output path."""
+    from expctl.runs.compare import default_metric, metric_names
+    from expctl.runs.plot import HTML_FORMATS, MATPLOTLIB_FORMATS, check_out_path, plot_runs
+    from expctl.runs.query import resolve_runs
+    from expctl.runs.records import read_metrics
+
+    check_out_path(out_path, (*MATPLOTLIB_FORMATS, *HTML_FORMATS))  # before reading anything
+    infos = resolve_runs(runs, _root(runs_dir))
+    if metric is None:
+        rows = [read_metrics(r.path)[0] for r in infos]
+        metric = default_metric(infos, metric_names(rows, infos))
+        if metric is None:
+            from expctl.errors import UsageError
+
+            raise UsageError("these runs logged no metrics", hint="check metrics.jsonl of the runs")
+    path, notes = plot_runs(infos, metric, x, out_path)
+    for note in notes:
+        err(f"note: {note}", style="yellow")
+    out(str(path))

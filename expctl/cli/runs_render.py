@@ -1,0 +1,301 @@
+"""How `expctl runs` draws its tables: rows of `runs list`, the `runs show` page, `runs
+compare` as plain lines (pipes, NO_COLOR) or rich tables (a terminal)."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from expctl.cli.common import console
+from expctl.cli.output import short_number, table_lines
+
+if TYPE_CHECKING:
+    from expctl.runs.records import RunInfo
+
+
+def list_rows(
+    views: list[Any], extra: str | None, *, csv: bool
+) -> tuple[tuple[str, ...], list[tuple[Any, ...]]]:
+    header = ["id", "name", "status", "started", "duration", "device", "metric", "final", "best"]
+    if extra:
+        header.append(extra)
+    header += ["overrides", "note"]
+    if csv:
+        header.insert(len(header) - 1, "run_dir")
+    rows = []
+    for v in views:
+        r = v.run
+        row: list[Any] = [
+            r.id,
+            r.name,
+            r.status,
+            r.started_at if csv else when(r.started_at),
+            (round(r.duration_s, 3) if r.duration_s is not None else None)
+            if csv
+            else duration(r.duration_s),
+            r.device,
+            r.monitor,
+            r.final_value if csv else num(r.final_value),
+            r.best_value if csv else num(r.best_value),
+        ]
+        if extra:
+            found, value = v.lookup(extra)
+            row.append((value if csv else num(value)) if found else None)
+        row.append(" ".join(r.overrides) if csv else overrides_text(r))
+        if csv:
+            row.append(str(r.path))
+        row.append("; ".join(r.notes) if csv else short(r.notes[0] if r.notes else ""))
+        rows.append(tuple(row))
+    return tuple(header), rows
+
+
+def show_lines(
+    info: RunInfo,
+    config: dict[str, Any] | None,
+    metric_rows: list[dict[str, Any]],
+    notes: list[str],
+    max_rows: int,
+) -> list[str]:
+    from expctl.runs.compare import is_number, metric_series, sparkline
+
+    s = info.summary
+    facts: list[tuple[str, Any]] = [
+        ("run", str(info.path)),
+        ("id", info.id),
+        ("name", info.name),
+        ("status", info.status),
+        ("kind", info.kind),
+        ("started", f"{when(info.started_at)}   duration {duration(info.duration_s)}"),
+        ("device", info.device),
+    ]
+    if info.sweep:
+        facts.append(("sweep", f"{info.sweep.get('id')} trial {info.sweep.get('trial')}"))
+    if info.monitor:
+        facts.append(
+            (
+                "monitor",
+                f"{info.monitor} ({info.mode or '?'}): final {num(info.final_value)}, "
+                f"best {num(info.best_value)}",
+            )
+        )
+    if s.get("best_checkpoint"):
+        kept = len(s.get("checkpoints") or [])
+        facts.append(("checkpoint", f"{s['best_checkpoint']} (best of {kept} kept)"))
+    if s.get("artifact"):
+        facts.append(("artifact", s["artifact"]))
+    wandb: dict[str, Any] = s["wandb"] if isinstance(s.get("wandb"), dict) else {}
+    if wandb.get("sync_command"):
+        facts.append(("wandb", f"{wandb.get('mode')}: {wandb['sync_command']}"))
+    elif wandb.get("mode"):
+        facts.append(("wandb", f"{wandb.get('mode')} {wandb.get('path') or ''}".strip()))
+    if s.get("command"):
+        facts.append(
+            (
+                "command",
+                " ".join(map(str, s["command"]))
+                if isinstance(s["command"], list)
+                else s["command"],
+            )
+        )
+    facts.append(("overrides", " ".join(info.overrides) or "(none)"))
+    if info.error:
+        facts.append(("error", info.error))
+    for note in notes:
+        facts.append(("damaged", note))
+    for note in s.get("notes") or []:
+        facts.append(("note", str(note)))
+    width = max(len(k) for k, _ in facts)
+    lines = [f"{k.ljust(width)}  {v}" for k, v in facts if v not in (None, "")]
+    keys = [k for k in info.final_metrics if is_number(info.final_metrics[k])]
+    if keys:
+        lines += ["", "metrics:"]
+        table = [(k, num(info.final_metrics.get(k)), num(info.best_metrics.get(k))) for k in keys]
+        lines += ["  " + line for line in table_lines(("metric", "final", "best"), table)]
+    if config is not None:
+        import yaml
+
+        lines += ["", "config:"]
+        dumped = yaml.safe_dump(config, sort_keys=False, default_flow_style=False)
+        lines += ["  " + line for line in dumped.rstrip().splitlines()]
+    if metric_rows:
+        columns = list(dict.fromkeys(k for row in metric_rows for k in row))
+        shown = metric_rows[-max_rows:] if max_rows else []
+        lines += [
+            "",
+            f"metrics.jsonl ({len(metric_rows)} rows"
+            + (f", the last {len(shown)}" if len(shown) < len(metric_rows) else "")
+            + "):",
+        ]
+        if shown:
+            cells = [tuple(num(row.get(c)) for c in columns) for row in shown]
+            lines += ["  " + line for line in table_lines(tuple(columns), cells)]
+        for metric in [m for m in (info.monitor,) if m] or []:
+            points = metric_series(metric_rows, metric, "step")
+            if points:
+                values = [v for _, v in points]
+                lines.append(
+                    f"  {metric}: {sparkline(values)}  {num(values[0])} → {num(values[-1])}"
+                )
+    return lines
+
+
+def compare_lines(data: dict[str, Any]) -> list[str]:
+    runs = data["runs"]
+    ids = [r["id"] for r in runs]
+    lines = ["runs:"]
+    lines += [
+        "  " + line
+        for line in table_lines(
+            ("id", "name", "status", "run dir"),
+            [(r["id"], r["name"], r["status"], r["run_dir"]) for r in runs],
+        )
+    ]
+    lines += ["", "config (keys that differ):"]
+    if data["config"]:
+        table = [(k, *(cell(v) for v in values)) for k, values in data["config"].items()]
+        lines += ["  " + line for line in table_lines(("key", *ids), table)]
+    else:
+        lines.append("  (no differences)")
+    if data["final_metrics"]:
+        lines += [
+            "",
+            "metrics: final (and at the best step of the monitored metric, where it differs):",
+        ]
+        table = [(k, *metric_cells(data, k)) for k in data["final_metrics"]]
+        lines += ["  " + line for line in table_lines(("metric", *ids), table)]
+    metric = data["metric"]
+    if metric:
+        lines += ["", f"{metric} by {data['x']}:"]
+        table = [
+            (
+                s["id"],
+                s["sparkline"],
+                num(s["first"]),
+                num(s["last"]),
+                num(s["min"]),
+                num(s["max"]),
+                len(s["points"]),
+            )
+            for s in data["series"]
+        ]
+        lines += [
+            "  " + line
+            for line in table_lines(
+                ("run", "curve", "first", "last", "min", "max", "points"), table
+            )
+        ]
+    return lines
+
+
+def print_compare(data: dict[str, Any]) -> None:
+    from rich.table import Table
+
+    c = console()
+    ids = [r["id"] for r in data["runs"]]
+    runs = Table(title="runs", title_justify="left")
+    for col in ("id", "name", "status", "run dir"):
+        runs.add_column(col)
+    for r in data["runs"]:
+        runs.add_row(r["id"], r["name"], r["status"], r["run_dir"])
+    c.print(runs)
+    config = Table(title="config (keys that differ)", title_justify="left")
+    config.add_column("key", style="bold")
+    for i in ids:
+        config.add_column(i)
+    for key, values in data["config"].items():
+        config.add_row(key, *(cell(v) for v in values))
+    if not data["config"]:
+        config.add_row("(no differences)", *("" for _ in ids))
+    c.print(config)
+    if data["final_metrics"]:
+        table = Table(
+            title="metrics: final (and at the best step of the monitored metric, where it differs)",
+            title_justify="left",
+        )
+        table.add_column("metric", style="bold")
+        for i in ids:
+            table.add_column(i, justify="right")
+        for key in data["final_metrics"]:
+            table.add_row(key, *metric_cells(data, key))
+        c.print(table)
+    if data["metric"]:
+        series = Table(title=f"{data['metric']} by {data['x']}", title_justify="left")
+        for col in ("run", "curve", "first", "last", "min", "max"):
+            series.add_column(col, justify="left" if col in ("run", "curve") else "right")
+        for s in data["series"]:
+            series.add_row(
+                s["id"],
+                f"[cyan]{s['sparkline']}[/]",
+                num(s["first"]),
+                num(s["last"]),
+                num(s["min"]),
+                num(s["max"]),
+            )
+        c.print(series)
+
+
+def num(value: Any) -> str:
+    if value is None:
+        return ""
+    return short_number(value)
+
+
+def metric_cells(data: dict[str, Any], key: str) -> list[str]:
+    cells = []
+    for final, best in zip(data["final_metrics"][key], data["best_metrics"][key], strict=True):
+        cell = num(final)
+        if best is not None and best != final:
+            cell += f" (at best {num(best)})"
+        cells.append(cell)
+    return cells
+
+
+def cell(value: Any) -> str:
+    if value is None:
+        return "—"
+    if isinstance(value, float):
+        return short_number(value)
+    if isinstance(value, dict | list):
+        import json
+
+        return json.dumps(value, default=str)
+    return str(value)
+
+
+def overrides_text(run: RunInfo) -> str:
+    """Overrides for a table: floats to 4 significant digits (CSV and JSON keep them whole)."""
+    from expctl.runs.overrides import split_override
+
+    shown = []
+    for override in run.overrides:
+        key, value = split_override(override)
+        if key is not None and isinstance(value, float) and not override.startswith("~"):
+            prefix = override[: len(override) - len(override.lstrip("+"))]
+            shown.append(f"{prefix}{key}={value:.4g}")
+        else:
+            shown.append(override)
+    return " ".join(shown)
+
+
+def short(text: str, width: int = 60) -> str:
+    return text if len(text) <= width else text[: width - 1] + "…"
+
+
+def when(iso: str | None) -> str:
+    from expctl.runs.records import parse_time
+
+    moment = parse_time(iso)
+    if moment is None:
+        return ""
+    return moment.astimezone().strftime("%Y-%m-%d %H:%M:%S")
+
+
+def duration(seconds: float | None) -> str:
+    if seconds is None:
+        return ""
+    if seconds < 60:
+        return f"{seconds:.1f}s"
+    minutes, secs = divmod(round(seconds), 60)
+    if minutes < 60:
+        return f"{minutes}m{secs:02d}s"
+    hours, minutes = divmod(minutes, 60)
+    return f"{hours}h{minutes:02d}m"

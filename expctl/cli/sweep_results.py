@@ -1,0 +1,142 @@
+"""`expctl sweep report|best` — a sweep's results: one offline HTML report, the best N trials.
+
+Registered onto the ``sweep`` Typer app by :func:`register` (``cli/sweep.py``). The library
+side is :mod:`expctl.runs.report` and :mod:`expctl.runs.sweep_results`; optuna and plotly are
+imported inside the commands.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+
+from expctl.cli.common import err, examples, handle_errors, out
+from expctl.cli.output import TableOrJson, format_option, json_text, short_number, table_lines
+
+StorageOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--storage",
+        envvar="EXPCTL_STORAGE",
+        help="Sweep storage: a journal file path (default .expctl/sweeps.journal), "
+        "sqlite:///x.db, postgresql://..., mysql://..., redis://...",
+        show_default=False,
+    ),
+]
+SweepIdArg = Annotated[str, typer.Argument(help="The sweep id printed by `sweep create`.")]
+
+REPORT_EPILOG = examples(
+    "expctl sweep report $SWEEP_ID --out report.html",
+    "expctl sweep report $SWEEP_ID --out /shared/reports/lr.html --top-k 10",
+    "scp cluster:project/report.html . && xdg-open report.html   # opens offline",
+)
+BEST_EPILOG = examples(
+    "expctl sweep best $SWEEP_ID",
+    "expctl sweep best $SWEEP_ID --top 3 --publish digits-best",
+    "expctl artifacts pull digits-best:best   # the sweep's best model",
+    "expctl sweep best $SWEEP_ID --format json | jq -r '.[0].run_dir'",
+)
+
+
+@handle_errors
+def report(
+    sweep_id: SweepIdArg,
+    out_path: Annotated[Path, typer.Option("--out", "-o", help="The HTML file to write.")] = Path(
+        "report.html"
+    ),
+    storage: StorageOpt = None,
+    top_k: Annotated[
+        int, typer.Option("--top-k", min=1, help="Learning curves of this many best trials.")
+    ] = 5,
+) -> None:
+    """One self-contained HTML report of a sweep (works with no network); prints its path.
+
+    Leaderboard, optimisation history, parallel coordinates, parameter importance (Optuna's
+    evaluator on the W&B values) and the learning curves of the top-k trials.
+    """
+    from expctl.runs.report import write_report
+
+    written = write_report(sweep_id, out_path, storage=storage, top_k=top_k)
+    size = written.size / 1e6
+    err(f"wrote {written.path} ({size:.1f} MB): {len(written.plots)} plots")
+    for note in written.notes:
+        err(f"  not drawn: {note}", style="yellow")
+    out(str(written.path))
+
+
+@handle_errors
+def best(
+    sweep_id: SweepIdArg,
+    top: Annotated[int, typer.Option("--top", "-n", min=1, help="How many trials.")] = 1,
+    publish: Annotated[
+        str | None,
+        typer.Option(
+            "--publish",
+            help="Publish each trial's checkpoints as a version of this artifact, with "
+            "aliases best and top-1 ... top-N.",
+            show_default=False,
+        ),
+    ] = None,
+    store: Annotated[
+        Path | None,
+        typer.Option(
+            "--store",
+            envvar="EXPCTL_ARTIFACTS",
+            help="Artifact store for --publish [default: ./.expctl/artifacts].",
+            show_default=False,
+        ),
+    ] = None,
+    storage: StorageOpt = None,
+    fmt: Annotated[TableOrJson, format_option(TableOrJson)] = TableOrJson.table,
+) -> None:
+    """The best N complete trials with their run dirs and overrides; with --publish, their
+    checkpoints become versions of one artifact (`expctl artifacts pull NAME:best`)."""
+    from expctl.runs.sweep_results import best_trials, load_sweep, publish_best
+
+    results = load_sweep(sweep_id, storage)
+    chosen = best_trials(results, top)
+    if len(chosen) < top:
+        err(f"only {len(chosen)} complete trial(s) in sweep {sweep_id}", style="yellow")
+    refs: dict[int, Any] = {}
+    if publish is not None:
+        for p in publish_best(results, chosen, publish, store):
+            refs[p.number] = p
+            again = " (same files as before)" if p.reused else ""
+            err(f"published {p.ref} {', '.join(p.aliases)}: trial {p.number}{again}")
+        err(f"pull the best with: expctl artifacts pull {publish}:best")
+    rows = []
+    for rank, t in enumerate(chosen, 1):
+        row = {"rank": rank, **t.to_json()}
+        if t.number in refs:
+            row["artifact"] = refs[t.number].ref
+            row["aliases"] = list(refs[t.number].aliases)
+        rows.append(row)
+    if fmt == TableOrJson.json:
+        out(json_text(rows))
+        return
+    header = ["rank", "trial", results.metric or "value", "run", "run dir", "overrides"]
+    if refs:
+        header.append("artifact")
+    table = []
+    for r in rows:
+        line = [
+            r["rank"],
+            r["number"],
+            short_number(r["value"]),
+            r["run_id"] or "",
+            r["run_dir"] or "",
+            " ".join(r["overrides"]),
+        ]
+        if refs:
+            line.append(r.get("artifact", ""))
+        table.append(tuple(line))
+    for text in table_lines(tuple(header), table):
+        out(text)
+
+
+def register(app: typer.Typer) -> None:
+    """Add ``report`` and ``best`` to the ``sweep`` app."""
+    app.command("report", epilog=REPORT_EPILOG)(report)
+    app.command("best", epilog=BEST_EPILOG)(best)

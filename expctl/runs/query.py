@@ -1,0 +1,389 @@
+"""Selecting runs: ``--where`` conditions, ``--sort`` keys, ``--status``/``--name`` filters and
+``RUN`` references (a run dir, an id prefix, ``latest``).
+
+``--where`` grammar (repeat the option: every condition must hold)::
+
+    CONDITION := KEY OP VALUE
+    OP        := <  <=  >  >=  =  ==  !=  ~ (glob match)  !~ (glob does not match)
+    KEY       := a dotted name, looked up in this order:
+                   run fields   id name status kind device started ended duration sweep
+                   final metrics (val_loss, train_acc, ...: the run's last logged values)
+                   overrides / program parameters (optim.lr, model, batch_size, ...)
+                   the resolved config (config.yaml: optim.weight_decay, data.batch_size, ...)
+                 or with an explicit prefix: final.KEY  best.KEY  config.KEY  param.KEY
+    VALUE     := a number (1e-3), true/false, null, or text (quotes optional; * ? [ ] glob)
+
+``<``/``>`` compare numbers; ``=`` compares numbers by value and anything else as text (a VALUE
+with glob characters matches by glob). A run without the KEY never matches. A KEY that no run
+has is an error listing the keys that exist.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import math
+import re
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from expctl.errors import NotFoundError, UsageError, did_you_mean
+from expctl.runs.overrides import parse_scalar
+from expctl.runs.records import (
+    RunInfo,
+    find_run_dirs,
+    load_run,
+    looks_like_run_dir,
+    read_config,
+)
+
+FIELDS = ("id", "name", "status", "kind", "device", "started", "ended", "duration", "sweep")
+PREFIXES = ("final.", "best.", "config.", "param.")
+_CONDITION = re.compile(r"^\s*([^<>=!~\s]+)\s*(<=|>=|!=|==|!~|=|<|>|~)\s*(.*?)\s*$")
+_MISSING = object()
+
+
+class RunView:
+    """A run with lazy access to its resolved config (read only when a key needs it)."""
+
+    def __init__(self, run: RunInfo):
+        self.run = run
+        self._config: dict[str, Any] | object | None = _MISSING
+
+    @property
+    def config(self) -> dict[str, Any] | None:
+        if self._config is _MISSING:
+            self._config, _ = read_config(self.run.path)
+        return self._config  # type: ignore[return-value]
+
+    def lookup(self, key: str) -> tuple[bool, Any]:
+        run = self.run
+        for prefix, source in (
+            ("final.", run.final_metrics),
+            ("best.", run.best_metrics),
+            ("param.", run.params),
+        ):
+            if key.startswith(prefix):
+                name = key[len(prefix) :]
+                return (name in source, source.get(name))
+        if key.startswith("config."):
+            return _dotted(self.config, key[len("config.") :])
+        if key in FIELDS:
+            return True, _field(run, key)
+        if key in run.final_metrics:
+            return True, run.final_metrics[key]
+        if key in run.params:
+            return True, run.params[key]
+        if run.kind == "trainer":
+            return _dotted(self.config, key)
+        return False, None
+
+
+def _field(run: RunInfo, key: str) -> Any:
+    return {
+        "id": run.id,
+        "name": run.name,
+        "status": run.status,
+        "kind": run.kind,
+        "device": run.device,
+        "started": run.started_at,
+        "ended": run.ended_at,
+        "duration": run.duration_s,
+        "sweep": (run.sweep or {}).get("id"),
+    }[key]
+
+
+def _dotted(node: Any, key: str) -> tuple[bool, Any]:
+    for part in key.split("."):
+        if isinstance(node, dict) and part in node:
+            node = node[part]
+        elif isinstance(node, list) and part.isdigit() and int(part) < len(node):
+            node = node[int(part)]
+        else:
+            return False, None
+    return True, node
+
+
+# -- --where -------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Condition:
+    key: str
+    op: str
+    text: str  # the VALUE as written
+    value: Any  # parsed
+
+    def __str__(self) -> str:
+        return f"{self.key}{self.op}{self.text}"
+
+    def holds(self, found: bool, actual: Any) -> bool:
+        if not found:
+            return False
+        op = self.op
+        if op in ("<", "<=", ">", ">="):
+            if not _is_number(actual):
+                return False
+            a, b = float(actual), float(self.value)
+            return {"<": a < b, "<=": a <= b, ">": a > b, ">=": a >= b}[op]
+        if op in ("~", "!~"):
+            matched = fnmatch.fnmatchcase(_as_text(actual), self.text)
+            return matched if op == "~" else not matched
+        equal = self._equal(actual)
+        return equal if op in ("=", "==") else not equal
+
+    def _equal(self, actual: Any) -> bool:
+        if _is_number(actual) and _is_number(self.value):
+            return math.isclose(float(actual), float(self.value), rel_tol=1e-9, abs_tol=0.0)
+        if isinstance(self.value, bool) or self.value is None:
+            return actual is self.value or _as_text(actual) == _as_text(self.value)
+        if any(c in self.text for c in "*?["):
+            return fnmatch.fnmatchcase(_as_text(actual), self.text)
+        return _as_text(actual) == str(self.value)
+
+
+def parse_condition(text: str) -> Condition:
+    m = _CONDITION.match(text)
+    if not m or not m.group(3):
+        raise UsageError(
+            f"cannot read --where {text!r}",
+            hint="write KEY OP VALUE, e.g. --where 'optim.lr<0.01' --where status=completed "
+            "(OP: < <= > >= = != ~ !~)",
+        )
+    key, op, raw = m.groups()
+    value = parse_scalar(raw)
+    if op in ("<", "<=", ">", ">=") and not _is_number(value):
+        raise UsageError(
+            f"--where {text!r}: {op} needs a number, not {raw!r}",
+            hint="use = or ~ (glob) to compare text, e.g. --where 'model=large'",
+        )
+    return Condition(key, op, raw.strip().strip("'\""), value)
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool)
+
+
+def _as_text(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if value is None:
+        return "null"
+    if isinstance(value, float) and value.is_integer() and abs(value) < 1e16:
+        return repr(value)
+    return str(value)
+
+
+def available_keys(views: Iterable[RunView]) -> list[str]:
+    """Keys ``--where``/``--sort`` can name without a prefix (fields, metrics, parameters)."""
+    metrics: set[str] = set()
+    params: set[str] = set()
+    for v in views:
+        metrics |= {k for k, val in v.run.final_metrics.items() if not isinstance(val, dict)}
+        params |= set(v.run.params)
+    return [*FIELDS, *sorted(metrics), *sorted(params - metrics)]
+
+
+def check_keys(keys: Sequence[str], views: Sequence[RunView], what: str) -> None:
+    """A key that no run has is an error (exit 2) listing the keys that exist."""
+    if not views:
+        return
+    for key in keys:
+        if any(v.lookup(key)[0] for v in views):
+            continue
+        known = available_keys(views)
+        close = did_you_mean(key, known)
+        guess = f"did you mean {' or '.join(close)}? " if close else ""
+        raise UsageError(
+            f"no run has {key!r} ({what})",
+            hint=f"{guess}keys: {', '.join(known)}; or config.KEY for any key of the resolved "
+            "config",
+        )
+
+
+def apply_where(views: list[RunView], conditions: Sequence[Condition]) -> list[RunView]:
+    check_keys([c.key for c in conditions], views, "--where")
+    return [v for v in views if all(c.holds(*v.lookup(c.key)) for c in conditions)]
+
+
+# -- --sort --------------------------------------------------------------------------------------
+
+
+def sort_views(views: list[RunView], sort: str | None) -> list[RunView]:
+    """``None``: newest first. ``KEY``: ascending; ``-KEY``: descending; runs without a value
+    for KEY come last either way."""
+    if not sort:
+        return sorted(views, key=lambda v: (v.run.sort_time, v.run.id), reverse=True)
+    descending = sort.startswith("-")
+    key = sort.lstrip("-+")
+    check_keys([key], views, "--sort")
+    by_time = sorted(views, key=lambda v: (v.run.sort_time, v.run.id))  # stable tie order
+    have: list[tuple[Any, RunView]] = []
+    missing: list[RunView] = []
+    for v in by_time:
+        found, value = v.lookup(key)
+        if not found or value is None or (isinstance(value, float) and math.isnan(value)):
+            missing.append(v)
+        else:
+            have.append((_sort_key(value), v))
+    have.sort(key=lambda pair: pair[0], reverse=descending)
+    return [v for _, v in have] + missing
+
+
+def _sort_key(value: Any) -> tuple[int, Any]:
+    if _is_number(value):
+        return (0, float(value))
+    return (1, _as_text(value))
+
+
+def sort_key_name(sort: str | None) -> str | None:
+    return sort.lstrip("-+") if sort else None
+
+
+# -- --status / --name ---------------------------------------------------------------------------
+
+
+def check_statuses(statuses: Sequence[str]) -> list[str]:
+    from expctl.status import RUN_STATUSES
+
+    wanted = []
+    for item in statuses:
+        for s in item.split(","):
+            s = s.strip().lower()
+            if not s:
+                continue
+            if s not in RUN_STATUSES:
+                close = did_you_mean(s, list(RUN_STATUSES))
+                guess = f"did you mean {close[0]!r}? " if close else ""
+                raise UsageError(
+                    f"unknown --status {s!r}",
+                    hint=f"{guess}statuses: {', '.join(RUN_STATUSES)}",
+                )
+            wanted.append(s)
+    return wanted
+
+
+def filter_runs(
+    runs: Iterable[RunInfo], *, name: str | None = None, statuses: Sequence[str] = ()
+) -> list[RunInfo]:
+    wanted = set(check_statuses(statuses))
+    return [
+        r
+        for r in runs
+        if (name is None or fnmatch.fnmatchcase(r.name, name))
+        and (not wanted or r.status in wanted)
+    ]
+
+
+# -- RUN references ------------------------------------------------------------------------------
+
+_LATEST = re.compile(r"^latest(?:~(\d+))?$")
+
+
+def resolve_run(ref: str, root: Path) -> Path:
+    """The run directory ``ref`` names: a path to one, ``latest`` (``latest~1`` the one
+    before), a run id or directory name, or a unique prefix of one."""
+    m = _LATEST.match(ref)
+    if m:
+        return _latest(root, int(m.group(1) or 0))
+    path = Path(ref).expanduser()
+    if path.is_dir():
+        if looks_like_run_dir(path):
+            return path.absolute()
+        raise UsageError(
+            f"{ref} is a directory but not a run directory (no summary.json or metrics.jsonl)",
+            hint="give a run directory (RUNS/NAME/YYYYmmdd-HHMMSS-ID), a run id, or latest",
+        )
+    dirs = find_run_dirs(root)
+    tail = ref.rstrip("/")
+    exact = [d for d in dirs if tail in (_id(d), d.name, f"{d.parent.name}/{d.name}")]
+    matches = exact or [d for d in dirs if _id(d).startswith(tail) or d.name.startswith(tail)]
+    if len(matches) == 1:
+        return matches[0].absolute()
+    if len(matches) > 1:
+        shown = ", ".join(f"{d.parent.name}/{d.name}" for d in sorted(matches)[:6])
+        raise UsageError(
+            f"run {ref!r} is ambiguous: {len(matches)} runs match ({shown})",
+            hint="give more characters of the id, or the run directory",
+        )
+    raise _unknown_run(ref, root, dirs)
+
+
+def _id(path: Path) -> str:
+    return path.name.rsplit("-", 1)[-1]
+
+
+def _latest(root: Path, back: int) -> Path:
+    dirs = sorted(find_run_dirs(root), key=lambda d: (d.name, d.parent.name), reverse=True)
+    if len(dirs) <= back:
+        if not dirs:
+            raise NotFoundError(
+                f"no runs under {root}",
+                hint="start one with `expctl run`, or point --runs-dir (EXPCTL_RUNS_DIR) at "
+                "the runs directory",
+            )
+        raise NotFoundError(
+            f"latest~{back}: there are only {len(dirs)} runs under {root}",
+            hint="latest~0 is the newest run",
+        )
+    return dirs[back].absolute()
+
+
+def _unknown_run(ref: str, root: Path, dirs: list[Path]) -> NotFoundError:
+    if not dirs:
+        return NotFoundError(
+            f"no run {ref!r}: there are no runs under {root}",
+            hint="point --runs-dir (EXPCTL_RUNS_DIR) at the runs directory, or give a run "
+            "directory's path",
+        )
+    ids = [_id(d) for d in dirs]
+    close = did_you_mean(ref, ids + [d.name for d in dirs])
+    recent = sorted(dirs, key=lambda d: d.name, reverse=True)[:5]
+    listed = ", ".join(f"{_id(d)} ({d.parent.name})" for d in recent)
+    guess = f"did you mean {' or '.join(close)}? " if close else ""
+    return NotFoundError(
+        f"no run {ref!r} under {root}",
+        hint=f"{guess}recent runs: {listed} (see `expctl runs list`)",
+    )
+
+
+def resolve_runs(refs: Sequence[str], root: Path) -> list[RunInfo]:
+    """Each reference as a loaded run, in the order given (duplicates kept once)."""
+    seen: dict[Path, RunInfo] = {}
+    for ref in refs:
+        path = resolve_run(ref, root)
+        if path not in seen:
+            seen[path] = load_run(path)
+    return list(seen.values())
+
+
+def sweep_runs(sweep_id: str, storage: str | None, root: Path) -> list[RunInfo]:
+    """The sweep's trials: the run dirs its storage names, plus records under the runs root
+    that say they belong to it (program trials)."""
+    from expctl.errors import NotFoundError
+    from expctl.runs.records import find_run_dirs, load_run, looks_like_run_dir
+    from expctl.runs.sweep_results import sweep_run_dirs
+
+    paths: dict[Path, int] = {}
+    error: NotFoundError | None = None
+    try:
+        for p, number in sweep_run_dirs(sweep_id, storage):
+            if looks_like_run_dir(p):
+                paths[p.absolute()] = number
+    except NotFoundError as e:
+        error = e
+    runs = []
+    for p, number in paths.items():
+        run = load_run(p)
+        run.sweep = run.sweep or {"id": sweep_id, "trial": number}
+        runs.append(run)
+    for p in find_run_dirs(root):
+        if p.absolute() in paths:
+            continue
+        run = load_run(p)
+        if (run.sweep or {}).get("id") == sweep_id:
+            runs.append(run)
+    if error is not None and not runs:
+        raise error
+    return runs

@@ -1,0 +1,372 @@
+"""``expctl sweep report``: one self-contained HTML file that shows a sweep with no network.
+
+The page holds the leaderboard, the optimisation history, parallel coordinates of the
+parameters against the metric, parameter importance (Optuna's default evaluator on the W&B
+parameter values) and the learning curves of the top-k trials, read from their run
+directories (``metrics.jsonl``) — program trials as trainer trials. plotly.js is embedded once
+(``include_plotlyjs``-style, no CDN), so the file opens offline, from a cluster's login node
+copied to a laptop, or as a CI artifact. Every section that cannot be drawn says why.
+"""
+
+from __future__ import annotations
+
+import html
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+from expctl.runs.compare import metric_series
+from expctl.runs.plot import PLOTLY_CONFIG, Curve, check_out_path, curves_figure, write_text
+from expctl.runs.records import read_metrics
+from expctl.runs.sweep_results import (
+    SweepResults,
+    Trial,
+    load_sweep,
+    optuna_study,
+    param_importances,
+)
+
+PLOT_HEIGHT = "440px"
+LOG_SPREAD = 5.0  # a metric spanning this factor (all > 0) is drawn on a log axis
+STATE_ORDER = {"complete": 0, "pruned": 1, "running": 2, "waiting": 3, "fail": 4}
+
+
+@dataclass
+class Report:
+    path: Path
+    plots: list[str]  # the sections drawn as plots (their element ids)
+    notes: list[str] = field(default_factory=list)  # sections not drawn, and why
+    size: int = 0  # bytes
+
+
+def write_report(sweep_id: str, out: Path, *, storage: str | None = None, top_k: int = 5) -> Report:
+    out = check_out_path(out, (".html", ".htm"))
+    results = load_sweep(sweep_id, storage)
+    page, plots, notes = render_report(results, top_k=top_k)
+    write_text(out, page)
+    return Report(out, plots, notes, out.stat().st_size)
+
+
+def render_report(results: SweepResults, *, top_k: int = 5) -> tuple[str, list[str], list[str]]:
+    """The page, the ids of the plots it draws, and notes on the sections it could not."""
+    from plotly.offline import get_plotlyjs
+
+    sections: list[str] = []
+    plots: list[str] = []
+    notes: list[str] = []
+
+    def add(section_id: str, title: str, figure: Any, why_not: str | None, intro: str = "") -> None:
+        body = f"<p class='intro'>{_e(intro)}</p>" if intro else ""
+        if figure is None:
+            notes.append(f"{title}: {why_not}")
+            body += f"<p class='empty'>Not drawn: {_e(why_not or 'nothing to show')}.</p>"
+        else:
+            div_id = f"plot-{section_id}"
+            body += figure.to_html(
+                full_html=False,
+                include_plotlyjs=False,
+                div_id=div_id,
+                default_height=PLOT_HEIGHT,
+                config=PLOTLY_CONFIG,
+            )
+            plots.append(div_id)
+        sections.append(f"<section id='{section_id}'><h2>{_e(title)}</h2>{body}</section>")
+
+    metric = results.metric or "value"
+    ranked = results.ranked()
+    sections.append(_leaderboard(results))
+    add(
+        "history",
+        "Optimisation history",
+        *_history(results),
+        intro=(f"{metric} of every finished trial by trial number; the line is the best so far."),
+    )
+    add(
+        "parallel",
+        "Parallel coordinates",
+        *_parallel(results, ranked),
+        intro=("Each line is a complete trial: its parameter values and its " + metric + "."),
+    )
+    add(
+        "importance",
+        "Parameter importance",
+        *_importance(results),
+        intro=("Optuna's importance evaluator on the W&B parameter values of the complete trials."),
+    )
+    add(
+        "curves",
+        f"Learning curves of the top {top_k}",
+        *_curves(results, ranked[:top_k]),
+        intro=f"{metric} as logged by each run (metrics.jsonl in its run directory).",
+    )
+
+    status = results.status
+    page = _PAGE.format(
+        title=_e(f"Sweep {results.id}" + (f" {status.get('name')}" if status.get("name") else "")),
+        header=_header(results),
+        plotlyjs=get_plotlyjs(),
+        sections="\n".join(sections),
+        footer=_e(_footer()),
+    )
+    return page, plots, notes
+
+
+# -- sections ------------------------------------------------------------------------------------
+
+
+def _header(results: SweepResults) -> str:
+    s = results.status
+    metric = s.get("metric") or {}
+    counts = ", ".join(f"{n} {state}" for state, n in sorted((s.get("counts") or {}).items()))
+    planned = f" of {s['planned']} planned" if s.get("planned") is not None else ""
+    facts = [
+        ("method", s.get("method")),
+        ("state", s.get("state")),
+        ("metric", f"{metric.get('name')} ({metric.get('goal')})" if metric else "none"),
+        ("trials", f"{s.get('done', 0)} done{planned}; {counts or 'none yet'}"),
+        ("storage", s.get("storage")),
+        ("created", s.get("created")),
+    ]
+    items = "".join(f"<dt>{_e(k)}</dt><dd>{_e(str(v))}</dd>" for k, v in facts if v is not None)
+    best = s.get("best")
+    best_html = ""
+    if best:
+        best_html = (
+            f"<p class='best'>Best: trial {_e(str(best.get('number')))}, "
+            f"{_e(str(metric.get('name')))} = <b>{_e(_num(best.get('value')))}</b>"
+            f"<br><code>{_e(str(best.get('command') or ''))}</code></p>"
+        )
+    name = f" <span class='name'>{_e(str(s['name']))}</span>" if s.get("name") else ""
+    return f"<h1>Sweep <code>{_e(results.id)}</code>{name}</h1><dl>{items}</dl>{best_html}"
+
+
+def _leaderboard(results: SweepResults) -> str:
+    metric = results.metric or "value"
+    sign = -1.0 if results.maximize else 1.0
+    inf = float("inf")
+
+    def order(t: Trial) -> tuple:
+        value = sign * float(t.value) if isinstance(t.value, int | float) else inf
+        return (STATE_ORDER.get(t.state, 5), value, t.number)
+
+    ranked = {t.number: i for i, t in enumerate(results.ranked(), 1)}
+    varying = results.varying()
+    rows = []
+    for t in sorted(results.trials, key=order):
+        note = "; ".join([*([t.message] if t.message and t.state != "complete" else []), *t.notes])
+        rank = ranked.get(t.number)
+        rows.append(
+            "<tr>"
+            f"<td>{rank or ''}</td><td>{t.number}</td>"
+            f"<td class='state {_e(t.state)}'>{_e(t.state)}</td>"
+            f"<td class='num'>{_e(_num(t.value))}</td>"
+            f"<td class='num'>{_e(_num(t.duration, 3))}</td>"
+            f"<td><code>{_e(results.params_text(t, varying))}</code></td>"
+            f"<td class='path'>{_e(str(t.run_dir or ''))}</td>"
+            f"<td>{_e(note)}</td></tr>"
+        )
+    if not rows:
+        return (
+            "<section id='leaderboard'><h2>Leaderboard</h2>"
+            "<p class='empty'>No trials yet.</p></section>"
+        )
+    head = "".join(
+        f"<th>{_e(h)}</th>"
+        for h in ("rank", "trial", "state", metric, "seconds", "parameters", "run dir", "note")
+    )
+    return (
+        "<section id='leaderboard'><h2>Leaderboard</h2>"
+        f"<div class='table-wrap'><table><thead><tr>{head}</tr></thead>"
+        f"<tbody>{''.join(rows)}</tbody></table></div></section>"
+    )
+
+
+def _history(results: SweepResults) -> tuple[Any, str | None]:
+    finished = [
+        t
+        for t in results.trials
+        if t.state in ("complete", "pruned") and isinstance(t.value, int | float)
+    ]
+    if not finished:
+        return None, "no trial has finished with a value yet"
+    import plotly.graph_objects as go
+
+    metric = results.metric or "value"
+    figure = go.Figure()
+    for state, color in (("complete", "#1f77b4"), ("pruned", "#aaaaaa")):
+        chosen = sorted((t for t in finished if t.state == state), key=lambda t: t.number)
+        if chosen:
+            figure.add_trace(
+                go.Scatter(
+                    x=[t.number for t in chosen],
+                    y=[t.value for t in chosen],
+                    mode="markers",
+                    name=state,
+                    marker={"color": color, "size": 8},
+                    text=[results.params_text(t) for t in chosen],
+                    hovertemplate="trial %{x}<br>" + metric + " %{y}<br>%{text}<extra></extra>",
+                )
+            )
+    best_x: list[int] = []
+    best_y: list[float] = []
+    best: float | None = None
+    pick = max if results.maximize else min
+    for t in sorted((t for t in finished if t.state == "complete"), key=lambda t: t.number):
+        value = float(t.value)  # type: ignore[arg-type]
+        best = value if best is None else pick(best, value)
+        best_x.append(t.number)
+        best_y.append(best)
+    if best_x:
+        figure.add_trace(
+            go.Scatter(
+                x=best_x,
+                y=best_y,
+                mode="lines",
+                name="best so far",
+                line={"shape": "hv", "color": "#d62728"},
+            )
+        )
+    values = [float(t.value) for t in finished]  # type: ignore[arg-type]
+    spread = min(values) > 0 and max(values) / min(values) >= LOG_SPREAD
+    figure.update_layout(
+        xaxis_title="trial",
+        yaxis_title=metric,
+        yaxis={"type": "log" if spread else "linear"},
+        template="plotly_white",
+        xaxis={"tickformat": "d", "dtick": 1 if len(results.trials) <= 20 else None},
+        margin={"t": 20, "l": 60, "r": 20, "b": 40},
+    )
+    return figure, None
+
+
+def _parallel(results: SweepResults, ranked: list[Trial]) -> tuple[Any, str | None]:
+    if not ranked:
+        return None, "no complete trial yet"
+    from expctl.runs.sweep_results import infer_distributions
+
+    if not infer_distributions(ranked):
+        return None, "no parameter took more than one value"
+    import optuna.visualization as ov
+
+    figure = ov.plot_parallel_coordinate(
+        optuna_study(results, ranked), target_name=results.metric or "value"
+    )
+    figure.update_layout(title=None, margin={"t": 50, "l": 60, "r": 60, "b": 30})
+    return figure, None
+
+
+def _importance(results: SweepResults) -> tuple[Any, str | None]:
+    importances, why = param_importances(results)
+    if importances is None:
+        return None, why
+    import plotly.graph_objects as go
+
+    names = list(importances)[::-1]  # most important on top
+    figure = go.Figure(
+        go.Bar(
+            x=[importances[n] for n in names],
+            y=names,
+            orientation="h",
+            text=[f"{importances[n]:.2f}" for n in names],
+            textposition="outside",
+            marker={"color": "#1f77b4"},
+        )
+    )
+    figure.update_layout(
+        xaxis_title=f"importance for {results.metric}",
+        template="plotly_white",
+        margin={"t": 20, "l": 140, "r": 40, "b": 40},
+        xaxis={"range": [0, 1.1]},
+    )
+    return figure, None
+
+
+def _curves(results: SweepResults, top: list[Trial]) -> tuple[Any, str | None]:
+    if not top:
+        return None, "no complete trial yet"
+    metric = results.metric
+    if metric is None:
+        return None, "the sweep has no metric"
+    rows_by_trial = []
+    for t in top:
+        rows = read_metrics(t.run.path)[0] if t.run is not None else []
+        rows_by_trial.append((t, rows))
+    with_epoch = all(
+        all(isinstance(r.get("epoch"), int | float) for r in rows if metric in r)
+        for _, rows in rows_by_trial
+    )
+    axis = "epoch" if with_epoch else "step"
+    curves = []
+    for rank, (t, rows) in enumerate(rows_by_trial, 1):
+        points = metric_series(rows, metric, axis)
+        if points:
+            label = f"#{rank} trial {t.number}: " + results.params_text(t)
+            curves.append(Curve(label[:80], points))
+    if not curves:
+        return None, f"the top trials' run directories hold no {metric} rows"
+    figure = curves_figure(curves, metric, axis, "")
+    figure.update_layout(title=None, margin={"t": 20, "l": 60, "r": 20, "b": 40})
+    last = max(p[0] for c in curves for p in c.points)
+    if axis == "epoch" and last <= 30:
+        figure.update_xaxes(dtick=1)
+    return figure, None
+
+
+# -- helpers -------------------------------------------------------------------------------------
+
+
+def _e(text: str) -> str:
+    return html.escape(text, quote=True)
+
+
+def _num(value: Any, digits: int = 6) -> str:
+    if isinstance(value, float):
+        return f"{value:.{digits}g}"
+    return "" if value is None else str(value)
+
+
+def _footer() -> str:
+    from expctl import __version__
+
+    now = datetime.now(timezone.utc).isoformat(timespec="seconds")
+    return f"Made by expctl {__version__} (expctl sweep report) at {now}. Works offline."
+
+
+_PAGE = """<!DOCTYPE html>
+<html lang="en">
+<head>
+<meta charset="utf-8">
+<meta name="viewport" content="width=device-width, initial-scale=1">
+<title>{title}</title>
+<style>
+body {{ font-family: system-ui, -apple-system, "Segoe UI", Roboto, sans-serif; margin: 0 auto;
+       max-width: 1200px; padding: 16px 24px; color: #222; }}
+h1 {{ font-size: 1.5em; margin: 0.2em 0; }} h1 .name {{ color: #555; font-weight: normal; }}
+h2 {{ font-size: 1.15em; margin: 1.4em 0 0.3em; border-bottom: 1px solid #ddd; }}
+dl {{ display: grid; grid-template-columns: max-content auto; gap: 2px 16px; margin: 0.5em 0; }}
+dt {{ color: #666; }} dd {{ margin: 0; }}
+code {{ font-size: 0.9em; }}
+.best {{ background: #f3f8ff; padding: 8px 12px; border-left: 3px solid #1f77b4; }}
+.intro {{ color: #555; margin: 0.2em 0; }} .empty {{ color: #a00; }}
+.table-wrap {{ max-height: 420px; overflow: auto; border: 1px solid #ddd; }}
+table {{ border-collapse: collapse; width: 100%; font-size: 0.85em; }}
+th, td {{ padding: 3px 8px; border-bottom: 1px solid #eee; text-align: left;
+         vertical-align: top; }}
+th {{ position: sticky; top: 0; background: #fafafa; }}
+td.num {{ text-align: right; font-variant-numeric: tabular-nums; }}
+td.path {{ color: #666; word-break: break-all; }}
+td.state.complete {{ color: #080; }} td.state.pruned {{ color: #888; }}
+td.state.fail {{ color: #a00; }} td.state.running {{ color: #a60; }}
+footer {{ color: #888; font-size: 0.8em; margin-top: 2em; }}
+</style>
+<script type="text/javascript">window.PlotlyConfig = {{MathJaxConfig: 'local'}};</script>
+<script type="text/javascript">{plotlyjs}</script>
+</head>
+<body>
+<header>{header}</header>
+{sections}
+<footer>{footer}</footer>
+</body>
+</html>
+"""

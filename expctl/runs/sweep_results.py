@@ -1,0 +1,383 @@
+"""A sweep's results with their run records: leaderboard, best-N, publishing, importance.
+
+Everything about the sweep is read through :func:`expctl.sweeps.service.sweep_status` (its
+trial rows name each trial's W&B parameter values and run directory); everything about a
+trial's run is read from that run directory, as for any run. Optuna is imported by the
+functions that need it (the sweep storage is Optuna's).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from expctl.errors import UsageError
+from expctl.runs.records import RunInfo, load_run, looks_like_run_dir
+
+if TYPE_CHECKING:
+    import optuna
+    from optuna.distributions import BaseDistribution
+
+TOP_ALIAS = re.compile(r"^top-(\d+)$")
+LOG_RATIO = 100.0  # numeric parameters spanning this factor (all > 0) get a log axis
+
+
+@dataclass
+class Trial:
+    """A sweep trial (from the sweep storage) and its run record (from its run directory)."""
+
+    number: int
+    state: str  # complete | pruned | fail | running | waiting
+    value: float | None
+    params: dict[str, Any]
+    run_dir: Path | None
+    duration: float | None = None
+    message: str | None = None
+    run: RunInfo | None = None
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def overrides(self) -> list[str]:
+        """What this trial ran with: its run's overrides (trainer) or parameters (program)."""
+        if self.run is not None and self.run.overrides:
+            return self.run.overrides
+        return [f"{k}={_text(v)}" for k, v in self.params.items()]
+
+    def to_json(self) -> dict[str, Any]:
+        run = self.run
+        return {
+            "number": self.number,
+            "state": self.state,
+            "value": self.value,
+            "params": self.params,
+            "overrides": self.overrides,
+            "run_dir": str(self.run_dir) if self.run_dir else None,
+            "run_id": run.id if run else None,
+            "run_status": run.status if run else None,
+            "duration": self.duration,
+            "best_checkpoint": _best_checkpoint(run),
+            "message": self.message,
+            "notes": self.notes,
+        }
+
+
+@dataclass
+class SweepResults:
+    status: dict[str, Any]  # sweep_status() as returned
+    trials: list[Trial]
+
+    @property
+    def id(self) -> str:
+        return str(self.status["id"])
+
+    @property
+    def metric(self) -> str | None:
+        metric = self.status.get("metric") or {}
+        return metric.get("name")
+
+    @property
+    def maximize(self) -> bool:
+        metric = self.status.get("metric") or {}
+        return metric.get("goal") == "maximize"
+
+    def varying(self) -> list[str]:
+        """The parameters whose value differs between trials (the ones worth showing)."""
+        seen: dict[str, set[str]] = {}
+        for t in self.trials:
+            for k, v in t.params.items():
+                seen.setdefault(k, set()).add(_key(v))
+        return [k for k, values in seen.items() if len(values) > 1]
+
+    def params_text(self, trial: Trial, names: Sequence[str] | None = None) -> str:
+        """``key=value`` of the varying parameters, floats to 4 significant digits."""
+        names = self.varying() if names is None else names
+        shown = [k for k in names if k in trial.params] or list(trial.params)
+        return " ".join(f"{k}={_short(trial.params[k])}" for k in shown)
+
+    def ranked(self) -> list[Trial]:
+        """Complete trials with a value, best first (ties: the earlier trial)."""
+        done = [t for t in self.trials if t.state == "complete" and _finite(t.value)]
+        sign = -1.0 if self.maximize else 1.0
+        return sorted(done, key=lambda t: (sign * float(t.value), t.number))  # type: ignore[arg-type]
+
+
+def load_sweep(sweep_id: str, storage: str | None = None) -> SweepResults:
+    """The sweep's status and each trial's run record (unknown id: exit 2 with did-you-mean)."""
+    from expctl.sweeps.service import sweep_status
+
+    status = sweep_status(sweep_id, storage)
+    trials = []
+    for row in status.get("trials") or []:
+        run_dir = Path(row["run_dir"]) if row.get("run_dir") else None
+        trial = Trial(
+            number=int(row["number"]),
+            state=str(row.get("state")),
+            value=row.get("value"),
+            params=dict(row.get("params") or {}),
+            run_dir=run_dir,
+            duration=row.get("duration"),
+            message=row.get("message"),
+        )
+        if run_dir is not None:
+            if looks_like_run_dir(run_dir):
+                trial.run = load_run(run_dir)
+                trial.notes += trial.run.notes
+            else:
+                trial.notes.append(f"run directory {run_dir} is missing (moved or deleted?)")
+        trials.append(trial)
+    return SweepResults(status, trials)
+
+
+def sweep_run_dirs(sweep_id: str, storage: str | None = None) -> list[tuple[Path, int]]:
+    """``(run directory, trial number)`` of every trial the sweep storage knows a run
+    directory of (``runs list --sweep``)."""
+    from expctl.sweeps.service import sweep_status
+
+    status = sweep_status(sweep_id, storage)
+    return [
+        (Path(t["run_dir"]), int(t["number"]))
+        for t in status.get("trials") or []
+        if t.get("run_dir")
+    ]
+
+
+# -- best N --------------------------------------------------------------------------------------
+
+
+def best_trials(results: SweepResults, top: int) -> list[Trial]:
+    if top < 1:
+        raise UsageError(f"--top {top}: give 1 or more", hint="e.g. --top 3")
+    if results.metric is None:
+        raise UsageError(
+            f"sweep {results.id} has no metric: there is no best trial",
+            hint="the sweep file needs metric: {name: ..., goal: minimize|maximize}",
+        )
+    ranked = results.ranked()
+    if not ranked:
+        counts = ", ".join(f"{n} {s}" for s, n in sorted(results.status.get("counts", {}).items()))
+        raise UsageError(
+            f"sweep {results.id} has no complete trial yet ({counts or 'no trials'})",
+            hint=f"run an agent first: expctl sweep agent {results.id}",
+        )
+    return ranked[:top]
+
+
+@dataclass(frozen=True)
+class Published:
+    rank: int
+    number: int
+    ref: str  # NAME:vN
+    aliases: tuple[str, ...]
+    reused: bool
+
+
+def publish_best(
+    results: SweepResults,
+    trials: Sequence[Trial],
+    name: str,
+    store_root: Path | None = None,
+) -> list[Published]:
+    """Each trial's checkpoints as a version of ``name``; aliases ``top-1``…``top-N`` and
+    ``best`` (= ``top-1``) set explicitly (a worse trial published later never takes them).
+    ``top-K`` aliases beyond N, left by an earlier, longer ``--top``, are removed."""
+    from expctl.artifacts.aliases import remove_alias, set_alias
+    from expctl.artifacts.publish import publish_checkpoints
+    from expctl.artifacts.refs import validate_name
+    from expctl.artifacts.store import ArtifactStore
+
+    validate_name(name)
+    files = [_checkpoint_files(t) for t in trials]  # every problem before anything is published
+    missing = [t for t, f in zip(trials, files, strict=True) if f is None]
+    if missing:
+        numbers = ", ".join(str(t.number) for t in missing)
+        raise UsageError(
+            f"trial{'s' if len(missing) > 1 else ''} {numbers} of sweep {results.id} "
+            "left no checkpoints to publish",
+            hint="program trials publish nothing by themselves; for expctl's trainer check "
+            "the trials' run directories (expctl sweep best ID shows them)",
+        )
+    store = ArtifactStore(store_root)
+    versions = []
+    # worst first: `latest` ends on the best, as a person reading the store expects
+    for rank in range(len(trials), 0, -1):
+        trial = trials[rank - 1]
+        found = files[rank - 1]
+        assert found is not None
+        checkpoints, best_file = found
+        run = trial.run
+        assert run is not None
+        version = publish_checkpoints(
+            name,
+            checkpoints,
+            best_file,
+            {
+                "run_dir": str(trial.run_dir),
+                "sweep": {"id": results.id, "trial": trial.number, "rank": rank},
+                "value": trial.value,
+                "params": trial.params,
+                "overrides": trial.overrides,
+                "best_metrics": run.best_metrics,
+                "final_metrics": run.final_metrics,
+                "monitor": results.metric,
+                "mode": "max" if results.maximize else "min",
+            },
+            store_root=store.root,
+            aliases=(),
+        )
+        versions.append((rank, trial, version))
+    published = []
+    for rank, trial, version in sorted(versions, key=lambda v: v[0]):
+        aliases = [f"top-{rank}"] + (["best"] if rank == 1 else [])
+        for alias in aliases:
+            set_alias(store, version.ref, alias)
+        published.append(Published(rank, trial.number, version.ref, tuple(aliases), version.reused))
+    for alias, _number in sorted(store.aliases(name).items()):
+        m = TOP_ALIAS.match(alias)
+        if m and int(m.group(1)) > len(trials):
+            holder = store.resolve(f"{name}:{alias}")
+            remove_alias(store, holder.ref, alias)
+    return published
+
+
+def _checkpoint_files(trial: Trial) -> tuple[list[Path], Path] | None:
+    run = trial.run
+    if run is None:
+        return None
+    best = _best_checkpoint(run)
+    listed = [c for c in run.summary.get("checkpoints") or [] if isinstance(c, str)]
+    paths = [run.path / c for c in listed if (run.path / c).is_file()]
+    if best is None or not (run.path / best).is_file():
+        return None
+    best_path = run.path / best
+    if best_path not in paths:
+        paths.insert(0, best_path)
+    return paths, best_path
+
+
+def _best_checkpoint(run: RunInfo | None) -> str | None:
+    if run is None:
+        return None
+    best = run.summary.get("best_checkpoint")
+    return best if isinstance(best, str) and best else None
+
+
+# -- Optuna view of the W&B values ---------------------------------------------------------------
+
+
+def infer_distributions(trials: Sequence[Trial]) -> dict[str, BaseDistribution]:
+    """An Optuna distribution per parameter that varies, inferred from the W&B values:
+    numbers → Int/Float over their range (log when all > 0 and spanning ≥ 100×), anything
+    else → categorical. Constants are left out (nothing to learn from them)."""
+    from optuna.distributions import (
+        CategoricalDistribution,
+        FloatDistribution,
+        IntDistribution,
+    )
+
+    values: dict[str, list[Any]] = {}
+    for t in trials:
+        for k, v in t.params.items():
+            values.setdefault(k, []).append(v)
+    out: dict[str, BaseDistribution] = {}
+    for name, seen in values.items():
+        distinct = list({_key(v): v for v in seen}.values())
+        if len(distinct) < 2:
+            continue
+        if all(_number(v) for v in seen):
+            lo, hi = min(seen), max(seen)
+            log = lo > 0 and hi / lo >= LOG_RATIO
+            if all(isinstance(v, int) for v in seen):
+                out[name] = IntDistribution(int(lo), int(hi), log=log and lo >= 1)
+            else:
+                out[name] = FloatDistribution(float(lo), float(hi), log=log)
+        else:
+            out[name] = CategoricalDistribution([_choice(v) for v in distinct])
+    return out
+
+
+def optuna_study(results: SweepResults, trials: Sequence[Trial] | None = None) -> optuna.Study:
+    """An in-memory Optuna study of the complete trials, with the W&B values as its params (so
+    Optuna's importance evaluators and plots work on what the user sees)."""
+    import optuna
+
+    from expctl.sweeps.storage import quiet_optuna
+
+    quiet_optuna()
+    chosen = list(trials) if trials is not None else results.ranked()
+    distributions = infer_distributions(chosen)
+    study = optuna.create_study(direction="maximize" if results.maximize else "minimize")
+    frozen = []
+    for t in sorted(chosen, key=lambda t: t.number):
+        params = {
+            k: _param_value(v, distributions[k]) for k, v in t.params.items() if k in distributions
+        }
+        frozen.append(
+            optuna.trial.create_trial(
+                params=params,
+                distributions={k: distributions[k] for k in params},
+                value=float(t.value),  # type: ignore[arg-type]
+                user_attrs={"expctl:number": t.number},
+            )
+        )
+    study.add_trials(frozen)
+    return study
+
+
+def param_importances(results: SweepResults) -> tuple[dict[str, float] | None, str | None]:
+    """Optuna's default importance evaluator on the W&B values; ``(None, why)`` when there is
+    too little to go on."""
+    ranked = results.ranked()
+    if len(ranked) < 2:
+        return None, f"needs at least 2 complete trials ({len(ranked)} so far)"
+    distributions = infer_distributions(ranked)
+    if not distributions:
+        return None, "no parameter took more than one value"
+    import optuna
+
+    study = optuna_study(results, ranked)
+    try:
+        importances = optuna.importance.get_param_importances(study)
+    except Exception as e:  # degenerate data (all values equal, ...): say so, draw the rest
+        return None, f"Optuna could not evaluate importance: {e}"
+    return {k: float(v) for k, v in importances.items()}, None
+
+
+def _param_value(value: Any, distribution: BaseDistribution) -> Any:
+    from optuna.distributions import CategoricalDistribution
+
+    if isinstance(distribution, CategoricalDistribution):
+        return _choice(value)
+    return value
+
+
+def _choice(value: Any) -> Any:
+    if value is None or isinstance(value, str | int | float | bool):
+        return value
+    return json.dumps(value, sort_keys=True, default=str)
+
+
+def _key(value: Any) -> str:
+    return json.dumps(value, sort_keys=True, default=str)
+
+
+def _number(value: Any) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def _finite(value: Any) -> bool:
+    return _number(value)
+
+
+def _short(value: Any) -> str:
+    if isinstance(value, float):
+        return f"{value:.4g}"
+    return _text(value)
+
+
+def _text(value: Any) -> str:
+    return value if isinstance(value, str) else json.dumps(value, default=str)
