@@ -18,6 +18,7 @@ from expctl.artifacts import (
     publish_checkpoints,
     publish_path,
 )
+from expctl.artifacts.pull import links_are_safe
 from expctl.artifacts.staging import PULL_MARKER
 from expctl.artifacts.store import content_digest, remove_stale_temp, temp_name
 from expctl.errors import NotFoundError, RuntimeFailure, UsageError
@@ -295,7 +296,7 @@ def test_link_mode_hard_links_read_only_blobs_after_verifying(store, src, isolat
 def test_auto_mode_copies_when_running_as_root(store, src, isolated):
     """Root ignores the read-only bit, so a hard link would let it write into the store."""
     publish_path(src, "m", store_root=store.root)
-    assert store.links_are_safe(isolated) == (os.geteuid() != 0)
+    assert links_are_safe(store, isolated) == (os.geteuid() != 0)
 
 
 def test_pull_is_idempotent_and_refuses_to_overwrite_other_content(store, src, isolated):

@@ -52,23 +52,10 @@ def load_objective(dotted: str) -> Objective:
 
 
 def trainer_objective(ctx: TrialContext, *, quiet: bool = True) -> TrialOutcome:
-    """Run expctl's trainer in-process on the composed config with the trial's overrides."""
-    from expctl.config import compose_config
-    from expctl.rundir import create_run_dir
-    from expctl.train import train
+    """Run expctl's trainer in-process on the composed config with the trial's overrides
+    (:func:`~expctl.train.launch.train_new_run`: the path ``expctl run`` takes)."""
+    from expctl.train.launch import train_new_run
 
-    run_dir = create_run_dir(ctx.run_name)
-    try:
-        # A trial publishes its checkpoints with `latest` only: moving `best` would make it
-        # mean "the last trial". The sweep's best run is the one `expctl sweep status` names.
-        internal = ("++artifact.aliases=[]",)
-        cfg = compose_config(
-            ConfigSource(ctx.config_dir, ctx.config_name, (*ctx.overrides, *internal)),
-            run_dir=run_dir,
-        )
-    except ExpctlError:
-        run_dir.rmdir()  # still empty: leave no trace of a trial that never started
-        raise
     pruned = False
 
     def on_epoch(epoch: int, metrics: dict[str, float]) -> bool:
@@ -82,42 +69,46 @@ def trainer_objective(ctx: TrialContext, *, quiet: bool = True) -> TrialOutcome:
         return ctx.should_stop() or (signal.SIGTERM if ctx.timed_out() else None)
 
     try:
-        result = train(
-            cfg,
-            run_dir=run_dir,
-            overrides=list(ctx.overrides),
+        result = train_new_run(
+            ConfigSource(ctx.config_dir, ctx.config_name, tuple(ctx.overrides)),
+            name=ctx.run_name,
+            # A trial publishes its checkpoints with `latest` only: moving `best` would make it
+            # mean "the last trial". The sweep's best run is the one `expctl sweep status` names.
+            extra_overrides=("++artifact.aliases=[]",),
             callbacks=[on_epoch],
-            quiet=quiet,
+            should_stop=should_stop,
             handle_signals=False,
             wandb_group=ctx.sweep_id,
-            should_stop=should_stop,
+            quiet=quiet,
         )
     except Interrupted as e:
         if ctx.should_stop() is not None or not ctx.timed_out():
             raise  # a real signal: the agent re-queues the trial and exits
-        partial = getattr(e, "result", None)
-        return TrialOutcome(
-            "failed",
-            metrics=numbers(getattr(partial, "final_metrics", {})),
-            run_dir=str(run_dir),
-            message=f"{timeout_message(ctx.timeout)}; stopped at the step boundary, "
+        return _failed(
+            e,
+            f"{timeout_message(ctx.timeout)}; stopped at the step boundary, "
             "checkpoints/last.pt saved",
         )
-    except (
-        ExpctlError
-    ) as e:  # training failed (NaN loss, OOM, ...): a failed trial, not an agent crash
-        partial = getattr(e, "result", None)
-        return TrialOutcome(
-            "failed",
-            metrics=numbers(getattr(partial, "final_metrics", {})),
-            run_dir=str(run_dir),
-            message=str(e).splitlines()[0],
-        )
+    except ExpctlError as e:
+        # a bad config (no run dir is left) or a failed training (NaN loss, OOM, ...): a failed
+        # trial, not an agent crash
+        return _failed(e, str(e).splitlines()[0])
     status: OutcomeStatus = result.status if result.status != "running" else "failed"
     if pruned and status in ("stopped", "completed"):
         status = "pruned"
     return TrialOutcome(
         status=status, metrics=numbers(result.final_metrics), run_dir=str(result.run_dir)
+    )
+
+
+def _failed(e: ExpctlError, message: str) -> TrialOutcome:
+    partial = getattr(e, "result", None)
+    run_dir = getattr(e, "run_dir", None)
+    return TrialOutcome(
+        "failed",
+        metrics=numbers(getattr(partial, "final_metrics", {})),
+        run_dir=str(run_dir) if run_dir is not None else None,
+        message=message,
     )
 
 

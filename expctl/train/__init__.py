@@ -2,7 +2,7 @@
 
 The names below are imported on first use (PEP 562), so importing ``expctl.train.launch`` — the
 `trainer.devices=N` launcher, which only re-runs the command under torchrun — does not pay for
-torch; ``train`` and ``RunResult`` import it.
+torch; ``train`` imports it (``RunResult`` does not).
 """
 
 from __future__ import annotations
@@ -12,12 +12,13 @@ from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from expctl.signals import request_stop
-    from expctl.train.loop import EpochCallback, RunResult, train
+    from expctl.train.loop import EpochCallback, train
+    from expctl.train.outcome import RunResult
     from expctl.train.progress import ProgressSink, StartInfo, default_progress
 
 _EXPORTS = {
     "EpochCallback": "expctl.train.loop",
-    "RunResult": "expctl.train.loop",
+    "RunResult": "expctl.train.outcome",
     "train": "expctl.train.loop",
     "ProgressSink": "expctl.train.progress",
     "StartInfo": "expctl.train.progress",

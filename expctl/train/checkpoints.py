@@ -2,8 +2,8 @@
 
 Top-k files (``epoch=007-val_loss=0.0912.pt``) hold the model weights, the epoch's metrics and the
 plain config, enough to rebuild and use the model. ``last.pt`` holds the whole training state
-(see expctl.train.loop). Every file is saved atomically and contains only tensors and plain
-Python values, so it loads with ``torch.load(weights_only=True)``.
+(expctl.train.checkpoint_state builds both). Every file is saved atomically and contains only
+tensors and plain Python values, so it loads with ``torch.load(weights_only=True)``.
 
 Writing is decoupled from deciding: :meth:`TopK.offer` keeps a CPU snapshot of a new top-k
 model, :meth:`TopK.flush` writes pending files and only then deletes the ones they displaced, so

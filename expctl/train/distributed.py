@@ -27,11 +27,13 @@ import os
 import time
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, TypeVar
 
 import torch
 
-from expctl.errors import ConfigError, RuntimeFailure
+from expctl.errors import ConfigError, RuntimeFailure, UsageError
+from expctl.rundir import holding_run_dir
 
 T = TypeVar("T")
 
@@ -168,6 +170,26 @@ def process_group(env: DistEnv | None = None) -> Iterator[Group]:
         yield Group(env)
     finally:
         dist.destroy_process_group()
+
+
+@contextlib.contextmanager
+def held_by_rank0(run_dir: Path, group: Group) -> Iterator[None]:
+    """Rank 0 holds the run directory's lock while the run is written; a refusal (another
+    process writes it) reaches every rank, so none waits in a collective for the others."""
+    with contextlib.ExitStack() as held:
+        refusal = ""
+        if group.is_main:
+            try:
+                held.enter_context(holding_run_dir(run_dir))
+            except UsageError as e:
+                if not group.distributed:
+                    raise
+                refusal = f"{e.message}\n{e.hint or ''}"
+        refusal = group.broadcast(refusal)
+        if refusal:
+            message, _, hint = refusal.partition("\n")
+            raise UsageError(message, hint=hint or None)
+        yield
 
 
 class StopAgreement:

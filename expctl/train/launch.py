@@ -1,10 +1,15 @@
-"""``expctl run`` as one library call: config → run directory → ``train()``, on every rank.
+"""The path from "config + overrides" to a new run directory and ``train()``; ``expctl run``.
 
-:func:`launch` does what the command does, without printing: it composes the config (all
-missing values and bad keys reported before any run directory exists), creates the run directory
-(or finds the run to ``--resume``), trains, and hands the :class:`RunResult` to ``on_result`` —
-also for a run that failed after its record was written, so a script can still find (and
-``--resume``) it. The caller renders.
+:func:`train_new_run` is that path, and the only one: ``expctl run``, its ``--multirun`` and
+the sweep agent's trainer trials all take it. It composes the config (all missing values and
+bad keys reported before any run directory exists), creates the run directory only for a valid
+config, resolves the config into it (``${hydra:runtime.output_dir}`` names it), trains, and
+removes the directory again if a config error leaves it empty.
+
+:func:`launch` is ``expctl run`` as one library call, without printing: a new run through
+:func:`train_new_run`, or the run to ``--resume`` (its saved config); it hands the
+:class:`RunResult` to ``on_result`` — also for a run that failed after its record was written,
+so a script can still find (and ``--resume``) it. The caller renders.
 
 Several processes: under ``torchrun ... -m expctl run`` every rank calls this; rank 0 creates
 (or finds) the run directory and broadcasts it, and alone reports. ``trainer.devices=N`` outside
@@ -16,7 +21,7 @@ from __future__ import annotations
 
 import os
 import shutil
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -29,11 +34,86 @@ if TYPE_CHECKING:
     from omegaconf import DictConfig
 
     from expctl.train.distributed import Group
-    from expctl.train.loop import RunResult
+    from expctl.train.loop import EpochCallback
+    from expctl.train.outcome import RunResult
     from expctl.train.progress import ProgressSink
 
 # Failures every rank hits together (bad config, a signal): rank 0 alone reports them.
 QUIET_EXIT_CODES = (2, 130, 143)
+
+
+def train_new_run(
+    source: ConfigSource,
+    *,
+    runs_dir: Path | None = None,
+    name: str | None = None,
+    extra_overrides: Sequence[str] = (),
+    init_from: str | None = None,
+    callbacks: Sequence[EpochCallback] = (),
+    should_stop: Callable[[], int | None] | None = None,
+    handle_signals: bool = True,
+    wandb_group: str | None = None,
+    progress: ProgressSink | None = None,
+    quiet: bool = True,
+    draft: DictConfig | None = None,
+) -> RunResult:
+    """Compose ``source`` into a new run directory, train there, return the :class:`RunResult`.
+
+    * ``runs_dir``: where the run directory is created (default ``./runs``, or
+      ``$EXPCTL_RUNS_DIR``); ``name``: what it is named after (default: the config's ``name``,
+      else the config name).
+    * ``extra_overrides`` are composed after ``source.overrides`` but not recorded in the run's
+      ``overrides.yaml``, which lists what the user asked for (the sweep agent's internal
+      ``++artifact.aliases=[]``).
+    * ``init_from``, ``callbacks``, ``should_stop``, ``handle_signals``, ``wandb_group``,
+      ``progress``, ``quiet``: as for :func:`expctl.train.train`. The ``progress`` sink is
+      closed when this returns or raises.
+    * ``draft``: what :func:`draft_config` composed from exactly these overrides, when the
+      caller has it already (``expctl run`` read ``trainer.devices`` from it): one compose less.
+
+    Under torchrun every rank calls this: rank 0 creates the run directory, every rank trains in
+    it. Raises what :func:`~expctl.train.train` raises — an :class:`ExpctlError` carries the
+    RunResult as ``result`` when a record was written — and :class:`ConfigError` (or
+    :class:`MissingValuesError`) for a bad config, before a run directory exists or after
+    removing the still-empty one. Every ExpctlError raised here carries ``run_dir``: the run
+    directory when one was created and is still there, else None.
+    """
+    # Long by its documentation only: the body is the module docstring's five steps.
+    from expctl.train import train
+    from expctl.train.distributed import process_group
+
+    composed = source
+    if extra_overrides:
+        overrides = (*source.overrides, *extra_overrides)
+        composed = ConfigSource(source.config_dir, source.config_name, overrides)
+    with process_group() as group:  # torchrun's group (or a no-op in a single process)
+        try:
+            cfg, run_dir = compose_in_new_run_dir(composed, runs_dir, group, draft, name=name)
+        except BaseException as e:
+            if progress is not None:
+                progress.close()  # train() would have closed it
+            if isinstance(e, ExpctlError):
+                e.run_dir = None  # type: ignore[attr-defined]
+            raise
+        try:
+            return train(
+                cfg,
+                run_dir=run_dir,
+                overrides=source.overrides,
+                init_from=init_from,
+                callbacks=callbacks,
+                quiet=quiet,
+                progress=progress,
+                handle_signals=handle_signals,
+                wandb_group=wandb_group,
+                should_stop=should_stop,
+            )
+        except ExpctlError as e:
+            recorded = getattr(e, "result", None) is not None
+            if group.is_main and not recorded and isinstance(e, UsageError):
+                _remove_if_empty(run_dir)  # bad config found before anything was recorded
+            e.run_dir = run_dir if run_dir.exists() else None  # type: ignore[attr-defined]
+            raise
 
 
 @dataclass(frozen=True)
@@ -62,6 +142,11 @@ class RunHooks:
     def result(self, result: RunResult) -> None:
         if self.on_result is not None:
             self.on_result(result)
+
+    def sink(self, group: Group) -> ProgressSink:
+        from expctl.train.progress import NullProgress
+
+        return self.progress() if self.progress is not None and group.is_main else NullProgress()
 
 
 def launch(request: RunRequest, hooks: RunHooks | None = None) -> int:
@@ -96,22 +181,20 @@ def _run_here(
     with process_group() as group:  # a no-op in a single process
         try:
             if request.resume is not None:
-                found = resume_dir or (
-                    _find_resume_dir(request.resume, request.runs_dir) if group.is_main else None
-                )
-                run_dir = Path(group.broadcast(str(found)))
-                cfg, redacted = _load_run_config(run_dir, request.source.overrides)
-                if redacted and group.is_main:
-                    keys = ", ".join(redacted)
-                    hooks.warn(
-                        f"{keys} were redacted in the saved config; pass them again as overrides"
-                    )
+                result = _resume(request, resume_dir, group, hooks)
             else:
-                cfg, run_dir = compose_in_new_run_dir(
-                    request.source, request.runs_dir, group, draft
+                result = train_new_run(
+                    request.source,
+                    runs_dir=request.runs_dir,
+                    init_from=request.init_from,
+                    progress=hooks.sink(group),
+                    handle_signals=True,
+                    draft=draft,
                 )
-            result = _train(cfg, run_dir, request, group, hooks)
         except ExpctlError as e:
+            partial = getattr(e, "result", None)
+            if group.is_main and partial is not None:
+                hooks.result(partial)  # a script can still find (and --resume) the run
             if not group.is_main and e.exit_code in QUIET_EXIT_CODES:
                 return e.exit_code
             raise
@@ -120,33 +203,29 @@ def _run_here(
     return 0
 
 
-def _train(
-    cfg: DictConfig, run_dir: Path, request: RunRequest, group: Group, hooks: RunHooks
+def _resume(
+    request: RunRequest, resume_dir: Path | None, group: Group, hooks: RunHooks
 ) -> RunResult:
+    """Continue the run ``--resume`` names, with its saved config and the new overrides."""
     from expctl.train import train
-    from expctl.train.progress import NullProgress
 
-    resuming = request.resume is not None
-    sink = hooks.progress() if hooks.progress is not None and group.is_main else NullProgress()
-    try:
-        return train(
-            cfg,
-            run_dir=None if resuming else run_dir,
-            overrides=request.source.overrides,
-            resume=run_dir if resuming else None,
-            init_from=request.init_from,
-            progress=sink,
-            handle_signals=True,
-        )
-    except ExpctlError as e:
-        result = getattr(e, "result", None)
-        if not group.is_main:
-            pass
-        elif result is not None:
-            hooks.result(result)  # a script can still find (and --resume) the run
-        elif not resuming and isinstance(e, UsageError):
-            _remove_if_empty(run_dir)  # bad config found before anything was recorded
-        raise
+    assert request.resume is not None
+    found = resume_dir or (
+        _find_resume_dir(request.resume, request.runs_dir) if group.is_main else None
+    )
+    run_dir = Path(group.broadcast(str(found)))
+    cfg, redacted = _load_run_config(run_dir, request.source.overrides)
+    if redacted and group.is_main:
+        keys = ", ".join(redacted)
+        hooks.warn(f"{keys} were redacted in the saved config; pass them again as overrides")
+    return train(
+        cfg,
+        overrides=request.source.overrides,
+        resume=run_dir,
+        init_from=request.init_from,
+        progress=hooks.sink(group),
+        handle_signals=True,
+    )
 
 
 # -- config and run directory ----------------------------------------------------------------
@@ -165,13 +244,19 @@ def draft_config(source: ConfigSource) -> DictConfig:
 
 
 def compose_in_new_run_dir(
-    source: ConfigSource, runs_dir: Path | None, group: Group, draft: DictConfig | None = None
+    source: ConfigSource,
+    runs_dir: Path | None,
+    group: Group,
+    draft: DictConfig | None = None,
+    *,
+    name: str | None = None,
 ) -> tuple[DictConfig, Path]:
     """Validate the config, then create the run directory and resolve into it.
 
     The run directory is created only for a valid config (no empty directories from typos),
     and before resolution, because ``${hydra:runtime.output_dir}`` must name it. Under torchrun
-    rank 0 creates it and every rank resolves into the same one.
+    rank 0 creates it and every rank resolves into the same one. It is named ``name``, else
+    after the config's ``name``, else the config name.
     """
     from omegaconf import OmegaConf
 
@@ -183,7 +268,7 @@ def compose_in_new_run_dir(
     needs_run_dir = "${hydra:" in OmegaConf.to_yaml(draft, resolve=False)
     if not needs_run_dir:
         resolve_collecting_errors(draft)  # one compose instead of two when nothing refers to it
-    name = str(OmegaConf.select(draft, "name", default=None) or source.config_name)
+    name = name or str(OmegaConf.select(draft, "name", default=None) or source.config_name)
     created = str(create_run_dir(name, runs_dir)) if group.is_main else ""
     run_dir = Path(group.broadcast(created))  # rank 0 creates it; the others get its path
     if not needs_run_dir:

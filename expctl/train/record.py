@@ -129,9 +129,6 @@ class RunRecord:
             return
         atomic_write_json(self.summary_path, _clean(summary))
 
-    def read_summary(self) -> dict[str, Any] | None:
-        return read_summary(self.run_dir)
-
     def close(self) -> None:
         metrics, self._metrics = self._metrics, None
         if metrics is not None:

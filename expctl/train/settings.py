@@ -79,6 +79,39 @@ class TrainSettings:
         )
         return settings
 
+    # -- the budget: trainer.epochs and/or trainer.max_steps, whichever ends first -------------
+
+    def spent(self, step: int, epoch: int) -> bool:
+        """Whether a run at ``step`` with ``epoch`` epochs done has spent its budget."""
+        if self.max_steps is not None and step >= self.max_steps:
+            return True
+        return self.epochs is not None and epoch >= self.epochs
+
+    def budget(self) -> str:
+        parts = []
+        if self.epochs is not None:
+            parts.append(f"{self.epochs} epochs")
+        if self.max_steps is not None:
+            parts.append(f"{self.max_steps} steps")
+        return " / ".join(parts)
+
+    def total_steps(self, batches_per_epoch: int) -> int | None:
+        per_epoch = -(-batches_per_epoch // self.accumulate)
+        by_epochs = per_epoch * self.epochs if self.epochs is not None else None
+        candidates = [n for n in (by_epochs, self.max_steps) if n is not None]
+        return min(candidates) if candidates else None
+
+    def plain_config(self, cfg: DictConfig) -> dict[str, Any]:
+        """``cfg`` as the record keeps it (config.yaml, checkpoints, W&B, artifacts): resolved
+        plain values, secrets redacted, and the seed this run actually used."""
+        from expctl.secrets import redact
+
+        plain = OmegaConf.to_container(cfg, resolve=True, throw_on_missing=False)
+        assert isinstance(plain, dict)
+        if not self.seed_was_set:
+            plain["seed"] = self.seed
+        return redact(plain)
+
 
 class _Reader:
     """Typed reads of optional config keys; every bad value goes to ``problems``."""

@@ -1,0 +1,399 @@
+"""How a run is going and how it ended: ``summary.json``, the :class:`RunResult`, W&B's finish.
+
+The loop (expctl.train.loop) trains; an :class:`Outcome` keeps the account of it — the per-epoch
+history, notes for the user, the W&B run — and writes it down: ``summary.json`` when the run
+starts (``running``) and again when it ends, however it ends. At the end it also logs the top-k
+checkpoints to W&B, publishes them to the local artifact store when the config says so, and
+finishes the W&B run with the exit code the process will have (so an offline run's sync command
+covers every attempt of a resumed run).
+
+Under torchrun every rank keeps an Outcome (each returns a RunResult); only rank 0 writes the
+record and talks to W&B.
+"""
+
+from __future__ import annotations
+
+import math
+import signal
+import time
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from expctl.errors import EXIT_SIGINT, EXIT_SIGTERM, ExpctlError, Interrupted, RuntimeFailure
+from expctl.status import RunStatus
+from expctl.train.progress import StartInfo
+from expctl.train.record import CHECKPOINT_DIR, read_metrics, read_summary, timings
+
+if TYPE_CHECKING:
+    from expctl.device import DeviceInfo
+    from expctl.tracking import Tracker
+    from expctl.train.checkpoint_state import Position
+    from expctl.train.checkpoints import TopK
+    from expctl.train.placement import Placement
+    from expctl.train.progress import ProgressSink
+    from expctl.train.record import RunRecord
+    from expctl.train.settings import TrainSettings
+
+
+@dataclass
+class RunResult:
+    run_dir: Path
+    status: RunStatus
+    final_metrics: dict[str, float]
+    best_metrics: dict[str, float]
+    best_checkpoint: Path | None
+    wandb_path: str | None
+    sync_command: str | None
+    history: list[dict[str, float]]
+    device: str
+    artifact: str | None = None  # "name:vN" in the local artifact store, when published
+    notes: list[str] = field(default_factory=list)  # things the user should hear about
+    rank: int = 0  # under torchrun: the process that returned this (rank 0 wrote the record)
+
+
+class Outcome:
+    """One run's account: what :meth:`write_summary` records and :meth:`result` returns.
+
+    ``pos``, ``record`` and ``topk`` are the loop's own objects (read, never replaced);
+    ``config`` is the plain, redacted config the record keeps.
+    """
+
+    def __init__(
+        self,
+        *,
+        settings: TrainSettings,
+        place: Placement,
+        call_time: float,
+        pos: Position,
+        record: RunRecord,
+        topk: TopK,
+        config: dict[str, Any],
+        sink: ProgressSink,
+        init_record: dict[str, Any] | None,
+    ):
+        self.s, self.call_time = settings, call_time
+        self.group, self.device, self.precision = place.group, place.device, place.precision
+        self.num_threads = place.num_threads
+        self.pos, self.record, self.topk, self.config, self.sink = pos, record, topk, config, sink
+        self.init_record = init_record  # summary.json's init_from
+        self.status: RunStatus = "running"
+        self.error: str | None = None
+        self.history: list[dict[str, float]] = []  # one row per validated epoch
+        self.notes: list[str] = []
+        self.tracker: Tracker | None = None
+        self._tracker_notes_seen = 0
+        self.wandb_run_id: str | None = None  # the W&B run an earlier attempt started
+        self.sync_dirs: list[str] = []  # offline W&B dirs of earlier attempts (resume)
+        self.sync_command: str | None = None
+        self.artifact: str | None = None
+        self.resumed_from: int | None = None
+        self.started_at = datetime.now(timezone.utc)
+        self.first_step_time: float | None = None
+        self._loop_clock: tuple[float, float] | None = None  # (wall, cpu) when the loop started
+        self.loop_times: tuple[float, float] | None = None  # (wall, cpu) seconds of the loop
+
+    # -- start --------------------------------------------------------------------------------
+
+    def resume_at(self, step: int) -> None:
+        """A resumed run continues the account of the attempts before it, up to ``step``."""
+        self.resumed_from = step
+        # The per-epoch history is the record's own: metrics.jsonl rows up to this step.
+        self.history = [
+            row
+            for row in read_metrics(self.record.run_dir)
+            if "val_loss" in row and int(row["step"]) <= step
+        ]
+        summary = read_summary(self.record.run_dir) or {}
+        previous = summary.get("wandb") or {}
+        self.wandb_run_id = previous.get("run_id")
+        self.sync_dirs = [str(d) for d in previous.get("sync_dirs") or []]
+        self.init_record = summary.get("init_from")  # what the first attempt started from
+
+    def record_start(self) -> None:
+        """The summary says ``running`` from now on (a reader can tell a crashed run)."""
+        self.started_at = datetime.now(timezone.utc)
+        self.write_summary()
+
+    def start_tracking(self, wandb_group: str | None) -> Tracker:
+        from expctl.tracking import NullTracker, start_tracker
+
+        if not self.group.is_main:
+            self.tracker = NullTracker()  # only rank 0 talks to W&B
+            return self.tracker
+        tracker = start_tracker(
+            self.s.wandb,
+            run_name=self.s.name,
+            config=self.config,
+            run_id=self.wandb_run_id,
+            group=wandb_group,
+            directory=self.record.run_dir,
+        )
+        for note in tracker.notes:
+            self.note(note)
+        self._tracker_notes_seen = len(tracker.notes)
+        self.tracker = tracker
+        return tracker
+
+    def start_info(self, total_steps: int | None) -> StartInfo:
+        """What the progress display says as the run starts."""
+        assert self.tracker is not None
+        tracker = self.tracker
+        wandb = f"{tracker.mode} ({tracker.path})" if tracker.path else tracker.mode
+        device = self.device.description
+        if self.group.distributed:
+            device = f"{device} × {self.group.world_size} processes"
+        return StartInfo(
+            run_dir=str(self.record.run_dir),
+            device=device,
+            precision=self.precision.name,
+            num_threads=self.num_threads,
+            epochs=self.s.epochs,
+            total_steps=total_steps,
+            start_step=self.pos.step,
+            resumed=self.resumed_from is not None,
+            wandb=wandb,
+        )
+
+    def loop_started(self) -> None:
+        self._loop_clock = (time.perf_counter(), time.process_time())
+
+    def loop_ended(self) -> None:
+        if self._loop_clock is not None:
+            wall, cpu = self._loop_clock
+            self.loop_times = (time.perf_counter() - wall, time.process_time() - cpu)
+
+    def note(self, text: str) -> None:
+        """Something the user should hear about: in the summary, the result and the progress."""
+        self.notes.append(text)
+        self.sink.message(f"warning: {text}")
+
+    # -- the end ------------------------------------------------------------------------------
+
+    def finish(self, status: RunStatus, signum: int | None) -> RunResult:
+        """Record a run that ended at a step boundary; raise :class:`Interrupted` (with the
+        result attached) when a signal ended it."""
+        self.status = status
+        if status == "completed" and self.group.is_main:
+            self._log_artifacts()
+        exit_code = 0
+        if status == "interrupted":
+            exit_code = EXIT_SIGINT if signum == signal.SIGINT else EXIT_SIGTERM
+        self.sync_command = self._finish_tracker(exit_code)
+        self.write_summary()
+        self.record.close()
+        result = self.result()
+        if status == "interrupted":
+            name = signal.Signals(signum).name if signum is not None else "signal"
+            error = Interrupted(
+                signum or signal.SIGTERM,
+                f"interrupted by {name} at step {self.pos.step}; saved checkpoints/last.pt",
+                hint=f"resume with: expctl run --resume {self.record.run_dir}",
+            )
+            error.result = result  # type: ignore[attr-defined]
+            raise error
+        return result
+
+    def fail(self, e: BaseException) -> BaseException:
+        """Record a run that ended by an exception; finish W&B with the matching exit code.
+
+        Returns the error to raise: ``e`` itself, or a :class:`RuntimeFailure` saying what
+        failed where (errors from the user's model, data or loss); an ExpctlError gets the
+        RunResult as its ``result``.
+        """
+        e = as_failure(e, self.pos, self.device)
+        if isinstance(e, Interrupted | KeyboardInterrupt):
+            self.status = "interrupted"
+            exit_code = getattr(e, "exit_code", 130)
+        else:
+            self.status = "failed"
+            exit_code = getattr(e, "exit_code", 1) if isinstance(e, ExpctlError) else 1
+        self.error = str(e) or type(e).__name__
+        try:
+            # Keep the good checkpoints a diverged run found; last.pt is not rewritten (the
+            # weights may be NaN now), so a resume starts from the previous one.
+            self.topk.flush()
+        except Exception as flush_error:
+            self.notes.append(f"could not write checkpoints: {flush_error}")
+        try:
+            if self.tracker is not None:
+                self.sync_command = self._finish_tracker(exit_code)
+        finally:
+            # The record says how the run ended where the disk still lets it (a full disk may
+            # not): the original error is what the user hears either way.
+            for write in (self.write_summary, self.record.close):
+                try:
+                    write()
+                except ExpctlError as write_failure:
+                    self.notes.append(str(write_failure))
+        if isinstance(e, ExpctlError):
+            e.result = self.result()  # type: ignore[attr-defined]
+        return e
+
+    def _finish_tracker(self, exit_code: int) -> str | None:
+        """Finish W&B; for offline runs, the sync command covering every attempt's dir."""
+        from expctl.tracking import sync_command
+
+        assert self.tracker is not None
+        self.tracker.finish(exit_code)
+        for note in self.tracker.notes[self._tracker_notes_seen :]:
+            self.note(note)
+        self._tracker_notes_seen = len(self.tracker.notes)
+        if self.tracker.sync_dir is None:
+            return None
+        self.sync_dirs = [*self.sync_dirs, str(self.tracker.sync_dir)]
+        return sync_command(list(dict.fromkeys(self.sync_dirs)))
+
+    def _log_artifacts(self) -> None:
+        files = self.topk.files
+        if not files:
+            return
+        metadata = {
+            "run_dir": str(self.record.run_dir),
+            "best_metrics": self.best_metrics(),
+            "final_metrics": self.final_metrics(),
+            "monitor": self.s.monitor,
+            "mode": self.s.mode,
+        }
+        assert self.tracker is not None
+        self.tracker.log_checkpoints(self.s.artifact_name, files, self.topk.best, metadata)
+        if self.s.publish:
+            self._publish(files, {**metadata, "config": self.config})
+
+    def _publish(self, files: list[Path], metadata: dict[str, Any]) -> None:
+        from expctl.artifacts.publish import publish_checkpoints
+
+        assert self.topk.best is not None
+        try:
+            version = publish_checkpoints(
+                self.s.artifact_name,
+                files,
+                self.topk.best,
+                metadata,
+                aliases=self.s.artifact_aliases,
+            )
+        except Exception as e:  # training succeeded; the checkpoints stay in the run dir
+            self.note(f"publishing checkpoints failed: {e} (they are in {files[0].parent})")
+            return
+        self.artifact = version.ref
+        if "best" in self.s.artifact_aliases and "best" not in version.moved:
+            holder = version.name + ":" + _alias_holder(version.name, "best")
+            self.note(
+                f"published {version.ref} as latest; best stays on {holder}: this run's "
+                f"{self.s.monitor} does not beat it (to move it anyway: expctl artifacts "
+                f"alias {version.ref} best)"
+            )
+
+    # -- what is reported ---------------------------------------------------------------------
+
+    def final_metrics(self) -> dict[str, float]:
+        return dict(self.history[-1]) if self.history else {}
+
+    def best_metrics(self) -> dict[str, float]:
+        monitor = self.s.monitor
+        rows = [r for r in self.history if _finite(r.get(monitor))]
+        if not rows:
+            return {}
+        pick = min if self.s.mode == "min" else max
+        return dict(pick(rows, key=lambda r: r[monitor]))
+
+    def result(self) -> RunResult:
+        tracker = self.tracker
+        return RunResult(
+            run_dir=self.record.run_dir,
+            status=self.status,
+            final_metrics=self.final_metrics(),
+            best_metrics=self.best_metrics(),
+            best_checkpoint=self.topk.best,
+            wandb_path=tracker.path if tracker is not None else None,
+            sync_command=self.sync_command,
+            history=[dict(r) for r in self.history],
+            device=self.device.name,
+            artifact=self.artifact,
+            notes=list(self.notes),
+            rank=self.group.rank,
+        )
+
+    def write_summary(self) -> None:
+        if not self.group.is_main:
+            return
+        from expctl.train.checkpoints import LAST
+
+        run_dir, best, tracker = self.record.run_dir, self.topk.best, self.tracker
+        ended = datetime.now(timezone.utc).isoformat(timespec="seconds")
+        self.record.write_summary(
+            {
+                "status": self.status,
+                "name": self.s.name,
+                "run_dir": str(run_dir),
+                "started_at": self.started_at.isoformat(timespec="seconds"),
+                "ended_at": None if self.status == "running" else ended,
+                "error": self.error,
+                "seed": self.s.seed,
+                "device": self.device.name,
+                "device_description": self.device.description,
+                "precision": self.precision.name,
+                "num_threads": self.num_threads,
+                "world_size": self.group.world_size,
+                "epochs_completed": self.pos.epoch,
+                "step": self.pos.step,
+                "resumed_from_step": self.resumed_from,
+                "init_from": self.init_record,
+                "final_metrics": self.final_metrics(),
+                "best_metrics": self.best_metrics(),
+                "monitor": {"metric": self.s.monitor, "mode": self.s.mode},
+                "best_checkpoint": str(best.relative_to(run_dir)) if best else None,
+                "checkpoints": [str(f.relative_to(run_dir)) for f in self.topk.files],
+                "last_checkpoint": f"{CHECKPOINT_DIR}/{LAST}"
+                if (self.record.checkpoint_dir / LAST).exists()
+                else None,
+                "wandb": {
+                    "mode": tracker.mode if tracker is not None else None,
+                    "path": tracker.path if tracker is not None else None,
+                    "run_id": tracker.run_id if tracker is not None else None,
+                    "sync_command": self.sync_command,
+                    "sync_dirs": self.sync_dirs,
+                },
+                "artifact": self.artifact,
+                "timings": timings(self.call_time, self.first_step_time, self.loop_times),
+                "notes": self.notes,
+            }
+        )
+
+
+def as_failure(e: BaseException, pos: Position, device: DeviceInfo) -> BaseException:
+    """Errors from the user's model/data/loss become a RuntimeFailure (exit 1) with a hint."""
+    if isinstance(e, ExpctlError) or not isinstance(e, Exception):
+        return e
+    if isinstance(e, OSError) and e.errno is not None:  # the disk, not the model
+        from expctl.fsutil import write_error
+
+        return write_error(e.filename or "the run's files", e)
+    where = f"at step {pos.step} (epoch {pos.epoch + 1})"
+    import torch  # the loop has imported it: this costs nothing
+
+    oom = getattr(torch, "OutOfMemoryError", None) or getattr(torch.cuda, "OutOfMemoryError", None)
+    if oom is not None and isinstance(e, oom):
+        return RuntimeFailure(
+            f"out of memory on {device.description} {where}",
+            hint="lower data.batch_size (trainer.accumulate_grad_batches=N keeps the "
+            "effective batch), use trainer.precision=bf16, or pick a smaller model",
+        )
+    first = str(e).strip().splitlines()[0] if str(e).strip() else ""
+    return RuntimeFailure(
+        f"training failed {where}: {type(e).__name__}: {first}",
+        hint="check that the model's input/output shapes match the data and the loss; "
+        "rerun with --debug for the traceback",
+    )
+
+
+def _alias_holder(name: str, alias: str) -> str:
+    from expctl.artifacts.store import ArtifactStore
+
+    number = ArtifactStore().aliases(name).get(alias)
+    return f"v{number}" if number is not None else "?"
+
+
+def _finite(value: Any) -> bool:
+    return isinstance(value, int | float) and math.isfinite(value)
