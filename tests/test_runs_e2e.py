@@ -115,14 +115,9 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> World:
 
 @pytest.fixture
 def app():
-    """The real CLI, with `runs` and `sweep report|best` hooked up if main.py does not yet."""
-    from expctl.cli import main, runs, sweep, sweep_results
+    from expctl.cli.main import app
 
-    if not any(g.name == "runs" for g in main.app.registered_groups):
-        main.app.add_typer(runs.app, name="runs")
-    if not any(c.name == "report" for c in sweep.app.registered_commands):
-        sweep_results.register(sweep.app)
-    return main.app
+    return app
 
 
 @pytest.fixture
@@ -728,6 +723,24 @@ def _optuna_mismatches(world: World, sweep_id: str, spec_file: str) -> list[str]
                     f"the W&B value is {wanted!r}"
                 )
     return problems
+
+
+def test_trainer_trials_record_their_sweep_and_overrides(world):
+    """summary.json says which sweep trial a run is, and what made it differ (as W&B's run
+    page shows the sweep and the config)."""
+    from expctl.sweeps.service import sweep_status
+
+    trials = sweep_status(world.sweep, str(world.storage))["trials"]
+    assert len(trials) == 4
+    for trial in trials:
+        summary = json.loads((Path(trial["run_dir"]) / "summary.json").read_text())
+        assert summary["sweep"] == {"id": world.sweep, "trial": trial["number"]}
+        recorded = yaml.safe_load((Path(trial["run_dir"]) / "overrides.yaml").read_text())
+        assert summary["overrides"] == recorded
+        assert {o.split("=", 1)[0] for o in recorded} >= set(trial["params"])
+    plain = json.loads((world.run_a / "summary.json").read_text())
+    assert plain["sweep"] is None
+    assert plain["overrides"] == [*TINY, "optim.lr=0.01"]
 
 
 @pytest.mark.slow

@@ -55,6 +55,7 @@ def trainer_objective(ctx: TrialContext, *, quiet: bool = True) -> TrialOutcome:
     """Run expctl's trainer in-process on the composed config with the trial's overrides
     (:func:`~expctl.train.launch.train_new_run`: the path ``expctl run`` takes)."""
     from expctl.train.launch import train_new_run
+    from expctl.train.outcome import SweepTrial
 
     pruned = False
 
@@ -78,7 +79,7 @@ def trainer_objective(ctx: TrialContext, *, quiet: bool = True) -> TrialOutcome:
             callbacks=[on_epoch],
             should_stop=should_stop,
             handle_signals=False,
-            wandb_group=ctx.sweep_id,
+            sweep=SweepTrial(ctx.sweep_id, ctx.number),
             quiet=quiet,
         )
     except Interrupted as e:

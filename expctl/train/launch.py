@@ -35,7 +35,7 @@ if TYPE_CHECKING:
 
     from expctl.train.distributed import Group
     from expctl.train.loop import EpochCallback
-    from expctl.train.outcome import RunResult
+    from expctl.train.outcome import RunResult, SweepTrial
     from expctl.train.progress import ProgressSink
 
 # Failures every rank hits together (bad config, a signal): rank 0 alone reports them.
@@ -52,7 +52,7 @@ def train_new_run(
     callbacks: Sequence[EpochCallback] = (),
     should_stop: Callable[[], int | None] | None = None,
     handle_signals: bool = True,
-    wandb_group: str | None = None,
+    sweep: SweepTrial | None = None,
     progress: ProgressSink | None = None,
     quiet: bool = True,
     draft: DictConfig | None = None,
@@ -65,7 +65,7 @@ def train_new_run(
     * ``extra_overrides`` are composed after ``source.overrides`` but not recorded in the run's
       ``overrides.yaml``, which lists what the user asked for (the sweep agent's internal
       ``++artifact.aliases=[]``).
-    * ``init_from``, ``callbacks``, ``should_stop``, ``handle_signals``, ``wandb_group``,
+    * ``init_from``, ``callbacks``, ``should_stop``, ``handle_signals``, ``sweep``,
       ``progress``, ``quiet``: as for :func:`expctl.train.train`. The ``progress`` sink is
       closed when this returns or raises.
     * ``draft``: what :func:`draft_config` composed from exactly these overrides, when the
@@ -105,7 +105,7 @@ def train_new_run(
                 quiet=quiet,
                 progress=progress,
                 handle_signals=handle_signals,
-                wandb_group=wandb_group,
+                sweep=sweep,
                 should_stop=should_stop,
             )
         except ExpctlError as e:

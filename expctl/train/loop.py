@@ -42,7 +42,7 @@ from expctl.train.checkpoint_state import Checkpointer, Position, load_training_
 from expctl.train.checkpoints import LAST, load_checkpoint, load_init_weights, validate_monitor
 from expctl.train.distributed import StopAgreement, held_by_rank0, process_group
 from expctl.train.meters import Meter, Meters, StepBuffer, hits
-from expctl.train.outcome import Outcome, RunResult
+from expctl.train.outcome import Outcome, RunResult, SweepTrial
 from expctl.train.placement import Placement, placed
 from expctl.train.progress import NullProgress, ProgressSink, default_progress
 from expctl.train.record import CHECKPOINT_DIR, RunRecord
@@ -69,7 +69,7 @@ def train(
     quiet: bool = True,
     progress: ProgressSink | None = None,
     handle_signals: bool = True,
-    wandb_group: str | None = None,
+    sweep: SweepTrial | None = None,
     should_stop: Callable[[], int | None] | None = None,
 ) -> RunResult:
     """Train from a composed config and return what happened.
@@ -109,8 +109,8 @@ def train(
                 last = run_dir / CHECKPOINT_DIR / LAST
                 checkpoint = load_checkpoint(last) if resume is not None else None  # every rank
                 with stops, torch_globals(place.num_threads, settings.deterministic):
-                    run.setup(run_dir, list(overrides), checkpoint, init_from)
-                    return run.run(wandb_group)
+                    run.setup(run_dir, list(overrides), checkpoint, init_from, sweep)
+                    return run.run()
         finally:
             sink.close()
             if not handle_signals:
@@ -147,6 +147,7 @@ class _Run:
         overrides: list[str],
         checkpoint: dict[str, Any] | None,
         init_from: str | None,
+        sweep: SweepTrial | None = None,
     ) -> None:
         s, group = self.s, self.group
         seed_everything(s.seed)  # same seed on every rank: same split, same initial weights
@@ -193,7 +194,8 @@ class _Run:
             self._restore(checkpoint, overrides)
         else:
             self.record.write_config(self.config)
-            self.record.write_overrides(overrides)
+            self.outcome.overrides = self.record.write_overrides(overrides)
+        self.outcome.sweep = sweep or self.outcome.sweep  # a resumed trial stays its sweep's
         self.outcome.record_start()
 
     def _restore(self, checkpoint: dict[str, Any], overrides: list[str]) -> None:
@@ -208,14 +210,16 @@ class _Run:
         self.outcome.resume_at(self.pos.step)  # history, W&B run and earlier attempts
         self.checkpoints.resume(checkpoint)  # the top-k files it knew, this rank's RNG
         self.record.drop_metrics_after(self.pos.step)
+        recorded = self.record.read_overrides()
         if overrides:  # e.g. a larger trainer.epochs: keep the record's config truthful
             self.record.write_config(self.config)
-            self.record.write_overrides([*self.record.read_overrides(), *overrides])
+            recorded = self.record.write_overrides([*recorded, *overrides])
+        self.outcome.overrides = recorded
 
-    def run(self, wandb_group: str | None) -> RunResult:
+    def run(self) -> RunResult:
         """Track, fit, and record how it ended (also when it failed)."""
         try:
-            self.tracker = self.outcome.start_tracking(wandb_group)
+            self.tracker = self.outcome.start_tracking()
             total_steps = self.s.total_steps(self.batches.batches_per_epoch)
             self.sink.start(self.outcome.start_info(total_steps))
             try:

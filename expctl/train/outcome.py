@@ -19,7 +19,7 @@ import time
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 from expctl.errors import EXIT_SIGINT, EXIT_SIGTERM, ExpctlError, Interrupted, RuntimeFailure
 from expctl.status import RunStatus
@@ -78,6 +78,8 @@ class Outcome:
         self.num_threads = place.num_threads
         self.pos, self.record, self.topk, self.config, self.sink = pos, record, topk, config, sink
         self.init_record = init_record  # summary.json's init_from
+        self.overrides: list[str] = []  # as overrides.yaml keeps them (secrets redacted)
+        self.sweep: SweepTrial | None = None  # the sweep trial this run is, if any
         self.status: RunStatus = "running"
         self.error: str | None = None
         self.history: list[dict[str, float]] = []  # one row per validated epoch
@@ -110,13 +112,16 @@ class Outcome:
         self.wandb_run_id = previous.get("run_id")
         self.sync_dirs = [str(d) for d in previous.get("sync_dirs") or []]
         self.init_record = summary.get("init_from")  # what the first attempt started from
+        sweep = summary.get("sweep")
+        if isinstance(sweep, dict) and {"id", "trial"} <= sweep.keys():
+            self.sweep = SweepTrial(str(sweep["id"]), int(sweep["trial"]))
 
     def record_start(self) -> None:
         """The summary says ``running`` from now on (a reader can tell a crashed run)."""
         self.started_at = datetime.now(timezone.utc)
         self.write_summary()
 
-    def start_tracking(self, wandb_group: str | None) -> Tracker:
+    def start_tracking(self) -> Tracker:
         from expctl.tracking import NullTracker, start_tracker
 
         if not self.group.is_main:
@@ -127,7 +132,7 @@ class Outcome:
             run_name=self.s.name,
             config=self.config,
             run_id=self.wandb_run_id,
-            group=wandb_group,
+            group=self.sweep.sweep_id if self.sweep else None,  # W&B groups a sweep's runs
             directory=self.record.run_dir,
         )
         for note in tracker.notes:
@@ -340,6 +345,10 @@ class Outcome:
                 "step": self.pos.step,
                 "resumed_from_step": self.resumed_from,
                 "init_from": self.init_record,
+                "overrides": self.overrides,
+                "sweep": {"id": self.sweep.sweep_id, "trial": self.sweep.number}
+                if self.sweep
+                else None,
                 "final_metrics": self.final_metrics(),
                 "best_metrics": self.best_metrics(),
                 "monitor": {"metric": self.s.monitor, "mode": self.s.mode},
@@ -397,3 +406,11 @@ def _alias_holder(name: str, alias: str) -> str:
 
 def _finite(value: Any) -> bool:
     return isinstance(value, int | float) and math.isfinite(value)
+
+
+class SweepTrial(NamedTuple):
+    """The sweep trial a run is: summary.json's ``sweep`` (``expctl runs list --sweep``), and
+    its W&B group (the sweep id, as W&B groups a sweep's runs)."""
+
+    sweep_id: str
+    number: int

@@ -70,16 +70,17 @@ class RunRecord:
 
         atomic_write_text(self.run_dir / CONFIG_FILE, dump_yaml(redact(dict(plain_config))))
 
-    def write_overrides(self, overrides: Sequence[str]) -> None:
-        if not self.write:
-            return
+    def write_overrides(self, overrides: Sequence[str]) -> list[str]:
+        """Record ``overrides``; returns them as recorded."""
         import yaml
 
         from expctl.secrets import redact_overrides
 
         # Secrets never reach the disk: the record keeps `key=********` (pass them on resume).
-        safe = redact_overrides(overrides)
-        atomic_write_text(self.run_dir / OVERRIDES_FILE, yaml.safe_dump(safe))
+        safe = list(redact_overrides(overrides))
+        if self.write:
+            atomic_write_text(self.run_dir / OVERRIDES_FILE, yaml.safe_dump(safe))
+        return safe
 
     def read_overrides(self) -> list[str]:
         import yaml
