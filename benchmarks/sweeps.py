@@ -97,14 +97,39 @@ def optuna_baseline(url: str, n: int) -> float:
     return (time.perf_counter() - start) / n
 
 
+NFS_DELAY_ENV = "EXPCTL_BENCH_JOURNAL_DELAY_MS"
+
+
+def inject_journal_delay(ms: float) -> None:
+    """Benchmark only: every journal lock acquisition and append waits ``ms`` first, as a
+    shared filesystem (NFS) makes each lock round trip and fsync cost milliseconds."""
+    from expctl.sweeps.journal import CheckedJournalFileBackend
+    from expctl.sweeps.journal_lock import AgentJournalLock
+
+    acquire, append = AgentJournalLock.acquire, CheckedJournalFileBackend.append_logs
+
+    def slow_acquire(self: AgentJournalLock) -> bool:
+        time.sleep(ms / 1e3)
+        return acquire(self)
+
+    def slow_append(self: CheckedJournalFileBackend, logs: list[dict[str, Any]]) -> None:
+        time.sleep(ms / 1e3)
+        append(self, logs)
+
+    AgentJournalLock.acquire = slow_acquire  # type: ignore[method-assign]
+    CheckedJournalFileBackend.append_logs = slow_append  # type: ignore[method-assign]
+
+
 def worker(sweep_id: str, url: str) -> None:
     """One agent process for the throughput measurement: prints its first/last timestamps."""
+    if os.environ.get(NFS_DELAY_ENV):
+        inject_journal_delay(float(os.environ[NFS_DELAY_ENV]))
     start = time.time()
     summary = agent(sweep_id, url, objective=noop, handle_signals=False)
     print(json.dumps({"start": start, "end": time.time(), "n": summary.count("complete")}))
 
 
-def throughput(url: str, agents: int, n: int) -> tuple[float, int]:
+def throughput(url: str, agents: int, n: int, delay_ms: float = 0.0) -> tuple[float, int]:
     spec = parse_spec(
         {
             "method": "grid",
@@ -113,9 +138,13 @@ def throughput(url: str, agents: int, n: int) -> tuple[float, int]:
         }
     )
     info = create(spec, url)
+    env = {**os.environ, NFS_DELAY_ENV: str(delay_ms)} if delay_ms else None
     procs = [
         subprocess.Popen(
-            [sys.executable, __file__, "--worker", info.id, url], stdout=subprocess.PIPE, text=True
+            [sys.executable, __file__, "--worker", info.id, url],
+            stdout=subprocess.PIPE,
+            text=True,
+            env=env,
         )
         for _ in range(agents)
     ]
@@ -142,14 +171,19 @@ def bench_bookkeeping(args: argparse.Namespace) -> None:
                 f"{random_s / base_s:>14.2f}x"
             )
     m = 200 if args.quick else 800
-    print(f"\n    trials/s with agent processes sharing a {m}-point grid (exactly once)")
+    print(
+        f"\n    trials/s with agent processes sharing a {m}-point grid (exactly once); "
+        "'+5 ms': each journal lock and append delayed 5 ms, as on NFS"
+    )
     counts = (1, 2, 4, 8)
     print(f"{'storage':<20}" + "".join(f"{f'{k} agents':>11}" for k in counts) + f"{'8 vs 1':>9}")
     with tempfile.TemporaryDirectory() as tmp:
-        for name, url in storages(Path(tmp), args.postgres).items():
+        rows = [(name, url, 0.0) for name, url in storages(Path(tmp), args.postgres).items()]
+        rows.insert(1, ("journal +5 ms (NFS)", str(Path(tmp) / "nfs.journal"), 5.0))
+        for name, url, delay_ms in rows:
             rates = []
             for k in counts:
-                rate, total = throughput(url, k, m)
+                rate, total = throughput(url, k, m, delay_ms)
                 assert total == m, (name, k, total)
                 rates.append(rate)
             print(

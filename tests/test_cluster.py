@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import json
 import os
+import random
+import signal
 import subprocess
 import sys
 import time
@@ -40,7 +42,7 @@ def storage(request: pytest.FixtureRequest, tmp_path: Path) -> str:
 class Cluster:
     """`expctl` processes on NODES nodes (working directories), sharing one storage."""
 
-    def __init__(self, root: Path, storage: str):
+    def __init__(self, root: Path, storage: str, nodes: int = NODES):
         self.root, self.storage = root, storage
         self.log = root / "trials.log"
         self.env = {
@@ -49,7 +51,7 @@ class Cluster:
             "SWEEP_TEST_LOG": str(self.log),
             "PYTHONPATH": os.pathsep.join([str(TESTS), os.environ.get("PYTHONPATH", "")]),
         }
-        self.nodes = [root / f"node{i}" for i in range(NODES)]
+        self.nodes = [root / f"node{i}" for i in range(nodes)]
         for node in self.nodes:
             node.mkdir(parents=True)
         self.procs: list[subprocess.Popen] = []
@@ -175,3 +177,51 @@ def test_bayes_with_parallel_agents_on_four_nodes(storage: str, tmp_path: Path) 
     assert len(points) == 16  # parallel suggestions did not collapse onto one point
     assert status["best"]["value"] == min(t["value"] for t in complete)
     assert len({e["pid"] for e in cluster.events()}) >= 2
+
+
+def test_soak_sixteen_agents_on_postgres_with_three_killed(tmp_path: Path) -> None:
+    """16 agent processes on one PostgreSQL sweep of 200 points; 3 of them SIGKILLed mid-trial
+    at random moments and started again on their node. Every point completes exactly once,
+    each killed trial is re-run once, and nothing is left running."""
+    storage = postgres_url_or_skip()
+    seed = int(os.environ.get("EXPCTL_SOAK_SEED", time.time_ns() % 10_000))
+    rng = random.Random(seed)
+    cluster = Cluster(tmp_path, storage, nodes=16)
+    sweep_id = cluster.create(grid(200))
+    stale = ("--stale-after", "3")
+    by_pid = {
+        cluster.agent(node, sweep_id, "sleepy", 0.1, *stale).pid: node for node in cluster.nodes
+    }
+    killed: list[int] = []  # trial numbers that were running in a killed agent
+    deadline = time.monotonic() + 90
+    while len(killed) < 3:
+        assert time.monotonic() < deadline, f"seed {seed}: no agent mid-trial to kill"
+        time.sleep(rng.uniform(0.2, 1.5))
+        events = cluster.events()
+        ended = {e["number"] for e in events if e["event"] == "end"}
+        running = {e["pid"]: e["number"] for e in events if e["event"] == "start"}
+        mid_trial = [
+            (pid, number)
+            for pid, number in running.items()
+            if number not in ended and pid in by_pid and number not in killed
+        ]
+        if not mid_trial:
+            continue
+        pid, number = rng.choice(sorted(mid_trial))
+        victim = next(p for p in cluster.procs if p.pid == pid)
+        os.kill(pid, signal.SIGKILL)  # a lost node: no cleanup at all
+        victim.communicate()
+        cluster.procs.remove(victim)
+        killed.append(number)
+        node = by_pid.pop(pid)
+        by_pid[cluster.agent(node, sweep_id, "sleepy", 0.1, *stale).pid] = node
+    cluster.wait(timeout=120)
+    status = sweep_status(sweep_id, storage)
+    complete = Counter(t["params"]["x"] for t in status["trials"] if t["state"] == "complete")
+    assert complete == Counter(range(200)), f"seed {seed}"  # every point exactly once
+    assert not [t for t in status["trials"] if t["state"] == "running"], f"seed {seed}"
+    failed = sorted(t["number"] for t in status["trials"] if t["state"] == "fail")
+    assert failed == sorted(killed), f"seed {seed}"
+    reruns = Counter(t["retry_of"] for t in status["trials"] if t["retry_of"] is not None)
+    assert reruns == Counter(killed), f"seed {seed}"
+    assert status["state"] == "finished"

@@ -178,6 +178,9 @@ class Sweep(Liveness):
         from optuna.trial import TrialState
 
         storage, after = self.handle.storage, -1
+        popped = trial_index.pop_waiting(storage, self.study_id)
+        if popped is not NotImplemented:
+            return popped
         while (trial_id := trial_index.first_waiting(storage, self.study_id, after)) is not None:
             try:
                 if storage.set_trial_state_values(trial_id, state=TrialState.RUNNING):
