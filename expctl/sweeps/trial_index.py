@@ -16,13 +16,13 @@ from typing import Any
 from optuna.trial import TrialState
 
 
-def first_waiting(storage: Any, study_id: int, after: int = -1) -> int | None:
-    """The id of the oldest WAITING trial with an id > ``after``, or None."""
-    rows = _rdb_ids(storage, study_id, (TrialState.WAITING,), after, limit=1)
+def waiting_ids(storage: Any, study_id: int, limit: int) -> list[int]:
+    """The ids of the (at most ``limit``) oldest WAITING trials."""
+    rows = _rdb_ids(storage, study_id, (TrialState.WAITING,), -1, limit=limit)
     if rows is not None:
-        return rows[0] if rows else None
+        return rows
     waiting = storage.get_all_trials(study_id, deepcopy=False, states=(TrialState.WAITING,))
-    return next((t._trial_id for t in waiting if t._trial_id > after), None)
+    return [t._trial_id for t in waiting[:limit]]
 
 
 def pop_waiting(storage: Any, study_id: int) -> int | None:
@@ -74,7 +74,7 @@ def count(storage: Any, study_id: int, states: tuple[TrialState, ...]) -> int:
 
 def _rdb_ids(
     storage: Any, study_id: int, states: tuple[TrialState, ...], after: int, limit: int | None
-) -> list[int] | None:
+) -> list[int] | None:  # after: only ids greater than this
     """Trial ids straight from an RDB storage's ``trials`` table; None for other storages."""
     session_factory = getattr(storage, "scoped_session", None)
     if session_factory is None:
