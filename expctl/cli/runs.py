@@ -25,6 +25,7 @@ from expctl.cli.output import (
     json_text,
     table_lines,
 )
+from expctl.cli.sweep_options import StorageOpt
 
 if TYPE_CHECKING:
     pass
@@ -40,15 +41,6 @@ RunsDirOpt = Annotated[
         "--runs-dir",
         envvar="EXPCTL_RUNS_DIR",
         help="Where run directories live (default: ./runs).",
-        show_default=False,
-    ),
-]
-StorageOpt = Annotated[
-    str | None,
-    typer.Option(
-        "--storage",
-        envvar="EXPCTL_STORAGE",
-        help="Sweep storage for --sweep (default .expctl/sweeps.journal).",
         show_default=False,
     ),
 ]

@@ -17,40 +17,26 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
-from expctl.cli import sweep_results
+from expctl.cli import sweep_agent, sweep_results
 from expctl.cli.common import (
     ConfigDirOpt,
     ConfigNameOpt,
-    SetOpt,
     err,
     examples,
     handle_errors,
     out,
 )
-from expctl.cli.output import TableOrJson, format_option, json_text, short_number, table_lines
+from expctl.cli.output import TableOrJson, json_text, short_number, table_lines
+from expctl.cli.sweep_options import FormatOpt, StorageOpt, SweepIdArg
 
 if TYPE_CHECKING:
-    from expctl.sweeps.agent import AgentOptions
     from expctl.sweeps.overview import SweepStatus, TrialRow
-    from expctl.sweeps.service import AgentTarget
+    from expctl.sweeps.service import CreatedSweep
 
 app = typer.Typer(
     help="Create W&B-style sweeps and run agents, with or without a W&B server.",
     no_args_is_help=True,
 )
-
-StorageOpt = Annotated[
-    str | None,
-    typer.Option(
-        "--storage",
-        envvar="EXPCTL_STORAGE",
-        help="Sweep storage: a journal file path (default .expctl/sweeps.journal), "
-        "sqlite:///x.db, postgresql://..., mysql://..., redis://...",
-        show_default=False,
-    ),
-]
-FormatOpt = Annotated[TableOrJson, format_option(TableOrJson)]
-SweepIdArg = Annotated[str, typer.Argument(help="The sweep id printed by `sweep create`.")]
 
 
 @app.command(
@@ -106,30 +92,18 @@ def create(
         name=name,
         on_warning=lambda warning: err(f"warning: {warning}", style="yellow"),
     )
-    spec = created.spec
-    if created.backend == "wandb":
-        _describe_new_sweep(created.ref, spec, created.planned, "on W&B's server")
-        err("start agents (as many as you like, wherever W&B is reachable):")
-        err(f"  expctl sweep agent {created.ref}")
-        if spec.runs_own_command:
-            err(
-                "  (for `program:` sweeps W&B's own agent does the same: "
-                f"wandb agent {created.ref})"
-            )
-    else:
-        _describe_new_sweep(created.ref, spec, created.planned, f"storage: {created.storage}")
-        err("start agents (as many as you like, wherever the storage is reachable):")
-        err(f"  {shlex.join(created.agent_command)}")
-        if created.storage and ":***@" in created.storage:
-            err("  (with EXPCTL_STORAGE set to the storage URL: its password is not printed)")
+    _describe_new_sweep(created)
     out(created.ref)
 
 
-def _describe_new_sweep(sweep_ref: str, spec: Any, planned: int | None, where: str) -> None:
+def _describe_new_sweep(created: CreatedSweep) -> None:
+    """What was created, and the command that starts its agents (stderr)."""
+    spec, planned = created.spec, created.planned
+    where = "on W&B's server" if created.backend == "wandb" else f"storage: {created.storage}"
     planned_text = f", {planned} runs planned" if planned is not None else ""
     cap = f", run_cap {spec.run_cap}" if spec.run_cap and planned is None else ""
     label = f" {spec.name!r}" if spec.name else ""
-    err(f"created sweep {sweep_ref}{label}: method {spec.method}{planned_text}{cap}")
+    err(f"created sweep {created.ref}{label}: method {spec.method}{planned_text}{cap}")
     err(f"  {where}")
     if spec.metric:
         target = f", target {spec.metric.target:g}" if spec.metric.target is not None else ""
@@ -149,179 +123,20 @@ def _describe_new_sweep(sweep_ref: str, spec: Any, planned: int | None, where: s
     if rows:
         for line in table_lines(("parameter", "distribution", "values"), rows):
             err(f"  {line}")
-
-
-AgentSweepArg = Annotated[
-    str,
-    typer.Argument(
-        help="The sweep id printed by `sweep create`, or ENTITY/PROJECT/ID of a sweep on "
-        "W&B's server (`sweep create --backend wandb`)."
-    ),
-]
-CountOpt = Annotated[
-    int | None, typer.Option("--count", "-n", min=1, help="Run at most N trials, then exit.")
-]
-StaleAfterOpt = Annotated[
-    float,
-    typer.Option(
-        "--stale-after",
-        min=0.5,
-        help="Seconds without a heartbeat after which another agent's trial is considered "
-        "dead and re-run.",
-    ),
-]
-WaitOpt = Annotated[
-    bool,
-    typer.Option(
-        "--wait/--no-wait",
-        help="When nothing is left to claim, wait for other agents' running trials "
-        "(re-running any whose agent dies) instead of exiting.",
-    ),
-]
-TrialTimeoutOpt = Annotated[
-    float | None,
-    typer.Option(
-        "--trial-timeout",
-        help="Seconds of wall time per trial; a trial past it is stopped and failed (a "
-        "`program:` trial is killed; a trainer trial stops at its next step).",
-        show_default=False,
-    ),
-]
-SlurmOpt = Annotated[
-    int | None,
-    typer.Option(
-        "--slurm",
-        min=1,
-        help="Submit N agents as one SLURM job array (sbatch) instead of running one here; "
-        "prints the job id.",
-        show_default=False,
-    ),
-]
-SlurmOptOpt = Annotated[
-    list[str] | None,
-    typer.Option(
-        "--slurm-opt",
-        help="An sbatch option for --slurm, KEY=VALUE (repeatable): partition=gpu, "
-        "time=4:00:00, gres=gpu:1, cpus-per-task=4.",
-        show_default=False,
-    ),
-]
-ObjectiveOpt = Annotated[
-    str | None,
-    typer.Option(
-        "--objective",
-        hidden=True,
-        help="MODULE:FUNCTION objective(ctx) to run instead of expctl's trainer.",
-    ),
-]
-
-
-@app.command(
-    "agent",
-    epilog=examples(
-        "expctl sweep agent $SWEEP_ID --count 5 --trial-timeout 3600",
-        "sbatch --array=0-7 --wrap 'expctl sweep agent $SWEEP_ID --stale-after 120'",
-        "expctl sweep agent my-team/digits/k3v9x2ab --count 10   # a sweep on W&B's server",
-        "expctl sweep agent $SWEEP_ID --slurm 8 --slurm-opt partition=gpu --slurm-opt time=4:00:00",
-    ),
-)
-@handle_errors
-def agent(
-    sweep_id: AgentSweepArg,
-    count: CountOpt = None,
-    storage: StorageOpt = None,
-    stale_after: StaleAfterOpt = 60.0,
-    wait: WaitOpt = True,
-    config_dir: ConfigDirOpt = None,
-    config_name: ConfigNameOpt = "config",
-    sets: SetOpt = None,
-    trial_timeout: TrialTimeoutOpt = None,
-    slurm: SlurmOpt = None,
-    slurm_opt: SlurmOptOpt = None,
-    objective: ObjectiveOpt = None,
-) -> None:
-    """Run trials until --count, run_cap, metric.target, the grid's end, or `sweep stop`.
-
-    On a W&B-hosted sweep (ENTITY/PROJECT/ID) W&B's server picks the trials and W&B's agent
-    protocol runs them: sweeps without `program` train expctl's trainer with the values from
-    wandb.config, logging into the trial's W&B run; sweeps with `program` are run by W&B's
-    agent itself, exactly as `wandb agent ENTITY/PROJECT/ID` does (--trial-timeout is refused
-    there). --storage, --stale-after and --wait apply to local sweeps only.
-
-    With --slurm N the agents run on SLURM instead: N of them as one job array (each with the
-    other options given here); prints the job id.
-    """
-    from expctl.sweeps.agent import AgentOptions
-    from expctl.sweeps.service import run_sweep_agent
-
-    options = AgentOptions(
-        count=count, stale_after=stale_after, wait=wait, trial_timeout=trial_timeout
-    )
-    if slurm is not None:
-        _submit_on_slurm(sweep_id, slurm, options, slurm_opt or [], storage, sets or [])
+    if created.backend == "wandb":
+        err("start agents (as many as you like, wherever W&B is reachable):")
+        err(f"  expctl sweep agent {created.ref}")
+        if spec.runs_own_command:
+            own = f"wandb agent {created.ref}"
+            err(f"  (for `program:` sweeps W&B's own agent does the same: {own})")
         return
-    summary = run_sweep_agent(
-        sweep_id,
-        options,
-        storage=storage,
-        config_dir=config_dir,
-        config_name=config_name,
-        overrides=tuple(sets or ()),
-        objective=objective,
-        on_start=_announce_agent,
-        on_event=lambda line: err(f"  {line}"),
-    )
-    if summary is None:  # W&B's server keeps the tally
-        err("agent done")
-        return
-    counts = (
-        ", ".join(
-            f"{summary.count(s)} {s}" for s in ("complete", "pruned", "failed") if summary.count(s)
-        )
-        or "no trials"
-    )
-    err(f"agent done: {counts}; {summary.reason}")
+    err("start agents (as many as you like, wherever the storage is reachable):")
+    err(f"  {shlex.join(created.agent_command)}")
+    if created.storage and ":***@" in created.storage:
+        err("  (with EXPCTL_STORAGE set to the storage URL: its password is not printed)")
 
 
-def _submit_on_slurm(
-    sweep_id: str,
-    tasks: int,
-    options: AgentOptions,
-    slurm_options: list[str],
-    storage: str | None,
-    sets: list[str],
-) -> None:
-    from expctl.sweeps.service import submit_slurm_agents
-
-    args: list[str] = []
-    if options.count is not None:
-        args += ["--count", str(options.count)]
-    args += ["--stale-after", f"{options.stale_after:g}"]
-    if not options.wait:
-        args.append("--no-wait")
-    if options.trial_timeout is not None:
-        args += ["--trial-timeout", f"{options.trial_timeout:g}"]
-    for override in sets:
-        args += ["--set", override]
-    job = submit_slurm_agents(
-        sweep_id, tasks, options, slurm_options=slurm_options, storage=storage, agent_args=args
-    )
-    err(f"submitted {tasks} agents of sweep {sweep_id} as SLURM job {job}")
-    err(f"  follow them with: squeue -j {job}; expctl sweep status {sweep_id}")
-    out(job)
-
-
-def _announce_agent(target: AgentTarget) -> None:
-    ref = target.sweep_ref
-    if target.backend == "local":
-        err(f"agent for sweep {ref} (stop with Ctrl-C: the running trial is re-queued)")
-    elif target.program:
-        err(
-            f"W&B sweep {ref} runs `program: {target.program}`: W&B's agent runs it, "
-            f"exactly as `wandb agent {ref}` would"
-        )
-    else:
-        err(f"agent for W&B sweep {ref} (W&B's server picks the trials)")
+sweep_agent.register(app)  # `sweep agent`: running trials, here or on SLURM
 
 
 @app.command(
@@ -489,5 +304,4 @@ def repair(
         out(str(report.backup))
 
 
-# `sweep report` and `sweep best`: reading a sweep's results (expctl.runs)
-sweep_results.register(app)
+sweep_results.register(app)  # `sweep report` and `sweep best`: reading a sweep's results

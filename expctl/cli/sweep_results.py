@@ -14,18 +14,7 @@ import typer
 
 from expctl.cli.common import err, examples, handle_errors, out
 from expctl.cli.output import TableOrJson, format_option, json_text, short_number, table_lines
-
-StorageOpt = Annotated[
-    str | None,
-    typer.Option(
-        "--storage",
-        envvar="EXPCTL_STORAGE",
-        help="Sweep storage: a journal file path (default .expctl/sweeps.journal), "
-        "sqlite:///x.db, postgresql://..., mysql://..., redis://...",
-        show_default=False,
-    ),
-]
-SweepIdArg = Annotated[str, typer.Argument(help="The sweep id printed by `sweep create`.")]
+from expctl.cli.sweep_options import StorageOpt, SweepIdArg
 
 REPORT_EPILOG = examples(
     "expctl sweep report $SWEEP_ID --out report.html",
