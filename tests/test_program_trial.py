@@ -362,11 +362,11 @@ def test_rerun_with_the_same_run_id_reads_only_its_own_run(tmp_path: Path):
 
 
 def test_kill_delay_defaults_to_wandbs_variable(monkeypatch):
-    from expctl.sweeps.program import DEFAULT_KILL_GRACE, _kill_grace
+    from expctl.sweeps.child_process import DEFAULT_KILL_GRACE, kill_grace
 
-    assert _kill_grace(None, {}) == DEFAULT_KILL_GRACE == 30.0
-    assert _kill_grace(None, {"WANDB_AGENT_KILL_DELAY": "2.5"}) == 2.5
-    assert _kill_grace(1.0, {"WANDB_AGENT_KILL_DELAY": "2.5"}) == 1.0
+    assert kill_grace(None, {}) == DEFAULT_KILL_GRACE == 30.0
+    assert kill_grace(None, {"WANDB_AGENT_KILL_DELAY": "2.5"}) == 2.5
+    assert kill_grace(1.0, {"WANDB_AGENT_KILL_DELAY": "2.5"}) == 1.0
 
 
 def test_interpreter_is_the_agents_own(tmp_path: Path):

@@ -22,7 +22,6 @@ The agent runs one :class:`ProgramTrial` per trial. It
 
 from __future__ import annotations
 
-import contextlib
 import os
 import signal
 import subprocess
@@ -32,9 +31,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from expctl import signals
 from expctl.fsutil import atomic_write_text
 from expctl.status import ProgramStatus
+from expctl.sweeps.child_process import dies_with_agent, end_group, kill_grace
 from expctl.sweeps.macros import (
     KNOWN_MACROS,
     build_command,
@@ -42,13 +41,7 @@ from expctl.sweeps.macros import (
     sweep_file,
     wandb_params,
 )
-from expctl.sweeps.wandb_metrics import (
-    MetricTracker,
-    TransactionLogError,
-    TransactionLogReader,
-    find_run_log,
-    run_logs,
-)
+from expctl.sweeps.wandb_metrics import RunLogWatcher, file_identity, run_logs
 
 __all__ = [
     "KNOWN_MACROS",
@@ -61,8 +54,6 @@ __all__ = [
 
 Status = ProgramStatus
 
-DEFAULT_KILL_GRACE = 30.0  # seconds, W&B's WANDB_AGENT_KILL_DELAY default
-PR_SET_PDEATHSIG = 1  # <linux/prctl.h>
 SAME_SIGNAL_WINDOW_S = 1.0  # a child dying of a signal this close to ours got the same one
 STDERR_TAIL_LINES = 15
 FLUSH_INTERVAL_VAR = "WANDB_X_TRANSACTION_LOG_FLUSH_INTERVAL"  # settings.x_transaction_log_...
@@ -163,13 +154,13 @@ class ProgramTrial:
         self.trial_dir.mkdir(parents=True, exist_ok=True)
         self._stdout = self.trial_dir / "stdout.log"
         self._stderr = self.trial_dir / "stderr.log"
-        self._watcher: _MetricWatcher | None = None
+        self._watcher: RunLogWatcher | None = None
         env, argv = self._prepare()
         self._argv = argv
-        grace = _kill_grace(self.kill_grace, env)
+        grace = kill_grace(self.kill_grace, env)
         wandb_dir = Path(env["WANDB_DIR"])
         older_logs = {  # an earlier attempt's log; a rerun within the same second moves on
-            p: _identity(p) for p in run_logs(wandb_dir, self.run_id)
+            p: file_identity(p) for p in run_logs(wandb_dir, self.run_id)
         }
         with open(self._stdout, "ab") as out, open(self._stderr, "ab") as err:
             try:
@@ -181,11 +172,11 @@ class ProgramTrial:
                     env=env,
                     cwd=self.cwd,
                     start_new_session=True,
-                    preexec_fn=_dies_with_agent(),
+                    preexec_fn=dies_with_agent(),
                 )
             except OSError as e:
                 return self._result("failed", None, f"could not start {argv[0]!r}: {e}")
-        self._watcher = _MetricWatcher(
+        self._watcher = RunLogWatcher(
             wandb_dir, self.run_id, self.metric, older_logs, self.on_metric
         )
         deadline = None if self.timeout is None else self._started + self.timeout
@@ -196,7 +187,7 @@ class ProgramTrial:
         except BaseException as e:
             # a callback raised, or the agent got Ctrl-C (the child, in its own session, did
             # not): never leave the program running behind us
-            _end_group(
+            end_group(
                 child, signal.SIGINT if isinstance(e, KeyboardInterrupt) else signal.SIGTERM, grace
             )
             raise
@@ -279,7 +270,7 @@ class ProgramTrial:
 
 def _supervise(
     child: subprocess.Popen,
-    watcher: _MetricWatcher,
+    watcher: RunLogWatcher,
     should_stop: Callable[[], int | None] | None,
     deadline: float | None,
     grace: float,
@@ -293,38 +284,14 @@ def _supervise(
         except subprocess.TimeoutExpired:
             pass
         if watcher.poll(child_running=True):
-            _end_group(child, signal.SIGTERM, grace)
+            end_group(child, signal.SIGTERM, grace)
             return ("stopped", "stopped early by the pruner (on_metric)")
         if should_stop is not None and (signum := should_stop()):
-            _end_group(child, signum, grace)
+            end_group(child, signum, grace)
             return ("interrupted", f"interrupted by {signal.Signals(signum).name}")
         if deadline is not None and time.monotonic() > deadline:
-            _end_group(child, signal.SIGTERM, grace)
+            end_group(child, signal.SIGTERM, grace)
             return ("timeout", "killed after the trial timeout")
-
-
-def _dies_with_agent() -> Callable[[], None] | None:
-    """On Linux, the program gets SIGKILL when the agent dies (even by SIGKILL): a point the
-    agent's death puts back in the queue must not also go on running here. Built before the
-    fork, so the child only makes one system call."""
-    import sys
-
-    if not sys.platform.startswith("linux"):
-        return None
-    import ctypes
-
-    try:
-        prctl = ctypes.CDLL(None, use_errno=True).prctl
-    except (OSError, AttributeError):
-        return None
-    parent = os.getpid()
-
-    def arm() -> None:
-        prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
-        if os.getppid() != parent:  # the agent died before the line above
-            os._exit(1)
-
-    return arm
 
 
 def _stopped_with_us(
@@ -342,58 +309,6 @@ def _stopped_with_us(
     if signum is None:
         return None
     return ("interrupted", f"interrupted by {signal.Signals(signum).name}")
-
-
-class _MetricWatcher:
-    """Finds the child's run log once it appears and feeds new records to a MetricTracker."""
-
-    def __init__(
-        self,
-        wandb_dir: Path,
-        run_id: str,
-        metric: str,
-        ignore: dict[Path, tuple[int, int] | None],
-        on_metric: Callable[[int, float], bool] | None,
-    ):
-        self.wandb_dir, self.run_id, self.ignore = wandb_dir, run_id, ignore
-        self.on_metric = on_metric
-        self.tracker = MetricTracker(metric)
-        self.reader: TransactionLogReader | None = None
-        self.run_dir: Path | None = None
-        self.error: str | None = None
-
-    def poll(self, child_running: bool) -> bool:
-        """Read what is new; True if ``on_metric`` asked to stop while the child runs."""
-        if self.error:
-            return False
-        if self.reader is None:
-            stale = {p for p, seen in self.ignore.items() if _identity(p) == seen}
-            log = find_run_log(self.wandb_dir, self.run_id, stale)
-            if log is None:
-                return False
-            self.reader, self.run_dir = TransactionLogReader(log), log.parent
-        try:
-            records = self.reader.read_new()
-        except (OSError, TransactionLogError) as e:
-            self.error = f"could not read the wandb run log: {e}"
-            return False
-        stop = False
-        for record in records:
-            for value in self.tracker.feed(record):
-                index = len(self.tracker.history) - 1
-                # keep reporting after a stop request: every value is reported exactly once
-                if self.on_metric is not None and self.on_metric(index, value) and child_running:
-                    stop = True
-        return stop
-
-
-def _identity(path: Path) -> tuple[int, int] | None:
-    """(inode, modification time): a file rewritten in place is another file."""
-    try:
-        st = path.stat()
-    except OSError:
-        return None
-    return (st.st_ino, st.st_mtime_ns)
 
 
 def _child_env(
@@ -422,40 +337,6 @@ def _child_env(
     if entity:
         child["WANDB_ENTITY"] = entity
     return child
-
-
-def _kill_grace(kill_grace: float | None, env: Mapping[str, str]) -> float:
-    if kill_grace is not None:
-        return kill_grace
-    with contextlib.suppress(KeyError, ValueError):
-        return float(env["WANDB_AGENT_KILL_DELAY"])
-    return DEFAULT_KILL_GRACE
-
-
-def _end_group(child: subprocess.Popen, signum: int, grace: float) -> None:
-    """Send ``signum`` to the child's process group; SIGKILL whatever is left after ``grace``."""
-    pgid = child.pid  # start_new_session: the child leads its own group
-    with contextlib.suppress(ProcessLookupError):
-        os.killpg(pgid, signum)
-    deadline = time.monotonic() + grace
-    # the leader may be gone while its children (dataloader workers, ...) linger; a second
-    # signal to the agent means "now"
-    while _group_alive(pgid) and time.monotonic() < deadline and not signals.repeated():
-        with contextlib.suppress(subprocess.TimeoutExpired):
-            child.wait(timeout=0.05)
-    with contextlib.suppress(ProcessLookupError):
-        os.killpg(pgid, signal.SIGKILL)
-    child.wait()
-
-
-def _group_alive(pgid: int) -> bool:
-    try:
-        os.killpg(pgid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
 
 
 def _stderr_tail(path: Path, lines: int = STDERR_TAIL_LINES) -> str:

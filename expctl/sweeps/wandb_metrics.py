@@ -22,6 +22,7 @@ import json
 import re
 import struct
 import zlib
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -238,3 +239,55 @@ __all__ = [
     "is_number",
     "read_metric",
 ]
+
+
+class RunLogWatcher:
+    """Finds a program's run log once it appears and feeds new records to a MetricTracker."""
+
+    def __init__(
+        self,
+        wandb_dir: Path,
+        run_id: str,
+        metric: str,
+        ignore: dict[Path, tuple[int, int] | None],
+        on_metric: Callable[[int, float], bool] | None,
+    ):
+        self.wandb_dir, self.run_id, self.ignore = wandb_dir, run_id, ignore
+        self.on_metric = on_metric
+        self.tracker = MetricTracker(metric)
+        self.reader: TransactionLogReader | None = None
+        self.run_dir: Path | None = None
+        self.error: str | None = None
+
+    def poll(self, child_running: bool) -> bool:
+        """Read what is new; True if ``on_metric`` asked to stop while the child runs."""
+        if self.error:
+            return False
+        if self.reader is None:
+            stale = {p for p, seen in self.ignore.items() if file_identity(p) == seen}
+            log = find_run_log(self.wandb_dir, self.run_id, stale)
+            if log is None:
+                return False
+            self.reader, self.run_dir = TransactionLogReader(log), log.parent
+        try:
+            records = self.reader.read_new()
+        except (OSError, TransactionLogError) as e:
+            self.error = f"could not read the wandb run log: {e}"
+            return False
+        stop = False
+        for record in records:
+            for value in self.tracker.feed(record):
+                index = len(self.tracker.history) - 1
+                # keep reporting after a stop request: every value is reported exactly once
+                if self.on_metric is not None and self.on_metric(index, value) and child_running:
+                    stop = True
+        return stop
+
+
+def file_identity(path: Path) -> tuple[int, int] | None:
+    """(inode, modification time): a file rewritten in place is another file."""
+    try:
+        st = path.stat()
+    except OSError:
+        return None
+    return (st.st_ino, st.st_mtime_ns)
