@@ -120,10 +120,14 @@ def inject_journal_delay(ms: float) -> None:
     CheckedJournalFileBackend.append_logs = slow_append  # type: ignore[method-assign]
 
 
-def worker(sweep_id: str, url: str) -> None:
-    """One agent process for the throughput measurement: prints its first/last timestamps."""
+def worker(sweep_id: str, url: str, go: str) -> None:
+    """One agent process for the throughput measurement: imported and ready, it waits for the
+    ``go`` file (so process start-up is not measured), runs, prints its first/last timestamps."""
     if os.environ.get(NFS_DELAY_ENV):
         inject_journal_delay(float(os.environ[NFS_DELAY_ENV]))
+    print("ready", flush=True)
+    while not os.path.exists(go):
+        time.sleep(0.001)
     start = time.time()
     summary = agent(sweep_id, url, objective=noop, handle_signals=False)
     print(json.dumps({"start": start, "end": time.time(), "n": summary.count("complete")}))
@@ -139,16 +143,21 @@ def throughput(url: str, agents: int, n: int, delay_ms: float = 0.0) -> tuple[fl
     )
     info = create(spec, url)
     env = {**os.environ, NFS_DELAY_ENV: str(delay_ms)} if delay_ms else None
-    procs = [
-        subprocess.Popen(
-            [sys.executable, __file__, "--worker", info.id, url],
-            stdout=subprocess.PIPE,
-            text=True,
-            env=env,
-        )
-        for _ in range(agents)
-    ]
-    reports = [json.loads(p.communicate()[0].strip().splitlines()[-1]) for p in procs]
+    with tempfile.TemporaryDirectory() as tmp:
+        go = Path(tmp) / "go"
+        procs = [
+            subprocess.Popen(
+                [sys.executable, __file__, "--worker", info.id, url, str(go)],
+                stdout=subprocess.PIPE,
+                text=True,
+                env=env,
+            )
+            for _ in range(agents)
+        ]
+        for p in procs:
+            assert p.stdout is not None and p.stdout.readline().strip() == "ready"
+        go.touch()  # every agent starts at once
+        reports = [json.loads(p.communicate()[0].strip().splitlines()[-1]) for p in procs]
     total = sum(r["n"] for r in reports)
     span = max(r["end"] for r in reports) - min(r["start"] for r in reports)
     return total / span, total
@@ -361,7 +370,9 @@ def main() -> None:
         help="also measure a PostgreSQL storage at this URL",
     )
     parser.add_argument("--only", choices=["a", "b"], help="run one part")
-    parser.add_argument("--worker", nargs=2, metavar=("SWEEP_ID", "URL"), help=argparse.SUPPRESS)
+    parser.add_argument(
+        "--worker", nargs=3, metavar=("SWEEP_ID", "URL", "GO"), help=argparse.SUPPRESS
+    )
     args = parser.parse_args()
     quiet_optuna()
     os.environ.setdefault("OMP_NUM_THREADS", "1")
