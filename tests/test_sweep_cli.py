@@ -414,7 +414,7 @@ def test_status_names_unnamed_sweeps_rounds_floats_and_says_which_agents_live(
     sweep_id = create(cli, spec)
     before = cli("sweep", "status", sweep_id)
     assert f"sweep {sweep_id} 'grid over config'" in before.stdout
-    assert "agents: none alive — start one to continue" in before.stdout
+    assert f"start one to continue: expctl sweep agent {sweep_id}\n" in before.stdout
     assert cli("sweep", "agent", sweep_id, "--objective", "thirds:f").exit_code == 0
     table = cli("sweep", "status", sweep_id).stdout
     assert "0.3333" in table and "0.33333333" not in table  # ~4 significant digits
@@ -430,3 +430,25 @@ def test_the_tutorial_sweep_ends_by_itself(project: Path) -> None:
 
     repo = Path(__file__).resolve().parents[1]
     assert load_spec(repo / "configs" / "sweeps" / "tutorial_program.yaml").run_cap == 12
+
+
+def test_hints_to_start_an_agent_name_a_storage_that_is_not_the_default(
+    cli, project: Path
+) -> None:
+    """The command a message suggests must work when pasted: with --storage, unless default."""
+    spec = write(
+        project / "s.yaml",
+        """
+        method: grid
+        metric: {name: loss}
+        parameters:
+          seed: {values: [1, 2]}
+        """,
+    )
+    storage = str(project / "elsewhere.journal")
+    created = cli("sweep", "create", str(spec), "--storage", storage)
+    assert created.exit_code == 0, created.stderr
+    sweep_id = created.stdout.strip()
+    status = cli("sweep", "status", sweep_id, "--storage", storage).stdout
+    assert f"expctl sweep agent {sweep_id} --storage journal://{storage}" in status
+    assert f"expctl sweep agent {sweep_id} --storage journal://{storage}" in created.stderr

@@ -195,7 +195,10 @@ def _agents_line(status: SweepStatus) -> str:
         more = ", ..." if len(alive) > 4 else ""
         return f"agents: {len(alive)} alive ({', '.join(alive[:4])}{more})"
     if status.state == "running":
-        return "agents: none alive — start one to continue: expctl sweep agent " + status.id
+        from expctl.sweeps.storage import agent_command
+
+        command = shlex.join(agent_command(status.id, status.storage))
+        return f"agents: none alive — start one to continue: {command}"
     return "agents: none alive"
 
 

@@ -163,7 +163,7 @@ class _AgentLoop:
         raise Interrupted(
             signum,
             f"agent interrupted by {signals.signal_name(signum)}; {why}",
-            hint=f"start an agent again to continue: expctl sweep agent {self.sweep.id}",
+            hint=f"start an agent again to continue: {self._agent_command()}",
         )
 
     def _recover_dead_agents(self, emit: Emit) -> None:
@@ -181,6 +181,13 @@ class _AgentLoop:
             )
 
     # -- one trial --------------------------------------------------------------------------
+
+    def _agent_command(self) -> str:
+        import shlex
+
+        from expctl.sweeps.storage import agent_command
+
+        return shlex.join(agent_command(self.sweep.id, self.sweep.handle.url))
 
     def _context(self, claim: Claim) -> TrialContext:
         sweep, source, info = self.sweep, self.config_source, self.sweep.info
@@ -250,7 +257,7 @@ class _AgentLoop:
             signum,
             f"agent interrupted by {signal.Signals(signum).name}; "
             f"trial {claim.number} re-queued as trial {rerun}",
-            hint=f"start an agent again to continue: expctl sweep agent {self.sweep.id}",
+            hint=f"start an agent again to continue: {self._agent_command()}",
         ) from None
 
     def _record(

@@ -153,7 +153,7 @@ def _create_locally(
 ) -> CreatedSweep:
     from expctl.config import find_config_dir
     from expctl.sweeps.grid import check_grid_size
-    from expctl.sweeps.storage import describe, is_default
+    from expctl.sweeps.storage import agent_command, describe
     from expctl.sweeps.studies import MAX_GRID_POINTS, create_sweep
 
     directory: Path | None = None
@@ -164,11 +164,7 @@ def _create_locally(
     with opened(storage, create=True) as handle:
         info = create_sweep(spec, handle, config_dir=directory, config_name=config_name)
         url = handle.url
-    agent = ["expctl", "sweep", "agent", info.id]
-    if not is_default(url):
-        # Never echo a password: with one in the URL the user passes it via $EXPCTL_STORAGE.
-        shown = describe(url)
-        agent += ["--storage", shown] if shown == url else []
+    agent = agent_command(info.id, url)
     return CreatedSweep(info.id, "local", spec, info.planned, describe(url), tuple(agent))
 
 

@@ -114,6 +114,16 @@ def is_default(url: str) -> bool:
     return url == f"journal://{DEFAULT_STORAGE.resolve()}"
 
 
+def agent_command(sweep_id: str, url: str) -> list[str]:
+    """The command that starts an agent on this sweep, to paste: ``--storage`` unless it is the
+    default. A password in the URL is never echoed (it comes from ``$EXPCTL_STORAGE`` then)."""
+    command = ["expctl", "sweep", "agent", sweep_id]
+    shown = describe(url)
+    if not is_default(url) and shown == url and ":***@" not in url:
+        command += ["--storage", url]
+    return command
+
+
 def describe(url: str) -> str:
     """The URL with any password replaced (for messages)."""
     if "://" in url and "@" in url.split("://", 1)[1]:
