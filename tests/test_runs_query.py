@@ -156,3 +156,27 @@ def test_flatten():
         "m._args_.1.y": None,
         "e": {},
     }
+
+
+def test_runs_started_in_the_same_second_keep_their_start_order(tmp_path: Path) -> None:
+    """Multirun trials share a directory stamp: newest first (and `latest`) must still follow
+    the order they started in, not their random ids."""
+    import json
+
+    from expctl.runs.query import resolve_run
+
+    root = tmp_path / "runs"
+    for trial, run_id in enumerate(["zz9999", "aa0000", "mm5555"]):
+        run_dir = root / "exp" / f"20260101-000000-{run_id}"
+        run_dir.mkdir(parents=True)
+        summary = {
+            "status": "completed",
+            "name": "exp",
+            "started_at": f"2026-01-01T00:00:00.{100 * trial:03d}+00:00",
+            "sweep": {"id": "s", "trial": trial},
+        }
+        (run_dir / "summary.json").write_text(json.dumps(summary))
+    runs = [_run(i, sweep={"id": "s", "trial": t}) for t, i in enumerate(["zz9999", "aa0000"])]
+    assert [v.run.id for v in sort_views([RunView(r) for r in runs], None)] == ["aa0000", "zz9999"]
+    assert resolve_run("latest", root).name.endswith("mm5555")
+    assert resolve_run("latest~2", root).name.endswith("zz9999")

@@ -31,6 +31,7 @@ from typing import Any
 from expctl.errors import NotFoundError, UsageError, did_you_mean
 from expctl.runs.overrides import parse_scalar
 from expctl.runs.records import (
+    RUN_DIR_NAME,
     RunInfo,
     find_run_dirs,
     load_run,
@@ -214,11 +215,11 @@ def sort_views(views: list[RunView], sort: str | None) -> list[RunView]:
     """``None``: newest first. ``KEY``: ascending; ``-KEY``: descending; runs without a value
     for KEY come last either way."""
     if not sort:
-        return sorted(views, key=lambda v: (v.run.sort_time, v.run.id), reverse=True)
+        return sorted(views, key=lambda v: v.run.sort_key, reverse=True)
     descending = sort.startswith("-")
     key = sort.lstrip("-+")
     check_keys([key], views, "--sort")
-    by_time = sorted(views, key=lambda v: (v.run.sort_time, v.run.id))  # stable tie order
+    by_time = sorted(views, key=lambda v: v.run.sort_key)  # stable tie order
     have: list[tuple[Any, RunView]] = []
     missing: list[RunView] = []
     for v in by_time:
@@ -315,7 +316,12 @@ def _id(path: Path) -> str:
 
 
 def _latest(root: Path, back: int) -> Path:
-    dirs = sorted(find_run_dirs(root), key=lambda d: (d.name, d.parent.name), reverse=True)
+    dirs = sorted(find_run_dirs(root), key=_stamp, reverse=True)
+    if len(dirs) > back:
+        # runs started within the same second as the one asked for: their records decide
+        tied = [d for d in dirs if _stamp(d) >= _stamp(dirs[back])]
+        runs = sorted((load_run(d, check_lock=False) for d in tied), key=lambda r: r.sort_key)
+        dirs[: len(tied)] = [r.path for r in reversed(runs)]
     if len(dirs) <= back:
         if not dirs:
             raise NotFoundError(
@@ -328,6 +334,11 @@ def _latest(root: Path, back: int) -> Path:
             hint="latest~0 is the newest run",
         )
     return dirs[back].absolute()
+
+
+def _stamp(run_dir: Path) -> str:
+    m = RUN_DIR_NAME.match(run_dir.name)
+    return m.group(1) if m else ""
 
 
 def _unknown_run(ref: str, root: Path, dirs: list[Path]) -> NotFoundError:

@@ -72,10 +72,13 @@ class RunInfo:
         return self.best_metrics.get(self.monitor) if self.monitor else None
 
     @property
-    def sort_time(self) -> str:
-        """Sortable start time: the directory's stamp (what ``latest`` means everywhere)."""
+    def sort_key(self) -> tuple[str, str, int, str]:
+        """Start order: the directory's stamp (what ``latest`` means everywhere), then, for runs
+        started within one second (multirun trials), the sub-second start and the trial number."""
         m = RUN_DIR_NAME.match(self.dirname)
-        return m.group(1) if m else (self.started_at or "")
+        stamp = m.group(1) if m else (self.started_at or "")
+        trial = (self.sweep or {}).get("trial")
+        return (stamp, self.started_at or "", trial if isinstance(trial, int) else -1, self.id)
 
     def to_json(self) -> dict[str, Any]:
         return {

@@ -43,7 +43,7 @@ def write_program_record(
             "kind": "program",
             "name": name,
             "run_dir": str(record.run_dir),
-            "started_at": started.isoformat(timespec="seconds"),
+            "started_at": started.isoformat(timespec="milliseconds"),
             "ended_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
             "error": None if result.status == "completed" else result.message,
             "sweep": {"id": sweep_id, "trial": trial},
