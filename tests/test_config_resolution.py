@@ -28,6 +28,7 @@ EXTRA = {
 DISK_TREES = {
     "configs": REPO / "configs",
     "examples/hydra_program/conf": REPO / "examples" / "hydra_program" / "conf",
+    "examples/course/configs": REPO / "examples" / "course" / "configs",
 }
 
 

@@ -432,9 +432,7 @@ def test_the_tutorial_sweep_ends_by_itself(project: Path) -> None:
     assert load_spec(repo / "configs" / "sweeps" / "tutorial_program.yaml").run_cap == 12
 
 
-def test_hints_to_start_an_agent_name_a_storage_that_is_not_the_default(
-    cli, project: Path
-) -> None:
+def test_hints_to_start_an_agent_name_a_storage_that_is_not_the_default(cli, project: Path) -> None:
     """The command a message suggests must work when pasted: with --storage, unless default."""
     spec = write(
         project / "s.yaml",
