@@ -4,15 +4,25 @@ Signals are installed before Typer (or anything else of ours) is imported, so a 
 SIGTERM at any moment of start-up ends the process with 130/143 and no traceback. Usage errors
 (an unknown option, a missing argument) get the same shape as every other error: an ``error:``
 line, a ``hint:`` line, exit 2.
+
+Start-up makes only long-lived objects (modules, classes, the root command) and no garbage, so
+the cyclic garbage collector is off while it runs and what it made is then frozen
+(:func:`gc.freeze`): no collection during start-up, and none of those objects is scanned again —
+not by the collections of the command, and not by the interpreter's collections at exit, which
+otherwise cost ~8 ms of ``expctl --help`` (the same as ``python -c "import typer"`` pays). What
+the command itself creates is collected as usual.
 """
 
 from __future__ import annotations
 
+import gc
 import sys
 from typing import Any
 
 
 def main() -> None:
+    collecting = gc.isenabled()
+    gc.disable()  # see the module docstring
     from expctl import signals
     from expctl.errors import EXIT_SIGINT, Interrupted
 
@@ -29,6 +39,10 @@ def main() -> None:
         sys.exit(EXIT_SIGINT)
     except Interrupted as e:
         sys.exit(e.exit_code)
+    finally:
+        gc.freeze()
+        if collecting:
+            gc.enable()
     code: Any = 0
     try:
         code = command.main(standalone_mode=False, prog_name="expctl")

@@ -7,8 +7,6 @@ read them) — and tables are plain aligned columns that read the same in a term
 
 from __future__ import annotations
 
-import csv
-import io
 import json
 import math
 from collections.abc import Sequence
@@ -74,6 +72,9 @@ def table_lines(header: Sequence[str], rows: Sequence[Sequence[Any]]) -> list[st
 
 
 def csv_text(header: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
+    import csv  # here, not at the top: only `--format csv` pays for it
+    import io
+
     buffer = io.StringIO()
     writer = csv.writer(buffer, lineterminator="\n")
     writer.writerow(header)

@@ -12,7 +12,6 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from expctl.config.compose_errors import translate_compose_error
 from expctl.config.resolve import missing_keys, resolve_config
 from expctl.config.source import ConfigSource, find_config_dir
 from expctl.errors import ConfigWarning, MissingValuesError
@@ -88,6 +87,8 @@ def _compose_once(
             warnings.simplefilter("always")
             cfg = compose(config_name, overrides=overrides, return_hydra_config=True)
     except Exception as e:  # translated below; anything unknown is re-raised untouched
+        from expctl.config.compose_errors import translate_compose_error  # only on errors
+
         raise translate_compose_error(
             e,
             config_dir,

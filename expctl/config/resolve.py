@@ -16,7 +16,6 @@ it was written, as in Hydra. What it adds:
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from expctl.errors import ConfigError
@@ -32,11 +31,13 @@ BUILTIN_RESOLVERS = (
 )
 
 
-@dataclass
 class _Walk:
-    problems: dict[str, tuple[str, str]] = field(default_factory=dict)  # key -> (message, hint)
-    kept: set[str] = field(default_factory=set)  # paths of interpolations left as written
-    missing_refs: list[str] = field(default_factory=list)  # ??? keys that kept ones lead to
+    """What one walk found (a plain class: a dataclass costs more to define than to use)."""
+
+    def __init__(self) -> None:
+        self.problems: dict[str, tuple[str, str]] = {}  # key -> (message, hint)
+        self.kept: set[str] = set()  # paths of interpolations left as written
+        self.missing_refs: list[str] = []  # ??? keys that kept ones lead to
 
 
 def resolve_config(cfg: DictConfig) -> DictConfig:
