@@ -46,11 +46,24 @@ BEST_SUMMARIES = {"val_loss": "min", "val_acc": "max", "train_loss": "min", "tra
 
 
 class Tracker(Protocol):
-    mode: str  # online | offline | disabled
-    run_id: str | None
-    path: str | None  # entity/project/run_id (None when disabled)
-    sync_dir: Path | None  # the offline run's directory (what `wandb sync` uploads)
-    notes: list[str]
+    """What the trainer logs through. The attributes are read-only for it; a tracker started in
+    the background (expctl.tracking_background) fills them in when W&B is up."""
+
+    @property
+    def mode(self) -> str: ...  # online | offline | disabled
+
+    @property
+    def run_id(self) -> str | None: ...
+
+    @property
+    def path(self) -> str | None: ...  # entity/project/run_id (None when disabled)
+
+    # the offline run's directory (what `wandb sync` uploads)
+    @property
+    def sync_dir(self) -> Path | None: ...
+
+    @property
+    def notes(self) -> list[str]: ...  # for the user: a fallback to offline, a failure
 
     def log(self, metrics: Mapping[str, float], step: int) -> None: ...
 
@@ -214,7 +227,7 @@ def start_tracker(
     ``wandb.group`` (the sweep agent groups its trials). When a wandb run is already open in
     this process (``wandb.run``), it is reused as is and the other settings are ignored.
     """
-    active = _active_wandb_run()
+    active = active_wandb_run()
     if active is not None:
         # Opened by the trial function W&B's sweep agent calls (`expctl sweep agent
         # ENTITY/PROJECT/ID`) to read wandb.config: log into it. Its sweep values win, as in
@@ -253,9 +266,9 @@ def start_tracker(
             try:
                 run = _init(mode, kwargs, timeout)
             except Exception as offline_error:
-                return _without_wandb(notes, mode, offline_error)
+                return without_wandb(notes, mode, offline_error)
         else:
-            return _without_wandb(notes, mode, e)
+            return without_wandb(notes, mode, e)
     tracker = WandbTracker(run, mode, notes)
     for metric, summary in BEST_SUMMARIES.items():
         tracker._guarded(
@@ -264,7 +277,7 @@ def start_tracker(
     return tracker
 
 
-def _without_wandb(notes: list[str], mode: str, error: BaseException) -> Tracker:
+def without_wandb(notes: list[str], mode: str, error: BaseException) -> NullTracker:
     """W&B did not start: train anyway (the local record is the record), say so once."""
     tracker = NullTracker()
     tracker.notes = [
@@ -275,7 +288,7 @@ def _without_wandb(notes: list[str], mode: str, error: BaseException) -> Tracker
     return tracker
 
 
-def _active_wandb_run() -> Any:
+def active_wandb_run() -> Any:
     """``wandb.run`` when this process has one open; never imports wandb (~1 s) to find out."""
     return getattr(sys.modules.get("wandb"), "run", None)
 

@@ -175,12 +175,18 @@ def _loader(name: str) -> Callable[[], Command]:
 # a bad choice) goes to Typer's adapter, built then, with Typer's own conversion and error
 # message. tests/test_cli_lazy.py compares both on every parameter of every command.
 
+# Private Typer API, so only on the Typer versions tests/test_cli_lazy.py has checked it with;
+# any other Typer builds its adapters as it always does (slower, never different).
+_CHECKED_TYPER = ((0, 26), (0, 30))
 try:
+    _typer_version = tuple(map(int, typer.__version__.split(".")[:2]))
+    if not _CHECKED_TYPER[0] <= _typer_version < _CHECKED_TYPER[1]:
+        raise ImportError(typer.__version__)
     from typer._coercion import RuntimeParam, build_runtime_param
     from typer._param_types import coerce_cli_choice, lenient_issubclass
     from typer._typing import get_args, get_origin, is_literal_type, literal_values
     from typer.core import _TyperParameter
-except ImportError:  # another Typer: its adapters are built as it builds them
+except (ImportError, ValueError):  # another Typer: its adapters are built as it builds them
     _DEFER = False
 else:
     _DEFER = True
