@@ -2,9 +2,9 @@
 
 The order of operations is what makes publishing safe to kill and to run concurrently:
 
-1. each file is copied into ``tmp/`` while hashed (one read), fsync'ed, made read-only and
-   hard-linked to its content address ``blobs/sha256/ab/ab12...`` (an existing blob is kept:
-   same sha256, same bytes);
+1. each file is copied into ``tmp/`` (by the kernel where it can; a few files at a time), the
+   copy hashed, fsync'ed, made read-only and hard-linked to its content address
+   ``blobs/sha256/ab/ab12...`` (an existing blob is kept: same sha256, same bytes);
 2. under the artifact's lock: find a version with the same digest, else claim the next number
    by linking a complete, fsync'ed manifest to ``vN.json`` (a link never overwrites); then
    move ``latest`` and the requested aliases by renaming a new ``aliases.json`` into place.
@@ -25,9 +25,10 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from expctl.artifacts.fileio import copy_hashing, durable_temp, iter_tree
+from expctl.artifacts.fileio import Progress, copy_hashing, durable_temp, iter_tree
 from expctl.artifacts.locking import remove_stale_temp
 from expctl.artifacts.manifest import ArtifactVersion, FileEntry, content_digest, write_manifest
+from expctl.artifacts.parallel import map_files
 from expctl.artifacts.refs import check_relpaths, validate_alias, validate_name
 from expctl.artifacts.store import ArtifactStore
 from expctl.errors import RuntimeFailure, UsageError
@@ -69,25 +70,39 @@ def _lstat(path: Path) -> os.stat_result:
         raise UsageError(f"{path} does not exist", hint="check the path") from None
 
 
-def _store_blob(store: ArtifactStore, relpath: str, source: Path) -> FileEntry:
-    """Copy ``source`` into the blob store (deduplicated by sha256); its manifest entry."""
-    if not stat.S_ISREG(_lstat(source).st_mode):
-        raise UsageError(
-            f"{source} is not a regular file (symlinks are refused)",
-            hint="publish regular files only",
-        )
-    # durable before it is linked: the manifest will promise these bytes
-    with durable_temp(store.tmp_dir, ".part", lambda fd: copy_hashing(source, fd)) as staged:
-        tmp, (sha, size) = staged
-        os.chmod(tmp, 0o444)  # blobs may be hard-linked into pulls: keep them read-only
-        blob = store.blob_path(sha)
-        blob.parent.mkdir(parents=True, exist_ok=True)
-        try:
-            os.link(tmp, blob)
-        except FileExistsError:
-            if not _blob_is_intact(blob, sha, size):  # a damaged store: heal it with good bytes
-                os.replace(tmp, blob)
+def _store_blob(store: ArtifactStore, relpath: str, source: Path, progress: Progress) -> FileEntry:
+    """Copy ``source`` into the blob store (deduplicated by sha256); its manifest entry. The
+    sha256 is that of the copy in ``tmp/`` (hashed after the kernel wrote it), so the blob's
+    content address is always true of the blob, even if ``source`` changed meanwhile."""
+    try:
+        if not stat.S_ISREG(_lstat(source).st_mode):
+            raise UsageError(
+                f"{source} is not a regular file (symlinks are refused)",
+                hint="publish regular files only",
+            )
+        # durable before it is linked: the manifest will promise these bytes
+        with durable_temp(
+            store.tmp_dir, ".part", lambda fd: copy_hashing(source, fd, progress)
+        ) as staged:
+            tmp, (sha, size) = staged
+            os.chmod(tmp, 0o444)  # blobs may be hard-linked into pulls: keep them read-only
+            blob = store.blob_path(sha)
+            blob.parent.mkdir(parents=True, exist_ok=True)
+            try:
+                os.link(tmp, blob)
+            except FileExistsError:
+                if not _blob_is_intact(blob, sha, size):  # a damaged store: heal it
+                    os.replace(tmp, blob)
+    except OSError as e:  # disk full, unreadable source, read-only store: say which file
+        raise _store_failure(store, f"{source} in ", e) from None
     return FileEntry(relpath, size, sha)
+
+
+def _store_failure(store: ArtifactStore, what: str, e: OSError) -> RuntimeFailure:
+    return RuntimeFailure(
+        f"could not store {what}{store.root}: {e.strerror or e}",
+        hint="check free space and permissions (no version was created)",
+    )
 
 
 def _blob_is_intact(blob: Path, sha: str, size: int) -> bool:
@@ -103,20 +118,17 @@ def _blob_is_intact(blob: Path, sha: str, size: int) -> bool:
 
 
 def _store_blobs(store: ArtifactStore, files: Sequence[tuple[str, Path]]) -> tuple[FileEntry, ...]:
-    source = None
+    """Every file stored as a blob, a few at a time (:mod:`~expctl.artifacts.parallel`)."""
     try:
         store.tmp_dir.mkdir(parents=True, exist_ok=True)
         remove_stale_temp(store.tmp_dir)
-        entries = []
-        for relpath, source in files:
-            entries.append(_store_blob(store, relpath, source))
-        return tuple(entries)
-    except OSError as e:  # disk full, unreadable source, read-only store: say which file
-        what = f"{source} in " if source else "files in "
-        raise RuntimeFailure(
-            f"could not store {what}{store.root}: {e.strerror or e}",
-            hint="check free space and permissions (no version was created)",
-        ) from None
+    except OSError as e:
+        raise _store_failure(store, "files in ", e) from None
+
+    def job(file: tuple[str, Path], tick: Progress) -> FileEntry:
+        return _store_blob(store, *file, tick)
+
+    return tuple(map_files(job, files))
 
 
 def _plain_metadata(metadata: dict[str, Any] | None) -> dict[str, Any]:

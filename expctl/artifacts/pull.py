@@ -1,8 +1,12 @@
 """Verified reads from the store: check a blob against its manifest entry, and pull a version
 into a directory by copying or hard-linking, every sha256 checked on the way.
 
-Every file's sha256 is checked in the same read pass that copies it (or, for hard links, in
-one read of the blob), so a damaged store is reported, never silently passed on.
+Every copied file's sha256 is that of the copy itself, read back from the page cache after
+the kernel wrote it (or, where the kernel cannot copy, of each buffer as it is written); a
+hard-linked file's is checked in one read of the blob. So a damaged store is reported, never
+silently passed on, and nothing is visible in the target before every digest matched: files
+land in a staging dir that is renamed into place last. Files are copied and verified on a few
+threads at once (:mod:`~expctl.artifacts.parallel`).
 """
 
 from __future__ import annotations
@@ -14,6 +18,7 @@ from typing import TYPE_CHECKING, Literal
 
 from expctl.artifacts.fileio import Progress, copy_hashing
 from expctl.artifacts.manifest import ArtifactVersion, FileEntry
+from expctl.artifacts.parallel import map_files
 from expctl.artifacts.staging import (
     check_pull_target,
     install_dir,
@@ -39,26 +44,33 @@ def verify_entry(
     dst_fd: int | None = None,
     progress: Progress | None = None,
 ) -> Path:
-    """The blob of ``entry``, after hashing it (and copying it to ``dst_fd`` in that pass)."""
+    """The blob of ``entry``, after hashing it — or, given ``dst_fd`` (new, empty, O_RDWR),
+    after copying it there and hashing the copy."""
     blob = store.blob_path(entry.sha256)
     try:
-        sha, size = copy_hashing(blob, dst_fd, progress)
+        size = os.stat(blob).st_size  # a blob of the wrong size is refused without a copy
+        sha, size = copy_hashing(blob, dst_fd, progress) if size == entry.size else ("", size)
     except FileNotFoundError:
         raise RuntimeFailure(
             f"{version.ref}: file {entry.path!r} is missing from the store ({blob})",
             hint=DAMAGED_HINT,
         ) from None
-    if sha != entry.sha256 or size != entry.size:
-        found = (
-            f"{size} bytes, expected {entry.size}"
-            if size != entry.size
-            else f"sha256 {sha[:12]}…, expected {entry.sha256[:12]}…"
-        )
-        raise RuntimeFailure(
-            f"{version.ref}: file {entry.path!r} is corrupted in the store ({found}; {blob})",
-            hint=DAMAGED_HINT,
-        )
+    if size != entry.size:
+        raise _corrupted(version, entry, blob, f"{size} bytes, expected {entry.size}")
+    if sha != entry.sha256:
+        if dst_fd is not None and copy_hashing(blob)[0] == entry.sha256:
+            raise OSError(errno.EIO, "the copy does not match its sha256 (the blob is intact)")
+        raise _corrupted(version, entry, blob, f"sha256 {sha[:12]}…, expected {entry.sha256[:12]}…")
     return blob
+
+
+def _corrupted(
+    version: ArtifactVersion, entry: FileEntry, blob: Path, found: str
+) -> RuntimeFailure:
+    return RuntimeFailure(
+        f"{version.ref}: file {entry.path!r} is corrupted in the store ({found}; {blob})",
+        hint=DAMAGED_HINT,
+    )
 
 
 def links_are_safe(store: ArtifactStore, target_parent: Path) -> bool:
@@ -89,22 +101,31 @@ def pull_version(
             return target  # already pulled: idempotent
         if not force:
             raise target_exists_error(target, version.ref)
-    current = None
     try:
         with staging_dir(target) as stage:
             link = mode == "link" or (mode == "auto" and links_are_safe(store, stage.parent))
-            for current in version.files:
-                _materialise(store, version, current, stage / current.path, link, progress)
-            current = None
+            for directory in sorted({(stage / f.path).parent for f in version.files}):
+                directory.mkdir(parents=True, exist_ok=True)
+
+            def job(entry: FileEntry, tick: Progress) -> None:
+                _materialise(store, version, entry, stage / entry.path, link, tick, target)
+
+            map_files(job, version.files, progress)
             write_pull_marker(stage, version.ref, version.digest)
             install_dir(stage, target, force=force)
     except OSError as e:  # disk full, permissions, I/O errors: say where
-        what = f"file {current.path!r} " if current else ""
-        raise RuntimeFailure(
-            f"{version.ref}: could not pull {what}into {target}: {e.strerror or e}",
-            hint="check free space and permissions there (nothing was left behind)",
-        ) from None
+        raise _pull_failure(version, target, None, e) from None
     return target
+
+
+def _pull_failure(
+    version: ArtifactVersion, target: Path, entry: FileEntry | None, e: OSError
+) -> RuntimeFailure:
+    what = f"file {entry.path!r} " if entry else ""
+    return RuntimeFailure(
+        f"{version.ref}: could not pull {what}into {target}: {e.strerror or e}",
+        hint="check free space and permissions there (nothing was left behind)",
+    )
 
 
 def _materialise(
@@ -113,19 +134,22 @@ def _materialise(
     entry: FileEntry,
     dest: Path,
     link: bool,
-    progress: Progress | None,
+    progress: Progress,
+    target: Path,
 ) -> None:
-    """Hard-link (after verifying the blob) or copy-while-verifying one file to ``dest``."""
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    if link:
-        blob = verify_entry(store, version, entry, progress=progress)
-        if _try_link(blob, dest):
-            return
-    fd = os.open(dest, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+    """Hard-link (after verifying the blob) or copy-then-verify one file to ``dest``."""
     try:
-        verify_entry(store, version, entry, fd, progress)
-    finally:
-        os.close(fd)
+        if link:
+            blob = verify_entry(store, version, entry, progress=progress)
+            if _try_link(blob, dest):
+                return
+        fd = os.open(dest, os.O_RDWR | os.O_CREAT | os.O_EXCL, 0o644)
+        try:
+            verify_entry(store, version, entry, fd, progress)
+        finally:
+            os.close(fd)
+    except OSError as e:
+        raise _pull_failure(version, target, entry, e) from None
 
 
 def _try_link(blob: Path, dest: Path) -> bool:
