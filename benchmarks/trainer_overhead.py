@@ -1,50 +1,90 @@
 """How close is expctl's training loop to a minimal hand-written PyTorch loop?
 
 Same model (a digits MLP: default 64-256-256-10, the one in the project's perf notes; the example
-config's 64-128-10 with ``--hidden 128``), data, batch size, device (CPU) and one thread:
+config's 64-128-10 with ``--hidden 128``), data, batch size, seed, device (CPU) and one thread:
 
 * ``plain``: the physical limit for this work — pre-shuffle the tensors once per epoch, slice
   batches, forward/backward/step, sync the summed loss every 50 steps, validate at each epoch end
-  (expctl validates each epoch too, so the work is the same);
-* ``expctl``: ``expctl.train.train(cfg)`` with W&B **offline** logging at the default interval,
-  metrics.jsonl, top-3 + last.pt checkpoints. Its rate comes from the loop's own clock
-  (``summary.json`` ``timings.loop_s``); W&B init and process start are excluded here and
-  reported separately as the time to the first step;
-* ``lightning`` (``--lightning``, when importable): ``Trainer(barebones=True)``, its fastest mode.
+  (expctl validates each epoch too, so the work is the same). No accuracy, no record, no W&B;
+* ``expctl``: ``expctl.train.train(cfg)`` with everything a user gets: W&B **offline** at the
+  default interval (started in the background), train/val accuracy, metrics.jsonl, top-3 +
+  last.pt checkpoints, summary.json;
+* ``lightning`` (``--lightning``, when importable): ``Trainer(barebones=True)``, its fastest mode
+  (whole fit, as a reference).
 
-Runs alternate (plain, expctl, plain, ...) so machine noise hits both alike; the ratio is
-median(expctl) / median(plain), with the spread of the per-pair ratios. Steps per CPU-second of
-this process are printed too: on a shared machine wall-clock rates swing 2× between runs while
-CPU time swings less (it excludes wandb's helper process, which the wall-clock ratio includes).
+What is compared (like with like):
 
-    python benchmarks/trainer_overhead.py                # ~1 min on 2 shared cores
-    python benchmarks/trainer_overhead.py --hidden 128 --repeats 11 --first-step-runs 0
+* **loop** (the goal, ≥ 0.95): steps/s over the same epochs of both runs, from the end of
+  epoch ``--skip`` to the end of the last epoch, each epoch's validation and end-of-epoch work
+  included. The first epochs are skipped on both sides: there expctl's W&B is still starting
+  (it overlaps the first steps instead of delaying them; its cost is in *whole run*);
+  if W&B was not up by then, the output says so. Timestamps come from an epoch-end callback
+  (expctl) and the same point of the plain loop;
+* **whole run**: ``train()`` call → return against the plain loop's build + fit: one-off costs
+  included (building, W&B start and finish, the final checkpoint files).
+
+Runs alternate (plain, expctl, expctl, plain, ...) so machine noise hits both alike; ratios are
+of medians, with the spread of the per-pair ratios. CPU-time rates are printed too (this
+process, all its threads — wandb's service process is not counted): on a shared machine
+wall-clock rates swing 2× between runs while CPU time swings less.
+
+    python benchmarks/trainer_overhead.py                # ~1.5 min on 2 shared cores
+    python benchmarks/trainer_overhead.py --hidden 128 --repeats 11
+    python benchmarks/trainer_overhead.py --device cuda --precision bf16 --hidden 4096,4096
     PYTHONPATH=/tmp/lightning_pkgs python benchmarks/trainer_overhead.py --lightning
+
+Time from `expctl run` to its first step: benchmarks/first_step.py.
 """
 
 from __future__ import annotations
 
 import argparse
-import json
+import contextlib
+import dataclasses
 import os
 import shutil
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 REPO = Path(__file__).resolve().parents[1]
-Rate = tuple[float, float]  # (steps per wall-clock second, steps per CPU second)
+Clock = tuple[float, float]  # (wall, process CPU) seconds
 
 
-def mlp(hidden: list[int]) -> Any:
+def clock() -> Clock:
+    return time.perf_counter(), time.process_time()
+
+
+@dataclass
+class Timed:
+    """One run: clocks at the start, at each epoch end and at the end, and the steps done."""
+
+    start: Clock
+    epochs: list[Clock]
+    end: Clock
+    steps_per_epoch: int
+    wandb_up_at: int | None = None  # first epoch end with W&B up (expctl with W&B only)
+
+    def loop_rate(self, skip: int, index: int) -> float:
+        """Steps per second (wall: index 0, CPU: 1) from the end of epoch ``skip`` on."""
+        first, last = self.epochs[skip - 1], self.epochs[-1]
+        steps = (len(self.epochs) - skip) * self.steps_per_epoch
+        return steps / (last[index] - first[index])
+
+    def total(self, index: int) -> float:
+        return self.end[index] - self.start[index]
+
+
+def mlp(hidden: list[int], features: int = 64) -> Any:
     import torch
 
     layers: list[torch.nn.Module] = []
-    width = 64
+    width = features
     for h in hidden:
         layers += [torch.nn.Linear(width, h), torch.nn.ReLU()]
         width = h
@@ -71,26 +111,62 @@ def write_model_config(configs: Path, hidden: list[int]) -> None:
     (configs / "model" / "bench.yaml").write_text("\n".join(lines) + "\n")
 
 
-def plain_loop(hidden: list[int], epochs: int, batch_size: int, seed: int) -> Rate:
+@dataclass(frozen=True)
+class Setup:
+    hidden: list[int]
+    epochs: int
+    batch_size: int
+    device: str
+    precision: str  # 32 | bf16
+    samples: int = 0  # > 0: synthetic data of this many samples (else the digits)
+    features: int = 64  # synthetic data's input width
+    ddp: bool = False  # the plain loop's model in DistributedDataParallel (1 process)
+
+    def data(self) -> Any:
+        """The same data for both loops (expctl.train.data builds the config's too)."""
+        from expctl.train.data import digits, synthetic
+
+        if self.samples:
+            return synthetic(self.samples, batch_size=self.batch_size, num_features=self.features)
+        return digits(batch_size=self.batch_size)
+
+    def overrides(self) -> tuple[str, ...]:
+        if not self.samples:
+            return ()
+        return ("data=synthetic", f"data.num_samples={self.samples}",
+                f"data.num_features={self.features}")  # fmt: skip
+
+    def shrunk(self, epochs: int) -> Setup:
+        return dataclasses.replace(self, epochs=epochs)
+
+
+def plain_loop(setup: Setup, seed: int) -> Timed:
     """The minimal loop: training + per-epoch validation, a host sync every 50 steps."""
     import torch
 
-    from expctl.train.data import digits
-
+    start = clock()
     torch.manual_seed(seed)
-    data = digits(batch_size=batch_size)
-    model = mlp(hidden)
+    device = torch.device(setup.device)
+    data = setup.data()
+    model = mlp(setup.hidden, setup.features).to(device)
     optimizer = torch.optim.Adam(model.parameters(), lr=1e-3)
+    if setup.ddp:
+        model = torch.nn.parallel.DistributedDataParallel(
+            model, device_ids=[device.index or 0] if device.type == "cuda" else None
+        )
     loss_fn = torch.nn.CrossEntropyLoss()
-    x, y, vx, vy = data.train_x, data.train_y, data.val_x, data.val_y
-    steps = 0
-    running = torch.zeros(())
-    start, cpu_start = time.perf_counter(), time.process_time()
-    for _ in range(epochs):
-        perm = torch.randperm(len(x))
+    x, y = data.train_x.to(device), data.train_y.to(device)
+    vx, vy = data.val_x.to(device), data.val_y.to(device)
+    bs = setup.batch_size
+    autocast = _autocast(setup)
+    steps, epochs = 0, []
+    running = torch.zeros((), device=device)
+    for _ in range(setup.epochs):
+        perm = torch.randperm(len(x), device=device)
         xs, ys = x[perm], y[perm]
-        for i in range(0, len(xs), batch_size):
-            loss = loss_fn(model(xs[i : i + batch_size]), ys[i : i + batch_size])
+        for i in range(0, len(xs), bs):
+            with autocast():
+                loss = loss_fn(model(xs[i : i + bs]), ys[i : i + bs])
             loss.backward()
             optimizer.step()
             optimizer.zero_grad(set_to_none=True)
@@ -98,41 +174,61 @@ def plain_loop(hidden: list[int], epochs: int, batch_size: int, seed: int) -> Ra
             steps += 1
             if steps % 50 == 0:
                 running.item()  # the host sync, as often as expctl logs
-        with torch.no_grad():
+        with torch.no_grad(), autocast():
             model.eval()
-            val = sum(
-                loss_fn(model(vx[i : i + batch_size]), vy[i : i + batch_size])
-                for i in range(0, len(vx), batch_size)
-            )
+            val = sum(loss_fn(model(vx[i : i + bs]), vy[i : i + bs]) for i in range(0, len(vx), bs))
             float(val)
             model.train()
-    return steps / (time.perf_counter() - start), steps / (time.process_time() - cpu_start)
+        epochs.append(clock())
+    return Timed(start, epochs, clock(), steps // setup.epochs)
 
 
-def expctl_loop(configs: Path, epochs: int, batch_size: int, seed: int, work: Path) -> Rate:
-    """expctl's loop (offline W&B, record, checkpoints), timed by its own clock."""
+def _autocast(setup: Setup) -> Callable[[], Any]:
+    import torch
+
+    if setup.precision == "bf16":
+        device_type = torch.device(setup.device).type
+        return lambda: torch.autocast(device_type, dtype=torch.bfloat16)
+    return contextlib.nullcontext
+
+
+def expctl_loop(configs: Path, setup: Setup, seed: int, work: Path, wandb: str) -> Timed:
+    """expctl's train(): every record, W&B as ``wandb`` says; clocks from an epoch callback."""
     from expctl.config import ConfigSource, compose_config
     from expctl.train import train
 
     overrides = (
+        *setup.overrides(),
         "model=bench",
-        f"trainer.epochs={epochs}",
-        f"data.batch_size={batch_size}",
+        f"trainer.epochs={setup.epochs}",
+        f"data.batch_size={setup.batch_size}",
         f"seed={seed}",
         "trainer.num_threads=1",
+        f"trainer.device={setup.device}",
+        f"trainer.precision={setup.precision}",
         "artifact.publish=false",
-        "wandb.mode=offline",
+        f"wandb.mode={wandb}",
     )
     cfg = compose_config(ConfigSource(configs, "config", overrides))
-    result = train(cfg, run_dir=Path(tempfile.mkdtemp(dir=work)))
-    summary = json.loads((result.run_dir / "summary.json").read_text())
-    timings, steps = summary["timings"], summary["step"]
-    return steps / timings["loop_s"], steps / timings["loop_cpu_s"]
+    run_dir = Path(tempfile.mkdtemp(dir=work))
+    epochs: list[Clock] = []
+    up: list[int] = []
+
+    def at_epoch_end(epoch: int, metrics: dict[str, float]) -> bool:
+        epochs.append(clock())
+        # W&B has opened its run once its log file exists (the run dir holds W&B's files)
+        if not up and any(run_dir.glob("wandb/offline-run-*/run-*.wandb")):
+            up.append(epoch)
+        return False
+
+    start = clock()
+    result = train(cfg, run_dir=run_dir, callbacks=[at_epoch_end])
+    end = clock()
+    steps = int(result.final_metrics["step"])
+    return Timed(start, epochs, end, steps // setup.epochs, up[0] if up else None)
 
 
-def lightning_loop(
-    hidden: list[int], epochs: int, batch_size: int, seed: int, work: Path
-) -> float | None:
+def lightning_fit(setup: Setup, seed: int, work: Path) -> float | None:
     """Steps/s of Lightning's fastest mode (``barebones=True``), fit time only."""
     try:
         import lightning as L
@@ -143,12 +239,12 @@ def lightning_loop(
 
     from expctl.train.data import digits
 
-    data = digits(batch_size=batch_size)
+    data = digits(batch_size=setup.batch_size)
 
     class Module(L.LightningModule):
         def __init__(self) -> None:
             super().__init__()
-            self.net = mlp(hidden)
+            self.net = mlp(setup.hidden)
             self.loss = torch.nn.CrossEntropyLoss()
 
         def training_step(self, batch: Any, _: int) -> Any:
@@ -163,10 +259,8 @@ def lightning_loop(
             return torch.optim.Adam(self.parameters(), lr=1e-3)
 
     L.seed_everything(seed, verbose=False)
-    train_data = TensorDataset(data.train_x, data.train_y)
-    val_data = TensorDataset(data.val_x, data.val_y)
     trainer = L.Trainer(
-        max_epochs=epochs,
+        max_epochs=setup.epochs,
         accelerator="cpu",
         devices=1,
         barebones=True,
@@ -175,28 +269,12 @@ def lightning_loop(
     start = time.perf_counter()
     trainer.fit(
         Module(),
-        DataLoader(train_data, batch_size=batch_size, shuffle=True),
-        DataLoader(val_data, batch_size=batch_size),
+        DataLoader(
+            TensorDataset(data.train_x, data.train_y), batch_size=setup.batch_size, shuffle=True
+        ),
+        DataLoader(TensorDataset(data.val_x, data.val_y), batch_size=setup.batch_size),
     )
     return trainer.global_step / (time.perf_counter() - start)
-
-
-def time_to_first_step(runs: int, configs: Path, work: Path) -> list[dict[str, float]]:
-    """`expctl run` in a fresh process: process start → first optimizer step."""
-    exe = Path(sys.executable).parent / "expctl"
-    command = [str(exe)] if exe.exists() else [sys.executable, "-m", "expctl"]
-    env = {**os.environ, "WANDB_MODE": "offline", "WANDB_DIR": str(work), "WANDB_SILENT": "true"}
-    results = []
-    for _ in range(runs):
-        out = subprocess.run(
-            [*command, "run", "trainer.epochs=1", "trainer.num_threads=1", "-q",
-             "--config-dir", str(configs), "--runs-dir", str(work / "runs"),
-             "artifact.publish=false"],
-            capture_output=True, text=True, env=env, cwd=work, check=True,
-        )  # fmt: skip
-        summary = json.loads((Path(out.stdout.strip()) / "summary.json").read_text())
-        results.append(summary["timings"])
-    return results
 
 
 def spread(values: list[float]) -> str:
@@ -208,70 +286,127 @@ def spread(values: list[float]) -> str:
     return f"p10–p90 {p10:.2f}–{p90:.2f}"
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--repeats", type=int, default=7)
-    parser.add_argument("--epochs", type=int, default=30)
-    parser.add_argument("--batch-size", type=int, default=64)
-    parser.add_argument("--hidden", default="256,256", help="hidden widths (default 256,256)")
-    parser.add_argument("--first-step-runs", type=int, default=3)
-    parser.add_argument("--lightning", action="store_true", help="also time Lightning")
-    args = parser.parse_args()
-    hidden = [int(h) for h in args.hidden.split(",")]
-
-    import torch
-
-    torch.set_num_threads(1)  # both loops; expctl sets it too (trainer.num_threads=1)
+@contextlib.contextmanager
+def example_project(hidden: list[int]) -> Iterator[tuple[Path, Path]]:
     work = Path(tempfile.mkdtemp(prefix="expctl-bench-"))
     configs = work / "configs"
     shutil.copytree(REPO / "configs", configs)
     write_model_config(configs, hidden)
-    os.environ.update(WANDB_DIR=str(work), WANDB_SILENT="true", WANDB_CONSOLE="off")
-    os.environ.pop("WANDB_MODE", None)
-    # warm-up: imports, the first wandb.init, allocators
-    plain_loop(hidden, 2, args.batch_size, 0)
-    expctl_loop(configs, 2, args.batch_size, 0, work)
+    os.environ.update(WANDB_SILENT="true", WANDB_CONSOLE="off")
+    for name in ("WANDB_MODE", "WANDB_DIR"):  # W&B's files go into each run's directory
+        os.environ.pop(name, None)
+    try:
+        yield configs, work
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
 
-    plain: list[Rate] = []
-    ours: list[Rate] = []
-    light: list[float] = []
-    for rep in range(args.repeats):
-        for name in ("plain", "expctl") if rep % 2 == 0 else ("expctl", "plain"):
-            if name == "plain":
-                plain.append(plain_loop(hidden, args.epochs, args.batch_size, rep))
-            else:
-                ours.append(expctl_loop(configs, args.epochs, args.batch_size, rep, work))
-        if args.lightning:
-            value = lightning_loop(hidden, args.epochs, args.batch_size, rep, work)
-            if value is not None:
-                light.append(value)
-        print(f"  repeat {rep + 1}: plain {plain[-1][0]:.0f} steps/s, "
-              f"expctl {ours[-1][0]:.0f} steps/s", file=sys.stderr)  # fmt: skip
 
-    shape = "-".join(str(w) for w in [64, *hidden, 10])
-    print(f"digits MLP {shape}, batch {args.batch_size}, {args.epochs} epochs, cpu, 1 thread, "
-          f"{args.repeats} interleaved repeats")  # fmt: skip
-    for label, index in (("wall clock", 0), ("CPU time  ", 1)):
-        base = statistics.median(p[index] for p in plain)
-        mine = statistics.median(o[index] for o in ours)
-        ratios = [o[index] / p[index] for o, p in zip(ours, plain, strict=True)]
-        print(f"{label}  plain loop {base:6.0f} steps/s   expctl (W&B offline, checkpoints) "
-              f"{mine:6.0f} steps/s   ratio {mine / base:.2f} (per-pair {spread(ratios)})")  # fmt: skip
+def report(plain: list[Timed], ours: list[Timed], skip: int, label: str) -> None:
+    """The loop and whole-run rows: medians, ratio, per-pair spread."""
+    for what, index in (("wall clock", 0), ("CPU time  ", 1)):
+        base = [p.loop_rate(skip, index) for p in plain]
+        mine = [o.loop_rate(skip, index) for o in ours]
+        ratios = [m / b for m, b in zip(mine, base, strict=True)]
+        ratio = statistics.median(mine) / statistics.median(base)
+        print(f"loop, {what}  plain {statistics.median(base):6.0f} steps/s   {label} "
+              f"{statistics.median(mine):6.0f} steps/s   ratio {ratio:.2f} "
+              f"(per-pair {spread(ratios)})")  # fmt: skip
+    base_total = [p.total(0) for p in plain]
+    mine_total = [o.total(0) for o in ours]
+    ratios = [b / m for m, b in zip(mine_total, base_total, strict=True)]
+    print(f"whole run, wall  plain build+fit {statistics.median(base_total):.3f} s   {label} "
+          f"train() {statistics.median(mine_total):.3f} s   speed ratio "
+          f"{statistics.median(base_total) / statistics.median(mine_total):.2f} "
+          f"(per-pair {spread(ratios)})")  # fmt: skip
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--repeats", type=int, default=7)
+    parser.add_argument("--epochs", type=int, default=30)
+    parser.add_argument("--skip", type=int, default=10, help="epochs before the loop row counts")
+    parser.add_argument("--batch-size", type=int, default=64)
+    parser.add_argument("--hidden", default="256,256", help="hidden widths (default 256,256)")
+    parser.add_argument("--samples", type=int, default=0, help="synthetic data (default: digits)")
+    parser.add_argument("--features", type=int, default=64, help="synthetic data's input width")
+    parser.add_argument("--device", default="cpu")
+    parser.add_argument("--precision", default="32", choices=["32", "bf16"])
+    parser.add_argument("--wandb", default="offline", choices=["offline", "disabled"])
+    parser.add_argument("--ddp", action="store_true",
+                        help="instead of expctl: the plain loop in DDP, 1 process (nccl on CUDA)")  # fmt: skip
+    parser.add_argument("--lightning", action="store_true", help="also time Lightning")
+    args = parser.parse_args()
+    assert 0 < args.skip < args.epochs, "--skip must be below --epochs"
+    hidden = [int(h) for h in args.hidden.split(",")]
+    features = args.features if args.samples else 64
+    setup = Setup(hidden, args.epochs, args.batch_size, args.device, args.precision,
+                  args.samples, features)  # fmt: skip
+    label = "plain in DDP (1 process)" if args.ddp else f"expctl (W&B {args.wandb}, record, ckpts)"
+
+    import torch
+
+    torch.set_num_threads(1)  # both loops; expctl sets it too (trainer.num_threads=1)
+    with example_project(hidden) as (configs, work), ddp_group(args.ddp, args.device):
+
+        def other(run_setup: Setup, seed: int) -> Timed:
+            if args.ddp:
+                return plain_loop(dataclasses.replace(run_setup, ddp=True), seed)
+            return expctl_loop(configs, run_setup, seed, work, args.wandb)
+
+        plain_loop(setup.shrunk(2), 0)  # warm-up: imports, the first wandb.init, allocators
+        other(setup.shrunk(2), 0)
+        plain: list[Timed] = []
+        ours: list[Timed] = []
+        light: list[float] = []
+        for rep in range(args.repeats):
+            for name in ("plain", "other") if rep % 2 == 0 else ("other", "plain"):
+                (plain if name == "plain" else ours).append(
+                    plain_loop(setup, rep) if name == "plain" else other(setup, rep)
+                )
+            if args.lightning:
+                value = lightning_fit(setup, rep, work)
+                if value is not None:
+                    light.append(value)
+            print(f"  repeat {rep + 1}: plain {plain[-1].loop_rate(args.skip, 0):.0f} steps/s, "
+                  f"{label} {ours[-1].loop_rate(args.skip, 0):.0f} steps/s", file=sys.stderr)  # fmt: skip
+
+    shape = "-".join(str(w) for w in [features, *hidden, 10])
+    data = f"synthetic {args.samples}x{features}" if args.samples else "digits"
+    print(f"{data} MLP {shape}, batch {args.batch_size}, {args.epochs} epochs, {args.device}, "
+          f"precision {args.precision}, 1 thread, {args.repeats} interleaved repeats; loop rows: "
+          f"epochs {args.skip + 1}-{args.epochs} of both, validation included")  # fmt: skip
+    late = [o.wandb_up_at for o in ours]
+    if not args.ddp and args.wandb != "disabled" and any(u is None or u > args.skip for u in late):
+        print(f"note: W&B had opened its run only by epoch {late}: raise --skip")
+    report(plain, ours, args.skip, label)
     if light:
-        base = statistics.median(p[0] for p in plain)
-        print(f"wall clock  lightning barebones {statistics.median(light):6.0f} steps/s   "
-              f"ratio {statistics.median(light) / base:.2f}")  # fmt: skip
+        base = statistics.median(p.total(0) for p in plain)
+        steps = plain[0].steps_per_epoch * args.epochs
+        print(f"whole fit  lightning barebones {statistics.median(light):6.0f} steps/s   "
+              f"plain {steps / base:6.0f} steps/s (incl. build)")  # fmt: skip
     elif args.lightning:
         print("lightning: not importable, skipped")
 
-    if args.first_step_runs:
-        timings = time_to_first_step(args.first_step_runs, configs, work)
-        process = [t["process_start_to_first_step_s"] for t in timings]
-        call = [t["train_call_to_first_step_s"] for t in timings]
-        print(f"`expctl run` process start → first step: median {statistics.median(process):.2f} s"
-              f" ({', '.join(f'{v:.2f}' for v in process)}); of which train() → first step "
-              f"{statistics.median(call):.2f} s")  # fmt: skip
-    shutil.rmtree(work, ignore_errors=True)
+
+@contextlib.contextmanager
+def ddp_group(wanted: bool, device: str) -> Iterator[None]:
+    """A one-process torch.distributed group (nccl on CUDA, gloo on CPU) for ``--ddp``."""
+    if not wanted:
+        yield
+        return
+    import socket
+
+    import torch.distributed as dist
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    backend = "nccl" if device.startswith("cuda") else "gloo"
+    dist.init_process_group(backend, init_method=f"tcp://127.0.0.1:{port}", rank=0, world_size=1)
+    try:
+        yield
+    finally:
+        dist.destroy_process_group()
 
 
 if __name__ == "__main__":

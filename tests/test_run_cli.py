@@ -423,3 +423,64 @@ def test_sweep_trials_publish_with_latest_only_so_best_keeps_its_meaning(cli, pr
     assert "best" in versions["digits-mlp-model:v0"]["aliases"]  # the standalone run's
     assert "best" not in versions["digits-mlp-model:v2"]["aliases"]
     assert "latest" in versions["digits-mlp-model:v2"]["aliases"]
+
+
+def wandb_history(wandb_dir: Path) -> list[tuple[int, dict]]:
+    """The offline run's history rows: (step, values without W&B's own ``_`` keys)."""
+    rows = []
+    for record in wandb_records(wandb_dir):
+        if record.WhichOneof("record_type") == "history":
+            items = {
+                (i.key or "/".join(i.nested_key)): json.loads(i.value_json)
+                for i in record.history.item
+            }
+            assert "_timestamp" in items
+            rows.append(
+                (record.history.step.num, {k: v for k, v in items.items() if not k.startswith("_")})
+            )
+    return rows
+
+
+def test_wandb_history_holds_every_logged_row_in_order(project: Path, cli):
+    """W&B starts in the background: rows logged before it was up reach it too, in order."""
+    result = cli("run", "trainer.epochs=3", "-q", *FAST)
+    assert result.exit_code == 0, result.stderr
+    run_dir = Path(result.stdout.strip())
+    rows = metrics(run_dir)
+    expected = [(r["step"], {k: v for k, v in r.items() if k != "step"}) for r in rows]
+    assert wandb_history(offline_run(summary(run_dir)["wandb"]["sync_command"])) == expected
+
+
+@pytest.mark.slow
+def test_a_signal_while_wandb_is_still_starting_leaves_a_clean_interrupted_run(
+    project: Path, expctl_exe
+):
+    """SIGINT right after the first rows, while W&B (started in the background) is still coming
+    up: exit 130, a resumable run, and a W&B run finished with 130 holding every row."""
+    process = subprocess.Popen(
+        [*expctl_exe, "run", "trainer.epochs=200", "-q", *FAST],
+        cwd=project,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    deadline = time.monotonic() + 60
+    while not list(project.glob("runs/digits-mlp/*/metrics.jsonl")):  # created by the first row
+        assert time.monotonic() < deadline and process.poll() is None, process.stderr
+        time.sleep(0.005)
+    process.send_signal(signal.SIGINT)
+    stdout, stderr = process.communicate(timeout=60)
+    assert process.returncode == 130, stderr
+    assert "Traceback" not in stderr
+    run_dir = Path(stdout.strip())
+    record = summary(run_dir)
+    assert record["status"] == "interrupted" and (run_dir / "checkpoints" / "last.pt").is_file()
+    wandb_dir = offline_run(record["wandb"]["sync_command"])
+    (exit_record,) = [
+        r.exit for r in wandb_records(wandb_dir) if r.WhichOneof("record_type") == "exit"
+    ]
+    assert exit_record.exit_code == 130
+    rows = metrics(run_dir)
+    assert rows and wandb_history(wandb_dir) == [
+        (r["step"], {k: v for k, v in r.items() if k != "step"}) for r in rows
+    ]

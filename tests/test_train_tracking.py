@@ -152,3 +152,139 @@ def test_a_wandb_failure_mid_run_is_noted_once_and_never_raised():
     tracker.log({"loss": 0.5}, step=2)
     assert tracker.finish(143) is None
     assert len(tracker.notes) == 1 and "Connection lost" in tracker.notes[0]
+
+
+# -- W&B in the background (expctl.tracking_background) -------------------------------------
+
+
+class Recorder:
+    """A tracker that records what reached it."""
+
+    mode, run_id, path, sync_dir = "offline", "r1", "p/r1", None
+
+    def __init__(self) -> None:
+        self.notes: list[str] = []
+        self.calls: list[tuple] = []
+
+    def log(self, metrics, step):
+        self.calls.append(("log", step, dict(metrics)))
+
+    def log_checkpoints(self, name, files, best, metadata):
+        self.calls.append(("log_checkpoints", name))
+
+    def finish(self, exit_code):
+        self.calls.append(("finish", exit_code))
+        return "wandb sync somewhere"
+
+
+def test_rows_logged_before_wandb_is_up_reach_it_in_order_and_finish_waits_for_them():
+    import threading
+    import time
+
+    from expctl.tracking_background import BackgroundTracker
+
+    up = threading.Event()
+    inner = Recorder()
+
+    def start():
+        assert up.wait(10)
+        return inner
+
+    tracker = BackgroundTracker(start, "offline")
+    before = time.time()
+    for step in range(1, 6):
+        tracker.log({"loss": 1.0 / step}, step=step)  # none of this waits for W&B
+    tracker.log_checkpoints("model", [], None, {})
+    assert not tracker.ready and tracker.path is None and tracker.run_id is None
+    assert tracker.mode == "offline" and tracker.notes == []
+    up.set()
+    assert tracker.finish(143) == "wandb sync somewhere"
+    logged = [call for call in inner.calls if call[0] == "log"]
+    assert [step for _, step, _ in logged] == [1, 2, 3, 4, 5]
+    assert [row["loss"] for *_, row in logged] == [1.0, 0.5, 1 / 3, 0.25, 0.2]
+    # each row keeps the time it was logged, not the time W&B got it
+    assert all(before <= row["_timestamp"] < time.time() for *_, row in logged)
+    assert inner.calls[-2:] == [("log_checkpoints", "model"), ("finish", 143)]
+    assert tracker.ready and (tracker.path, tracker.run_id) == ("p/r1", "r1")
+    assert tracker.finish(0) is None  # once
+
+
+def test_a_failing_tracker_call_stops_logging_with_a_note_but_finish_still_happens():
+    from expctl.tracking_background import BackgroundTracker
+
+    inner = Recorder()
+
+    def broken(metrics, step):
+        raise ValueError("bad row")
+
+    inner.log = broken  # type: ignore[method-assign]
+    tracker = BackgroundTracker(lambda: inner, "offline")
+    tracker.log({"loss": 1.0}, step=1)
+    tracker.log({"loss": 0.5}, step=2)
+    tracker.finish(0)
+    assert inner.calls == [("finish", 0)]
+    assert tracker.notes == ["W&B logging stopped (ValueError: bad row)"]
+
+
+def test_a_background_start_that_raises_is_one_note_and_no_wandb():
+    from expctl.tracking_background import BackgroundTracker
+
+    def start():
+        raise OSError("no space for wandb's files")
+
+    tracker = BackgroundTracker(start, "offline")
+    tracker.log({"loss": 1.0}, step=1)
+    assert tracker.finish(1) is None
+    assert tracker.mode == "disabled" and tracker.path is None
+    assert len(tracker.notes) == 1 and "no space for wandb's files" in tracker.notes[0]
+
+
+def test_background_start_checks_the_mode_at_once_and_disabled_starts_nothing(
+    monkeypatch: pytest.MonkeyPatch,
+):
+    from expctl.tracking_background import start_in_background
+
+    monkeypatch.setenv("WANDB_MODE", "loud")
+    with pytest.raises(ConfigError):
+        start_in_background({"mode": "offline"}, run_name="x", config={})
+    monkeypatch.delenv("WANDB_MODE")
+    with pytest.raises(ConfigError):
+        start_in_background({"mode": "sometimes"}, run_name="x", config={})
+    code = (
+        "import sys, threading\n"
+        "from expctl.tracking_background import start_in_background\n"
+        "t = start_in_background({'mode': 'disabled'}, run_name='x', config={})\n"
+        "t.log({'a': 1.0}, step=1)\n"
+        "assert t.finish(0) is None and t.path is None\n"
+        "print(type(t).__name__, threading.active_count(), 'wandb' in sys.modules)\n"
+    )
+    env = {"PATH": "/usr/bin:/bin", "WANDB_MODE": "disabled"}
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, env=env, check=True
+    )
+    assert out.stdout.split() == ["NullTracker", "1", "False"]
+
+
+def test_when_wandb_cannot_start_the_run_completes_and_says_so_once(
+    project: Path, monkeypatch: pytest.MonkeyPatch
+):
+    import json
+
+    import expctl.tracking
+    from expctl.config import ConfigSource, compose_config
+    from expctl.train import train
+
+    def no_service(*args, **kwargs):
+        raise RuntimeError("wandb-core did not start")
+
+    monkeypatch.setattr(expctl.tracking, "_init", no_service)
+    overrides = ("trainer.epochs=2", "trainer.num_threads=1", "trainer.log_every_n_steps=10")
+    cfg = compose_config(ConfigSource(project / "configs", "config", overrides))
+    result = train(cfg, run_dir=project / "run")
+    assert result.status == "completed" and result.wandb_path is None
+    (note,) = [n for n in result.notes if "W&B" in n]
+    assert "W&B init failed in offline mode (wandb-core did not start)" in note
+    summary = json.loads((project / "run" / "summary.json").read_text())
+    assert summary["notes"] == result.notes and summary["wandb"]["mode"] == "disabled"
+    rows = (project / "run" / "metrics.jsonl").read_text().splitlines()
+    assert len(rows) == 4 + 2  # every row is in the local record (steps 10..40, 2 epochs)

@@ -7,8 +7,8 @@ directory), :meth:`_Run.setup` builds the parts, :meth:`_Run.fit` is the whole t
 
 * no host sync per step — loss and accuracy stay on the device (expctl.train.meters) and are
   read every ``trainer.log_every_n_steps`` steps and at epoch ends (the marked sync points);
-* W&B is called at those same points only (``wandb.log`` blocks ~0.4 ms; a helper thread
-  for it measured slower here: its Python work contends for the GIL with the loop).
+* W&B is given rows at those same points only, and never waited for: its start-up and its
+  calls run in a helper thread (expctl.tracking_background), fed through a queue.
 
 Stopping is always at a step boundary: a signal (or ``request_stop``/``should_stop``) lets the
 current step finish, then ``last.pt`` is saved so a resumed run continues exactly there. What
@@ -41,7 +41,7 @@ from expctl.train.build import build_components
 from expctl.train.checkpoint_state import Checkpointer, Position, load_training_state
 from expctl.train.checkpoints import LAST, load_checkpoint, load_init_weights, validate_monitor
 from expctl.train.distributed import StopAgreement, held_by_rank0, process_group
-from expctl.train.meters import Meter, Meters, StepBuffer, hits
+from expctl.train.meters import Meters, StepBuffer
 from expctl.train.outcome import Outcome, RunResult, SweepTrial
 from expctl.train.placement import Placement, placed
 from expctl.train.progress import NullProgress, ProgressSink, default_progress
@@ -249,7 +249,9 @@ class _Run:
         batches_per_epoch = self.batches.batches_per_epoch
         last_batch_scale = self.batches.last_batch_scale  # DDP: this rank's share of the last
         no_sync = getattr(model, "no_sync", contextlib.nullcontext)  # DDP: skip grad all-reduce
-        stop = StopAgreement(self.group, s.log_every)
+        joined = contextlib.nullcontext()  # (reusable) the batches whose gradients are reduced
+        accumulate, log_every, max_steps = s.accumulate, s.log_every, s.max_steps
+        stop = StopAgreement(self.group, log_every)
         model.train()
         outcome.loop_started()  # the summary's loop wall and CPU seconds
         meters.epoch.started = meters.interval.started = time.perf_counter()
@@ -257,18 +259,18 @@ class _Run:
             first = pos.next_batch
             for index, (x, y) in enumerate(self.batches.train_epoch(pos.epoch, first), first):
                 last_batch = index + 1 == batches_per_epoch
-                steps_now = last_batch or (index + 1 - first) % s.accumulate == 0
+                steps_now = last_batch or (index + 1 - first) % accumulate == 0
                 # Gradient accumulation: DDP all-reduces gradients only on the step's last batch.
-                with contextlib.nullcontext() if steps_now else no_sync():
+                with joined if steps_now else no_sync():
                     with autocast():
                         output = model(x)
                         loss = loss_fn(output, y)
-                    scaled = loss / s.accumulate if s.accumulate > 1 else loss
+                    scaled = loss / accumulate if accumulate > 1 else loss
                     if last_batch and last_batch_scale is not None:
                         # the epoch's last shards are uneven; an empty one still joins all-reduce
                         scaled = scaled * last_batch_scale if len(x) else output.sum() * 0.0
                     (scaler.scale(scaled) if scaler is not None else scaled).backward()
-                meters.pending.add(loss, hits(output, y), len(x))
+                meters.pending.add(loss, output, y, len(x))
                 if not steps_now:
                     continue  # keep accumulating gradients
 
@@ -289,20 +291,20 @@ class _Run:
                 if meters.pending.steps >= StepBuffer.MAX_STEPS:
                     meters.fold()
 
-                if pos.step % s.log_every == 0:
+                if pos.step % log_every == 0:
                     self.log_interval()
                 signum = stop.poll(pos.step, self.stops.requested())  # DDP: a collective, rarely
                 if signum is not None:
                     self.checkpoints.save(force=True)
                     return "interrupted", signum
-                if s.max_steps is not None and pos.step >= s.max_steps:
+                if max_steps is not None and pos.step >= max_steps:
                     break
 
             if pos.next_batch >= batches_per_epoch:
                 if self.end_epoch():
                     self.checkpoints.save(force=True)
                     return "stopped", None
-            elif s.max_steps is not None and pos.step >= s.max_steps:
+            elif max_steps is not None and pos.step >= max_steps:
                 self.end_partial_epoch()
         self.checkpoints.save(force=True)
         return "completed", None
@@ -322,7 +324,7 @@ class _Run:
         self._check_finite(row["train_loss"])
         self._emit(row)
         self.sink.update(self.pos.step, self.pos.epoch + 1, row)
-        self.meters.interval = Meter(self.torch_device)
+        self.meters.interval.reset()
 
     def end_epoch(self) -> bool:
         """Validate, log, checkpoint, step the scheduler; True if a callback asks to stop."""
@@ -335,8 +337,8 @@ class _Run:
                 scheduler.step()
         self.pos.epoch, self.pos.next_batch = self.pos.epoch + 1, 0
         # a new epoch starts new means: the next row must not average across the boundary
-        self.meters.epoch = Meter(self.torch_device)
-        self.meters.interval = Meter(self.torch_device)
+        self.meters.epoch.reset()
+        self.meters.interval.reset()
         self.checkpoints.offer(row, self.config)
         self.checkpoints.save(force=False)
         self.sink.epoch_end(int(row["epoch"]), row)
@@ -387,7 +389,7 @@ class _Run:
             with self.autocast():
                 output = model(x)
                 loss = self.parts.loss_fn(output, y)
-            buffer.add(loss, hits(output, y), len(x))
+            buffer.add(loss, output, y, len(x))
         model.train()
         return buffer.read(self.group, self.torch_device)  # host sync
 
@@ -401,7 +403,9 @@ class _Run:
 
     def _emit(self, row: dict[str, float]) -> None:
         self.record.append_metrics(row)
+        # queued: the tracker's thread calls wandb (expctl.tracking_background)
         self.tracker.log({k: v for k, v in row.items() if k != "step"}, step=int(row["step"]))
+        self.outcome.poll_tracker()
 
     def _lr(self) -> float:
         return float(self.parts.optimizer.param_groups[0]["lr"])

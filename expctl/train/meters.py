@@ -1,9 +1,11 @@
 """Loss and accuracy sums kept on the device, read (and summed over ranks) at sync points only.
 
-Per step the loop only appends to a :class:`StepBuffer` (no device work); at a log interval or
-epoch end the buffer is folded into :class:`Meter` sums in a few ops, and :meth:`Meter.read` is
-the one host sync. Under DDP the sums, hit counts and sample counts of all ranks are added in
-one all-reduce, so the logged metrics are those of the global batch on every rank.
+Per step the loop only appends to a :class:`StepBuffer` (no device work): the loss, and for a
+classifier its logits and targets — the accuracy is computed for a whole interval at once. At a
+log interval or epoch end the buffer is folded into :class:`Meter` sums in a few ops, and
+:meth:`Meter.read` is the one host sync. Under DDP the sums, hit counts and sample counts of all
+ranks are added in one all-reduce, so the logged metrics are those of the global batch on every
+rank.
 """
 
 from __future__ import annotations
@@ -16,16 +18,14 @@ import torch
 from expctl.train.distributed import Group
 
 
-def hits(output: Any, target: torch.Tensor) -> torch.Tensor | None:
-    """Which predictions are right, for classification (logits N×C, integer targets)."""
-    if (
+def classifies(output: Any, target: torch.Tensor) -> bool:
+    """Classification (logits N×C, integer targets): the trainer reports an accuracy."""
+    return (
         isinstance(output, torch.Tensor)
         and output.dim() == 2
         and target.dim() == 1
         and not target.is_floating_point()
-    ):
-        return output.detach().argmax(dim=1).eq(target)
-    return None
+    )
 
 
 def sum_dtype(device: torch.device) -> torch.dtype:
@@ -57,28 +57,59 @@ def _reduced(
 
 
 class StepBuffer:
-    """Each step's loss and hits (``argmax == target``), kept on the device until reduced.
+    """Each step's loss, and for a classifier what its accuracy needs, kept on the device until
+    reduced.
 
-    Appending launches no device work; :meth:`reduce` sums a whole interval in a few ops. (Summing
-    every step took five tiny ops, ~6% of a small model's step on CPU.)
+    Appending launches no device work: logits and targets are kept as they are (detached views)
+    and :meth:`reduce` computes the argmax and hits of the whole interval in a few ops, as it sums
+    the losses. (Summing every step took five tiny ops, ~6% of a small model's step on CPU; the
+    per-step argmax and compare another two.) On CUDA the argmax is taken per step instead:
+    there a model's outputs may live in buffers that the next step overwrites (CUDA graphs), its
+    own predictions do not. Kept logits are turned into hits early once they pass
+    :data:`MAX_KEPT_BYTES`, so a wide classifier holds no more than that.
     """
 
     MAX_STEPS = 256  # reduce at least this often, so the buffer stays small
+    MAX_KEPT_BYTES = 64 << 20
 
     def __init__(self) -> None:
         self.losses: dict[int, list[torch.Tensor]] = {}  # batch size -> mean losses
-        self.hits: list[torch.Tensor] = []
+        self.hits: list[torch.Tensor] = []  # hits already computed (bool per sample)
+        self._scores: list[torch.Tensor] = []  # logits (N×C) or predictions (N), not yet compared
+        self._targets: list[torch.Tensor] = []
+        self._kept_bytes = 0
         self.count = 0
         self.steps = 0
 
-    def add(self, loss: torch.Tensor, hits: torch.Tensor | None, n: int) -> None:
+    def add(self, loss: torch.Tensor, output: Any, target: torch.Tensor, n: int) -> None:
+        """One step (or batch): its mean ``loss`` over ``n`` samples and, for a classifier, its
+        ``output`` logits and integer ``target`` (anything else adds no accuracy)."""
         if n == 0:
             return  # an empty shard (DDP, an epoch's last batch): nothing to count
-        self.losses.setdefault(n, []).append(loss.detach())
-        if hits is not None:
-            self.hits.append(hits)
+        group = self.losses.get(n)
+        if group is None:
+            group = self.losses[n] = []
+        group.append(loss.detach())
+        if classifies(output, target):
+            scores = output.detach()
+            if scores.is_cuda:
+                scores = scores.argmax(dim=1)
+            self._scores.append(scores)
+            self._targets.append(target)
+            self._kept_bytes += scores.nelement() * scores.element_size()
+            if self._kept_bytes > self.MAX_KEPT_BYTES:
+                self._compare()
         self.count += n
         self.steps += 1
+
+    def _compare(self) -> None:
+        """Turn the kept logits/predictions into hits (a few ops for all of them)."""
+        if not self._scores:
+            return
+        scores = torch.cat(self._scores)  # all logits (CPU, MPS) or all predictions (CUDA)
+        predictions = scores.argmax(dim=1) if scores.dim() == 2 else scores
+        self.hits.append(predictions.eq(torch.cat(self._targets)))
+        self._scores, self._targets, self._kept_bytes = [], [], 0
 
     def reduce(self) -> tuple[torch.Tensor, torch.Tensor | None]:
         """(sum of per-sample losses, number of hits or None): device tensors, no sync."""
@@ -87,6 +118,7 @@ class StepBuffer:
             part = torch.stack(losses).sum() * n
             total = part if total is None else total + part
         assert total is not None, "reduce() of an empty buffer"
+        self._compare()
         hit_count = torch.cat(self.hits).sum() if self.hits else None
         return total, hit_count
 
@@ -100,7 +132,9 @@ class StepBuffer:
 
     def state(self) -> dict[str, Any]:
         """Saved unreduced: a resumed run must sum exactly the same groups in the same order
-        (float sums depend on grouping), so its metrics equal an uninterrupted run's bit for bit."""
+        (float sums depend on grouping), so its metrics equal an uninterrupted run's bit for bit.
+        (Hits are counts: comparing the kept logits now changes nothing.)"""
+        self._compare()
         return {
             "losses": [(n, torch.stack(ls).cpu()) for n, ls in self.losses.items()],
             "hits": torch.cat(self.hits).cpu() if self.hits else None,
@@ -123,6 +157,14 @@ class Meter:
     def __init__(self, device: torch.device):
         self.loss = torch.zeros((), dtype=sum_dtype(device), device=device)
         self.correct = torch.zeros((), dtype=torch.int64, device=device)
+        self.count = 0
+        self.has_accuracy = False
+        self.started = time.perf_counter()
+
+    def reset(self) -> None:
+        """Start new sums (an interval or epoch begins) in the same tensors."""
+        self.loss.zero_()
+        self.correct.zero_()
         self.count = 0
         self.has_accuracy = False
         self.started = time.perf_counter()

@@ -86,6 +86,7 @@ class Outcome:
         self.notes: list[str] = []
         self.tracker: Tracker | None = None
         self._tracker_notes_seen = 0
+        self._tracker_announced = False  # the W&B run's path was shown
         self.wandb_run_id: str | None = None  # the W&B run an earlier attempt started
         self.sync_dirs: list[str] = []  # offline W&B dirs of earlier attempts (resume)
         self.sync_command: str | None = None
@@ -122,12 +123,15 @@ class Outcome:
         self.write_summary()
 
     def start_tracking(self) -> Tracker:
-        from expctl.tracking import NullTracker, start_tracker
+        """Start W&B in the background (expctl.tracking_background): training does not wait
+        for it; its notes and run path are picked up by :meth:`poll_tracker`."""
+        from expctl.tracking import NullTracker
+        from expctl.tracking_background import start_in_background
 
         if not self.group.is_main:
             self.tracker = NullTracker()  # only rank 0 talks to W&B
             return self.tracker
-        tracker = start_tracker(
+        self.tracker = start_in_background(
             self.s.wandb,
             run_name=self.s.name,
             config=self.config,
@@ -135,17 +139,32 @@ class Outcome:
             group=self.sweep.sweep_id if self.sweep else None,  # W&B groups a sweep's runs
             directory=self.record.run_dir,
         )
-        for note in tracker.notes:
-            self.note(note)
-        self._tracker_notes_seen = len(tracker.notes)
-        self.tracker = tracker
-        return tracker
+        self._tracker_announced = self.tracker.path is not None
+        self.poll_tracker()
+        return self.tracker
+
+    def poll_tracker(self) -> None:
+        """Say what the tracker has to say since the last look: its notes (a failed start, a
+        fallback to offline) and, once, the W&B run it opened. Cheap: called at log points."""
+        tracker = self.tracker
+        if tracker is None:
+            return
+        notes = tracker.notes
+        if len(notes) > self._tracker_notes_seen:
+            for note in notes[self._tracker_notes_seen :]:
+                self.note(note)
+            self._tracker_notes_seen = len(notes)
+        if not self._tracker_announced and tracker.path is not None:
+            self._tracker_announced = True
+            self.sink.message(f"W&B {tracker.mode} run {tracker.path}")
 
     def start_info(self, total_steps: int | None) -> StartInfo:
         """What the progress display says as the run starts."""
         assert self.tracker is not None
         tracker = self.tracker
         wandb = f"{tracker.mode} ({tracker.path})" if tracker.path else tracker.mode
+        if tracker.path is None and not getattr(tracker, "ready", True):
+            wandb += ", starting"  # its run is announced when it is up
         device = self.device.description
         if self.group.distributed:
             device = f"{device} × {self.group.world_size} processes"
@@ -241,10 +260,9 @@ class Outcome:
         from expctl.tracking import sync_command
 
         assert self.tracker is not None
-        self.tracker.finish(exit_code)
-        for note in self.tracker.notes[self._tracker_notes_seen :]:
-            self.note(note)
-        self._tracker_notes_seen = len(self.tracker.notes)
+        self.tracker.finish(exit_code)  # waits for what was queued
+        self._tracker_announced = True  # the result reports the run
+        self.poll_tracker()
         if self.tracker.sync_dir is None:
             return None
         self.sync_dirs = [*self.sync_dirs, str(self.tracker.sync_dir)]
@@ -332,7 +350,7 @@ class Outcome:
                 "status": self.status,
                 "name": self.s.name,
                 "run_dir": str(run_dir),
-                "started_at": self.started_at.isoformat(timespec="seconds"),
+                "started_at": self.started_at.isoformat(timespec="milliseconds"),
                 "ended_at": None if self.status == "running" else ended,
                 "error": self.error,
                 "seed": self.s.seed,

@@ -177,19 +177,22 @@ def _clean(value: Any) -> Any:
 
 
 def process_start_time() -> float | None:
-    """When this process started (epoch seconds), from /proc on Linux; None elsewhere."""
+    """When this process started (epoch seconds), from /proc on Linux; None elsewhere.
+
+    /proc/self/stat counts the start in clock ticks since boot; the age is measured against
+    CLOCK_BOOTTIME, the same clock (``btime`` in /proc/stat is whole seconds: up to 1 s off).
+    """
+    boottime = getattr(time, "CLOCK_BOOTTIME", None)
+    if boottime is None:
+        return None
     try:
         stat = Path("/proc/self/stat").read_text()
-        boot = next(
-            float(line.split()[1])
-            for line in Path("/proc/stat").read_text().splitlines()
-            if line.startswith("btime")
-        )
-    except (OSError, StopIteration, ValueError):
+    except OSError:
         return None
     fields = stat.rsplit(")", 1)[1].split()
     start_ticks = float(fields[19])  # field 22 of /proc/<pid>/stat, counted after "(comm)"
-    return boot + start_ticks / os.sysconf("SC_CLK_TCK")
+    age = time.clock_gettime(boottime) - start_ticks / os.sysconf("SC_CLK_TCK")
+    return time.time() - age
 
 
 def timings(
