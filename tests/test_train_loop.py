@@ -359,7 +359,9 @@ def test_mid_epoch_rows_average_exactly_the_steps_since_the_previous_row_of_that
     per_step = {
         (r["epoch"], r["step"]): r["train_loss"] for r in rows(every) if "val_loss" not in r
     }
-    steps_per_epoch = max(s for (e, s) in per_step if e == 1)
+    steps_per_epoch = next(r["step"] for r in rows(every) if "val_loss" in r)
+    steps = [r["step"] for r in rows(every)]
+    assert len(steps) == len(set(steps))  # one row per step: at an epoch's end, the epoch's
     checked = 0
     previous: dict[int, int] = {}  # epoch -> step of its previous mid-epoch row
     for row in rows(sparse):

@@ -291,7 +291,10 @@ class _Run:
                 if meters.pending.steps >= StepBuffer.MAX_STEPS:
                     meters.fold()
 
-                if pos.step % log_every == 0:
+                epoch_row_next = last_batch or (max_steps is not None and pos.step >= max_steps)
+                if pos.step % log_every == 0 and not epoch_row_next:
+                    # (where the epoch's row follows at this very step, it is the one row: one
+                    # row per step, as W&B keeps them; its train_* cover this interval too)
                     self.log_interval()
                 signum = stop.poll(pos.step, self.stops.requested())  # DDP: a collective, rarely
                 if signum is not None:
