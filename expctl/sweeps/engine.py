@@ -21,6 +21,7 @@ Guarantees and how they are kept:
 from __future__ import annotations
 
 import contextlib
+import functools
 import json
 import math
 import random
@@ -46,6 +47,7 @@ from expctl.sweeps.studies import (
 
 if TYPE_CHECKING:
     import optuna
+    from optuna.distributions import BaseDistribution
 
 # How many of the oldest waiting trials an agent may claim (see Sweep._pop_waiting).
 CLAIM_WINDOW = 8
@@ -226,20 +228,26 @@ class Sweep(Liveness):
             self.handle.storage.set_trial_user_attr(trial._trial_id, PREFIX + "params", values)
         return values
 
-    def _record_grid_params(self, trial_id: int, point: dict[str, Any]) -> None:
-        """A grid point as the trial's Optuna params too (what Optuna's tools show)."""
+    @functools.cached_property
+    def _grid_columns(self) -> list[tuple[str, BaseDistribution]]:
+        """Each grid column's Optuna distribution, built once (a column's values are checked
+        for duplicates: per trial, that was a quarter of a 200-point grid's bookkeeping)."""
         from expctl.sweeps.grid import column_distribution
 
-        for p in self.spec.parameters:
-            dist = column_distribution(p)
-            if dist is None or p.name not in point:
+        columns = ((p.name, column_distribution(p)) for p in self.spec.parameters)
+        return [(name, dist) for name, dist in columns if dist is not None]
+
+    def _record_grid_params(self, trial_id: int, point: dict[str, Any]) -> None:
+        """A grid point as the trial's Optuna params too (what Optuna's tools show)."""
+        for name, dist in self._grid_columns:
+            if name not in point:
                 continue
             try:
-                internal = dist.to_internal_repr(point[p.name])
+                internal = dist.to_internal_repr(point[name])
             except ValueError:  # not one of the column's values (a point queued by hand)
                 continue
             if dist._contains(internal):
-                self.handle.storage.set_trial_param(trial_id, p.name, internal, dist)
+                self.handle.storage.set_trial_param(trial_id, name, internal, dist)
 
     def _repeats_a_point(self, trial: optuna.Trial, params: dict[str, Any]) -> bool:
         """A bayes suggestion identical to a point another agent is running now, or — in a
