@@ -3,9 +3,11 @@ file and line (and nothing is appended to it), `expctl sweep repair` fixes what 
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -166,3 +168,49 @@ def test_an_agent_killed_mid_append_leaves_a_journal_the_next_agent_heals(
     )
     assert agent.returncode == 0, agent.stderr
     assert lines_parse(journal)
+
+
+def test_batched_writes_beside_another_thread_never_hide_a_record_from_this_process(tmp_path):
+    """The agent's heartbeat thread writes while the main thread ends a batch: this process's
+    replay must still apply every record (it once skipped one — a completed trial looked
+    RUNNING until it went stale and was run a second time)."""
+    import threading
+
+    import optuna
+    from optuna.exceptions import UpdateFinishedTrialError
+    from optuna.trial import TrialState
+
+    from expctl.sweeps.journal import batched_writes
+    from expctl.sweeps.storage import open_storage
+
+    handle = open_storage(str(tmp_path / "s.journal"))
+    storage = handle.storage
+    study = optuna.create_study(storage=storage)
+    ids = [storage.create_new_trial(study._study_id) for _ in range(300)]
+    done = threading.Event()
+
+    def beat() -> None:
+        i = 0
+        while not done.is_set():
+            i += 1
+            with contextlib.suppress(UpdateFinishedTrialError):  # ended already
+                storage.set_trial_system_attr(ids[i % len(ids)], "beat", i)
+
+    beater = threading.Thread(target=beat)
+    switch = sys.getswitchinterval()
+    sys.setswitchinterval(1e-6)  # interleave the threads as finely as Python can
+    beater.start()
+    try:
+        for trial_id in ids:
+            with batched_writes(storage):
+                storage.set_trial_user_attr(trial_id, "result", {"ok": True})
+                storage.set_trial_state_values(trial_id, TrialState.COMPLETE, [0.0])
+    finally:
+        done.set()
+        beater.join()
+        sys.setswitchinterval(switch)
+    here = [t.state for t in storage.get_all_trials(study._study_id, deepcopy=False)]
+    fresh = open_storage(str(tmp_path / "s.journal")).storage
+    on_disk = [t.state for t in fresh.get_all_trials(study._study_id, deepcopy=False)]
+    assert on_disk == [TrialState.COMPLETE] * len(ids)
+    assert here == on_disk

@@ -205,7 +205,11 @@ def batched_writes(storage: Any) -> Iterator[None]:
         replay._last_created_trial_id_by_this_process = -1
     with backend.batched():
         yield
-    storage._sync_with_backend()  # now see them
+    # now see them — under the storage's thread lock, as Optuna's own methods sync: two threads
+    # replaying at once (the heartbeat thread's write) both count the records they apply, and
+    # the records in between are never applied in this process
+    with storage._thread_lock:
+        storage._sync_with_backend()
 
 
 # -- repair ----------------------------------------------------------------------------------
