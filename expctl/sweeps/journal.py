@@ -138,18 +138,21 @@ class CheckedJournalFileBackend(JournalFileBackend):
 
     def _check_unread_tail(self, f: Any) -> None:
         """Parse what others appended since our last read; heal a torn last line."""
-        f.seek(self._validated)
+        # one snapshot: a batch's append runs outside the storage's thread lock, so another
+        # thread's read may move these meanwhile
+        validated, validated_lines = self._validated, self._validated_lines
+        f.seek(validated)
         tail = f.read()
         complete, newline, torn = tail.rpartition(b"\n")
         lines = (complete + newline).splitlines(keepends=True)
-        for offset, line in enumerate(lines, start=self._validated_lines + 1):
+        for offset, line in enumerate(lines, start=validated_lines + 1):
             try:
                 parse_record(line, self._file_path, offset)
             except JournalDamaged as damage:
                 self._damage = damage
                 raise
         if torn:
-            keep = self._validated + len(tail) - len(torn)
+            keep = validated + len(tail) - len(torn)
             _set_aside(Path(self._file_path), torn)
             f.truncate(keep)
             os.fsync(f.fileno())
