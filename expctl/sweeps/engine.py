@@ -134,7 +134,7 @@ class Sweep(Liveness):
             if trial_id is None:
                 if self.spec.method == "grid" or self._cap_reached():
                     return self._idle()
-                trial = self.study.ask()
+                trial = self._new_trial()
             else:
                 trial = Trial(self.study, trial_id)
         frozen_attrs = trial.user_attrs
@@ -169,6 +169,18 @@ class Sweep(Liveness):
             retry_of=retry_of,
             started=time.time(),
         )
+
+    def _new_trial(self) -> optuna.Trial:
+        """``study.ask()`` without its own pop of the queue, which :meth:`_pop_waiting` just
+        found empty (Optuna's pop reads every waiting trial whole: ~15 ms a trial on
+        PostgreSQL). A trial queued in between is claimed next time."""
+        from optuna.trial import Trial
+
+        with contextlib.suppress(AttributeError):  # what ask() does first: a fresh trial cache
+            self.study._thread_local.cached_all_trials = None
+        # the study's own storage: for RDBs Optuna wraps ours in a cache that must see the trial
+        storage = getattr(self.study, "_storage", self.handle.storage)
+        return Trial(self.study, storage.create_new_trial(self.study_id))
 
     def _fail_unstarted(self, trial_id: int, message: str) -> None:
         from optuna.exceptions import UpdateFinishedTrialError
@@ -272,14 +284,20 @@ class Sweep(Liveness):
         )
 
     def _cap_reached(self) -> bool:
+        from optuna.trial import TrialState
+
         cap = self.spec.run_cap
         if cap is None:
+            return False
+        # fewer trials than the cap in all: not reached, without reading every trial's attrs
+        # (on PostgreSQL a whole read was ~20 ms, twice per trial)
+        if trial_index.count(self.handle.storage, self.study_id, tuple(TrialState)) < cap:
             return False
         return sum(1 for t in self.trials() if self._counts_toward_cap(t)) >= cap
 
     def _over_cap(self, number: int) -> bool:
         cap = self.spec.run_cap
-        if cap is None:
+        if cap is None or number < cap:  # at most `number` trials come before this one
             return False
         before = sum(1 for t in self.trials() if t.number < number and self._counts_toward_cap(t))
         return before >= cap
