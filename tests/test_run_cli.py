@@ -97,6 +97,15 @@ def test_run_leaves_a_complete_record_and_an_offline_wandb_run(project: Path, cl
     assert {"optim", "model", "trainer"} <= {item.key for item in run_record.config.update}
 
 
+def test_run_says_which_aliases_its_published_version_got(project: Path, cli):
+    first = cli("run", "trainer.epochs=2", *FAST)
+    assert first.exit_code == 0, first.stderr
+    assert "published: digits-mlp-model:v0 (latest, best)" in first.stderr
+    worse = cli("run", "trainer.epochs=1", "optim.lr=0.0", *FAST)  # cannot beat v0
+    assert "published: digits-mlp-model:v1 (latest)\n" in worse.stderr
+    assert "best stays on digits-mlp-model:v0" in worse.stderr
+
+
 def test_secrets_are_redacted_in_the_record_and_in_wandb(project: Path, cli):
     result = cli("run", "trainer.epochs=1", "+extra.api_token=s3cr3t-value", "-q", *FAST)
     assert result.exit_code == 0, result.stderr

@@ -183,7 +183,8 @@ def _report(result: RunResult) -> None:
             best = result.best_checkpoint
         err(f"best checkpoint: {best}")
     if result.artifact:
-        err(f"published: {result.artifact}")
+        aliases = f" ({', '.join(result.artifact_aliases)})" if result.artifact_aliases else ""
+        err(f"published: {result.artifact}{aliases}")
     for note in result.notes:
         err(f"note: {note}")
     if result.sync_command:

@@ -49,6 +49,7 @@ class RunResult:
     history: list[dict[str, float]]
     device: str
     artifact: str | None = None  # "name:vN" in the local artifact store, when published
+    artifact_aliases: tuple[str, ...] = ()  # the aliases publishing moved to it ("best", ...)
     notes: list[str] = field(default_factory=list)  # things the user should hear about
     rank: int = 0  # under torchrun: the process that returned this (rank 0 wrote the record)
 
@@ -91,6 +92,7 @@ class Outcome:
         self.sync_dirs: list[str] = []  # offline W&B dirs of earlier attempts (resume)
         self.sync_command: str | None = None
         self.artifact: str | None = None
+        self.artifact_aliases: tuple[str, ...] = ()
         self.resumed_from: int | None = None
         self.started_at = datetime.now(timezone.utc)
         self.first_step_time: float | None = None
@@ -300,6 +302,7 @@ class Outcome:
             self.note(f"publishing checkpoints failed: {e} (they are in {files[0].parent})")
             return
         self.artifact = version.ref
+        self.artifact_aliases = tuple(version.moved)
         if "best" in self.s.artifact_aliases and "best" not in version.moved:
             holder = version.name + ":" + _alias_holder(version.name, "best")
             self.note(
@@ -334,6 +337,7 @@ class Outcome:
             history=[dict(r) for r in self.history],
             device=self.device.name,
             artifact=self.artifact,
+            artifact_aliases=self.artifact_aliases,
             notes=list(self.notes),
             rank=self.group.rank,
         )
