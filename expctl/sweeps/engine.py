@@ -21,7 +21,6 @@ Guarantees and how they are kept:
 from __future__ import annotations
 
 import contextlib
-import functools
 import json
 import math
 import random
@@ -33,7 +32,8 @@ from expctl.errors import UsageError
 from expctl.sweeps import trial_index
 from expctl.sweeps.journal import batched_writes
 from expctl.sweeps.liveness import Liveness
-from expctl.sweeps.samplers import make_pruner, make_sampler, suggest
+from expctl.sweeps.run_cap import RunCap
+from expctl.sweeps.samplers import make_pruner, make_sampler
 from expctl.sweeps.spec import to_overrides
 from expctl.sweeps.storage import StorageHandle
 from expctl.sweeps.studies import (
@@ -44,17 +44,17 @@ from expctl.sweeps.studies import (
     info_from_attrs,
     not_found,
 )
+from expctl.sweeps.trial_values import TrialValues
 
 if TYPE_CHECKING:
     import optuna
-    from optuna.distributions import BaseDistribution
 
 # How many of the oldest waiting trials an agent may claim (see Sweep._pop_waiting).
 CLAIM_WINDOW = 8
 _claim_order = random.Random()  # its own generator: a seeded global `random` stays unshared
 
 
-class Sweep(Liveness):
+class Sweep(TrialValues, RunCap, Liveness):
     """One sweep opened for an agent or for inspection."""
 
     def __init__(self, handle: StorageHandle, study: optuna.Study, info: SweepInfo, study_id: int):
@@ -222,98 +222,6 @@ class Sweep(Liveness):
             if not window:
                 window = trial_index.waiting_ids(storage, self.study_id, CLAIM_WINDOW)
         return None
-
-    def _params(self, trial: optuna.Trial, queued: dict[str, Any] | None) -> dict[str, Any]:
-        """The W&B values of a trial; random/bayes trials also get their latent Optuna params."""
-        from expctl.sweeps.distributions import latent_distribution, to_value
-
-        if self.spec.method == "grid":
-            point = dict(queued or {})
-            self._record_grid_params(trial._trial_id, point)
-            return point
-        values: dict[str, Any] = {}
-        for p in self.spec.parameters:
-            dist = latent_distribution(p)
-            latent = None if dist is None else suggest(trial, p.name, dist)
-            values[p.name] = to_value(p, latent)
-        if queued is None:
-            self.handle.storage.set_trial_user_attr(trial._trial_id, PREFIX + "params", values)
-        return values
-
-    @functools.cached_property
-    def _grid_columns(self) -> list[tuple[str, BaseDistribution]]:
-        """Each grid column's Optuna distribution, built once (a column's values are checked
-        for duplicates: per trial, that was a quarter of a 200-point grid's bookkeeping)."""
-        from expctl.sweeps.grid import column_distribution
-
-        columns = ((p.name, column_distribution(p)) for p in self.spec.parameters)
-        return [(name, dist) for name, dist in columns if dist is not None]
-
-    def _record_grid_params(self, trial_id: int, point: dict[str, Any]) -> None:
-        """A grid point as the trial's Optuna params too (what Optuna's tools show)."""
-        for name, dist in self._grid_columns:
-            if name not in point:
-                continue
-            try:
-                internal = dist.to_internal_repr(point[name])
-            except ValueError:  # not one of the column's values (a point queued by hand)
-                continue
-            if dist._contains(internal):
-                self.handle.storage.set_trial_param(trial_id, name, internal, dist)
-
-    def _repeats_a_point(self, trial: optuna.Trial, params: dict[str, Any]) -> bool:
-        """A bayes suggestion identical to a point another agent is running now, or — in a
-        space with a continuous parameter, where an exact repeat is a wasted trial — to any
-        point tried before. (Small discrete spaces must repeat points; that is fine.)"""
-        from optuna.trial import TrialState
-
-        if self.spec.method != "bayes":
-            return False  # grids are exact; random repeats only by chance, as in W&B
-        continuous = any(p.is_continuous for p in self.spec.parameters)
-        return any(
-            t.number != trial.number
-            and (t.state == TrialState.RUNNING or (continuous and t.state.is_finished()))
-            and not t.user_attrs.get(PREFIX + "discarded")
-            and t.user_attrs.get(PREFIX + "params") == params
-            for t in self.trials()
-        )
-
-    def _counts_toward_cap(self, t: optuna.trial.FrozenTrial) -> bool:
-        return PREFIX + "retry_of" not in t.user_attrs and not t.user_attrs.get(
-            PREFIX + "discarded"
-        )
-
-    def _cap_reached(self) -> bool:
-        from optuna.trial import TrialState
-
-        cap = self.spec.run_cap
-        if cap is None:
-            return False
-        # fewer trials than the cap in all: not reached, without reading every trial's attrs
-        # (on PostgreSQL a whole read was ~20 ms, twice per trial)
-        if trial_index.count(self.handle.storage, self.study_id, tuple(TrialState)) < cap:
-            return False
-        return sum(1 for t in self.trials() if self._counts_toward_cap(t)) >= cap
-
-    def _over_cap(self, number: int) -> bool:
-        cap = self.spec.run_cap
-        if cap is None or number < cap:  # at most `number` trials come before this one
-            return False
-        before = sum(1 for t in self.trials() if t.number < number and self._counts_toward_cap(t))
-        return before >= cap
-
-    def _discard(self, trial: optuna.Trial) -> None:
-        """A trial created past run_cap by a race: failed and excluded from counts and status."""
-        from optuna.exceptions import UpdateFinishedTrialError
-        from optuna.trial import TrialState
-
-        storage = self.handle.storage
-        try:
-            storage.set_trial_user_attr(trial._trial_id, PREFIX + "discarded", True)
-            with self.handle.transition_lock():
-                storage.set_trial_state_values(trial._trial_id, TrialState.FAIL)
-        except UpdateFinishedTrialError:
-            pass
 
     def _idle(self) -> str:
 
