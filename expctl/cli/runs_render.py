@@ -55,54 +55,10 @@ def show_lines(
     notes: list[str],
     max_rows: int,
 ) -> list[str]:
-    from expctl.runs.compare import is_number, metric_series, sparkline
+    """`runs show`: the run's facts, its final/best metrics, its config, its metric rows."""
+    from expctl.runs.compare import is_number
 
-    s = info.summary
-    facts: list[tuple[str, Any]] = [
-        ("run", str(info.path)),
-        ("id", info.id),
-        ("name", info.name),
-        ("status", info.status),
-        ("kind", info.kind),
-        ("started", f"{when(info.started_at)}   duration {duration(info.duration_s)}"),
-        ("device", info.device),
-    ]
-    if info.sweep:
-        facts.append(("sweep", f"{info.sweep.get('id')} trial {info.sweep.get('trial')}"))
-    if info.monitor:
-        facts.append(
-            (
-                "monitor",
-                f"{info.monitor} ({info.mode or '?'}): final {num(info.final_value)}, "
-                f"best {num(info.best_value)}",
-            )
-        )
-    if s.get("best_checkpoint"):
-        kept = len(s.get("checkpoints") or [])
-        facts.append(("checkpoint", f"{s['best_checkpoint']} (best of {kept} kept)"))
-    if s.get("artifact"):
-        facts.append(("artifact", s["artifact"]))
-    wandb: dict[str, Any] = s["wandb"] if isinstance(s.get("wandb"), dict) else {}
-    if wandb.get("sync_command"):
-        facts.append(("wandb", f"{wandb.get('mode')}: {wandb['sync_command']}"))
-    elif wandb.get("mode"):
-        facts.append(("wandb", f"{wandb.get('mode')} {wandb.get('path') or ''}".strip()))
-    if s.get("command"):
-        facts.append(
-            (
-                "command",
-                " ".join(map(str, s["command"]))
-                if isinstance(s["command"], list)
-                else s["command"],
-            )
-        )
-    facts.append(("overrides", " ".join(info.overrides) or "(none)"))
-    if info.error:
-        facts.append(("error", info.error))
-    for note in notes:
-        facts.append(("damaged", note))
-    for note in s.get("notes") or []:
-        facts.append(("note", str(note)))
+    facts = _run_facts(info, notes)
     width = max(len(k) for k, _ in facts)
     lines = [f"{k.ljust(width)}  {v}" for k, v in facts if v not in (None, "")]
     keys = [k for k in info.final_metrics if is_number(info.final_metrics[k])]
@@ -117,24 +73,68 @@ def show_lines(
         dumped = yaml.safe_dump(config, sort_keys=False, default_flow_style=False)
         lines += ["  " + line for line in dumped.rstrip().splitlines()]
     if metric_rows:
-        columns = list(dict.fromkeys(k for row in metric_rows for k in row))
-        shown = metric_rows[-max_rows:] if max_rows else []
-        lines += [
-            "",
-            f"metrics.jsonl ({len(metric_rows)} rows"
-            + (f", the last {len(shown)}" if len(shown) < len(metric_rows) else "")
-            + "):",
-        ]
-        if shown:
-            cells = [tuple(num(row.get(c)) for c in columns) for row in shown]
-            lines += ["  " + line for line in table_lines(tuple(columns), cells)]
-        for metric in [m for m in (info.monitor,) if m] or []:
-            points = metric_series(metric_rows, metric, "step")
-            if points:
-                values = [v for _, v in points]
-                lines.append(
-                    f"  {metric}: {sparkline(values)}  {num(values[0])} → {num(values[-1])}"
-                )
+        lines += _metric_rows_lines(info, metric_rows, max_rows)
+    return lines
+
+
+def _run_facts(info: RunInfo, notes: list[str]) -> list[tuple[str, Any]]:
+    """(label, value) lines of `runs show`, from the summary; damage and notes last."""
+    s = info.summary
+    facts: list[tuple[str, Any]] = [
+        ("run", str(info.path)),
+        ("id", info.id),
+        ("name", info.name),
+        ("status", info.status),
+        ("kind", info.kind),
+        ("started", f"{when(info.started_at)}   duration {duration(info.duration_s)}"),
+        ("device", info.device),
+    ]
+    if info.sweep:
+        facts.append(("sweep", f"{info.sweep.get('id')} trial {info.sweep.get('trial')}"))
+    if info.monitor:
+        final, best = num(info.final_value), num(info.best_value)
+        goal = info.mode or "?"
+        facts.append(("monitor", f"{info.monitor} ({goal}): final {final}, best {best}"))
+    if s.get("best_checkpoint"):
+        kept = len(s.get("checkpoints") or [])
+        facts.append(("checkpoint", f"{s['best_checkpoint']} (best of {kept} kept)"))
+    if s.get("artifact"):
+        facts.append(("artifact", s["artifact"]))
+    wandb: dict[str, Any] = s["wandb"] if isinstance(s.get("wandb"), dict) else {}
+    if wandb.get("sync_command"):
+        facts.append(("wandb", f"{wandb.get('mode')}: {wandb['sync_command']}"))
+    elif wandb.get("mode"):
+        facts.append(("wandb", f"{wandb.get('mode')} {wandb.get('path') or ''}".strip()))
+    if s.get("command"):
+        command = s["command"]
+        shown = " ".join(map(str, command)) if isinstance(command, list) else command
+        facts.append(("command", shown))
+    facts.append(("overrides", " ".join(info.overrides) or "(none)"))
+    if info.error:
+        facts.append(("error", info.error))
+    facts += [("damaged", note) for note in notes]
+    facts += [("note", str(note)) for note in s.get("notes") or []]
+    return facts
+
+
+def _metric_rows_lines(
+    info: RunInfo, metric_rows: list[dict[str, Any]], max_rows: int
+) -> list[str]:
+    """The last ``max_rows`` rows of metrics.jsonl as a table, and the monitor's sparkline."""
+    from expctl.runs.compare import metric_series, sparkline
+
+    columns = list(dict.fromkeys(k for row in metric_rows for k in row))
+    shown = metric_rows[-max_rows:] if max_rows else []
+    last = f", the last {len(shown)}" if len(shown) < len(metric_rows) else ""
+    lines = ["", f"metrics.jsonl ({len(metric_rows)} rows{last}):"]
+    if shown:
+        cells = [tuple(num(row.get(c)) for c in columns) for row in shown]
+        lines += ["  " + line for line in table_lines(tuple(columns), cells)]
+    points = metric_series(metric_rows, info.monitor, "step") if info.monitor else []
+    if points:
+        values = [v for _, v in points]
+        spark = f"{sparkline(values)}  {num(values[0])} → {num(values[-1])}"
+        lines.append(f"  {info.monitor}: {spark}")
     return lines
 
 
