@@ -227,6 +227,8 @@ def start_tracker(
     ``wandb.group`` (the sweep agent groups its trials). When a wandb run is already open in
     this process (``wandb.run``), it is reused as is and the other settings are ignored.
     """
+    # One decision table in one place (reuse an open run, resolve the mode, init, fall back to
+    # offline once), so every way W&B can start or fail is visible together.
     active = active_wandb_run()
     if active is not None:
         # Opened by the trial function W&B's sweep agent calls (`expctl sweep agent

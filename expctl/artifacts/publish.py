@@ -169,6 +169,7 @@ def publish(
     holder's (:meth:`ArtifactVersion.beats`). Identical content returns the existing version
     (``reused=True``), aliases still moved. ``moved`` on the result says which aliases moved.
     """
+    # The numbered order of operations of the module docstring, step by step, in one place.
     store = store if isinstance(store, ArtifactStore) else ArtifactStore(store)
     validate_name(name)
     if type is not None:

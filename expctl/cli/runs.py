@@ -142,6 +142,7 @@ def list_(
     overrides that made the run differ from the config defaults. Damaged records are listed
     with a note.
     """
+    # (Long for its options: Typer's Annotated parameters are most of it.)
     from expctl.runs.query import (
         RunView,
         apply_where,

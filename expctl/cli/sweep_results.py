@@ -82,6 +82,7 @@ def best(
 ) -> None:
     """The best N complete trials with their run dirs and overrides; with --publish, their
     checkpoints become versions of one artifact (`expctl artifacts pull NAME:best`)."""
+    # (Long for its options: Typer's Annotated parameters are most of it.)
     from expctl.runs.sweep_results import best_trials, load_sweep, publish_best
 
     results = load_sweep(sweep_id, storage)

@@ -249,6 +249,7 @@ def _yaml_load(text: str) -> Any:
 
 def load_run(run_dir: Path, *, check_lock: bool = True) -> RunInfo:
     """Read one run for listing (``summary.json`` + ``overrides.yaml``; never raises)."""
+    # One guarded read per record file, each tolerating damage its own way: this must never raise.
     from expctl.rundir import run_dir_is_held
 
     path = Path(run_dir).absolute()

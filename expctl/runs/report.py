@@ -50,6 +50,7 @@ def write_report(sweep_id: str, out: Path, *, storage: str | None = None, top_k:
 
 def render_report(results: SweepResults, *, top_k: int = 5) -> tuple[str, list[str], list[str]]:
     """The page, the ids of the plots it draws, and notes on the sections it could not."""
+    # The page's sections in page order, a few lines each.
     from plotly.offline import get_plotlyjs
 
     sections: list[str] = []

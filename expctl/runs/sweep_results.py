@@ -185,6 +185,8 @@ def publish_best(
     """Each trial's checkpoints as a version of ``name``; aliases ``top-1``…``top-N`` and
     ``best`` (= ``top-1``) set explicitly (a worse trial published later never takes them).
     ``top-K`` aliases beyond N, left by an earlier, longer ``--top``, are removed."""
+    # One sequence in three steps a reader follows top to bottom: check every trial, publish
+    # worst first, then move the top-K aliases and drop stale ones.
     from expctl.artifacts.aliases import remove_alias, set_alias
     from expctl.artifacts.publish import publish_checkpoints
     from expctl.artifacts.refs import validate_name

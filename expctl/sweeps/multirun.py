@@ -108,6 +108,8 @@ def multirun(
     queued in the sweep: ``expctl sweep agent <id>`` finishes the rest). Failed runs are in
     the result (:meth:`MultirunResult.raise_if_failed`).
     """
+    # One linear sequence (compose, check, create the local grid, run the agent, report): no
+    # branch of it is worth a function of its own.
     from expctl.config import find_config_dir
     from expctl.sweeps.engine import open_sweep
     from expctl.sweeps.service import opened

@@ -251,6 +251,7 @@ def _parameter(
 
 def _numbers_ok(dist: str, args: dict, path: str, problems: Problems) -> bool:
     """Check min/max/q/mu/sigma/a/b: types first, then ranges (all range problems at once)."""
+    # One check per W&B numeric key, in W&B's own order: split, the table would be scattered.
     ok = True
     for key in _NUMERIC_KEYS:
         if key in args and not is_number(args[key]):

@@ -46,6 +46,8 @@ def wandb_trial_function(
     A failed trial raises :class:`RuntimeFailure` after finishing its run with exit code 1, so
     W&B's agent records the run as failed and applies its own flapping rule.
     """
+    # One function on purpose: the closure W&B's agent calls is the whole trial, and splitting it
+    # would thread its eight settings through every piece.
     check_timeout(trial_timeout)
     emit = on_event or (lambda message: None)
     run_objective = objective or trainer_objective

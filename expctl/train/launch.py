@@ -79,6 +79,8 @@ def train_new_run(
     directory when one was created and is still there, else None.
     """
     # Long by its documentation only: the body is the module docstring's five steps.
+    # Long for its signature and docstring; the body is one straight path: config → run dir →
+    # train(), the one every caller (run, multirun, the agent) shares.
     from expctl.train import train
     from expctl.train.distributed import process_group
 
