@@ -106,6 +106,18 @@ def test_run_says_which_aliases_its_published_version_got(project: Path, cli):
     assert "best stays on digits-mlp-model:v0" in worse.stderr
 
 
+def test_a_store_that_cannot_be_written_is_a_note_and_the_run_still_succeeds(project: Path, cli):
+    (project / "not-a-dir").write_text("")
+    result = cli("run", "trainer.epochs=1", *FAST, env={"EXPCTL_ARTIFACTS": "not-a-dir/store"})
+    assert result.exit_code == 0, result.stderr
+    assert (
+        "note: publishing checkpoints failed" in result.stderr and "published:" not in result.stderr
+    )
+    run_dir = Path(result.stdout.strip())
+    assert summary(run_dir)["artifact"] is None
+    assert list((run_dir / "checkpoints").glob("epoch=*.pt"))  # kept where they were written
+
+
 def test_secrets_are_redacted_in_the_record_and_in_wandb(project: Path, cli):
     result = cli("run", "trainer.epochs=1", "+extra.api_token=s3cr3t-value", "-q", *FAST)
     assert result.exit_code == 0, result.stderr

@@ -287,29 +287,15 @@ class Outcome:
             self._publish(files, {**metadata, "config": self.config})
 
     def _publish(self, files: list[Path], metadata: dict[str, Any]) -> None:
-        from expctl.artifacts.publish import publish_checkpoints
+        from expctl.train.publishing import publish_run
 
         assert self.topk.best is not None
-        try:
-            version = publish_checkpoints(
-                self.s.artifact_name,
-                files,
-                self.topk.best,
-                metadata,
-                aliases=self.s.artifact_aliases,
-            )
-        except Exception as e:  # training succeeded; the checkpoints stay in the run dir
-            self.note(f"publishing checkpoints failed: {e} (they are in {files[0].parent})")
-            return
-        self.artifact = version.ref
-        self.artifact_aliases = tuple(version.moved)
-        if "best" in self.s.artifact_aliases and "best" not in version.moved:
-            holder = version.name + ":" + _alias_holder(version.name, "best")
-            self.note(
-                f"published {version.ref} as latest; best stays on {holder}: this run's "
-                f"{self.s.monitor} does not beat it (to move it anyway: expctl artifacts "
-                f"alias {version.ref} best)"
-            )
+        published = publish_run(self.s, files, self.topk.best, metadata)
+        if published.version is not None:
+            self.artifact = published.version.ref
+            self.artifact_aliases = tuple(published.version.moved)
+        if published.note:
+            self.note(published.note)
 
     # -- what is reported ---------------------------------------------------------------------
 
@@ -417,13 +403,6 @@ def as_failure(e: BaseException, pos: Position, device: DeviceInfo) -> BaseExcep
         hint="check that the model's input/output shapes match the data and the loss; "
         "rerun with --debug for the traceback",
     )
-
-
-def _alias_holder(name: str, alias: str) -> str:
-    from expctl.artifacts.store import ArtifactStore
-
-    number = ArtifactStore().aliases(name).get(alias)
-    return f"v{number}" if number is not None else "?"
 
 
 def _finite(value: Any) -> bool:
