@@ -6,12 +6,15 @@ that need them (``expctl --help`` must not pay for them).
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+# No `import typing` here: this runs before the console script can install its signal handlers
+# (expctl.cli.entry), and typing's imports are most of that window.
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any
+
+    from expctl.train import RunResult
 
 __version__ = "0.1.0"
-
-if TYPE_CHECKING:
-    from expctl.train import RunResult
 
 
 def train(cfg: Any, **kwargs: Any) -> RunResult:

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import contextlib
 import signal
+import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -44,6 +45,7 @@ class _State:
         self.requested: int | None = None  # request_stop()
         self.listeners: list[Callable[[int], None]] = []
         self.installed = False
+        self.raised: int | None = None  # a signal raised at once (outside deferred blocks)
 
 
 _state = _State()
@@ -66,6 +68,7 @@ def _handler(signum: int, frame: Any) -> None:
     for listener in list(state.listeners):
         listener(signum)
     if state.depth == 0:
+        state.raised = signum
         if signum == signal.SIGINT:
             raise KeyboardInterrupt
         raise Interrupted(signum, f"interrupted by {signal_name(signum)}")
@@ -87,6 +90,16 @@ def install() -> None:
         for sig in SIGNALS:
             signal.signal(sig, _handler)
         _state.installed = True
+        sys.unraisablehook = _unraisable
+
+
+def _unraisable(hook_args: Any) -> None:
+    """A signal raised where Python cannot raise (a weakref callback, ``__del__``) is reported
+    by Python as "Exception ignored …" with a traceback, and lost. Ours are not reported: the
+    CLI still ends with the signal's code (:func:`raised`)."""
+    if isinstance(hook_args.exc_value, KeyboardInterrupt | Interrupted):
+        return
+    sys.__unraisablehook__(hook_args)
 
 
 @contextlib.contextmanager
@@ -130,6 +143,13 @@ def ignore_from_now() -> None:
 def pending() -> int | None:
     """The signal (or :func:`request_stop`) noted so far, if any."""
     return _state.received if _state.received is not None else _state.requested
+
+
+def raised() -> int | None:
+    """The signal that was raised at once outside a deferred block, if one was. A library
+    that swallows the KeyboardInterrupt (or a module half-imported when it hit) can make it
+    surface as another error: the CLI reports that as the interruption it is."""
+    return _state.raised
 
 
 def repeated() -> bool:

@@ -6,13 +6,16 @@ from __future__ import annotations
 import json
 import os
 import random
+import re
 import signal
 import subprocess
+import sys
 import time
 from pathlib import Path
 
 import pytest
 
+import expctl
 from expctl import signals
 from expctl.errors import Interrupted
 
@@ -64,10 +67,30 @@ def test_request_stop_from_code():
 PROCESSES = 50
 
 
+PACKAGE = Path(expctl.__file__).resolve().parent
+
+
+def _before_expctl_ran(err: str) -> bool:
+    """The signal hit the interpreter's own start-up (site, .pth files, the import machinery
+    reaching expctl's first line), before any code of ours could handle it: Python's own
+    KeyboardInterrupt report, with no frame in the expctl package. (~10 ms of each start here;
+    expctl installs its handlers as the first statement of its entry module.)"""
+    if "KeyboardInterrupt" not in err:
+        return False
+    frames = re.findall(r'File "([^"]+)"', err)
+    return not any(Path(f).resolve().is_relative_to(PACKAGE) for f in frames if f[0] != "<")
+
+
 def _outcome(proc: subprocess.Popen, project: Path, run_root: Path) -> tuple[int, str]:
     _, err = proc.communicate(timeout=120)
     code = proc.returncode
-    assert "Traceback" not in err, err
+    at_start_up = "Traceback" in err and _before_expctl_ran(err)
+    if at_start_up and code != 0:
+        # Python's start-up ends the process (-2; 1: "failed to import the site module"); inside
+        # a .pth file it reports and goes on, and then the run must complete as any other
+        assert code in (1, -signal.SIGINT, -signal.SIGTERM), (code, err)
+        return code, "interpreter start-up"
+    assert at_start_up or "Traceback" not in err, err
     assert "unexpected" not in err, err
     runs = list(run_root.glob("*/*"))
     if code == 0:
@@ -120,6 +143,29 @@ def test_a_signal_at_a_random_moment_of_a_real_run_ends_in_one_documented_way(
             outcomes[kind] = outcomes.get(kind, 0) + 1
     assert sum(outcomes.values()) == PROCESSES
     print("outcomes:", outcomes)
+
+
+@pytest.mark.slow
+def test_a_signal_in_the_first_moments_of_start_up_never_shows_our_traceback(project: Path):
+    """Start-up is where a Ctrl-C hits most often by hand and least often in the test above:
+    40 `expctl config show` processes, each signalled within its first 0.3 s. Every one ends
+    0, 130/143 (or killed by the signal), without a traceback of ours or an "unexpected"
+    error — also when the signal breaks a library's import half-way."""
+    rng = random.Random(int(os.environ.get("EXPCTL_TEST_SEED", "0")) or None)
+    exe = str(Path(sys.executable).with_name("expctl"))
+    for _ in range(40):
+        proc = subprocess.Popen(
+            [exe, "config", "show"], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True
+        )
+        time.sleep(rng.uniform(0, 0.3))
+        signum = rng.choice([signal.SIGINT, signal.SIGTERM])
+        proc.send_signal(signum)
+        _, err = proc.communicate(timeout=60)
+        if "Traceback" in err and _before_expctl_ran(err):
+            continue  # the interpreter's own start-up: see _before_expctl_ran
+        assert "Traceback" not in err and "unexpected" not in err, err
+        expected = {signal.SIGINT: (130, -2), signal.SIGTERM: (143, -15)}[signum]
+        assert proc.returncode == 0 or proc.returncode in expected, (proc.returncode, err)
 
 
 def _descendants(pid: int) -> list[int]:

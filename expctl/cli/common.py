@@ -115,6 +115,18 @@ def print_traceback() -> None:
     sys.stderr.write(scrub(traceback.format_exc()))
 
 
+def _interrupted_first() -> None:
+    """A signal was raised at once (outside a deferred block) and something broke on its way
+    out — a library that wrapped or swallowed the KeyboardInterrupt, a module half-imported:
+    it is the interruption, 130/143, not an error of the user's input or a bug."""
+    from expctl import signals
+
+    signum = signals.raised()
+    if signum is not None and not debug_enabled():
+        err("interrupted", style="red")
+        raise typer.Exit(signals.exit_code(signum)) from None
+
+
 def handle_errors(fn: F) -> F:
     """Turn library exceptions into the documented exit codes, for CliRunner and real runs alike."""
 
@@ -125,6 +137,7 @@ def handle_errors(fn: F) -> F:
         except (typer.Exit, typer.Abort):
             raise
         except ExpctlError as e:
+            _interrupted_first()  # e.g. Hydra wraps a KeyboardInterrupt in its own error
             if debug_enabled():
                 print_traceback()
             render_error(e)
@@ -141,6 +154,7 @@ def handle_errors(fn: F) -> F:
         except Exception as e:  # an unexpected bug: say so plainly; traceback only with --debug
             from expctl.secrets import scrub
 
+            _interrupted_first()  # a module half-imported by the interruption, say
             if debug_enabled():
                 print_traceback()
             err(f"error: unexpected {type(e).__name__}: {scrub(str(e))}", style="red")

@@ -15,9 +15,23 @@ the command itself creates is collected as usual.
 
 from __future__ import annotations
 
-import gc
-import sys
-from typing import Any
+# First of all (this module is the console script's): until expctl.signals is installed, a
+# Ctrl-C would be Python's KeyboardInterrupt with a traceback from whatever module was being
+# imported; end quietly with the documented code instead. `_signal` is the interpreter's own,
+# already loaded: importing `signal` (and its enum) would itself take a few ms.
+import _signal
+
+
+def _exit_quietly(signum: int, frame: object) -> None:
+    raise SystemExit(130 if signum == _signal.SIGINT else 143)  # SystemExit prints nothing
+
+
+for _signum in (_signal.SIGINT, _signal.SIGTERM):
+    _signal.signal(_signum, _exit_quietly)
+
+import gc  # noqa: E402
+import sys  # noqa: E402
+from typing import Any  # noqa: E402
 
 
 def main() -> None:
@@ -26,40 +40,45 @@ def main() -> None:
     from expctl import signals
     from expctl.errors import EXIT_SIGINT, Interrupted
 
-    signals.install()
+    code: Any = 0
     try:
-        from typer import Abort
-        from typer._click.exceptions import ClickException  # typer >= 0.26 vendors click
+        signals.install()  # from here a signal raises: inside this try
         from typer.main import get_command
 
         from expctl.cli.main import app
 
         command = get_command(app)
-    except KeyboardInterrupt:
-        sys.exit(EXIT_SIGINT)
-    except Interrupted as e:
-        sys.exit(e.exit_code)
-    finally:
         gc.freeze()
         if collecting:
             gc.enable()
-    code: Any = 0
-    try:
         code = command.main(standalone_mode=False, prog_name="expctl")
-    except ClickException as e:
-        _usage_error(e)
-        code = e.exit_code
-    except Abort:
-        code = 1
     except KeyboardInterrupt:  # Ctrl-C outside any command's own handling
         sys.stderr.write("interrupted\n")
         code = EXIT_SIGINT
     except Interrupted as e:
         sys.stderr.write(f"{e}\n")
         code = e.exit_code
+    except Exception as e:  # Typer's usage errors and aborts (imported inside the try)
+        code = _click_exit(e)
     finally:
         signals.ignore_from_now()  # the outcome is decided; nothing may change it now
-    sys.exit(code if isinstance(code, int) else 0)
+    code = code if isinstance(code, int) else 0
+    if code == 0 and signals.raised() is not None:  # raised where Python could only ignore it
+        sys.stderr.write("interrupted\n")
+        code = signals.exit_code(signals.raised())
+    sys.exit(code)
+
+
+def _click_exit(e: Exception) -> int:
+    from typer import Abort
+    from typer._click.exceptions import ClickException  # typer >= 0.26 vendors click
+
+    if isinstance(e, ClickException):
+        _usage_error(e)
+        return e.exit_code
+    if isinstance(e, Abort):
+        return 1
+    raise e
 
 
 def _usage_error(e: Any) -> None:
