@@ -195,8 +195,18 @@ def test_list_shows_every_run_with_its_overrides_and_metric(ex, world):
 def test_filters_where_sort_and_limit(ex, world):
     (b,) = _list(ex, world, "--where", "optim.lr<0.005", "--where", "trainer.epochs=3")
     assert b["id"] == _id(world.run_b)  # an override, then a key of the resolved config
-    large = _list(ex, world, "--where", "model=large")  # a config-group choice (override)
-    assert large and all("model=large" in r["overrides"] for r in large)
+    # a config-group choice (an override): the random sweep drew each of its 4 trials' models
+    by_model = {
+        model: {r["run_dir"] for r in _list(ex, world, "--where", f"model={model}")}
+        for model in ("small", "large")
+    }
+    trials = [r for r in _list(ex, world, "--where", "kind=trainer") if r.get("sweep")]
+    assert len(trials) == 4 and by_model["small"] | by_model["large"] == {
+        r["run_dir"] for r in trials
+    }
+    for model, run_dirs in by_model.items():
+        drew = {r["run_dir"] for r in trials if f"model={model}" in r["overrides"]}
+        assert run_dirs == drew, model
     program = _list(ex, world, "--where", "lr=0.1", "--where", "kind=program")
     assert len(program) == 2 and all(r["params"]["lr"] == 0.1 for r in program)
     small_batch = _list(ex, world, "--where", "config.data.batch_size<=64", "--where", "kind~tr*")
