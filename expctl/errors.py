@@ -147,6 +147,15 @@ class Problems:
         raise ConfigError(f"{len(self.items)} {what}\n{lines}", hint=hints)
 
 
+def did_you_mean_hint(word: str, candidates: list[str] | set[str], *, every: bool = False) -> str:
+    """The start of a hint: "did you mean 'x'? " (with ``every``: "did you mean x or y? "), or
+    "" when nothing is close."""
+    close = did_you_mean(word, candidates)
+    if not close:
+        return ""
+    return f"did you mean {' or '.join(close) if every else repr(close[0])}? "
+
+
 def did_you_mean(word: str, candidates: list[str] | set[str], n: int = 3) -> list[str]:
     """Closest candidates to ``word`` (for 'did you mean' hints)."""
     import difflib

@@ -10,7 +10,7 @@ import math
 from collections.abc import Sequence
 from typing import Any
 
-from expctl.errors import UsageError, did_you_mean
+from expctl.errors import UsageError, did_you_mean_hint
 from expctl.runs.records import RunInfo, read_config, read_metrics
 
 SPARK = "▁▂▃▄▅▆▇█"
@@ -101,8 +101,7 @@ def check_metric(metric: str, known: Sequence[str], what: str = "these runs") ->
     """An unknown metric is exit 2, listing the metrics that exist."""
     if metric in known:
         return
-    close = did_you_mean(metric, list(known))
-    guess = f"did you mean {' or '.join(close)}? " if close else ""
+    guess = did_you_mean_hint(metric, list(known), every=True)
     listed = ", ".join(known) if known else "none (nothing was logged)"
     raise UsageError(f"no metric {metric!r} in {what}", hint=f"{guess}metrics logged: {listed}")
 

@@ -28,7 +28,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from expctl.errors import NotFoundError, UsageError, did_you_mean
+from expctl.errors import NotFoundError, UsageError, did_you_mean_hint
 from expctl.runs.overrides import parse_scalar
 from expctl.runs.records import (
     RUN_DIR_NAME,
@@ -194,8 +194,7 @@ def check_keys(keys: Sequence[str], views: Sequence[RunView], what: str) -> None
         if any(v.lookup(key)[0] for v in views):
             continue
         known = available_keys(views)
-        close = did_you_mean(key, known)
-        guess = f"did you mean {' or '.join(close)}? " if close else ""
+        guess = did_you_mean_hint(key, known, every=True)
         raise UsageError(
             f"no run has {key!r} ({what})",
             hint=f"{guess}keys: {', '.join(known)}; or config.KEY for any key of the resolved "
@@ -255,8 +254,7 @@ def check_statuses(statuses: Sequence[str]) -> list[str]:
             if not s:
                 continue
             if s not in RUN_STATUSES:
-                close = did_you_mean(s, list(RUN_STATUSES))
-                guess = f"did you mean {close[0]!r}? " if close else ""
+                guess = did_you_mean_hint(s, list(RUN_STATUSES))
                 raise UsageError(
                     f"unknown --status {s!r}",
                     hint=f"{guess}statuses: {', '.join(RUN_STATUSES)}",
@@ -349,10 +347,9 @@ def _unknown_run(ref: str, root: Path, dirs: list[Path]) -> NotFoundError:
             "directory's path",
         )
     ids = [_id(d) for d in dirs]
-    close = did_you_mean(ref, ids + [d.name for d in dirs])
+    guess = did_you_mean_hint(ref, ids + [d.name for d in dirs], every=True)
     recent = sorted(dirs, key=lambda d: d.name, reverse=True)[:5]
     listed = ", ".join(f"{_id(d)} ({d.parent.name})" for d in recent)
-    guess = f"did you mean {' or '.join(close)}? " if close else ""
     return NotFoundError(
         f"no run {ref!r} under {root}",
         hint=f"{guess}recent runs: {listed} (see `expctl runs list`)",

@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from expctl.errors import Problems, did_you_mean
+from expctl.errors import Problems, did_you_mean, did_you_mean_hint
 from expctl.sweeps.parameters import Parameter
 from expctl.sweeps.spec_problems import param_path
 
@@ -51,8 +51,7 @@ def config_problems(
         options = groups[_group(p)]
         for choice in _choices(p):
             if not isinstance(choice, str) or choice not in options:
-                close = did_you_mean(str(choice), options)
-                suffix = f"did you mean {close[0]!r}? " if close else ""
+                suffix = did_you_mean_hint(str(choice), options)
                 problems.add(
                     param_path(p.name, raw),
                     f"{choice!r} is not an option of config group {p.name!r} "

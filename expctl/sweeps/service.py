@@ -26,7 +26,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from expctl.config import ConfigSource
-from expctl.errors import UsageError, did_you_mean
+from expctl.errors import UsageError, did_you_mean_hint
 from expctl.sweeps.agent import AgentOptions, run_agent
 from expctl.sweeps.objectives import load_objective
 from expctl.sweeps.spec import ConfigCheck, SweepSpec
@@ -62,8 +62,7 @@ def opened(storage: str | None, *, create: bool = False) -> Iterator[StorageHand
 def check_backend(backend: str) -> None:
     """Raise :class:`UsageError` unless ``backend`` is one of :data:`BACKENDS`."""
     if backend not in BACKENDS:
-        close = did_you_mean(backend, list(BACKENDS))
-        guess = f"did you mean {close[0]!r}? " if close else ""
+        guess = did_you_mean_hint(backend, list(BACKENDS))
         raise UsageError(
             f"unknown sweep backend {backend!r} (--backend or EXPCTL_SWEEP_BACKEND)",
             hint=f"{guess}use --backend local (no server) or --backend wandb (W&B's server)",
