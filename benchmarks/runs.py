@@ -29,17 +29,6 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
 TINY = ["trainer.epochs=2", "data=synthetic", "data.num_samples=256"]
-# `runs` and `sweep report` are hooked into the CLI by cli/main.py and cli/sweep.py; this shim
-# adds them when an older main.py does not, at the cost of nothing main.py would not import.
-SHIM = (
-    "import sys; sys.argv = ['expctl', *sys.argv[1:]]\n"
-    "from expctl.cli import main as m, runs, sweep, sweep_results\n"
-    "if not any(g.name == 'runs' for g in m.app.registered_groups):\n"
-    "    m.app.add_typer(runs.app, name='runs')\n"
-    "if not any(c.name == 'report' for c in sweep.app.registered_commands):\n"
-    "    sweep_results.register(sweep.app)\n"
-    "m.main()\n"
-)
 SWEEP = """
 name: bench
 method: random
@@ -56,7 +45,7 @@ parameters:
 
 
 def expctl(*args: str) -> list[str]:
-    return [sys.executable, "-c", SHIM, *args]
+    return [sys.executable, "-m", "expctl", *args]
 
 
 def env() -> dict[str, str]:
