@@ -139,6 +139,8 @@ def test_a_signal_at_a_random_moment_of_a_real_run_ends_in_one_documented_way(
         for proc, root, delay, signum in procs:
             code, kind = _outcome(proc, project, root)
             expected = {signal.SIGINT: (130, -2), signal.SIGTERM: (143, -15)}[signum]
+            if kind == "interpreter start-up":  # Python's own exit 1: see _outcome
+                expected = (*expected, 1)
             assert code == 0 or code in expected, (delay, signum, code)
             outcomes[kind] = outcomes.get(kind, 0) + 1
     assert sum(outcomes.values()) == PROCESSES
