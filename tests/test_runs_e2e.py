@@ -250,7 +250,8 @@ def test_bad_list_arguments_are_exit_2_with_a_hint(ex, world):
     assert not_a_number.exit_code == 2 and "needs a number" in not_a_number.stderr
     status = ex(*runs, "--status", "complete")
     assert status.exit_code == 2 and "did you mean 'completed'" in status.stderr
-    sweep = ex(*runs, "--sweep", world.sweep[:-1] + "x", "--storage", str(world.storage))
+    typo = world.sweep[:-1] + ("x" if world.sweep[-1] != "x" else "y")  # never the real id
+    sweep = ex(*runs, "--sweep", typo, "--storage", str(world.storage))
     assert sweep.exit_code == 2 and world.sweep in sweep.stderr  # did-you-mean / known ids
     assert not unknown.stdout and not sweep.stdout
 
