@@ -139,10 +139,11 @@ def test_store_option_and_environment_variable(cli, model_dir, isolated):
 
     env = {"EXPCTL_ARTIFACTS": str(isolated / "s1")}
     result = cli("artifacts", "list", env=env)
-    assert result.exit_code == 0 and result.stdout.splitlines()[1].startswith("m:v0\t")
+    assert result.exit_code == 0 and result.stdout.splitlines()[2].startswith("m:v0 ")
 
 
-def test_list_plain_when_piped_and_json(cli, model_dir):
+def test_list_aligned_when_piped_and_json(cli, model_dir):
+    """Piped, the same aligned table as `runs list` (not tab-separated); JSON for scripts."""
     push(cli, model_dir, "--name", "m", "--type", "model", "--alias", "best")
     (model_dir / "last.pt").write_bytes(b"v1")
     push(cli, model_dir, "--name", "m")
@@ -150,23 +151,19 @@ def test_list_plain_when_piped_and_json(cli, model_dir):
 
     plain = cli("artifacts", "list")
     assert plain.exit_code == 0
-    header, *rows = plain.stdout.splitlines()
-    assert header.split("\t") == [
-        "ref",
-        "type",
-        "aliases",
-        "metric",
-        "size",
-        "files",
-        "created",
-        "run",
-    ]
-    assert [r.split("\t")[:3] for r in rows] == [
+    assert "\t" not in plain.stdout
+    header, rule, *rows = plain.stdout.splitlines()
+    assert header.split() == ["ref", "type", "aliases", "metric", "size", "files", "created", "run"]
+    assert set(rule) == {"-", " "}
+    assert [r.split()[:3] for r in rows] == [
         ["d:v0", "dataset", "latest"],
         ["m:v0", "model", "best"],
         ["m:v1", "model", "latest"],
     ]
-    assert rows[1].split("\t")[7] == str(model_dir)  # creating source
+    columns = [header.index(name) for name in ("type", "aliases", "run")]
+    for row in rows:  # aligned: every column starts where its heading does
+        assert all(row[c - 1] == " " and row[c] != " " for c in columns), row
+    assert rows[1].endswith("/".join(model_dir.parts[-2:]))  # creating source
 
     one = cli("artifacts", "list", "m", "--format", "json")
     data = json.loads(one.stdout)
@@ -224,11 +221,10 @@ def test_terminal_table_and_progress_bar_render(capsys, model_dir, monkeypatch):
     import sys
 
     from expctl.artifacts import publish_path
-    from expctl.cli.artifacts import _print_table, _progress_bar
+    from expctl.cli.artifacts import _progress_bar, version_table
 
     publish_path(model_dir, "m", type="model", aliases=["best"])
-    _print_table(ArtifactStore().versions("m"))
-    table = capsys.readouterr().out
+    table = "\n".join(version_table(ArtifactStore().versions("m")))
     assert "m:v0" in table and "best,latest" in table and "3.0 KB" in table
 
     class Terminal(io.StringIO):
@@ -301,3 +297,54 @@ def test_force_replaces_only_an_earlier_pull(cli, model_dir, isolated):
     assert (isolated / "ckpt_pull" / "best.pt").read_bytes() == b"new weights"
     again = cli("artifacts", "pull", "m:v1", "--root", "ckpt_pull")
     assert again.exit_code == 0  # the same content again: nothing to do
+
+
+def test_list_on_an_80_column_terminal_keeps_every_ref_whole(expctl_exe, model_dir, isolated):
+    """On a real terminal 80 columns wide, long refs are never cut (two versions of a long name
+    used to read the same, with no ellipsis); the table is the one a pipe gets."""
+    import pty
+
+    name = "digits-mlp-model-with-a-long-name"
+    for i in range(2):
+        (model_dir / "last.pt").write_bytes(os.urandom(100 + i))
+        env = {**os.environ, "NO_COLOR": "1"}
+        pushed = subprocess.run(
+            [*expctl_exe, "artifacts", "push", str(model_dir), "--name", name, "--type", "model"],
+            capture_output=True,
+            text=True,
+            env=env,
+            cwd=isolated,
+        )
+        assert pushed.returncode == 0, pushed.stderr
+    main, child = pty.openpty()
+    env = {**os.environ, "NO_COLOR": "1", "COLUMNS": "80", "LINES": "24", "TERM": "xterm"}
+    proc = subprocess.Popen(
+        [*expctl_exe, "artifacts", "list"], stdout=child, stderr=child, cwd=isolated, env=env
+    )
+    os.close(child)
+    chunks = []
+    while True:
+        try:
+            chunk = os.read(main, 65536)
+        except OSError:  # EIO: the child closed the terminal
+            break
+        if not chunk:
+            break
+        chunks.append(chunk)
+    os.close(main)
+    assert proc.wait(timeout=60) == 0
+    screen = b"".join(chunks).decode().replace("\r\n", "\n")
+    assert f"{name}:v0" in screen and f"{name}:v1" in screen, screen
+    piped = subprocess.run(
+        [*expctl_exe, "artifacts", "list"], capture_output=True, text=True, cwd=isolated, env=env
+    )
+    assert screen.strip() == piped.stdout.strip()
+
+
+def test_push_of_a_device_is_refused_at_once_with_a_hint(cli):
+    """/dev/zero never ends: it is refused before a byte is read (not read forever)."""
+    result = push(cli, Path("/dev/zero"), "--name", "zeros")
+    assert result.exit_code == 2
+    assert "/dev/zero is not a regular file or directory (a device)" in result.stderr
+    assert "hint:" in result.stderr and result.stdout == ""
+    assert not ArtifactStore().names()

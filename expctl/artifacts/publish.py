@@ -48,8 +48,12 @@ def collect_files(path: Path) -> list[tuple[str, Path]]:
         raise UsageError(f"{path} is a symlink", hint="push the file or directory it points to")
     if stat.S_ISREG(mode):
         return [(path.name, path)]
-    if not stat.S_ISDIR(mode):
-        raise UsageError(f"{path} is not a regular file or directory")
+    if not stat.S_ISDIR(mode):  # a device, FIFO or socket: refused before a byte is read
+        raise UsageError(
+            f"{path} is not a regular file or directory ({_kind(mode)})",
+            hint=f"artifacts hold regular files: write the data to a file first "
+            f"(e.g. head -c 10M {path} > data.bin) and push that file",
+        )
     found: list[tuple[str, Path]] = []
     for relpath, full, entry_mode in iter_tree(path):
         if not stat.S_ISREG(entry_mode):
@@ -61,6 +65,14 @@ def collect_files(path: Path) -> list[tuple[str, Path]]:
     if not found:
         raise UsageError(f"{path} holds no files", hint="push a file or a non-empty directory")
     return found
+
+
+def _kind(mode: int) -> str:
+    if stat.S_ISCHR(mode) or stat.S_ISBLK(mode):
+        return "a device"
+    if stat.S_ISFIFO(mode):
+        return "a named pipe"
+    return "a socket" if stat.S_ISSOCK(mode) else "a special file"
 
 
 def _lstat(path: Path) -> os.stat_result:

@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 
 from expctl.cli.common import console, err, examples, handle_errors, out
-from expctl.cli.output import TableOrJson, format_option, json_text
+from expctl.cli.output import TableOrJson, format_option, json_text, table_lines
 from expctl.errors import UsageError
 
 if TYPE_CHECKING:
@@ -152,25 +152,10 @@ def list_(
     if not versions:
         err(f"no artifacts in {artifacts.root}")
         return
-    if sys.stdout.isatty():
-        _print_table(versions)
-    else:
-        out("\t".join(("ref", "type", "aliases", "metric", "size", "files", "created", "run")))
-        for v in versions:
-            out(
-                "\t".join(
-                    (
-                        v.ref,
-                        v.type,
-                        ",".join(v.aliases),
-                        _metric(v),
-                        str(v.size),
-                        str(len(v.files)),
-                        v.created,
-                        v.run_dir or "",
-                    )
-                )
-            )
+    # One table on a terminal and in a pipe, aligned like every other table (`runs list`):
+    # nothing is cut, so two versions never read the same; scripts use --format json.
+    for line in version_table(versions):
+        out(line)
 
 
 def _metric(version: ArtifactVersion) -> str:
@@ -179,29 +164,25 @@ def _metric(version: ArtifactVersion) -> str:
     return f"{monitored[0]}={monitored[2]:.4g}" if monitored else ""
 
 
-def _print_table(versions: list[ArtifactVersion]) -> None:
-    from rich.table import Table
+LIST_COLUMNS = ("ref", "type", "aliases", "metric", "size", "files", "created", "run")
 
-    table = Table(box=None, header_style="bold")
-    for column in ("ref", "type", "aliases", "metric", "size", "files", "created", "run"):
-        table.add_column(
-            column,
-            justify="right" if column in ("size", "files") else "left",
-            no_wrap=column != "run",
-            overflow="fold",
-        )
-    for v in versions:
-        table.add_row(
+
+def version_table(versions: list[ArtifactVersion]) -> list[str]:
+    """``artifacts list`` as plain aligned lines (:func:`expctl.cli.output.table_lines`)."""
+    rows = [
+        (
             v.ref,
             v.type,
             ",".join(v.aliases),
             _metric(v),
             _size(v.size),
-            str(len(v.files)),
+            len(v.files),
             v.created[:16].replace("T", " "),  # minutes are enough to tell versions apart
             _short_run(v.run_dir),
         )
-    console().print(table)
+        for v in versions
+    ]
+    return table_lines(LIST_COLUMNS, rows)
 
 
 def _short_run(path: str | None) -> str:

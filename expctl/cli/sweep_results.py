@@ -52,6 +52,8 @@ def report(
     err(f"wrote {written.path} ({size:.1f} MB): {len(written.plots)} plots")
     for note in written.notes:
         err(f"  not drawn: {note}", style="yellow")
+    for caveat in written.caveats:
+        err(f"  caveat: {caveat}", style="yellow")
     out(str(written.path))
 
 
@@ -91,10 +93,16 @@ def best(
         err(f"only {len(chosen)} complete trial(s) in sweep {sweep_id}", style="yellow")
     refs: dict[int, Any] = {}
     if publish is not None:
+        # published worst first, so the best is the newest version; each line names its rank
+        values = {t.number: t.value for t in chosen}
+        metric = results.metric or "value"
         for p in publish_best(results, chosen, publish, store):
             refs[p.number] = p
-            again = " (same files as before)" if p.reused else ""
-            err(f"published {p.ref} {', '.join(p.aliases)}: trial {p.number}{again}")
+            again = ", same files as before" if p.reused else ""
+            err(
+                f"published {p.ref} as {', '.join(p.aliases)} (trial {p.number}, "
+                f"{metric}={short_number(values[p.number])}{again})"
+            )
         err(f"pull the best with: expctl artifacts pull {publish}:best")
     rows = []
     for rank, t in enumerate(chosen, 1):

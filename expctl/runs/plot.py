@@ -6,7 +6,9 @@ figure is self-contained (plotly.js embedded): it opens with no network.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import contextlib
+import errno
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -18,6 +20,14 @@ from expctl.runs.records import RunInfo, read_metrics
 MATPLOTLIB_FORMATS = (".png", ".svg", ".pdf")
 HTML_FORMATS = (".html", ".htm")
 PLOTLY_CONFIG = {"displaylogo": False, "responsive": True}
+# 10 colours (matplotlib's tab10 = plotly's default colorway), then the same colours dashed,
+# dotted, dash-dotted: up to 40 curves, no two alike (the 11th run used to repeat the 1st).
+COLORS = (
+    "#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd",
+    "#8c564b", "#e377c2", "#7f7f7f", "#bcbd22", "#17becf",
+)  # fmt: skip
+PLOTLY_DASHES = ("solid", "dash", "dot", "dashdot")
+MATPLOTLIB_DASHES = ("-", "--", ":", "-.")
 
 
 @dataclass(frozen=True)
@@ -102,15 +112,24 @@ def _write_matplotlib(curves: list[Curve], metric: str, x: str, title: str, out:
 
     figure = Figure(figsize=(9, 5.5), layout="constrained")
     ax = figure.add_subplot()
-    for curve in curves:
+    for i, curve in enumerate(curves):
         xs, ys = zip(*curve.points, strict=True)
-        ax.plot(xs, ys, marker="o" if len(xs) <= 30 else None, markersize=3, label=curve.label)
+        color, dash = line_style(i)
+        ax.plot(
+            xs,
+            ys,
+            color=color,
+            linestyle=MATPLOTLIB_DASHES[dash],
+            marker="o" if len(xs) <= 30 else None,
+            markersize=3,
+            label=curve.label,
+        )
     ax.set_xlabel(x)
     ax.set_ylabel(metric)
     ax.set_title(title)
     ax.grid(True, alpha=0.3)
     ax.legend(fontsize="small", loc="best")
-    with atomic_path(out, fsync=False) as tmp:
+    with out_errors(), atomic_path(out, fsync=False) as tmp:
         figure.savefig(tmp, format=out.suffix.lower().lstrip("."), dpi=120)
         readable(tmp)
 
@@ -119,14 +138,17 @@ def curves_figure(curves: Sequence[Curve], metric: str, x: str, title: str) -> A
     import plotly.graph_objects as go
 
     figure = go.Figure()
-    for curve in curves:
+    for i, curve in enumerate(curves):
         xs, ys = zip(*curve.points, strict=True)
+        color, dash = line_style(i)
         figure.add_trace(
             go.Scatter(
                 x=list(xs),
                 y=list(ys),
                 mode="lines+markers" if len(xs) <= 50 else "lines",
                 name=curve.label,
+                line={"color": color, "dash": PLOTLY_DASHES[dash]},
+                marker={"color": color},
             )
         )
     figure.update_layout(
@@ -140,6 +162,11 @@ def curves_figure(curves: Sequence[Curve], metric: str, x: str, title: str) -> A
     return figure
 
 
+def line_style(i: int) -> tuple[str, int]:
+    """Curve ``i``'s colour and dash (an index into the DASHES tuples): unique for 40 curves."""
+    return COLORS[i % len(COLORS)], (i // len(COLORS)) % len(PLOTLY_DASHES)
+
+
 def write_html(figure: Any, out: Path, title: str) -> None:
     """A self-contained HTML page (plotly.js embedded: no CDN, works offline)."""
     html = figure.to_html(full_html=True, include_plotlyjs=True, config=PLOTLY_CONFIG)
@@ -151,9 +178,30 @@ def write_text(out: Path, text: str) -> None:
     """Write a file people share (a plot, a report): atomically, readable as the umask says."""
     from expctl.fsutil import atomic_path
 
-    with atomic_path(out, fsync=False) as tmp:
+    with out_errors(), atomic_path(out, fsync=False) as tmp:
         tmp.write_text(text, encoding="utf-8")
         readable(tmp)
+
+
+# The disk's errors name the fix for an --out file (fsutil's own hints are about --runs-dir).
+_OUT_HINTS = {
+    errno.ENOSPC: "free space there, or write the file to another disk with --out",
+    errno.EDQUOT: "free space in your quota, or write the file to another disk with --out",
+    errno.EROFS: "write the file to a writable directory with --out",
+    errno.EACCES: "check the directory's permissions, or choose another with --out",
+}
+
+
+@contextlib.contextmanager
+def out_errors() -> Iterator[None]:
+    """Writing ``--out`` failed on the disk: the error says so, with a hint about --out."""
+    from expctl.fsutil import WriteError
+
+    try:
+        yield
+    except WriteError as e:
+        e.hint = _OUT_HINTS.get(e.errno or 0, e.hint)
+        raise
 
 
 def readable(path: Path) -> None:

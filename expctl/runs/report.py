@@ -19,11 +19,12 @@ from typing import Any
 from expctl.runs.compare import metric_series
 from expctl.runs.plot import PLOTLY_CONFIG, Curve, check_out_path, curves_figure, write_text
 from expctl.runs.records import read_metrics
+from expctl.runs.report_parallel import parallel_figure, shorten
 from expctl.runs.sweep_results import (
     SweepResults,
     Trial,
+    importance_caveat,
     load_sweep,
-    optuna_study,
     param_importances,
 )
 
@@ -37,28 +38,43 @@ class Report:
     path: Path
     plots: list[str]  # the sections drawn as plots (their element ids)
     notes: list[str] = field(default_factory=list)  # sections not drawn, and why
+    caveats: list[str] = field(default_factory=list)  # sections drawn on too little data
     size: int = 0  # bytes
 
 
 def write_report(sweep_id: str, out: Path, *, storage: str | None = None, top_k: int = 5) -> Report:
     out = check_out_path(out, (".html", ".htm"))
     results = load_sweep(sweep_id, storage)
-    page, plots, notes = render_report(results, top_k=top_k)
+    page, plots, notes, caveats = render_report(results, top_k=top_k)
     write_text(out, page)
-    return Report(out, plots, notes, out.stat().st_size)
+    return Report(out, plots, notes, caveats, out.stat().st_size)
 
 
-def render_report(results: SweepResults, *, top_k: int = 5) -> tuple[str, list[str], list[str]]:
-    """The page, the ids of the plots it draws, and notes on the sections it could not."""
+def render_report(
+    results: SweepResults, *, top_k: int = 5
+) -> tuple[str, list[str], list[str], list[str]]:
+    """The page, the ids of the plots it draws, notes on the sections it could not, and
+    caveats on those it drew from too little data."""
     # The page's sections in page order, a few lines each.
     from plotly.offline import get_plotlyjs
 
     sections: list[str] = []
     plots: list[str] = []
     notes: list[str] = []
+    caveats: list[str] = []
 
-    def add(section_id: str, title: str, figure: Any, why_not: str | None, intro: str = "") -> None:
+    def add(
+        section_id: str,
+        title: str,
+        figure: Any,
+        why_not: str | None,
+        intro: str = "",
+        caveat: str | None = None,
+    ) -> None:
         body = f"<p class='intro'>{_e(intro)}</p>" if intro else ""
+        if caveat and figure is not None:
+            caveats.append(f"{title}: {caveat}")
+            body += f"<p class='caveat'>{_e(caveat)}</p>"
         if figure is None:
             notes.append(f"{title}: {why_not}")
             body += f"<p class='empty'>Not drawn: {_e(why_not or 'nothing to show')}.</p>"
@@ -86,14 +102,23 @@ def render_report(results: SweepResults, *, top_k: int = 5) -> tuple[str, list[s
     add(
         "parallel",
         "Parallel coordinates",
-        *_parallel(results, ranked),
-        intro=("Each line is a complete trial: its parameter values and its " + metric + "."),
+        *parallel_figure(results, ranked),
+        intro=(
+            "Each line is a complete trial: its parameter values and its "
+            + metric
+            + " (the darkest line is the best). Parameters spanning 100× or more are on a "
+            "log scale."
+        ),
     )
     add(
         "importance",
         "Parameter importance",
         *_importance(results),
-        intro=("Optuna's importance evaluator on the W&B parameter values of the complete trials."),
+        intro=(
+            "Optuna's importance evaluator on the W&B parameter values of the "
+            f"{len(ranked)} complete trial{'' if len(ranked) == 1 else 's'}."
+        ),
+        caveat=importance_caveat(len(ranked)),
     )
     add(
         "curves",
@@ -110,7 +135,7 @@ def render_report(results: SweepResults, *, top_k: int = 5) -> tuple[str, list[s
         sections="\n".join(sections),
         footer=_e(_footer()),
     )
-    return page, plots, notes
+    return page, plots, notes, caveats
 
 
 # -- sections ------------------------------------------------------------------------------------
@@ -123,7 +148,7 @@ def _header(results: SweepResults) -> str:
     planned = f" of {s['planned']} planned" if s.get("planned") is not None else ""
     facts = [
         ("method", s.get("method")),
-        ("state", s.get("state")),
+        ("state", s.get("state_text") or s.get("state")),
         ("metric", f"{metric.get('name')} ({metric.get('goal')})" if metric else "none"),
         ("trials", f"{s.get('done', 0)} done{planned}; {counts or 'none yet'}"),
         ("storage", s.get("storage")),
@@ -241,22 +266,6 @@ def _history(results: SweepResults) -> tuple[Any, str | None]:
     return figure, None
 
 
-def _parallel(results: SweepResults, ranked: list[Trial]) -> tuple[Any, str | None]:
-    if not ranked:
-        return None, "no complete trial yet"
-    from expctl.runs.sweep_results import infer_distributions
-
-    if not infer_distributions(ranked):
-        return None, "no parameter took more than one value"
-    import optuna.visualization as ov
-
-    figure = ov.plot_parallel_coordinate(
-        optuna_study(results, ranked), target_name=results.metric or "value"
-    )
-    figure.update_layout(title=None, margin={"t": 50, "l": 60, "r": 60, "b": 30})
-    return figure, None
-
-
 def _importance(results: SweepResults) -> tuple[Any, str | None]:
     importances, why = param_importances(results)
     if importances is None:
@@ -264,20 +273,25 @@ def _importance(results: SweepResults) -> tuple[Any, str | None]:
     import plotly.graph_objects as go
 
     names = list(importances)[::-1]  # most important on top
+    n = len(results.ranked())
+    caveat = importance_caveat(n)
     figure = go.Figure(
         go.Bar(
-            x=[importances[n] for n in names],
+            x=[importances[name] for name in names],
             y=names,
             orientation="h",
-            text=[f"{importances[n]:.2f}" for n in names],
+            text=[f"{importances[name]:.2f}" for name in names],
             textposition="outside",
-            marker={"color": "#1f77b4"},
+            # grey when it rests on too few trials: a screenshot of the plot keeps the caveat
+            marker={"color": "#aaaaaa" if caveat else "#1f77b4"},
         )
     )
+    title = f"from {n} complete trials" + (" — too few to rely on" if caveat else "")
     figure.update_layout(
+        title={"text": title, "font": {"size": 13, "color": "#a00" if caveat else "#555"}},
         xaxis_title=f"importance for {results.metric}",
         template="plotly_white",
-        margin={"t": 20, "l": 140, "r": 40, "b": 40},
+        margin={"t": 40, "l": 140, "r": 40, "b": 40},
         xaxis={"range": [0, 1.1]},
     )
     return figure, None
@@ -303,7 +317,7 @@ def _curves(results: SweepResults, top: list[Trial]) -> tuple[Any, str | None]:
         points = metric_series(rows, metric, axis)
         if points:
             label = f"#{rank} trial {t.number}: " + results.params_text(t)
-            curves.append(Curve(label[:80], points))
+            curves.append(Curve(shorten(label, 80), points))  # a cut shows as "…"
     if not curves:
         return None, f"the top trials' run directories hold no {metric} rows"
     figure = curves_figure(curves, metric, axis, "")
@@ -350,6 +364,7 @@ dt {{ color: #666; }} dd {{ margin: 0; }}
 code {{ font-size: 0.9em; }}
 .best {{ background: #f3f8ff; padding: 8px 12px; border-left: 3px solid #1f77b4; }}
 .intro {{ color: #555; margin: 0.2em 0; }} .empty {{ color: #a00; }}
+.caveat {{ color: #a00; font-weight: bold; margin: 0.2em 0; }}
 .table-wrap {{ max-height: 420px; overflow: auto; border: 1px solid #ddd; }}
 table {{ border-collapse: collapse; width: 100%; font-size: 0.85em; }}
 th, td {{ padding: 3px 8px; border-bottom: 1px solid #eee; text-align: left;

@@ -25,6 +25,9 @@ if TYPE_CHECKING:
 
 TOP_ALIAS = re.compile(r"^top-(\d+)$")
 LOG_RATIO = 100.0  # numeric parameters spanning this factor (all > 0) get a log axis
+# Optuna's importance evaluator fits a random forest to the trials: on fewer than this many it
+# ranks parameters by noise, so the report says so next to the plot.
+IMPORTANCE_MIN_TRIALS = 10
 
 
 @dataclass
@@ -347,6 +350,16 @@ def param_importances(results: SweepResults) -> tuple[dict[str, float] | None, s
     except Exception as e:  # degenerate data (all values equal, ...): say so, draw the rest
         return None, f"Optuna could not evaluate importance: {e}"
     return {k: float(v) for k, v in importances.items()}, None
+
+
+def importance_caveat(complete: int) -> str | None:
+    """What the report says next to a parameter importance computed from too few trials."""
+    if complete >= IMPORTANCE_MIN_TRIALS:
+        return None
+    return (
+        f"parameter importance needs ≥ {IMPORTANCE_MIN_TRIALS} complete trials to be "
+        f"meaningful; this sweep has {complete}: read it as noise, not a ranking"
+    )
 
 
 def _param_value(value: Any, distribution: BaseDistribution) -> Any:

@@ -53,8 +53,9 @@ class SweepStatus:
     name: str
     method: str
     metric: dict[str, Any] | None  # {name, goal, target}
-    state: str
+    state: str  # running | stopped | finished, as stored (W&B's stays RUNNING with no agent too)
     finished_reason: str | None
+    idle: bool  # running, but no agent is alive: nothing happens until one starts
     planned: int | None  # runs that will run (a grid: its size capped by run_cap)
     grid_size: int | None
     run_cap: int | None
@@ -68,8 +69,20 @@ class SweepStatus:
     trials: list[TrialRow]
     best: BestTrial | None
 
+    @property
+    def state_text(self) -> str:
+        """The state for people: a sweep nobody works on is not said to be ``running``."""
+        if not self.idle:
+            return self.state
+        waiting, orphaned = self.counts.get("waiting", 0), self.counts.get("running", 0)
+        queue = [f"{waiting} trial{'s' if waiting != 1 else ''} waiting"] if waiting else []
+        if orphaned:  # the next agent re-queues them once their heartbeat is stale
+            queue.append(f"{orphaned} left running by a dead agent")
+        return f"idle (no agent alive, {', '.join(queue) or 'nothing waiting'})"
+
     def to_json(self) -> dict[str, Any]:
         data = dataclasses.asdict(self)
+        data["state_text"] = self.state_text
         data["trials"] = [dataclasses.asdict(t) for t in self.trials]
         if self.best is not None:
             data["best"] = {
@@ -139,6 +152,7 @@ def sweep_status(sweep: Sweep) -> SweepStatus:
         counts[r.state] = counts.get(r.state, 0) + 1
     metric = info.spec.metric
     best = best_row(rows, metric)
+    agents = sweep.agents()
     return SweepStatus(
         id=info.id,
         name=info.display_name,
@@ -148,12 +162,13 @@ def sweep_status(sweep: Sweep) -> SweepStatus:
         else {"name": metric.name, "goal": metric.goal, "target": metric.target},
         state=info.state,
         finished_reason=info.finished_reason,
+        idle=info.state == "running" and not any(a.get("alive") for a in agents.values()),
         planned=info.planned,
         grid_size=grid_size(info.spec) if info.spec.method == "grid" else None,
         run_cap=info.spec.run_cap,
         done=sum(counts.get(s, 0) for s in ("complete", "pruned")),
         counts=counts,
-        agents=sweep.agents(),
+        agents=agents,
         storage=describe(sweep.handle.url),
         created=info.created,
         config_dir=info.config_dir,
