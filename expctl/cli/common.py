@@ -48,7 +48,11 @@ def _stderr_is_tty() -> bool:
 
 
 def err(message: str = "", *, style: str | None = None) -> None:
-    """Write a line for people (stderr), coloured on a terminal."""
+    """Write a line for people (stderr), coloured on a terminal; control characters in it
+    (a run name, a path, an error from a file) are shown escaped, never sent raw."""
+    from expctl.cli.output import printable
+
+    message = printable(message, lines=True)
     if style and _stderr_is_tty():
         message = typer.style(message, fg=style)
     typer.echo(message, err=True)

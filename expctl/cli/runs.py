@@ -28,7 +28,7 @@ from expctl.cli.output import (
 from expctl.cli.sweep_options import StorageOpt
 
 if TYPE_CHECKING:
-    pass
+    from expctl.runs.records import RunInfo
 
 app = typer.Typer(
     help="List, inspect, compare and plot runs from their run directories (offline).",
@@ -151,16 +151,19 @@ def list_(
         sort_views,
         sweep_runs,
     )
-    from expctl.runs.records import find_run_dirs, load_run
+    from expctl.runs.records import load_run, scan_runs_root
 
     conditions = [parse_condition(w) for w in where or []]
     root = _root(runs_dir)
     if sweep is not None:
         runs = sweep_runs(sweep, storage, root)
     else:
-        runs = [load_run(p) for p in find_run_dirs(root)]
+        found = scan_runs_root(root)
+        _warn_unreadable(root, found.unreadable)
+        runs = [load_run(p) for p in found.dirs]
     from expctl.runs.query import filter_runs
 
+    runs = _without_refused(runs)
     runs = filter_runs(runs, name=name, statuses=status or [])
     views = apply_where([RunView(r) for r in runs], conditions)
     views = sort_views(views, sort)
@@ -184,6 +187,30 @@ def list_(
         return
     for line in table_lines(header, rows):
         out(line)
+
+
+def _warn_unreadable(root: Path, unreadable: list[str]) -> None:
+    """One warning for every directory of the tree that could not be read (/proc has dozens)."""
+    if len(unreadable) == 1:
+        err(f"warning: skipped an unreadable directory: {unreadable[0]}", style="yellow")
+    elif unreadable:
+        err(
+            f"warning: skipped {len(unreadable)} unreadable directories under {root} "
+            f"(first: {unreadable[0]})",
+            style="yellow",
+        )
+
+
+def _without_refused(runs: list[RunInfo]) -> list[RunInfo]:
+    """Runs whose record files were refused as unsafe (a FIFO, /dev/zero, an alias bomb) are
+    left out of the listing, each with one warning; the rest are listed as usual."""
+    kept = []
+    for run in runs:
+        if run.refused:
+            err(f"warning: skipped run {run.path}: {'; '.join(run.refused)}", style="yellow")
+        else:
+            kept.append(run)
+    return kept
 
 
 # -- show ----------------------------------------------------------------------------------------

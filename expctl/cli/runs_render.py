@@ -6,7 +6,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from expctl.cli.common import console
-from expctl.cli.output import short_number, table_lines
+from expctl.cli.output import printable, rich_text, short_number, table_lines
 
 if TYPE_CHECKING:
     from expctl.runs.records import RunInfo
@@ -60,7 +60,12 @@ def show_lines(
 
     facts = _run_facts(info, notes)
     width = max(len(k) for k, _ in facts)
-    lines = [f"{k.ljust(width)}  {v}" for k, v in facts if v not in (None, "")]
+    lines = []
+    for k, v in facts:
+        if v in (None, ""):
+            continue
+        first, *more = printable(v, lines=True).splitlines() or [""]  # an error's traceback
+        lines += [f"{k.ljust(width)}  {first}", *(" " * (width + 2) + m for m in more)]
     keys = [k for k in info.final_metrics if is_number(info.final_metrics[k])]
     if keys:
         lines += ["", "metrics:"]
@@ -74,7 +79,7 @@ def show_lines(
         lines += ["  " + line for line in dumped.rstrip().splitlines()]
     if metric_rows:
         lines += _metric_rows_lines(info, metric_rows, max_rows)
-    return lines
+    return [printable(line) for line in lines]  # one line each, nothing raw from the record
 
 
 def _run_facts(info: RunInfo, notes: list[str]) -> list[tuple[str, Any]]:
@@ -183,26 +188,28 @@ def compare_lines(data: dict[str, Any]) -> list[str]:
                 ("run", "curve", "first", "last", "min", "max", "points"), table
             )
         ]
-    return lines
+    return [printable(line) for line in lines]  # names and metric names come from records
 
 
 def print_compare(data: dict[str, Any]) -> None:
+    """Rich tables; every value from a record is a ``Text`` (rich_text): no markup, no escapes."""
     from rich.table import Table
 
+    t = rich_text
     c = console()
     ids = [r["id"] for r in data["runs"]]
     runs = Table(title="runs", title_justify="left")
     for col in ("id", "name", "status", "run dir"):
         runs.add_column(col)
     for r in data["runs"]:
-        runs.add_row(r["id"], r["name"], r["status"], r["run_dir"])
+        runs.add_row(t(r["id"]), t(r["name"]), t(r["status"]), t(r["run_dir"]))
     c.print(runs)
     config = Table(title="config (keys that differ)", title_justify="left")
     config.add_column("key", style="bold")
     for i in ids:
-        config.add_column(i)
+        config.add_column(t(i))
     for key, values in data["config"].items():
-        config.add_row(key, *(cell(v) for v in values))
+        config.add_row(t(key), *(t(cell(v)) for v in values))
     if not data["config"]:
         config.add_row("(no differences)", *("" for _ in ids))
     c.print(config)
@@ -213,18 +220,19 @@ def print_compare(data: dict[str, Any]) -> None:
         )
         table.add_column("metric", style="bold")
         for i in ids:
-            table.add_column(i, justify="right")
+            table.add_column(t(i), justify="right")
         for key in data["final_metrics"]:
-            table.add_row(key, *metric_cells(data, key))
+            table.add_row(t(key), *(t(m) for m in metric_cells(data, key)))
         c.print(table)
     if data["metric"]:
-        series = Table(title=f"{data['metric']} by {data['x']}", title_justify="left")
+        title = t(f"{data['metric']} by {data['x']}")
+        series = Table(title=title, title_justify="left")
         for col in ("run", "curve", "first", "last", "min", "max"):
             series.add_column(col, justify="left" if col in ("run", "curve") else "right")
         for s in data["series"]:
             series.add_row(
-                s["id"],
-                f"[cyan]{s['sparkline']}[/]",
+                t(s["id"]),
+                t(s["sparkline"], style="cyan"),
                 num(s["first"]),
                 num(s["last"]),
                 num(s["min"]),

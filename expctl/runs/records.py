@@ -9,6 +9,13 @@ list`` over a thousand runs takes a fraction of a second.
 Every reader here returns what it could read plus notes on what it could not: a torn
 ``summary.json`` (a SIGKILLed run, a full disk), a metrics file with a torn last line or a
 garbage line in the middle, a config that is not YAML. Nothing here raises on a damaged record.
+
+Run directories may sit on a shared filesystem that others write to, so every record file is
+read defensively (:func:`read_record_bytes`): a symlink is followed (copied run dirs use them)
+but the file it names must be a regular file — a FIFO, a device (``/dev/zero``) or a socket is
+*refused* and never opened in a way that blocks — and no more than a size limit is read. YAML
+records are read with the sweep files' alias limit. A refused file is a note in
+:attr:`RunInfo.refused` (and in ``notes``); callers decide whether to show or skip the run.
 """
 
 from __future__ import annotations
@@ -17,6 +24,7 @@ import json
 import math
 import os
 import re
+import stat
 import time
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
@@ -34,6 +42,13 @@ RECORD_FILES = (SUMMARY_FILE, METRICS_FILE)  # what marks a renamed directory as
 # <YYYYmmdd-HHMMSS>-<id>: how expctl.rundir names a run directory
 RUN_DIR_NAME = re.compile(r"^(\d{8}-\d{6})-([0-9A-Za-z]+)$")
 KNOWN_STATUSES = ("running", "completed", "stopped", "interrupted", "failed")
+
+# The most bytes read of one record file. A summary, the overrides and the resolved config are
+# kilobytes; metrics.jsonl grows with the run (one line per logged step), so it is read a line
+# at a time up to its own limits and the note says where reading stopped.
+MAX_RECORD_BYTES = 8 * 1024 * 1024
+MAX_METRICS_BYTES = 128 * 1024 * 1024
+MAX_METRICS_ROWS = 1_000_000
 
 
 @dataclass
@@ -61,6 +76,9 @@ class RunInfo:
     sweep: dict[str, Any] | None = None  # {"id", "trial"} when known
     error: str | None = None
     notes: list[str] = field(default_factory=list)  # what could not be read, and why
+    # record files refused as unsafe to read (not a regular file, over the size limit, a YAML
+    # alias bomb); also in ``notes``. `runs list` leaves such runs out, with a warning.
+    refused: list[str] = field(default_factory=list)
     summary: dict[str, Any] = field(default_factory=dict)  # the raw summary.json
 
     @property
@@ -107,35 +125,182 @@ class RunInfo:
 # -- finding run directories ---------------------------------------------------------------------
 
 
-def find_run_dirs(root: Path) -> list[Path]:
-    """Every run directory two levels under ``root`` (``<name>/<stamp>-<id>``); [] if none.
+@dataclass
+class RunDirs:
+    """The run directories under a runs root, and the directories that could not be read."""
+
+    dirs: list[Path] = field(default_factory=list)
+    unreadable: list[str] = field(default_factory=list)  # "<path>: <why>", skipped
+
+
+def scan_runs_root(root: Path) -> RunDirs:
+    """Every run directory two levels under ``root`` (``<name>/<stamp>-<id>``).
 
     A directory counts when its name is a run directory's, or when it holds ``summary.json``
     or ``metrics.jsonl`` (a run dir renamed by hand; a config dir's config.yaml is not one).
+    A missing root has no runs; a root that is not a readable directory is a
+    :class:`~expctl.errors.UsageError`; a directory inside it that cannot be read (another
+    user's, ``/proc``'s) is skipped and named in ``unreadable``.
     """
-    found: list[Path] = []
-    try:
-        names = [e for e in os.scandir(root) if e.is_dir() and not e.name.startswith(".")]
-    except (FileNotFoundError, NotADirectoryError):
-        return []
-    for name_entry in names:
+    found = RunDirs()
+    for name_entry in _root_entries(Path(root)):
+        if name_entry.name.startswith(".") or not _is_dir(name_entry):
+            continue
         try:
             entries = list(os.scandir(name_entry.path))
-        except OSError:
+        except FileNotFoundError:  # removed while we looked
+            continue
+        except OSError as e:
+            found.unreadable.append(f"{name_entry.path}: {e.strerror or e}")
             continue
         for entry in entries:
-            if not entry.is_dir():
+            if not _is_dir(entry):
                 continue
             path = Path(entry.path)
-            if RUN_DIR_NAME.match(entry.name) or any((path / f).exists() for f in RECORD_FILES):
-                found.append(path)
+            try:
+                marked = any(_lexists(path / f) for f in RECORD_FILES)
+            except OSError as e:  # cannot look inside it
+                found.unreadable.append(f"{path}: {e.strerror or e}")
+                continue
+            if marked or RUN_DIR_NAME.match(entry.name):
+                found.dirs.append(path)
     return found
 
 
+def find_run_dirs(root: Path) -> list[Path]:
+    """The run directories of :func:`scan_runs_root` ([] if none; unreadable ones left out)."""
+    return scan_runs_root(root).dirs
+
+
+def _root_entries(root: Path) -> list[os.DirEntry[str]]:
+    from expctl.errors import UsageError
+
+    try:
+        with os.scandir(root) as entries:
+            return list(entries)
+    except FileNotFoundError:
+        return []  # nothing has run here yet: no runs, not an error
+    except NotADirectoryError:
+        # the words of `expctl run` (expctl.rundir.create_run_dir) for the same mistake
+        what = "a file, not a directory" if root.is_file() else "not a directory"
+        raise UsageError(
+            f"the runs directory {root} is {what}",
+            hint="pass a directory with --runs-dir (or EXPCTL_RUNS_DIR)",
+        ) from None
+    except OSError as e:
+        raise UsageError(
+            f"cannot read the runs directory {root}: {e.strerror or e}",
+            hint="check its permissions, or pass another directory with --runs-dir "
+            "(or EXPCTL_RUNS_DIR)",
+        ) from None
+
+
+def _is_dir(entry: os.DirEntry[str]) -> bool:
+    try:
+        return entry.is_dir()  # follows a symlink: a copied tree may link its run dirs
+    except OSError:
+        return False
+
+
+def _lexists(path: Path) -> bool:
+    """Whether ``path`` exists (a symlink counts, even dangling); OSError when the directory
+    cannot be searched."""
+    try:
+        os.lstat(path)
+    except (FileNotFoundError, NotADirectoryError):
+        return False
+    return True
+
+
 def looks_like_run_dir(path: Path) -> bool:
-    return path.is_dir() and (
-        bool(RUN_DIR_NAME.match(path.name)) or any((path / f).exists() for f in RECORD_FILES)
-    )
+    try:
+        return path.is_dir() and (
+            bool(RUN_DIR_NAME.match(path.name)) or any(_lexists(path / f) for f in RECORD_FILES)
+        )
+    except OSError:
+        return False
+
+
+# -- reading record files safely -----------------------------------------------------------------
+
+
+class Refused(str):
+    """A note saying a record file was refused as unsafe to read (see the module docstring)."""
+
+
+class RefusedFile(Exception):
+    """Raised by :func:`read_record_bytes`; ``note`` says which file and why."""
+
+    def __init__(self, note: str):
+        super().__init__(note)
+        self.note = Refused(note)
+
+
+def open_record_file(path: Path, limit: int | None) -> int:
+    """An open descriptor on ``path`` if it is (or links to) a regular file of at most ``limit``
+    bytes; :class:`RefusedFile` otherwise. FileNotFoundError/OSError as os.open raises them.
+
+    Checked before opening (a device is never opened) and again on the open file (it may have
+    been swapped meanwhile); opened non-blocking, so a FIFO put there after the check cannot
+    block the open.
+    """
+    _check_regular(path, os.stat(path), limit)
+    fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
+    try:
+        _check_regular(path, os.fstat(fd), limit)
+    except BaseException:
+        os.close(fd)
+        raise
+    return fd
+
+
+def read_record_bytes(path: Path, limit: int = MAX_RECORD_BYTES) -> bytes:
+    """The bytes of a small record file (see :func:`open_record_file`); a file that grew past
+    ``limit`` while being read is refused too."""
+    with os.fdopen(open_record_file(path, limit), "rb") as f:
+        data = f.read(limit + 1)
+    if len(data) > limit:
+        raise RefusedFile(_too_large(path, limit))
+    return data
+
+
+def _check_regular(path: Path, st: os.stat_result, limit: int | None) -> None:
+    if not stat.S_ISREG(st.st_mode):
+        raise RefusedFile(f"{path.name} is {_file_kind(st.st_mode)}, not a regular file: not read")
+    if limit is not None and st.st_size > limit:
+        raise RefusedFile(_too_large(path, limit))
+
+
+def _file_kind(mode: int) -> str:
+    if stat.S_ISFIFO(mode):
+        return "a FIFO (named pipe)"
+    if stat.S_ISCHR(mode) or stat.S_ISBLK(mode):
+        return "a device"
+    if stat.S_ISSOCK(mode):
+        return "a socket"
+    if stat.S_ISDIR(mode):
+        return "a directory"
+    return "not a file"
+
+
+def _too_large(path: Path, limit: int) -> str:
+    return f"{path.name} is larger than {_mib(limit)}: not read"
+
+
+def _mib(n: int) -> str:
+    return f"{n / (1024 * 1024):g} MiB"
+
+
+def _read_text(path: Path) -> tuple[str | None, str | None]:
+    """``(text, None)``; ``(None, None)`` when missing; ``(None, note)`` when unreadable."""
+    try:
+        return read_record_bytes(path).decode("utf-8", errors="replace"), None
+    except FileNotFoundError:
+        return None, None
+    except RefusedFile as e:
+        return None, e.note
+    except OSError as e:
+        return None, f"cannot read {path.name}: {e.strerror or e}"
 
 
 # -- reading one run -----------------------------------------------------------------------------
@@ -143,18 +308,16 @@ def looks_like_run_dir(path: Path) -> bool:
 
 def read_summary(run_dir: Path) -> tuple[dict[str, Any] | None, str | None]:
     """``(summary, None)``, or ``(None, note)`` when it is missing or unreadable."""
-    path = Path(run_dir) / SUMMARY_FILE
-    try:
-        text = path.read_bytes().decode("utf-8", errors="replace")
-    except FileNotFoundError:
-        return None, "no summary.json (the run was killed before writing it?)"
-    except OSError as e:
-        return None, f"cannot read summary.json: {e.strerror or e}"
+    text, note = _read_text(Path(run_dir) / SUMMARY_FILE)
+    if text is None:
+        return None, note or "no summary.json (the run was killed before writing it?)"
     try:
         data = json.loads(text)
     except json.JSONDecodeError as e:
         what = "empty" if not text.strip() else f"not valid JSON ({e.msg} at line {e.lineno})"
         return None, f"summary.json is {what}: truncated or damaged"
+    except (ValueError, RecursionError):  # a 5,000-digit number, [[[[... 100,000 deep
+        return None, Refused("summary.json holds numbers too long or lists nested too deep")
     if not isinstance(data, dict):
         return None, "summary.json is not a JSON object: damaged"
     return data, None
@@ -164,33 +327,38 @@ def read_metrics(run_dir: Path) -> tuple[list[dict[str, Any]], list[str]]:
     """Every readable row of ``metrics.jsonl`` and notes on the lines that were not.
 
     A torn last line (a hard kill mid-write) is dropped; a damaged line in the middle is
-    skipped, and the rows after it are kept.
+    skipped, and the rows after it are kept. Read a line at a time, at most
+    :data:`MAX_METRICS_ROWS` rows and :data:`MAX_METRICS_BYTES` bytes (a note says so).
     """
     path = Path(run_dir) / METRICS_FILE
     try:
-        text = path.read_bytes().decode("utf-8", errors="replace")
+        fd = open_record_file(path, None)
     except FileNotFoundError:
         return [], []
+    except RefusedFile as e:
+        return [], [e.note]
     except OSError as e:
         return [], [f"cannot read metrics.jsonl: {e.strerror or e}"]
     rows: list[dict[str, Any]] = []
     bad: list[int] = []
-    lines = text.splitlines()
-    for number, line in enumerate(lines, 1):
-        if not line.strip():
-            continue
-        try:
-            row = json.loads(line)
-        except json.JSONDecodeError:
-            bad.append(number)
-            continue
-        if isinstance(row, dict):
-            rows.append(row)
-        else:
-            bad.append(number)
+    number = 0
+    budget = MAX_METRICS_BYTES
+    with os.fdopen(fd, "rb") as f:
+        while len(rows) < MAX_METRICS_ROWS and budget > 0:
+            raw = f.readline(budget)
+            budget -= len(raw)
+            if not raw or (budget == 0 and not raw.endswith(b"\n")):
+                break  # the end, or a line cut by the byte limit: not a torn line
+            number += 1
+            row = _json_line(raw)
+            if row is not None:
+                rows.append(row)
+            elif raw.strip():
+                bad.append(number)
+        cut = bool(f.read(1))
     notes = []
     if bad:
-        if bad == [len(lines)]:
+        if bad == [number] and not cut:
             notes.append(f"metrics.jsonl: the last line ({bad[0]}) is torn; ignored")
         else:
             shown = ", ".join(map(str, bad[:5])) + (", ..." if len(bad) > 5 else "")
@@ -198,22 +366,27 @@ def read_metrics(run_dir: Path) -> tuple[list[dict[str, Any]], list[str]]:
                 f"metrics.jsonl: {len(bad)} damaged line{'s' if len(bad) > 1 else ''} "
                 f"skipped (line {shown})"
             )
+    if cut:
+        notes.append(
+            f"metrics.jsonl is longer than expctl reads ({MAX_METRICS_ROWS:,} rows or "
+            f"{_mib(MAX_METRICS_BYTES)}): only its first {len(rows):,} rows were read"
+        )
     return rows, notes
+
+
+def _json_line(raw: bytes) -> dict[str, Any] | None:
+    try:
+        row = json.loads(raw.decode("utf-8", errors="replace"))
+    except (ValueError, RecursionError):  # JSONDecodeError, a 5,000-digit number, [[[[...
+        return None
+    return row if isinstance(row, dict) else None
 
 
 def read_config(run_dir: Path) -> tuple[dict[str, Any] | None, str | None]:
     """The resolved config (``config.yaml``), or ``(None, note)``."""
-    path = Path(run_dir) / CONFIG_FILE
-    try:
-        text = path.read_bytes().decode("utf-8", errors="replace")
-    except FileNotFoundError:
-        return None, None
-    except OSError as e:
-        return None, f"cannot read config.yaml: {e.strerror or e}"
-    try:
-        data = _yaml_load(text)
-    except Exception as e:  # yaml.YAMLError and friends: a damaged file
-        return None, f"config.yaml is not valid YAML ({type(e).__name__}): damaged"
+    found, data, note = _read_yaml(Path(run_dir) / CONFIG_FILE)
+    if note or not found:
+        return None, note
     if data is None:
         return None, "config.yaml is empty: truncated?"
     if not isinstance(data, dict):
@@ -222,17 +395,9 @@ def read_config(run_dir: Path) -> tuple[dict[str, Any] | None, str | None]:
 
 
 def read_overrides(run_dir: Path) -> tuple[list[str], str | None]:
-    path = Path(run_dir) / OVERRIDES_FILE
-    try:
-        text = path.read_bytes().decode("utf-8", errors="replace")
-    except FileNotFoundError:
-        return [], None
-    except OSError as e:
-        return [], f"cannot read overrides.yaml: {e.strerror or e}"
-    try:
-        data = _yaml_load(text)
-    except Exception as e:
-        return [], f"overrides.yaml is not valid YAML ({type(e).__name__}): damaged"
+    _, data, note = _read_yaml(Path(run_dir) / OVERRIDES_FILE)
+    if note:
+        return [], note
     if data is None:
         return [], None
     if not isinstance(data, list):
@@ -240,11 +405,43 @@ def read_overrides(run_dir: Path) -> tuple[list[str], str | None]:
     return [str(o) for o in data], None
 
 
-def _yaml_load(text: str) -> Any:
+def _read_yaml(path: Path) -> tuple[bool, Any, str | None]:
+    """``(found, data, note)``: data None when the file is missing, empty or unreadable (then
+    the note says why)."""
+    text, note = _read_text(path)
+    if text is None:
+        return note is not None, None, note
+    from expctl.errors import SpecError
+    from expctl.sweeps.spec_yaml import MAX_NODES
+
+    try:
+        return True, _yaml_load(text, path.name), None
+    except SpecError:
+        note = f"{path.name} expands to more than {MAX_NODES:,} values (nested YAML aliases)"
+        return True, None, Refused(f"{note}: not read")
+    except RecursionError:
+        return True, None, Refused(f"{path.name} is nested too deep: not read")
+    except Exception as e:  # yaml.YAMLError and friends: a damaged file
+        return True, None, f"{path.name} is not valid YAML ({type(e).__name__}): damaged"
+
+
+def _yaml_load(text: str, source: str) -> Any:
+    """Safe YAML under the sweep files' alias limit (a 1 KB "billion laughs" would otherwise
+    take minutes and gigabytes); SpecError past it."""
     import yaml
 
-    loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)  # libyaml: ~10x faster
-    return yaml.load(text, Loader=loader)
+    # the limit's one home is the sweep file reader; it counts nodes before building anything
+    from expctl.sweeps.spec_yaml import _check_expanded_size
+
+    loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)(text)  # libyaml: ~10x faster
+    try:
+        node = loader.get_single_node()
+        if node is None:
+            return None
+        _check_expanded_size(node, source)
+        return loader.construct_document(node)
+    finally:
+        loader.dispose()
 
 
 def load_run(run_dir: Path, *, check_lock: bool = True) -> RunInfo:
@@ -309,6 +506,7 @@ def load_run(run_dir: Path, *, check_lock: bool = True) -> RunInfo:
         sweep=sweep,
         error=_str(s.get("error")),
         notes=notes,
+        refused=[n for n in notes if isinstance(n, Refused)],
         summary=s,
     )
 
