@@ -24,6 +24,12 @@ CASES = [
     ("packages_and_multiselect", "config", []),
     ("packages_and_multiselect", "config", ["transforms=[flip,blur]", "name=x"]),
     ("packages_and_multiselect", "config", ["server/db@backup=mysql", "name='a=b'"]),
+    # issue 19: public projects' shapes; `group.key=value` into a `# @package _group_` file
+    ("mbrl_group_headers", "main", ["overrides.num_steps=5", "dynamics_model.hid_size=64"]),
+    ("mbrl_group_headers", "main", ["algorithm=mbpo", "overrides=mbpo_halfcheetah"]),
+    ("drqv2", "config", ["+agent_cfg=${agent}", "task@_global_=cartpole_swingup"]),
+    ("lerobot", "default", ["policy=act", "env=aloha", "seed=3"]),
+    ("audiocraft", "config", ["solver=compression/encodec_base_24khz", "dset=audio/default"]),
 ]
 
 HYDRA_APP = textwrap.dedent(

@@ -11,6 +11,7 @@ from config_trees import REPO, TREES, write_tree
 from omegaconf import OmegaConf
 
 from expctl.config import ConfigSource, compose_config
+from expctl.config.resolve import resolved_container
 from expctl.errors import ConfigError
 
 # Extra compositions beyond the primary config and each option of each group.
@@ -23,6 +24,25 @@ EXTRA = {
         ("config", ["action_optimizer.lower_bound=-1", "overrides=halfcheetah", "base_lr=3"]),
     ],
     "cli_demo": [("missing", ["name=a", "model.width=3"])],
+    "mbrl_group_headers": [
+        ("main", ["overrides.num_steps=5", "algorithm.num_particles=4"]),
+        ("main", ["algorithm=mbpo", "overrides=mbpo_halfcheetah"]),
+        ("main", ["action_optimizer.lower_bound=-1", "action_optimizer.upper_bound=1"]),
+    ],
+    "drqv2": [
+        ("config", ["+agent_cfg=${agent}"]),
+        ("config", ["task@_global_=cartpole_swingup", "lr=3e-4", "agent.obs_shape=[9,84,84]"]),
+    ],
+    "lerobot": [
+        ("default", ["policy=act", "env=aloha"]),
+        ("default", ["policy.n_obs_steps=3", "training.online_env_seed=2", "+local=x"]),
+    ],
+    "audiocraft": [
+        ("config", ["solver=compression/default"]),
+        ("config", ["solver=compression/encodec_base_24khz"]),
+        ("config", ["solver=compression/encodec_base_24khz", "dset=audio/default", "rvq.n_q=4"]),
+        ("config", ["solver=compression/encodec_base_24khz", "+seanet.decoder.n_filters=64"]),
+    ],
 }
 # Directories of the repository that hold config trees users compose.
 DISK_TREES = {
@@ -100,6 +120,10 @@ def test_resolved_config_equals_omegaconf_resolution(
     cfg = compose_config(source, run_dir=run_dir, require_complete=False)
     # resolve=True only turns escaped literals (\${x}) back into text: nothing else is left
     assert OmegaConf.to_container(cfg, resolve=True) == expected
+    # and what `config show` prints is those values: an interpolation to a node holding a ???
+    # is that node, "???" inside, not the `${...}` text
+    composed = compose_config(source, run_dir=run_dir, resolve=False, require_complete=False)
+    assert resolved_container(composed)[0] == expected
 
 
 def test_every_config_tree_in_the_repository_is_checked() -> None:

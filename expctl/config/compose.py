@@ -7,13 +7,14 @@ Composition is Hydra's own, so defaults lists, ``_self_`` order, ``# @package``,
 from __future__ import annotations
 
 import os
+import re
 import warnings
 from collections.abc import Iterable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from expctl.config.resolve import missing_keys, resolve_config
-from expctl.config.source import ConfigSource, find_config_dir
+from expctl.config.source import ConfigSource, config_dir_note, find_config_dir
 from expctl.errors import ConfigWarning, MissingValuesError
 
 if TYPE_CHECKING:
@@ -36,17 +37,21 @@ def compose_config(
     """
     from omegaconf import OmegaConf
 
-    config_dir, _ = find_config_dir(source.config_dir)
+    config_dir, how = find_config_dir(source.config_dir)
+    note = config_dir_note(config_dir, how)  # e.g. the example project, outside a project
+    if note:
+        _warn_once(note)
     cfg = _compose_with_hydra(config_dir, source.config_name, list(source.overrides))
     _install_hydra_runtime(cfg, source.config_name, run_dir)
     OmegaConf.set_struct(cfg, False)
     del cfg["hydra"]
+    # the ??? keys as composed: an interpolation to a node holding one resolves to a copy with
+    # "???" inside (as in OmegaConf), but the key to set is the original, listed here once
+    missing = missing_keys(cfg) if require_complete else []
     if resolve:
         cfg = resolve_config(cfg)
-    if require_complete:
-        missing = missing_keys(cfg)
-        if missing:
-            raise MissingValuesError(missing)
+    if missing:
+        raise MissingValuesError(missing)
     OmegaConf.set_readonly(cfg, False)
     return cfg
 
@@ -55,11 +60,20 @@ def _compose_with_hydra(config_dir: Path, config_name: str, overrides: list[str]
     """Hydra 1.3's rules (``version_base=None``), unless ``$EXPCTL_HYDRA_VERSION_BASE`` says
     otherwise or the configs use Hydra 1.0's ``# @package _group_`` header: under 1.3 rules it
     becomes a literal ``_group_`` key, so such a tree is composed as its own app must run it,
-    with ``version_base="1.1"`` (and a warning). Hydra's warnings are re-issued as
-    :class:`~expctl.errors.ConfigWarning` (one line, no file path of Hydra's)."""
+    with ``version_base="1.1"`` (and a warning). A tree is recognised by that key, or, when the
+    1.3 composition fails (``group.key=1`` names no key there), by the header in its files.
+    Hydra's warnings are re-issued as :class:`~expctl.errors.ConfigWarning` (one line, no file
+    path of Hydra's)."""
     version_base = os.environ.get("EXPCTL_HYDRA_VERSION_BASE") or None
-    cfg, caught = _compose_once(config_dir, config_name, overrides, version_base)
-    if version_base is None and "_group_" in cfg:
+    try:
+        cfg, caught = _compose_once(config_dir, config_name, overrides, version_base)
+        legacy = version_base is None and "_group_" in cfg
+    except Exception:
+        # `overrides.num_steps=5` fails under 1.3's rules, where the key is `_group_.num_steps`
+        if version_base is not None or not _uses_group_header(config_dir):
+            raise
+        legacy = True
+    if legacy:
         cfg, caught = _compose_once(config_dir, config_name, overrides, "1.1")
         caught = [
             "these configs use Hydra 1.0's `# @package _group_` header: composed with Hydra "
@@ -67,9 +81,21 @@ def _compose_with_hydra(config_dir: Path, config_name: str, overrides: list[str]
             "to choose",
             *(m for m in caught if "_group_" not in m and "version_base" not in m),
         ]
-    for message in dict.fromkeys(caught):
-        warnings.warn(ConfigWarning(message), stacklevel=3)
+    for message in caught:
+        _warn_once(message)
     return cfg
+
+
+_WARNED: set[str] = set()
+
+
+def _warn_once(message: str) -> None:
+    """A :class:`ConfigWarning`, once per process: `run` composes twice, a sweep agent once per
+    trial, and Python's own once-per-place memory is reset by every ``catch_warnings`` (each
+    compose opens one)."""
+    if message not in _WARNED:
+        _WARNED.add(message)
+        warnings.warn(ConfigWarning(message), stacklevel=4)
 
 
 def _compose_once(
@@ -94,7 +120,7 @@ def _compose_once(
             config_dir,
             config_name,
             overrides,
-            lambda rest: _known_keys(config_dir, config_name, rest),
+            lambda rest: _known_keys(config_dir, config_name, rest, version_base),
         ) from e
     finally:
         GlobalHydra.instance().clear()
@@ -106,11 +132,28 @@ def _compose_once(
     return cfg, messages
 
 
-def _known_keys(config_dir: Path, config_name: str, overrides: list[str]) -> list[str]:
-    """Every dotted key path of the config composed without the failing override."""
+def _uses_group_header(config_dir: Path) -> bool:
+    """Whether a config file starts with Hydra 1.0's ``# @package _group_`` header (read only
+    when a composition failed: on success the ``_group_`` key it leaves tells)."""
+    header = re.compile(r"^\s*#\s*@package\s+_group_\b", re.MULTILINE)
+    for path in config_dir.rglob("*.yaml"):
+        try:
+            with path.open(encoding="utf-8", errors="replace") as f:
+                head = f.read(4096)  # Hydra reads the header from the comments at the top
+        except OSError:
+            continue
+        if header.search(head):
+            return True
+    return False
+
+
+def _known_keys(
+    config_dir: Path, config_name: str, overrides: list[str], version_base: str | None
+) -> list[str]:
+    """Every dotted key path of the config composed without the failing override, under the
+    same Hydra rules as the composition that failed."""
     from omegaconf import OmegaConf
 
-    version_base = os.environ.get("EXPCTL_HYDRA_VERSION_BASE") or None
     try:
         cfg, _ = _compose_once(config_dir, config_name, overrides, version_base)
     except Exception:

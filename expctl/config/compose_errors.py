@@ -10,6 +10,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from expctl.config.source import PACKAGED_CONFIG_DIR
 from expctl.errors import ConfigError, did_you_mean
 
 KnownKeys = Callable[[list[str]], list[str]]  # overrides -> every key of that composition
@@ -46,7 +47,7 @@ def translate_compose_error(
             "quote values with special characters: key='a,b'",
         )
     if isinstance(e, ConfigCompositionException):
-        return _composition_error(e, overrides, known_keys)
+        return _composition_error(e, config_dir, overrides, known_keys)
     if isinstance(e, RecursionError):
         return ConfigError(
             f"composing {config_name!r} recursed too deeply: a defaults list that includes "
@@ -121,7 +122,11 @@ def _missing_config_error(
         hint = f"available options for {group}: {', '.join(choices) or '(none)'}"
         if suggestion:
             hint = f"did you mean {group}={suggestion[0]}? {hint}"
-        return ConfigError(f"unknown option {option!r} for config group {group!r}", hint=hint)
+        message = f"unknown option {option!r} for config group {group!r}"
+        if config_dir == PACKAGED_CONFIG_DIR:  # outside a project: the user means their own
+            message += f" of the example config shipped with expctl ({config_dir})"
+            hint += "; to use your project's configs run from its directory or pass --config-dir"
+        return ConfigError(message, hint=hint)
     if missing == config_name or "primary config" in str(e):
         names = sorted(p.stem for p in config_dir.glob("*.yaml"))
         return ConfigError(
@@ -131,26 +136,21 @@ def _missing_config_error(
     return ConfigError(str(e).splitlines()[0], hint="check the defaults lists of your configs")
 
 
-def _composition_error(e: Exception, overrides: list[str], known_keys: KnownKeys) -> ConfigError:
+def _composition_error(
+    e: Exception, config_dir: Path, overrides: list[str], known_keys: KnownKeys
+) -> ConfigError:
     text = str(e)
     m = re.search(r"Could not override '([^']+)'", text)
     if m:
-        key = m.group(1)
-        rest = [o for o in overrides if _override_key(o) != key]
-        known = known_keys(rest)
-        close = did_you_mean(key, known)
-        leaf_close = [
-            k
-            for k in known
-            if k.rsplit(".", 1)[-1]
-            in did_you_mean(key.rsplit(".", 1)[-1], {k.rsplit(".", 1)[-1] for k in known})
-        ]
-        suggestions = close or leaf_close[:3]
-        value = next((o.split("=", 1)[1] for o in overrides if _override_key(o) == key), "...")
-        hint = f"to add a new key use +{key}={value}"
-        if suggestions:
-            hint = f"did you mean {' or '.join(suggestions)}? ({hint})"
-        return ConfigError(f"unknown config key {key!r} in override", hint=hint)
+        return _unknown_key_error(m.group(1), config_dir, overrides, known_keys)
+    m = re.search(r"Ambiguous value for argument '([^']+)'", text)
+    if m:
+        key, _, value = m.group(1).partition("=")
+        return ConfigError(
+            f"override {m.group(1)!r} has several values (a comma-separated sweep)",
+            hint=f"to run once per value add -m (multirun): expctl run -m {key}={value}; "
+            f"for a list value write {key}=[{value}]; for a string quote it: \"{key}='{value}'\"",
+        )
     m = re.search(r"An item is already at '([^']+)'", text)
     if m:
         key = m.group(1)
@@ -163,6 +163,42 @@ def _composition_error(e: Exception, overrides: list[str], known_keys: KnownKeys
     if cause is not None and str(cause).strip():
         first = f"{first} ({str(cause).splitlines()[0]})"
     return ConfigError(first, hint="check the override and the defaults list it refers to")
+
+
+def _unknown_key_error(
+    key: str, config_dir: Path, overrides: list[str], known_keys: KnownKeys
+) -> ConfigError:
+    """Names the config dir; the ``+key`` hint is not given for expctl's own example project
+    (outside a project, following it would silently train the example)."""
+    rest = [o for o in overrides if _override_key(o) != key]
+    known = known_keys(rest)
+    close = did_you_mean(key, known)
+    leaf_close = [
+        k
+        for k in known
+        if k.rsplit(".", 1)[-1]
+        in did_you_mean(key.rsplit(".", 1)[-1], {k.rsplit(".", 1)[-1] for k in known})
+    ]
+    suggestions = close or leaf_close[:3]
+    if config_dir == PACKAGED_CONFIG_DIR:
+        hint = (
+            "no ./configs in this directory, so this is expctl's example project: run from your "
+            "project's directory or pass --config-dir DIR"
+        )
+        if suggestions:
+            hint += f" (in the example, did you mean {' or '.join(suggestions)}?)"
+        return ConfigError(
+            f"unknown config key {key!r} in override: not in the example config shipped with "
+            f"expctl ({config_dir})",
+            hint=hint,
+        )
+    value = next((o.split("=", 1)[1] for o in overrides if _override_key(o) == key), "...")
+    hint = f"to add a new key use +{key}={value}"
+    if suggestions:
+        hint = f"did you mean {' or '.join(suggestions)}? ({hint})"
+    return ConfigError(
+        f"unknown config key {key!r} in override (config dir {config_dir})", hint=hint
+    )
 
 
 def _override_key(override: str) -> str:

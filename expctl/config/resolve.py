@@ -8,9 +8,11 @@ it was written, as in Hydra. What it adds:
 
 * a failing interpolation does not stop the walk: each is recorded once, at the key where it is
   written (also when it is reached through a reference), and all are raised together;
-* an interpolation that leads to a ``???`` — directly, inside a string, or to a node holding one —
-  is kept as written, so `config show` displays it and the missing-value check names the key the
-  user can set, not the key that refers to it.
+* an interpolation that leads to a ``???`` value — directly or inside a string — is kept as
+  written (OmegaConf raises there), so `config show` displays it; an interpolation to a *node*
+  holding a ``???`` gives that node, ``???`` included, as OmegaConf does. Either way the
+  missing-value check names the ``???`` key the user can set, never the key that refers to it
+  (``missing_refs``; ``missing_keys`` of the unresolved config lists no copies).
 """
 
 from __future__ import annotations
@@ -41,7 +43,7 @@ class _Walk:
 
 
 def resolve_config(cfg: DictConfig) -> DictConfig:
-    """A new config with every interpolation resolved (those leading to ``???`` kept).
+    """A new config with every interpolation resolved (those leading to a ``???`` value kept).
 
     Raises one :class:`ConfigError` naming every interpolation that cannot be resolved.
     """
@@ -130,16 +132,15 @@ def _interpolated(node: Any, path: str, walk: _Walk) -> Any:
         walk.problems.setdefault(where, describe_resolution_error(e))
         walk.kept.add(path)
         return node._value()
-    if isinstance(target, DictConfig | ListConfig) and _holds_missing(target):
-        walk.kept.add(path)  # `--set` the ??? inside the referenced node, not this key
-        base = _written_at(target, "")
-        for key in [base] if target._is_missing() else missing_keys(target, base):
-            if key not in walk.missing_refs:
-                walk.missing_refs.append(key)
-        return node._value()
     if isinstance(target, DictConfig | ListConfig):
-        # converted where it lives: its own interpolations resolve relative to that place,
-        # and their problems are recorded once, at the keys where they are written
+        if _holds_missing(target):  # `--set` the ??? inside the referenced node, not this key
+            base = _written_at(target, "")
+            for key in [base] if target._is_missing() else missing_keys(target, base):
+                if key not in walk.missing_refs:
+                    walk.missing_refs.append(key)
+        # converted where it lives, as OmegaConf does (a ??? inside stays "???"): its own
+        # interpolations resolve relative to that place, and their problems are recorded
+        # once, at the keys where they are written
         return _content(target, path, walk)
     return target._value()
 

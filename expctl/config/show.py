@@ -107,11 +107,23 @@ def _dereference(node: Any, path: str) -> Any:
 
 
 def dump_yaml(plain: Any) -> str:
-    """A plain config as YAML, in Hydra's key order (JSON: expctl.cli.output.json_text)."""
-    import yaml
+    """A plain config as YAML, byte for byte what ``OmegaConf.to_yaml`` (and so Hydra's
+    ``--cfg job``) writes (JSON: expctl.cli.output.json_text).
 
-    if not isinstance(plain, dict | list):
-        return yaml.safe_dump(plain, default_flow_style=False, sort_keys=False).removesuffix(
-            "\n...\n"
-        )
-    return yaml.safe_dump(plain, default_flow_style=False, sort_keys=False, allow_unicode=True)
+    It is OmegaConf's own dumper: strings that a YAML 1.1 reader would take for a boolean or a
+    number (``y``, ``no``, ``on``, ``1e3``) are quoted, keys included. PyYAML's SafeDumper
+    quotes fewer (not ``y``/``n``/``1e3``), so another reader turned them into booleans/floats.
+    The plain values are dumped directly, without building a DictConfig again.
+    """
+    import yaml
+    from omegaconf._utils import get_omega_conf_dumper
+
+    text: str = yaml.dump(
+        plain,
+        default_flow_style=False,
+        allow_unicode=True,
+        sort_keys=False,
+        Dumper=get_omega_conf_dumper(),
+    )
+    # a bare scalar (`--select` of a leaf) is a document of its own: no end marker
+    return text if isinstance(plain, dict | list) else text.removesuffix("\n...\n")

@@ -1,7 +1,8 @@
 """Where a config comes from: the config directory, the primary config and the overrides.
 
 ``--config-dir``, else ``$EXPCTL_CONFIG_DIR``, else ``./configs``, else the example project
-shipped in the package. Overrides are Hydra's grammar; ``key=a=b`` means the value ``a=b``.
+shipped in the package (with a warning, and named in unknown-key errors). Overrides are
+Hydra's grammar; ``key=a=b`` means the value ``a=b``.
 """
 
 from __future__ import annotations
@@ -87,3 +88,30 @@ def find_config_dir(explicit: Path | str | None = None) -> tuple[Path, str]:
     if local.is_dir():
         return local.resolve(), "./configs"
     return PACKAGED_CONFIG_DIR, "the example configs shipped with expctl"
+
+
+def config_dir_note(config_dir: Path, how: str) -> str | None:
+    """What to say on stderr about the config directory, when the user may not expect it.
+
+    The example project (no ./configs here): typed outside a project, ``expctl run`` would
+    otherwise train the example, the user's overrides silently missing. ``$EXPCTL_CONFIG_DIR``
+    while a different ./configs is here: a variable exported for another project wins over the
+    directory the user stands in. ``--config-dir``, ./configs and the variable alone: nothing.
+    """
+    if config_dir == PACKAGED_CONFIG_DIR:
+        return (
+            f"using the example config shipped with expctl ({PACKAGED_CONFIG_DIR}): no "
+            "./configs here; pass --config-dir (or set EXPCTL_CONFIG_DIR) to use your project's"
+        )
+    # the CLI reads the variable as --config-dir's default, so `how` cannot tell: compare paths
+    env = os.environ.get("EXPCTL_CONFIG_DIR")
+    from_env = how == "$EXPCTL_CONFIG_DIR" or bool(
+        env and Path(env).expanduser().resolve() == config_dir
+    )
+    local = Path("configs")
+    if from_env and local.is_dir() and local.resolve() != config_dir:
+        return (
+            f"using EXPCTL_CONFIG_DIR={config_dir}, not ./configs here; unset it (or pass "
+            "--config-dir configs) to use this directory's"
+        )
+    return None
