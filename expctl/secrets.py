@@ -25,8 +25,16 @@ URL_PASSWORD = "***"
 _CONTAINS = ("password", "passwd", "passphrase", "secret", "credential")
 _ENDS_WITH = ("token", "apikey", "accesskey", "secretkey", "privatekey")
 _SEPARATORS = re.compile(r"[_\-.\s]+")
-# scheme://user:password@host — the password ends at the last '@' before the host part
-_URL_CREDENTIALS = re.compile(r"(?P<head>\b[A-Za-z][A-Za-z0-9+.\-]*://[^\s:/@]*:)(?P<pw>[^\s@/]+)@")
+# scheme://REST, REST up to whitespace or a quote: its credentials are found by structure in
+# _split_userinfo, not by a pattern, so a password holding a raw '@', '/' or ':' is hidden whole.
+_URL = re.compile(r"\b(?P<scheme>[A-Za-z][A-Za-z0-9+.\-]*://)(?P<rest>[^\s'\"<>`]+)")
+# `key: value` inside an override's {...}/[...] that Hydra's parser cannot read (for messages)
+# a key (bare or quoted, as in a Python repr of a dict) and its `:`/`=`
+_SECRET_KEY_AT = re.compile(r"(?P<q>['\"]?)(?P<key>[A-Za-z_][\w.\-]*)(?P=q)\s*[:=]\s*")
+_INLINE_PAIR = re.compile(
+    r"(?P<key>[A-Za-z_][\w.\-]*)(?P<sep>\s*[:=]\s*)"
+    r"(?P<value>'(?:[^'\\]|\\.)*'|\"(?:[^\"\\]|\\.)*\"|[^,{}\[\]\s]+)"
+)
 _MIN_REMEMBERED = 4  # shorter values would scrub ordinary words out of every message
 
 _remembered: set[str] = set()
@@ -51,8 +59,33 @@ def _path_segments(path: str) -> list[str]:
 
 
 def redact_url(text: str) -> str:
-    """``scheme://user:PASS@host`` → ``scheme://user:***@host`` (anywhere in ``text``)."""
-    return _URL_CREDENTIALS.sub(lambda m: f"{m.group('head')}{URL_PASSWORD}@", text)
+    """``scheme://user:PASS@host`` → ``scheme://user:***@host`` (anywhere in ``text``).
+
+    The password is everything between the user's ``:`` and the *last* ``@`` of the URL, so
+    ``postgresql://u:SEC@RET/99@h/db`` loses all of ``SEC@RET/99`` (libpq would read it
+    otherwise, but a half-hidden password is a shown one)."""
+
+    def hide(m: re.Match[str]) -> str:
+        parts = _split_userinfo(m.group("rest"))
+        if parts is None:
+            return m.group(0)
+        user, _, host = parts
+        return f"{m.group('scheme')}{user}:{URL_PASSWORD}@{host}"
+
+    return _URL.sub(hide, text)
+
+
+def _split_userinfo(rest: str) -> tuple[str, str, str] | None:
+    """``user:password@host...`` → (user, password, host...), or None when ``rest`` has no
+    password. ``host:8080/a@b`` is a port and a path, not credentials."""
+    userinfo, at, host = rest.rpartition("@")
+    user, colon, password = userinfo.partition(":")
+    if not (at and colon and password) or "/" in user or "?" in user:
+        return None
+    port, slash, _ = password.partition("/")
+    if slash and port.isdigit():
+        return None
+    return user, password, host
 
 
 def redact(node: Any, path: str = "", *, inside_secret: bool = False) -> Any:
@@ -82,11 +115,86 @@ def is_redacted(value: Any) -> bool:
 
 
 def redact_override(override: str) -> str:
-    """``+db.password=hunter2`` → ``+db.password=********``; URL passwords in any value too."""
-    key, sep, _ = override.partition("=")
+    """``+db.password=hunter2`` → ``+db.password=********``; a dict or list value is redacted by
+    its structure (``+db={password: S, host: h}`` → ``+db={password: '********', host: h}``);
+    URL passwords in any value too."""
+    key, sep, value = override.partition("=")
     if sep and is_secret_path(key):
         return f"{key}={REDACTED}"
+    if sep and value.lstrip()[:1] in ("{", "["):
+        return redact_url(f"{key}={_redact_structured(key, value)}")
     return redact_url(override)
+
+
+def _redact_structured(key: str, value: str) -> str:
+    """A ``{...}``/``[...]`` override value with its secret leaves hidden: parsed with Hydra's
+    grammar when it can be (and written back in it), else each ``secret_key: value`` pair."""
+    parsed = _parse_override_value(key, value)
+    if parsed is _UNPARSED:
+        return _hide_inline_pairs(value)
+    hidden = redact(parsed, _path_key(key))
+    return value if hidden == parsed else _hydra_text(hidden)
+
+
+def _hide_inline_pairs(text: str) -> str:
+    """Text that is no valid override: hide the value after each ``secret_key:`` — a scalar, or
+    a whole ``{...}``/``[...]`` up to its closing bracket (or the end of the text)."""
+    out, pos = [], 0
+    for m in _SECRET_KEY_AT.finditer(text):
+        if m.start() < pos or not is_secret_key(m.group("key")):
+            continue
+        start = m.end()
+        end = _value_end(text, start)
+        out.append(text[pos:start] + f"'{REDACTED}'")
+        pos = end
+    return "".join(out) + text[pos:]
+
+
+def _value_end(text: str, start: int) -> int:
+    """Where the value starting at ``start`` ends: its closing bracket, or the next , } ]."""
+    if text[start : start + 1] in ("{", "["):
+        depth = 0
+        for i in range(start, len(text)):
+            depth += {"{": 1, "[": 1, "}": -1, "]": -1}.get(text[i], 0)
+            if depth == 0:
+                return i + 1
+        return len(text)
+    m = _INLINE_PAIR.match(f"k:{text[start:]}")
+    return start + (len(m.group("value")) if m else 0)
+
+
+_UNPARSED = object()
+
+
+def _parse_override_value(key: str, value: str) -> Any:
+    """The Python value of a dict/list override (Hydra's grammar), or ``_UNPARSED``."""
+    try:
+        from hydra.core.override_parser.overrides_parser import OverridesParser
+
+        parsed = OverridesParser.create().parse_override(f"k={value}").value()
+    except Exception:  # not Hydra's grammar (or Hydra missing): the caller falls back to text
+        return _UNPARSED
+    return parsed if isinstance(parsed, dict | list) else _UNPARSED
+
+
+def _path_key(key: str) -> str:
+    return ".".join(_path_segments(key))
+
+
+def _hydra_text(value: Any) -> str:
+    """``value`` written in Hydra's override grammar (strings single-quoted)."""
+    if isinstance(value, dict):
+        return "{" + ", ".join(f"{k}: {_hydra_text(v)}" for k, v in value.items()) + "}"
+    if isinstance(value, list | tuple):
+        return "[" + ", ".join(_hydra_text(v) for v in value) + "]"
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, int | float):
+        return repr(value)
+    escaped = str(value).replace("\\", "\\\\").replace("'", "\\'")
+    return f"'{escaped}'"
 
 
 def redact_overrides(overrides: Iterable[str]) -> list[str]:
@@ -99,9 +207,25 @@ def redact_params(params: dict[str, Any]) -> dict[str, Any]:
 
 
 def redact_argv(argv: Sequence[str]) -> list[str]:
-    """A command line with secret overrides and remembered secret values hidden (what wandb
-    records as the run's arguments)."""
-    return [scrub(redact_override(arg)) for arg in argv]
+    """A command line with secrets hidden: secret overrides (``+hf_token=x``), secret options
+    (``--api_key=x``, ``--api-key x``) and remembered secret values (what wandb records as the
+    run's arguments, what a program trial's record says it ran)."""
+    shown: list[str] = []
+    hide_next = False
+    for arg in argv:
+        if hide_next and not arg.startswith("-"):
+            shown.append(REDACTED)
+            hide_next = False
+            continue
+        hide_next = False
+        if arg.startswith("-") and len(arg) > 1 and not arg.lstrip("-")[:1].isdigit():
+            option, sep, _ = arg.partition("=")
+            if is_secret_key(option.lstrip("-")):
+                shown.append(f"{option}={REDACTED}" if sep else arg)
+                hide_next = not sep
+                continue
+        shown.append(scrub(redact_override(arg)))
+    return shown
 
 
 # -- remembered values: scrubbed from every message ------------------------------------------
@@ -116,12 +240,39 @@ def remember(value: Any) -> None:
 
 
 def remember_overrides(overrides: Iterable[str]) -> None:
-    """Remember the values of secret overrides (``+hf_token=abc``) and URL passwords."""
+    """Remember the values of secret overrides (``+hf_token=abc``), of secret keys inside a
+    dict/list override (``+db={password: abc}``) and URL passwords."""
     for override in overrides:
         key, sep, value = override.partition("=")
         if sep and is_secret_path(key):
             remember(value.strip("'\""))
+        elif sep and value.lstrip()[:1] in ("{", "["):
+            parsed = _parse_override_value(key, value)
+            if parsed is _UNPARSED:
+                for m in _SECRET_KEY_AT.finditer(value):
+                    if is_secret_key(m.group("key")):
+                        hidden = value[m.end() : _value_end(value, m.end())]
+                        for piece in re.split(r"[\s,:{}\[\]]+", hidden):
+                            remember(piece.strip("'\""))
+            else:
+                remember_config(parsed, _path_key(key))
         _remember_url_passwords(override)
+
+
+def remember_argv(argv: Iterable[str]) -> None:
+    """Remember what a command line holds that is secret: overrides, the value after a secret
+    option (``--api-key X``), URLs' passwords (libpq's errors quote the URL's parts)."""
+    args = list(argv)
+    remember_overrides(args)
+    for option, value in zip(args, args[1:], strict=False):
+        if option.startswith("-") and "=" not in option and is_secret_key(option.lstrip("-")):
+            remember(value)
+
+
+def remember_environment(environ: dict[str, str]) -> None:
+    """Remember the values of secret-named variables (``EXPCTL_DB_PASSWORD``) and URLs'
+    passwords in any of them (``EXPCTL_STORAGE=postgresql://u:PASS@h/db``)."""
+    remember_overrides(f"{name}={value}" for name, value in environ.items())
 
 
 def remember_config(node: Any, path: str = "", *, inside_secret: bool = False) -> None:
@@ -140,8 +291,15 @@ def remember_config(node: Any, path: str = "", *, inside_secret: bool = False) -
 
 
 def _remember_url_passwords(text: str) -> None:
-    for m in _URL_CREDENTIALS.finditer(text):
-        remember(m.group("pw"))
+    """A URL's password, and each piece of it between ``@ / :`` (a client that splits the URL
+    at another ``@`` quotes such a piece as a host name or a user)."""
+    for m in _URL.finditer(text):
+        parts = _split_userinfo(m.group("rest"))
+        if parts is not None:
+            password = parts[1]
+            remember(password)
+            for piece in re.split(r"[@/:]", password):
+                remember(piece)
 
 
 def scrub(text: str) -> str:

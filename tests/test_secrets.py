@@ -169,3 +169,131 @@ def test_sweep_parameters_named_like_secrets_are_never_printed(cli, isolated: Pa
     assert f"--api_token={REDACTED}" in data["best"]["command"]
     for output in (created.stderr, agent.stderr, status.stdout, table.stdout):
         assert "TOKEN-SECRET-5" not in output
+
+
+# -- round 3: redaction by structure, not by text ----------------------------------------------
+
+
+def test_dict_and_list_overrides_are_redacted_by_their_structure() -> None:
+    assert redact_override("+db={password: S, host: h}") == f"+db={{password: '{REDACTED}', host: 'h'}}"
+    assert redact_override("+c={secrets: {a: XX, b: [1, 2]}, n: 3}") == (
+        f"+c={{secrets: {{a: '{REDACTED}', b: ['{REDACTED}', '{REDACTED}']}}, n: 3}}"
+    )
+    assert redact_override("+c=[{api_token: XYZW}, 1]") == f"+c=[{{api_token: '{REDACTED}'}}, 1]"
+    # nothing secret inside: the override is kept exactly as written
+    assert redact_override("+m={depth: 3, act: relu}") == "+m={depth: 3, act: relu}"
+    # not Hydra's grammar (an unclosed brace, a Python repr): each secret pair still hidden
+    assert "S3CRET" not in redact_override("+db={password: S3CRET, host: h")
+    assert "S3CRET" not in redact_override("--opts={'client_secret': 'S3CRET'}")
+    assert "S3CRET" not in redact_override("+db={secrets: {a: S3CRET, b: 1}, x: {")
+
+
+def test_url_passwords_holding_at_slash_or_colon_are_hidden_whole() -> None:
+    for url in (
+        "postgresql://u:SEC@RET99@h/db",
+        "postgresql://u:SEC/RET99@h/db",
+        "postgresql://u:SEC:RET99@h:5432/db",
+    ):
+        shown = redact_url(f"storage {url} here")
+        assert "SEC" not in shown and "RET99" not in shown, shown
+        assert shown.endswith("@h/db here") or shown.endswith("@h:5432/db here")
+    assert redact_url("https://a.org/p?mail=me@b.org") == "https://a.org/p?mail=me@b.org"
+    assert redact_url("http://host:8080/a@b") == "http://host:8080/a@b"  # port and path
+
+
+def test_secret_options_on_a_program_command_line_are_hidden() -> None:
+    argv = ["python", "t.py", "--api_key=AK-1", "--hf-token", "TK-2", "--lr", "0.1", "--token", "-v"]
+    assert redact_argv(argv) == [
+        "python", "t.py", f"--api_key={REDACTED}", "--hf-token", REDACTED, "--lr", "0.1",
+        "--token", "-v",
+    ]
+
+
+DICT_SECRET = "DICT-SECRET-6"
+
+
+@pytest.mark.slow
+def test_a_dict_valued_override_keeps_its_secret_out_of_every_record(project: Path, expctl_exe):
+    proc = subprocess.run(
+        [*expctl_exe, "run", "trainer.epochs=1", f"+db={{password: {DICT_SECRET}, host: h}}", "-q"],
+        capture_output=True, text=True, check=False,
+    )
+    assert proc.returncode == 0, proc.stderr
+    run_dir = Path(proc.stdout.strip())
+    assert _no_secret_below(run_dir, DICT_SECRET) == []
+    assert _no_secret_below(project.parent / "wandb", DICT_SECRET) == []
+    assert list((project.parent / "wandb").rglob("*.wandb")), "the W&B run exists"
+    assert f"password: ''{REDACTED}''" in (run_dir / "overrides.yaml").read_text()
+    assert DICT_SECRET not in proc.stderr
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["config", "show", f"+db={{password: {DICT_SECRET}, host: h"],  # a parse error
+        ["run", f"+db={{password: {DICT_SECRET}, host: h}}", "trainer.device=${db.password}"],
+        ["config", "show", "--check", f"+db={{password: {DICT_SECRET}}}", "nope=1"],
+    ],
+)
+def test_errors_never_echo_a_secret_inside_a_dict_override(project: Path, expctl_exe, args):
+    for debug in ([], ["--debug"]):
+        proc = subprocess.run([*expctl_exe, *debug, *args], capture_output=True, text=True, check=False)
+        assert proc.returncode == 2, proc.stderr
+        assert DICT_SECRET not in proc.stdout + proc.stderr
+        assert "hint:" in proc.stderr
+    assert not (project / "runs").exists() or not any((project / "runs").rglob("summary.json"))
+
+
+def test_a_secret_from_a_config_file_is_not_echoed_by_validation(project: Path, expctl_exe):
+    (project / "configs" / "db").mkdir()
+    (project / "configs" / "db" / "prod.yaml").write_text(f"password: {DICT_SECRET}\nhost: h\n")
+    for debug in ([], ["--debug"]):
+        proc = subprocess.run(
+            [*expctl_exe, *debug, "run", "+db=prod", "trainer.device=${db.password}"],
+            capture_output=True, text=True, check=False,
+        )
+        assert proc.returncode == 2, proc.stderr
+        assert "unknown device" in proc.stderr
+        assert DICT_SECRET not in proc.stdout + proc.stderr
+
+
+NESTED_SECRET_SWEEP = """
+program: train.py
+method: grid
+metric: {name: val_loss, goal: minimize}
+parameters:
+  opts: {value: {client_secret: CLIENT-SECRET-8}}
+  db_url: {value: "postgresql://u:URL-SEC@RET-9@h/db"}
+  lr: {values: [0.1]}
+command: [python, train.py, --api_key=CMD-SECRET-10, "${args}"]
+"""
+
+
+@pytest.mark.slow
+def test_sweep_values_nested_or_in_urls_or_commands_are_never_shown(cli, isolated: Path):
+    (isolated / "sweep.yaml").write_text(NESTED_SECRET_SWEEP)
+    (isolated / "train.py").write_text(PROGRAM)
+    created = cli("sweep", "create", "sweep.yaml")
+    assert created.exit_code == 0, created.stderr
+    sweep_id = created.stdout.strip()
+    agent = cli("sweep", "agent", sweep_id)
+    assert agent.exit_code == 0, agent.stderr
+    status = cli("sweep", "status", sweep_id, "--format", "json")
+    table = cli("sweep", "status", sweep_id)
+    summaries = [p.read_text() for p in (isolated / "runs").rglob("summary.json")]
+    assert summaries, "the trial left its record"
+    for output in (created.stderr, agent.stderr, status.stdout, table.stdout, *summaries):
+        for secret in ("CLIENT-SECRET-8", "URL-SEC", "RET-9", "CMD-SECRET-10"):
+            assert secret not in output, (secret, output)
+
+
+def test_a_storage_error_quoting_part_of_a_url_password_is_scrubbed(isolated: Path, expctl_exe):
+    pytest.importorskip("psycopg2")
+    # libpq reads `u:SEC@RET...@host` as password `SEC`, host `RET...@host`, and quotes the host
+    url = "postgresql://u:PWPART1@PWPART2@nohost.invalid/db"
+    proc = subprocess.run(
+        [*expctl_exe, "sweep", "list", "--storage", url], capture_output=True, text=True, check=False
+    )
+    assert proc.returncode != 0
+    assert "error:" in proc.stderr
+    assert "PWPART1" not in proc.stderr and "PWPART2" not in proc.stderr, proc.stderr

@@ -43,6 +43,7 @@ def main() -> None:
     code: Any = 0
     try:
         signals.install()  # from here a signal raises: inside this try
+        _remember_secrets_given()
         from typer.main import get_command
 
         from expctl.cli.main import app
@@ -69,6 +70,18 @@ def main() -> None:
     sys.exit(code)
 
 
+def _remember_secrets_given() -> None:
+    """Secrets on the command line or in EXPCTL_* variables (a storage URL's password, a
+    ``+db={password: ...}`` override) are scrubbed from every message from the start — a
+    libpq or Typer error quotes parts of them, not the whole URL or override."""
+    import os
+
+    from expctl.secrets import remember_argv, remember_environment
+
+    remember_argv(sys.argv[1:])
+    remember_environment({k: v for k, v in os.environ.items() if k.startswith("EXPCTL_")})
+
+
 def _click_exit(e: Exception) -> int:
     from typer import Abort
     from typer._click.exceptions import ClickException  # typer >= 0.26 vendors click
@@ -84,10 +97,31 @@ def _click_exit(e: Exception) -> int:
 def _usage_error(e: Any) -> None:
     from expctl.cli.common import err
 
-    err(f"error: {e.format_message()}", style="red")
+    from expctl.secrets import scrub
+
+    err(f"error: {scrub(e.format_message())}", style="red")
     ctx = getattr(e, "ctx", None)
-    if ctx is not None:
+    override_hint = _override_hint(e, ctx)
+    if override_hint:
+        err(f"hint: {override_hint}", style="yellow")
+    elif ctx is not None:
         usage = ctx.get_usage().replace("Usage: ", "", 1).strip()
         err(f"hint: usage: {usage}; see `{ctx.command_path} --help`", style="yellow")
     else:
         err("hint: see `expctl --help`", style="yellow")
+
+
+def _override_hint(e: Any, ctx: Any) -> str | None:
+    """``expctl run --learning_rate 0.01`` (argparse's habit) on a command that takes
+    overrides: say they are ``key=value``, with the one the user meant."""
+    from typer._click.exceptions import NoSuchOption
+
+    if not isinstance(e, NoSuchOption) or ctx is None:
+        return None
+    if not any(p.name == "overrides" for p in ctx.command.params):
+        return None
+    key = e.option_name.lstrip("-")
+    return (
+        f"overrides are key=value, not options: {ctx.command_path} {key}=VALUE "
+        f"(or --set {key}=VALUE; `+{key}=VALUE` adds a key the config does not have)"
+    )

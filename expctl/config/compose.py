@@ -45,6 +45,7 @@ def compose_config(
     _install_hydra_runtime(cfg, source.config_name, run_dir)
     OmegaConf.set_struct(cfg, False)
     del cfg["hydra"]
+    _remember_secret_values(cfg)
     # the ??? keys as composed: an interpolation to a node holding one resolves to a copy with
     # "???" inside (as in OmegaConf), but the key to set is the original, listed here once
     missing = missing_keys(cfg) if require_complete else []
@@ -54,6 +55,27 @@ def compose_config(
         raise MissingValuesError(missing)
     OmegaConf.set_readonly(cfg, False)
     return cfg
+
+
+def _remember_secret_values(cfg: DictConfig) -> None:
+    """Note the value of every secret key (from a config file, an override, an env resolver)
+    so that a message echoing it elsewhere — ``trainer.device=${db.password}`` failing as
+    ``unknown device '...'`` — is scrubbed; URL passwords in any literal string too."""
+    from omegaconf import OmegaConf
+
+    from expctl.secrets import is_secret_path, remember, remember_config
+
+    plain = OmegaConf.to_container(cfg, resolve=False)
+    remember_config(plain)
+    for path in iter_key_paths(plain):
+        if not is_secret_path(path):
+            continue
+        try:  # resolved where it can be; a broken one is reported by resolution, not here
+            value = OmegaConf.select(cfg, path, throw_on_missing=False)
+        except Exception:
+            continue
+        if value is not None and not OmegaConf.is_config(value):
+            remember(value)
 
 
 def _compose_with_hydra(config_dir: Path, config_name: str, overrides: list[str]) -> DictConfig:

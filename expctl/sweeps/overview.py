@@ -216,7 +216,9 @@ def _program_command(info: SweepInfo, params: dict[str, Any]) -> str:
         environ=_ShellVariables(),
         write_files=False,
     )
-    return shlex.join(argv)
+    from expctl.secrets import redact_argv  # `--api_key=...` in the spec's command
+
+    return shlex.join(redact_argv(argv))
 
 
 def list_sweeps(handle: StorageHandle) -> list[SweepRow]:

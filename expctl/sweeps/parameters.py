@@ -89,15 +89,15 @@ class Parameter:
 
     def describe(self) -> str:
         """A short human description for the `sweep create` table (secrets hidden)."""
-        from expctl.secrets import REDACTED, is_secret_path
+        from expctl.secrets import REDACTED, is_secret_path, redact
 
         d = self.distribution
         if is_secret_path(self.name) and d in ("constant", "categorical"):
             return REDACTED
-        if d == "constant":
-            return repr(self.value)
+        if d == "constant":  # a dict value may hold a secret key, a string a URL's password
+            return repr(redact(self.value, self.name))
         if d == "categorical":
-            return ", ".join(_short(v) for v in self.values)
+            return ", ".join(_short(redact(v, self.name)) for v in self.values)
         if d == "categorical_w_probabilities":
             return ", ".join(
                 f"{_short(v)} (p={p:g})"

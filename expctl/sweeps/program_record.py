@@ -12,7 +12,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from expctl.secrets import redact_params
+from expctl.secrets import redact_argv, redact_params
 from expctl.status import PROGRAM_RUN_STATUS
 from expctl.sweeps.program import ProgramResult
 from expctl.train.record import RunRecord
@@ -48,7 +48,7 @@ def write_program_record(
             "error": None if result.status == "completed" else result.message,
             "sweep": {"id": sweep_id, "trial": trial},
             "params": redact_params(params),
-            "command": result.command,
+            "command": redact_argv(result.command) if result.command else result.command,
             "exit_code": result.exit_code,
             "device": None,
             "step": int(result.rows[-1].get("step", len(result.rows))) if result.rows else 0,
