@@ -215,8 +215,14 @@ def test_targets_that_write_files_or_start_processes_are_refused(project, expctl
 
 
 def test_hydras_own_blocklist_message_is_whole(project, expctl_exe):
+    # allowed by name (expctl.allow_targets), still refused by Hydra's own blocklist
     result = expctl(
-        expctl_exe, "run", "trainer.epochs=1", "--quiet", "+model.evil={_target_: builtins.exit}"
+        expctl_exe,
+        "run",
+        "trainer.epochs=1",
+        "--quiet",
+        "+model.evil={_target_: builtins.exit}",
+        "++expctl.allow_targets=[builtins.exit]",
     )
     assert_clean_bad_input(result, "blocklisted")
     first = result.stderr.splitlines()[0]

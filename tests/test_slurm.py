@@ -508,3 +508,56 @@ def test_slurm_options_are_checked_before_anything_is_submitted(cli, isolated: P
     assert bad.exit_code == 2 and "set by expctl" in bad.stderr
     unknown = cli("sweep", "agent", "nosuchid", "--slurm", "2")
     assert unknown.exit_code == 2 and "no sweep 'nosuchid'" in unknown.stderr
+
+
+def _submit_from(workdir: Path, slurm: Slurm, isolated: Path) -> subprocess.CompletedProcess:
+    """`sweep agent --slurm 1` of a one-point sweep, submitted from ``workdir``."""
+    spec = {
+        "program": str(TUTORIAL_PROGRAM),
+        "method": "grid",
+        "metric": {"name": "val_loss", "goal": "minimize"},
+        "parameters": {"lr": {"value": 0.1}, "epochs": {"value": 1}},
+    }
+    (workdir / "sweep.yaml").write_text(yaml.safe_dump(spec))
+    env = {**slurm.env, "EXPCTL_STORAGE": str(isolated / "shared" / "sweeps.journal")}
+    run = functools.partial(subprocess.run, env=env, capture_output=True, text=True, cwd=workdir)
+    expctl = [sys.executable, "-m", "expctl"]
+    sweep_id = run([*expctl, "sweep", "create", "sweep.yaml"]).stdout.strip()
+    return run([*expctl, "sweep", "agent", sweep_id, "--slurm", "1", "--slurm-opt", "time=10"])
+
+
+def test_a_newline_in_the_working_directory_is_refused_not_run_on_the_node(
+    slurm: Slurm, isolated: Path
+) -> None:
+    """sbatch reads `#SBATCH --output=...` itself: a newline there would end the directive and
+    make the rest of the directory name a command of the batch script."""
+    workdir = isolated / "runs\n$(touch PWNED)"
+    workdir.mkdir()
+    submitted = _submit_from(workdir, slurm, isolated)
+    if submitted.returncode == 0:
+        slurm.jobs.append(submitted.stdout.strip())
+    assert submitted.returncode == 2, submitted.stderr
+    lines = submitted.stderr.strip().splitlines()
+    assert lines[0].startswith("error: cannot submit agents: the working directory"), lines
+    assert "contains a newline" in lines[0] and lines[1].startswith("hint: ")
+    assert submitted.stdout == "" and not (workdir / ".expctl" / "slurm").exists()
+    assert not list(isolated.rglob("PWNED"))
+
+
+def test_a_working_directory_with_spaces_dollars_and_percent_signs_is_quoted(
+    slurm: Slurm, isolated: Path
+) -> None:
+    workdir = isolated / "my runs $(touch PWNED) 100%"
+    workdir.mkdir()
+    submitted = _submit_from(workdir, slurm, isolated)
+    assert submitted.returncode == 0, submitted.stderr
+    job = submitted.stdout.strip()
+    slurm.jobs.append(job)
+    (script,) = (workdir / ".expctl" / "slurm").glob("agents-*.sbatch")
+    assert subprocess.run(["bash", "-n", str(script)], capture_output=True).returncode == 0
+    [record] = slurm.wait_ended(job, 150)
+    assert record["ExitCode"] == "0:0", slurm.describe(job)
+    # the output landed where the script says, with the directory's name as it is
+    (output,) = (workdir / ".expctl" / "slurm").glob(f"agents-*-{job}_0.out")
+    assert "agent done" in output.read_text()
+    assert not list(isolated.rglob("PWNED"))

@@ -6,7 +6,8 @@ The agent runs one :class:`ProgramTrial` per trial. It
    (``wandb_version: 1`` + ``{name: {value: v}}``) and, if the command uses ``${args_json_file}``,
    ``config-<run>.json``;
 2. starts the command (``build_command``: W&B's macros, argv without a shell) in its own process
-   group, stdout/stderr to ``trial_dir/stdout.log`` and ``trial_dir/stderr.log``, with W&B's
+   group, guarded so that the whole group dies with the agent (``child_process``),
+   stdout/stderr to ``trial_dir/stdout.log`` and ``trial_dir/stderr.log``, with W&B's
    environment protocol: ``WANDB_SWEEP_ID``, ``WANDB_RUN_ID``, ``WANDB_SWEEP_PARAM_PATH``,
    ``WANDB_DIR``, ``WANDB_MODE=offline``, ``WANDB_PROJECT``/``WANDB_ENTITY`` when given, and
    ``WANDB_X_TRANSACTION_LOG_FLUSH_INTERVAL`` (wandb-core otherwise writes the run log every
@@ -33,7 +34,7 @@ from typing import Any
 
 from expctl.fsutil import atomic_write_text
 from expctl.status import ProgramStatus
-from expctl.sweeps.child_process import dies_with_agent, end_group, kill_grace
+from expctl.sweeps.child_process import GroupGuard, dies_with_agent, end_group, kill_grace
 from expctl.sweeps.macros import (
     KNOWN_MACROS,
     build_command,
@@ -176,6 +177,8 @@ class ProgramTrial:
                 )
             except OSError as e:
                 return self._result("failed", None, f"could not start {argv[0]!r}: {e}")
+        # the program's grandchildren die with the agent too, even by SIGKILL (child_process)
+        guard = GroupGuard(child.pid)
         self._watcher = RunLogWatcher(
             wandb_dir, self.run_id, self.metric, older_logs, self.on_metric
         )
@@ -191,6 +194,8 @@ class ProgramTrial:
                 child, signal.SIGINT if isinstance(e, KeyboardInterrupt) else signal.SIGTERM, grace
             )
             raise
+        finally:
+            guard.release()
         self._watcher.poll(child_running=False)
         return self._judge(child.returncode, stop_reason, wandb_dir)
 

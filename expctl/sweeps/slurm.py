@@ -7,11 +7,19 @@ another task runs the point. The batch script is the one shipped as
 ``examples/slurm/sweep_array.sbatch`` (tested under a real SLURM): the agent runs in the
 background so the batch shell can pass on SLURM's ``--signal=B:TERM@60``. It is written next to
 the job's output under ``.expctl/slurm/`` and kept, so what ran can be read later.
+
+Nothing written into the script becomes a command: the agent's command line is quoted with
+``shlex`` (bash runs it), and ``#SBATCH`` values, which sbatch reads itself and which no shell
+quoting reaches, are double-quoted (sbatch strips the quotes; ``%`` is doubled, SLURM's escape
+for its own ``%A``/``%a`` patterns) after refusing what cannot be written there at all: a
+newline or other control character (it would end the directive and start a command on the
+compute node), a ``"`` or a ``\\`` (a backslash turns SLURM's patterns off).
 """
 
 from __future__ import annotations
 
 import os
+import re
 import shlex
 import shutil
 import subprocess
@@ -25,7 +33,7 @@ from expctl.errors import RuntimeFailure, UsageError
 SCRIPT_DIR = Path(".expctl") / "slurm"
 SCRIPT = """#!/bin/bash
 # {n} expctl sweep agents for sweep {sweep_id}, one per array task (written by expctl).
-#SBATCH --job-name=expctl-{sweep_id}
+#SBATCH --job-name={job_name}
 #SBATCH --array=0-{last}
 #SBATCH --signal=B:TERM@60
 #SBATCH --output={output}
@@ -111,13 +119,44 @@ def submit_agents(
 
 
 def _write_script(sweep_id: str, tasks: int, agent_args: Sequence[str]) -> Path:
-    SCRIPT_DIR.mkdir(parents=True, exist_ok=True)
+    script_dir = SCRIPT_DIR.resolve()
+    # checked before anything is written: a refused value leaves no half-made script behind
+    directive_safe(sweep_id, "the sweep id")
+    directive_safe(str(script_dir), "the working directory")
+    job_name = f'"expctl-{sweep_id}"'
+    # %A, %a: SLURM's array job id and task id; a literal % is written %%
+    output = f'"{script_dir}/agents-{sweep_id}-'.replace("%", "%%") + '%A_%a.out"'
+    script_dir.mkdir(parents=True, exist_ok=True)
     stamp = time.strftime("%Y%m%d-%H%M%S")
-    path = (SCRIPT_DIR / f"agents-{sweep_id}-{stamp}.sbatch").resolve()
+    path = script_dir / f"agents-{sweep_id}-{stamp}.sbatch"
     # the interpreter that runs expctl here: the same environment on the nodes (shared FS)
     command = shlex.join([sys.executable, "-m", "expctl", "sweep", "agent", sweep_id, *agent_args])
-    output = SCRIPT_DIR.resolve() / f"agents-{sweep_id}-%A_%a.out"
     path.write_text(
-        SCRIPT.format(n=tasks, sweep_id=sweep_id, last=tasks - 1, output=output, command=command)
+        SCRIPT.format(
+            n=tasks,
+            sweep_id=sweep_id,
+            job_name=job_name,
+            last=tasks - 1,
+            output=output,
+            command=command,
+        )
     )
     return path
+
+
+_UNWRITABLE = re.compile(r'[\x00-\x1f\x7f"\\]')
+
+
+def directive_safe(value: str, what: str) -> None:
+    """Exit 2 unless ``value`` can be written, double-quoted, into an ``#SBATCH`` line (see
+    the module doc)."""
+    bad = _UNWRITABLE.search(value)
+    if bad:
+        char = bad.group()
+        kind = "a newline" if char == "\n" else repr(char)
+        raise UsageError(
+            f"cannot submit agents: {what} {value!r} contains {kind}, which an #SBATCH line "
+            "cannot carry (sbatch reads those lines itself; no shell quoting applies)",
+            hint="run --slurm from a directory whose path has no newline, control character, "
+            "double quote or backslash (or submit examples/slurm/sweep_array.sbatch yourself)",
+        )

@@ -4,6 +4,8 @@ Everything goes through ``hydra.utils.instantiate`` so configs behave as under `
 (``_args_``, ``_partial_``, nested targets, ``${..[0].out_features}``). What this module adds:
 
 * the current directory is importable, so ``_target_: mymodels.Net`` finds ``./mymodels.py``;
+* every ``_target_`` of every node to be built passes ``target_policy``'s allowlist before the
+  first one is imported or called;
 * Hydra's exceptions become one :class:`ConfigError` naming the config path that failed
   (``model._args_.0``) with a hint (a did-you-mean for targets, the accepted parameters for
   bad keyword arguments);
@@ -27,9 +29,10 @@ from omegaconf import DictConfig, ListConfig, OmegaConf
 
 from expctl.errors import ConfigError, ExpctlError, did_you_mean
 from expctl.train.data import DatasetPair, TensorData
-from expctl.train.target_policy import check_targets
+from expctl.train.target_policy import allowed_patterns, check_targets
 
 DEFAULT_LOSS = {"_target_": "torch.nn.CrossEntropyLoss"}
+BUILT = ("data", "model", "optim", "scheduler", "loss")  # the nodes expctl instantiates
 
 
 @dataclass
@@ -44,12 +47,23 @@ class Components:
 def build_components(cfg: DictConfig, device: torch.device) -> Components:
     """Data first (the model may depend on its shape), then model → optimizer → scheduler."""
     ensure_cwd_importable()
+    check_all_targets(cfg)  # a refused loss target must not follow an already-built model
     data = build_data(cfg)
     model = build_model(cfg).to(device)
     optimizer = build_optimizer(cfg, model)
     scheduler = build_scheduler(cfg, optimizer)
     loss_fn = build_loss(cfg)
     return Components(model, optimizer, scheduler, loss_fn, data)
+
+
+def check_all_targets(cfg: DictConfig) -> None:
+    """Every ``_target_`` of every node that will be built passes the allowlist, before any
+    of them is imported or called (``target_policy``)."""
+    allowed = allowed_patterns(cfg)
+    for key in BUILT:
+        node = OmegaConf.select(cfg, key, default=None)
+        if node is not None:
+            check_targets(node, key, allowed)
 
 
 def ensure_cwd_importable() -> None:
@@ -125,7 +139,7 @@ def instantiate_at(cfg: DictConfig, key: str, **kwargs: Any) -> Any:
     from hydra.utils import instantiate
 
     node = cfg[key]
-    check_targets(node, key)
+    check_targets(node, key, allowed_patterns(cfg))
     try:
         return instantiate(node, _convert_="all", **kwargs)
     except InstantiationException as e:
