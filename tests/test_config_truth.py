@@ -321,3 +321,11 @@ def test_an_argparse_style_option_is_answered_with_the_override_to_write(expctl_
     assert "No such option: --learning_rate" in shown.stderr
     assert f"hint: overrides are key=value, not options: expctl {' '.join(command)} learning_rate=VALUE" in shown.stderr
     assert not (project / "runs").exists()
+
+
+def test_setting_a_key_deleted_on_the_same_line_says_so(cli, project):
+    shown = cli("config", "show", "~loss", "loss={a: 1}")
+    assert shown.exit_code == 2, shown.stderr
+    assert "unknown config key 'loss'" in shown.stderr
+    assert "~loss on the same command line deleted it first" in shown.stderr
+    assert "unexpected" not in shown.stderr

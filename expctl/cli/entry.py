@@ -123,5 +123,5 @@ def _override_hint(e: Any, ctx: Any) -> str | None:
     key = e.option_name.lstrip("-")
     return (
         f"overrides are key=value, not options: {ctx.command_path} {key}=VALUE "
-        f"(or --set {key}=VALUE; `+{key}=VALUE` adds a key the config does not have)"
+        f"(`+{key}=VALUE` adds a key the config does not have); see `{ctx.command_path} --help`"
     )

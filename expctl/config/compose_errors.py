@@ -192,9 +192,13 @@ def _unknown_key_error(
             f"expctl ({config_dir})",
             hint=hint,
         )
-    value = next((o.split("=", 1)[1] for o in overrides if _override_key(o) == key), "...")
+    value = next(  # `~key` has no value (and an IndexError here hid the real error)
+        (o.split("=", 1)[1] for o in overrides if _override_key(o) == key and "=" in o), "..."
+    )
     hint = f"to add a new key use +{key}={value}"
-    if suggestions:
+    if any(o.lstrip().startswith("~") and _override_key(o) == key for o in overrides):
+        hint = f"~{key} on the same command line deleted it first: drop one of the two"
+    elif suggestions:
         hint = f"did you mean {' or '.join(suggestions)}? ({hint})"
     return ConfigError(
         f"unknown config key {key!r} in override (config dir {config_dir})", hint=hint
