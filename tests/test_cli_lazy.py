@@ -24,7 +24,7 @@ from expctl.cli import main
 
 EXPECTED = {
     "run": None,
-    "runs": {"list", "show", "compare", "plot"},
+    "runs": {"list", "show", "compare", "plot", "tag", "untag", "note"},
     "sweep": {"create", "agent", "status", "list", "stop", "repair", "report", "best"},
     "artifacts": {"pull", "list", "push", "alias"},
     "config": {"show"},

@@ -18,6 +18,10 @@ def list_rows(
     header = ["id", "name", "status", "started", "duration", "device", "metric", "final", "best"]
     if extra:
         header.append(extra)
+    # CSV always has the column (a stable schema); a table only when some run is tagged
+    tagged = csv or any(v.run.labels.tags for v in views)
+    if tagged:
+        header.append("tags")
     header += ["overrides", "note"]
     if csv:
         header.insert(len(header) - 1, "run_dir")
@@ -40,6 +44,8 @@ def list_rows(
         if extra:
             found, value = v.lookup(extra)
             row.append((value if csv else num(value)) if found else None)
+        if tagged:
+            row.append(",".join(r.labels.tags))  # tags hold no commas
         row.append(" ".join(r.overrides) if csv else overrides_text(r))
         if csv:
             row.append(str(r.path))
@@ -89,6 +95,8 @@ def _run_facts(info: RunInfo, notes: list[str]) -> list[tuple[str, Any]]:
         ("run", str(info.path)),
         ("id", info.id),
         ("name", info.name),
+        ("tags", ", ".join(info.labels.tags)),
+        ("notes", info.labels.notes),
         ("status", info.status),
         ("kind", info.kind),
         ("started", f"{when(info.started_at)}   duration {duration(info.duration_s)}"),

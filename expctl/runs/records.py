@@ -2,9 +2,10 @@
 
 A run directory (``<root>/<name>/<YYYYmmdd-HHMMSS>-<id>``, see :mod:`expctl.rundir`) holds
 ``summary.json``, ``metrics.jsonl``, ``config.yaml`` and ``overrides.yaml`` (see
-:mod:`expctl.train.record`). Listing reads ``summary.json`` and the short ``overrides.yaml``
-only — never ``metrics.jsonl`` — and imports nothing heavier than PyYAML, so ``expctl runs
-list`` over a thousand runs takes a fraction of a second.
+:mod:`expctl.train.record`), and ``labels.json`` when people tagged it (see
+:mod:`expctl.runs.labels`). Listing reads ``summary.json``, the short ``overrides.yaml`` and
+``labels.json`` only — never ``metrics.jsonl`` — and imports nothing heavier than PyYAML, so
+``expctl runs list`` over a thousand runs takes a fraction of a second.
 
 Every reader here returns what it could read plus notes on what it could not: a torn
 ``summary.json`` (a SIGKILLed run, a full disk), a metrics file with a torn last line or a
@@ -31,6 +32,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
+from expctl.runs.labels import Labels, load_labels
 from expctl.runs.overrides import dedupe_overrides
 
 SUMMARY_FILE = "summary.json"
@@ -80,6 +82,8 @@ class RunInfo:
     # alias bomb); also in ``notes``. `runs list` leaves such runs out, with a warning.
     refused: list[str] = field(default_factory=list)
     summary: dict[str, Any] = field(default_factory=dict)  # the raw summary.json
+    # tags and notes people gave the run (labels.json beside the record, see expctl.runs.labels)
+    labels: Labels = field(default_factory=Labels)
 
     @property
     def final_value(self) -> Any:
@@ -119,6 +123,7 @@ class RunInfo:
             "sweep": self.sweep,
             "error": self.error,
             "notes": self.notes,
+            "labels": self.labels.to_json(),
         }
 
 
@@ -484,6 +489,9 @@ def load_run(run_dir: Path, *, check_lock: bool = True) -> RunInfo:
             notes.append(note)
         overrides, params = dedupe_overrides(given)
     sweep = _dict(s.get("sweep")) or None
+    labels, note = load_labels(path)  # read as safely as the record files (read_record_bytes)
+    if note:
+        notes.append(note)
     started = _str(s.get("started_at")) or _stamp_time(m.group(1) if m else None)
     ended = _str(s.get("ended_at"))
     return RunInfo(
@@ -508,6 +516,7 @@ def load_run(run_dir: Path, *, check_lock: bool = True) -> RunInfo:
         notes=notes,
         refused=[n for n in notes if isinstance(n, Refused)],
         summary=s,
+        labels=labels,
     )
 
 
