@@ -34,7 +34,7 @@ PATH = "team/proj/abc123"
 TRAINER_SWEEP = {
     "name": "cloud-tiny",
     "method": "grid",
-    "metric": {"name": "loss", "goal": "minimize"},
+    "metric": {"name": "val_loss", "goal": "minimize"},
     "parameters": {
         "seed": {"values": [1, 2]},
         "optim": {"parameters": {"lr": {"values": [0.5]}}},  # nested: re-nested by W&B
@@ -293,12 +293,12 @@ def test_agent_runs_the_local_trial_function_under_wandbs_agent(
         {"optim.lr": 0.5, "seed": 2},
     ]
     assert "trial 0 (W&B run run0): optim.lr=0.5 seed=1" in result.stderr
-    assert "trial 1: complete loss=2.5" in result.stderr
+    assert "trial 1: complete val_loss=2.5" in result.stderr
     # ... and the metric went into the run W&B's agent handed out, which ended with exit 0
     for run_id, expected in (("run0", 1.5), ("run1", 2.5)):
         run_log = find_run_log(Path(os.environ["WANDB_DIR"]), run_id)
         assert run_log is not None
-        tracker = read_metric(run_log, "loss")
+        tracker = read_metric(run_log, "val_loss")
         assert (tracker.final, tracker.exit_code) == (expected, 0)
 
 
@@ -313,7 +313,7 @@ def test_a_failed_trial_is_an_errored_run_for_wandbs_agent(
     assert isinstance(error, RuntimeFailure) and "RuntimeError: boom" in str(error)
     assert "trial 0: failed" in result.stderr and "boom" in result.stderr
     run_log = find_run_log(Path(os.environ["WANDB_DIR"]), "run0")
-    assert run_log is not None and read_metric(run_log, "loss").exit_code == 1
+    assert run_log is not None and read_metric(run_log, "val_loss").exit_code == 1
 
 
 def test_agent_checks_the_hosted_sweep_against_the_local_config(cli, project: Path, hosted) -> None:

@@ -31,7 +31,7 @@ def tiny_grid(project: Path) -> Path:
         """
         name: tiny
         method: grid
-        metric: {name: loss}
+        metric: {name: val_loss}
         parameters:
           seed: {values: [3, 1, 2]}
     """,
@@ -106,14 +106,14 @@ def test_create_then_agent_then_status_json(cli, project: Path, tiny_grid: Path)
         "finished",
         3,
     )
-    assert data["metric"]["name"] == "loss"
+    assert data["metric"]["name"] == "val_loss"
     assert [t["params"]["seed"] for t in data["trials"]] == [3, 1, 2]
     assert data["best"]["value"] == 1.0 and data["best"]["command"] == "expctl run seed=1"
     table = cli("sweep", "status", sweep_id)
     assert table.exit_code == 0
     lines = table.stdout.splitlines()
     assert lines[0] == f"sweep {sweep_id} 'tiny': grid, finished (grid complete)"
-    assert "best: trial 1 loss=1" in table.stdout and "  expctl run seed=1" in table.stdout
+    assert "best: trial 1 val_loss=1" in table.stdout and "  expctl run seed=1" in table.stdout
 
 
 def test_count_limits_the_trials_of_one_agent(cli, project: Path, tiny_grid: Path) -> None:
@@ -323,7 +323,9 @@ def test_a_hung_program_trial_is_killed_and_failed(cli, project: Path) -> None:
     )
     sweep_id = create(cli, spec)
     result = cli("sweep", "agent", sweep_id, "--trial-timeout", "1")
-    assert result.exit_code == 0, result.stderr  # a failed trial is not an agent failure
+    # its only trial failed: exit 1 (an agent with any trial that succeeded exits 0)
+    assert result.exit_code == 1, result.stderr
+    assert "every trial this agent ran failed (1)" in result.stderr
     assert "timed out after the trial timeout of 1 s (--trial-timeout)" in result.stderr
     assert not pid_alive(int((project / "hang.pid").read_text()))
     [trial] = json.loads(cli("sweep", "status", sweep_id, "-f", "json").stdout)["trials"]
@@ -381,7 +383,7 @@ def test_a_trainer_trial_past_the_timeout_stops_at_a_step_and_fails(cli, project
     )
     sweep_id = create(cli, spec)
     result = cli("sweep", "agent", sweep_id, "--trial-timeout", "2")
-    assert result.exit_code == 0, result.stderr
+    assert result.exit_code == 1, result.stderr  # its only trial failed
     [trial] = json.loads(cli("sweep", "status", sweep_id, "-f", "json").stdout)["trials"]
     assert trial["state"] == "fail" and trial["retry_of"] is None
     assert trial["message"].startswith("timed out after the trial timeout of 2 s")
@@ -406,7 +408,7 @@ def test_status_names_unnamed_sweeps_rounds_floats_and_says_which_agents_live(
         project / "unnamed.yaml",
         """
         method: grid
-        metric: {name: loss}
+        metric: {name: val_loss}
         parameters:
           seed: {values: [1, 2]}
         """,
@@ -438,7 +440,7 @@ def test_hints_to_start_an_agent_name_a_storage_that_is_not_the_default(cli, pro
         project / "s.yaml",
         """
         method: grid
-        metric: {name: loss}
+        metric: {name: val_loss}
         parameters:
           seed: {values: [1, 2]}
         """,

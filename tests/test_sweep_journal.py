@@ -12,11 +12,11 @@ from pathlib import Path
 
 import pytest
 
-OBJECTIVE = "def value(ctx):\n    return {'loss': float(ctx.params['seed'])}\n"
+OBJECTIVE = "def value(ctx):\n    return {'val_loss': float(ctx.params['seed'])}\n"
 GRID = """
 name: journal
 method: grid
-metric: {name: loss}
+metric: {name: val_loss}
 parameters:
   seed: {values: [1, 2, 3, 4, 5, 6]}
 """

@@ -26,7 +26,7 @@ from expctl.cli.common import (
     handle_errors,
     out,
 )
-from expctl.cli.output import TableOrJson, json_text, short_number, table_lines
+from expctl.cli.output import TableOrJson, json_text, printable, short_number, table_lines
 from expctl.cli.sweep_options import FormatOpt, StorageOpt, SweepIdArg
 
 if TYPE_CHECKING:
@@ -110,15 +110,18 @@ def _describe_new_sweep(created: CreatedSweep) -> None:
         err(f"  metric: {spec.metric.name} ({spec.metric.goal}{target})")
     if spec.early_terminate:
         et = spec.early_terminate
-        bands = ", ".join(str(b) for b in et.bands()[:5])
+        all_bands = et.bands()
+        bands = ", ".join(str(b) for b in all_bands[:5]) + (", ..." if len(all_bands) > 5 else "")
         err(
-            f"  early_terminate: hyperband eta={et.eta:g} bands {bands}, ... "
+            f"  early_terminate: hyperband eta={et.eta:g} bands {bands} "
             f"({'strict' if et.strict else 'best so far'})"
         )
     if spec.program:
         err(f"  program: {spec.program}")
     if spec.command:
-        err(f"  command: {' '.join(spec.command)}")
+        from expctl.secrets import redact_argv
+
+        err(f"  command: {' '.join(redact_argv(spec.command))}")
     rows = [(p.name, p.distribution, p.describe()) for p in spec.parameters]
     if rows:
         for line in table_lines(("parameter", "distribution", "values"), rows):
@@ -158,7 +161,7 @@ def status(
         out(json_text(status.to_json()))
         return
     for line in _status_lines(status):
-        out(line)
+        out(printable(line))  # a sweep's name and metric come from a shared file
 
 
 def _status_lines(status: SweepStatus) -> list[str]:
@@ -167,7 +170,7 @@ def _status_lines(status: SweepStatus) -> list[str]:
     planned = f" of {status.planned} planned" if status.planned is not None else ""
     reason = f" ({status.finished_reason})" if status.finished_reason else ""
     lines = [
-        f"sweep {status.id} {status.name!r}: {status.method}, {status.state}{reason}",
+        f"sweep {status.id} {status.name!r}: {status.method}, {status.state_text}{reason}",
         f"progress: {status.done} done{planned}; {counts}",
     ]
     if metric:

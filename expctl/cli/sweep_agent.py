@@ -160,6 +160,19 @@ def agent(
         or "no trials"
     )
     err(f"agent done: {counts}; {summary.reason}")
+    failed, succeeded = summary.count("failed"), summary.count("complete") + summary.count("pruned")
+    if failed and not succeeded:
+        # W&B's agent exits 0 whatever its runs did; a script (or a SLURM array) must be able
+        # to tell an agent whose every trial failed from one that searched
+        from expctl.errors import RuntimeFailure
+
+        last = next(t for t in reversed(summary.trials) if t.status == "failed")
+        raise RuntimeFailure(
+            f"every trial this agent ran failed ({failed}); last: trial {last.number}: "
+            f"{last.message}",
+            hint=f"see why in the note column of `expctl sweep status {sweep_id}` and in each "
+            "trial's run dir, fix it, then start the agent again",
+        )
 
 
 def _submit_on_slurm(

@@ -288,6 +288,8 @@ class _AgentLoop:
             return record("requeued", None, f"trial {claim.number} re-queued as trial {rerun}")
         final, value = verdict(outcome, ctx.metric)
         result["message"] = outcome.message
+        if final == "failed" and outcome.run_dir:
+            self._fail_run_record(outcome.run_dir, outcome.message, emit)
         if not self.sweep.finish(claim, final, value, result):
             emit(
                 f"trial {claim.number}: another agent had already re-queued it (this agent "
@@ -298,6 +300,18 @@ class _AgentLoop:
         extra = f": {outcome.message}" if final == "failed" and outcome.message else ""
         emit(f"trial {claim.number}: {final}{shown} ({seconds:.1f} s){extra}")
         return record(final, value, outcome.message)
+
+    @staticmethod
+    def _fail_run_record(run_dir: str, message: str | None, emit: Emit) -> None:
+        """A run that ended well but whose trial failed (metric never logged, NaN, timeout)
+        says ``failed`` in its summary.json too: ``runs list`` must agree with the sweep."""
+        from expctl.errors import ExpctlError
+        from expctl.sweeps.trial_runs import fail_run_record
+
+        try:
+            fail_run_record(run_dir, message)
+        except (ExpctlError, OSError) as e:  # the storage still records the failure
+            emit(f"warning: could not mark {run_dir} failed: {str(e).splitlines()[0]}")
 
 
 def _reason(claim: str, sweep: Sweep) -> str:

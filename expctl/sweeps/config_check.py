@@ -35,8 +35,9 @@ def config_groups(config_dir: Path) -> dict[str, list[str]]:
 
 def config_problems(
     parameters: list[Parameter], raw: dict, config: ConfigCheck, problems: Problems
-) -> None:
-    """Every parameter must be a config key or a config group whose option(s) exist.
+) -> set[str]:
+    """Every parameter must be a config key or a config group whose option(s) exist; returns
+    the composed config's dotted keys.
 
     Keys that exist only once a swept group option is selected (``scheduler.T_max`` with
     ``scheduler: {values: [cosine]}``) are looked up in the config composed with that option.
@@ -46,6 +47,7 @@ def config_problems(
     directory, _ = find_config_dir(config.config_dir)
     groups = config_groups(directory)
     keys = _config_keys(config)
+    composed = set(keys)
     group_params = [p for p in parameters if _group(p) in groups]
     for p in group_params:
         options = groups[_group(p)]
@@ -73,6 +75,27 @@ def config_problems(
             param_path(p.name, raw),
             f"{p.name!r} is neither a key of the composed config nor a config group; {hint}",
         )
+    return composed
+
+
+def trainer_metric_problem(metric: str, keys: set[str], problems: Problems) -> None:
+    """A trainer sweep's ``metric.name`` must be a metric expctl's trainer logs: otherwise every
+    trial would train to the end and then fail with "metric never logged".
+
+    Only for a config the trainer can train (one with ``model`` and ``data``); a config without
+    them is run with ``sweep agent --objective``, whose metrics only that function knows.
+    """
+    from expctl.train.settings import LOGGED_METRICS  # torch-free
+
+    if not {"model", "data"} <= keys or metric in LOGGED_METRICS:
+        return
+    close = did_you_mean(metric, sorted(LOGGED_METRICS))
+    guess = f"did you mean {close[0]!r}? " if close else ""
+    problems.add(
+        "metric.name",
+        f"{metric!r} is not a metric expctl's trainer logs ({guess}it logs: "
+        f"{', '.join(sorted(LOGGED_METRICS))}); give `program:` to run your own script",
+    )
 
 
 def _group(p: Parameter) -> str:

@@ -49,6 +49,8 @@ from expctl.sweeps.trial_values import TrialValues
 if TYPE_CHECKING:
     import optuna
 
+    from expctl.status import OutcomeStatus
+
 # How many of the oldest waiting trials an agent may claim (see Sweep._pop_waiting).
 CLAIM_WINDOW = 8
 _claim_order = random.Random()  # its own generator: a seeded global `random` stays unshared
@@ -128,6 +130,7 @@ class Sweep(TrialValues, RunCap, Liveness):
         state = self.state()
         if state != "running":
             return state
+        self.handle.check_space()  # a disk that is full would take the claim, not the result
         agent = agent or agent_name()
         with self.handle.transition_lock():
             trial_id = self._pop_waiting()
@@ -254,7 +257,48 @@ class Sweep(TrialValues, RunCap, Liveness):
     ) -> bool:
         """Move the claimed trial to complete | pruned | failed. False if another agent already
         finished it (it was considered dead and re-queued): the result is then discarded."""
+        return self._finish(claim.trial_id, claim.number, state, value, result)
 
+    def finish_from_run(self, trial: optuna.trial.FrozenTrial) -> str | None:
+        """Record a stale RUNNING trial from its run directory when that run ended: its agent
+        died while recording the result (a torn last journal record), and the point must not
+        run twice. Returns the state recorded, or None (no ended run: fail and re-queue it)."""
+        from expctl.sweeps.trial import TrialOutcome, verdict
+        from expctl.sweeps.trial_runs import finished_run_of
+
+        metric = self.spec.metric.name if self.spec.metric else None
+        run_name = self.spec.name or f"sweep-{self.id}"
+        run = finished_run_of(self.id, trial.number, run_name, metric)
+        if run is None:
+            return None
+        # how a run ends, as the trial's outcome (a stopped run was stopped by the pruner)
+        status: OutcomeStatus = (
+            "completed"
+            if run.status == "completed"
+            else "pruned"
+            if run.status == "stopped"
+            else "failed"
+        )
+        outcome = TrialOutcome(status, run.metrics, str(run.run_dir), run.error, run.value)
+        state, value = verdict(outcome, metric)
+        note = "recorded from its run directory (its agent died while recording the result)"
+        result = {
+            "run_dir": str(run.run_dir),
+            "metrics": run.metrics,
+            "message": f"{outcome.message}; {note}" if outcome.message else note,
+        }
+        if not self._finish(trial._trial_id, trial.number, state, value, result):
+            return None
+        return state
+
+    def _finish(
+        self,
+        trial_id: int,
+        number: int,
+        state: str,
+        value: float | None = None,
+        result: dict[str, Any] | None = None,
+    ) -> bool:
         from optuna.exceptions import UpdateFinishedTrialError
         from optuna.trial import TrialState
 
@@ -279,13 +323,13 @@ class Sweep(TrialValues, RunCap, Liveness):
         try:
             # one journal append: whoever reads the final state reads the result with it
             with self.handle.transition_lock(), batched_writes(storage):
-                storage.set_trial_user_attr(claim.trial_id, PREFIX + "result", _jsonable(result))
-                storage.set_trial_state_values(claim.trial_id, target, values)
+                storage.set_trial_user_attr(trial_id, PREFIX + "result", _jsonable(result))
+                storage.set_trial_state_values(trial_id, target, values)
         except UpdateFinishedTrialError:
             return False
         metric = self.spec.metric
         if target == TrialState.COMPLETE and metric is not None and metric.reached(value):
-            self.set_state("finished", f"metric.target reached by trial {claim.number}")
+            self.set_state("finished", f"metric.target reached by trial {number}")
         elif self.spec.method == "grid" and not self._unfinished():
             # the last point: say so now, not when some agent next asks for a trial (agents
             # that stop on --count never would)

@@ -67,6 +67,33 @@ def parse_record(line: bytes, path: str | Path, number: int) -> dict[str, Any]:
     return record
 
 
+def not_a_journal(path: str | Path) -> str | None:
+    """Why the existing file at ``path`` is not a sweep journal, or None when it is one.
+
+    A journal is a regular file that is empty, or whose first bytes — after any NUL bytes a
+    full disk left in a first append — are ``{"op_code":``, the start of every record Optuna
+    and expctl write. A torn or damaged first record still starts so (``sweep repair`` mends
+    it); a copy of ``/etc/passwd``, a SQLite database, a device or a directory does not, and
+    expctl never appends to, truncates or "repairs" it. Reads at most 64 bytes.
+    """
+    import stat
+
+    try:
+        mode = os.stat(path).st_mode
+        if not stat.S_ISREG(mode):
+            kind = "a directory" if stat.S_ISDIR(mode) else "not a regular file (a device?)"
+            return f"it is {kind}"
+        with open(path, "rb") as f:
+            head = f.read(64)
+    except OSError as e:
+        return f"it cannot be read ({e.strerror or e})"
+    rest = head.lstrip(b"\0")
+    if not rest or _RECORD_START.startswith(rest[: len(_RECORD_START)]):
+        return None
+    shown = head[:24].decode("utf-8", "replace").encode("unicode_escape").decode()
+    return f"its first line is not an Optuna journal record (it starts {shown!r})"
+
+
 class CheckedJournalFileBackend(JournalFileBackend):
     """:class:`JournalFileBackend` with the damage rules of this module."""
 
@@ -129,12 +156,17 @@ class CheckedJournalFileBackend(JournalFileBackend):
             batch.extend(logs)
             return
         data = "".join(json.dumps(log, separators=(",", ":")) + "\n" for log in logs).encode()
-        with get_lock_file(self._lock), open(self._file_path, "r+b") as f:
-            self._check_unread_tail(f)  # holding the lock: nobody else is appending
-            f.seek(0, os.SEEK_END)
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
+        try:
+            with get_lock_file(self._lock), open(self._file_path, "r+b") as f:
+                self._check_unread_tail(f)  # holding the lock: nobody else is appending
+                f.seek(0, os.SEEK_END)
+                f.write(data)
+                f.flush()
+                os.fsync(f.fileno())
+        except OSError as e:  # a full disk, a quota, a read-only mount: say which, where
+            from expctl.sweeps.storage import storage_write_error
+
+            raise storage_write_error(self._file_path, e) from None
 
     def _check_unread_tail(self, f: Any) -> None:
         """Parse what others appended since our last read; heal a torn last line."""
@@ -161,7 +193,12 @@ class CheckedJournalFileBackend(JournalFileBackend):
 def _set_aside(journal: Path, torn: bytes) -> None:
     """Keep a torn record's bytes (forensics; nothing silently vanishes)."""
     stamp = time.strftime("%Y%m%dT%H%M%S")
-    with open(f"{journal}.torn", "ab") as f:
+    mode = journal.stat().st_mode & 0o666
+    fd = os.open(f"{journal}.torn", os.O_WRONLY | os.O_APPEND | os.O_CREAT, mode)
+    with open(fd, "ab") as f:
+        if os.fstat(fd).st_size == 0:  # new: as writable as the journal (a group-shared one)
+            with contextlib.suppress(OSError):
+                os.fchmod(fd, mode)
         f.write(f"# {stamp}: torn last line removed by pid {os.getpid()}\n".encode())
         f.write(torn + b"\n")
 
@@ -241,6 +278,9 @@ def repair_journal(path: Path, *, dry_run: bool = False) -> RepairReport:
     """
     from optuna.storages.journal._storage import JournalStorageReplayResult
 
+    from expctl.sweeps.storage import refuse_non_journal
+
+    refuse_non_journal(path)  # an arbitrary file would lose every line: never "repair" it
     report = RepairReport(path)
     raw = path.read_bytes()
     *lines, last = raw.split(b"\n")
@@ -264,12 +304,64 @@ def repair_journal(path: Path, *, dry_run: bool = False) -> RepairReport:
     if dry_run or not report.changed:
         return report
     report.backup = path.with_name(f"{path.name}.bak-{time.strftime('%Y%m%dT%H%M%S')}")
-    shutil.copy2(path, report.backup)
-    from expctl.fsutil import atomic_write_bytes
+    try:
+        shutil.copy2(path, report.backup)
+        _keep_owner(path, report.backup)
+        _replace_keeping_access(path, text)
+    except OSError as e:
+        from expctl.sweeps.storage import storage_write_error
 
-    atomic_write_bytes(path, text)
+        raise storage_write_error(path, e) from None
     report.replaced = True
     return report
+
+
+def _replace_keeping_access(path: Path, text: bytes) -> None:
+    """Atomically replace ``path`` with ``text``, keeping its mode, owner, group and extended
+    attributes (POSIX ACLs are ``system.posix_acl_access``): a group-shared journal must stay
+    appendable by the other users' agents. Where the owner cannot be given back (not root, the
+    file is someone else's), the file is rewritten in place instead — it keeps everything, and
+    the backup is already on disk."""
+    import tempfile
+
+    from expctl.fsutil import fsync_dir
+
+    fd, name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    tmp = Path(name)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(text)
+            f.flush()
+            os.fsync(f.fileno())
+        shutil.copystat(path, tmp)  # mode, times and xattrs (ACLs included) where supported
+        if not _keep_owner(path, tmp):
+            tmp.unlink()
+            _rewrite_in_place(path, text)
+            return
+        os.replace(tmp, path)
+        fsync_dir(path.parent)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+
+
+def _keep_owner(source: Path, target: Path) -> bool:
+    """Give ``target`` the owner and group of ``source``; False where that is not allowed."""
+    st = source.stat()
+    try:
+        os.chown(target, st.st_uid, st.st_gid)
+    except PermissionError:
+        return False
+    os.chmod(target, st.st_mode & 0o7777)  # chown clears set-group-id bits
+    return True
+
+
+def _rewrite_in_place(path: Path, text: bytes) -> None:
+    with open(path, "r+b") as f:
+        f.write(text)
+        f.truncate()
+        f.flush()
+        os.fsync(f.fileno())
 
 
 def _usable(line: bytes, path: Path, number: int, replay: Any) -> tuple[dict[str, Any] | None, str]:

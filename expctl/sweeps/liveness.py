@@ -54,9 +54,14 @@ class Liveness:
             found[key[len(AGENT_PREFIX) :]] = {"alive": alive, "last_beat_s": round(age, 1)}
         return found
 
+    def finish_from_run(self, trial: optuna.trial.FrozenTrial) -> str | None:
+        raise NotImplementedError  # the engine's Sweep: the trial's run dir, if it ended
+
     def reap_stale(self, stale_after: float) -> list[tuple[int, int]]:
         """Fail RUNNING trials whose agent stopped heartbeating; re-queue each exactly once.
 
+        A stale trial whose run directory says the run ended (its agent died while recording
+        the result) is recorded from that run instead: a finished point never runs twice.
         Returns ``(failed trial number, new trial number)`` for each trial this agent re-queued.
         """
         from optuna.trial import TrialState
@@ -71,6 +76,8 @@ class Liveness:
             if last is None and t.datetime_start is not None:
                 last = t.datetime_start.timestamp()
             if last is None or now - float(last) <= stale_after:
+                continue
+            if self.finish_from_run(t) is not None:
                 continue
             new = self._fail_and_requeue(
                 t._trial_id, t.number, t.params, t.user_attrs.get(PREFIX + "params")

@@ -13,12 +13,15 @@ from __future__ import annotations
 import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from expctl.config import ConfigSource
-from expctl.errors import ConfigError, ExpctlError, RuntimeFailure, UsageError
+from expctl.errors import ConfigError, ExpctlError, RuntimeFailure, SpecError, UsageError
 from expctl.sweeps.agent import AgentOptions, run_agent
 from expctl.sweeps.trial import TrialContext, TrialOutcome, TrialRecord
+
+if TYPE_CHECKING:
+    from expctl.sweeps.spec import SweepSpec
 
 _UNSAFE = re.compile(r"[^A-Za-z0-9_.-]")
 SUCCEEDED = ("complete", "pruned")
@@ -131,12 +134,13 @@ def multirun(
         sweeps.update(split_sweeps([_as_sweep(last)])[1])
     config_dir, _ = find_config_dir(source.config_dir)
     base_source = ConfigSource(config_dir, source.config_name, tuple(base))
-    metric = _check_compositions(base_source, sweeps)
     raw: dict[str, Any] = {
         "name": "multirun",
         "method": "grid",
         "parameters": {name: {"values": values} for name, (_, values) in sweeps.items()},
     }
+    _check_multirun_size(parse_spec(raw, source="multirun"))  # before composing each value
+    metric = _check_compositions(base_source, sweeps)
     if metric is not None:
         raw["metric"] = metric
     spec = parse_spec(raw, source="multirun")
@@ -144,6 +148,7 @@ def multirun(
     # run every point in order, here; the caller reports the failures (no flapping guard)
     options = AgentOptions(wait=False, flap_guard=(10**9, 1.0, 10**9))
     with opened(storage, create=True) as handle:
+        handle.check_space()
         info = create_sweep(
             spec,
             handle,
@@ -158,6 +163,24 @@ def multirun(
         summary = run_agent(sweep, options, objective=_trainer(quiet), on_event=on_event)
     name = metric["name"] if metric else None
     return MultirunResult(info.id, name, summary.trials)
+
+
+def _check_multirun_size(spec: SweepSpec) -> None:
+    """A grid too large to queue, with what a ``-m`` user can do (``run_cap``, the hint of
+    :func:`~expctl.sweeps.grid.check_grid_size`, is a sweep-file key ``-m`` cannot set)."""
+    from expctl.sweeps.grid import check_grid_size
+    from expctl.sweeps.studies import MAX_GRID_POINTS
+
+    try:
+        check_grid_size(spec, MAX_GRID_POINTS)
+    except SpecError as e:
+        raise SpecError(
+            "expctl run -m",
+            e.problems,
+            hint="give fewer comma-separated values, split it into several `expctl run -m` "
+            "commands (one per value of a key), or write a sweep file with method: random and "
+            "run_cap: N for `expctl sweep create` + `expctl sweep agent`",
+        ) from None
 
 
 def swept_overrides(record: TrialRecord) -> list[str]:

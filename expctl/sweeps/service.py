@@ -123,6 +123,27 @@ def _warn_missing_program(spec: SweepSpec, warn: Emit) -> None:
             f"program {spec.program!r} does not exist here ({missing}); each agent runs it "
             "from its own working directory, so start agents where it exists"
         )
+        return
+    _warn_metric_not_in_program(spec, warn)
+
+
+def _warn_metric_not_in_program(spec: SweepSpec, warn: Emit) -> None:
+    """A program sweep's metric that its program's text never mentions: a warning (the name
+    may be built at run time), since a metric never logged fails every trial."""
+    if not spec.program or spec.metric is None:
+        return
+    path = Path(spec.program)
+    try:
+        if not path.is_file() or path.stat().st_size > 1 << 20:
+            return
+        text = path.read_text(encoding="utf-8", errors="replace")
+    except OSError:
+        return
+    if spec.metric.name not in text:
+        warn(
+            f"metric {spec.metric.name!r} does not appear in {spec.program}; a trial whose "
+            "program never logs it (wandb.log) fails, so check the name"
+        )
 
 
 def _load_checked_spec(spec_file: Path, config_dir: Path | None, config_name: str) -> SweepSpec:
@@ -161,6 +182,7 @@ def _create_locally(
     if spec.method == "grid":
         check_grid_size(spec, MAX_GRID_POINTS)  # before the storage exists: nothing is left
     with opened(storage, create=True) as handle:
+        handle.check_space()  # not half a sweep: its grid is queued after the study is written
         info = create_sweep(spec, handle, config_dir=directory, config_name=config_name)
         url = handle.url
     agent = agent_command(info.id, url)
@@ -282,13 +304,14 @@ def _run_wandb_agent(
 
 
 def sweeps_in_storage(storage: str | None = None) -> list[SweepRow]:
-    """Every sweep in the storage, oldest first; none when the journal file does not exist (so
-    listing never creates it)."""
+    """Every sweep in the storage, oldest first; none when the project's default journal does
+    not exist yet. Listing never creates a storage: a storage named with --storage or
+    $EXPCTL_STORAGE that does not exist is a :class:`UsageError` (a typo, most likely)."""
     from expctl.sweeps.overview import list_sweeps
-    from expctl.sweeps.storage import resolve_url
+    from expctl.sweeps.storage import is_default, resolve_url
 
     url = resolve_url(storage)
-    if url.startswith("journal://") and not Path(url[len("journal://") :]).exists():
+    if is_default(url) and not Path(url[len("journal://") :]).exists():
         return []
     with opened(url) as handle:
         return list_sweeps(handle)
@@ -328,9 +351,9 @@ def repair_storage(storage: str | None = None, *, dry_run: bool = False) -> Repa
             hint="databases keep their own integrity: use their tools (and backups)",
         )
     path = Path(url[len("journal://") :])
-    if not path.is_file():
+    if not path.exists():
         raise UsageError(f"no journal at {path}", hint="pass the journal with --storage")
-    return repair_journal(path, dry_run=dry_run)
+    return repair_journal(path, dry_run=dry_run)  # refuses a file that is not a journal
 
 
 # -- on SLURM ---------------------------------------------------------------------------------

@@ -15,13 +15,19 @@ are re-exported here, where callers import them from.
 from __future__ import annotations
 
 import difflib
+import math
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from expctl.errors import Problems, SpecError
-from expctl.sweeps.config_check import ConfigCheck, config_groups, config_problems
+from expctl.sweeps.config_check import (
+    ConfigCheck,
+    config_groups,
+    config_problems,
+    trainer_metric_problem,
+)
 from expctl.sweeps.macros import MACRO_NAMES
 from expctl.sweeps.overrides import render_value, to_overrides
 from expctl.sweeps.parameters import (
@@ -124,9 +130,9 @@ class EarlyTerminate:
     strict: bool = True
 
     def bands(self, limit: int = 100) -> list[int]:
-        if self.max_iter is not None:
+        if self.max_iter is not None and self.s is not None:
             bands, band = [], float(self.max_iter)
-            for _ in range(self.s or 0):
+            for _ in range(self.s):
                 band /= self.eta
                 if band < 1:
                     break
@@ -134,6 +140,10 @@ class EarlyTerminate:
             return sorted(bands)
         bands, band = [], float(self.min_iter or 1)
         for _ in range(limit):
+            # min_iter with max_iter but no s: the bands below max_iter (W&B's max_iter bands
+            # never include max_iter itself)
+            if self.max_iter is not None and band >= self.max_iter:
+                break
             bands.append(int(band))
             band *= self.eta
         return bands
@@ -241,8 +251,11 @@ def parse_spec(
     hint = None
     if config is not None and not strings["program"] and command is None and parameters:
         n = len(problems.items)
-        config_problems(parameters, data, config, problems)
-        if len(problems.items) > n:
+        keys = config_problems(parameters, data, config, problems)
+        parameter_problems = len(problems.items) > n
+        if metric is not None:
+            trainer_metric_problem(metric.name, keys, problems)
+        if parameter_problems:
             hint = (
                 "parameters are overrides of the project config (--config-dir/--config-name); "
                 "give `program:` to run your own script instead"
@@ -375,8 +388,8 @@ def _metric(raw: Any, problems: Problems) -> Metric | None:
         problems.bad_choice("metric.goal", "goal", goal, GOALS)
         goal = "minimize"
     target = raw.get("target")
-    if target is not None and not is_number(target):
-        problems.add("metric.target", f"must be a number, got {target!r}")
+    if target is not None and not (is_number(target) and math.isfinite(target)):
+        problems.add("metric.target", f"must be a finite number, got {target!r}")
         target = None
     if "impute" in raw and raw["impute"] not in ("latest", "best", "worst"):
         problems.bad_choice("metric.impute", "impute", raw["impute"], ("latest", "best", "worst"))
@@ -413,9 +426,18 @@ def _early_terminate(raw: Any, problems: Problems) -> EarlyTerminate | None:
             "(min_iter is ignored), and so does expctl"
         )
         min_iter = None
-    elif max_iter is not None and s is None:
+    elif max_iter is not None and s is None and min_iter is None:
         problems.add("early_terminate.s", "missing: max_iter needs s (the number of bands)")
         ok = False
+    elif max_iter is not None and s is None:
+        # W&B's schema accepts this (it asks for min_iter, or max_iter and s), but its stopping
+        # code takes the max_iter branch and reads `s`: it would fail there, once runs log
+        problems.warnings.append(
+            "early_terminate: min_iter and max_iter without s; expctl stops at the bands "
+            "min_iter*eta^k below max_iter, but W&B's server would fail on this file when it "
+            "checks runs (its hyperband reads `s` whenever max_iter is given): add s, or drop "
+            "max_iter, to run it on W&B too"
+        )
     if not is_number(eta) or eta <= 1:
         problems.add("early_terminate.eta", f"must be a number > 1, got {eta!r}")
         ok = False

@@ -19,6 +19,7 @@ Accepted by ``--storage`` / ``$EXPCTL_STORAGE``:
 from __future__ import annotations
 
 import contextlib
+import errno
 import logging
 import os
 import warnings
@@ -66,6 +67,31 @@ class StorageHandle:
             yield
         finally:
             fcntl.flock(self._lock_fd, fcntl.LOCK_UN)
+
+    @property
+    def file(self) -> Path | None:
+        """The file a journal or SQLite storage lives in (None for servers and :memory:)."""
+        if self.kind == "journal":
+            return Path(self.url[len("journal://") :])
+        if self.kind == "sqlite":
+            path = self.url[len("sqlite:///") :]
+            return Path(path) if path and path != ":memory:" else None
+        return None
+
+    def check_space(self) -> None:
+        """Exit 1 (``no space left on device DEVICE writing FILE``) when the storage's disk has
+        no byte free: a claim could still slip into the file's last block while the trial's
+        result never could, leaving it RUNNING. Said before a sweep is created or claimed."""
+        path = self.file
+        if path is None:
+            return
+        try:
+            fs = os.statvfs(path if path.exists() else path.parent)
+        except OSError:
+            return  # nothing to say ahead; the write itself will
+        free = fs.f_bfree if os.geteuid() == 0 else fs.f_bavail
+        if free == 0:
+            raise storage_write_error(path, OSError(errno.ENOSPC, os.strerror(errno.ENOSPC)))
 
     def close(self) -> None:
         if self._lock_fd is not None:
@@ -143,7 +169,7 @@ def open_storage(url: str | None = None, *, create: bool = True) -> StorageHandl
         return _open_journal(Path(url[len("journal://") :]), url, create)
     if scheme in ("redis", "rediss"):
         return _open_redis(url)
-    return _open_rdb(url, scheme)
+    return _open_rdb(url, scheme, create)
 
 
 def quiet_optuna() -> None:
@@ -169,14 +195,12 @@ def _open_journal(path: Path, url: str, create: bool) -> StorageHandle:
     from expctl.sweeps.journal import CheckedJournalFileBackend, CheckedJournalStorage
     from expctl.sweeps.journal_lock import AgentJournalLock
 
-    if not path.exists():
-        if not create:
-            raise UsageError(
-                f"no sweep storage at {path}",
-                hint="create a sweep first (expctl sweep create SWEEP.yaml) or pass "
-                "--storage / EXPCTL_STORAGE",
-            )
-        path.parent.mkdir(parents=True, exist_ok=True)
+    if path.exists():
+        refuse_non_journal(path)
+    elif not create:
+        raise _no_storage(path)
+    else:
+        _make_parent(path)
     try:
         # kernel-queued between agents, and still Optuna's symlink lock (atomic on every NFS
         # version, unlike flock on `nolock` mounts) towards Optuna's own tools
@@ -187,6 +211,54 @@ def _open_journal(path: Path, url: str, create: bool) -> StorageHandle:
             f"cannot open journal storage {path}: {e}", hint="check the path and its permissions"
         ) from e
     return StorageHandle(url=url, kind="journal", storage=storage)
+
+
+def refuse_non_journal(path: Path) -> None:
+    """:class:`UsageError` unless the existing ``path`` is a sweep journal
+    (:func:`expctl.sweeps.journal.not_a_journal`): expctl takes over only an empty file."""
+    from expctl.sweeps.journal import not_a_journal
+
+    why = not_a_journal(path)
+    if why is not None:
+        raise UsageError(
+            f"{path} is not a sweep journal: {why}",
+            hint="pass the path of a sweep journal, or of a file that does not exist yet "
+            "(--storage / EXPCTL_STORAGE); expctl writes only to an empty file or a journal",
+        )
+
+
+def _no_storage(path: Path) -> UsageError:
+    return UsageError(
+        f"no sweep storage at {path}",
+        hint="create a sweep first (expctl sweep create SWEEP.yaml) or pass "
+        "--storage / EXPCTL_STORAGE",
+    )
+
+
+def _make_parent(path: Path) -> None:
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise storage_write_error(path.parent, e) from None
+
+
+def storage_write_error(path: str | Path, error: OSError) -> RuntimeFailure:
+    """:func:`expctl.fsutil.write_error` (``no space left on device DEVICE writing FILE``, exit 1)
+    for a sweep storage's file, with a hint about the storage rather than the runs dir."""
+    from expctl.fsutil import WriteError, write_error
+
+    failure = write_error(path, error)
+    if not isinstance(failure, WriteError) or error.errno not in _DISK_ERRNOS:
+        return failure
+    return WriteError(
+        failure.path,
+        error,
+        failure.message,
+        "free space there, or keep the sweep storage on another disk (--storage / EXPCTL_STORAGE)",
+    )
+
+
+_DISK_ERRNOS = (errno.ENOSPC, errno.EDQUOT)
 
 
 def _open_redis(url: str) -> StorageHandle:
@@ -217,7 +289,7 @@ def _with_driver(url: str, scheme: str) -> str:
     return url
 
 
-def _open_rdb(url: str, scheme: str) -> StorageHandle:
+def _open_rdb(url: str, scheme: str, create: bool) -> StorageHandle:
     from optuna.storages import RDBStorage
 
     lock_path = None
@@ -225,7 +297,10 @@ def _open_rdb(url: str, scheme: str) -> StorageHandle:
     if scheme == "sqlite":
         path = url[len("sqlite:///") :]
         if path and path != ":memory:":
-            Path(path).parent.mkdir(parents=True, exist_ok=True)
+            if not Path(path).exists():
+                if not create:  # a read (list, status, best, report) never creates storage
+                    raise _no_storage(Path(path))
+                _make_parent(Path(path))
             lock_path = Path(path + ".lock")
         # generous busy timeout: agents write heartbeats while others claim
         kwargs["engine_kwargs"] = {"connect_args": {"timeout": 30}}

@@ -4,6 +4,7 @@ calls once per trial, wrapping the same objectives as the local agent (see
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import time
 from collections.abc import Callable, Mapping
@@ -97,6 +98,11 @@ def wandb_trial_function(
         extra = f": {outcome.message}" if final == "failed" and outcome.message else ""
         emit(f"trial {number}: {final}{shown} ({seconds:.1f} s){extra}")
         if final == "failed":
+            if outcome.run_dir:  # the run dir says failed too (`runs list`)
+                from expctl.sweeps.trial_runs import fail_run_record
+
+                with contextlib.suppress(OSError, RuntimeFailure):
+                    fail_run_record(outcome.run_dir, outcome.message)
             raise RuntimeFailure(f"trial {number} failed: {outcome.message}")
 
     return trial

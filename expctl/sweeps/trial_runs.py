@@ -1,0 +1,92 @@
+"""A trial's run directory, as the sweep agent reads and corrects it.
+
+Two things the storage and the run record must agree on:
+
+* a trial the agent *fails* although its run ended well (the metric was never logged, it is
+  NaN, the trial timed out) says ``failed`` in its run dir's ``summary.json`` too, so
+  ``expctl runs list`` shows what ``sweep status`` shows (:func:`fail_run_record`);
+* a trial left RUNNING because its agent died while recording the result (a torn last journal
+  record) but whose run finished is recorded from that run, not re-run
+  (:func:`finished_run_of`).
+
+Reads ``summary.json`` only (no torch, no metrics.jsonl).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+# run statuses that read as a success; a trial failed by the agent must not keep them
+_ENDED_WELL = ("completed", "stopped")
+
+
+def fail_run_record(run_dir: str | Path, message: str | None) -> bool:
+    """Set ``summary.json``'s status to ``failed`` (with ``message`` as its error) when it says
+    the run ended well; True when it was changed. Written atomically."""
+    from expctl.fsutil import atomic_write_json
+
+    path = Path(run_dir) / "summary.json"
+    summary = _read(path)
+    if summary is None or summary.get("status") not in _ENDED_WELL:
+        return False
+    summary["status"] = "failed"
+    summary["error"] = message or "failed by the sweep agent"
+    atomic_write_json(path, summary)
+    return True
+
+
+@dataclass(frozen=True)
+class FinishedRun:
+    """What a trial's run directory says of how it ended."""
+
+    run_dir: Path
+    status: str  # completed | stopped | failed
+    value: float | None  # the sweep metric's final value, if logged and finite
+    metrics: dict[str, float]
+    error: str | None
+
+
+def finished_run_of(
+    sweep_id: str, number: int, run_name: str, metric: str | None, root: str | Path | None = None
+) -> FinishedRun | None:
+    """The run directory of trial ``number`` of ``sweep_id`` under the runs root (where this
+    agent writes runs: ``--runs-dir``/``$EXPCTL_RUNS_DIR``), when its summary says it ended
+    (completed, stopped or failed); None when there is none, or it did not end."""
+    from expctl.rundir import runs_root, safe_name
+
+    base = runs_root(root) / safe_name(run_name)
+    if not base.is_dir():
+        return None
+    for path in sorted(base.glob("*/summary.json"), reverse=True):  # newest first
+        summary = _read(path)
+        if summary is None:
+            continue
+        sweep = summary.get("sweep")
+        if not isinstance(sweep, dict) or sweep.get("id") != sweep_id:
+            continue
+        if sweep.get("trial") != number or summary.get("status") not in (*_ENDED_WELL, "failed"):
+            continue
+        metrics = {
+            k: float(v)
+            for k, v in (summary.get("final_metrics") or {}).items()
+            if isinstance(v, int | float) and not isinstance(v, bool)
+        }
+        value = metrics.get(metric) if metric else None
+        if value is not None and not math.isfinite(value):
+            value = None
+        return FinishedRun(
+            path.parent, str(summary["status"]), value, metrics, summary.get("error")
+        )
+    return None
+
+
+def _read(path: Path) -> dict[str, Any] | None:
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    return data if isinstance(data, dict) else None
