@@ -26,7 +26,7 @@ EXPECTED = {
     "run": None,
     "runs": {"list", "show", "compare", "plot", "tag", "untag", "note"},
     "sweep": {"create", "agent", "status", "list", "stop", "repair", "report", "best"},
-    "artifacts": {"pull", "list", "push", "alias"},
+    "artifacts": {"pull", "list", "show", "push", "alias"},
     "config": {"show"},
 }
 

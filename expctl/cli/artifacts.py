@@ -1,4 +1,4 @@
-"""`expctl artifacts pull|list|push|alias`: the versioned artifact store.
+"""`expctl artifacts pull|list|show|push|alias`: the versioned artifact store.
 
 The store is ``.expctl/artifacts`` under the current directory unless ``$EXPCTL_ARTIFACTS`` or
 ``--store DIR`` says otherwise. ``pull`` prints only the local path on stdout, so
@@ -17,11 +17,19 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 
 from expctl.cli.common import console, err, examples, handle_errors, out
-from expctl.cli.output import TableOrJson, format_option, json_text, table_lines
+from expctl.cli.output import (
+    TableOrJson,
+    format_option,
+    json_text,
+    printable,
+    short_number,
+    table_lines,
+)
 from expctl.errors import UsageError
 
 if TYPE_CHECKING:
     from expctl.artifacts.store import ArtifactVersion, Progress
+    from expctl.runs.lineage import Lineage, LineageRun
 
 app = typer.Typer(
     help="Versioned model/dataset artifacts: a local store that works offline, or W&B. "
@@ -199,6 +207,126 @@ def _size(n: int) -> str:
     from expctl.artifacts.store import human_size
 
     return human_size(n)
+
+
+CONSUMERS_SHOWN = 10  # runs listed under "consumed by" on the page (JSON lists them all)
+
+
+@app.command(
+    "show",
+    epilog=examples(
+        "expctl artifacts show digits-mlp-model:best",
+        "expctl artifacts show digits-mlp-model:v0 --runs-dir /scratch/runs",
+        "expctl artifacts show digits-mlp-model --format json | jq '.consumed_by.runs[].run_dir'",
+    ),
+)
+@handle_errors
+def show(
+    ref: Annotated[
+        str,
+        typer.Argument(
+            help="NAME[:ALIAS|:vN] in the local store (default alias: latest).",
+            show_default=False,
+        ),
+    ],
+    runs_dir: Annotated[
+        Path | None,
+        typer.Option(
+            "--runs-dir",
+            envvar="EXPCTL_RUNS_DIR",
+            help="Where to look for runs that consumed it (default: ./runs).",
+            show_default=False,
+        ),
+    ] = None,
+    fmt: Annotated[TableOrJson, format_option(TableOrJson)] = TableOrJson.table,
+    store: StoreOpt = None,
+) -> None:
+    """A version's files, digest, aliases, the run that produced it (commit, metrics), what
+    that run was initialised from (back to the start), and every run initialised from it."""
+    from expctl.artifacts.store import ArtifactStore
+    from expctl.rundir import runs_root
+    from expctl.runs.lineage import version_lineage
+
+    lineage = version_lineage(ArtifactStore(store), ref, runs_root(runs_dir))
+    if fmt == TableOrJson.json:
+        out(json_text(lineage.to_json()))
+        return
+    for line in lineage_lines(lineage):
+        out(line)
+    for note in lineage.notes:
+        err(f"note: {printable(note)}")
+
+
+def lineage_lines(lineage: Lineage) -> list[str]:
+    """The human page of ``artifacts show``, one printable line each."""
+    v = lineage.version
+    lines = [
+        f"artifact      {v.ref}",
+        f"type          {v.type}",
+        f"created       {v.created}",
+        f"digest        sha256:{v.digest}",
+        f"size          {_size(v.size)} in {_files(v)}",
+        f"aliases       {', '.join(v.aliases) or '(none)'}",
+        "files:",
+        *("  " + line for line in _file_table(v)),
+    ]
+    shown = {k: val for k, val in v.metadata.items() if k != "config"}
+    if shown or "config" in v.metadata:
+        lines.append("metadata:")
+        lines += [f"  {k}: {_short_json(val)}" for k, val in shown.items()]
+        if "config" in v.metadata:
+            lines.append("  config: (the run's resolved config; --format json shows it)")
+    lines.append("produced by:")
+    lines += ["  " + line for line in _run_lines(lineage.producer, "no run recorded")]
+    lines.append("initialised from:")
+    if not lineage.chain:
+        lines.append("  nothing (trained from scratch, or not recorded)")
+    for link in lineage.chain:  # newest first: each one was trained from the next
+        what = link.version or str(link.init_from.get("file") or link.init_from.get("ref"))
+        sha = str(link.init_from.get("sha256") or "")[:12]
+        where = "" if link.in_store or link.version is None else ", no longer in the store"
+        lines.append(f"  <- {what} (file {link.init_from.get('file')}, sha256 {sha}{where})")
+        if link.producer is not None:
+            lines += ["     " + line for line in _run_lines(link.producer, "")]
+        if link.stop:
+            lines.append(f"     ({link.stop})")
+    consumers = lineage.consumers
+    count = len(consumers)
+    lines.append(
+        f"consumed by:  {count} run{'' if count == 1 else 's'} under {lineage.runs_root}"
+        + (" (--init-from)" if count else "")
+    )
+    for run in consumers[:CONSUMERS_SHOWN]:
+        lines.append("  " + _run_lines(run, "")[0])
+    if count > CONSUMERS_SHOWN:
+        lines.append(f"  … and {count - CONSUMERS_SHOWN} more (--format json lists them all)")
+    return [printable(line) for line in lines]  # names and paths come from shared files
+
+
+def _short_json(value: object, width: int = 100) -> str:
+    """A metadata value on one line: long metric dicts are cut (--format json has them whole)."""
+    text = json.dumps(value, default=str)
+    return text if len(text) <= width else text[: width - 1] + "…"
+
+
+def _file_table(version: ArtifactVersion) -> list[str]:
+    rows = [(f.path, _size(f.size), f.sha256[:12]) for f in version.files]
+    return table_lines(("path", "size", "sha256"), rows)
+
+
+def _run_lines(run: LineageRun | None, none: str) -> list[str]:
+    """``RUN_DIR (status, started)``, then its commit and key final metrics."""
+    if run is None:
+        return [none] if none else []
+    if not run.exists:
+        return [f"{run.run_dir} (run directory no longer exists)"]
+    started = (run.started_at or "")[:19].replace("T", " ")
+    head = f"{run.run_dir} ({run.status}{', ' + started if started else ''})"
+    commit = run.commit[:12] if run.commit else "unknown"
+    if run.commit and run.dirty:
+        commit += " (dirty)"
+    metrics = " ".join(f"{k}={short_number(val)}" for k, val in run.metrics.items())
+    return [head, f"commit {commit}" + (f"   {metrics}" if metrics else "")]
 
 
 @app.command(
