@@ -238,6 +238,7 @@ def show(
     fmt: Annotated[TableOrJson, format_option(TableOrJson)] = TableOrJson.table,
 ) -> None:
     """A run's summary, its full resolved config and its metrics."""
+    from expctl.runs.lineage import run_artifacts
     from expctl.runs.query import resolve_run
     from expctl.runs.records import load_run, read_config, read_metrics, read_overrides
 
@@ -254,6 +255,7 @@ def show(
                     "run": info.to_json(),
                     "summary": info.summary,
                     "overrides": given,
+                    "artifacts": run_artifacts(path, info.summary).to_json(),
                     "config": config,
                     "metrics": metric_rows,
                     "notes": notes,

@@ -111,8 +111,13 @@ def _run_facts(info: RunInfo, notes: list[str]) -> list[tuple[str, Any]]:
     if s.get("best_checkpoint"):
         kept = len(s.get("checkpoints") or [])
         facts.append(("checkpoint", f"{s['best_checkpoint']} (best of {kept} kept)"))
-    if s.get("artifact"):
-        facts.append(("artifact", s["artifact"]))
+    from expctl.runs.lineage import run_artifacts
+
+    made = run_artifacts(info.path, s)
+    if made.produced:
+        facts.append(("artifact", ", ".join(made.produced)))
+    if made.consumed:
+        facts.append(("init from", ", ".join(made.consumed)))
     wandb: dict[str, Any] = s["wandb"] if isinstance(s.get("wandb"), dict) else {}
     if wandb.get("sync_command"):
         facts.append(("wandb", f"{wandb.get('mode')}: {wandb['sync_command']}"))

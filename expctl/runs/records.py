@@ -263,7 +263,11 @@ def read_record_bytes(path: Path, limit: int = MAX_RECORD_BYTES) -> bytes:
     """The bytes of a small record file (see :func:`open_record_file`); a file that grew past
     ``limit`` while being read is refused too."""
     with os.fdopen(open_record_file(path, limit), "rb") as f:
-        data = f.read(limit + 1)
+        # sized to the file: read(limit + 1) allocates the whole limit (8 MiB) per small file
+        size = os.fstat(f.fileno()).st_size
+        data = f.read(min(size, limit) + 1)
+        if len(data) > size:  # it grew while being read
+            data += f.read(limit + 1 - len(data))
     if len(data) > limit:
         raise RefusedFile(_too_large(path, limit))
     return data
