@@ -95,8 +95,11 @@ def holding_run_dir(run_dir: Path) -> Iterator[None]:
                 hint="wait for it to finish or stop it (its last.pt stays resumable), then "
                 "resume; a run dir is written by one process at a time",
             ) from None
-        os.ftruncate(fd, 0)
-        os.pwrite(fd, f"pid {os.getpid()} on {socket.gethostname()}\n".encode(), 0)
+        try:  # who holds it, for the refusal above (a full disk fails here: say so)
+            os.ftruncate(fd, 0)
+            os.pwrite(fd, f"pid {os.getpid()} on {socket.gethostname()}\n".encode(), 0)
+        except OSError as e:
+            raise write_error(path, e) from None
         yield
     finally:
         os.close(fd)  # releases the lock
@@ -107,7 +110,7 @@ def run_dir_is_held(run_dir: Path) -> bool:
     import fcntl
 
     try:
-        fd = os.open(Path(run_dir) / LOCK_FILE, os.O_RDONLY)
+        fd = os.open(Path(run_dir) / LOCK_FILE, os.O_RDONLY | os.O_NONBLOCK)  # a FIFO: no hang
     except OSError:
         return False
     try:
@@ -117,16 +120,3 @@ def run_dir_is_held(run_dir: Path) -> bool:
     finally:
         os.close(fd)
     return False
-
-
-def latest_run_dir(
-    root: str | Path | None = None, name: str | None = None, *, having: str | None = None
-) -> Path | None:
-    """The most recently started run (by directory name, which starts with its start time);
-    with ``having``, the most recent one that holds that file (e.g. ``checkpoints/last.pt``)."""
-    base = runs_root(root)
-    parents = [base / safe_name(name)] if name else [p for p in base.glob("*") if p.is_dir()]
-    candidates = [d for p in parents if p.is_dir() for d in p.iterdir() if d.is_dir()]
-    if having is not None:
-        candidates = [d for d in candidates if (d / having).is_file()]
-    return max(candidates, key=lambda d: (d.name, d.stat().st_mtime), default=None)

@@ -41,8 +41,10 @@ DEFAULT_HOST = "api.wandb.ai"
 ONLINE_INIT_TIMEOUT_S = 30.0  # wandb's own default is 90 s; WANDB_INIT_TIMEOUT overrides both
 # auto mode falls back to offline when the server is unreachable: give up sooner
 AUTO_INIT_TIMEOUT_S = 15.0
-# Best-value summaries (define_metric) for the metrics the trainer logs.
-BEST_SUMMARIES = {"val_loss": "min", "val_acc": "max", "train_loss": "min", "train_acc": "max"}
+# The W&B summary keeps W&B's default for each metric, its last value (what the runs table, the
+# sweep controller and summary.json's final_metrics show); the best epoch's values go beside it
+# under this prefix (best/val_loss, best/epoch: summary.json's best_metrics).
+BEST_PREFIX = "best/"
 
 
 class Tracker(Protocol):
@@ -70,6 +72,8 @@ class Tracker(Protocol):
     def log_checkpoints(
         self, name: str, files: Sequence[Path], best: Path | None, metadata: Mapping[str, Any]
     ) -> None: ...
+
+    def summarize(self, values: Mapping[str, float]) -> None: ...  # into the run's summary
 
     def finish(self, exit_code: int) -> str | None: ...
 
@@ -141,6 +145,9 @@ class NullTracker:
     ) -> None:
         pass
 
+    def summarize(self, values: Mapping[str, float]) -> None:
+        pass
+
     def finish(self, exit_code: int) -> str | None:
         return None
 
@@ -197,6 +204,10 @@ class WandbTracker:
 
         self._guarded("log_artifact", log)
 
+    def summarize(self, values: Mapping[str, float]) -> None:
+        """Set summary keys beside W&B's own last-value ones (never instead of them)."""
+        self._guarded("summary", lambda: self.run.summary.update(dict(values)))
+
     def finish(self, exit_code: int) -> str | None:
         """Finish once with ``exit_code``; an offline run returns its ``wandb sync`` command."""
         if self._finished:
@@ -233,7 +244,7 @@ def start_tracker(
     if active is not None:
         # Opened by the trial function W&B's sweep agent calls (`expctl sweep agent
         # ENTITY/PROJECT/ID`) to read wandb.config: log into it. Its sweep values win, as in
-        # wandb.init; no best-value summaries: W&B's controller reads the metric's summary.
+        # wandb.init.
         active.config.setdefaults(dict(config))
         mode = "disabled" if active.disabled else "offline" if active.offline else "online"
         return WandbTracker(active, mode, [])
@@ -271,12 +282,9 @@ def start_tracker(
                 return without_wandb(notes, mode, offline_error)
         else:
             return without_wandb(notes, mode, e)
-    tracker = WandbTracker(run, mode, notes)
-    for metric, summary in BEST_SUMMARIES.items():
-        tracker._guarded(
-            "define_metric", lambda m=metric, s=summary: run.define_metric(m, summary=s)
-        )
-    return tracker
+    # No define_metric(summary="min"): it replaces W&B's last-value summary of the metric, and
+    # the runs table and the sweep objective would then disagree with the run's final value.
+    return WandbTracker(run, mode, notes)
 
 
 def without_wandb(notes: list[str], mode: str, error: BaseException) -> NullTracker:

@@ -111,6 +111,9 @@ class BackgroundTracker:
     ) -> None:
         self._calls.put(("log_checkpoints", (name, list(files), best, dict(metadata))))
 
+    def summarize(self, values: Mapping[str, float]) -> None:
+        self._calls.put(("summarize", (dict(values),)))
+
     def finish(self, exit_code: int) -> str | None:
         """Finish once, after every call queued before; an offline run returns its sync command."""
         if self._finished:

@@ -131,3 +131,28 @@ def test_two_resumes_of_one_run_at_once_the_second_is_refused(project: Path, exp
     # the lock died with its process: the run resumes again
     third = run(expctl_exe, "--resume", run_dir, "trainer.epochs=1", "--quiet")
     assert "is being written" not in third.stderr
+
+
+def _fill(mount: Path) -> None:
+    """Write until the filesystem refuses: exactly 0 bytes free."""
+    with (mount / "filler").open("wb", buffering=0) as f:
+        for size in (1 << 16, 1 << 12, 1 << 8, 1):
+            with contextlib.suppress(OSError):
+                while True:
+                    f.write(b"x" * size)
+    assert os.statvfs(mount).f_bavail == 0
+
+
+def test_disk_with_0_bytes_free_is_exit_1_naming_it_and_leaves_no_run_behind(
+    project: Path, expctl_exe
+):
+    with tmpfs(project / "full", "64k") as full:
+        (full / "runs").mkdir()
+        _fill(full)
+        result = run(expctl_exe, "--runs-dir", str(full / "runs"), *QUICK)
+        assert result.returncode == 1, result.stderr
+        assert f"no space left on device {full} writing {full / 'runs'}" in result.stderr
+        assert "hint:" in result.stderr
+        assert "unexpected" not in result.stderr and "Traceback" not in result.stderr
+        left = [p for p in (full / "runs").rglob("*") if p.is_file()]
+        assert not left, f"a run that never started was left behind: {left}"

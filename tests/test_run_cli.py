@@ -423,12 +423,17 @@ def test_init_from_says_what_it_loaded_and_records_it(cli, project):
     assert pulled_summary["init_from"]["version"] == "digits-mlp-model:v0"
 
 
-def test_resume_latest_skips_runs_that_cannot_be_resumed(cli, project):
+def test_resume_latest_never_silently_resumes_another_run(cli, project):
+    """`latest` is the run `runs show latest` shows; when that one cannot be resumed the
+    refusal names the newest one that can (latest~N), rather than training an older run."""
     first = cli("run", "-q", *FAST, "trainer.epochs=1")
     assert first.exit_code == 0, first.stderr
     stray = Path("runs") / "zz-newer" / "29991231-000000-ffffff"
     stray.mkdir(parents=True)  # newer, but nothing to resume in it
-    again = cli("run", "-q", "--resume", "latest", "trainer.epochs=2")
+    refused = cli("run", "-q", "--resume", "latest", "trainer.epochs=2")
+    assert refused.exit_code == 2 and "29991231-000000-ffffff" in refused.stderr
+    assert "--resume latest~1" in refused.stderr
+    again = cli("run", "-q", "--resume", "latest~1", "trainer.epochs=2")
     assert again.exit_code == 0, again.stderr
     assert again.stdout.strip() == first.stdout.strip()
 

@@ -172,6 +172,9 @@ class Recorder:
     def log_checkpoints(self, name, files, best, metadata):
         self.calls.append(("log_checkpoints", name))
 
+    def summarize(self, values):
+        self.calls.append(("summarize", dict(values)))
+
     def finish(self, exit_code):
         self.calls.append(("finish", exit_code))
         return "wandb sync somewhere"

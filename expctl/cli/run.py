@@ -36,7 +36,8 @@ ResumeOpt = Annotated[
     str | None,
     typer.Option(
         "--resume",
-        help="Continue a run from its checkpoints/last.pt: a run directory or 'latest'.",
+        help="Continue a run from its checkpoints/last.pt: 'latest', 'latest~N', a run id "
+        "(or a unique prefix of one) or a run directory, as `expctl runs show` reads them.",
         show_default=False,
     ),
 ]
@@ -75,6 +76,7 @@ def register(app: typer.Typer) -> None:
             "expctl run trainer.epochs=5 optim.lr=3e-4",
             "expctl run model=large --set trainer.device=cpu --quiet",
             "expctl run --resume latest",
+            "expctl run --resume latest~1 trainer.epochs=40   # or a run id (prefix)",
             "expctl run trainer.devices=2 trainer.device=cpu   # 2 processes (DDP)",
         ),
     )

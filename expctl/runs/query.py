@@ -285,7 +285,7 @@ def resolve_run(ref: str, root: Path) -> Path:
     before), a run id or directory name, or a unique prefix of one."""
     m = _LATEST.match(ref)
     if m:
-        return _latest(root, int(m.group(1) or 0))
+        return latest_run(root, int(m.group(1) or 0))
     path = Path(ref).expanduser()
     if path.is_dir():
         if looks_like_run_dir(path):
@@ -313,13 +313,13 @@ def _id(path: Path) -> str:
     return path.name.rsplit("-", 1)[-1]
 
 
-def _latest(root: Path, back: int) -> Path:
-    dirs = sorted(find_run_dirs(root), key=_stamp, reverse=True)
-    if len(dirs) > back:
-        # runs started within the same second as the one asked for: their records decide
-        tied = [d for d in dirs if _stamp(d) >= _stamp(dirs[back])]
-        runs = sorted((load_run(d, check_lock=False) for d in tied), key=lambda r: r.sort_key)
-        dirs[: len(tied)] = [r.path for r in reversed(runs)]
+def latest_run(root: Path, back: int = 0) -> Path:
+    """``latest~back``: the run started ``back`` runs before the newest under ``root``.
+
+    The one meaning of ``latest`` (``runs show``, ``runs compare``, ``run --resume``): start
+    order by directory stamp, and for runs started within one second, by their records'
+    sub-second start (:attr:`RunInfo.sort_key`), never by their random ids."""
+    dirs = newest_runs(root, back + 1)
     if len(dirs) <= back:
         if not dirs:
             raise NotFoundError(
@@ -331,7 +331,19 @@ def _latest(root: Path, back: int) -> Path:
             f"latest~{back}: there are only {len(dirs)} runs under {root}",
             hint="latest~0 is the newest run",
         )
-    return dirs[back].absolute()
+    return dirs[back]
+
+
+def newest_runs(root: Path, count: int) -> list[Path]:
+    """The ``count`` newest runs under ``root``, newest first: the order ``latest~N`` counts."""
+    dirs = sorted(find_run_dirs(root), key=_stamp, reverse=True)
+    if dirs and count > 0:
+        # runs started within the same second as the last one asked for: their records decide
+        last = dirs[min(count, len(dirs)) - 1]
+        tied = [d for d in dirs if _stamp(d) >= _stamp(last)]
+        runs = sorted((load_run(d, check_lock=False) for d in tied), key=lambda r: r.sort_key)
+        dirs[: len(tied)] = [r.path for r in reversed(runs)]
+    return [d.absolute() for d in dirs[:count]]
 
 
 def _stamp(run_dir: Path) -> str:

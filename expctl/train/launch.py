@@ -27,7 +27,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from expctl.config import ConfigSource
-from expctl.errors import ConfigError, ExpctlError, UsageError
+from expctl.errors import ConfigError, ExpctlError
 from expctl.train.relaunch import run_leaving_exit_code, run_under_torchrun
 
 if TYPE_CHECKING:
@@ -37,6 +37,7 @@ if TYPE_CHECKING:
     from expctl.train.loop import EpochCallback
     from expctl.train.outcome import RunResult, SweepTrial
     from expctl.train.progress import ProgressSink
+    from expctl.train.resume import ResumeConfig
 
 # Failures every rank hits together (bad config, a signal): rank 0 alone reports them.
 QUIET_EXIT_CODES = (2, 130, 143)
@@ -84,6 +85,8 @@ def train_new_run(
     from expctl.train import train
     from expctl.train.distributed import process_group
 
+    if init_from is not None:
+        check_init_from(init_from)  # a typo must not leave a run directory behind
     composed = source
     if extra_overrides:
         overrides = (*source.overrides, *extra_overrides)
@@ -112,8 +115,8 @@ def train_new_run(
             )
         except ExpctlError as e:
             recorded = getattr(e, "result", None) is not None
-            if group.is_main and not recorded and isinstance(e, UsageError):
-                _remove_if_empty(run_dir)  # bad config found before anything was recorded
+            if group.is_main and not recorded:
+                _remove_if_empty(run_dir)  # bad input or a full disk before anything was recorded
             e.run_dir = run_dir if run_dir.exists() else None  # type: ignore[attr-defined]
             raise
 
@@ -162,28 +165,33 @@ def launch(request: RunRequest, hooks: RunHooks | None = None) -> int:
     hooks = hooks or RunHooks()
     draft: DictConfig | None = None
     resume_dir: Path | None = None
+    resumed: ResumeConfig | None = None
     if "WORLD_SIZE" not in os.environ:  # not a torchrun worker: maybe start torchrun
         if request.resume is not None:
             resume_dir = _find_resume_dir(request.resume, request.runs_dir)
-            cfg, _ = _load_run_config(resume_dir, request.source.overrides)  # workers warn
-            devices = devices_of(cfg)
+            resumed = _load_run_config(resume_dir, request.source)  # the workers warn
+            devices = devices_of(resumed.cfg)
         else:
             draft = draft_config(request.source)
             devices = devices_of(draft)
         if devices > 1:
             return run_under_torchrun(devices, worker_cli_args(request, resume_dir))
-    return run_leaving_exit_code(lambda: _run_here(request, draft, resume_dir, hooks))
+    return run_leaving_exit_code(lambda: _run_here(request, draft, resume_dir, resumed, hooks))
 
 
 def _run_here(
-    request: RunRequest, draft: DictConfig | None, resume_dir: Path | None, hooks: RunHooks
+    request: RunRequest,
+    draft: DictConfig | None,
+    resume_dir: Path | None,
+    resumed: ResumeConfig | None,
+    hooks: RunHooks,
 ) -> int:
     from expctl.train.distributed import process_group
 
     with process_group() as group:  # a no-op in a single process
         try:
             if request.resume is not None:
-                result = _resume(request, resume_dir, group, hooks)
+                result = _resume(request, resume_dir, resumed, group, hooks)
             else:
                 result = train_new_run(
                     request.source,
@@ -206,23 +214,34 @@ def _run_here(
 
 
 def _resume(
-    request: RunRequest, resume_dir: Path | None, group: Group, hooks: RunHooks
+    request: RunRequest,
+    resume_dir: Path | None,
+    resumed: ResumeConfig | None,
+    group: Group,
+    hooks: RunHooks,
 ) -> RunResult:
-    """Continue the run ``--resume`` names, with its saved config and the new overrides."""
+    """Continue the run ``--resume`` names, with its saved config and the new overrides
+    (``resumed``: that config when the caller has loaded it already)."""
     from expctl.train import train
 
     assert request.resume is not None
+    if request.init_from is not None:
+        check_init_from(request.init_from)
     found = resume_dir or (
         _find_resume_dir(request.resume, request.runs_dir) if group.is_main else None
     )
     run_dir = Path(group.broadcast(str(found)))
-    cfg, redacted = _load_run_config(run_dir, request.source.overrides)
-    if redacted and group.is_main:
-        keys = ", ".join(redacted)
+    if resumed is None:
+        resumed = _load_run_config(run_dir, request.source)
+    if resumed.redacted and group.is_main:
+        keys = ", ".join(resumed.redacted)
         hooks.warn(f"{keys} were redacted in the saved config; pass them again as overrides")
+    for note in resumed.notes if group.is_main else ():
+        hooks.warn(note)
     return train(
-        cfg,
-        overrides=request.source.overrides,
+        resumed.cfg,
+        overrides=resumed.new_overrides,
+        key_names=resumed.key_names,
         resume=run_dir,
         init_from=request.init_from,
         progress=hooks.sink(group),
@@ -283,21 +302,34 @@ def compose_in_new_run_dir(
         raise
 
 
+def check_init_from(ref: str) -> None:
+    """Raise (exit 2) unless ``--init-from REF`` names a checkpoint that exists: a file, a
+    run directory, or an artifact version of the local store (checked before anything is
+    created; whether its weights fit the model is known only once the model is built)."""
+    from expctl.train.checkpoints import find_init_source
+
+    find_init_source(ref)
+
+
 def _find_resume_dir(ref: str, runs_dir: Path | None) -> Path:
     from expctl.train.resume import find_resume_dir
 
     return find_resume_dir(ref, runs_dir)
 
 
-def _load_run_config(run_dir: Path, overrides: tuple[str, ...]) -> tuple[DictConfig, list[str]]:
+def _load_run_config(run_dir: Path, source: ConfigSource) -> ResumeConfig:
     from expctl.train.resume import load_run_config
 
-    return load_run_config(run_dir, overrides)
+    return load_run_config(run_dir, source.overrides, source)
 
 
 def _remove_if_empty(run_dir: Path) -> None:
-    """Remove a run directory that holds nothing but empty folders."""
-    if run_dir.is_dir() and not any(p.is_file() for p in run_dir.rglob("*")):
+    """Remove a run directory that holds nothing but empty folders (and its lock file): left
+    there, it would list as a crashed run and become ``latest``."""
+    from expctl.rundir import LOCK_FILE
+
+    files = [p for p in run_dir.rglob("*") if p.is_file()] if run_dir.is_dir() else None
+    if files is not None and all(p == run_dir / LOCK_FILE for p in files):
         shutil.rmtree(run_dir, ignore_errors=True)
 
 

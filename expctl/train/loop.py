@@ -25,7 +25,7 @@ import contextlib
 import dataclasses
 import math
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -46,16 +46,12 @@ from expctl.train.outcome import Outcome, RunResult, SweepTrial
 from expctl.train.placement import Placement, placed
 from expctl.train.progress import NullProgress, ProgressSink, default_progress
 from expctl.train.record import CHECKPOINT_DIR, RunRecord
-from expctl.train.settings import TrainSettings
+from expctl.train.settings import LOGGED_METRICS, TrainSettings
 from expctl.train.state import StopRequests, seed_everything, torch_globals
 
 EpochCallback = Callable[[int, dict[str, float]], bool]
 """Called after each epoch's validation with (epoch number from 1, metrics); True = stop.
 Under DDP only rank 0 calls it; its answer is applied on every rank."""
-
-LOGGED_METRICS = frozenset(
-    {"train_loss", "train_acc", "val_loss", "val_acc", "lr", "epoch", "samples_per_s"}
-)
 
 
 def train(
@@ -71,6 +67,7 @@ def train(
     handle_signals: bool = True,
     sweep: SweepTrial | None = None,
     should_stop: Callable[[], int | None] | None = None,
+    key_names: Mapping[str, str] | None = None,
 ) -> RunResult:
     """Train from a composed config and return what happened.
 
@@ -80,6 +77,8 @@ def train(
     for the duration (stop after the current step); callers that handle signals themselves pass
     False and call :func:`expctl.train.request_stop` or pass ``should_stop`` (returns a signal
     number to stop). ``quiet=False`` without ``progress`` reports progress on stderr.
+    ``key_names``: for keys a resume's overrides changed, the key the user wrote
+    (``trainer.epochs`` → ``epochs``), so a refusal names what the user can change.
 
     Under torchrun every rank calls this with the same arguments (and the same ``run_dir``, or
     None: rank 0 then creates it and tells the others).
@@ -105,6 +104,7 @@ def train(
             run = _Run(
                 cfg, settings, place, call_time, sink=shown, callbacks=callbacks, stops=stops
             )
+            run.key_names = dict(key_names or {})
             with held_by_rank0(run_dir, group):
                 last = run_dir / CHECKPOINT_DIR / LAST
                 checkpoint = load_checkpoint(last) if resume is not None else None  # every rank
@@ -138,6 +138,7 @@ class _Run:
         self.group, self.torch_device = place.group, place.device.torch_device()
         self.sink, self.callbacks, self.stops = sink, list(callbacks), stops
         self.pos = Position()
+        self.key_names: dict[str, str] = {}  # resolved key -> the key the user wrote
 
     # -- setup ------------------------------------------------------------------------------------
 
@@ -202,11 +203,7 @@ class _Run:
         """Everything needed to continue exactly where ``last.pt`` was saved."""
         load_training_state(checkpoint, self.parts, self.scaler, self.pos, self.meters)
         if self.s.spent(self.pos.step, self.pos.epoch):
-            raise UsageError(
-                f"run {self.record.run_dir} already finished its {self.s.budget()}",
-                hint="to train longer, resume with a larger budget: "
-                "trainer.epochs=N or trainer.max_steps=N",
-            )
+            raise self._budget_spent()
         self.outcome.resume_at(self.pos.step)  # history, W&B run and earlier attempts
         self.checkpoints.resume(checkpoint)  # the top-k files it knew, this rank's RNG
         self.record.drop_metrics_after(self.pos.step)
@@ -215,6 +212,19 @@ class _Run:
             self.record.write_config(self.config)
             recorded = self.record.write_overrides([*recorded, *overrides])
         self.outcome.overrides = recorded
+
+    def _budget_spent(self) -> UsageError:
+        """Nothing left to train: say how far the run got and name the keys as the user wrote
+        them (``epochs=3`` sets ``trainer.epochs`` in the course config)."""
+        names = {k: self.key_names.get(k, k) for k in ("trainer.epochs", "trainer.max_steps")}
+        asked = [f"{user} sets {key}" for key, user in names.items() if user != key]
+        because = f" ({'; '.join(asked)})" if asked else ""
+        return UsageError(
+            f"run {self.record.run_dir} has trained {self.pos.epoch} epochs ({self.pos.step} "
+            f"steps): its budget of {self.s.budget()}{because} is spent",
+            hint="to train longer, resume with a larger budget: "
+            f"{names['trainer.epochs']}=N or {names['trainer.max_steps']}=N",
+        )
 
     def run(self) -> RunResult:
         """Track, fit, and record how it ended (also when it failed)."""

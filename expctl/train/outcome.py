@@ -259,9 +259,14 @@ class Outcome:
 
     def _finish_tracker(self, exit_code: int) -> str | None:
         """Finish W&B; for offline runs, the sync command covering every attempt's dir."""
-        from expctl.tracking import sync_command
+        from expctl.tracking import BEST_PREFIX, sync_command
 
         assert self.tracker is not None
+        # the best epoch's values, across every attempt of a resumed run (W&B's own aggregates
+        # would restart with each attempt's W&B run)
+        best = {f"{BEST_PREFIX}{k}": v for k, v in self.best_metrics().items() if _finite(v)}
+        if best:
+            self.tracker.summarize(best)
         self.tracker.finish(exit_code)  # waits for what was queued
         self._tracker_announced = True  # the result reports the run
         self.poll_tracker()

@@ -14,6 +14,12 @@ from omegaconf import DictConfig, OmegaConf
 
 from expctl.errors import Problems
 
+# The metrics the trainer logs (metrics.jsonl, W&B, checkpoint.monitor, a sweep's metric.name);
+# here, not in loop.py, so `sweep create` can check a metric name without importing torch.
+LOGGED_METRICS = frozenset(
+    {"train_loss", "train_acc", "val_loss", "val_acc", "lr", "epoch", "samples_per_s"}
+)
+
 
 @dataclass(frozen=True)
 class TrainSettings:
