@@ -19,6 +19,9 @@ from pathlib import Path
 from expctl.errors import UsageError
 from expctl.fsutil import write_error
 
+# people's labels (runs tag/note), beside the record: written by runs/labels.py
+LABELS_FILE = "labels.json"
+LABELS_LOCK_FILE = ".labels.lock"
 LOCK_FILE = ".lock"  # flock'ed by the process writing the run; the kernel drops it with the process
 
 _UNSAFE = re.compile(r"[^A-Za-z0-9._=+-]+")

@@ -16,6 +16,7 @@ text (error messages, hints, ``--debug`` tracebacks). Standard library only: imp
 
 from __future__ import annotations
 
+import itertools
 import re
 from collections.abc import Iterable, Sequence
 from typing import Any
@@ -264,7 +265,7 @@ def remember_argv(argv: Iterable[str]) -> None:
     option (``--api-key X``), URLs' passwords (libpq's errors quote the URL's parts)."""
     args = list(argv)
     remember_overrides(args)
-    for option, value in zip(args, args[1:], strict=False):
+    for option, value in itertools.pairwise(args):
         if option.startswith("-") and "=" not in option and is_secret_key(option.lstrip("-")):
             remember(value)
 

@@ -402,3 +402,51 @@ def test_matches_tag_exact_and_glob() -> None:
     assert matches_tag(labels, "lr-*") and matches_tag(labels, "base?ine")
     assert not matches_tag(Labels(), "*")
     assert matches_tag(["a", "b"], "b")
+
+
+# -- expctl run --tag/--notes, W&B, --where tag=, the report ---------------------------------
+
+
+def _wandb_run_record(run_dir: Path):
+    """The run record (tags, notes) of the run's offline W&B log, read back."""
+    from expctl.sweeps.wandb_metrics import TransactionLogReader
+
+    summary = json.loads((run_dir / "summary.json").read_text())
+    (sync_dir,) = summary["wandb"]["sync_dirs"]  # WANDB_DIR is the test's own
+    (log,) = Path(sync_dir).glob("run-*.wandb")
+    runs = [r.run for r in TransactionLogReader(log).read_new() if r.WhichOneof("record_type") == "run"]
+    assert runs, "the offline log holds the run record"
+    return runs[-1]
+
+
+@pytest.mark.slow
+def test_run_tag_and_notes_label_the_run_and_reach_wandb_at_init(project: Path, cli) -> None:
+    done = cli("run", "trainer.epochs=1", "-q", "--tag", "baseline", "-t", "adamw",
+               "--notes", "first try")
+    assert done.exit_code == 0, done.stderr
+    run_dir = Path(done.stdout.strip())
+    assert _labels_json(run_dir) == {"tags": ["baseline", "adamw"], "notes": "first try"}
+    record = _wandb_run_record(run_dir)
+    assert list(record.tags) == ["baseline", "adamw"] and record.notes == "first try"
+    listed = cli("runs", "list", "--where", "tag=baseline", "--format", "json")
+    assert [r["run_dir"] for r in json.loads(listed.stdout)] == [str(run_dir)], listed.stderr
+    assert json.loads(cli("runs", "list", "--where", "tag!=baseline", "--format", "json").stdout) == []
+    assert len(json.loads(cli("runs", "list", "--where", "tag~ada*", "--format", "json").stdout)) == 1
+
+
+@pytest.mark.slow
+def test_a_resume_keeps_the_runs_labels_and_adds_new_ones(project: Path, cli) -> None:
+    first = cli("run", "trainer.epochs=1", "-q", "--tag", "a")
+    assert first.exit_code == 0, first.stderr
+    run_dir = Path(first.stdout.strip())
+    assert cli("runs", "tag", str(run_dir), "b").exit_code == 0
+    again = cli("run", "--resume", str(run_dir), "trainer.epochs=2", "-q", "--tag", "c")
+    assert again.exit_code == 0, again.stderr
+    assert _labels_json(run_dir)["tags"] == ["a", "b", "c"]
+
+
+def test_a_bad_tag_on_run_is_exit_2_before_any_run_dir(project: Path, cli) -> None:
+    bad = cli("run", "trainer.epochs=1", "--tag", "has space")
+    assert bad.exit_code == 2
+    assert "hint:" in bad.stderr
+    assert not (project / "runs").exists()

@@ -96,7 +96,6 @@ def _click_exit(e: Exception) -> int:
 
 def _usage_error(e: Any) -> None:
     from expctl.cli.common import err
-
     from expctl.secrets import scrub
 
     err(f"error: {scrub(e.format_message())}", style="red")

@@ -77,6 +77,7 @@ def register(app: typer.Typer) -> None:
             "expctl run model=large --set trainer.device=cpu --quiet",
             "expctl run --resume latest",
             "expctl run --resume latest~1 trainer.epochs=40   # or a run id (prefix)",
+            "expctl run --tag baseline --notes 'first try with AdamW'",
             "expctl run trainer.devices=2 trainer.device=cpu   # 2 processes (DDP)",
         ),
     )
@@ -91,6 +92,19 @@ def register(app: typer.Typer) -> None:
         quiet: QuietOpt = False,
         multirun: MultirunOpt = False,
         runs_dir: RunsDirOpt = None,
+        tags: Annotated[
+            list[str] | None,
+            typer.Option(
+                "--tag",
+                "-t",
+                help="Label the run (repeatable); also a W&B tag. See `expctl runs tag`.",
+                show_default=False,
+            ),
+        ] = None,
+        notes: Annotated[
+            str | None,
+            typer.Option("--notes", help="The run's notes (also W&B's).", show_default=False),
+        ] = None,
     ) -> None:
         """Compose the config, train on the best device, log to W&B, keep a local record.
 
@@ -115,6 +129,8 @@ def register(app: typer.Typer) -> None:
                 quiet,
                 multirun,
                 runs_dir,
+                tags or [],
+                notes,
             )
 
 
@@ -128,15 +144,20 @@ def _run(
     quiet: bool,
     multirun: bool,
     runs_dir: Path | None,
+    tags: list[str],
+    notes: str | None,
 ) -> None:
     from expctl import signals
     from expctl.config import ConfigSource
+    from expctl.runs.labels import check_notes, check_tags
 
     source = ConfigSource.from_cli(config_dir, config_name, overrides, sets)
+    # checked before any run directory exists
+    labels = check_tags(tags), (check_notes(notes) if notes is not None else None)
     if multirun:
-        if resume is not None or init_from is not None:
+        if resume is not None or init_from is not None or tags or notes is not None:
             raise UsageError(
-                "--multirun cannot be combined with --resume or --init-from",
+                "--multirun cannot be combined with --resume, --init-from, --tag or --notes",
                 hint="resume each run of a multirun on its own: expctl run --resume RUN_DIR",
             )
         _multirun(source, quiet=quiet)
@@ -154,12 +175,20 @@ def _run(
             _report(result)
         out(str(result.run_dir))
 
+    def on_run_dir(run_dir: Path) -> tuple[tuple[str, ...], str | None]:
+        from expctl.runs.labels import initial_labels
+
+        written = initial_labels(run_dir, *labels)  # adds to a resumed run's own labels
+        return written.tags, written.notes
+
     hooks = RunHooks(
         progress=None if quiet else lambda: default_progress(sys.stderr),
         on_warning=None if quiet else lambda text: err(f"warning: {text}"),
         on_result=on_result,
+        on_run_dir=on_run_dir,
     )
-    code = launch(RunRequest(source, resume, init_from, runs_dir, quiet), hooks)
+    request = RunRequest(source, resume, init_from, runs_dir, quiet, *labels)
+    code = launch(request, hooks)
     if code:  # already reported (by rank 0, or by the workers of a trainer.devices launch)
         raise typer.Exit(code)
     signals.hold_until_exit()  # completed: it exits 0 whatever arrives now

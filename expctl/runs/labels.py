@@ -34,9 +34,7 @@ from pathlib import Path
 from typing import Any
 
 from expctl.errors import RuntimeFailure, UsageError
-
-LABELS_FILE = "labels.json"
-LABELS_LOCK_FILE = ".labels.lock"
+from expctl.rundir import LABELS_FILE, LABELS_LOCK_FILE  # the run dir's names, in one home
 
 # W&B refuses tags longer than 64 characters; more than a few hundred tags is a mistake (a loop)
 MAX_TAG_CHARS = 64

@@ -39,7 +39,10 @@ from expctl.runs.records import (
     read_config,
 )
 
-FIELDS = ("id", "name", "status", "kind", "device", "started", "ended", "duration", "sweep")
+FIELDS = (
+    *("id", "name", "status", "kind", "device", "started", "ended", "duration", "sweep"),
+    *("tag", "notes"),  # labels (runs/labels.py)
+)
 PREFIXES = ("final.", "best.", "config.", "param.")
 _CONDITION = re.compile(r"^\s*([^<>=!~\s]+)\s*(<=|>=|!=|==|!~|=|<|>|~)\s*(.*?)\s*$")
 _MISSING = object()
@@ -92,6 +95,8 @@ def _field(run: RunInfo, key: str) -> Any:
         "ended": run.ended_at,
         "duration": run.duration_s,
         "sweep": (run.sweep or {}).get("id"),
+        "tag": run.labels.tags,  # a set: --where tag=x holds when one of them is x
+        "notes": run.labels.notes,
     }[key]
 
 
@@ -123,6 +128,11 @@ class Condition:
         if not found:
             return False
         op = self.op
+        if isinstance(actual, tuple):  # tags: = and ~ hold when one tag matches, != !~ when none
+            from expctl.runs.labels import matches_tag
+
+            hit = matches_tag(actual, self.text)
+            return {"=": hit, "==": hit, "~": hit, "!=": not hit, "!~": not hit}.get(op, False)
         if op in ("<", "<=", ">", ">="):
             if not _is_number(actual):
                 return False

@@ -178,6 +178,7 @@ def _leaderboard(results: SweepResults) -> str:
 
     ranked = {t.number: i for i, t in enumerate(results.ranked(), 1)}
     varying = results.varying()
+    tags = _trial_tags(results.trials)
     rows = []
     for t in sorted(results.trials, key=order):
         note = "; ".join([*([t.message] if t.message and t.state != "complete" else []), *t.notes])
@@ -190,22 +191,29 @@ def _leaderboard(results: SweepResults) -> str:
             f"<td class='num'>{_e(_num(t.duration, 3))}</td>"
             f"<td><code>{_e(results.params_text(t, varying))}</code></td>"
             f"<td class='path'>{_e(str(t.run_dir or ''))}</td>"
-            f"<td>{_e(note)}</td></tr>"
+            + (f"<td>{_e(', '.join(tags.get(t.number, ())))}</td>" if tags else "")
+            + f"<td>{_e(note)}</td></tr>"
         )
     if not rows:
         return (
             "<section id='leaderboard'><h2>Leaderboard</h2>"
             "<p class='empty'>No trials yet.</p></section>"
         )
-    head = "".join(
-        f"<th>{_e(h)}</th>"
-        for h in ("rank", "trial", "state", metric, "seconds", "parameters", "run dir", "note")
-    )
+    columns = ("rank", "trial", "state", metric, "seconds", "parameters", "run dir")
+    head = "".join(f"<th>{_e(h)}</th>" for h in (*columns, *(["tags"] if tags else []), "note"))
     return (
         "<section id='leaderboard'><h2>Leaderboard</h2>"
         f"<div class='table-wrap'><table><thead><tr>{head}</tr></thead>"
         f"<tbody>{''.join(rows)}</tbody></table></div></section>"
     )
+
+
+def _trial_tags(trials: list[Trial]) -> dict[int, tuple[str, ...]]:
+    """Each trial's tags (``expctl runs tag``), or {} when no trial has any (no column)."""
+    from expctl.runs.labels import read_labels
+
+    tags = {t.number: read_labels(t.run_dir).tags for t in trials if t.run_dir is not None}
+    return tags if any(tags.values()) else {}
 
 
 def _history(results: SweepResults) -> tuple[Any, str | None]:

@@ -39,6 +39,9 @@ if TYPE_CHECKING:
     from expctl.train.progress import ProgressSink
     from expctl.train.resume import ResumeConfig
 
+# A run's labels as W&B takes them at init: (tags, notes).
+Labels = tuple[tuple[str, ...], "str | None"]
+
 # Failures every rank hits together (bad config, a signal): rank 0 alone reports them.
 QUIET_EXIT_CODES = (2, 130, 143)
 
@@ -57,6 +60,7 @@ def train_new_run(
     progress: ProgressSink | None = None,
     quiet: bool = True,
     draft: DictConfig | None = None,
+    on_run_dir: Callable[[Path], Labels] | None = None,
 ) -> RunResult:
     """Compose ``source`` into a new run directory, train there, return the :class:`RunResult`.
 
@@ -71,6 +75,8 @@ def train_new_run(
       closed when this returns or raises.
     * ``draft``: what :func:`draft_config` composed from exactly these overrides, when the
       caller has it already (``expctl run`` read ``trainer.devices`` from it): one compose less.
+    * ``on_run_dir``: called on rank 0 once the run directory exists, before training; its
+      (tags, notes) reach W&B at init (``expctl run --tag``).
 
     Under torchrun every rank calls this: rank 0 creates the run directory, every rank trains in
     it. Raises what :func:`~expctl.train.train` raises — an :class:`ExpctlError` carries the
@@ -101,9 +107,11 @@ def train_new_run(
                 e.run_dir = None  # type: ignore[attr-defined]
             raise
         try:
+            labels = on_run_dir(run_dir) if on_run_dir is not None and group.is_main else None
             return train(
                 cfg,
                 run_dir=run_dir,
+                labels=labels,
                 overrides=source.overrides,
                 init_from=init_from,
                 callbacks=callbacks,
@@ -130,6 +138,8 @@ class RunRequest:
     init_from: str | None = None  # a .pt file or an artifact reference (name:vN|alias)
     runs_dir: Path | None = None  # where run directories are created (default: ./runs)
     quiet: bool = False  # passed on to the processes the trainer.devices launcher starts
+    tags: tuple[str, ...] = ()  # `--tag`: labels for the run (written by RunHooks.on_run_dir)
+    notes: str | None = None  # `--notes`
 
 
 @dataclass(frozen=True)
@@ -139,6 +149,14 @@ class RunHooks:
     progress: Callable[[], ProgressSink] | None = None  # None: no progress
     on_warning: Callable[[str], None] | None = None
     on_result: Callable[[RunResult], None] | None = None
+    # the run directory exists (new, or the one resumed): label it; returns the run's labels
+    # (tags, notes) for W&B. Called on rank 0 only, before training.
+    on_run_dir: Callable[[Path], Labels] | None = None
+
+    def label(self, run_dir: Path, group: Group) -> Labels | None:
+        if self.on_run_dir is None or not group.is_main:
+            return None
+        return self.on_run_dir(run_dir)
 
     def warn(self, text: str) -> None:
         if self.on_warning is not None:
@@ -200,6 +218,7 @@ def _run_here(
                     progress=hooks.sink(group),
                     handle_signals=True,
                     draft=draft,
+                    on_run_dir=hooks.on_run_dir,
                 )
         except ExpctlError as e:
             partial = getattr(e, "result", None)
@@ -238,8 +257,10 @@ def _resume(
         hooks.warn(f"{keys} were redacted in the saved config; pass them again as overrides")
     for note in resumed.notes if group.is_main else ():
         hooks.warn(note)
+    labels = hooks.label(run_dir, group)
     return train(
         resumed.cfg,
+        labels=labels,
         overrides=resumed.new_overrides,
         key_names=resumed.key_names,
         resume=run_dir,
@@ -326,10 +347,11 @@ def _load_run_config(run_dir: Path, source: ConfigSource) -> ResumeConfig:
 def _remove_if_empty(run_dir: Path) -> None:
     """Remove a run directory that holds nothing but empty folders (and its lock file): left
     there, it would list as a crashed run and become ``latest``."""
-    from expctl.rundir import LOCK_FILE
+    from expctl.rundir import LABELS_FILE, LABELS_LOCK_FILE, LOCK_FILE
 
     files = [p for p in run_dir.rglob("*") if p.is_file()] if run_dir.is_dir() else None
-    if files is not None and all(p == run_dir / LOCK_FILE for p in files):
+    no_record = {run_dir / LOCK_FILE, run_dir / LABELS_FILE, run_dir / LABELS_LOCK_FILE}
+    if files is not None and all(p in no_record for p in files):
         shutil.rmtree(run_dir, ignore_errors=True)
 
 
@@ -363,6 +385,9 @@ def worker_cli_args(request: RunRequest, resume_dir: Path | None) -> list[str]:
         args += ["--resume", str(resume_dir)]
     if request.init_from is not None:
         args += ["--init-from", request.init_from]
+    args += [arg for tag in request.tags for arg in ("--tag", tag)]  # rank 0 writes them
+    if request.notes is not None:
+        args += ["--notes", request.notes]
     if request.runs_dir is not None:
         args += ["--runs-dir", str(Path(request.runs_dir).resolve())]
     if request.quiet:

@@ -46,7 +46,7 @@ from expctl.train.outcome import Outcome, RunResult, SweepTrial
 from expctl.train.placement import Placement, placed
 from expctl.train.progress import NullProgress, ProgressSink, default_progress
 from expctl.train.record import CHECKPOINT_DIR, RunRecord
-from expctl.train.settings import LOGGED_METRICS, TrainSettings
+from expctl.train.settings import LOGGED_METRICS, TrainSettings, with_labels
 from expctl.train.state import StopRequests, seed_everything, torch_globals
 
 EpochCallback = Callable[[int, dict[str, float]], bool]
@@ -68,6 +68,7 @@ def train(
     sweep: SweepTrial | None = None,
     should_stop: Callable[[], int | None] | None = None,
     key_names: Mapping[str, str] | None = None,
+    labels: tuple[Sequence[str], str | None] | None = None,
 ) -> RunResult:
     """Train from a composed config and return what happened.
 
@@ -79,6 +80,8 @@ def train(
     number to stop). ``quiet=False`` without ``progress`` reports progress on stderr.
     ``key_names``: for keys a resume's overrides changed, the key the user wrote
     (``trainer.epochs`` → ``epochs``), so a refusal names what the user can change.
+    ``labels``: the run's (tags, notes) (``expctl run --tag``), given to W&B at init beside
+    ``wandb.tags``/``wandb.notes`` of the config.
 
     Under torchrun every rank calls this with the same arguments (and the same ``run_dir``, or
     None: rank 0 then creates it and tells the others).
@@ -88,7 +91,7 @@ def train(
     config. The exception's ``result`` attribute holds the RunResult when a record was written.
     """
     call_time = time.time()
-    settings = TrainSettings.from_config(cfg)
+    settings = with_labels(TrainSettings.from_config(cfg), labels)
     validate_monitor(settings.monitor, settings.mode, set(LOGGED_METRICS))
     with process_group() as group, placed(settings, group) as place:
         if resume is not None:

@@ -6,7 +6,9 @@ config does). Every invalid value is reported at once, in one ConfigError.
 
 from __future__ import annotations
 
+import dataclasses
 import secrets
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -178,3 +180,18 @@ class _Reader:
             self.problems.add("wandb", "must be a mapping (mode, project, entity, ...)")
             return None
         return plain  # type: ignore[return-value]
+
+
+def with_labels(
+    settings: TrainSettings, labels: tuple[Sequence[str], str | None] | None
+) -> TrainSettings:
+    """``settings`` whose W&B tags include the run's labels (``expctl run --tag``, ``runs tag``
+    before a resume) and whose notes are the run's notes when it has any."""
+    if not labels or settings.wandb is None:
+        return settings
+    tags, notes = labels
+    wandb = dict(settings.wandb)
+    wandb["tags"] = list(dict.fromkeys([*(wandb.get("tags") or []), *tags]))
+    if notes:
+        wandb["notes"] = notes
+    return dataclasses.replace(settings, wandb=wandb)
