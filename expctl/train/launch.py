@@ -112,6 +112,7 @@ def train_new_run(
                 cfg,
                 run_dir=run_dir,
                 labels=labels,
+                config_dir=_config_dir(source),
                 overrides=source.overrides,
                 init_from=init_from,
                 callbacks=callbacks,
@@ -261,6 +262,7 @@ def _resume(
     return train(
         resumed.cfg,
         labels=labels,
+        config_dir=_config_dir(request.source),
         overrides=resumed.new_overrides,
         key_names=resumed.key_names,
         resume=run_dir,
@@ -344,13 +346,23 @@ def _load_run_config(run_dir: Path, source: ConfigSource) -> ResumeConfig:
     return load_run_config(run_dir, source.overrides, source)
 
 
+def _config_dir(source: ConfigSource) -> Path:
+    from expctl.config import find_config_dir
+
+    return find_config_dir(source.config_dir)[0]
+
+
 def _remove_if_empty(run_dir: Path) -> None:
     """Remove a run directory that holds nothing but empty folders (and its lock file): left
     there, it would list as a crashed run and become ``latest``."""
+    from expctl.provenance import DIFF_FILE, PROVENANCE_FILE, REQUIREMENTS_FILE
     from expctl.rundir import LABELS_FILE, LABELS_LOCK_FILE, LOCK_FILE
 
     files = [p for p in run_dir.rglob("*") if p.is_file()] if run_dir.is_dir() else None
-    no_record = {run_dir / LOCK_FILE, run_dir / LABELS_FILE, run_dir / LABELS_LOCK_FILE}
+    no_record = {
+        *(run_dir / name for name in (LOCK_FILE, LABELS_FILE, LABELS_LOCK_FILE)),
+        *(run_dir / name for name in (PROVENANCE_FILE, DIFF_FILE, REQUIREMENTS_FILE)),
+    }
     if files is not None and all(p in no_record for p in files):
         shutil.rmtree(run_dir, ignore_errors=True)
 

@@ -45,7 +45,7 @@ from expctl.train.meters import Meters, StepBuffer
 from expctl.train.outcome import Outcome, RunResult, SweepTrial
 from expctl.train.placement import Placement, placed
 from expctl.train.progress import NullProgress, ProgressSink, default_progress
-from expctl.train.record import CHECKPOINT_DIR, RunRecord
+from expctl.train.record import CHECKPOINT_DIR, RunRecord, start_run_provenance
 from expctl.train.settings import LOGGED_METRICS, TrainSettings, with_labels
 from expctl.train.state import StopRequests, seed_everything, torch_globals
 
@@ -69,6 +69,7 @@ def train(
     should_stop: Callable[[], int | None] | None = None,
     key_names: Mapping[str, str] | None = None,
     labels: tuple[Sequence[str], str | None] | None = None,
+    config_dir: Path | None = None,
 ) -> RunResult:
     """Train from a composed config and return what happened.
 
@@ -81,7 +82,8 @@ def train(
     ``key_names``: for keys a resume's overrides changed, the key the user wrote
     (``trainer.epochs`` → ``epochs``), so a refusal names what the user can change.
     ``labels``: the run's (tags, notes) (``expctl run --tag``), given to W&B at init beside
-    ``wandb.tags``/``wandb.notes`` of the config.
+    ``wandb.tags``/``wandb.notes`` of the config. ``config_dir``: where the config came from,
+    for the run's provenance record (written on a helper thread while training starts).
 
     Under torchrun every rank calls this with the same arguments (and the same ``run_dir``, or
     None: rank 0 then creates it and tells the others).
@@ -109,11 +111,19 @@ def train(
             )
             run.key_names = dict(key_names or {})
             with held_by_rank0(run_dir, group):
-                last = run_dir / CHECKPOINT_DIR / LAST
-                checkpoint = load_checkpoint(last) if resume is not None else None  # every rank
-                with stops, torch_globals(place.num_threads, settings.deterministic):
-                    run.setup(run_dir, list(overrides), checkpoint, init_from, sweep)
-                    return run.run()
+                # inside the lock: a refused second resume must not write into this run
+                capture = start_run_provenance(
+                    cfg, run_dir, place, config_dir=config_dir, resumed=resume is not None
+                )
+                try:
+                    last = run_dir / CHECKPOINT_DIR / LAST
+                    checkpoint = load_checkpoint(last) if resume is not None else None
+                    with stops, torch_globals(place.num_threads, settings.deterministic):
+                        run.setup(run_dir, list(overrides), checkpoint, init_from, sweep)
+                        return run.run()
+                finally:
+                    if capture is not None:
+                        capture.wait()  # never raises; a crashed run keeps its provenance
         finally:
             sink.close()
             if not handle_signals:

@@ -217,3 +217,43 @@ def timings(
 
 def _rounded(value: float | None) -> float | None:
     return round(value, 4) if value is not None else None
+
+
+RESUMES_DIR = "resumes"  # resumes/N/: the provenance of the Nth resume (code may have changed)
+
+
+def start_run_provenance(
+    cfg: Any, run_dir: Path, place: Any, *, config_dir: Path | None, resumed: bool
+) -> Any:
+    """Start writing the run's provenance (``expctl.provenance``) on a helper thread, on rank 0
+    only; returns the capture to ``wait()`` on (None elsewhere). A resume's provenance goes to
+    ``resumes/N/``: the first attempt's record stays what it was, and a changed commit shows."""
+    if not place.group.is_main:
+        return None
+    import sys
+
+    from expctl.provenance import ProvenanceSettings, start_capture
+
+    settings = ProvenanceSettings.from_config(cfg)
+    target = _next_resume_dir(run_dir) if resumed else run_dir
+    device: dict[str, Any] = {"device": place.device.name, "processes": place.group.world_size}
+    if place.device.name.startswith("cuda"):
+        import torch
+
+        device["names"] = [torch.cuda.get_device_name(i) for i in range(torch.cuda.device_count())]
+    return start_capture(
+        target,
+        argv=sys.argv,
+        cwd=Path.cwd(),
+        config_dir=config_dir,
+        settings=settings,
+        device_info=device,
+    )
+
+
+def _next_resume_dir(run_dir: Path) -> Path:
+    root = run_dir / RESUMES_DIR
+    taken = [int(p.name) for p in root.iterdir() if p.name.isdigit()] if root.is_dir() else []
+    target = root / str(max(taken, default=0) + 1)
+    target.mkdir(parents=True, exist_ok=True)
+    return target
