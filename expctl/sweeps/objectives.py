@@ -19,6 +19,8 @@ from __future__ import annotations
 import importlib
 import signal
 from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
 
 from expctl.config import ConfigSource
 from expctl.errors import ExpctlError, Interrupted, UsageError
@@ -116,11 +118,30 @@ def _failed(e: ExpctlError, message: str) -> TrialOutcome:
 def program_objective(ctx: TrialContext) -> TrialOutcome:
     """``program:`` sweeps: the user's script, unmodified, via :mod:`expctl.sweeps.program`."""
     from expctl.rundir import create_run_dir
+
+    run_dir = create_run_dir(ctx.run_name)
+    capture = _start_program_provenance(run_dir, ctx.spec.program)
+    try:
+        return _run_program_trial(ctx, run_dir)
+    finally:
+        capture.wait()  # never raises; a failed trial keeps its provenance too
+
+
+def _start_program_provenance(run_dir: Path, program: str | None) -> Any:
+    """The program trial's provenance: the *program's* repository, not the agent's."""
+    import sys
+
+    from expctl.provenance import start_capture
+
+    repo = (Path.cwd() / (program or ".")).parent.resolve()
+    return start_capture(run_dir, argv=sys.argv, cwd=Path.cwd(), repo_dir=repo)
+
+
+def _run_program_trial(ctx: TrialContext, run_dir: Path) -> TrialOutcome:
     from expctl.sweeps.program import ProgramTrial
     from expctl.sweeps.program_record import write_program_record
     from expctl.sweeps.studies import new_sweep_id
 
-    run_dir = create_run_dir(ctx.run_name)
     metric = ctx.metric
 
     def on_metric(index: int, value: float) -> bool:
