@@ -227,8 +227,12 @@ def start_tracker(
     group: str | None = None,
     env: Mapping[str, str] | None = None,
     directory: Path | None = None,
+    git: Mapping[str, str] | None = None,
 ) -> Tracker:
     """Start tracking as configured (``wandb`` node; missing = ``mode: auto``).
+
+    ``git``: wandb.Settings git fields (``git_commit``, ``git_remote_url``) from the run's
+    provenance, so W&B records the commit the run's record names.
 
     ``directory``: where the W&B run's files go (``DIRECTORY/wandb/offline-run-*``) unless
     ``WANDB_DIR`` says otherwise: the trainer passes its run directory, so a run directory is
@@ -268,8 +272,9 @@ def start_tracker(
         kwargs["dir"] = str(directory)
     configured_auto = str(settings.get("mode") or "auto").lower() == "auto"
     timeout = AUTO_INIT_TIMEOUT_S if configured_auto else ONLINE_INIT_TIMEOUT_S
+    git_settings = dict(git or {})
     try:
-        run = _init(mode, kwargs, timeout)
+        run = _init(mode, kwargs, timeout, git_settings)
     except Exception as e:
         if mode == "online" and configured_auto and not os.environ.get("WANDB_MODE"):
             # auto chose online because credentials exist, but the server is unreachable
@@ -277,7 +282,7 @@ def start_tracker(
             notes.append(f"W&B online init failed ({_first_line(e)}); logging offline instead")
             mode = "offline"
             try:
-                run = _init(mode, kwargs, timeout)
+                run = _init(mode, kwargs, timeout, git_settings)
             except Exception as offline_error:
                 return without_wandb(notes, mode, offline_error)
         else:
@@ -303,7 +308,7 @@ def active_wandb_run() -> Any:
     return getattr(sys.modules.get("wandb"), "run", None)
 
 
-def _init(mode: str, kwargs: dict[str, Any], timeout: float) -> Any:
+def _init(mode: str, kwargs: dict[str, Any], timeout: float, git: Mapping[str, str]) -> Any:
     import wandb
 
     env_timeout = os.environ.get("WANDB_INIT_TIMEOUT")
@@ -311,6 +316,8 @@ def _init(mode: str, kwargs: dict[str, Any], timeout: float) -> Any:
         silent=True,
         console="off",  # our progress bar owns the terminal; no stdout capture overhead
         init_timeout=float(env_timeout) if env_timeout else timeout,
+        git_commit=git.get("git_commit"),
+        git_remote_url=git.get("git_remote_url"),
     )
     with _redacted_argv():
         return wandb.init(mode=mode, settings=settings, reinit="create_new", **kwargs)  # type: ignore[arg-type]

@@ -156,8 +156,10 @@ def start_in_background(
     run_id: str | None = None,
     group: str | None = None,
     directory: Path | None = None,
+    git: Callable[[], Mapping[str, str]] | None = None,
 ) -> Tracker:
     """:func:`expctl.tracking.start_tracker` in a helper thread (see the module docstring).
+    ``git`` is called on that thread (it may wait for the run's provenance capture).
 
     The mode is resolved here, so a bad ``WANDB_MODE`` or ``wandb.mode`` raises
     :class:`~expctl.errors.ConfigError` at once; ``disabled`` returns the NullTracker directly.
@@ -178,6 +180,7 @@ def start_in_background(
             run_id=run_id,
             group=group,
             directory=directory,
+            git=git() if git is not None else None,
         )
 
     return BackgroundTracker(start, mode)

@@ -115,6 +115,7 @@ def train(
                 capture = start_run_provenance(
                     cfg, run_dir, place, config_dir=config_dir, resumed=resume is not None
                 )
+                run.provenance = capture  # its commit reaches W&B, off the critical path
                 try:
                     last = run_dir / CHECKPOINT_DIR / LAST
                     checkpoint = load_checkpoint(last) if resume is not None else None
@@ -150,6 +151,7 @@ class _Run:
         self.cfg, self.s, self.place, self.call_time = cfg, settings, place, call_time
         self.group, self.torch_device = place.group, place.device.torch_device()
         self.sink, self.callbacks, self.stops = sink, list(callbacks), stops
+        self.provenance: Any = None  # the run's provenance capture (rank 0), for W&B's git
         self.pos = Position()
         self.key_names: dict[str, str] = {}  # resolved key -> the key the user wrote
 
@@ -242,7 +244,7 @@ class _Run:
     def run(self) -> RunResult:
         """Track, fit, and record how it ended (also when it failed)."""
         try:
-            self.tracker = self.outcome.start_tracking()
+            self.tracker = self.outcome.start_tracking(self.provenance)
             total_steps = self.s.total_steps(self.batches.batches_per_epoch)
             self.sink.start(self.outcome.start_info(total_steps))
             try:

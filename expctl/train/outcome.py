@@ -124,9 +124,11 @@ class Outcome:
         self.started_at = datetime.now(timezone.utc)
         self.write_summary()
 
-    def start_tracking(self) -> Tracker:
+    def start_tracking(self, provenance: Any = None) -> Tracker:
         """Start W&B in the background (expctl.tracking_background): training does not wait
-        for it; its notes and run path are picked up by :meth:`poll_tracker`."""
+        for it; its notes and run path are picked up by :meth:`poll_tracker`. ``provenance``:
+        the run's capture, whose commit and remote W&B records as its git state (waited for
+        on W&B's helper thread, so training does not wait for git either)."""
         from expctl.tracking import NullTracker
         from expctl.tracking_background import start_in_background
 
@@ -140,6 +142,7 @@ class Outcome:
             run_id=self.wandb_run_id,
             group=self.sweep.sweep_id if self.sweep else None,  # W&B groups a sweep's runs
             directory=self.record.run_dir,
+            git=(lambda: provenance.wait().wandb_git()) if provenance is not None else None,
         )
         self._tracker_announced = self.tracker.path is not None
         self.poll_tracker()
