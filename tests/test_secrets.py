@@ -153,9 +153,9 @@ run.finish()
 """
 
 
-@pytest.mark.slow
-def test_sweep_parameters_named_like_secrets_are_never_printed(cli, isolated: Path):
-    (isolated / "sweep.yaml").write_text(SECRET_SWEEP)
+def _run_sweep(cli, isolated: Path, sweep_yaml: str):
+    """Create the sweep, run one agent through it; what each command printed."""
+    (isolated / "sweep.yaml").write_text(sweep_yaml)
     (isolated / "train.py").write_text(PROGRAM)
     created = cli("sweep", "create", "sweep.yaml")
     assert created.exit_code == 0, created.stderr
@@ -164,6 +164,12 @@ def test_sweep_parameters_named_like_secrets_are_never_printed(cli, isolated: Pa
     assert agent.exit_code == 0, agent.stderr
     status = cli("sweep", "status", sweep_id, "--format", "json")
     table = cli("sweep", "status", sweep_id)
+    return created, agent, status, table
+
+
+@pytest.mark.slow
+def test_sweep_parameters_named_like_secrets_are_never_printed(cli, isolated: Path):
+    created, agent, status, table = _run_sweep(cli, isolated, SECRET_SWEEP)
     data = json.loads(status.stdout)
     assert data["best"]["params"]["api_token"] == REDACTED
     assert f"--api_token={REDACTED}" in data["best"]["command"]
@@ -271,15 +277,7 @@ command: [python, train.py, --api_key=CMD-SECRET-10, "${args}"]
 
 @pytest.mark.slow
 def test_sweep_values_nested_or_in_urls_or_commands_are_never_shown(cli, isolated: Path):
-    (isolated / "sweep.yaml").write_text(NESTED_SECRET_SWEEP)
-    (isolated / "train.py").write_text(PROGRAM)
-    created = cli("sweep", "create", "sweep.yaml")
-    assert created.exit_code == 0, created.stderr
-    sweep_id = created.stdout.strip()
-    agent = cli("sweep", "agent", sweep_id)
-    assert agent.exit_code == 0, agent.stderr
-    status = cli("sweep", "status", sweep_id, "--format", "json")
-    table = cli("sweep", "status", sweep_id)
+    created, agent, status, table = _run_sweep(cli, isolated, NESTED_SECRET_SWEEP)
     summaries = [p.read_text() for p in (isolated / "runs").rglob("summary.json")]
     assert summaries, "the trial left its record"
     for output in (created.stderr, agent.stderr, status.stdout, table.stdout, *summaries):
