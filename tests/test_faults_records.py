@@ -3,17 +3,16 @@ a file where the runs dir should be, two resumes of one run. Real processes, rea
 
 from __future__ import annotations
 
-import contextlib
 import json
 import os
 import resource
 import signal
 import subprocess
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from disks import fill, tmpfs
 
 pytestmark = pytest.mark.slow
 
@@ -25,25 +24,6 @@ def run(expctl_exe, *args: str, **kwargs) -> subprocess.CompletedProcess:
     return subprocess.run(
         [*expctl_exe, "run", *args], capture_output=True, text=True, check=False, **kwargs
     )
-
-
-@contextlib.contextmanager
-def tmpfs(path: Path, size: str, *, read_only: bool = False) -> Iterator[Path]:
-    """A small real filesystem (needs root, as in CI); skipped where mounting is impossible."""
-    path.mkdir(parents=True, exist_ok=True)
-    options = f"size={size}" + (",ro" if read_only else "")
-    mounted = subprocess.run(
-        ["mount", "-t", "tmpfs", "-o", options, "tmpfs", str(path)],
-        capture_output=True,
-        text=True,
-        check=False,
-    )
-    if mounted.returncode != 0:
-        pytest.skip(f"cannot mount a tmpfs here (needs root): {mounted.stderr.strip()}")
-    try:
-        yield path
-    finally:
-        subprocess.run(["umount", "-l", str(path)], check=False)
 
 
 def test_full_disk_is_exit_1_naming_the_device_and_file_and_the_run_is_marked_failed(
@@ -133,22 +113,12 @@ def test_two_resumes_of_one_run_at_once_the_second_is_refused(project: Path, exp
     assert "is being written" not in third.stderr
 
 
-def _fill(mount: Path) -> None:
-    """Write until the filesystem refuses: exactly 0 bytes free."""
-    with (mount / "filler").open("wb", buffering=0) as f:
-        for size in (1 << 16, 1 << 12, 1 << 8, 1):
-            with contextlib.suppress(OSError):
-                while True:
-                    f.write(b"x" * size)
-    assert os.statvfs(mount).f_bavail == 0
-
-
 def test_disk_with_0_bytes_free_is_exit_1_naming_it_and_leaves_no_run_behind(
     project: Path, expctl_exe
 ):
     with tmpfs(project / "full", "64k") as full:
         (full / "runs").mkdir()
-        _fill(full)
+        fill(full)
         result = run(expctl_exe, "--runs-dir", str(full / "runs"), *QUICK)
         assert result.returncode == 1, result.stderr
         assert f"no space left on device {full} writing {full / 'runs'}" in result.stderr

@@ -8,16 +8,14 @@ figures are read back from the plotly JSON embedded in the written HTML page.
 
 from __future__ import annotations
 
-import contextlib
 import json
 import math
 import re
-import subprocess
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
+from disks import tmpfs
 from sweep_helpers import agent, create
 
 from expctl.sweeps.spec import parse_spec
@@ -228,28 +226,10 @@ def test_more_than_ten_curves_never_share_a_style(isolated):
 # -- item 13: an --out on a full disk ------------------------------------------------------------
 
 
-@contextlib.contextmanager
-def tiny_disk(path: Path) -> Iterator[Path]:
-    """A 256 KiB tmpfs (needs root, as in CI; skipped where mounting is impossible)."""
-    path.mkdir(parents=True, exist_ok=True)
-    mounted = subprocess.run(
-        ["mount", "-t", "tmpfs", "-o", "size=256k", "tmpfs", str(path)],
-        capture_output=True,
-        text=True,
-        check=False,
-    )
-    if mounted.returncode != 0:
-        pytest.skip(f"cannot mount a tmpfs here (needs root): {mounted.stderr.strip()}")
-    try:
-        yield path
-    finally:
-        subprocess.run(["umount", "-l", str(path)], check=False)
-
-
 def test_report_on_a_full_disk_hints_out_not_runs_dir(cli, isolated):
     url = str(isolated / "sweeps.journal")
     sweep_id = sweep(url, WIDE, 2)
-    with tiny_disk(isolated / "small") as small:
+    with tmpfs(isolated / "small", "256k") as small:
         out = small / "report.html"
         result = cli("sweep", "report", sweep_id, "--storage", url, "--out", str(out))
         assert result.exit_code == 1, result.stderr

@@ -13,7 +13,6 @@ processes, real mounts.
 
 from __future__ import annotations
 
-import contextlib
 import json
 import os
 import shutil
@@ -24,6 +23,7 @@ import textwrap
 from pathlib import Path
 
 import pytest
+from disks import fill, tmpfs
 
 PROGRAM = """\
 import wandb
@@ -350,27 +350,16 @@ def test_a_trial_whose_result_record_was_torn_is_recorded_from_its_run_not_rerun
 # -- 20.9: a disk with 0 bytes free ---------------------------------------------------------------
 
 
-def _fill(mount: Path) -> None:
-    """Write until the filesystem refuses: exactly 0 bytes free."""
-    with (mount / "filler").open("wb", buffering=0) as f:
-        for size in (1 << 16, 1 << 12, 1 << 8, 1):
-            with contextlib.suppress(OSError):
-                while True:
-                    f.write(b"x" * size)
-    assert os.statvfs(mount).f_bavail == 0
-
-
 @pytest.mark.slow
 def test_a_full_disk_under_the_storage_is_one_clear_line_and_leaves_no_trial_running(
     cli, project: Path, expctl_exe: list[str]
 ) -> None:
-    from test_faults_records import tmpfs
 
     spec = program_sweep(project, points=2)
     with tmpfs(project / "full", "64k") as full:
         journal = full / "s.journal"
         sweep_id = cli("sweep", "create", str(spec), "--storage", str(journal)).stdout.strip()
-        _fill(full)
+        fill(full)
         agent = subprocess.run(
             [*expctl_exe, "sweep", "agent", sweep_id, "--storage", str(journal)],
             capture_output=True,
