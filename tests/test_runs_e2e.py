@@ -764,3 +764,37 @@ def test_optuna_reads_wandb_values_of_a_random_sweep(world):
 def test_optuna_reads_wandb_values_of_a_grid_sweep(world):
     """categorical and int_uniform under method: grid (optuna-dashboard shows trial.params)."""
     assert _optuna_mismatches(world, world.program_sweep, "program.yaml") == []
+
+
+# -- provenance read back (issue 21) -------------------------------------------------------------
+
+
+@pytest.mark.slow
+def test_provenance_in_list_show_and_compare_of_real_runs(ex, world):
+    """The world is no git repository: `runs show` says so in its provenance block, the host
+    is a --where key and a column, two runs made here differ in nothing of code or
+    environment, and program trials are found by their program's commit prefix."""
+    import socket
+
+    host = socket.gethostname()
+    trainer = _list(ex, world, "--where", f"env.host={host}", "--where", "kind=trainer")
+    assert {world.run_a, world.run_b} <= {Path(r["run_dir"]) for r in trainer}
+    assert all(r["columns"]["env.host"] == host for r in trainer)
+    shown = ex("runs", "show", str(world.run_a), "--runs-dir", str(world.runs))
+    assert shown.exit_code == 0, shown.stderr
+    block = shown.stdout.split("\nprovenance:\n", 1)[1].split("\n\n", 1)[0]
+    assert re.search(r"^  commit\s+not a git repository$", block, re.M)
+    assert re.search(rf"^  host\s+{re.escape(host)}$", block, re.M)
+    compared = ex("runs", "compare", str(world.run_a), str(world.run_b), "--format", "json")
+    assert compared.exit_code == 0, compared.stderr
+    assert json.loads(compared.stdout)["provenance"] == {
+        "facts": {},
+        "packages": {},
+        "missing": [],
+    }
+    # program trials record the program's repository: this one's commit, by its prefix
+    head = subprocess.run(
+        ["git", "rev-parse", "HEAD"], cwd=REPO, capture_output=True, text=True, check=True
+    ).stdout.strip()
+    programs = _list(ex, world, "--where", f"git.commit={head[:7]}")
+    assert len(programs) == 4 and {r["kind"] for r in programs} == {"program"}

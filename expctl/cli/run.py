@@ -49,6 +49,25 @@ InitFromOpt = Annotated[
         show_default=False,
     ),
 ]
+LikeOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--like",
+        help="A new run made exactly like RUN (its config dir, config name and overrides; a "
+        "sweep trial's parameters), plus the overrides given: 'latest', 'latest~N', a run id "
+        "(prefix) or a run directory. Says what differs from RUN's record (commit, "
+        "uncommitted changes, package versions, device) before training.",
+        show_default=False,
+    ),
+]
+StrictOpt = Annotated[
+    bool,
+    typer.Option(
+        "--strict",
+        help="With --like: refuse (exit 2) when the commit, uncommitted changes, package "
+        "versions or device differ from RUN's record.",
+    ),
+]
 QuietOpt = Annotated[
     bool, typer.Option("--quiet", "-q", help="No progress or summary on stderr (errors only).")
 ]
@@ -78,6 +97,8 @@ def register(app: typer.Typer) -> None:
             "expctl run --resume latest",
             "expctl run --resume latest~1 trainer.epochs=40   # or a run id (prefix)",
             "expctl run --tag baseline --notes 'first try with AdamW'",
+            "expctl run --like latest --strict   # re-make the last run; refuse if code differs",
+            "expctl run --like 57abd2 seed=1     # the same run with another seed",
             "expctl run trainer.devices=2 trainer.device=cpu   # 2 processes (DDP)",
         ),
     )
@@ -88,6 +109,8 @@ def register(app: typer.Typer) -> None:
         config_name: ConfigNameOpt = "config",
         sets: SetOpt = None,
         resume: ResumeOpt = None,
+        like: LikeOpt = None,
+        strict: StrictOpt = False,
         init_from: InitFromOpt = None,
         quiet: QuietOpt = False,
         multirun: MultirunOpt = False,
@@ -131,6 +154,7 @@ def register(app: typer.Typer) -> None:
                 runs_dir,
                 tags or [],
                 notes,
+                (like, strict),
             )
 
 
@@ -146,6 +170,7 @@ def _run(
     runs_dir: Path | None,
     tags: list[str],
     notes: str | None,
+    like: tuple[str | None, bool] = (None, False),
 ) -> None:
     from expctl import signals
     from expctl.config import ConfigSource
@@ -154,6 +179,15 @@ def _run(
     source = ConfigSource.from_cli(config_dir, config_name, overrides, sets)
     # checked before any run directory exists
     labels = check_tags(tags), (check_notes(notes) if notes is not None else None)
+    if like[0] is not None:
+        if resume is not None or multirun:
+            raise UsageError(
+                "--like cannot be combined with --resume or --multirun",
+                hint="--like makes one new run like RUN; --resume RUN continues RUN itself",
+            )
+        source = _like(like[0], source, runs_dir, strict=like[1], quiet=quiet)
+    elif like[1]:
+        raise UsageError("--strict needs --like RUN", hint="expctl run --like latest --strict")
     if multirun:
         if resume is not None or init_from is not None or tags or notes is not None:
             raise UsageError(
@@ -195,6 +229,37 @@ def _run(
     late = signals.pending()
     if late is not None and not quiet:  # the run had completed: it stays completed (exit 0)
         err(f"note: {signals.signal_name(late)} arrived after the run completed")
+
+
+def _like(
+    ref: str, given: ConfigSource, runs_dir: Path | None, *, strict: bool, quiet: bool
+) -> ConfigSource:
+    """The source of ``--like REF`` plus the given overrides; says (stderr) what differs from
+    the run's record, and with ``strict`` refuses (exit 2) when anything does."""
+    from expctl.rundir import runs_root
+    from expctl.runs.query import resolve_run
+    from expctl.runs.reproduce import differences, like_source
+    from expctl.secrets import redact_overrides
+
+    run_dir = resolve_run(ref, runs_root(runs_dir))
+    like = like_source(run_dir, given)
+    if not quiet:
+        shown = " ".join(redact_overrides(like.source.overrides)) or "(no overrides)"
+        err(f"like run {run_dir}: {shown}")
+        for note in like.notes:
+            err(f"note: {note}")
+    found = differences(like)
+    if not quiet or strict:
+        for difference in found:
+            err(f"note: differs from the run's record: {difference.message}")
+    if strict and found:
+        what = ", ".join(dict.fromkeys(d.what for d in found))
+        raise UsageError(
+            f"--strict: this run would differ from {run_dir.name} in: {what}",
+            hint="check out the run's commit (git checkout), apply its diff.patch, install its "
+            "requirements.txt; or leave out --strict",
+        )
+    return like.source
 
 
 def _report(result: RunResult) -> None:

@@ -31,6 +31,7 @@ from expctl.cli.output import (
 from expctl.cli.sweep_options import StorageOpt
 
 if TYPE_CHECKING:
+    from expctl.runs.query import Condition, RunView
     from expctl.runs.records import RunInfo
 
 app = typer.Typer(
@@ -76,7 +77,9 @@ WHERE_HELP = (
     "Keep runs where KEY OP VALUE holds (repeatable; all must hold). OP: < <= > >= = != "
     "~ (glob) !~. KEY: a field (id name status kind device started duration sweep), a final "
     "metric (val_loss), an override or parameter (optim.lr, model), any key of the resolved "
-    "config (data.batch_size); prefixes final. best. param. config. force one."
+    "config (data.batch_size), provenance (git.commit: a prefix matches, git.dirty, "
+    "git.branch, env.host, env.device, env.slurm_job, pkg.torch); prefixes final. best. "
+    "param. config. force one."
 )
 
 
@@ -97,6 +100,8 @@ def _root(runs_dir: Path | None) -> Path:
         "expctl runs list --where 'optim.lr<0.01' --where model=large --format csv",
         "expctl runs list --sweep $SWEEP_ID --sort -val_acc",
         "expctl runs list --name 'digits-*' --format json | jq '.[0].run_dir'",
+        "expctl runs list --where git.commit=3f2a9c1 --where git.dirty=false",
+        "expctl runs list --column git.commit --column env.host --sort pkg.torch",
     ),
 )
 @handle_errors
@@ -136,14 +141,25 @@ def list_(
         int | None,
         typer.Option("--limit", "-n", min=1, help="Show at most N runs.", show_default=False),
     ] = None,
+    columns: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--column",
+            "-c",
+            help="Add a column for KEY (repeatable; the keys of --where), e.g. git.commit "
+            "(shown short), git.dirty, env.host, pkg.torch, optim.lr.",
+            show_default=False,
+        ),
+    ] = None,
     fmt: Annotated[TableJsonCsv, format_option(TableJsonCsv)] = TableJsonCsv.table,
 ) -> None:
     """One row per run of any kind (plain runs, multirun and sweep trials, program trials).
 
     Columns: id, name, status (a `running` run whose process is gone shows as `crashed`),
     start time, duration, device, the monitored metric's final and best value, and the
-    overrides that made the run differ from the config defaults. Damaged records are listed
-    with a note.
+    overrides that made the run differ from the config defaults; the --sort key, provenance
+    keys named by --where (git.commit...) and --column keys are added. Damaged records are
+    listed with a note.
     """
     # (Long for its options: Typer's Annotated parameters are most of it.)
     from expctl.runs.query import (
@@ -172,14 +188,10 @@ def list_(
     views = sort_views(views, sort)
     if limit is not None:
         views = views[:limit]
+    extra = _extra_columns(views, sort_key_name(sort), conditions, columns or [])
     if fmt == TableJsonCsv.json:
-        out(json_text([v.run.to_json() for v in views]))
+        out(json_text([_list_json(v, extra) for v in views]))
         return
-    extra = sort_key_name(sort)
-    if extra in ("started", "duration", "id", "name", "status", "device") or (
-        views and all(extra == v.run.monitor for v in views)
-    ):
-        extra = None  # already a column
     header, rows = render.list_rows(views, extra, csv=fmt == TableJsonCsv.csv)
     if fmt == TableJsonCsv.csv:
         out(csv_text(header, rows))
@@ -190,6 +202,33 @@ def list_(
         return
     for line in table_lines(header, rows):
         out(line)
+
+
+def _extra_columns(
+    views: list[RunView], sort: str | None, conditions: list[Condition], columns: list[str]
+) -> list[str]:
+    """Columns beyond the fixed ones: the --sort key, the provenance keys --where names (a
+    commit prefix matched is worth seeing whole) and --column keys; none already shown."""
+    from expctl.runs.query import PROVENANCE_PREFIXES, check_keys
+
+    check_keys(columns, views, "--column")
+    named = [c.key for c in conditions if c.key.startswith(PROVENANCE_PREFIXES)]
+    fixed = ("started", "duration", "id", "name", "status", "device")
+    extra = []
+    for key in [*([sort] if sort else []), *named, *columns]:
+        if key in fixed or key in extra:
+            continue
+        if key == sort and views and all(key == v.run.monitor for v in views):
+            continue  # the metric column
+        extra.append(key)
+    return extra
+
+
+def _list_json(view: RunView, extra: list[str]) -> dict[str, object]:
+    data = view.run.to_json()
+    if extra:  # the keys asked for, as --where reads them (null: the run has none)
+        data["columns"] = {key: view.lookup(key)[1] for key in extra}
+    return data
 
 
 def _warn_unreadable(root: Path, unreadable: list[str]) -> None:
@@ -237,17 +276,33 @@ def show(
     ] = 20,
     fmt: Annotated[TableOrJson, format_option(TableOrJson)] = TableOrJson.table,
 ) -> None:
-    """A run's summary, its full resolved config and its metrics."""
+    """A run's summary, its provenance (commit and dirty state, key versions, host, devices,
+    SLURM ids), its full resolved config and its metrics."""
     from expctl.runs.lineage import run_artifacts
     from expctl.runs.query import resolve_run
-    from expctl.runs.records import load_run, read_config, read_metrics, read_overrides
+    from expctl.runs.records import (
+        Refused,
+        diff_digest,
+        load_run,
+        read_config,
+        read_metrics,
+        read_overrides,
+        read_provenance,
+        resume_provenance_dirs,
+    )
 
     path = resolve_run(run, _root(runs_dir))
     info = load_run(path)
     config, config_note = read_config(path)
     metric_rows, metric_notes = read_metrics(path)
     given, _ = read_overrides(path)
+    provenance, provenance_note = read_provenance(path)
+    digest, digest_note = diff_digest(path)
+    resumes = [(p.name, read_provenance(p)[0]) for p in resume_provenance_dirs(path)]
     notes = [*info.notes, *metric_notes, *([config_note] if config_note else [])]
+    notes += [n for n in (digest_note,) if n]
+    if isinstance(provenance_note, Refused):
+        notes.append(provenance_note)
     if fmt == TableOrJson.json:
         out(
             json_text(
@@ -257,13 +312,17 @@ def show(
                     "overrides": given,
                     "artifacts": run_artifacts(path, info.summary).to_json(),
                     "config": config,
+                    "provenance": provenance,
+                    "diff_sha256": digest,
+                    "resumes": [{"resume": n, "provenance": p} for n, p in resumes],
                     "metrics": metric_rows,
                     "notes": notes,
                 }
             )
         )
         return
-    out("\n".join(render.show_lines(info, config, metric_rows, notes, rows)))
+    facts = render.provenance_facts(provenance, provenance_note, digest, resumes)
+    out("\n".join(render.show_lines(info, config, metric_rows, notes, rows, facts)))
 
 
 # -- compare -------------------------------------------------------------------------------------

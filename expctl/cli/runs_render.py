@@ -13,11 +13,10 @@ if TYPE_CHECKING:
 
 
 def list_rows(
-    views: list[Any], extra: str | None, *, csv: bool
+    views: list[Any], extra: list[str], *, csv: bool
 ) -> tuple[tuple[str, ...], list[tuple[Any, ...]]]:
     header = ["id", "name", "status", "started", "duration", "device", "metric", "final", "best"]
-    if extra:
-        header.append(extra)
+    header += extra
     # CSV always has the column (a stable schema); a table only when some run is tagged
     tagged = csv or any(v.run.labels.tags for v in views)
     if tagged:
@@ -41,9 +40,9 @@ def list_rows(
             r.final_value if csv else num(r.final_value),
             r.best_value if csv else num(r.best_value),
         ]
-        if extra:
-            found, value = v.lookup(extra)
-            row.append((value if csv else num(value)) if found else None)
+        for key in extra:
+            found, value = v.lookup(key)
+            row.append((value if csv else column_cell(key, value)) if found else None)
         if tagged:
             row.append(",".join(r.labels.tags))  # tags hold no commas
         row.append(" ".join(r.overrides) if csv else overrides_text(r))
@@ -54,24 +53,33 @@ def list_rows(
     return tuple(header), rows
 
 
+SHORT_COMMIT = 12  # hex digits of a commit in tables (CSV and JSON keep it whole)
+
+
+def column_cell(key: str, value: Any) -> Any:
+    if key == "git.commit" and isinstance(value, str):
+        return value[:SHORT_COMMIT]
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    return num(value) if isinstance(value, int | float) else value
+
+
 def show_lines(
     info: RunInfo,
     config: dict[str, Any] | None,
     metric_rows: list[dict[str, Any]],
     notes: list[str],
     max_rows: int,
+    provenance: list[tuple[str, Any]] | None = None,
 ) -> list[str]:
-    """`runs show`: the run's facts, its final/best metrics, its config, its metric rows."""
+    """`runs show`: the run's facts, its provenance, its final/best metrics, its config, its
+    metric rows."""
     from expctl.runs.compare import is_number
 
-    facts = _run_facts(info, notes)
-    width = max(len(k) for k, _ in facts)
-    lines = []
-    for k, v in facts:
-        if v in (None, ""):
-            continue
-        first, *more = printable(v, lines=True).splitlines() or [""]  # an error's traceback
-        lines += [f"{k.ljust(width)}  {first}", *(" " * (width + 2) + m for m in more)]
+    lines = _fact_lines(_run_facts(info, notes))
+    if provenance:
+        lines += ["", "provenance:"]
+        lines += ["  " + line for line in _fact_lines(provenance)]
     keys = [k for k in info.final_metrics if is_number(info.final_metrics[k])]
     if keys:
         lines += ["", "metrics:"]
@@ -86,6 +94,81 @@ def show_lines(
     if metric_rows:
         lines += _metric_rows_lines(info, metric_rows, max_rows)
     return [printable(line) for line in lines]  # one line each, nothing raw from the record
+
+
+def _fact_lines(facts: list[tuple[str, Any]]) -> list[str]:
+    """``label  value`` lines, aligned; empty values left out, long ones continued."""
+    width = max(len(k) for k, _ in facts)
+    lines = []
+    for k, v in facts:
+        if v in (None, ""):
+            continue
+        first, *more = printable(v, lines=True).splitlines() or [""]  # an error's traceback
+        lines += [f"{k.ljust(width)}  {first}", *(" " * (width + 2) + m for m in more)]
+    return lines
+
+
+def provenance_facts(
+    record: dict[str, Any] | None,
+    note: str | None,
+    digest: str | None,
+    resumes: list[tuple[str, dict[str, Any] | None]],
+) -> list[tuple[str, Any]]:
+    """(label, value) lines of `runs show`'s provenance block: the code (commit, dirty, diff),
+    key versions, host, devices, SLURM ids, how it was started, and each resume's commit."""
+    from expctl.runs.records import provenance_fields
+
+    if record is None:
+        return [("missing", note or "no provenance.json")]
+    f = provenance_fields(record)
+    facts: list[tuple[str, Any]] = [("commit", _commit_text(f, digest))]
+    if f.get("git.remote"):
+        facts.append(("remote", f["git.remote"]))
+    versions = [f"python {f['env.python']}"] if f.get("env.python") else []
+    versions += [f"expctl {f['env.expctl']}"] if f.get("env.expctl") else []
+    versions += [f"{k[4:]} {v}" for k, v in f.items() if k.startswith("pkg.")]
+    facts.append(("versions", ", ".join(versions)))
+    facts.append(("host", f.get("env.host")))
+    devices = f.get("env.device")
+    if devices:
+        devices += f" ({f['env.gpus']})" if f.get("env.gpus") else ""
+        devices += f", {f['env.processes']} processes" if f.get("env.processes", 1) != 1 else ""
+        if f.get("env.cuda"):
+            devices += f", CUDA {f['env.cuda']}"
+        if f.get("env.cuda_visible_devices") is not None:
+            devices += f", CUDA_VISIBLE_DEVICES={f['env.cuda_visible_devices']}"
+    facts.append(("device", devices))
+    slurm = [f"job {f['env.slurm_job']}"] if f.get("env.slurm_job") else []
+    slurm += [f"array {f['env.slurm_array']}"] if f.get("env.slurm_array") else []
+    slurm += [f"nodes {f['env.slurm_nodes']}"] if f.get("env.slurm_nodes") else []
+    facts.append(("slurm", ", ".join(slurm)))
+    node = record.get("command")
+    command: dict[str, Any] = node if isinstance(node, dict) else {}
+    argv = command.get("argv")
+    if isinstance(argv, list):
+        facts.append(("command", " ".join(map(str, argv))))
+    facts.append(("cwd", command.get("cwd")))
+    facts.append(("config dir", command.get("config_dir")))
+    for name, resumed in resumes:
+        what = _commit_text(provenance_fields(resumed), None) if resumed else "no provenance.json"
+        facts.append((f"resume {name}", what))
+    return facts
+
+
+def _commit_text(f: dict[str, Any], digest: str | None) -> str:
+    commit = f.get("git.commit")
+    if not commit:
+        return f.get("git.note") or "unknown"
+    text = commit[:SHORT_COMMIT]
+    where = [f.get("git.branch") or f.get("git.describe") or "detached"]
+    if f.get("git.dirty"):
+        changed = f.get("git.changed_files")
+        where.append(f"dirty: {changed} changed file{'s' if changed != 1 else ''}")
+        if digest:
+            where.append(f"diff.patch {digest[: len('sha256:') + SHORT_COMMIT]}")
+    elif f.get("git.dirty") is False:
+        where.append("clean")
+    return f"{text} ({', '.join(where)})"
 
 
 def _run_facts(info: RunInfo, notes: list[str]) -> list[tuple[str, Any]]:
@@ -173,6 +256,12 @@ def compare_lines(data: dict[str, Any]) -> list[str]:
         lines += ["  " + line for line in table_lines(("key", *ids), table)]
     else:
         lines.append("  (no differences)")
+    lines += ["", f"{PROVENANCE_TITLE}:"]
+    rows = provenance_rows(data["provenance"])
+    if rows:
+        lines += ["  " + line for line in table_lines(("", *ids), rows)]
+    else:
+        lines.append("  (no differences)")
     if data["final_metrics"]:
         lines += [
             "",
@@ -226,6 +315,13 @@ def print_compare(data: dict[str, Any]) -> None:
     if not data["config"]:
         config.add_row("(no differences)", *("" for _ in ids))
     c.print(config)
+    code = Table(title=PROVENANCE_TITLE, title_justify="left")
+    code.add_column("", style="bold")
+    for i in ids:
+        code.add_column(t(i))
+    for row in provenance_rows(data["provenance"]) or [("(no differences)", *("" for _ in ids))]:
+        code.add_row(*(t(str(v)) for v in row))
+    c.print(code)
     if data["final_metrics"]:
         table = Table(
             title="metrics: final (and at the best step of the monitored metric, where it differs)",
@@ -252,6 +348,32 @@ def print_compare(data: dict[str, Any]) -> None:
                 num(s["max"]),
             )
         c.print(series)
+
+
+PROVENANCE_TITLE = "code and environment (what differs)"
+
+
+def provenance_rows(provenance: dict[str, Any]) -> list[tuple[str, ...]]:
+    """Rows of `runs compare`'s code-and-environment table: the facts that differ (a commit
+    short, a diff by its digest's first digits), then the packages whose versions differ."""
+    rows = []
+    for label, values in provenance["facts"].items():
+        rows.append((label, *(_provenance_cell(label, v) for v in values)))
+    for name, versions in provenance["packages"].items():
+        rows.append((f"package {name}", *(v or "(not installed)" for v in versions)))
+    return rows
+
+
+def _provenance_cell(label: str, value: Any) -> str:
+    if value is None:
+        return "(none)" if label == "diff" else "—"
+    if label == "commit":
+        return str(value)[:SHORT_COMMIT]
+    if label == "diff":
+        return str(value)[: len("sha256:") + SHORT_COMMIT]
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    return str(value)
 
 
 def num(value: Any) -> str:

@@ -1,5 +1,6 @@
-"""Comparing runs side by side: the config keys that differ, final/best metrics, and one metric
-per epoch (or step) with a sparkline per run.
+"""Comparing runs side by side: the config keys that differ, what differs in code and
+environment (commit, uncommitted diff by digest, package versions, host, devices), final/best
+metrics, and one metric per epoch (or step) with a sparkline per run.
 
 Everything returned is JSON-ready; the CLI renders it as tables (rich on a terminal).
 """
@@ -11,7 +12,15 @@ from collections.abc import Sequence
 from typing import Any
 
 from expctl.errors import UsageError, did_you_mean_hint
-from expctl.runs.records import RunInfo, read_config, read_metrics
+from expctl.runs.records import (
+    RunInfo,
+    diff_digest,
+    provenance_fields,
+    read_config,
+    read_metrics,
+    read_provenance,
+    read_requirements,
+)
 
 SPARK = "▁▂▃▄▅▆▇█"
 SPARK_WIDTH = 40
@@ -150,6 +159,59 @@ def run_config(run: RunInfo) -> tuple[dict[str, Any], str | None]:
     return flat, note
 
 
+# What `runs compare` compares of each run's provenance, by its provenance_fields name.
+PROVENANCE_COMPARED = (
+    ("commit", "git.commit"),
+    ("branch", "git.branch"),
+    ("dirty", "git.dirty"),
+    ("host", "env.host"),
+    ("device", "env.device"),
+    ("gpus", "env.gpus"),
+    ("processes", "env.processes"),
+    ("cuda", "env.cuda"),
+    ("python", "env.python"),
+    ("expctl", "env.expctl"),
+)
+
+
+def compare_provenance(runs: Sequence[RunInfo]) -> dict[str, Any]:
+    """What differs in code and environment: ``{"facts": {name: [value per run]}`` for the
+    facts that differ (the uncommitted diff as ``sha256:...`` of diff.patch, so "same" and
+    "different" show without printing it), ``"packages": {name: [version per run]}`` for the
+    installed distributions whose versions differ (requirements.txt, else provenance.json's
+    key packages), and ``"missing"``: the runs without a readable provenance.json."""
+    fields, packages, missing = [], [], []
+    notes: dict[str, list[str]] = {}
+    for run in runs:
+        record, _ = read_provenance(run.path)
+        if record is None:
+            missing.append(run.id)
+        found = provenance_fields(record)
+        digest, digest_note = diff_digest(run.path) if found.get("git.dirty") else (None, None)
+        fields.append({**found, "diff": digest, "missing": record is None})
+        listed, _ = read_requirements(run.path)
+        keyed = {k[len("pkg.") :]: v for k, v in found.items() if k.startswith("pkg.")}
+        packages.append(listed if listed is not None else keyed)
+        extra = [n for n in (digest_note,) if n]
+        if extra:
+            notes[run.id] = extra
+    named = [*PROVENANCE_COMPARED[:3], ("diff", "diff"), *PROVENANCE_COMPARED[3:]]
+    facts: dict[str, list[Any]] = {}
+    if missing:  # a run without a record differs from one with it, whatever else matches
+        facts["provenance"] = ["missing" if f.get("missing") else "recorded" for f in fields]
+    for label, key in named:
+        values = [f.get(key) for f in fields]
+        if any(v != values[0] for v in values[1:]):
+            facts[label] = values
+    names = sorted(set().union(*packages)) if packages else []
+    versions = {}
+    for name in names:
+        values = [p.get(name) for p in packages]
+        if any(v != values[0] for v in values[1:]):
+            versions[name] = values
+    return {"facts": facts, "packages": versions, "missing": missing, "notes": notes}
+
+
 def compare_runs(
     runs: Sequence[RunInfo], metric: str | None = None, x: str | None = None
 ) -> dict[str, Any]:
@@ -184,11 +246,15 @@ def compare_runs(
     series = [metric_series(rows, chosen, axis) if chosen else [] for rows in rows_by_run]
     every = [v for s in series for _, v in s]
     lo, hi = (min(every), max(every)) if every else (None, None)
+    provenance = compare_provenance(runs)
+    for run_id, extra in provenance.pop("notes").items():
+        notes.setdefault(run_id, []).extend(extra)
     return {
         "runs": [
             {"id": r.id, "name": r.name, "status": r.status, "run_dir": str(r.path)} for r in runs
         ],
         "config": differ,
+        "provenance": provenance,
         "final_metrics": {k: [r.final_metrics.get(k) for r in runs] for k in metric_keys},
         "best_metrics": {k: [r.best_metrics.get(k) for r in runs] for k in metric_keys},
         "monitor": [r.monitor for r in runs],

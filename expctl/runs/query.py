@@ -11,10 +11,16 @@
                    overrides / program parameters (optim.lr, model, batch_size, ...)
                    the resolved config (config.yaml: optim.weight_decay, data.batch_size, ...)
                  or with an explicit prefix: final.KEY  best.KEY  config.KEY  param.KEY
+                 provenance (provenance.json, read only when a condition names it):
+                   git.commit git.branch git.describe git.dirty git.remote
+                   env.host env.python env.expctl env.device env.gpus env.cuda
+                   env.slurm_job env.slurm_array  pkg.torch pkg.numpy ... (key packages)
+                   provenance.PATH (any key of provenance.json: environment.platform)
     VALUE     := a number (1e-3), true/false, null, or text (quotes optional; * ? [ ] glob)
 
 ``<``/``>`` compare numbers; ``=`` compares numbers by value and anything else as text (a VALUE
-with glob characters matches by glob). A run without the KEY never matches. A KEY that no run
+with glob characters matches by glob). ``git.commit=abc123`` matches a commit by its prefix
+(4 or more hex digits), as git does. A run without the KEY never matches. A KEY that no run
 has is an error listing the keys that exist.
 """
 
@@ -36,7 +42,9 @@ from expctl.runs.records import (
     find_run_dirs,
     load_run,
     looks_like_run_dir,
+    provenance_fields,
     read_config,
+    read_provenance,
 )
 
 FIELDS = (
@@ -44,16 +52,27 @@ FIELDS = (
     *("tag", "notes"),  # labels (runs/labels.py)
 )
 PREFIXES = ("final.", "best.", "config.", "param.")
+PROVENANCE_PREFIXES = ("git.", "env.", "pkg.", "provenance.")
+PROVENANCE_KEYS = (
+    *("git.commit", "git.branch", "git.describe", "git.dirty", "git.remote"),
+    *("env.host", "env.python", "env.expctl", "env.device", "env.gpus", "env.cuda"),
+    *("env.slurm_job", "env.slurm_array", "pkg.torch"),
+)
+COMMIT_KEY = "git.commit"
+_HEX_PREFIX = re.compile(r"^[0-9a-fA-F]{4,64}$")
 _CONDITION = re.compile(r"^\s*([^<>=!~\s]+)\s*(<=|>=|!=|==|!~|=|<|>|~)\s*(.*?)\s*$")
 _MISSING = object()
 
 
 class RunView:
-    """A run with lazy access to its resolved config (read only when a key needs it)."""
+    """A run with lazy access to its resolved config and its provenance (each read only when a
+    key needs it: `runs list` reads neither unless a condition, sort or column names them)."""
 
     def __init__(self, run: RunInfo):
         self.run = run
         self._config: dict[str, Any] | object | None = _MISSING
+        self._provenance: dict[str, Any] | object | None = _MISSING
+        self._provenance_fields: dict[str, Any] | None = None
 
     @property
     def config(self) -> dict[str, Any] | None:
@@ -61,8 +80,28 @@ class RunView:
             self._config, _ = read_config(self.run.path)
         return self._config  # type: ignore[return-value]
 
+    @property
+    def provenance(self) -> dict[str, Any] | None:
+        """provenance.json (None when the run has none or it cannot be read)."""
+        if self._provenance is _MISSING:
+            self._provenance, _ = read_provenance(self.run.path)
+            self._provenance_fields = provenance_fields(self._provenance)
+        return self._provenance  # type: ignore[return-value]
+
+    def provenance_lookup(self, key: str) -> tuple[bool, Any]:
+        record = self.provenance
+        if key.startswith("provenance."):
+            return _dotted(record, key[len("provenance.") :])
+        fields = self._provenance_fields or {}
+        return (key in fields, fields.get(key))
+
     def lookup(self, key: str) -> tuple[bool, Any]:
         run = self.run
+        if key.startswith(PROVENANCE_PREFIXES):
+            found, value = self.provenance_lookup(key)
+            if found or key.startswith("provenance."):
+                return found, value
+            # not a provenance fact: a config of one's own may have an `env:` node (RL)
         for prefix, source in (
             ("final.", run.final_metrics),
             ("best.", run.best_metrics),
@@ -128,6 +167,10 @@ class Condition:
         if not found:
             return False
         op = self.op
+        if self.key == COMMIT_KEY and op in ("=", "==", "!=") and _HEX_PREFIX.match(self.text):
+            # a commit is named by a prefix, as git names it (an all-digit prefix is no number)
+            hit = isinstance(actual, str) and actual.lower().startswith(self.text.lower())
+            return hit if op != "!=" else not hit
         if isinstance(actual, tuple):  # tags: = and ~ hold when one tag matches, != !~ when none
             from expctl.runs.labels import matches_tag
 
@@ -205,10 +248,17 @@ def check_keys(keys: Sequence[str], views: Sequence[RunView], what: str) -> None
             continue
         known = available_keys(views)
         guess = did_you_mean_hint(key, known, every=True)
+        if key.startswith(PROVENANCE_PREFIXES):
+            guess = did_you_mean_hint(key, list(PROVENANCE_KEYS), every=True)
+            raise UsageError(
+                f"no run has {key!r} ({what}): provenance.json lacks it in every run",
+                hint=f"{guess}provenance keys: {', '.join(PROVENANCE_KEYS)}, pkg.NAME; "
+                "or provenance.PATH for any key of provenance.json",
+            )
         raise UsageError(
             f"no run has {key!r} ({what})",
             hint=f"{guess}keys: {', '.join(known)}; or config.KEY for any key of the resolved "
-            "config",
+            f"config; provenance: {', '.join(PROVENANCE_KEYS[:4])}, env.host, ...",
         )
 
 

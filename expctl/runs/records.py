@@ -453,6 +453,125 @@ def _yaml_load(text: str, source: str) -> Any:
         loader.dispose()
 
 
+# -- provenance (written by expctl.provenance when the run starts) ------------------------------
+
+# diff.patch is capped by provenance.max_diff_bytes (1 MB by default) but the cap is the user's:
+# it is hashed a block at a time, up to this many bytes
+MAX_DIFF_BYTES = 128 * 1024 * 1024
+
+
+def read_provenance(run_dir: Path) -> tuple[dict[str, Any] | None, str | None]:
+    """``(provenance.json, None)``, or ``(None, note)`` when it is missing (a run made before
+    expctl recorded provenance), damaged or refused (a :class:`Refused` note). Never raises."""
+    from expctl.provenance import PROVENANCE_FILE  # its one home (imported here: runs list
+    # reads no provenance unless asked, and need not import its writer)
+
+    text, note = _read_text(Path(run_dir) / PROVENANCE_FILE)
+    if text is None:
+        return None, note or "no provenance.json (recorded since expctl 0.1; an older run?)"
+    try:
+        data = json.loads(text)
+    except json.JSONDecodeError:
+        return None, "provenance.json is not valid JSON: truncated or damaged"
+    except (ValueError, RecursionError):
+        return None, Refused("provenance.json holds numbers too long or lists nested too deep")
+    if not isinstance(data, dict):
+        return None, "provenance.json is not a JSON object: damaged"
+    return data, None
+
+
+def resume_provenance_dirs(run_dir: Path) -> list[Path]:
+    """``RUN_DIR/resumes/N`` (each resume's provenance), in resume order."""
+    from expctl.train.record import RESUMES_DIR
+
+    root = Path(run_dir) / RESUMES_DIR
+    try:
+        numbered = [p for p in root.iterdir() if p.name.isdigit() and p.is_dir()]
+    except OSError:  # none (the usual case), or unreadable: no resumes to show
+        return []
+    return sorted(numbered, key=lambda p: int(p.name))
+
+
+def read_requirements(run_dir: Path) -> tuple[dict[str, str] | None, str | None]:
+    """``requirements.txt`` as ``{name: version}`` (None when missing or unreadable)."""
+    from expctl.provenance import REQUIREMENTS_FILE
+
+    text, note = _read_text(Path(run_dir) / REQUIREMENTS_FILE)
+    if text is None:
+        return None, note
+    found: dict[str, str] = {}
+    for line in text.splitlines():
+        name, sep, version = line.strip().partition("==")
+        if sep and name and version:
+            found[name.strip().lower()] = version.strip()
+    return found, None
+
+
+def diff_digest(run_dir: Path) -> tuple[str | None, str | None]:
+    """``sha256:HEX`` of the run's ``diff.patch`` (None when it has none), read as every record
+    file is (a FIFO or device refused) a block at a time."""
+    import hashlib
+
+    from expctl.provenance import DIFF_FILE
+
+    path = Path(run_dir) / DIFF_FILE
+    try:
+        fd = open_record_file(path, MAX_DIFF_BYTES)
+    except FileNotFoundError:
+        return None, None
+    except RefusedFile as e:
+        return None, e.note
+    except OSError as e:
+        return None, f"cannot read {DIFF_FILE}: {e.strerror or e}"
+    digest = hashlib.sha256()
+    with os.fdopen(fd, "rb") as f:
+        while block := f.read(1 << 20):
+            digest.update(block)
+    return f"sha256:{digest.hexdigest()}", None
+
+
+def provenance_fields(record: dict[str, Any] | None) -> dict[str, Any]:
+    """The facts of a provenance.json by the names ``--where``/``--sort``, ``runs show`` and
+    ``runs compare`` use (``git.commit``, ``env.host``, ``pkg.torch``...); absent facts are
+    left out. Tolerates any shape: a damaged file gives fewer keys, never an error."""
+    if not record:
+        return {}
+    git = _dict(record.get("git"))
+    env = _dict(record.get("environment"))
+    torch = _dict(env.get("torch"))
+    devices = _dict(torch.get("devices"))
+    slurm = _dict(env.get("slurm"))
+    fields: dict[str, Any] = {
+        "git.commit": _str(git.get("commit")),
+        "git.branch": _str(git.get("branch")),
+        "git.describe": _str(git.get("describe")),
+        "git.dirty": git.get("dirty") if isinstance(git.get("dirty"), bool) else None,
+        "git.remote": _str(git.get("remote_url")),
+        "git.changed_files": git.get("changed_files"),
+        "git.untracked_files": git.get("untracked_files"),
+        "git.note": _str(git.get("note")) or _str(git.get("error")) or _str(git.get("off")),
+        "env.host": _str(env.get("hostname")),
+        "env.platform": _str(env.get("platform")),
+        "env.python": _str(_dict(env.get("python")).get("version")),
+        "env.expctl": _str(env.get("expctl")),
+        "env.cuda": _str(torch.get("cuda")),
+        "env.device": _str(devices.get("device")),
+        "env.gpus": ", ".join(map(str, devices["names"]))
+        if isinstance(devices.get("names"), list)
+        else None,
+        "env.processes": devices.get("processes"),
+        "env.cuda_visible_devices": _str(env.get("cuda_visible_devices")),
+        "env.slurm_job": _str(slurm.get("SLURM_JOB_ID")),
+        "env.slurm_array": f"{slurm['SLURM_ARRAY_JOB_ID']}_{slurm.get('SLURM_ARRAY_TASK_ID')}"
+        if slurm.get("SLURM_ARRAY_JOB_ID")
+        else None,
+        "env.slurm_nodes": _str(slurm.get("SLURM_JOB_NODELIST")),
+    }
+    for name, version in _dict(env.get("packages")).items():
+        fields[f"pkg.{name}"] = _str(version)
+    return {k: v for k, v in fields.items() if v is not None}
+
+
 def load_run(run_dir: Path, *, check_lock: bool = True) -> RunInfo:
     """Read one run for listing (``summary.json`` + ``overrides.yaml``; never raises)."""
     # One guarded read per record file, each tolerating damage its own way: this must never raise.
