@@ -13,6 +13,7 @@ import os
 import signal
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -22,6 +23,19 @@ from expctl.config import ConfigSource, compose_config
 
 REPO = Path(__file__).resolve().parents[1]
 
+
+
+@pytest.fixture(autouse=True)
+def _forget_project_modules():
+    """A project module this test writes (``mymodels``) is imported in-process by the CLI
+    runner; left in ``sys.modules`` it would be another test's ``mymodels`` (from a directory
+    that is not that test's project)."""
+    before = set(sys.modules)
+    yield
+    for name in set(sys.modules) - before:
+        file = str(getattr(sys.modules.get(name), "__file__", None) or "")
+        if file.startswith(tempfile.gettempdir()):  # the test's own project, under tmp_path
+            del sys.modules[name]
 
 def expctl(expctl_exe, *args: str, **kwargs) -> subprocess.CompletedProcess:
     return subprocess.run(
