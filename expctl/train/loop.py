@@ -70,6 +70,7 @@ def train(
     key_names: Mapping[str, str] | None = None,
     labels: tuple[Sequence[str], str | None] | None = None,
     config_dir: Path | None = None,
+    config_name: str | None = None,
 ) -> RunResult:
     """Train from a composed config and return what happened.
 
@@ -83,7 +84,8 @@ def train(
     (``trainer.epochs`` → ``epochs``), so a refusal names what the user can change.
     ``labels``: the run's (tags, notes) (``expctl run --tag``), given to W&B at init beside
     ``wandb.tags``/``wandb.notes`` of the config. ``config_dir``: where the config came from,
-    for the run's provenance record (written on a helper thread while training starts).
+    for the run's provenance record (written on a helper thread while training starts);
+    ``config_name``: the primary config's name, recorded for ``expctl run --like``.
 
     Under torchrun every rank calls this with the same arguments (and the same ``run_dir``, or
     None: rank 0 then creates it and tells the others).
@@ -116,6 +118,7 @@ def train(
                     cfg, run_dir, place, config_dir=config_dir, resumed=resume is not None
                 )
                 run.provenance = capture  # its commit reaches W&B, off the critical path
+                run.config_name = config_name
                 try:
                     last = run_dir / CHECKPOINT_DIR / LAST
                     checkpoint = load_checkpoint(last) if resume is not None else None
@@ -152,6 +155,7 @@ class _Run:
         self.group, self.torch_device = place.group, place.device.torch_device()
         self.sink, self.callbacks, self.stops = sink, list(callbacks), stops
         self.provenance: Any = None  # the run's provenance capture (rank 0), for W&B's git
+        self.config_name: str | None = None  # summary.json's config_name (run --like)
         self.pos = Position()
         self.key_names: dict[str, str] = {}  # resolved key -> the key the user wrote
 
@@ -212,6 +216,7 @@ class _Run:
             self.record.write_config(self.config)
             self.outcome.overrides = self.record.write_overrides(overrides)
         self.outcome.sweep = sweep or self.outcome.sweep  # a resumed trial stays its sweep's
+        self.outcome.config_name = self.config_name or self.outcome.config_name
         self.outcome.record_start()
 
     def _restore(self, checkpoint: dict[str, Any], overrides: list[str]) -> None:

@@ -81,6 +81,7 @@ class Outcome:
         self.init_record = init_record  # summary.json's init_from
         self.overrides: list[str] = []  # as overrides.yaml keeps them (secrets redacted)
         self.sweep: SweepTrial | None = None  # the sweep trial this run is, if any
+        self.config_name: str | None = None  # the primary config (expctl run --like)
         self.status: RunStatus = "running"
         self.error: str | None = None
         self.history: list[dict[str, float]] = []  # one row per validated epoch
@@ -115,6 +116,7 @@ class Outcome:
         self.wandb_run_id = previous.get("run_id")
         self.sync_dirs = [str(d) for d in previous.get("sync_dirs") or []]
         self.init_record = summary.get("init_from")  # what the first attempt started from
+        self.config_name = summary.get("config_name") or self.config_name
         sweep = summary.get("sweep")
         if isinstance(sweep, dict) and {"id", "trial"} <= sweep.keys():
             self.sweep = SweepTrial(str(sweep["id"]), int(sweep["trial"]))
@@ -362,6 +364,7 @@ class Outcome:
                 "resumed_from_step": self.resumed_from,
                 "init_from": self.init_record,
                 "overrides": self.overrides,
+                "config_name": self.config_name,
                 "sweep": {"id": self.sweep.sweep_id, "trial": self.sweep.number}
                 if self.sweep
                 else None,
