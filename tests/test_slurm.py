@@ -285,6 +285,13 @@ def test_sweep_array_runs_each_grid_point_once_and_a_preempted_task_s_trial_is_r
     assert rerun["retry_of"] == victim["number"] and rerun["params"] == victim["params"]
     assert rerun["agent"] != victim["agent"]  # another task ran it
     assert all(t["epochs"] == EPOCHS for t in complete)
+    # each trial's provenance names the array job and the task that ran it
+    tasks = set()
+    for trial in complete:
+        slurm_ids = provenance(Path(trial["run_dir"]))["environment"]["slurm"]
+        assert slurm_ids["SLURM_ARRAY_JOB_ID"] == array, slurm_ids
+        tasks.add(slurm_ids["SLURM_ARRAY_TASK_ID"])
+    assert tasks <= {"0", "1", "2", "3"} and len(tasks) >= 2, tasks
 
 
 # -- train.sbatch: one run survives a requeue and resumes where it stopped -------------------------
@@ -371,10 +378,18 @@ class TrainJobs:
         assert record["status"] == "completed", log
         assert 0 < record["resumed_from_step"] < expected["step"], record
         assert exact(record["final_metrics"]) == exact(expected["final_metrics"]), log
+        # the record names the SLURM job, for the first attempt and for the resume
+        assert provenance(run_dir)["environment"]["slurm"]["SLURM_JOB_ID"] == job
+        resumed = provenance(run_dir / "resumes" / "1")["environment"]["slurm"]
+        assert resumed["SLURM_JOB_ID"] == job and resumed["SLURM_JOB_NODELIST"], resumed
 
 
 def summary(run_dir: Path) -> dict:
     return json.loads((run_dir / "summary.json").read_text())
+
+
+def provenance(run_dir: Path) -> dict:
+    return json.loads((run_dir / "provenance.json").read_text())
 
 
 def exact(metrics: dict) -> dict:
