@@ -80,9 +80,13 @@ def test_like_latest_reproduces_metrics_bit_for_bit(repo: Path, expctl_exe: list
     a, b = Path(first.stdout.strip()), Path(again.stdout.strip())
     assert a != b and b.is_dir()
     assert "differs from the run's record" not in again.stderr  # same commit, clean, same venv
-    assert yaml.safe_load((b / "overrides.yaml").read_text()) == yaml.safe_load(
-        (a / "overrides.yaml").read_text()
-    )
+    # the thread count the run trained with is pinned (auto follows the CPUs free now)
+    threads = json.loads((a / "summary.json").read_text())["num_threads"]
+    assert yaml.safe_load((b / "overrides.yaml").read_text()) == [
+        *yaml.safe_load((a / "overrides.yaml").read_text()),
+        f"++trainer.num_threads={threads}",
+    ]
+    assert f"trainer.num_threads={threads} as run" in again.stderr
     rows_a, rows_b = _metric_values(a), _metric_values(b)
     assert len(rows_a) >= 2
     assert rows_a == rows_b  # floats compared exactly: bit for bit
@@ -121,7 +125,10 @@ def test_like_says_what_differs_and_strict_refuses(repo: Path, cli) -> None:
     assert told.exit_code == 0, told.stderr
     assert "note: differs from the run's record: commit: the run's" in told.stderr
     new = Path(told.stdout.strip())
-    assert yaml.safe_load((new / "overrides.yaml").read_text()) == [*TINY, "seed=5"]
+    threads = json.loads((run / "summary.json").read_text())["num_threads"]
+    assert yaml.safe_load((new / "overrides.yaml").read_text()) == [
+        *TINY, "seed=5", f"++trainer.num_threads={threads}"
+    ]
 
 
 def test_like_names_package_python_and_device_differences(repo: Path, cli) -> None:

@@ -91,9 +91,26 @@ def like_source(run_dir: Path, given: ConfigSource) -> LikeRun:
     config_name = _config_name(info.summary, provenance, info.sweep is not None, notes)
     kept = _without_redacted(recorded, given.overrides, info.id)
     # one override per key, the new one winning: Hydra refuses a config group given twice
-    overrides, _ = dedupe_overrides([*kept, *given.overrides])
+    overrides, values = dedupe_overrides([*kept, *given.overrides])
+    overrides += _pinned_threads(info.summary, values, info.id, notes)
     source = ConfigSource(config_dir, config_name, tuple(overrides))
     return LikeRun(run_dir, source, tuple(recorded), provenance, tuple(notes))
+
+
+def _pinned_threads(
+    summary: dict[str, Any], given: dict[str, Any], run_id: str, notes: list[str]
+) -> list[str]:
+    """The thread count the run trained with, unless an override sets one: with
+    ``num_threads: auto`` it follows the CPUs free at the time, and another count changes the
+    floats (a re-make is bit for bit only with the same count)."""
+    threads = summary.get("num_threads")
+    if "trainer.num_threads" in given or not isinstance(threads, int) or threads < 1:
+        return []
+    notes.append(
+        f"trainer.num_threads={threads} as run {run_id} trained (another thread count changes "
+        "the results' last digits; pass trainer.num_threads=... to choose)"
+    )
+    return [f"++trainer.num_threads={threads}"]
 
 
 def _config_dir(
