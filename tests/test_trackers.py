@@ -117,19 +117,27 @@ def test_mlflow_params_metrics_tags_and_checkpoint_read_back_with_mlflow(project
     assert listed.info.run_id == entry["run_id"]
 
 
-def test_a_resumed_run_continues_its_mlflow_run(project, cli):
+def test_a_resumed_run_continues_its_mlflow_run_and_its_tensorboard_dir(project, cli):
     from mlflow.tracking import MlflowClient
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
-    run_dir = run(cli, "logger=mlflow", "trainer.epochs=1")
+    run_dir = run(cli, "logger=[mlflow,tensorboard,csv]", "trainer.epochs=1")
     first = summary(run_dir)["tracking"][0]["run_id"]
     again = cli("run", "--resume", str(run_dir), "trainer.epochs=2", *FAST)
     assert again.exit_code == 0, again.stderr
-    (entry,) = summary(run_dir)["tracking"]
-    assert entry["run_id"] == first
-    client = MlflowClient(tracking_uri=entry["path"])
+    mlflow_entry, tensorboard_entry, _ = summary(run_dir)["tracking"]
+    assert mlflow_entry["run_id"] == first
+    client = MlflowClient(tracking_uri=mlflow_entry["path"])
     history = client.get_metric_history(first, "val_loss")
     assert sorted(m.step for m in history) == [23, 46]
     assert client.get_run(first).info.status == "FINISHED"
+    events = EventAccumulator(tensorboard_entry["path"], size_guidance={"scalars": 0})
+    events.Reload()
+    rows = metrics(run_dir)
+    assert [e.step for e in events.Scalars("train_loss")] == sorted(by_step(rows, "train_loss"))
+    assert [e.step for e in events.Scalars("val_loss")] == [23, 46]
+    with (run_dir / "metrics.csv").open(newline="") as f:
+        assert [int(r["step"]) for r in csv.DictReader(f)] == [int(r["step"]) for r in rows]
 
 
 def test_csv_holds_the_rows_of_metrics_jsonl(project, cli):

@@ -10,6 +10,7 @@ goes on — the run directory's own record (``metrics.jsonl``, ``summary.json``)
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any, Protocol
@@ -161,7 +162,11 @@ class LocalTracker:
         if self._finished:
             return None
         self._finished = True
-        self._guarded("finish", lambda: self._finish(exit_code))
+        try:
+            self._guarded("finish", lambda: self._finish(exit_code))
+        finally:
+            with contextlib.suppress(Exception):
+                self._close()  # also when the backend broke earlier: no file or thread left open
         return None
 
     def _log(self, row: dict[str, float], step: int, wall: float | None) -> None:
@@ -176,6 +181,9 @@ class LocalTracker:
         pass
 
     def _finish(self, exit_code: int) -> None:
+        pass
+
+    def _close(self) -> None:
         pass
 
 

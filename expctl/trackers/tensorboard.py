@@ -20,12 +20,18 @@ DEFAULT_DIR = "tensorboard"
 
 
 class TensorBoardTracker(LocalTracker):
+    """``writer(purge_step)`` opens the SummaryWriter at the first row: a resumed run's writer
+    purges what the attempt before logged from that step on (TensorBoard's ``purge_step``), as
+    metrics.jsonl drops those rows."""
+
     backend = "tensorboard"
     label = "TensorBoard"
 
-    def __init__(self, writer: Any, log_dir: Path, config: Mapping[str, Any]):
+    def __init__(self, open_writer: Any, log_dir: Path, config: Mapping[str, Any], resumed: bool):
         super().__init__()
-        self.writer = writer
+        self._open_writer = open_writer
+        self._writer: Any = None
+        self._resumed = resumed
         self.location = str(log_dir)
         self.config = config
         self.best: dict[str, float] = {}
@@ -36,10 +42,16 @@ class TensorBoardTracker(LocalTracker):
         entry["command"] = f"tensorboard --logdir {shlex.quote(str(self.location))}"
         return [entry]
 
+    def writer(self, step: int | None = None) -> Any:
+        if self._writer is None:
+            self._writer = self._open_writer(step if self._resumed else None)
+        return self._writer
+
     def _log(self, row: dict[str, float], step: int, wall: float | None) -> None:
+        writer = self.writer(step)
         for key, value in row.items():
             if isinstance(value, int | float) and not isinstance(value, bool):
-                self.writer.add_scalar(key, value, global_step=step, walltime=wall)
+                writer.add_scalar(key, value, global_step=step, walltime=wall)
         self.last_step = max(self.last_step, step)
 
     def _summarize(self, values: dict[str, float]) -> None:
@@ -48,15 +60,17 @@ class TensorBoardTracker(LocalTracker):
     def _finish(self, exit_code: int) -> None:
         from torch.utils.tensorboard.summary import hparams
 
-        try:
-            for key, value in self.best.items():  # the hparams view's metrics are scalars
-                self.writer.add_scalar(key, value, global_step=self.last_step)
-            params = {k: _hparam(v) for k, v in flatten(self.config).items()}
-            writer = self.writer._get_file_writer()
-            for summary in hparams(params, dict(self.best)):
-                writer.add_summary(summary)
-        finally:
-            self.writer.close()
+        writer = self.writer()
+        for key, value in self.best.items():  # the hparams view's metrics are scalars
+            writer.add_scalar(key, value, global_step=self.last_step)
+        params = {k: _hparam(v) for k, v in flatten(self.config).items()}
+        file_writer = writer._get_file_writer()
+        for summary in hparams(params, dict(self.best)):
+            file_writer.add_summary(summary)
+
+    def _close(self) -> None:
+        if self._writer is not None:
+            self._writer.close()
 
 
 def _hparam(value: Any) -> Any:
@@ -76,5 +90,10 @@ def start_tensorboard(
     log_dir = Path(configured) if configured else base / DEFAULT_DIR
     if not log_dir.is_absolute():
         log_dir = base / log_dir
-    writer = SummaryWriter(log_dir=str(log_dir), flush_secs=int(settings.get("flush_secs") or 30))
-    return TensorBoardTracker(writer, log_dir.resolve(), config)
+    resumed = any(log_dir.glob("events.out.tfevents.*"))
+    flush = int(settings.get("flush_secs") or 30)
+
+    def open_writer(purge_step: int | None) -> Any:
+        return SummaryWriter(log_dir=str(log_dir), flush_secs=flush, purge_step=purge_step)
+
+    return TensorBoardTracker(open_writer, log_dir.resolve(), config, resumed)
