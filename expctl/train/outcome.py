@@ -359,7 +359,7 @@ class Outcome:
                 for name in self.s.loggers
             ]
         entries = describe(self.tracker)
-        if not entries and self.tracker.mode != "disabled":  # not started yet (background)
+        if not entries:  # not started yet (in the background)
             entries = [
                 {"backend": name, "mode": "starting", "path": None, "run_id": None}
                 for name in self.s.loggers
