@@ -1,4 +1,6 @@
-"""W&B off the training loop's path: its start-up and every call run in one helper thread.
+"""Trackers off the training loop's path: their start-up and every call run in one helper thread.
+
+Written for W&B (the slow one; TensorBoard, MLflow and CSV start fast but take the same path).
 
 ``wandb.init`` costs ~0.5 s of the process's time in a new process (importing wandb, starting
 its service process, opening the run), and each ``run.log`` blocks ~0.1–1 ms (it hands the record
@@ -32,14 +34,8 @@ from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from expctl.tracking import (
-    NullTracker,
-    Tracker,
-    active_wandb_run,
-    resolve_mode,
-    start_tracker,
-    without_wandb,
-)
+from expctl.trackers.base import Tracker, describe
+from expctl.trackers.wandb import without_wandb
 
 # Rows waiting for W&B before logging waits for it (a row is a few hundred bytes).
 MAX_QUEUED = 10_000
@@ -65,7 +61,7 @@ class BackgroundTracker:
         self._finished = False
         # A daemon: a process that dies of an error never waits for W&B on its way out
         # (wandb's own exit hook still finishes what it opened).
-        self._thread = threading.Thread(target=self._work, name="expctl-wandb", daemon=True)
+        self._thread = threading.Thread(target=self._work, name="expctl-tracking", daemon=True)
         self._thread.start()
 
     # -- what the thread found out ----------------------------------------------------------
@@ -97,6 +93,10 @@ class BackgroundTracker:
     @property
     def notes(self) -> list[str]:
         return self._tracker.notes if self._tracker is not None else []
+
+    def describe(self) -> list[dict[str, Any]]:
+        """summary.json's ``tracking`` entries: the started backends' (empty until started)."""
+        return describe(self._tracker) if self._tracker is not None else []
 
     # -- calls ----------------------------------------------------------------------------------
 
@@ -143,7 +143,8 @@ class BackgroundTracker:
                     getattr(tracker, kind)(*args)
             except Exception as e:  # trackers guard their own calls; this is a last resort
                 working = False
-                tracker.notes.append(f"W&B logging stopped ({type(e).__name__}: {e})")
+                label = "W&B" if getattr(tracker, "backend", "wandb") == "wandb" else "tracking"
+                tracker.notes.append(f"{label} logging stopped ({type(e).__name__}: {e})")
                 if kind == "finish":
                     return
 
@@ -158,29 +159,21 @@ def start_in_background(
     directory: Path | None = None,
     git: Callable[[], Mapping[str, str]] | None = None,
 ) -> Tracker:
-    """:func:`expctl.tracking.start_tracker` in a helper thread (see the module docstring).
-    ``git`` is called on that thread (it may wait for the run's provenance capture).
+    """W&B alone (:func:`expctl.trackers.start_trackers` with ``{"wandb": wandb_cfg}``) in a
+    helper thread (see the module docstring). ``git`` is called on that thread (it may wait for
+    the run's provenance capture).
 
     The mode is resolved here, so a bad ``WANDB_MODE`` or ``wandb.mode`` raises
     :class:`~expctl.errors.ConfigError` at once; ``disabled`` returns the NullTracker directly.
     """
-    settings = dict(wandb_cfg or {})
-    if active_wandb_run() is not None:  # reused as it is: nothing slow to start
-        tracker = start_tracker(settings, run_name=run_name, config=config)
-        return BackgroundTracker(lambda: tracker, tracker.mode)
-    mode = resolve_mode(settings.get("mode"))
-    if mode == "disabled":
-        return NullTracker()
+    from expctl.trackers import start_trackers
 
-    def start() -> Tracker:
-        return start_tracker(
-            settings,
-            run_name=run_name,
-            config=config,
-            run_id=run_id,
-            group=group,
-            directory=directory,
-            git=git() if git is not None else None,
-        )
-
-    return BackgroundTracker(start, mode)
+    return start_trackers(
+        {"wandb": dict(wandb_cfg or {})},
+        run_name=run_name,
+        config=config,
+        run_ids={"wandb": run_id},
+        group=group,
+        directory=directory,
+        git=git,
+    )

@@ -242,7 +242,7 @@ def test_python_dash_m_works(project):
     assert proc.returncode == 0 and proc.stdout.startswith("expctl ")
 
 
-HEAVY = ("torch", "wandb", "optuna")
+HEAVY = ("torch", "wandb", "optuna", "mlflow", "tensorboard")
 
 
 @pytest.mark.parametrize(

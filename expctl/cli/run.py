@@ -287,6 +287,15 @@ def _report(result: RunResult) -> None:
         err(f"W&B run saved offline; upload it with: {result.sync_command}")
     elif result.wandb_path:
         err(f"W&B run: {result.wandb_path}")
+    for entry in result.tracking:
+        if entry.get("backend") == "wandb" or entry.get("mode") != "local":
+            continue
+        if entry.get("command"):
+            err(f"{entry['backend']}: {entry['command']}")
+        elif entry.get("run_id"):
+            err(f"{entry['backend']} run {entry['run_id']} in {entry.get('path')}")
+        else:
+            err(f"{entry['backend']}: {entry.get('path')}")
 
 
 # -- multirun --------------------------------------------------------------------------------

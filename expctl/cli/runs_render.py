@@ -201,11 +201,18 @@ def _run_facts(info: RunInfo, notes: list[str]) -> list[tuple[str, Any]]:
         facts.append(("artifact", ", ".join(made.produced)))
     if made.consumed:
         facts.append(("init from", ", ".join(made.consumed)))
-    wandb: dict[str, Any] = s["wandb"] if isinstance(s.get("wandb"), dict) else {}
-    if wandb.get("sync_command"):
-        facts.append(("wandb", f"{wandb.get('mode')}: {wandb['sync_command']}"))
-    elif wandb.get("mode"):
-        facts.append(("wandb", f"{wandb.get('mode')} {wandb.get('path') or ''}".strip()))
+    from expctl.trackers.base import tracking_entries
+
+    for entry in tracking_entries(s):  # old run dirs: their `wandb` block
+        backend, mode = str(entry["backend"]), entry.get("mode")
+        if entry.get("sync_command"):
+            facts.append((backend, f"{mode}: {entry['sync_command']}"))
+        elif mode and backend == "wandb":
+            facts.append((backend, f"{mode} {entry.get('path') or ''}".strip()))
+        elif mode and entry.get("run_id"):
+            facts.append((backend, f"run {entry['run_id']} in {entry.get('path')}"))
+        elif mode:
+            facts.append((backend, str(entry.get("command") or entry.get("path") or mode)))
     if s.get("command"):
         command = s["command"]
         shown = " ".join(map(str, command)) if isinstance(command, list) else command

@@ -37,6 +37,13 @@ def write_program_record(
     final = _last_values(result.rows)
     best = _best_row(result.rows, metric, maximize)
     sync_dirs = [str(result.wandb_run_dir)] if result.wandb_run_dir else []
+    wandb = {
+        "mode": "offline",
+        "path": None,
+        "run_id": result.wandb_run_dir.name.rsplit("-", 1)[-1] if result.wandb_run_dir else None,
+        "sync_command": "wandb sync " + " ".join(sync_dirs) if sync_dirs else None,
+        "sync_dirs": sync_dirs,
+    }
     record.write_summary(
         {
             "status": PROGRAM_RUN_STATUS.get(result.status, "failed"),
@@ -55,14 +62,8 @@ def write_program_record(
             "final_metrics": final,
             "best_metrics": best,
             "monitor": {"metric": metric, "mode": "max" if maximize else "min"} if metric else None,
-            "wandb": {
-                "mode": "offline",
-                "run_id": result.wandb_run_dir.name.rsplit("-", 1)[-1]
-                if result.wandb_run_dir
-                else None,
-                "sync_dirs": sync_dirs,
-                "sync_command": "wandb sync " + " ".join(sync_dirs) if sync_dirs else None,
-            },
+            "tracking": [{"backend": "wandb", **wandb}],  # the program logs with wandb only
+            "wandb": wandb,  # as before the tracking list, for one more version
             "timings": {"total_s": round(result.duration, 4)},
         }
     )

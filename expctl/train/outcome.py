@@ -28,7 +28,7 @@ from expctl.train.record import CHECKPOINT_DIR, read_metrics, read_summary, timi
 
 if TYPE_CHECKING:
     from expctl.device import DeviceInfo
-    from expctl.tracking import Tracker
+    from expctl.trackers.base import Tracker
     from expctl.train.checkpoint_state import Position
     from expctl.train.checkpoints import TopK
     from expctl.train.placement import Placement
@@ -52,6 +52,7 @@ class RunResult:
     artifact_aliases: tuple[str, ...] = ()  # the aliases publishing moved to it ("best", ...)
     notes: list[str] = field(default_factory=list)  # things the user should hear about
     rank: int = 0  # under torchrun: the process that returned this (rank 0 wrote the record)
+    tracking: list[dict[str, Any]] = field(default_factory=list)  # summary.json's tracking
 
 
 class Outcome:
@@ -90,6 +91,7 @@ class Outcome:
         self._tracker_notes_seen = 0
         self._tracker_announced = False  # the W&B run's path was shown
         self.wandb_run_id: str | None = None  # the W&B run an earlier attempt started
+        self.run_ids: dict[str, str] = {}  # each backend's run an earlier attempt started
         self.sync_dirs: list[str] = []  # offline W&B dirs of earlier attempts (resume)
         self.sync_command: str | None = None
         self.artifact: str | None = None
@@ -112,8 +114,9 @@ class Outcome:
             if "val_loss" in row and int(row["step"]) <= step
         ]
         summary = read_summary(self.record.run_dir) or {}
+        self.run_ids = tracking_run_ids(summary)
         previous = summary.get("wandb") or {}
-        self.wandb_run_id = previous.get("run_id")
+        self.wandb_run_id = self.run_ids.get("wandb")
         self.sync_dirs = [str(d) for d in previous.get("sync_dirs") or []]
         self.init_record = summary.get("init_from")  # what the first attempt started from
         self.config_name = summary.get("config_name") or self.config_name
@@ -127,21 +130,22 @@ class Outcome:
         self.write_summary()
 
     def start_tracking(self, provenance: Any = None) -> Tracker:
-        """Start W&B in the background (expctl.tracking_background): training does not wait
-        for it; its notes and run path are picked up by :meth:`poll_tracker`. ``provenance``:
-        the run's capture, whose commit and remote W&B records as its git state (waited for
-        on W&B's helper thread, so training does not wait for git either)."""
-        from expctl.tracking import NullTracker
-        from expctl.tracking_background import start_in_background
+        """Start the run's trackers (``logger``: W&B by default) in the background
+        (expctl.tracking_background): training does not wait for them; their notes and W&B's
+        run path are picked up by :meth:`poll_tracker`. ``provenance``: the run's capture,
+        whose commit and remote W&B records as its git state (waited for on the helper thread,
+        so training does not wait for git either)."""
+        from expctl.trackers import NullTracker, start_trackers
 
         if not self.group.is_main:
-            self.tracker = NullTracker()  # only rank 0 talks to W&B
+            self.tracker = NullTracker()  # only rank 0 talks to the trackers
             return self.tracker
-        self.tracker = start_in_background(
-            self.s.wandb,
+        run_ids: dict[str, str | None] = {**self.run_ids, "wandb": self.wandb_run_id}
+        self.tracker = start_trackers(
+            self.s.loggers,
             run_name=self.s.name,
             config=self.config,
-            run_id=self.wandb_run_id,
+            run_ids=run_ids,
             group=self.sweep.sweep_id if self.sweep else None,  # W&B groups a sweep's runs
             directory=self.record.run_dir,
             git=(lambda: provenance.wait().wandb_git()) if provenance is not None else None,
@@ -170,8 +174,13 @@ class Outcome:
         assert self.tracker is not None
         tracker = self.tracker
         wandb = f"{tracker.mode} ({tracker.path})" if tracker.path else tracker.mode
-        if tracker.path is None and not getattr(tracker, "ready", True):
+        if "wandb" not in self.s.loggers:
+            wandb = "not used"
+        elif tracker.path is None and not getattr(tracker, "ready", True):
             wandb += ", starting"  # its run is announced when it is up
+        others = [name for name in self.s.loggers if name != "wandb"]
+        if others:
+            wandb += f"; logging to {', '.join(others)}"
         device = self.device.description
         if self.group.distributed:
             device = f"{device} × {self.group.world_size} processes"
@@ -264,7 +273,7 @@ class Outcome:
 
     def _finish_tracker(self, exit_code: int) -> str | None:
         """Finish W&B; for offline runs, the sync command covering every attempt's dir."""
-        from expctl.tracking import BEST_PREFIX, sync_command
+        from expctl.trackers.wandb import BEST_PREFIX, sync_command
 
         assert self.tracker is not None
         # the best epoch's values, across every attempt of a resumed run (W&B's own aggregates
@@ -330,6 +339,7 @@ class Outcome:
             best_checkpoint=self.topk.best,
             wandb_path=tracker.path if tracker is not None else None,
             sync_command=self.sync_command,
+            tracking=self.tracking(),
             history=[dict(r) for r in self.history],
             device=self.device.name,
             artifact=self.artifact,
@@ -337,6 +347,40 @@ class Outcome:
             notes=list(self.notes),
             rank=self.group.rank,
         )
+
+    def tracking(self) -> list[dict[str, Any]]:
+        """summary.json's backend-neutral ``tracking`` list: one entry per logger of the run
+        (``backend``, ``mode``, ``path``, ``run_id``, ``sync_command``, ...)."""
+        from expctl.trackers.base import describe
+
+        if self.tracker is None:
+            return [
+                {"backend": name, "mode": None, "path": None, "run_id": None, "sync_command": None}
+                for name in self.s.loggers
+            ]
+        entries = describe(self.tracker)
+        if not entries:  # not started yet (in the background)
+            entries = [
+                {"backend": name, "mode": "starting", "path": None, "run_id": None}
+                for name in self.s.loggers
+            ]
+        if "wandb" in self.s.loggers and not any(e["backend"] == "wandb" for e in entries):
+            entries.insert(
+                0,
+                {
+                    "backend": "wandb",
+                    "mode": self.tracker.mode,
+                    "path": self.tracker.path,
+                    "run_id": self.tracker.run_id,
+                },
+            )
+        for entry in entries:
+            entry.setdefault(
+                "sync_command", self.sync_command if entry["backend"] == "wandb" else None
+            )
+            if entry["backend"] == "wandb":
+                entry["sync_dirs"] = self.sync_dirs
+        return entries
 
     def write_summary(self) -> None:
         if not self.group.is_main:
@@ -376,6 +420,9 @@ class Outcome:
                 "last_checkpoint": f"{CHECKPOINT_DIR}/{LAST}"
                 if (self.record.checkpoint_dir / LAST).exists()
                 else None,
+                "tracking": self.tracking(),
+                # the W&B block as before the tracking list (read by older expctl); kept one
+                # version more, then dropped — readers use tracking_entries(), which takes both
                 "wandb": {
                     "mode": tracker.mode if tracker is not None else None,
                     "path": tracker.path if tracker is not None else None,
@@ -388,6 +435,17 @@ class Outcome:
                 "notes": self.notes,
             }
         )
+
+
+def tracking_run_ids(summary: dict[str, Any]) -> dict[str, str]:
+    """Each backend's run id in a summary.json, new (``tracking``) or old (``wandb``) style."""
+    from expctl.trackers.base import tracking_entries
+
+    return {
+        str(e["backend"]): str(e["run_id"])
+        for e in tracking_entries(summary)
+        if e.get("run_id") and e.get("backend")
+    }
 
 
 def as_failure(e: BaseException, pos: Position, device: DeviceInfo) -> BaseException:

@@ -45,6 +45,9 @@ class TrainSettings:
     artifact_name: str
     artifact_aliases: tuple[str, ...]  # moved to the published version (`latest` always is)
     wandb: dict[str, Any] | None
+    # the chosen trackers, in order: {backend: settings} (expctl.trackers); W&B's settings are
+    # `wandb` merged with logger.wandb. No `logger` node: {"wandb": wandb}.
+    loggers: dict[str, dict[str, Any]] = dataclasses.field(default_factory=dict)
 
     @classmethod
     def from_config(cls, cfg: DictConfig) -> TrainSettings:
@@ -56,6 +59,7 @@ class TrainSettings:
         max_steps = read.integer("trainer.max_steps", None, 1)
         if epochs is None and max_steps is None:
             read.problems.add("trainer.epochs", "set trainer.epochs or trainer.max_steps")
+        wandb = read.wandb()
         settings = cls(
             name=name,
             seed=seed,
@@ -79,7 +83,8 @@ class TrainSettings:
             else False,
             artifact_name=str(read.get("artifact.name", f"{name}-model")),
             artifact_aliases=read.aliases(),
-            wandb=read.wandb(),
+            wandb=wandb,
+            loggers=read.loggers(wandb),
         )
         read.problems.raise_config_error(
             "invalid trainer settings",
@@ -181,17 +186,50 @@ class _Reader:
             return None
         return plain  # type: ignore[return-value]
 
+    def loggers(self, wandb: dict[str, Any] | None) -> dict[str, dict[str, Any]]:
+        from expctl.trackers import BACKENDS
+
+        node = self.get("logger")
+        if node is None:  # a config from before the logger group: W&B with its `wandb` node
+            return {"wandb": dict(wandb or {})}
+        plain = OmegaConf.to_container(node, resolve=True)
+        if not isinstance(plain, dict):
+            self.problems.add(
+                "logger", f"must be a mapping of logger names ({', '.join(BACKENDS)}) to settings"
+            )
+            return {"wandb": dict(wandb or {})}
+        chosen: dict[str, dict[str, Any]] = {}
+        for key, value in plain.items():
+            name = str(key)
+            if name not in BACKENDS:
+                self.problems.add(
+                    f"logger.{name}", f"unknown logger; use one of {', '.join(BACKENDS)}"
+                )
+            elif value is not None and not isinstance(value, dict):
+                self.problems.add(f"logger.{name}", "must be a mapping of the logger's settings")
+            else:
+                chosen[name] = dict(value or {})
+        if "wandb" in chosen:
+            chosen["wandb"] = {**(wandb or {}), **chosen["wandb"]}
+        return chosen
+
 
 def with_labels(
     settings: TrainSettings, labels: tuple[Sequence[str], str | None] | None
 ) -> TrainSettings:
-    """``settings`` whose W&B tags include the run's labels (``expctl run --tag``, ``runs tag``
-    before a resume) and whose notes are the run's notes when it has any."""
-    if not labels or settings.wandb is None:
+    """``settings`` whose trackers' tags include the run's labels (``expctl run --tag``, ``runs
+    tag`` before a resume) and whose notes are the run's notes when it has any."""
+    if not labels:
         return settings
     tags, notes = labels
-    wandb = dict(settings.wandb)
-    wandb["tags"] = list(dict.fromkeys([*(wandb.get("tags") or []), *tags]))
-    if notes:
-        wandb["notes"] = notes
-    return dataclasses.replace(settings, wandb=wandb)
+
+    def labelled(node: dict[str, Any]) -> dict[str, Any]:
+        node = dict(node)
+        node["tags"] = list(dict.fromkeys([*(node.get("tags") or []), *tags]))
+        if notes:
+            node["notes"] = notes
+        return node
+
+    loggers = {name: labelled(node) for name, node in settings.loggers.items()}
+    wandb = labelled(settings.wandb) if settings.wandb is not None else None
+    return dataclasses.replace(settings, wandb=wandb, loggers=loggers)
