@@ -10,7 +10,6 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
-EXIT_OK = 0
 EXIT_FAILURE = 1  # runtime failure: training crashed, trial failed, corrupted store
 EXIT_USAGE = 2  # bad input: usage, config, sweep spec, unknown id
 EXIT_SIGINT = 130

@@ -71,9 +71,6 @@ class BackgroundTracker:
         """W&B has started (or failed to): ``mode``, ``path`` and the start notes are final."""
         return self._ready.is_set()
 
-    def wait_ready(self, timeout: float | None = None) -> bool:
-        return self._ready.wait(timeout)
-
     @property
     def mode(self) -> str:
         return self._tracker.mode if self._tracker is not None else self._expected_mode

@@ -18,6 +18,7 @@ from expctl.artifacts import (
     publish_checkpoints,
     publish_path,
 )
+from expctl.artifacts.aliases import set_alias
 from expctl.artifacts.pull import links_are_safe
 from expctl.artifacts.staging import PULL_MARKER
 from expctl.artifacts.store import content_digest, remove_stale_temp, temp_name
@@ -141,7 +142,7 @@ def test_latest_moves_automatically_other_aliases_only_when_asked(store, src):
     assert store.aliases("m") == {"best": 2, "latest": 2, "prod": 0}
     assert store.resolve("m:prod").version == 0 and store.resolve("m:v1").version == 1
 
-    moved = store.set_alias("m:v1", "prod")
+    moved = set_alias(store, "m:v1", "prod")
     assert moved.aliases == ("prod",) and store.aliases("m")["prod"] == 1
 
 

@@ -251,7 +251,7 @@ HEAVY = ("torch", "wandb", "optuna", "mlflow", "tensorboard")
 def test_fast_paths_do_not_import_heavy_libraries(project, args):
     code = (
         "import sys; sys.argv = ['expctl', *sys.argv[1:]]\n"
-        "from expctl.cli.main import main\n"
+        "from expctl.cli.entry import main\n"
         "try:\n    main()\nexcept SystemExit:\n    pass\n"
         f"heavy = [m for m in {HEAVY!r} if m in sys.modules]\n"
         "sys.stderr.write('HEAVY=' + ','.join(heavy))\n"

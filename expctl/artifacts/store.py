@@ -46,18 +46,14 @@ from dataclasses import replace
 from pathlib import Path
 
 # Re-exported: callers import these from here (see __all__).
-from expctl.artifacts.fileio import CHUNK_SIZE, Progress, copy_hashing, fsync_dir, write_atomic
+from expctl.artifacts.fileio import Progress
 from expctl.artifacts.locking import (
-    HOST,
-    STALE_AFTER_S,
-    TEMP_RE,
     exclusive_lock,
     remove_stale_temp,
     temp_name,
 )
 from expctl.artifacts.manifest import (
     MANIFEST_FILE_RE,
-    MANIFEST_FORMAT,
     SHA256_RE,
     ArtifactVersion,
     FileEntry,
@@ -70,62 +66,36 @@ from expctl.artifacts.manifest import (
 from expctl.artifacts.pull import PullMode, pull_version, verify_entry
 from expctl.artifacts.refs import (
     NAME_RE,
-    VERSION_RE,
     Ref,
-    check_relpaths,
     is_remote_ref,
     parse_ref,
-    unsafe_path_reason,
     validate_alias,
     validate_name,
-)
-from expctl.artifacts.staging import (
-    install_dir,
-    is_nonempty,
-    staging_dir,
-    target_exists_error,
-    tree_listing,
 )
 from expctl.errors import NotFoundError, RuntimeFailure, UsageError, did_you_mean
 
 __all__ = [
     "CHECKPOINT_SUFFIXES",
-    "CHUNK_SIZE",
     "DEFAULT_STORE",
-    "HOST",
-    "MANIFEST_FORMAT",
     "NAME_RE",
     "SHA256_RE",
-    "STALE_AFTER_S",
-    "TEMP_RE",
-    "VERSION_RE",
     "ArtifactStore",
     "ArtifactVersion",
     "FileEntry",
     "Progress",
     "PullMode",
     "Ref",
-    "check_relpaths",
     "checkpoint_for_init",
     "content_digest",
-    "copy_hashing",
     "exclusive_lock",
-    "fsync_dir",
     "human_size",
-    "install_dir",
-    "is_nonempty",
     "parse_ref",
     "read_manifest",
     "remove_stale_temp",
     "resolve_store_root",
-    "staging_dir",
-    "target_exists_error",
     "temp_name",
-    "tree_listing",
-    "unsafe_path_reason",
     "validate_alias",
     "validate_name",
-    "write_atomic",
 ]
 
 DEFAULT_STORE = Path(".expctl") / "artifacts"
@@ -275,16 +245,6 @@ class ArtifactStore:
             f"{ref.selector!r}",
             hint=f"versions: {versions}; aliases: {alias_list}",
         )
-
-    def set_alias(self, ref: str, alias: str) -> ArtifactVersion:
-        """Point ``alias`` at the version ``ref`` names (atomically, under the name's lock)."""
-        validate_alias(alias)
-        target = self.resolve(ref)
-        with self.lock(target.name):
-            aliases = self.aliases(target.name)
-            aliases[alias] = target.version
-            self.write_aliases(target.name, aliases)
-        return self.version(target.name, target.version)
 
     # verification and pulling
     def verified_blob(self, version: ArtifactVersion, path: str) -> Path:

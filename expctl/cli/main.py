@@ -305,9 +305,3 @@ def root(
     set_debug(debug)
     show_warnings_as_lines()
 
-
-def main() -> None:
-    """Kept for ``python -m expctl`` and older installs: see :mod:`expctl.cli.entry`."""
-    from expctl.cli.entry import main as entry
-
-    entry()

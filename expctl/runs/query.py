@@ -51,7 +51,6 @@ FIELDS = (
     *("id", "name", "status", "kind", "device", "started", "ended", "duration", "sweep"),
     *("tag", "notes"),  # labels (runs/labels.py)
 )
-PREFIXES = ("final.", "best.", "config.", "param.")
 PROVENANCE_PREFIXES = ("git.", "env.", "pkg.", "provenance.")
 PROVENANCE_KEYS = (
     *("git.commit", "git.branch", "git.describe", "git.dirty", "git.remote"),

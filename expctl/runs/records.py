@@ -643,10 +643,6 @@ def load_run(run_dir: Path, *, check_lock: bool = True) -> RunInfo:
     )
 
 
-def load_runs(root: Path) -> list[RunInfo]:
-    return [load_run(p) for p in find_run_dirs(root)]
-
-
 # -- small helpers -------------------------------------------------------------------------------
 
 
