@@ -268,7 +268,8 @@ def test_sigint_exits_130_without_traceback(project):
 
     code = (
         "import sys, time\n"
-        "from expctl.cli.main import app, main\n"
+        "from expctl.cli.entry import main\n"
+        "from expctl.cli.main import app\n"
         "@app.command('sleepy', hidden=True)\n"
         "def sleepy():\n    print('ready', flush=True); time.sleep(30)\n"
         "sys.argv = ['expctl', 'sleepy']\n"

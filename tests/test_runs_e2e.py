@@ -460,12 +460,8 @@ def test_runs_commands_do_not_import_heavy_libraries(world, isolated, args):
     args = [a.replace("{tmp}", str(isolated)) for a in args]
     code = (
         "import sys; sys.argv = ['expctl', *sys.argv[1:]]\n"
-        "from expctl.cli import main as m, runs, sweep, sweep_results\n"
-        "if not any(g.name == 'runs' for g in m.app.registered_groups):\n"
-        "    m.app.add_typer(runs.app, name='runs')\n"
-        "if not any(c.name == 'report' for c in sweep.app.registered_commands):\n"
-        "    sweep_results.register(sweep.app)\n"
-        "try:\n    m.main()\nexcept SystemExit as e:\n    code = e.code\n"
+        "from expctl.cli.entry import main\n"  # the console script's own entry point
+        "try:\n    main()\nexcept SystemExit as e:\n    code = e.code\n"
         f"heavy = [x for x in {HEAVY!r} if x in sys.modules]\n"
         "sys.stderr.write(f'EXIT={code} HEAVY=' + ','.join(heavy))\n"
     )
