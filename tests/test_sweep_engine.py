@@ -16,7 +16,7 @@ from sweep_helpers import agent, create, open_
 
 from expctl.errors import NotFoundError, RuntimeFailure
 from expctl.sweeps.engine import Claim
-from expctl.sweeps.hyperband import WandbHyperbandPruner
+from expctl.sweeps.methods.hyperband import WandbHyperbandPruner
 from expctl.sweeps.service import stop_sweep, sweep_status, sweeps_in_storage
 from expctl.sweeps.spec import EarlyTerminate, parse_spec
 from expctl.sweeps.storage import open_storage

@@ -29,13 +29,12 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from expctl.errors import UsageError
-from expctl.sweeps import trial_index
-from expctl.sweeps.journal import batched_writes
 from expctl.sweeps.liveness import Liveness
+from expctl.sweeps.methods.samplers import make_pruner, make_sampler
 from expctl.sweeps.run_cap import RunCap
-from expctl.sweeps.samplers import make_pruner, make_sampler
 from expctl.sweeps.spec import to_overrides
-from expctl.sweeps.storage import StorageHandle
+from expctl.sweeps.storage import StorageHandle, trial_index
+from expctl.sweeps.storage.journal import batched_writes
 from expctl.sweeps.studies import (
     PREFIX,
     STATES,

@@ -143,7 +143,7 @@ def best_row(rows: list[TrialRow], metric: Metric | None) -> TrialRow | None:
 
 def sweep_status(sweep: Sweep) -> SweepStatus:
     """Everything ``sweep status`` shows."""
-    from expctl.sweeps.grid import grid_size
+    from expctl.sweeps.methods.grid import grid_size
 
     info = sweep.current_info()
     rows = [trial_row(t) for t in sweep.trials() if not t.user_attrs.get(PREFIX + "discarded")]
@@ -204,7 +204,7 @@ class _ShellVariables(dict):
 
 def _program_command(info: SweepInfo, params: dict[str, Any]) -> str:
     """The best trial's command, rendered exactly as the agent ran it (W&B's macros)."""
-    from expctl.sweeps.macros import build_command, wandb_params
+    from expctl.sweeps.program.macros import build_command, wandb_params
 
     argv = build_command(
         list(info.spec.command) if info.spec.command else None,

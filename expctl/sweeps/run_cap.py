@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from expctl.sweeps import trial_index
+from expctl.sweeps.storage import trial_index
 from expctl.sweeps.studies import PREFIX
 
 if TYPE_CHECKING:

@@ -103,8 +103,8 @@ def create_sweep(
     """Create the study, store the spec, and enqueue every grid point. Returns the new sweep."""
     import optuna
 
-    from expctl.sweeps.grid import grid_points
-    from expctl.sweeps.journal import batched_writes
+    from expctl.sweeps.methods.grid import grid_points
+    from expctl.sweeps.storage.journal import batched_writes
 
     planned: int | None = None
     points: list[dict[str, Any]] = []

@@ -7,7 +7,7 @@ from __future__ import annotations
 import functools
 from typing import TYPE_CHECKING, Any
 
-from expctl.sweeps.samplers import suggest
+from expctl.sweeps.methods.samplers import suggest
 from expctl.sweeps.studies import PREFIX
 
 if TYPE_CHECKING:
@@ -46,7 +46,7 @@ class TrialValues:
     def _grid_columns(self) -> list[tuple[str, BaseDistribution]]:
         """Each grid column's Optuna distribution, built once (a column's values are checked
         for duplicates: per trial, that was a quarter of a 200-point grid's bookkeeping)."""
-        from expctl.sweeps.grid import column_distribution
+        from expctl.sweeps.methods.grid import column_distribution
 
         columns = ((p.name, column_distribution(p)) for p in self.spec.parameters)
         return [(name, dist) for name, dist in columns if dist is not None]

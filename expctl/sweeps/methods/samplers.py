@@ -35,7 +35,7 @@ def make_sampler(spec: SweepSpec, seed: int | None = None) -> optuna.samplers.Ba
 def make_pruner(spec: SweepSpec) -> optuna.pruners.BasePruner:
     import optuna
 
-    from expctl.sweeps.hyperband import WandbHyperbandPruner
+    from expctl.sweeps.methods.hyperband import WandbHyperbandPruner
 
     et = spec.early_terminate
     if et is None:
