@@ -143,7 +143,7 @@ def best_row(rows: list[TrialRow], metric: Metric | None) -> TrialRow | None:
 
 def sweep_status(sweep: Sweep) -> SweepStatus:
     """Everything ``sweep status`` shows."""
-    from expctl.sweeps.methods.grid import grid_size
+    from expctl.sweeps.methods import method_for
 
     info = sweep.current_info()
     rows = [trial_row(t) for t in sweep.trials() if not t.user_attrs.get(PREFIX + "discarded")]
@@ -164,7 +164,7 @@ def sweep_status(sweep: Sweep) -> SweepStatus:
         finished_reason=info.finished_reason,
         idle=info.state == "running" and not any(a.get("alive") for a in agents.values()),
         planned=info.planned,
-        grid_size=grid_size(info.spec) if info.spec.method == "grid" else None,
+        grid_size=method_for(info.spec).size(),
         run_cap=info.spec.run_cap,
         done=sum(counts.get(s, 0) for s in ("complete", "pruned")),
         counts=counts,

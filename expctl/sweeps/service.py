@@ -172,15 +172,14 @@ def _create_locally(
     spec: SweepSpec, storage: str | None, config_dir: Path | None, config_name: str
 ) -> CreatedSweep:
     from expctl.config import find_config_dir
-    from expctl.sweeps.methods.grid import check_grid_size
+    from expctl.sweeps.methods import method_for
     from expctl.sweeps.storage import agent_command, describe
-    from expctl.sweeps.studies import MAX_GRID_POINTS, create_sweep
+    from expctl.sweeps.studies import create_sweep
 
     directory: Path | None = None
     if not spec.runs_own_command:  # trials compose this project's config: remember where
         directory, _ = find_config_dir(config_dir)
-    if spec.method == "grid":
-        check_grid_size(spec, MAX_GRID_POINTS)  # before the storage exists: nothing is left
+    method_for(spec).check_size()  # before the storage exists: nothing is left
     with opened(storage, create=True) as handle:
         handle.check_space()  # not half a sweep: its grid is queued after the study is written
         info = create_sweep(spec, handle, config_dir=directory, config_name=config_name)
@@ -191,13 +190,12 @@ def _create_locally(
 
 def _create_on_wandb(spec: SweepSpec) -> CreatedSweep:
     """The validated YAML, as written (plus --project/--entity/--name), to W&B's server."""
-    from expctl.sweeps.methods.grid import grid_points
-    from expctl.sweeps.studies import MAX_GRID_POINTS
+    from expctl.sweeps.methods import method_for
     from expctl.sweeps.wandb.cloud import create_cloud_sweep
 
     plain = json.loads(json.dumps(spec.raw, default=str))
     path = create_cloud_sweep(plain, spec.project, spec.entity)
-    planned = len(grid_points(spec, limit=MAX_GRID_POINTS)) if spec.method == "grid" else None
+    planned = method_for(spec).planned()
     return CreatedSweep(path, "wandb", spec, planned, None, ("expctl", "sweep", "agent", path))
 
 

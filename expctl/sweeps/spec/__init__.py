@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from expctl.errors import Problems, SpecError
+from expctl.sweeps.methods import METHODS, check_method
 from expctl.sweeps.program.macros import MACRO_NAMES
 from expctl.sweeps.spec.command import check_command, top_names
 from expctl.sweeps.spec.config_check import (
@@ -47,14 +48,13 @@ from expctl.sweeps.spec.parameters import (
     Parameter,
     parse_parameters,
 )
-from expctl.sweeps.spec.problems import is_int, param_path, sweep_problems
+from expctl.sweeps.spec.problems import is_int, sweep_problems
 from expctl.sweeps.spec.yaml import load_yaml
 
 __all__ = [
     "DISTRIBUTIONS",
     "EARLY_TERMINATE_KEYS",
     "GOALS",
-    "GRID_DISTRIBUTIONS",
     "IGNORED_KEYS",
     "MACROS",
     "METHODS",
@@ -75,7 +75,6 @@ __all__ = [
     "to_overrides",
 ]
 
-METHODS = ("grid", "random", "bayes")
 TOP_LEVEL_KEYS = (
     "apiVersion",
     "kind",
@@ -102,8 +101,6 @@ IGNORED_KEYS = ("apiVersion", "kind", "controller", "job", "image_uri", "schedul
 # expctl.sweeps.program.macros).
 MACROS = MACRO_NAMES
 _MACRO = re.compile(r"\$\{([^}]*)\}")
-# The distributions a grid can enumerate (finite sets of values).
-GRID_DISTRIBUTIONS = ("constant", "categorical", "int_uniform", "q_uniform")
 
 
 # -- the typed spec -------------------------------------------------------------------------------
@@ -299,34 +296,11 @@ def _method_needs(
     problems: Problems,
 ) -> None:
     """What a method or hyperband needs of the rest of the file."""
-    if method == "grid":
-        for p in parameters:
-            if p.distribution not in GRID_DISTRIBUTIONS:
-                problems.add(
-                    param_path(p.name, data),
-                    f"distribution {p.distribution!r} cannot be used with method: grid "
-                    f"(grid takes {', '.join(GRID_DISTRIBUTIONS)}; "
-                    "use values: [...] or method: random)",
-                )
-    if metric is None:
-        if method == "bayes":
-            problems.add("metric", "method: bayes needs a `metric` (name and goal) to optimise")
-        if early is not None:
-            problems.add("early_terminate", "hyperband early termination needs a `metric`")
+    if method is not None:
+        METHODS[method].spec_problems(parameters, metric, data, problems)
+    if metric is None and early is not None:
+        problems.add("early_terminate", "hyperband early termination needs a `metric`")
 
 
 def _method(data: dict, problems: Problems) -> str | None:
-    method = data.get("method")
-    if method is None:
-        problems.add("method", "missing: choose one of grid, random, bayes")
-        return None
-    if method == "custom":
-        problems.add(
-            "method",
-            "method 'custom' needs W&B's server scheduler; expctl runs grid, random and bayes",
-        )
-        return None
-    if method not in METHODS:
-        problems.bad_choice("method", "method", method, METHODS)
-        return None
-    return str(method)
+    return check_method(data.get("method"), problems)
