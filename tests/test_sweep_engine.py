@@ -130,8 +130,8 @@ def test_trials_created_past_run_cap_by_a_race_are_discarded(url: str) -> None:
     claim = a.claim("a")
     assert isinstance(claim, Claim)
     extra = b.study.ask()  # what a racing agent does just before it sees the cap
-    assert b._over_cap(extra.number)
-    b._discard(extra)
+    assert b.run_cap.over_cap(extra.number)
+    b.run_cap.discard(extra)
     status = sweep_status(info.id, url)
     assert [t["number"] for t in status["trials"]] == [claim.number]
 

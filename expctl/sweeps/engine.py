@@ -50,7 +50,7 @@ if TYPE_CHECKING:
     from expctl.status import OutcomeStatus
 
 
-class Sweep(RunCap, Liveness):
+class Sweep(Liveness):
     """One sweep opened for an agent or for inspection."""
 
     def __init__(self, handle: StorageHandle, study: optuna.Study, info: SweepInfo, study_id: int):
@@ -62,6 +62,7 @@ class Sweep(RunCap, Liveness):
         self.method = method_for(info.spec)  # what the sweep's method decides
         self.id = info.id
         self.queue = TrialQueue(handle, study, study_id)  # which trial an agent claims next
+        self.run_cap = RunCap(handle, study, study_id, info.spec)  # random/bayes: run_cap
 
     # -- state --------------------------------------------------------------------------------
 
@@ -130,15 +131,16 @@ class Sweep(RunCap, Liveness):
         with self.handle.transition_lock():
             trial_id = self.queue.pop_waiting()
             if trial_id is None:
-                if not self.method.samples_on_claim or self._cap_reached():
+                if not self.method.samples_on_claim or self.run_cap.reached():
                     return self._idle()
                 trial = self.queue.new_trial()
             else:
                 trial = Trial(self.study, trial_id)
         frozen_attrs = trial.user_attrs
         retry_of = frozen_attrs.get(PREFIX + "retry_of")
-        if retry_of is None and self.method.samples_on_claim and self._over_cap(trial.number):
-            self._discard(trial)
+        capped = retry_of is None and self.method.samples_on_claim
+        if capped and self.run_cap.over_cap(trial.number):
+            self.run_cap.discard(trial)
             return self._idle()
         claim_info = {"agent": agent, "time": time.time()}
         try:
@@ -159,7 +161,7 @@ class Sweep(RunCap, Liveness):
             # acquisition optimiser can land both on the very same point (or on a corner it
             # already tried); give this one up and ask again, now that the other point is
             # visible. After a few tries the point is accepted, as W&B's bayes would.
-            self._discard(trial)
+            self.run_cap.discard(trial)
             return self.claim(agent, _attempt=_attempt + 1)
         return Claim(
             trial=trial,
