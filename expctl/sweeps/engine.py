@@ -50,7 +50,7 @@ if TYPE_CHECKING:
     from expctl.status import OutcomeStatus
 
 
-class Sweep(Liveness):
+class Sweep:
     """One sweep opened for an agent or for inspection."""
 
     def __init__(self, handle: StorageHandle, study: optuna.Study, info: SweepInfo, study_id: int):
@@ -63,6 +63,7 @@ class Sweep(Liveness):
         self.id = info.id
         self.queue = TrialQueue(handle, study, study_id)  # which trial an agent claims next
         self.run_cap = RunCap(handle, study, study_id, info.spec)  # random/bayes: run_cap
+        self.liveness = Liveness(handle, study_id, self.finish_from_run)  # heartbeats, reaping
 
     # -- state --------------------------------------------------------------------------------
 
@@ -322,7 +323,8 @@ class Sweep(Liveness):
         except UpdateFinishedTrialError:
             return None
         frozen = self.handle.storage.get_trial(claim.trial_id)
-        return self._fail_and_requeue(claim.trial_id, claim.number, frozen.params, claim.params)
+        requeue = self.liveness.fail_and_requeue
+        return requeue(claim.trial_id, claim.number, frozen.params, claim.params)
 
 
 @dataclass

@@ -152,7 +152,7 @@ def sweep_status(sweep: Sweep) -> SweepStatus:
         counts[r.state] = counts.get(r.state, 0) + 1
     metric = info.spec.metric
     best = best_row(rows, metric)
-    agents = sweep.agents()
+    agents = sweep.liveness.agents()
     return SweepStatus(
         id=info.id,
         name=info.display_name,
