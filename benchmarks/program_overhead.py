@@ -53,7 +53,7 @@ def main() -> None:
     parser.add_argument("--reps", type=int, default=7)
     args = parser.parse_args()
 
-    from expctl.sweeps.program import ProgramTrial, write_sweep_param_file
+    from expctl.sweeps.program.runner import ProgramTrial, write_sweep_param_file
 
     root = Path(tempfile.mkdtemp(prefix="expctl-bench-"))
     program = root / "prog.py"

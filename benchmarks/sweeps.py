@@ -103,8 +103,8 @@ NFS_DELAY_ENV = "EXPCTL_BENCH_JOURNAL_DELAY_MS"
 def inject_journal_delay(ms: float) -> None:
     """Benchmark only: every journal lock acquisition and append waits ``ms`` first, as a
     shared filesystem (NFS) makes each lock round trip and fsync cost milliseconds."""
-    from expctl.sweeps.journal import CheckedJournalFileBackend
-    from expctl.sweeps.journal_lock import AgentJournalLock
+    from expctl.sweeps.storage.journal import CheckedJournalFileBackend
+    from expctl.sweeps.storage.journal_lock import AgentJournalLock
 
     acquire, append = AgentJournalLock.acquire, CheckedJournalFileBackend.append_logs
 

@@ -315,11 +315,16 @@ def test_a_run_outside_a_project_says_so_once_and_trains_the_example(expctl_exe,
 
 
 @pytest.mark.parametrize("command", [["run"], ["config", "show"]])
-def test_an_argparse_style_option_is_answered_with_the_override_to_write(expctl_exe, project, command):
+def test_an_argparse_style_option_is_answered_with_the_override_to_write(
+    expctl_exe, project, command
+):
     shown = expctl(expctl_exe, *command, "--learning_rate", "0.01", cwd=project)
     assert shown.returncode == 2
     assert "No such option: --learning_rate" in shown.stderr
-    assert f"hint: overrides are key=value, not options: expctl {' '.join(command)} learning_rate=VALUE" in shown.stderr
+    assert (
+        f"hint: overrides are key=value, not options: expctl {' '.join(command)} learning_rate=VALUE"
+        in shown.stderr
+    )
     assert not (project / "runs").exists()
 
 

@@ -24,7 +24,6 @@ from expctl.config import ConfigSource, compose_config
 REPO = Path(__file__).resolve().parents[1]
 
 
-
 @pytest.fixture(autouse=True)
 def _forget_project_modules():
     """A project module this test writes (``mymodels``) is imported in-process by the CLI
@@ -36,6 +35,7 @@ def _forget_project_modules():
         file = str(getattr(sys.modules.get(name), "__file__", None) or "")
         if file.startswith(tempfile.gettempdir()):  # the test's own project, under tmp_path
             del sys.modules[name]
+
 
 def expctl(expctl_exe, *args: str, **kwargs) -> subprocess.CompletedProcess:
     return subprocess.run(
@@ -362,7 +362,7 @@ def test_a_trials_grandchild_dies_when_its_agent_is_killed_with_sigkill(
 def test_a_trial_that_ends_normally_stands_its_guard_down(isolated: Path):
     """The guard kills only when the agent dies: a finished trial leaves no guard behind and
     does not kill what its program deliberately left running in its own session."""
-    from expctl.sweeps.child_process import GroupGuard
+    from expctl.sweeps.program.child_process import GroupGuard
 
     child = subprocess.Popen(["sleep", "30"], start_new_session=True)
     try:

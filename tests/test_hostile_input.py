@@ -269,7 +269,7 @@ def test_a_crash_while_sampling_fails_the_trial_instead_of_leaving_it_running(
 
 
 def test_grid_sizes_are_computed_not_enumerated():
-    from expctl.sweeps.grid import grid_points, grid_size
+    from expctl.sweeps.methods.grid import grid_points, grid_size
     from expctl.sweeps.spec import parse_spec
 
     spec = parse_spec(

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from expctl.errors import UsageError
-from expctl.sweeps.macros import (
+from expctl.sweeps.program.macros import (
     DEFAULT_COMMAND,
     KNOWN_MACROS,
     build_command,

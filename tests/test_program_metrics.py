@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from expctl.sweeps.wandb_metrics import (
+from expctl.sweeps.wandb.metrics import (
     BLOCK_SIZE,
     MetricTracker,
     TransactionLogError,

@@ -14,7 +14,7 @@ from types import SimpleNamespace
 import pytest
 import yaml
 
-from expctl.sweeps.program import ProgramResult, ProgramTrial
+from expctl.sweeps.program.runner import ProgramResult, ProgramTrial
 
 REPO = Path(__file__).resolve().parents[1]
 TUTORIAL = REPO / "examples" / "tutorial_sweep" / "train.py"
@@ -362,7 +362,7 @@ def test_rerun_with_the_same_run_id_reads_only_its_own_run(tmp_path: Path):
 
 
 def test_kill_delay_defaults_to_wandbs_variable(monkeypatch):
-    from expctl.sweeps.child_process import DEFAULT_KILL_GRACE, kill_grace
+    from expctl.sweeps.program.child_process import DEFAULT_KILL_GRACE, kill_grace
 
     assert kill_grace(None, {}) == DEFAULT_KILL_GRACE == 30.0
     assert kill_grace(None, {"WANDB_AGENT_KILL_DELAY": "2.5"}) == 2.5

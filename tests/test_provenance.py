@@ -586,16 +586,22 @@ def test_a_program_trial_records_the_programs_own_repository(
 def test_wandb_records_the_commit_the_provenance_names(tmp_path: Path, env: dict[str, str]) -> None:
     from conftest import CONFIGS
 
-    from expctl.sweeps.wandb_metrics import TransactionLogReader
+    from expctl.sweeps.wandb.metrics import TransactionLogReader
 
     repo = make_repo(tmp_path / "project", env)
     shutil.copytree(CONFIGS, repo / "configs")
     # W&B's own git lookup off: the commit it records can only come from expctl's provenance
-    run_env = {**env, "WANDB_MODE": "offline", "WANDB_DISABLE_GIT": "true",
-               "WANDB_DIR": str(tmp_path / "wandb")}
+    run_env = {
+        **env,
+        "WANDB_MODE": "offline",
+        "WANDB_DISABLE_GIT": "true",
+        "WANDB_DIR": str(tmp_path / "wandb"),
+    }
     done = _expctl(["run", "trainer.epochs=1", "-q"], repo, run_env)
     assert done.returncode == 0, done.stderr
     summary = json.loads((Path(done.stdout.strip()) / "summary.json").read_text())
     (log,) = Path(summary["wandb"]["sync_dirs"][0]).glob("run-*.wandb")
-    runs = [r.run for r in TransactionLogReader(log).read_new() if r.WhichOneof("record_type") == "run"]
+    runs = [
+        r.run for r in TransactionLogReader(log).read_new() if r.WhichOneof("record_type") == "run"
+    ]
     assert runs[-1].git.commit == git(repo, env, "rev-parse", "HEAD").strip()

@@ -409,20 +409,23 @@ def test_matches_tag_exact_and_glob() -> None:
 
 def _wandb_run_record(run_dir: Path):
     """The run record (tags, notes) of the run's offline W&B log, read back."""
-    from expctl.sweeps.wandb_metrics import TransactionLogReader
+    from expctl.sweeps.wandb.metrics import TransactionLogReader
 
     summary = json.loads((run_dir / "summary.json").read_text())
     (sync_dir,) = summary["wandb"]["sync_dirs"]  # WANDB_DIR is the test's own
     (log,) = Path(sync_dir).glob("run-*.wandb")
-    runs = [r.run for r in TransactionLogReader(log).read_new() if r.WhichOneof("record_type") == "run"]
+    runs = [
+        r.run for r in TransactionLogReader(log).read_new() if r.WhichOneof("record_type") == "run"
+    ]
     assert runs, "the offline log holds the run record"
     return runs[-1]
 
 
 @pytest.mark.slow
 def test_run_tag_and_notes_label_the_run_and_reach_wandb_at_init(project: Path, cli) -> None:
-    done = cli("run", "trainer.epochs=1", "-q", "--tag", "baseline", "-t", "adamw",
-               "--notes", "first try")
+    done = cli(
+        "run", "trainer.epochs=1", "-q", "--tag", "baseline", "-t", "adamw", "--notes", "first try"
+    )
     assert done.exit_code == 0, done.stderr
     run_dir = Path(done.stdout.strip())
     assert _labels_json(run_dir) == {"tags": ["baseline", "adamw"], "notes": "first try"}
@@ -430,8 +433,12 @@ def test_run_tag_and_notes_label_the_run_and_reach_wandb_at_init(project: Path, 
     assert list(record.tags) == ["baseline", "adamw"] and record.notes == "first try"
     listed = cli("runs", "list", "--where", "tag=baseline", "--format", "json")
     assert [r["run_dir"] for r in json.loads(listed.stdout)] == [str(run_dir)], listed.stderr
-    assert json.loads(cli("runs", "list", "--where", "tag!=baseline", "--format", "json").stdout) == []
-    assert len(json.loads(cli("runs", "list", "--where", "tag~ada*", "--format", "json").stdout)) == 1
+    assert (
+        json.loads(cli("runs", "list", "--where", "tag!=baseline", "--format", "json").stdout) == []
+    )
+    assert (
+        len(json.loads(cli("runs", "list", "--where", "tag~ada*", "--format", "json").stdout)) == 1
+    )
 
 
 @pytest.mark.slow

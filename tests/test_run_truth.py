@@ -109,7 +109,7 @@ def test_resume_reads_latest_n_and_id_prefixes_as_runs_show_does(project: Path, 
 
 def wandb_summary(sync_dir: Path) -> dict:
     """The final summary of an offline W&B run, read back from its transaction log."""
-    from expctl.sweeps.wandb_metrics import TransactionLogReader
+    from expctl.sweeps.wandb.metrics import TransactionLogReader
 
     (log,) = sync_dir.glob("run-*.wandb")
     found: dict = {}

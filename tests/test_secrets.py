@@ -181,7 +181,10 @@ def test_sweep_parameters_named_like_secrets_are_never_printed(cli, isolated: Pa
 
 
 def test_dict_and_list_overrides_are_redacted_by_their_structure() -> None:
-    assert redact_override("+db={password: S, host: h}") == f"+db={{password: '{REDACTED}', host: 'h'}}"
+    assert (
+        redact_override("+db={password: S, host: h}")
+        == f"+db={{password: '{REDACTED}', host: 'h'}}"
+    )
     assert redact_override("+c={secrets: {a: XX, b: [1, 2]}, n: 3}") == (
         f"+c={{secrets: {{a: '{REDACTED}', b: ['{REDACTED}', '{REDACTED}']}}, n: 3}}"
     )
@@ -208,10 +211,27 @@ def test_url_passwords_holding_at_slash_or_colon_are_hidden_whole() -> None:
 
 
 def test_secret_options_on_a_program_command_line_are_hidden() -> None:
-    argv = ["python", "t.py", "--api_key=AK-1", "--hf-token", "TK-2", "--lr", "0.1", "--token", "-v"]
+    argv = [
+        "python",
+        "t.py",
+        "--api_key=AK-1",
+        "--hf-token",
+        "TK-2",
+        "--lr",
+        "0.1",
+        "--token",
+        "-v",
+    ]
     assert redact_argv(argv) == [
-        "python", "t.py", f"--api_key={REDACTED}", "--hf-token", REDACTED, "--lr", "0.1",
-        "--token", "-v",
+        "python",
+        "t.py",
+        f"--api_key={REDACTED}",
+        "--hf-token",
+        REDACTED,
+        "--lr",
+        "0.1",
+        "--token",
+        "-v",
     ]
 
 
@@ -222,7 +242,9 @@ DICT_SECRET = "DICT-SECRET-6"
 def test_a_dict_valued_override_keeps_its_secret_out_of_every_record(project: Path, expctl_exe):
     proc = subprocess.run(
         [*expctl_exe, "run", "trainer.epochs=1", f"+db={{password: {DICT_SECRET}, host: h}}", "-q"],
-        capture_output=True, text=True, check=False,
+        capture_output=True,
+        text=True,
+        check=False,
     )
     assert proc.returncode == 0, proc.stderr
     run_dir = Path(proc.stdout.strip())
@@ -243,7 +265,9 @@ def test_a_dict_valued_override_keeps_its_secret_out_of_every_record(project: Pa
 )
 def test_errors_never_echo_a_secret_inside_a_dict_override(project: Path, expctl_exe, args):
     for debug in ([], ["--debug"]):
-        proc = subprocess.run([*expctl_exe, *debug, *args], capture_output=True, text=True, check=False)
+        proc = subprocess.run(
+            [*expctl_exe, *debug, *args], capture_output=True, text=True, check=False
+        )
         assert proc.returncode == 2, proc.stderr
         assert DICT_SECRET not in proc.stdout + proc.stderr
         assert "hint:" in proc.stderr
@@ -256,7 +280,9 @@ def test_a_secret_from_a_config_file_is_not_echoed_by_validation(project: Path, 
     for debug in ([], ["--debug"]):
         proc = subprocess.run(
             [*expctl_exe, *debug, "run", "+db=prod", "trainer.device=${db.password}"],
-            capture_output=True, text=True, check=False,
+            capture_output=True,
+            text=True,
+            check=False,
         )
         assert proc.returncode == 2, proc.stderr
         assert "unknown device" in proc.stderr
@@ -290,7 +316,10 @@ def test_a_storage_error_quoting_part_of_a_url_password_is_scrubbed(isolated: Pa
     # libpq reads `u:SEC@RET...@host` as password `SEC`, host `RET...@host`, and quotes the host
     url = "postgresql://u:PWPART1@PWPART2@nohost.invalid/db"
     proc = subprocess.run(
-        [*expctl_exe, "sweep", "list", "--storage", url], capture_output=True, text=True, check=False
+        [*expctl_exe, "sweep", "list", "--storage", url],
+        capture_output=True,
+        text=True,
+        check=False,
     )
     assert proc.returncode != 0
     assert "error:" in proc.stderr

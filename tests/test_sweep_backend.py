@@ -25,8 +25,8 @@ import wandb
 
 from expctl.errors import NotFoundError, RuntimeFailure, UsageError
 from expctl.sweeps.spec import parse_spec
-from expctl.sweeps.wandb_cloud import fetch_cloud_sweep_config, is_cloud_sweep_path
-from expctl.sweeps.wandb_metrics import TransactionLogReader, find_run_log, read_metric
+from expctl.sweeps.wandb.cloud import fetch_cloud_sweep_config, is_cloud_sweep_path
+from expctl.sweeps.wandb.metrics import TransactionLogReader, find_run_log, read_metric
 
 TESTS = Path(__file__).resolve().parent
 PATH = "team/proj/abc123"
@@ -378,7 +378,7 @@ def test_sweep_paths_select_the_backend() -> None:
 
 
 def test_sweep_values_finds_flat_nested_and_mixed_names() -> None:
-    from expctl.sweeps.wandb_trial import sweep_values
+    from expctl.sweeps.wandb.trial import sweep_values
 
     spec = parse_spec(
         {
@@ -404,7 +404,7 @@ def test_sweep_values_finds_flat_nested_and_mixed_names() -> None:
 
 
 def test_the_trial_timeout_must_be_positive() -> None:
-    from expctl.sweeps.wandb_trial import wandb_trial_function
+    from expctl.sweeps.wandb.trial import wandb_trial_function
 
     with pytest.raises(UsageError, match="positive number of seconds"):
         wandb_trial_function(parse_spec(TRAINER_SWEEP), "abc123", trial_timeout=0)

@@ -16,7 +16,7 @@ from sweep_helpers import agent, create, open_
 
 from expctl.errors import NotFoundError, RuntimeFailure
 from expctl.sweeps.engine import Claim
-from expctl.sweeps.hyperband import WandbHyperbandPruner
+from expctl.sweeps.methods.hyperband import WandbHyperbandPruner
 from expctl.sweeps.service import stop_sweep, sweep_status, sweeps_in_storage
 from expctl.sweeps.spec import EarlyTerminate, parse_spec
 from expctl.sweeps.storage import open_storage
@@ -73,10 +73,14 @@ def test_a_dead_agents_trial_is_requeued_exactly_once(url: str) -> None:
     assert isinstance(claim, Claim)
     trial = owner.study.get_trials()[claim.number]
     # two agents race to fail the same stale trial: exactly one wins and re-enqueues
-    first = reaper1._fail_and_requeue(claim.trial_id, claim.number, trial.params, claim.params)
-    second = reaper2._fail_and_requeue(claim.trial_id, claim.number, trial.params, claim.params)
+    first = reaper1.liveness.fail_and_requeue(
+        claim.trial_id, claim.number, trial.params, claim.params
+    )
+    second = reaper2.liveness.fail_and_requeue(
+        claim.trial_id, claim.number, trial.params, claim.params
+    )
     assert first is not None and second is None
-    assert reaper2.reap_stale(0.0) == []  # nothing RUNNING is left to reap
+    assert reaper2.liveness.reap_stale(0.0) == []  # nothing RUNNING is left to reap
     # the owner was only slow: its result is discarded, the re-run counts
     assert owner.finish(claim, "complete", 1.0) is False
     rerun = reaper1.claim("r1")
@@ -93,11 +97,11 @@ def test_stale_heartbeats_are_reaped_fresh_ones_are_not(url: str) -> None:
     owner, reaper = open_(info.id, url), open_(info.id, url)
     claim = owner.claim("owner")
     assert isinstance(claim, Claim)
-    assert owner.heartbeat(claim.trial_id)
-    assert reaper.reap_stale(30.0) == []
+    assert owner.liveness.heartbeat(claim.trial_id)
+    assert reaper.liveness.reap_stale(30.0) == []
     time.sleep(0.3)
-    assert reaper.reap_stale(0.2) == [(claim.number, claim.number + 1)]
-    assert owner.heartbeat(claim.trial_id) is False  # the owner learns it lost the trial
+    assert reaper.liveness.reap_stale(0.2) == [(claim.number, claim.number + 1)]
+    assert owner.liveness.heartbeat(claim.trial_id) is False  # the owner learns it lost the trial
 
 
 def test_random_sweep_honours_run_cap(url: str) -> None:
@@ -130,8 +134,8 @@ def test_trials_created_past_run_cap_by_a_race_are_discarded(url: str) -> None:
     claim = a.claim("a")
     assert isinstance(claim, Claim)
     extra = b.study.ask()  # what a racing agent does just before it sees the cap
-    assert b._over_cap(extra.number)
-    b._discard(extra)
+    assert b.run_cap.over_cap(extra.number)
+    b.run_cap.discard(extra)
     status = sweep_status(info.id, url)
     assert [t["number"] for t in status["trials"]] == [claim.number]
 

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from expctl.errors import SpecError
-from expctl.sweeps.grid import grid_points
+from expctl.sweeps.methods.grid import grid_points
 from expctl.sweeps.spec import (
     ConfigCheck,
     EarlyTerminate,
@@ -629,7 +629,7 @@ def test_exponent_log_uniform_says_what_it_draws(tmp_path: Path) -> None:
     [("[1e-5, 0.00001]", 1), ("[3e6, 3000000, 3000000.0]", 1), ("[[64.0, 32], [64, 32]]", 2)],
 )
 def test_grid_duplicates_collapse_as_in_wandb(tmp_path: Path, values: str, runs: int) -> None:
-    from expctl.sweeps.grid import grid_points
+    from expctl.sweeps.methods.grid import grid_points
 
     spec = _load(tmp_path, f"program: t.py\nmethod: grid\nparameters:\n  x: {{values: {values}}}\n")
     assert len(grid_points(spec)) == runs

@@ -9,7 +9,7 @@ import wandb
 import wandb.errors
 
 from expctl.errors import RuntimeFailure, UsageError
-from expctl.sweeps.wandb_cloud import create_cloud_sweep, parse_sweep_path, run_cloud_agent
+from expctl.sweeps.wandb.cloud import create_cloud_sweep, parse_sweep_path, run_cloud_agent
 
 SPEC = {
     "program": "examples/tutorial_sweep/train.py",

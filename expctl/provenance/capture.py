@@ -61,7 +61,6 @@ class Provenance:
         }
         return {key: value for key, value in fields.items() if value is not None}
 
-
     def wandb_git(self) -> dict[str, str]:
         """``wandb.Settings`` git fields: W&B's own git state then names this commit (and the
         remote without credentials) instead of asking git again."""

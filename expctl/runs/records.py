@@ -421,7 +421,7 @@ def _read_yaml(path: Path) -> tuple[bool, Any, str | None]:
     if text is None:
         return note is not None, None, note
     from expctl.errors import SpecError
-    from expctl.sweeps.spec_yaml import MAX_NODES
+    from expctl.sweeps.spec.yaml import MAX_NODES
 
     try:
         return True, _yaml_load(text, path.name), None
@@ -440,7 +440,7 @@ def _yaml_load(text: str, source: str) -> Any:
     import yaml
 
     # the limit's one home is the sweep file reader; it counts nodes before building anything
-    from expctl.sweeps.spec_yaml import _check_expanded_size
+    from expctl.sweeps.spec.yaml import _check_expanded_size
 
     loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)(text)  # libyaml: ~10x faster
     try:

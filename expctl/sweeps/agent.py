@@ -173,7 +173,7 @@ class _AgentLoop:
             return
         self._reaped_at = now
         stale_after = self.options.stale_after
-        for dead, rerun in self.sweep.reap_stale(stale_after):
+        for dead, rerun in self.sweep.liveness.reap_stale(stale_after):
             self.summary.recovered.append((dead, rerun))
             emit(
                 f"trial {dead}: its agent stopped heartbeating for > {stale_after:g} s; "
@@ -341,8 +341,8 @@ class _Heartbeat(threading.Thread):
             # a storage hiccup must not kill the trial; the next beat retries
             with contextlib.suppress(Exception):
                 if trial_id is not None:
-                    self.sweep.heartbeat(trial_id)
-                self.sweep.agent_beat(self.agent, self.stale_after)
+                    self.sweep.liveness.heartbeat(trial_id)
+                self.sweep.liveness.agent_beat(self.agent, self.stale_after)
             if self._stop_event.wait(self.interval):
                 return
 
@@ -351,7 +351,7 @@ class _Heartbeat(threading.Thread):
         if self.is_alive():
             self.join(timeout=5)
         with contextlib.suppress(Exception):
-            self.sweep.agent_beat(self.agent, self.stale_after, exited=True)
+            self.sweep.liveness.agent_beat(self.agent, self.stale_after, exited=True)
 
 
 class _Backoff:

@@ -135,21 +135,3 @@ def _inverse_cdf_index(probabilities: tuple[float, ...], u: float) -> int:
             return i
     # rounding: u above the last cumulative sum → the last value with a non-zero probability
     return max(i for i, prob in enumerate(probabilities) if prob > 0)
-
-
-def support(p: Parameter) -> tuple[float, float] | None:
-    """The closed range of values ``p`` can take, for numeric continuous distributions."""
-    d = p.distribution
-    if d in ("uniform", "int_uniform", "log_uniform_values", "inv_log_uniform_values"):
-        return (float(p.min), float(p.max))  # type: ignore[arg-type]
-    if d == "log_uniform":
-        return (math.exp(p.min), math.exp(p.max))  # type: ignore[arg-type]
-    if d == "inv_log_uniform":
-        return (math.exp(-p.max), math.exp(-p.min))  # type: ignore[operator]
-    if d == "log_normal":
-        return (0.0, math.inf)
-    if d == "beta":
-        return (0.0, 1.0)
-    if d == "normal":
-        return (-math.inf, math.inf)
-    return None

@@ -23,19 +23,17 @@ from __future__ import annotations
 import contextlib
 import json
 import math
-import random
 import time
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from expctl.errors import UsageError
-from expctl.sweeps import trial_index
-from expctl.sweeps.journal import batched_writes
 from expctl.sweeps.liveness import Liveness
+from expctl.sweeps.methods import method_for
 from expctl.sweeps.run_cap import RunCap
-from expctl.sweeps.samplers import make_pruner, make_sampler
 from expctl.sweeps.spec import to_overrides
-from expctl.sweeps.storage import StorageHandle
+from expctl.sweeps.storage import StorageHandle, trial_index
+from expctl.sweeps.storage.journal import batched_writes
 from expctl.sweeps.studies import (
     PREFIX,
     STATES,
@@ -44,19 +42,15 @@ from expctl.sweeps.studies import (
     info_from_attrs,
     not_found,
 )
-from expctl.sweeps.trial_values import TrialValues
+from expctl.sweeps.trial_queue import TrialQueue
 
 if TYPE_CHECKING:
     import optuna
 
     from expctl.status import OutcomeStatus
 
-# How many of the oldest waiting trials an agent may claim (see Sweep._pop_waiting).
-CLAIM_WINDOW = 8
-_claim_order = random.Random()  # its own generator: a seeded global `random` stays unshared
 
-
-class Sweep(TrialValues, RunCap, Liveness):
+class Sweep:
     """One sweep opened for an agent or for inspection."""
 
     def __init__(self, handle: StorageHandle, study: optuna.Study, info: SweepInfo, study_id: int):
@@ -65,8 +59,11 @@ class Sweep(TrialValues, RunCap, Liveness):
         self.study_id = study_id
         self.info = info
         self.spec = info.spec
+        self.method = method_for(info.spec)  # what the sweep's method decides
         self.id = info.id
-        self._claims_since_race = CLAIM_WINDOW + 1  # see _pop_waiting
+        self.queue = TrialQueue(handle, study, study_id)  # which trial an agent claims next
+        self.run_cap = RunCap(handle, study, study_id, info.spec)  # random/bayes: run_cap
+        self.liveness = Liveness(handle, study_id, self.finish_from_run)  # heartbeats, reaping
 
     # -- state --------------------------------------------------------------------------------
 
@@ -133,36 +130,39 @@ class Sweep(TrialValues, RunCap, Liveness):
         self.handle.check_space()  # a disk that is full would take the claim, not the result
         agent = agent or agent_name()
         with self.handle.transition_lock():
-            trial_id = self._pop_waiting()
+            trial_id = self.queue.pop_waiting()
             if trial_id is None:
-                if self.spec.method == "grid" or self._cap_reached():
+                if not self.method.samples_on_claim or self.run_cap.reached():
                     return self._idle()
-                trial = self._new_trial()
+                trial = self.queue.new_trial()
             else:
                 trial = Trial(self.study, trial_id)
         frozen_attrs = trial.user_attrs
         retry_of = frozen_attrs.get(PREFIX + "retry_of")
-        if retry_of is None and self.spec.method != "grid" and self._over_cap(trial.number):
-            self._discard(trial)
+        capped = retry_of is None and self.method.samples_on_claim
+        if capped and self.run_cap.over_cap(trial.number):
+            self.run_cap.discard(trial)
             return self._idle()
         claim_info = {"agent": agent, "time": time.time()}
         try:
             # the sampled params, their W&B values and the claim in one journal append: this
             # agent owns the trial, nothing here needs to read them back
             with batched_writes(self.handle.storage):
-                params = self._params(trial, frozen_attrs.get(PREFIX + "params"))
+                queued = frozen_attrs.get(PREFIX + "params")
+                params = self.method.trial_values(trial, queued, self.handle.storage)
                 self.handle.storage.set_trial_user_attr(
                     trial._trial_id, PREFIX + "claim", claim_info
                 )
         except BaseException as e:  # never leave a trial RUNNING that nobody will run
             self._fail_unstarted(trial._trial_id, f"could not sample its parameters: {e!r}")
             raise
-        if retry_of is None and _attempt < 3 and self._repeats_a_point(trial, params):
+        repeats = self.method.repeats_a_point
+        if retry_of is None and _attempt < 3 and repeats(trial, params, self.study):
             # Two agents that ask at the same instant see the same history, and the GP's
             # acquisition optimiser can land both on the very same point (or on a corner it
             # already tried); give this one up and ask again, now that the other point is
             # visible. After a few tries the point is accepted, as W&B's bayes would.
-            self._discard(trial)
+            self.run_cap.discard(trial)
             return self.claim(agent, _attempt=_attempt + 1)
         return Claim(
             trial=trial,
@@ -172,18 +172,6 @@ class Sweep(TrialValues, RunCap, Liveness):
             retry_of=retry_of,
             started=time.time(),
         )
-
-    def _new_trial(self) -> optuna.Trial:
-        """``study.ask()`` without its own pop of the queue, which :meth:`_pop_waiting` just
-        found empty (Optuna's pop reads every waiting trial whole: ~15 ms a trial on
-        PostgreSQL). A trial queued in between is claimed next time."""
-        from optuna.trial import Trial
-
-        with contextlib.suppress(AttributeError):  # what ask() does first: a fresh trial cache
-            self.study._thread_local.cached_all_trials = None
-        # the study's own storage: for RDBs Optuna wraps ours in a cache that must see the trial
-        storage = getattr(self.study, "_storage", self.handle.storage)
-        return Trial(self.study, storage.create_new_trial(self.study_id))
 
     def _fail_unstarted(self, trial_id: int, message: str) -> None:
         from optuna.exceptions import UpdateFinishedTrialError
@@ -195,42 +183,11 @@ class Sweep(TrialValues, RunCap, Liveness):
             with self.handle.transition_lock():
                 storage.set_trial_state_values(trial_id, TrialState.FAIL)
 
-    def _pop_waiting(self) -> int | None:
-        """WAITING → RUNNING for the oldest queued trial we win (Optuna's pop protocol: write
-        RUNNING, the log or the row lock decides).
-
-        Agents that all try the oldest trial lose to one winner and retry, one journal append
-        (and fsync, under the file lock) each: measured, that made 8 agents slower than 1. So an
-        agent that lost a race in its last CLAIM_WINDOW claims tries the oldest CLAIM_WINDOW
-        waiting trials in its own random order; an agent alone keeps the grid's exact order.
-        """
-        from optuna.exceptions import UpdateFinishedTrialError
-        from optuna.trial import TrialState
-
-        storage = self.handle.storage
-        popped = trial_index.pop_waiting(storage, self.study_id)  # PostgreSQL: SKIP LOCKED
-        if popped is not NotImplemented:
-            return popped
-        self._claims_since_race += 1
-        window = trial_index.waiting_ids(storage, self.study_id, CLAIM_WINDOW)
-        while window:
-            contended = self._claims_since_race <= CLAIM_WINDOW
-            trial_id = window.pop(_claim_order.randrange(len(window)) if contended else 0)
-            try:
-                if storage.set_trial_state_values(trial_id, state=TrialState.RUNNING):
-                    return trial_id
-            except UpdateFinishedTrialError:
-                pass
-            self._claims_since_race = 0  # another agent won it
-            if not window:
-                window = trial_index.waiting_ids(storage, self.study_id, CLAIM_WINDOW)
-        return None
-
     def _idle(self) -> str:
 
         if self._unfinished():
             return "wait"
-        reason = "grid complete" if self.spec.method == "grid" else "run_cap reached"
+        reason = self.method.exhausted_reason
         if self.state() == "running":
             self.set_state("finished", reason)
         return "finished"
@@ -330,10 +287,10 @@ class Sweep(TrialValues, RunCap, Liveness):
         metric = self.spec.metric
         if target == TrialState.COMPLETE and metric is not None and metric.reached(value):
             self.set_state("finished", f"metric.target reached by trial {number}")
-        elif self.spec.method == "grid" and not self._unfinished():
+        elif self.method.finishes_when_drained and not self._unfinished():
             # the last point: say so now, not when some agent next asks for a trial (agents
             # that stop on --count never would)
-            self.set_state("finished", "grid complete")
+            self.set_state("finished", self.method.exhausted_reason)
         return True
 
     def _unfinished(self) -> bool:
@@ -366,7 +323,8 @@ class Sweep(TrialValues, RunCap, Liveness):
         except UpdateFinishedTrialError:
             return None
         frozen = self.handle.storage.get_trial(claim.trial_id)
-        return self._fail_and_requeue(claim.trial_id, claim.number, frozen.params, claim.params)
+        requeue = self.liveness.fail_and_requeue
+        return requeue(claim.trial_id, claim.number, frozen.params, claim.params)
 
 
 @dataclass
@@ -397,6 +355,8 @@ def open_sweep(
     """Open an existing sweep (NotFoundError listing the known ids when there is none)."""
     import optuna
 
+    from expctl.sweeps.methods.hyperband import make_pruner
+
     try:
         study_id = handle.storage.get_study_id_from_name(sweep_id)
     except KeyError:
@@ -411,7 +371,7 @@ def open_sweep(
     study = optuna.load_study(
         study_name=sweep_id,
         storage=handle.storage,
-        sampler=sampler or make_sampler(info.spec, seed),
+        sampler=sampler or method_for(info.spec).make_sampler(seed),
         pruner=make_pruner(info.spec),
     )
     return Sweep(handle, study, info, study_id)

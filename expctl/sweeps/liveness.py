@@ -3,12 +3,13 @@
 Uniform on every storage (Optuna's own heartbeats exist only for RDB storages): the owning agent
 refreshes a trial system attr from a background thread; any agent fails a RUNNING trial whose
 heartbeat is older than ``stale_after``, and only the agent whose RUNNING → FAIL transition wins
-re-queues its point — exactly once.
+re-queues its point — exactly once. A collaborator of :class:`expctl.sweeps.engine.Sweep`.
 """
 
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from expctl.sweeps.studies import AGENT_PREFIX, PREFIX
@@ -20,11 +21,18 @@ if TYPE_CHECKING:
 
 
 class Liveness:
-    """The liveness half of :class:`expctl.sweeps.engine.Sweep`."""
+    """Heartbeats of one sweep's trials and agents, and the reaping of stale trials."""
 
-    handle: StorageHandle
-    study: optuna.Study
-    study_id: int
+    def __init__(
+        self,
+        handle: StorageHandle,
+        study_id: int,
+        finish_from_run: Callable[[optuna.trial.FrozenTrial], str | None],
+    ):
+        self.handle = handle
+        self.study_id = study_id
+        # the engine's: records a stale trial from its run dir when the run ended
+        self.finish_from_run = finish_from_run
 
     def heartbeat(self, trial_id: int) -> bool:
         """Refresh a running trial's heartbeat; False once it is finished (maybe by others)."""
@@ -54,9 +62,6 @@ class Liveness:
             found[key[len(AGENT_PREFIX) :]] = {"alive": alive, "last_beat_s": round(age, 1)}
         return found
 
-    def finish_from_run(self, trial: optuna.trial.FrozenTrial) -> str | None:
-        raise NotImplementedError  # the engine's Sweep: the trial's run dir, if it ended
-
     def reap_stale(self, stale_after: float) -> list[tuple[int, int]]:
         """Fail RUNNING trials whose agent stopped heartbeating; re-queue each exactly once.
 
@@ -79,14 +84,14 @@ class Liveness:
                 continue
             if self.finish_from_run(t) is not None:
                 continue
-            new = self._fail_and_requeue(
+            new = self.fail_and_requeue(
                 t._trial_id, t.number, t.params, t.user_attrs.get(PREFIX + "params")
             )
             if new is not None:
                 requeued.append((t.number, new))
         return requeued
 
-    def _fail_and_requeue(
+    def fail_and_requeue(
         self, trial_id: int, number: int, latent: dict[str, Any], params: dict[str, Any] | None
     ) -> int | None:
         """Only the agent whose RUNNING → FAIL transition succeeds re-enqueues the parameters."""

@@ -167,9 +167,8 @@ def multirun(
 
 def _check_multirun_size(spec: SweepSpec) -> None:
     """A grid too large to queue, with what a ``-m`` user can do (``run_cap``, the hint of
-    :func:`~expctl.sweeps.grid.check_grid_size`, is a sweep-file key ``-m`` cannot set)."""
-    from expctl.sweeps.grid import check_grid_size
-    from expctl.sweeps.studies import MAX_GRID_POINTS
+    :func:`~expctl.sweeps.methods.grid.check_grid_size`, is a sweep-file key ``-m`` cannot set)."""
+    from expctl.sweeps.methods.grid import MAX_GRID_POINTS, check_grid_size
 
     try:
         check_grid_size(spec, MAX_GRID_POINTS)

@@ -4,8 +4,8 @@ Trials of sweeps without ``program`` run expctl's trainer **in the agent's proce
 process would pay ~3 s to import torch (plus ~1 s for wandb) per trial, while the bookkeeping
 target is milliseconds; isolation comes from a fresh run directory, a freshly composed config and
 the trainer's own cleanup (``wandb.finish`` in ``finally``). Sweeps with ``program`` run the
-user's script unmodified, as W&B's agent does (:mod:`expctl.sweeps.program`), and leave the same
-record as a trainer run (:mod:`expctl.sweeps.program_record`).
+user's script unmodified, as W&B's agent does (:mod:`expctl.sweeps.program.runner`), and leave
+the same record as a trainer run (:mod:`expctl.sweeps.program.record`).
 
 ``--trial-timeout`` (``ctx.timeout``): a program trial is killed (SIGTERM to its process group,
 SIGKILL after the grace); a trainer trial stops at its next step boundary through the same hook
@@ -116,7 +116,7 @@ def _failed(e: ExpctlError, message: str) -> TrialOutcome:
 
 
 def program_objective(ctx: TrialContext) -> TrialOutcome:
-    """``program:`` sweeps: the user's script, unmodified, via :mod:`expctl.sweeps.program`."""
+    """``program:`` sweeps: the user's script, unmodified (:mod:`expctl.sweeps.program.runner`)."""
     from expctl.rundir import create_run_dir
 
     run_dir = create_run_dir(ctx.run_name)
@@ -138,8 +138,8 @@ def _start_program_provenance(run_dir: Path, program: str | None) -> Any:
 
 
 def _run_program_trial(ctx: TrialContext, run_dir: Path) -> TrialOutcome:
-    from expctl.sweeps.program import ProgramTrial
-    from expctl.sweeps.program_record import write_program_record
+    from expctl.sweeps.program.record import write_program_record
+    from expctl.sweeps.program.runner import ProgramTrial
     from expctl.sweeps.studies import new_sweep_id
 
     metric = ctx.metric

@@ -143,7 +143,7 @@ def best_row(rows: list[TrialRow], metric: Metric | None) -> TrialRow | None:
 
 def sweep_status(sweep: Sweep) -> SweepStatus:
     """Everything ``sweep status`` shows."""
-    from expctl.sweeps.grid import grid_size
+    from expctl.sweeps.methods import method_for
 
     info = sweep.current_info()
     rows = [trial_row(t) for t in sweep.trials() if not t.user_attrs.get(PREFIX + "discarded")]
@@ -152,7 +152,7 @@ def sweep_status(sweep: Sweep) -> SweepStatus:
         counts[r.state] = counts.get(r.state, 0) + 1
     metric = info.spec.metric
     best = best_row(rows, metric)
-    agents = sweep.agents()
+    agents = sweep.liveness.agents()
     return SweepStatus(
         id=info.id,
         name=info.display_name,
@@ -164,7 +164,7 @@ def sweep_status(sweep: Sweep) -> SweepStatus:
         finished_reason=info.finished_reason,
         idle=info.state == "running" and not any(a.get("alive") for a in agents.values()),
         planned=info.planned,
-        grid_size=grid_size(info.spec) if info.spec.method == "grid" else None,
+        grid_size=method_for(info.spec).size(),
         run_cap=info.spec.run_cap,
         done=sum(counts.get(s, 0) for s in ("complete", "pruned")),
         counts=counts,
@@ -204,7 +204,7 @@ class _ShellVariables(dict):
 
 def _program_command(info: SweepInfo, params: dict[str, Any]) -> str:
     """The best trial's command, rendered exactly as the agent ran it (W&B's macros)."""
-    from expctl.sweeps.macros import build_command, wandb_params
+    from expctl.sweeps.program.macros import build_command, wandb_params
 
     argv = build_command(
         list(info.spec.command) if info.spec.command else None,

@@ -1,12 +1,14 @@
 """``run_cap`` for random and bayes sweeps: the first run_cap fresh trials by trial number count;
 an extra one created by a race is discarded (failed, excluded from counts and status); re-runs
-of failed trials do not count twice. Part of :class:`expctl.sweeps.engine.Sweep`."""
+of failed trials do not count twice. A collaborator of :class:`expctl.sweeps.engine.Sweep`, asked
+only for methods that sample on claim (:attr:`~expctl.sweeps.methods.base.Method.samples_on_claim`);
+a grid's run_cap cut its points at create time."""
 
 from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from expctl.sweeps import trial_index
+from expctl.sweeps.storage import trial_index
 from expctl.sweeps.studies import PREFIX
 
 if TYPE_CHECKING:
@@ -17,19 +19,20 @@ if TYPE_CHECKING:
 
 
 class RunCap:
-    """The run_cap half of :class:`expctl.sweeps.engine.Sweep`."""
+    """The run_cap of one sweep's study."""
 
-    handle: StorageHandle
-    study: optuna.Study
-    study_id: int
-    spec: SweepSpec
+    def __init__(self, handle: StorageHandle, study: optuna.Study, study_id: int, spec: SweepSpec):
+        self.handle = handle
+        self.study = study
+        self.study_id = study_id
+        self.spec = spec
 
     def _counts_toward_cap(self, t: optuna.trial.FrozenTrial) -> bool:
         return PREFIX + "retry_of" not in t.user_attrs and not t.user_attrs.get(
             PREFIX + "discarded"
         )
 
-    def _cap_reached(self) -> bool:
+    def reached(self) -> bool:
         from optuna.trial import TrialState
 
         cap = self.spec.run_cap
@@ -42,7 +45,7 @@ class RunCap:
         counted = [t for t in self.study.get_trials(deepcopy=False) if self._counts_toward_cap(t)]
         return len(counted) >= cap
 
-    def _over_cap(self, number: int) -> bool:
+    def over_cap(self, number: int) -> bool:
         cap = self.spec.run_cap
         if cap is None or number < cap:  # at most `number` trials come before this one
             return False
@@ -50,7 +53,7 @@ class RunCap:
         before = sum(1 for t in trials if t.number < number and self._counts_toward_cap(t))
         return before >= cap
 
-    def _discard(self, trial: optuna.Trial) -> None:
+    def discard(self, trial: optuna.Trial) -> None:
         """A trial created past run_cap by a race: failed and excluded from counts and status."""
         from optuna.exceptions import UpdateFinishedTrialError
         from optuna.trial import TrialState

@@ -33,9 +33,9 @@ from expctl.sweeps.spec import ConfigCheck, SweepSpec
 from expctl.sweeps.trial import AgentSummary, Objective
 
 if TYPE_CHECKING:
-    from expctl.sweeps.journal import RepairReport
     from expctl.sweeps.overview import SweepRow, SweepStatus
     from expctl.sweeps.storage import StorageHandle
+    from expctl.sweeps.storage.repair import RepairReport
     from expctl.sweeps.studies import SweepInfo
 
 BACKENDS = ("local", "wandb")
@@ -172,15 +172,14 @@ def _create_locally(
     spec: SweepSpec, storage: str | None, config_dir: Path | None, config_name: str
 ) -> CreatedSweep:
     from expctl.config import find_config_dir
-    from expctl.sweeps.grid import check_grid_size
+    from expctl.sweeps.methods import method_for
     from expctl.sweeps.storage import agent_command, describe
-    from expctl.sweeps.studies import MAX_GRID_POINTS, create_sweep
+    from expctl.sweeps.studies import create_sweep
 
     directory: Path | None = None
     if not spec.runs_own_command:  # trials compose this project's config: remember where
         directory, _ = find_config_dir(config_dir)
-    if spec.method == "grid":
-        check_grid_size(spec, MAX_GRID_POINTS)  # before the storage exists: nothing is left
+    method_for(spec).check_size()  # before the storage exists: nothing is left
     with opened(storage, create=True) as handle:
         handle.check_space()  # not half a sweep: its grid is queued after the study is written
         info = create_sweep(spec, handle, config_dir=directory, config_name=config_name)
@@ -191,13 +190,12 @@ def _create_locally(
 
 def _create_on_wandb(spec: SweepSpec) -> CreatedSweep:
     """The validated YAML, as written (plus --project/--entity/--name), to W&B's server."""
-    from expctl.sweeps.grid import grid_points
-    from expctl.sweeps.studies import MAX_GRID_POINTS
-    from expctl.sweeps.wandb_cloud import create_cloud_sweep
+    from expctl.sweeps.methods import method_for
+    from expctl.sweeps.wandb.cloud import create_cloud_sweep
 
     plain = json.loads(json.dumps(spec.raw, default=str))
     path = create_cloud_sweep(plain, spec.project, spec.entity)
-    planned = len(grid_points(spec, limit=MAX_GRID_POINTS)) if spec.method == "grid" else None
+    planned = method_for(spec).planned()
     return CreatedSweep(path, "wandb", spec, planned, None, ("expctl", "sweep", "agent", path))
 
 
@@ -232,7 +230,7 @@ def run_sweep_agent(
     ``on_start`` hears which agent runs once the sweep is found (never for a typo'd id).
     """
     from expctl.sweeps.engine import open_sweep
-    from expctl.sweeps.wandb_cloud import is_cloud_sweep_path
+    from expctl.sweeps.wandb.cloud import is_cloud_sweep_path
 
     start = on_start or (lambda target: None)
     fn = load_objective(objective) if objective else None
@@ -263,12 +261,12 @@ def _run_wandb_agent(
 ) -> None:
     """W&B's agent protocol on a W&B-hosted sweep, with the local agent's trial function."""
     from expctl.sweeps.spec import parse_spec
-    from expctl.sweeps.wandb_cloud import (
+    from expctl.sweeps.wandb.cloud import (
         fetch_cloud_sweep_config,
         parse_sweep_path,
         run_cloud_agent,
     )
-    from expctl.sweeps.wandb_trial import wandb_trial_function
+    from expctl.sweeps.wandb.trial import wandb_trial_function
 
     raw = fetch_cloud_sweep_config(sweep_path)
     # W&B's agent runs `program`/`command` itself (a command needs no program).
@@ -340,9 +338,9 @@ def stop_sweep(sweep_id: str, storage: str | None = None) -> SweepInfo:
 
 
 def repair_storage(storage: str | None = None, *, dry_run: bool = False) -> RepairReport:
-    """:func:`expctl.sweeps.journal.repair_journal` on the journal file ``storage`` names."""
-    from expctl.sweeps.journal import repair_journal
+    """:func:`expctl.sweeps.storage.repair.repair_journal` on the journal file ``storage`` names."""
     from expctl.sweeps.storage import describe, resolve_url
+    from expctl.sweeps.storage.repair import repair_journal
 
     url = resolve_url(storage)
     if not url.startswith("journal://"):
@@ -375,7 +373,7 @@ def submit_slurm_agents(
     """
     from expctl.sweeps.engine import open_sweep
     from expctl.sweeps.slurm import submit_agents
-    from expctl.sweeps.wandb_cloud import is_cloud_sweep_path
+    from expctl.sweeps.wandb.cloud import is_cloud_sweep_path
 
     if is_cloud_sweep_path(sweep_id):
         raise UsageError(

@@ -31,9 +31,6 @@ from expctl.sweeps.storage import StorageHandle, describe
 PREFIX = "expctl:"
 AGENT_PREFIX = PREFIX + "agent:"
 STATES = ("running", "stopped", "finished")
-# Every point is queued at create time, and every agent reads the whole queue: beyond this many
-# points a grid is better searched with method: random and a run_cap (said before building one).
-MAX_GRID_POINTS = 10_000
 _ID_ALPHABET = string.ascii_lowercase + string.digits
 
 
@@ -100,17 +97,16 @@ def create_sweep(
     raw_keys: dict[str, str] | None = None,
     sweep_id: str | None = None,
 ) -> SweepInfo:
-    """Create the study, store the spec, and enqueue every grid point. Returns the new sweep."""
+    """Create the study, store the spec, and enqueue the method's points (a grid's every
+    point). Returns the new sweep."""
     import optuna
 
-    from expctl.sweeps.grid import grid_points
-    from expctl.sweeps.journal import batched_writes
+    from expctl.sweeps.methods import method_for
+    from expctl.sweeps.storage.journal import batched_writes
 
-    planned: int | None = None
-    points: list[dict[str, Any]] = []
-    if spec.method == "grid":
-        points = grid_points(spec, limit=MAX_GRID_POINTS)
-        planned = len(points)
+    method = method_for(spec)
+    points = method.points_to_enqueue()
+    planned = method.planned()
     sweep_id = sweep_id or new_sweep_id()
     maximize = bool(spec.metric and spec.metric.maximize)
     study = optuna.create_study(

@@ -19,7 +19,7 @@ from typing import Any
 from expctl.errors import ExpctlError, UsageError
 from expctl.status import OUTCOME_STATUSES, VERDICT, OutcomeStatus, TrialRecordStatus, Verdict
 from expctl.sweeps.spec import SweepSpec
-from expctl.sweeps.spec_problems import is_number
+from expctl.sweeps.spec.problems import is_number
 
 
 @dataclass

@@ -15,7 +15,7 @@ The agent runs one :class:`ProgramTrial` per trial. It
    Verified with wandb 0.31: an *offline* ``wandb.init()`` reads WANDB_SWEEP_PARAM_PATH
    (``wandb_setup._WandbSetup.config``) and the sweep values override the program's own
    ``config=`` defaults, exactly as under W&B's agent — no server, no other mechanism needed;
-3. polls the run's transaction log (``wandb_metrics``) every ``poll_interval`` seconds for the
+3. polls the run's transaction log (``wandb.metrics``) every ``poll_interval`` seconds for the
    metric the program logs with ``wandb.log``, and acts on ``should_stop``, ``on_metric`` and
    ``timeout``;
 4. returns a ``ProgramResult``.
@@ -34,15 +34,15 @@ from typing import Any
 
 from expctl.fsutil import atomic_write_text
 from expctl.status import ProgramStatus
-from expctl.sweeps.child_process import GroupGuard, dies_with_agent, end_group, kill_grace
-from expctl.sweeps.macros import (
+from expctl.sweeps.program.child_process import GroupGuard, dies_with_agent, end_group, kill_grace
+from expctl.sweeps.program.macros import (
     KNOWN_MACROS,
     build_command,
     plain_value,
     sweep_file,
     wandb_params,
 )
-from expctl.sweeps.wandb_metrics import RunLogWatcher, file_identity, run_logs
+from expctl.sweeps.wandb.metrics import RunLogWatcher, file_identity, run_logs
 
 __all__ = [
     "KNOWN_MACROS",

@@ -11,6 +11,7 @@ finite values count (W&B's ``is_number``).
 
 Optuna's own HyperbandPruner brackets trials by trial number instead; this pruner is W&B's rule.
 The trainer reports one value per epoch (``trial.report(value, epoch)``), so bands count epochs.
+Hyperband is the stopping rule of every method (:func:`make_pruner`), not a method itself.
 """
 
 from __future__ import annotations
@@ -22,8 +23,11 @@ from optuna.pruners import BasePruner
 from optuna.trial import TrialState
 
 if TYPE_CHECKING:
+    import optuna
     from optuna.study import Study
     from optuna.trial import FrozenTrial
+
+    from expctl.sweeps.spec import SweepSpec
 
 
 class WandbHyperbandPruner(BasePruner):
@@ -69,3 +73,14 @@ class WandbHyperbandPruner(BasePruner):
         histories = [h for h in histories if h]
         histories.append(history)
         return self.should_stop(history, histories)
+
+
+def make_pruner(spec: SweepSpec) -> optuna.pruners.BasePruner:
+    """W&B's hyperband where the spec asks for early termination, else Optuna's no-op pruner."""
+    import optuna
+
+    et = spec.early_terminate
+    if et is None:
+        return optuna.pruners.NopPruner()
+    maximize = bool(spec.metric and spec.metric.maximize)
+    return WandbHyperbandPruner(et.bands(), et.eta, strict=et.strict, maximize=maximize)

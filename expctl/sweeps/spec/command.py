@@ -11,7 +11,7 @@ import re
 from typing import Any
 
 from expctl.errors import Problems, did_you_mean
-from expctl.sweeps.macros import ENVVAR_MACRO, MACRO_NAMES
+from expctl.sweeps.program.macros import ENVVAR_MACRO, MACRO_NAMES
 
 MACROS = MACRO_NAMES
 _MACRO = re.compile(r"\$\{([^}]*)\}")

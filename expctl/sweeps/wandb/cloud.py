@@ -7,8 +7,8 @@ a clear error when W&B is switched off (``WANDB_MODE=offline``), and wandb's err
 
 Which trial function W&B's agent calls is decided by the caller (``expctl sweep agent``): for
 sweeps without ``program`` the local agent's objective, wrapped by
-:func:`expctl.sweeps.agent.wandb_trial_function`; for sweeps with ``program`` none, so W&B's agent
-runs the program itself — exactly what ``wandb agent ENTITY/PROJECT/ID`` does.
+:func:`expctl.sweeps.wandb.trial.wandb_trial_function`; for sweeps with ``program`` none, so W&B's
+agent runs the program itself — exactly what ``wandb agent ENTITY/PROJECT/ID`` does.
 """
 
 from __future__ import annotations

@@ -11,8 +11,8 @@ from pathlib import Path
 from typing import Any
 
 from expctl.errors import Problems, did_you_mean, did_you_mean_hint
-from expctl.sweeps.parameters import Parameter
-from expctl.sweeps.spec_problems import param_path
+from expctl.sweeps.spec.parameters import Parameter
+from expctl.sweeps.spec.problems import param_path
 
 
 @dataclass(frozen=True)

@@ -192,8 +192,8 @@ class _DropGreenletNotice(logging.Filter):
 
 
 def _open_journal(path: Path, url: str, create: bool) -> StorageHandle:
-    from expctl.sweeps.journal import CheckedJournalFileBackend, CheckedJournalStorage
-    from expctl.sweeps.journal_lock import AgentJournalLock
+    from expctl.sweeps.storage.journal import CheckedJournalFileBackend, CheckedJournalStorage
+    from expctl.sweeps.storage.journal_lock import AgentJournalLock
 
     if path.exists():
         refuse_non_journal(path)
@@ -215,8 +215,8 @@ def _open_journal(path: Path, url: str, create: bool) -> StorageHandle:
 
 def refuse_non_journal(path: Path) -> None:
     """:class:`UsageError` unless the existing ``path`` is a sweep journal
-    (:func:`expctl.sweeps.journal.not_a_journal`): expctl takes over only an empty file."""
-    from expctl.sweeps.journal import not_a_journal
+    (:func:`expctl.sweeps.storage.journal.not_a_journal`): expctl takes over only an empty file."""
+    from expctl.sweeps.storage.journal import not_a_journal
 
     why = not_a_journal(path)
     if why is not None:

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from expctl.errors import Problems
-from expctl.sweeps.spec_problems import is_int, is_number
+from expctl.sweeps.spec.problems import is_int, is_number
 
 # distribution -> keys it takes (besides `distribution`) and their defaults (None: required)
 CONTINUOUS_DISTRIBUTIONS = frozenset(

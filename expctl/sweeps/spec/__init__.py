@@ -5,46 +5,56 @@ wrong: unknown keys and misspelt goals, methods, distributions and command macro
 did-you-mean, and *every* problem of a file is reported at once (:class:`SpecError`, exit 2), each
 with its YAML path and line.
 
-This module holds the spec types, the entry points and the top-level keys; the parts live in
-:mod:`~expctl.sweeps.spec_yaml` (YAML with line numbers), :mod:`~expctl.sweeps.parameters`
-(``parameters:`` and distributions), :mod:`~expctl.sweeps.config_check` (parameters against the
-project config) and :mod:`~expctl.sweeps.overrides` (values → Hydra overrides). Their public names
-are re-exported here, where callers import them from.
+This package's ``__init__`` holds the spec type, the entry points and the top-level keys; the
+parts live in :mod:`~expctl.sweeps.spec.yaml` (YAML with line numbers),
+:mod:`~expctl.sweeps.spec.parameters` (``parameters:`` and distributions),
+:mod:`~expctl.sweeps.spec.metric` (``metric:`` and ``early_terminate:``),
+:mod:`~expctl.sweeps.spec.command` (``command:``), :mod:`~expctl.sweeps.spec.config_check`
+(parameters against the project config) and :mod:`~expctl.sweeps.spec.overrides` (values → Hydra
+overrides). Their public names are re-exported here, where callers import them from.
 """
 
 from __future__ import annotations
 
 import difflib
-import math
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from expctl.errors import Problems, SpecError
-from expctl.sweeps.config_check import (
+from expctl.sweeps.methods import METHODS, check_method
+from expctl.sweeps.program.macros import MACRO_NAMES
+from expctl.sweeps.spec.command import check_command, top_names
+from expctl.sweeps.spec.config_check import (
     ConfigCheck,
     config_groups,
     config_problems,
     trainer_metric_problem,
 )
-from expctl.sweeps.macros import MACRO_NAMES
-from expctl.sweeps.overrides import render_value, to_overrides
-from expctl.sweeps.parameters import (
+from expctl.sweeps.spec.metric import (
+    EARLY_TERMINATE_KEYS,
+    GOALS,
+    METRIC_KEYS,
+    EarlyTerminate,
+    Metric,
+    parse_early_terminate,
+    parse_metric,
+)
+from expctl.sweeps.spec.overrides import render_value, to_overrides
+from expctl.sweeps.spec.parameters import (
     DISTRIBUTIONS,
     PARAMETER_KEYS,
     Parameter,
     parse_parameters,
 )
-from expctl.sweeps.spec_command import check_command, top_names
-from expctl.sweeps.spec_problems import is_int, is_number, param_path, sweep_problems
-from expctl.sweeps.spec_yaml import load_yaml
+from expctl.sweeps.spec.problems import is_int, sweep_problems
+from expctl.sweeps.spec.yaml import load_yaml
 
 __all__ = [
     "DISTRIBUTIONS",
     "EARLY_TERMINATE_KEYS",
     "GOALS",
-    "GRID_DISTRIBUTIONS",
     "IGNORED_KEYS",
     "MACROS",
     "METHODS",
@@ -65,8 +75,6 @@ __all__ = [
     "to_overrides",
 ]
 
-METHODS = ("grid", "random", "bayes")
-GOALS = ("minimize", "maximize")
 TOP_LEVEL_KEYS = (
     "apiVersion",
     "kind",
@@ -89,64 +97,13 @@ TOP_LEVEL_KEYS = (
 )
 # Accepted for compatibility with W&B files but without effect on expctl's engine.
 IGNORED_KEYS = ("apiVersion", "kind", "controller", "job", "image_uri", "scheduler", "metrics")
-METRIC_KEYS = ("name", "goal", "target", "impute", "impute_while_running")
-EARLY_TERMINATE_KEYS = ("type", "min_iter", "max_iter", "s", "eta", "strict")
-# The macros W&B's agent substitutes, in its documented order (one list: expctl.sweeps.macros).
+# The macros W&B's agent substitutes, in its documented order (one list:
+# expctl.sweeps.program.macros).
 MACROS = MACRO_NAMES
 _MACRO = re.compile(r"\$\{([^}]*)\}")
-# The distributions a grid can enumerate (finite sets of values).
-GRID_DISTRIBUTIONS = ("constant", "categorical", "int_uniform", "q_uniform")
 
 
 # -- the typed spec -------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class Metric:
-    name: str
-    goal: str = "minimize"
-    target: float | None = None
-
-    @property
-    def maximize(self) -> bool:
-        return self.goal == "maximize"
-
-    def reached(self, value: float | None) -> bool:
-        """Whether ``value`` meets ``target`` (W&B: the sweep stops when a run reaches it)."""
-        if self.target is None or value is None:
-            return False
-        return value >= self.target if self.maximize else value <= self.target
-
-
-@dataclass(frozen=True)
-class EarlyTerminate:
-    """W&B's hyperband: bands ``min_iter·eta^k``, or ``max_iter/eta^k`` for k = 1..s."""
-
-    type: str = "hyperband"
-    min_iter: int | None = None
-    max_iter: int | None = None
-    s: int | None = None
-    eta: float = 3.0
-    strict: bool = True
-
-    def bands(self, limit: int = 100) -> list[int]:
-        if self.max_iter is not None and self.s is not None:
-            bands, band = [], float(self.max_iter)
-            for _ in range(self.s):
-                band /= self.eta
-                if band < 1:
-                    break
-                bands.append(int(band))
-            return sorted(bands)
-        bands, band = [], float(self.min_iter or 1)
-        for _ in range(limit):
-            # min_iter with max_iter but no s: the bands below max_iter (W&B's max_iter bands
-            # never include max_iter itself)
-            if self.max_iter is not None and band >= self.max_iter:
-                break
-            bands.append(int(band))
-            band *= self.eta
-        return bands
 
 
 @dataclass(frozen=True)
@@ -172,7 +129,7 @@ class SweepSpec:
     def missing_program(self, cwd: Path | None = None) -> Path | None:
         """The ``program`` file the command runs, when it does not exist (from ``cwd``, the
         directory an agent runs it from); None when it exists or is not run."""
-        from expctl.sweeps.macros import DEFAULT_COMMAND
+        from expctl.sweeps.program.macros import DEFAULT_COMMAND
 
         if not self.program or "${program}" not in (self.command or DEFAULT_COMMAND):
             return None
@@ -233,9 +190,9 @@ def parse_spec(
         raise SpecError(source, problems.items)
     _top_level_keys(data, problems)
     method = _method(data, problems)
-    metric = _metric(data.get("metric"), problems) if "metric" in data else None
+    metric = parse_metric(data.get("metric"), problems) if "metric" in data else None
     early = (
-        _early_terminate(data["early_terminate"], problems)
+        parse_early_terminate(data["early_terminate"], problems)
         if data.get("early_terminate") is not None
         else None
     )
@@ -339,115 +296,11 @@ def _method_needs(
     problems: Problems,
 ) -> None:
     """What a method or hyperband needs of the rest of the file."""
-    if method == "grid":
-        for p in parameters:
-            if p.distribution not in GRID_DISTRIBUTIONS:
-                problems.add(
-                    param_path(p.name, data),
-                    f"distribution {p.distribution!r} cannot be used with method: grid "
-                    f"(grid takes {', '.join(GRID_DISTRIBUTIONS)}; "
-                    "use values: [...] or method: random)",
-                )
-    if metric is None:
-        if method == "bayes":
-            problems.add("metric", "method: bayes needs a `metric` (name and goal) to optimise")
-        if early is not None:
-            problems.add("early_terminate", "hyperband early termination needs a `metric`")
+    if method is not None:
+        METHODS[method].spec_problems(parameters, metric, data, problems)
+    if metric is None and early is not None:
+        problems.add("early_terminate", "hyperband early termination needs a `metric`")
 
 
 def _method(data: dict, problems: Problems) -> str | None:
-    method = data.get("method")
-    if method is None:
-        problems.add("method", "missing: choose one of grid, random, bayes")
-        return None
-    if method == "custom":
-        problems.add(
-            "method",
-            "method 'custom' needs W&B's server scheduler; expctl runs grid, random and bayes",
-        )
-        return None
-    if method not in METHODS:
-        problems.bad_choice("method", "method", method, METHODS)
-        return None
-    return str(method)
-
-
-def _metric(raw: Any, problems: Problems) -> Metric | None:
-    if not isinstance(raw, dict):
-        problems.add("metric", "must be a mapping with `name` and `goal`")
-        return None
-    problems.unknown_keys("metric", raw, METRIC_KEYS)
-    name = raw.get("name")
-    if not isinstance(name, str) or not name:
-        problems.add(
-            "metric.name", "missing: the name of the logged metric to optimise, e.g. val_loss"
-        )
-        name = None
-    goal = raw.get("goal", "minimize")
-    if goal not in GOALS:
-        problems.bad_choice("metric.goal", "goal", goal, GOALS)
-        goal = "minimize"
-    target = raw.get("target")
-    if target is not None and not (is_number(target) and math.isfinite(target)):
-        problems.add("metric.target", f"must be a finite number, got {target!r}")
-        target = None
-    if "impute" in raw and raw["impute"] not in ("latest", "best", "worst"):
-        problems.bad_choice("metric.impute", "impute", raw["impute"], ("latest", "best", "worst"))
-    if name is None:
-        return None
-    return Metric(name=name, goal=goal, target=float(target) if target is not None else None)
-
-
-def _early_terminate(raw: Any, problems: Problems) -> EarlyTerminate | None:
-    if not isinstance(raw, dict):
-        problems.add("early_terminate", "must be a mapping: {type: hyperband, min_iter: N}")
-        return None
-    ok = problems.unknown_keys("early_terminate", raw, EARLY_TERMINATE_KEYS)
-    kind = raw.get("type")
-    if kind != "hyperband":
-        if kind is None:
-            problems.add("early_terminate.type", "missing: the only type is 'hyperband'")
-        else:
-            problems.bad_choice("early_terminate.type", "type", kind, ("hyperband",))
-        ok = False
-    min_iter, max_iter, s = raw.get("min_iter"), raw.get("max_iter"), raw.get("s")
-    eta = raw.get("eta", 3)
-    strict = raw.get("strict", True)
-    for key, value in (("min_iter", min_iter), ("max_iter", max_iter), ("s", s)):
-        if value is not None and not (is_int(value) and value >= 1):
-            problems.add(f"early_terminate.{key}", f"must be an integer >= 1, got {value!r}")
-            ok = False
-    if min_iter is None and max_iter is None:
-        problems.add("early_terminate", "give min_iter (bands min_iter*eta^k) or max_iter and s")
-        ok = False
-    elif min_iter is not None and max_iter is not None and s is not None:
-        problems.warnings.append(
-            "early_terminate: both min_iter and max_iter+s are given; W&B uses max_iter and s "
-            "(min_iter is ignored), and so does expctl"
-        )
-        min_iter = None
-    elif max_iter is not None and s is None and min_iter is None:
-        problems.add("early_terminate.s", "missing: max_iter needs s (the number of bands)")
-        ok = False
-    elif max_iter is not None and s is None:
-        # W&B's schema accepts this (it asks for min_iter, or max_iter and s), but its stopping
-        # code takes the max_iter branch and reads `s`: it would fail there, once runs log
-        problems.warnings.append(
-            "early_terminate: min_iter and max_iter without s; expctl stops at the bands "
-            "min_iter*eta^k below max_iter, but W&B's server would fail on this file when it "
-            "checks runs (its hyperband reads `s` whenever max_iter is given): add s, or drop "
-            "max_iter, to run it on W&B too"
-        )
-    if not is_number(eta) or eta <= 1:
-        problems.add("early_terminate.eta", f"must be a number > 1, got {eta!r}")
-        ok = False
-    if not isinstance(strict, bool):
-        problems.add("early_terminate.strict", f"must be true or false, got {strict!r}")
-        ok = False
-    if not ok:
-        return None
-    early = EarlyTerminate(min_iter=min_iter, max_iter=max_iter, s=s, eta=float(eta), strict=strict)
-    if not early.bands():
-        problems.add("early_terminate", "no bands: max_iter/eta < 1; raise max_iter or lower eta")
-        return None
-    return early
+    return check_method(data.get("method"), problems)

@@ -8,6 +8,8 @@
   list or map), keeping the first occurrence;
 * ``run_cap`` keeps the first ``run_cap`` points.
 
+:class:`GridMethod` is the method: every point is queued when the sweep is created.
+
 Sizes are computed before anything is enumerated (a 10^11-point ``int_uniform`` is refused in
 microseconds, not after filling the memory): a point repeats only if each of its values repeats,
 so the grid's size is the product of each parameter's number of distinct values.
@@ -15,16 +17,27 @@ so the grid's size is the product of each parameter's number of distinct values.
 
 from __future__ import annotations
 
+import functools
 import json
 import math
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 from expctl.errors import SpecError
-from expctl.sweeps.spec import GRID_DISTRIBUTIONS, Parameter, SweepSpec
+from expctl.sweeps.methods.base import Method
 
 if TYPE_CHECKING:
+    import optuna
     from optuna.distributions import BaseDistribution
+
+    from expctl.errors import Problems
+    from expctl.sweeps.spec import Metric, Parameter, SweepSpec
+
+# The distributions a grid can enumerate (finite sets of values).
+GRID_DISTRIBUTIONS = ("constant", "categorical", "int_uniform", "q_uniform")
+# Every point is queued at create time, and every agent reads the whole queue: beyond this many
+# points a grid is better searched with method: random and a run_cap (said before building one).
+MAX_GRID_POINTS = 10_000
 
 
 def grid_values(p: Parameter) -> Sequence[Any]:
@@ -111,11 +124,6 @@ def column_distribution(p: Parameter) -> BaseDistribution | None:
     return None
 
 
-def point_key(point: dict[str, Any]) -> str:
-    """A canonical string for a grid point (equal for points W&B considers duplicates)."""
-    return json.dumps({k: normalise(v) for k, v in point.items()}, sort_keys=True, default=str)
-
-
 def grid_size(spec: SweepSpec) -> int:
     """The number of distinct points of the full grid (before ``run_cap``)."""
     return math.prod(_value_count(p) for p in spec.parameters)
@@ -162,3 +170,70 @@ def _nth(columns: list[Sequence[Any]], index: int) -> list[Any]:
         index, digit = divmod(index, len(column))
         values.append(column[digit])
     return values[::-1]
+
+
+class GridMethod(Method):
+    """``method: grid``: every point queued at create time (that is what makes a grid
+    exactly-once), capped by ``run_cap``; the sweep finishes when its last point does."""
+
+    name = "grid"
+    samples_on_claim = False
+    exhausted_reason = "grid complete"
+    finishes_when_drained = True
+
+    @classmethod
+    def spec_problems(
+        cls, parameters: list[Parameter], metric: Metric | None, data: dict, problems: Problems
+    ) -> None:
+        from expctl.sweeps.spec.problems import param_path
+
+        for p in parameters:
+            if p.distribution not in GRID_DISTRIBUTIONS:
+                problems.add(
+                    param_path(p.name, data),
+                    f"distribution {p.distribution!r} cannot be used with method: grid "
+                    f"(grid takes {', '.join(GRID_DISTRIBUTIONS)}; "
+                    "use values: [...] or method: random)",
+                )
+
+    def check_size(self) -> None:
+        check_grid_size(self.spec, MAX_GRID_POINTS)
+
+    def planned(self) -> int:
+        return check_grid_size(self.spec, MAX_GRID_POINTS)
+
+    def size(self) -> int:
+        return grid_size(self.spec)
+
+    def points_to_enqueue(self) -> list[dict[str, Any]]:
+        return grid_points(self.spec, limit=MAX_GRID_POINTS)
+
+    def make_sampler(self, seed: int | None = None) -> optuna.samplers.BaseSampler:
+        """Never asked for a point (every trial is queued), as random would be."""
+        import optuna
+
+        return optuna.samplers.RandomSampler(seed=seed)
+
+    def trial_values(
+        self, trial: optuna.Trial, queued: dict[str, Any] | None, storage: Any
+    ) -> dict[str, Any]:
+        """The queued point, recorded as the trial's Optuna params too (what Optuna's tools
+        show)."""
+        point = dict(queued or {})
+        for name, dist in self._columns:
+            if name not in point:
+                continue
+            try:
+                internal = dist.to_internal_repr(point[name])
+            except ValueError:  # not one of the column's values (a point queued by hand)
+                continue
+            if dist._contains(internal):
+                storage.set_trial_param(trial._trial_id, name, internal, dist)
+        return point
+
+    @functools.cached_property
+    def _columns(self) -> list[tuple[str, BaseDistribution]]:
+        """Each grid column's Optuna distribution, built once (a column's values are checked
+        for duplicates: per trial, that was a quarter of a 200-point grid's bookkeeping)."""
+        columns = ((p.name, column_distribution(p)) for p in self.spec.parameters)
+        return [(name, dist) for name, dist in columns if dist is not None]

@@ -14,7 +14,7 @@ from typing import Any
 
 from expctl.secrets import redact_argv, redact_params
 from expctl.status import PROGRAM_RUN_STATUS
-from expctl.sweeps.program import ProgramResult
+from expctl.sweeps.program.runner import ProgramResult
 from expctl.train.record import RunRecord
 
 

@@ -1,6 +1,6 @@
 """W&B-hosted sweeps (``expctl sweep agent ENTITY/PROJECT/ID``): the trial function W&B's agent
 calls once per trial, wrapping the same objectives as the local agent (see
-:mod:`expctl.sweeps.wandb_cloud` for the protocol)."""
+:mod:`expctl.sweeps.wandb.cloud` for the protocol)."""
 
 from __future__ import annotations
 
