@@ -278,7 +278,15 @@ def test_show_by_prefix_latest_and_path(ex, world):
     latest = json.loads(
         ex("runs", "show", "latest", "--runs-dir", str(world.runs), "--format", "json").stdout
     )
-    newest = max((p for p in world.runs.glob("*/*") if p.is_dir()), key=lambda p: p.name)
+    # the stamp, then the record's sub-second start: the random id decides nothing (two runs
+    # often start in the same second)
+    newest = max(
+        (p for p in world.runs.glob("*/*") if p.is_dir()),
+        key=lambda p: (
+            p.name.rsplit("-", 1)[0],
+            json.loads((p / "summary.json").read_text()).get("started_at") or "",
+        ),
+    )
     assert latest["run"]["run_dir"] == str(newest)
 
 
