@@ -105,14 +105,35 @@ class NullTracker:
         return None
 
 
-class LocalTracker:
+class Guarded:
+    """A tracker whose calls can never stop the training: the first failure is noted once
+    (naming ``label``), then the backend is left alone — the local record is complete."""
+
+    label = "?"  # how notes name it
+    broken = False
+    notes: list[str]
+
+    def _guarded(self, what: str, call: Callable[[], Any]) -> Any:
+        if self.broken:
+            return None
+        try:
+            return call()
+        except Exception as e:
+            self.broken = True
+            self.notes.append(
+                f"{self.label} stopped working ({what}: {first_line(e)}); training went on, the "
+                "local record is complete"
+            )
+            return None
+
+
+class LocalTracker(Guarded):
     """Base for trackers that are not W&B (TensorBoard, MLflow, CSV): the W&B attributes say
     ``disabled``, every call is guarded (a failure is noted once, then the backend is left
     alone), and :meth:`describe` reports this backend. Subclasses implement ``_log``,
     ``_log_checkpoints``, ``_summarize`` and ``_finish`` and set ``location``/``ident``."""
 
     backend = "?"
-    label = "?"  # how notes name it
     mode = "disabled"  # (of W&B)
     run_id: str | None = None
     path: str | None = None
@@ -129,19 +150,6 @@ class LocalTracker:
         return [
             {"backend": self.backend, "mode": "local", "path": self.location, "run_id": self.ident}
         ]
-
-    def _guarded(self, what: str, call: Callable[[], Any]) -> Any:
-        if self.broken:
-            return None
-        try:
-            return call()
-        except Exception as e:
-            self.broken = True
-            self.notes.append(
-                f"{self.label} stopped working ({what}: {first_line(e)}); training went on, the "
-                "local record is complete"
-            )
-            return None
 
     def log(self, metrics: Mapping[str, float], step: int) -> None:
         row = dict(metrics)

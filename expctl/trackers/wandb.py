@@ -26,7 +26,7 @@ from urllib.parse import urlparse
 
 from expctl.errors import ConfigError
 from expctl.secrets import redact, scrub
-from expctl.trackers.base import NullTracker, Tracker
+from expctl.trackers.base import Guarded, NullTracker, Tracker
 from expctl.trackers.base import first_line as _first_line
 from expctl.trackers.base import jsonable as _jsonable
 
@@ -98,12 +98,13 @@ def resolve_mode(
 # -- trackers -----------------------------------------------------------------------------------
 
 
-class WandbTracker:
+class WandbTracker(Guarded):
     """A wandb run that can never stop the training: if W&B fails mid-run (its service process
     killed by a job-wide SIGTERM, a full disk, a network error online), the failure is noted
     once and the run goes on without it — the local record is complete either way."""
 
     backend = "wandb"
+    label = "W&B"
 
     def __init__(self, run: Any, mode: str, notes: list[str]):
         self.run = run
@@ -117,19 +118,6 @@ class WandbTracker:
         )
         self._finished = False
         self.broken = False
-
-    def _guarded(self, what: str, call: Any) -> Any:
-        if self.broken:
-            return None
-        try:
-            return call()
-        except Exception as e:
-            self.broken = True
-            self.notes.append(
-                f"W&B stopped working ({what}: {_first_line(e)}); training went on, the local "
-                "record is complete"
-            )
-            return None
 
     def log(self, metrics: Mapping[str, float], step: int) -> None:
         self._guarded("log", lambda: self.run.log(dict(metrics), step=step))
