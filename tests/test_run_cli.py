@@ -103,16 +103,15 @@ def test_run_says_which_aliases_its_published_version_got(project: Path, cli):
     assert "published: digits-mlp-model:v0 (latest, best)" in first.stderr
     worse = cli("run", "trainer.epochs=1", "optim.lr=0.0", *FAST)  # cannot beat v0
     assert "published: digits-mlp-model:v1 (latest)\n" in worse.stderr
-    assert "best stays on digits-mlp-model:v0" in worse.stderr
+    assert worse.stderr.count("best stays on digits-mlp-model:v0") == 1  # said once, live
 
 
 def test_a_store_that_cannot_be_written_is_a_note_and_the_run_still_succeeds(project: Path, cli):
     (project / "not-a-dir").write_text("")
     result = cli("run", "trainer.epochs=1", *FAST, env={"EXPCTL_ARTIFACTS": "not-a-dir/store"})
     assert result.exit_code == 0, result.stderr
-    assert (
-        "note: publishing checkpoints failed" in result.stderr and "published:" not in result.stderr
-    )
+    assert result.stderr.count("publishing checkpoints failed") == 1  # said once
+    assert "published:" not in result.stderr
     run_dir = Path(result.stdout.strip())
     assert summary(run_dir)["artifact"] is None
     assert list((run_dir / "checkpoints").glob("epoch=*.pt"))  # kept where they were written

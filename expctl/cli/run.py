@@ -282,7 +282,8 @@ def _report(result: RunResult) -> None:
         aliases = f" ({', '.join(result.artifact_aliases)})" if result.artifact_aliases else ""
         err(f"published: {result.artifact}{aliases}")
     for note in result.notes:
-        err(f"note: {note}")
+        if note not in result.shown_notes:  # a warning printed live is not repeated
+            err(f"note: {note}")
     if result.sync_command:
         err(f"W&B run saved offline; upload it with: {result.sync_command}")
     elif result.wandb_path:

@@ -51,6 +51,7 @@ class RunResult:
     artifact: str | None = None  # "name:vN" in the local artifact store, when published
     artifact_aliases: tuple[str, ...] = ()  # the aliases publishing moved to it ("best", ...)
     notes: list[str] = field(default_factory=list)  # things the user should hear about
+    shown_notes: tuple[str, ...] = ()  # those the progress display already printed
     rank: int = 0  # under torchrun: the process that returned this (rank 0 wrote the record)
     tracking: list[dict[str, Any]] = field(default_factory=list)  # summary.json's tracking
 
@@ -89,6 +90,7 @@ class Outcome:
         self.notes: list[str] = []
         self.tracker: Tracker | None = None
         self._tracker_notes_seen = 0
+        self._shown_notes: list[str] = []  # printed by the sink as they happened
         self._tracker_announced = False  # the W&B run's path was shown
         self.wandb_run_id: str | None = None  # the W&B run an earlier attempt started
         self.run_ids: dict[str, str] = {}  # each backend's run an earlier attempt started
@@ -208,6 +210,7 @@ class Outcome:
         """Something the user should hear about: in the summary, the result and the progress."""
         self.notes.append(text)
         self.sink.message(f"warning: {text}")
+        self._shown_notes.append(text)
 
     # -- the end ------------------------------------------------------------------------------
 
@@ -345,6 +348,7 @@ class Outcome:
             artifact=self.artifact,
             artifact_aliases=self.artifact_aliases,
             notes=list(self.notes),
+            shown_notes=tuple(self._shown_notes),
             rank=self.group.rank,
         )
 
