@@ -8,6 +8,7 @@ import subprocess
 from pathlib import Path
 
 import pytest
+from processes import read_terminal
 
 from expctl.artifacts import ArtifactStore
 
@@ -322,18 +323,9 @@ def test_list_on_an_80_column_terminal_keeps_every_ref_whole(expctl_exe, model_d
         [*expctl_exe, "artifacts", "list"], stdout=child, stderr=child, cwd=isolated, env=env
     )
     os.close(child)
-    chunks = []
-    while True:
-        try:
-            chunk = os.read(main, 65536)
-        except OSError:  # EIO: the child closed the terminal
-            break
-        if not chunk:
-            break
-        chunks.append(chunk)
-    os.close(main)
+    output = read_terminal(main, 60)
     assert proc.wait(timeout=60) == 0
-    screen = b"".join(chunks).decode().replace("\r\n", "\n")
+    screen = output.decode().replace("\r\n", "\n")
     assert f"{name}:v0" in screen and f"{name}:v1" in screen, screen
     piped = subprocess.run(
         [*expctl_exe, "artifacts", "list"], capture_output=True, text=True, cwd=isolated, env=env

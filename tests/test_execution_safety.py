@@ -18,6 +18,7 @@ import time
 from pathlib import Path
 
 import pytest
+from processes import alive
 
 from expctl.config import ConfigSource, compose_config
 
@@ -306,14 +307,6 @@ WRAPPERS = {
 }
 
 
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    stat = Path(f"/proc/{pid}/stat")
-    return not (stat.exists() and stat.read_text().split(")")[-1].split()[0] == "Z")
-
 
 def _wait_for(predicate, seconds: float, what: str) -> None:
     deadline = time.monotonic() + seconds
@@ -345,11 +338,11 @@ def test_a_trials_grandchild_dies_when_its_agent_is_killed_with_sigkill(
         _wait_for(lambda: pidfile.exists() and pidfile.read_text(), 60, "no grandchild started")
         assert agent.poll() is None
         grandchild = int(pidfile.read_text())
-        assert _alive(grandchild)
+        assert alive(grandchild)
         agent.kill()
         agent.wait()
         # bounded, not timed: the kernel closes the agent's end of the guard's pipe at once
-        _wait_for(lambda: not _alive(grandchild), 10, "the trial's grandchild outlived its agent")
+        _wait_for(lambda: not alive(grandchild), 10, "the trial's grandchild outlived its agent")
     finally:
         agent.kill()
         agent.wait()

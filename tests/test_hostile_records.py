@@ -12,13 +12,13 @@ from __future__ import annotations
 import json
 import os
 import pty
-import select
 import subprocess
 import sys
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+from processes import read_terminal
 
 TIMEOUT_S = 30  # a listing of a few runs takes about a second; a hang is killed here
 PEAK_KB = 300_000  # `runs list` needs ~60 MB; /dev/zero read whole needed 23 GB
@@ -347,20 +347,9 @@ def test_rich_compare_on_a_terminal_escapes_and_reads_no_markup(isolated, expctl
         env=env,
     )
     os.close(slave)
-    chunks = []
-    while True:
-        ready, _, _ = select.select([master], [], [], TIMEOUT_S)
-        assert ready, "runs compare hung"
-        try:
-            chunk = os.read(master, 65536)
-        except OSError:  # EIO: the child closed the terminal
-            break
-        if not chunk:
-            break
-        chunks.append(chunk)
-    os.close(master)
+    output = read_terminal(master, TIMEOUT_S)  # fails if runs compare hangs
     assert proc.wait(timeout=TIMEOUT_S) == 0, proc.stderr.read() if proc.stderr else ""
-    screen = b"".join(chunks).decode("utf-8", errors="replace")
+    screen = output.decode("utf-8", errors="replace")
     assert "─" in screen or "━" in screen  # drawn by rich, not the plain renderer
     assert "\x1b]0;" not in screen and "\x1b[2J" not in screen and "\x07" not in screen
     assert "\u202e" not in screen

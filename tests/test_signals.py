@@ -14,6 +14,7 @@ import time
 from pathlib import Path
 
 import pytest
+from processes import alive
 
 import expctl
 from expctl import signals
@@ -266,15 +267,7 @@ def test_an_agent_killed_by_sigkill_takes_its_trials_program_with_it(
     agent.kill()
     agent.wait()
     deadline = time.monotonic() + 5
-    while _alive(program):
+    while alive(program):
         assert time.monotonic() < deadline, "the trial's program outlived its agent"
         time.sleep(0.05)
 
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    stat = Path(f"/proc/{pid}/stat")
-    return not (stat.exists() and stat.read_text().split(")")[-1].split()[0] == "Z")

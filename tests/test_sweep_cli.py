@@ -12,6 +12,7 @@ import time
 from pathlib import Path
 
 import pytest
+from processes import alive
 
 from expctl.config import ConfigSource
 from expctl.errors import ConfigError
@@ -293,14 +294,6 @@ def test_multirun_expands_like_hydra() -> None:
 # -- --trial-timeout -------------------------------------------------------------------------------
 
 
-def pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
-    return state not in ("Z", "X")  # a zombie is dead, only not yet reaped
-
 
 def test_a_hung_program_trial_is_killed_and_failed(cli, project: Path) -> None:
     write(
@@ -327,7 +320,7 @@ def test_a_hung_program_trial_is_killed_and_failed(cli, project: Path) -> None:
     assert result.exit_code == 1, result.stderr
     assert "every trial this agent ran failed (1)" in result.stderr
     assert "timed out after the trial timeout of 1 s (--trial-timeout)" in result.stderr
-    assert not pid_alive(int((project / "hang.pid").read_text()))
+    assert not alive(int((project / "hang.pid").read_text()))
     [trial] = json.loads(cli("sweep", "status", sweep_id, "-f", "json").stdout)["trials"]
     assert trial["state"] == "fail" and trial["retry_of"] is None
     assert "timed out" in trial["message"] and "the program was killed" in trial["message"]
