@@ -102,12 +102,8 @@ def test_clean_repository_records_commit_and_writes_no_diff(tmp_path: Path, env)
     assert (facts["dirty"], facts["changed_files"], facts["untracked_files"]) == (False, 0, 0)
     assert "diff" not in facts and not (run_dir / DIFF_FILE).exists()
     assert (result.commit, result.branch, result.dirty, result.note) == (head, "main", False, None)
-    assert result.wandb_config() == {
-        "git_commit": head,
-        "git_branch": "main",
-        "git_describe": head[:7],
-        "git_dirty": False,
-    }
+    assert result.describe == head[:7]
+    assert result.wandb_git() == {"git_commit": head}  # no remote: only the commit
     assert sorted(result.files) == [PROVENANCE_FILE, REQUIREMENTS_FILE]
 
 

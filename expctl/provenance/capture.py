@@ -50,17 +50,6 @@ class Provenance:
     files: tuple[str, ...] = ()  # names written into run_dir
     error: str | None = None  # the capture as a whole failed or did not finish
 
-    def wandb_config(self) -> dict[str, Any]:
-        """Flat keys for W&B's run config (``git_commit``...), only those known."""
-        fields = {
-            "git_commit": self.commit,
-            "git_branch": self.branch,
-            "git_describe": self.describe,
-            "git_remote": self.remote_url,
-            "git_dirty": self.dirty,
-        }
-        return {key: value for key, value in fields.items() if value is not None}
-
     def wandb_git(self) -> dict[str, str]:
         """``wandb.Settings`` git fields: W&B's own git state then names this commit (and the
         remote without credentials) instead of asking git again."""
