@@ -500,16 +500,23 @@ def test_a_crashed_run_still_has_its_provenance(tmp_path: Path, env) -> None:
 # -- wired into real runs -----------------------------------------------------------------------
 
 
-def _expctl(args: list[str], cwd: Path, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
-    exe = shutil.which("expctl", path=str(Path(sys.executable).parent)) or "expctl"
-    run_env = {"WANDB_MODE": "disabled", **env}
-    run_env.pop("EXPCTL_RUNS_DIR", None)
-    return subprocess.run([exe, *args], cwd=cwd, env=run_env, capture_output=True, text=True)
+@pytest.fixture
+def expctl_in(expctl_exe: list[str]):
+    """Run the installed expctl in ``cwd`` with ``env`` (W&B disabled unless ``env`` says)."""
+
+    def run(args: list[str], cwd: Path, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+        run_env = {"WANDB_MODE": "disabled", **env}
+        run_env.pop("EXPCTL_RUNS_DIR", None)
+        return subprocess.run(
+            [*expctl_exe, *args], cwd=cwd, env=run_env, capture_output=True, text=True
+        )
+
+    return run
 
 
 @pytest.mark.slow
 def test_a_real_run_records_its_commit_diff_and_packages_and_a_resume_its_own(
-    tmp_path: Path, env: dict[str, str]
+    tmp_path: Path, env: dict[str, str], expctl_in
 ) -> None:
     from conftest import CONFIGS
 
@@ -518,7 +525,7 @@ def test_a_real_run_records_its_commit_diff_and_packages_and_a_resume_its_own(
     git(repo, env, "add", "configs")
     git(repo, env, "commit", "-q", "-m", "configs")
     (repo / "train.py").write_text("lr = 0.2\n")  # a dirty tree
-    done = _expctl(["run", "trainer.epochs=1", "-q"], repo, env)
+    done = expctl_in(["run", "trainer.epochs=1", "-q"], repo, env)
     assert done.returncode == 0, done.stderr
     run_dir = Path(done.stdout.strip())
     record = json.loads((run_dir / PROVENANCE_FILE).read_text())
@@ -528,7 +535,7 @@ def test_a_real_run_records_its_commit_diff_and_packages_and_a_resume_its_own(
     assert "lr = 0.2" in (run_dir / DIFF_FILE).read_text()
     assert "torch==" in (run_dir / REQUIREMENTS_FILE).read_text()
     git(repo, env, "commit", "-qam", "lr 0.2")
-    again = _expctl(["run", "--resume", str(run_dir), "trainer.epochs=2", "-q"], repo, env)
+    again = expctl_in(["run", "--resume", str(run_dir), "trainer.epochs=2", "-q"], repo, env)
     assert again.returncode == 0, again.stderr
     resumed = json.loads((run_dir / "resumes" / "1" / PROVENANCE_FILE).read_text())
     assert resumed["git"]["commit"] == git(repo, env, "rev-parse", "HEAD").strip()
@@ -537,25 +544,25 @@ def test_a_real_run_records_its_commit_diff_and_packages_and_a_resume_its_own(
 
 @pytest.mark.slow
 def test_switches_reach_a_real_run_and_bad_input_leaves_no_run_dir(
-    tmp_path: Path, env: dict[str, str]
+    tmp_path: Path, env: dict[str, str], expctl_in
 ) -> None:
     from conftest import CONFIGS
 
     repo = make_repo(tmp_path / "project", env)
     shutil.copytree(CONFIGS, repo / "configs")
     (repo / "train.py").write_text("dirty\n")
-    done = _expctl(["run", "trainer.epochs=1", "-q", "provenance.diff=false"], repo, env)
+    done = expctl_in(["run", "trainer.epochs=1", "-q", "provenance.diff=false"], repo, env)
     assert done.returncode == 0, done.stderr
     run_dir = Path(done.stdout.strip())
     assert not (run_dir / DIFF_FILE).exists() and (run_dir / PROVENANCE_FILE).exists()
-    bad = _expctl(["run", "trainer.epochs=1", "loss._target_=numpy.savetxt"], repo, env)
+    bad = expctl_in(["run", "trainer.epochs=1", "loss._target_=numpy.savetxt"], repo, env)
     assert bad.returncode == 2, bad.stderr
     assert [p for p in (repo / "runs").rglob(PROVENANCE_FILE)] == [run_dir / PROVENANCE_FILE]
 
 
 @pytest.mark.slow
 def test_a_program_trial_records_the_programs_own_repository(
-    tmp_path: Path, env: dict[str, str]
+    tmp_path: Path, env: dict[str, str], expctl_in
 ) -> None:
     code = make_repo(tmp_path / "code", env)
     (code / "train.py").write_text(
@@ -569,9 +576,9 @@ def test_a_program_trial_records_the_programs_own_repository(
         "parameters:\n  lr: {values: [0.1]}\n"
     )
     run_env = {**env, "WANDB_MODE": "offline", "WANDB_DIR": str(tmp_path / "wandb")}
-    created = _expctl(["sweep", "create", "sweep.yaml"], work, run_env)
+    created = expctl_in(["sweep", "create", "sweep.yaml"], work, run_env)
     assert created.returncode == 0, created.stderr
-    agent = _expctl(["sweep", "agent", created.stdout.strip()], work, run_env)
+    agent = expctl_in(["sweep", "agent", created.stdout.strip()], work, run_env)
     assert agent.returncode == 0, agent.stderr
     (record_file,) = (work / "runs").rglob(PROVENANCE_FILE)
     record = json.loads(record_file.read_text())
@@ -579,7 +586,9 @@ def test_a_program_trial_records_the_programs_own_repository(
 
 
 @pytest.mark.slow
-def test_wandb_records_the_commit_the_provenance_names(tmp_path: Path, env: dict[str, str]) -> None:
+def test_wandb_records_the_commit_the_provenance_names(
+    tmp_path: Path, env: dict[str, str], expctl_in
+) -> None:
     from conftest import CONFIGS
 
     from expctl.sweeps.wandb.metrics import TransactionLogReader
@@ -593,7 +602,7 @@ def test_wandb_records_the_commit_the_provenance_names(tmp_path: Path, env: dict
         "WANDB_DISABLE_GIT": "true",
         "WANDB_DIR": str(tmp_path / "wandb"),
     }
-    done = _expctl(["run", "trainer.epochs=1", "-q"], repo, run_env)
+    done = expctl_in(["run", "trainer.epochs=1", "-q"], repo, run_env)
     assert done.returncode == 0, done.stderr
     summary = json.loads((Path(done.stdout.strip()) / "summary.json").read_text())
     (log,) = Path(summary["wandb"]["sync_dirs"][0]).glob("run-*.wandb")
