@@ -576,3 +576,211 @@ def test_a_working_directory_with_spaces_dollars_and_percent_signs_is_quoted(
     (output,) = (workdir / ".expctl" / "slurm").glob(f"agents-*-{job}_0.out")
     assert "agent done" in output.read_text()
     assert not list(isolated.rglob("PWNED"))
+
+
+# -- --slurm N past the cluster's MaxArraySize: several arrays, one sweep --------------------------
+
+
+def array_limit_here() -> int:
+    """How many tasks an array holds on the test cluster (.ci/start-slurm sets MaxArraySize=4)."""
+    from expctl.sweeps.slurm import array_limit
+
+    limit = array_limit()
+    if limit > 8:  # a cluster not started by .ci/start-slurm: N = limit + 2 would be too many
+        message = f"MaxArraySize={limit}: the split tests want a small one (.ci/start-slurm)"
+        if os.environ.get("EXPCTL_REQUIRE_SLURM"):
+            pytest.fail(message)
+        pytest.skip(message)
+    return limit
+
+
+def test_agents_past_max_array_size_span_arrays_and_a_preempted_trial_reruns_in_the_next(
+    slurm: Slurm, isolated: Path
+) -> None:
+    """`--slurm N` for N = MaxArraySize + 2 submits two arrays with one throttle: the first
+    array's tasks are agents 0..MaxArraySize-1, the second's the next two (EXPCTL_SLURM_TASK is
+    global), and the second starts once the first has ended (`--slurm-throttle 1`: one agent at
+    a time, so which agent claims what is certain). A task of the first array is signalled
+    mid-trial (`scancel --signal=TERM --batch`, what `--signal=B:TERM@60` does): its trial is
+    re-queued once and re-run by an agent of the second array. `sweep status` names the SLURM
+    job of each live agent."""
+    limit = array_limit_here()
+    lrs = [round(0.01 * (i + 1), 2) for i in range(limit)]  # one point per agent of array one
+    spec = {
+        "program": str(TUTORIAL_PROGRAM),
+        "method": "grid",
+        "metric": {"name": "val_loss", "goal": "minimize"},
+        "parameters": {"lr": {"values": lrs}, "epochs": {"value": EPOCHS}},
+    }
+    (isolated / "sweep.yaml").write_text(yaml.safe_dump(spec))
+    env = {**slurm.env, "EXPCTL_STORAGE": str(isolated / "shared" / "sweeps.journal")}
+    expctl = [sys.executable, "-m", "expctl"]
+    run = functools.partial(subprocess.run, env=env, capture_output=True, text=True, cwd=isolated)
+    sweep_id = run([*expctl, "sweep", "create", "sweep.yaml"]).stdout.strip()
+
+    def status(*args: str) -> subprocess.CompletedProcess:
+        proc = run([*expctl, "sweep", "status", sweep_id, *args])
+        assert proc.returncode == 0, proc.stderr
+        return proc
+
+    def status_json() -> dict:
+        return json.loads(status("--format", "json").stdout)
+
+    # --count 1: each agent runs one trial, so the re-queued trial (queued after every grid
+    # point) is left to the second array: the first array's agents take the grid's points
+    agents = limit + 2
+    submitted = run(
+        [
+            *expctl,
+            "sweep",
+            "agent",
+            sweep_id,
+            "--slurm",
+            str(agents),
+            "--slurm-throttle",
+            "1",
+            "--count",
+            "1",
+            "--slurm-opt",
+            "cpus-per-task=1",
+            "--slurm-opt",
+            "time=10",
+        ]
+    )
+    assert submitted.returncode == 0, submitted.stderr
+    first, second = submitted.stdout.split()  # one job id per array, in order
+    slurm.jobs += [first, second]
+    assert f"agents 0-{limit - 1}\n" in submitted.stderr, submitted.stderr
+    assert f"agents {limit}-{limit + 1}, after {first} ends" in submitted.stderr
+    assert {r["ArrayTaskThrottle"] for r in slurm.jobs_info(second)} == {"1"}
+
+    def first_array_trial() -> tuple[dict, str] | None:
+        """A trial that started < 1 s ago in the first array, and its agent's SLURM job."""
+        current = status_json()
+        for trial in current["trials"]:
+            if trial["state"] != "running" or (trial["duration"] or 0) > 1.0:
+                continue
+            job = (current["agents"].get(trial["agent"]) or {}).get("slurm") or {}
+            if job.get("job", "").startswith(f"{first}_"):
+                return trial, job["job"]
+        return None
+
+    victim, victim_job = wait_for(
+        first_array_trial,
+        90,
+        "a task of the first array to start a trial",
+        lambda: slurm.describe(first),
+    )
+    signalled = slurm.signal_array_task(victim_job)
+
+    def agents_line() -> str | None:
+        """`sweep status`'s agents line once it names a live agent's SLURM job (the agents
+        run one after another, so there is always one but for the moments between two)."""
+        lines = status().stdout.splitlines()
+        line = next(x for x in lines if x.startswith("agents:"))
+        return line if "SLURM jobs" in line else None
+
+    line = wait_for(agents_line, 60, "status to show a live agent's SLURM job")
+    assert re.search(rf"agents: \d+ alive \(.+\); SLURM jobs ({first}|{second})_", line), line
+
+    records = slurm.wait_ended(first, 150) + slurm.wait_ended(second, 150)
+    slurm.check_signalled(signalled)
+    by_job = {f"{r['ArrayJobId']}_{r['ArrayTaskId']}": r for r in records}
+    expected_jobs = {f"{first}_{i}" for i in range(limit)} | {f"{second}_0", f"{second}_1"}
+    assert set(by_job) == expected_jobs, slurm.describe(first) + slurm.describe(second)
+    assert (by_job[victim_job]["JobState"], by_job[victim_job]["ExitCode"]) == ("FAILED", "143:0")
+    for job, record in by_job.items():
+        if job != victim_job:
+            assert (record["JobState"], record["ExitCode"]) == ("COMPLETED", "0:0"), job
+    # the second array started once the first had ended (afterany): never two agents at once
+    ended = max(by_job[f"{first}_{i}"]["EndTime"] for i in range(limit))
+    assert min(by_job[f"{second}_{i}"]["StartTime"] for i in (0, 1)) >= ended
+
+    final = status_json()
+    assert final["state"] == "finished", final
+    assert final["counts"] == {"complete": limit, "fail": 1}, final["counts"]
+    [failed] = [t for t in final["trials"] if t["state"] == "fail"]
+    assert failed["number"] == victim["number"] and "interrupted" in (failed["message"] or "")
+    complete = [t for t in final["trials"] if t["state"] == "complete"]
+    assert sorted(t["params"]["lr"] for t in complete) == lrs  # every point once
+    [rerun] = [t for t in complete if t["retry_of"] is not None]
+    assert rerun["retry_of"] == victim["number"] and rerun["params"] == victim["params"]
+    # re-run across arrays: by the second array's first task, agent number MaxArraySize
+    rerun_job = final["agents"][rerun["agent"]]["slurm"]
+    assert (rerun_job["job"], rerun_job["task"]) == (f"{second}_0", limit), rerun_job
+    # every agent recorded its job; their numbers run 0..N-1 across the two arrays
+    numbered = {a["slurm"]["task"]: a["slurm"]["job"] for a in final["agents"].values()}
+    assert numbered == {
+        **{i: f"{first}_{i}" for i in range(limit)},
+        limit: f"{second}_0",
+        limit + 1: f"{second}_1",
+    }
+
+
+def test_too_many_agents_for_the_cluster_s_arrays_is_refused_before_any_is_submitted(
+    slurm: Slurm, isolated: Path
+) -> None:
+    from expctl.sweeps.slurm import MAX_ARRAYS
+
+    limit = array_limit_here()
+    (isolated / "sweep.yaml").write_text(
+        "program: t.py\nmethod: grid\nparameters: {x: {values: [1]}}\n"
+    )
+    env = {**slurm.env, "EXPCTL_STORAGE": str(isolated / "sweeps.journal")}
+    run = functools.partial(subprocess.run, env=env, capture_output=True, text=True, cwd=isolated)
+    expctl = [sys.executable, "-m", "expctl"]
+    sweep_id = run([*expctl, "sweep", "create", "sweep.yaml"]).stdout.strip()
+    tasks = limit * MAX_ARRAYS + 1
+    refused = run([*expctl, "sweep", "agent", sweep_id, "--slurm", str(tasks)])
+    lines = refused.stderr.strip().splitlines()
+    assert refused.returncode == 2 and len(lines) == 2, refused.stderr
+    assert f"needs {MAX_ARRAYS + 1} job arrays" in lines[0] and f"at most {limit} tasks" in lines[0]
+    assert lines[1].startswith("hint: ") and refused.stdout == ""
+    assert not (isolated / ".expctl" / "slurm").exists()  # no script, nothing submitted
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (("--slurm", "0"), "--slurm 0: the number of agents must be 1 or more"),
+        (("--slurm", "-3"), "--slurm -3: the number of agents must be 1 or more"),
+        (("--slurm", "4", "--slurm-throttle", "0"), "--slurm-throttle 0: the number of agents"),
+        (("--slurm-throttle", "2"), "--slurm-throttle applies to agents submitted with --slurm"),
+        (("--slurm-opt", "time=1"), "--slurm-opt applies to agents submitted with --slurm"),
+    ],
+)
+def test_bad_agent_counts_and_throttles_are_one_line_and_a_hint(
+    cli, isolated: Path, args: tuple[str, ...], message: str
+) -> None:
+    (isolated / "sweep.yaml").write_text(
+        "program: t.py\nmethod: grid\nparameters: {x: {values: [1]}}\n"
+    )
+    sweep_id = cli("sweep", "create", "sweep.yaml").stdout.strip()
+    bad = cli("sweep", "agent", sweep_id, *args)
+    lines = bad.stderr.strip().splitlines()
+    assert bad.exit_code == 2 and len(lines) == 2, bad.stderr
+    assert lines[0].startswith(f"error: {message}"), lines
+    assert lines[1].startswith("hint: ") and bad.stdout == ""
+    assert not (isolated / ".expctl" / "slurm").exists()  # nothing written, nothing submitted
+
+
+def test_array_limit_splitting_and_job_names() -> None:
+    from expctl.sweeps.slurm import job_ranges, parse_array_limit, slurm_job, split_tasks
+
+    config = "AccountingStorageType   = (null)\nMaxArraySize            = 1001\n"
+    assert parse_array_limit(config) == 1001
+    # SchedulerParameters' max_array_tasks caps an array's size below MaxArraySize
+    capped = config + "SchedulerParameters     = bf_interval=30,max_array_tasks=200\n"
+    assert parse_array_limit(capped) == 200
+    assert parse_array_limit("ClusterName = x\n") == 1001  # SLURM's default
+    assert split_tasks(10, 4) == [(0, 4), (4, 4), (8, 2)]
+    assert split_tasks(4, 4) == [(0, 4)] and split_tasks(1, 1001) == [(0, 1)]
+    assert job_ranges(["7_0", "7_1", "7_3", "12", "9_5"]) == "7_[0-1,3], 9_5, 12"
+    array_task = {"SLURM_JOB_ID": "15", "SLURM_ARRAY_JOB_ID": "9", "SLURM_ARRAY_TASK_ID": "5"}
+    assert slurm_job({**array_task, "EXPCTL_SLURM_TASK": "1005"}) == {
+        "job": "9_5",
+        "job_id": "15",
+        "task": 1005,
+    }
+    assert slurm_job({"SLURM_JOB_ID": "15"}) == {"job": "15", "job_id": "15", "task": None}
+    assert slurm_job({}) is None

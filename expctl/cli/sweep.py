@@ -196,7 +196,11 @@ def _agents_line(status: SweepStatus) -> str:
     alive = sorted(name for name, a in status.agents.items() if a["alive"])
     if alive:
         more = ", ..." if len(alive) > 4 else ""
-        return f"agents: {len(alive)} alive ({', '.join(alive[:4])}{more})"
+        line = f"agents: {len(alive)} alive ({', '.join(alive[:4])}{more})"
+        from expctl.sweeps.slurm import job_ranges
+
+        jobs = [j["job"] for n in alive if (j := status.agents[n].get("slurm"))]
+        return f"{line}; SLURM jobs {job_ranges(jobs)}" if jobs else line
     if status.state == "running":
         from expctl.sweeps.storage import agent_command
 

@@ -72,9 +72,17 @@ SlurmOpt = Annotated[
     int | None,
     typer.Option(
         "--slurm",
-        min=1,
-        help="Submit N agents as one SLURM job array (sbatch) instead of running one here; "
-        "prints the job id.",
+        help="Submit N agents as a SLURM job array (sbatch) instead of running one here; "
+        "prints the job id (one per array: N past the cluster's MaxArraySize takes several).",
+        show_default=False,
+    ),
+]
+SlurmThrottleOpt = Annotated[
+    int | None,
+    typer.Option(
+        "--slurm-throttle",
+        help="With --slurm: at most K agents run at once (sbatch --array=...%K; several "
+        "arrays run one after another).",
         show_default=False,
     ),
 ]
@@ -102,6 +110,7 @@ AGENT_EPILOG = examples(
     "sbatch --array=0-7 --wrap 'expctl sweep agent $SWEEP_ID --stale-after 120'",
     "expctl sweep agent my-team/digits/k3v9x2ab --count 10   # a sweep on W&B's server",
     "expctl sweep agent $SWEEP_ID --slurm 8 --slurm-opt partition=gpu --slurm-opt time=4:00:00",
+    "expctl sweep agent $SWEEP_ID --slurm 5000 --slurm-throttle 64",
 )
 
 
@@ -116,6 +125,7 @@ def agent(
     sets: SetOpt = None,
     trial_timeout: TrialTimeoutOpt = None,
     slurm: SlurmOpt = None,
+    slurm_throttle: SlurmThrottleOpt = None,
     slurm_opt: SlurmOptOpt = None,
     objective: ObjectiveOpt = None,
 ) -> None:
@@ -127,8 +137,9 @@ def agent(
     agent itself, exactly as `wandb agent ENTITY/PROJECT/ID` does (--trial-timeout is refused
     there). --storage, --stale-after and --wait apply to local sweeps only.
 
-    With --slurm N the agents run on SLURM instead: N of them as one job array (each with the
-    other options given here); prints the job id.
+    With --slurm N the agents run on SLURM instead: N of them as a job array (each with the
+    other options given here), split into several arrays where N is more than the cluster's
+    MaxArraySize; prints the job id of each array, one per line.
     """
     from expctl.sweeps.agent import AgentOptions
     from expctl.sweeps.service import run_sweep_agent
@@ -137,8 +148,18 @@ def agent(
         count=count, stale_after=stale_after, wait=wait, trial_timeout=trial_timeout
     )
     if slurm is not None:
-        _submit_on_slurm(sweep_id, slurm, options, slurm_opt or [], storage, sets or [])
+        _submit_on_slurm(
+            sweep_id, slurm, slurm_throttle, options, slurm_opt or [], storage, sets or []
+        )
         return
+    if slurm_throttle is not None or slurm_opt:
+        from expctl.errors import UsageError
+
+        flag = "--slurm-throttle" if slurm_throttle is not None else "--slurm-opt"
+        raise UsageError(
+            f"{flag} applies to agents submitted with --slurm N",
+            hint=f"e.g. expctl sweep agent {sweep_id} --slurm 8 {flag} ...",
+        )
     summary = run_sweep_agent(
         sweep_id,
         options,
@@ -178,6 +199,7 @@ def agent(
 def _submit_on_slurm(
     sweep_id: str,
     tasks: int,
+    throttle: int | None,
     options: AgentOptions,
     slurm_options: list[str],
     storage: str | None,
@@ -195,12 +217,30 @@ def _submit_on_slurm(
         args += ["--trial-timeout", f"{options.trial_timeout:g}"]
     for override in sets:
         args += ["--set", override]
-    job = submit_slurm_agents(
-        sweep_id, tasks, options, slurm_options=slurm_options, storage=storage, agent_args=args
+    arrays = submit_slurm_agents(
+        sweep_id,
+        tasks,
+        options,
+        slurm_options=slurm_options,
+        storage=storage,
+        agent_args=args,
+        throttle=throttle,
     )
-    err(f"submitted {tasks} agents of sweep {sweep_id} as SLURM job {job}")
-    err(f"  follow them with: squeue -j {job}; expctl sweep status {sweep_id}")
-    out(job)
+    at_once = f", at most {throttle} at once" if throttle is not None else ""
+    if len(arrays) == 1:
+        err(f"submitted {tasks} agents of sweep {sweep_id} as SLURM job {arrays[0].job}{at_once}")
+    else:
+        err(
+            f"submitted {tasks} agents of sweep {sweep_id} as {len(arrays)} SLURM job arrays "
+            f"(the cluster's MaxArraySize){at_once}:"
+        )
+        for a in arrays:
+            after = f", after {a.after} ends" if a.after else ""
+            err(f"  job {a.job}: agents {a.first}-{a.first + a.size - 1}{after}")
+    jobs = ",".join(a.job for a in arrays)
+    err(f"  follow them with: squeue -j {jobs}; expctl sweep status {sweep_id}")
+    for a in arrays:
+        out(a.job)
 
 
 def _announce_agent(target: AgentTarget) -> None:

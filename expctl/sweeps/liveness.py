@@ -46,11 +46,16 @@ class Liveness:
 
     def agent_beat(self, agent: str, stale_after: float, *, exited: bool = False) -> None:
         """The agent's own heartbeat (a study attr per agent): alive, or gone."""
-        beat = {"at": time.time(), "stale_after": stale_after, "exited": exited}
+        from expctl.sweeps.slurm import slurm_job
+
+        beat: dict[str, Any] = {"at": time.time(), "stale_after": stale_after, "exited": exited}
+        if job := slurm_job():  # an agent on SLURM says which job it is, for `sweep status`
+            beat["slurm"] = job
         self.handle.storage.set_study_system_attr(self.study_id, AGENT_PREFIX + agent, beat)
 
     def agents(self) -> dict[str, dict[str, Any]]:
-        """Each agent that ever joined: ``{"alive": bool, "last_beat_s": seconds ago}``."""
+        """Each agent that ever joined: ``{"alive": bool, "last_beat_s": seconds ago,
+        "slurm": its SLURM job (expctl.sweeps.slurm.slurm_job) or None}``."""
         now = time.time()
         found = {}
         attrs = self.handle.storage.get_study_system_attrs(self.study_id)
@@ -59,7 +64,11 @@ class Liveness:
                 continue
             age = now - float(beat.get("at", 0))
             alive = not beat.get("exited") and age <= float(beat.get("stale_after", 60))
-            found[key[len(AGENT_PREFIX) :]] = {"alive": alive, "last_beat_s": round(age, 1)}
+            found[key[len(AGENT_PREFIX) :]] = {
+                "alive": alive,
+                "last_beat_s": round(age, 1),
+                "slurm": beat.get("slurm"),
+            }
         return found
 
     def reap_stale(self, stale_after: float) -> list[tuple[int, int]]:

@@ -34,6 +34,7 @@ from expctl.sweeps.trial import AgentSummary, Objective
 
 if TYPE_CHECKING:
     from expctl.sweeps.overview import SweepRow, SweepStatus
+    from expctl.sweeps.slurm import AgentArray
     from expctl.sweeps.storage import StorageHandle
     from expctl.sweeps.storage.repair import RepairReport
     from expctl.sweeps.studies import SweepInfo
@@ -365,15 +366,19 @@ def submit_slurm_agents(
     slurm_options: Sequence[str] = (),
     storage: str | None = None,
     agent_args: Sequence[str] = (),
-) -> str:
-    """``tasks`` agents of a local sweep as one SLURM job array; returns the job id.
+    throttle: int | None = None,
+) -> list[AgentArray]:
+    """``tasks`` agents of a local sweep as SLURM job arrays (several past the cluster's
+    ``MaxArraySize``), at most ``throttle`` running at once; returns the arrays.
 
     The sweep is opened first (an unknown id is exit 2 here, not in N failed tasks).
     ``agent_args`` are the options each agent runs with (built by the CLI from ``options``).
     """
     from expctl.sweeps.engine import open_sweep
-    from expctl.sweeps.slurm import submit_agents
+    from expctl.sweeps.slurm import check_counts, submit_agents
     from expctl.sweeps.wandb.cloud import is_cloud_sweep_path
+
+    check_counts(tasks, throttle)
 
     if is_cloud_sweep_path(sweep_id):
         raise UsageError(
@@ -383,4 +388,6 @@ def submit_slurm_agents(
     with opened(storage) as handle:
         open_sweep(sweep_id, handle)
         url = handle.url
-    return submit_agents(sweep_id, tasks, agent_args, slurm_options=slurm_options, storage_url=url)
+    return submit_agents(
+        sweep_id, tasks, agent_args, throttle=throttle, slurm_options=slurm_options, storage_url=url
+    )
