@@ -72,6 +72,7 @@ SlurmOpt = Annotated[
     int | None,
     typer.Option(
         "--slurm",
+        metavar="N",
         help="Submit N agents as a SLURM job array (sbatch) instead of running one here; "
         "prints the job id (one per array: N past the cluster's MaxArraySize takes several).",
         show_default=False,
@@ -81,6 +82,7 @@ SlurmThrottleOpt = Annotated[
     int | None,
     typer.Option(
         "--slurm-throttle",
+        metavar="K",
         help="With --slurm: at most K agents run at once (sbatch --array=...%K; several "
         "arrays run one after another).",
         show_default=False,

@@ -168,10 +168,17 @@ def submit_agents(
         extra = [f"--dependency=afterany:{chained}"] if chained else []
         if chained:  # the first array waits for what the user asked; the others, for it
             options = [o for o in options if not o.startswith("--dependency=")]
-        command = [sbatch, "--parsable", *options, f"--array={spec}", *extra, str(script)]
-        done = subprocess.run(
-            [*command, str(first)], capture_output=True, text=True, env=env, check=False
-        )
+        # the script's argument: the number of the array's first agent (EXPCTL_SLURM_TASK)
+        command = [
+            sbatch,
+            "--parsable",
+            *options,
+            f"--array={spec}",
+            *extra,
+            str(script),
+            str(first),
+        ]
+        done = subprocess.run(command, capture_output=True, text=True, env=env, check=False)
         if done.returncode != 0:
             _cancel([a.job for a in arrays])
             first_line = (done.stderr.strip() or done.stdout.strip() or "no output").splitlines()
