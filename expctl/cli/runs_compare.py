@@ -190,10 +190,14 @@ def metric_cells(data: dict[str, Any], key: str) -> list[str]:
     cells = []
     for final, best in zip(data["final_metrics"][key], data["best_metrics"][key], strict=True):
         text = num(final)
-        if best is not None and best != final:
+        if best is not None and best != final and not (_nan(best) and _nan(final)):
             text += f" (at best {num(best)})"
         cells.append(text)
     return cells
+
+
+def _nan(value: Any) -> bool:
+    return isinstance(value, float) and value != value
 
 
 def cell(value: Any) -> str:
