@@ -60,7 +60,7 @@ class SpecError(UsageError):
     def __init__(self, source: str, problems: list[tuple[str, str]], hint: str | None = None):
         self.source = source
         self.problems = problems
-        lines = "\n".join(f"  {path}: {msg}" for path, msg in problems)
+        lines = problem_lines(problems)
         n = len(problems)
         super().__init__(
             f"{source}: {n} problem{'s' if n != 1 else ''} in sweep spec\n{lines}",
@@ -108,8 +108,13 @@ class Problems:
     def __bool__(self) -> bool:
         return bool(self.items)
 
-    def add(self, path: str, message: str, hint: str | None = None) -> None:
-        self.items.append((self._locate(path), message))
+    def add(self, path: str, message: str, hint: str | None = None, *, once: bool = False) -> None:
+        """Collect a problem at ``path``; with ``once``, only the first one found there (an
+        interpolation reached from several places is one problem, where it is written)."""
+        where = self._locate(path)
+        if once and any(w == where for w, _ in self.items):
+            return
+        self.items.append((where, message))
         if hint and hint not in self.hints:
             self.hints.append(hint)
 
@@ -142,8 +147,12 @@ class Problems:
         if len(self.items) == 1:
             ((where, message),) = self.items
             raise ConfigError(message, hint=hints, where=where)
-        lines = "\n".join(f"  {where}: {message}" for where, message in self.items)
-        raise ConfigError(f"{len(self.items)} {what}\n{lines}", hint=hints)
+        raise ConfigError(f"{len(self.items)} {what}\n{problem_lines(self.items)}", hint=hints)
+
+
+def problem_lines(items: Sequence[tuple[str, str]]) -> str:
+    """The one way a list of problems is written under its headline: ``  where: message``."""
+    return "\n".join(f"  {where}: {message}" for where, message in items)
 
 
 def did_you_mean_hint(word: str, candidates: list[str] | set[str], *, every: bool = False) -> str:

@@ -302,3 +302,45 @@ def test_compare_shows_a_nan_best_once(cli, world):
     """NaN is never equal to itself: a run whose final and best are both NaN shows one."""
     table = cli("runs", "compare", "aaa111", "bbb222").stdout
     assert "nan (at best nan)" not in table and "val_loss" in table
+
+
+# -- one problem collector, written one way -------------------------------------------------------
+
+
+def test_the_interpolation_walk_collects_into_problems():
+    from omegaconf import OmegaConf
+
+    from expctl.config.resolve import resolved_container
+    from expctl.errors import Problems
+
+    cfg = OmegaConf.create({"a": "${nope}", "b": {"c": "${a}"}, "d": "${b}"})
+    _, walk = resolved_container(cfg)
+    assert isinstance(walk.problems, Problems)
+    # b.c is reached twice (itself, and d through b): reported once, where it is written
+    assert [where for where, _ in walk.problems.items] == ["a", "b.c"]
+
+
+def test_one_bad_swept_value_is_written_like_every_other_problem(project):
+    """Multirun's checks collect into Problems: a single one reads as `where: message` with
+    its hint, as a config's or a sweep file's single problem does."""
+    from expctl.config import ConfigSource
+    from expctl.errors import ConfigError
+    from expctl.sweeps.multirun import multirun
+
+    with pytest.raises(ConfigError) as e:
+        multirun(ConfigSource(None, "config", ("model=small,larg",)), quiet=True)
+    assert e.value.where == "model=larg"
+    assert str(e.value).startswith("model=larg: ")
+    assert "every combination runs only once" in (e.value.hint or "")
+
+
+def test_problem_lists_are_written_one_way():
+    from expctl.errors import Problems, SpecError
+
+    problems = Problems()
+    problems.add("x", "bad")
+    problems.add("y", "worse")
+    with pytest.raises(Exception) as config_error:
+        problems.raise_config_error("problems", hint="fix them")
+    spec = SpecError("s.yaml", problems.items)
+    assert str(config_error.value).split("\n", 1)[1] == str(spec).split("\n", 1)[1]
