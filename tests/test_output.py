@@ -344,3 +344,37 @@ def test_problem_lists_are_written_one_way():
         problems.raise_config_error("problems", hint="fix them")
     spec = SpecError("s.yaml", problems.items)
     assert str(config_error.value).split("\n", 1)[1] == str(spec).split("\n", 1)[1]
+
+
+# -- one did-you-mean -------------------------------------------------------------------------------
+
+# Not a close match of a name but advice about a value (a log distribution's bounds).
+NOT_A_CLOSE_MATCH = {"sweeps/spec/parameters.py"}
+
+
+def test_did_you_mean_is_matched_and_worded_in_errors_only():
+    offenders = []
+    for path in sorted(PACKAGE.rglob("*.py")):
+        relative = path.relative_to(PACKAGE).as_posix()
+        if relative == "errors.py" or relative in NOT_A_CLOSE_MATCH:
+            continue
+        text = path.read_text()
+        if "get_close_matches" in text or "did you mean" in text.lower():
+            offenders.append(relative)
+    assert not offenders, f"use errors.did_you_mean_hint / errors.suggest in: {offenders}"
+
+
+def test_did_you_mean_wording():
+    from expctl.errors import did_you_mean_hint, suggest
+
+    assert did_you_mean_hint("lrr", ["lr", "seed"]) == "did you mean 'lr'? "
+    assert did_you_mean_hint("val_los", ["val_loss", "seed"], every=True) == (
+        "did you mean val_loss? "
+    )
+    assert did_you_mean_hint("larg", ["large"], shown=lambda c: f"model={c}") == (
+        "did you mean model=large? "
+    )
+    assert did_you_mean_hint("zzz", ["lr"]) == ""
+    assert suggest(["a", "b"], every=True, shown=lambda c: "${" + c + "}", joiner=", ") == (
+        "did you mean ${a}, ${b}? "
+    )
