@@ -4,9 +4,8 @@ table and the lineage page of one version (JSON: the store's own records, whole)
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 from expctl.cli.output import Lines, Table, printable, short_number, table_lines
 
@@ -17,8 +16,7 @@ if TYPE_CHECKING:
 CONSUMERS_SHOWN = 10  # runs listed under "consumed by" on the page (JSON lists them all)
 
 
-@dataclass(frozen=True)
-class VersionList:
+class VersionList(NamedTuple):
     """`artifacts list`: one row per version. One table on a terminal and in a pipe: nothing
     is cut, so two versions never read the same; scripts use --format json."""
 
@@ -32,8 +30,7 @@ class VersionList:
         return Table(LIST_COLUMNS, version_rows(self.versions), empty=self.empty)
 
 
-@dataclass(frozen=True)
-class LineagePage:
+class LineagePage(NamedTuple):
     """`artifacts show`: a version, where it came from and what was trained from it."""
 
     lineage: Lineage

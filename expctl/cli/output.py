@@ -24,9 +24,8 @@ import math
 import re
 import sys
 from collections.abc import Sequence
-from dataclasses import dataclass, field
 from enum import Enum
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 import typer
 
@@ -138,8 +137,7 @@ def _csv_cell(value: Any) -> Any:
 # -- the one renderer ------------------------------------------------------------------------------
 
 
-@dataclass(frozen=True)
-class Table:
+class Table(NamedTuple):
     """Columns and rows as a table shows them (numbers short: JSON keeps every digit).
 
     ``title`` heads it in a page (its lines then indented); ``empty`` is said on stderr instead
@@ -154,32 +152,32 @@ class Table:
     right: tuple[str, ...] = ()
 
 
-@dataclass(frozen=True)
-class Lines:
+class Lines(NamedTuple):
     """Text lines of a page (``label  value`` facts, a dumped config), under an optional title."""
 
     lines: Sequence[str]
     title: str | None = None
 
 
-@dataclass(frozen=True)
-class Document:
+class Document(NamedTuple):
     """A page: its blocks one after another, a blank line between them."""
 
-    blocks: Sequence[Table | Lines] = field(default_factory=list)
+    blocks: Sequence[Table | Lines] = ()
 
 
 Page = Table | Lines | Document
 
+if TYPE_CHECKING:  # a Protocol class costs at import; only the type checker needs it
+    from typing import Protocol
 
-class Result(Protocol):
-    """What a command hands to :func:`emit`: its data for json/yaml and its page for a table.
-    A result offered as ``--format csv`` also has ``csv_table() -> Table`` (a stable schema:
-    every column, values whole)."""
+    class Result(Protocol):
+        """What a command hands to :func:`emit`: its data for json/yaml and its page for a table.
+        A result offered as ``--format csv`` also has ``csv_table() -> Table`` (a stable schema:
+        every column, values whole)."""
 
-    def to_json(self) -> Any: ...
+        def to_json(self) -> Any: ...
 
-    def page(self) -> Page: ...
+        def page(self) -> Page: ...
 
 
 def emit(result: Result, fmt: Enum | str) -> None:
@@ -283,8 +281,10 @@ def _print_rich(page: Document) -> None:
         title = rich_text(block.title) if block.title is not None else None
         table = RichTable(title=title, title_justify="left")
         for column in block.columns:
-            justify = "right" if column in block.right else "left"
-            table.add_column(rich_text(column), justify=justify, overflow="fold")
+            if column in block.right:
+                table.add_column(rich_text(column), justify="right", overflow="fold")
+            else:
+                table.add_column(rich_text(column), overflow="fold")
         for row in block.rows:
             table.add_row(*(rich_text(cell) for cell in row))
         screen.print(table)
@@ -292,8 +292,7 @@ def _print_rich(page: Document) -> None:
             screen.print(rich_text(block.note))
 
 
-@dataclass(frozen=True)
-class Shown:
+class Shown(NamedTuple):
     """A result whose two forms are at hand: ``data`` (plain values, what json/yaml write) and
     ``view`` (the page); ``csv`` where the command offers it."""
 

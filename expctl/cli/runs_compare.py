@@ -7,9 +7,8 @@ is :mod:`expctl.runs.compare` and :mod:`expctl.runs.plot` (plotting libraries ar
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, NamedTuple
 
 import typer
 
@@ -108,8 +107,7 @@ NO_DIFFERENCES = ["(no differences)"]
 METRICS_TITLE = "metrics: final (and at the best step of the monitored metric, where it differs)"
 
 
-@dataclass(frozen=True)
-class Comparison:
+class Comparison(NamedTuple):
     """`runs compare`'s result: :func:`expctl.runs.compare.compare_runs`'s data (JSON as is)."""
 
     data: dict[str, Any]

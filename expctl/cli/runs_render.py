@@ -3,8 +3,7 @@ a table and for CSV, records for JSON) and the `runs show` page."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 from expctl.cli.output import Lines, Table, printable, short_number, table_lines
 
@@ -13,8 +12,7 @@ if TYPE_CHECKING:
     from expctl.runs.records import RunInfo
 
 
-@dataclass(frozen=True)
-class RunsListing:
+class RunsListing(NamedTuple):
     """`runs list`: one row per run; ``extra`` the columns asked for beyond the fixed ones."""
 
     views: list[RunView]
@@ -40,8 +38,7 @@ def _list_json(view: RunView, extra: list[str]) -> dict[str, object]:
     return data
 
 
-@dataclass(frozen=True)
-class RunPage:
+class RunPage(NamedTuple):
     """`runs show`: everything read about one run; JSON has it whole, the page summarises."""
 
     info: RunInfo
