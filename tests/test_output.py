@@ -282,10 +282,13 @@ def test_terminal_style_draws_rich_tables_and_escapes(monkeypatch):
     screen = Terminal()
     monkeypatch.setattr(sys, "stdout", screen)
     monkeypatch.delenv("NO_COLOR", raising=False)
-    monkeypatch.setenv("COLUMNS", "120")
-    table = output.Table(("id", "name"), [("a1", HOSTILE + "[red]x[/red]")], title="runs")
+    monkeypatch.setenv("COLUMNS", "40")
+    long_path = "/scratch/" + "d" * 70 + "/run"
+    rows = [("a1", HOSTILE + "[red]x[/red]", long_path)]
+    table = output.Table(("id", "name", "run dir"), rows, title="runs")
     output.emit(output.Shown([], table), "table")
     drawn = screen.getvalue()
+    assert long_path in drawn  # drawn at its natural width: never folded or cut with "…"
     assert "─" in drawn or "━" in drawn  # rich, not the plain columns
     assert "\x1b]0;" not in drawn and "\x07" not in drawn and "\u202e" not in drawn
     assert "[red]x[/red]" in drawn  # shown as written, not read as markup

@@ -227,18 +227,18 @@ def _terminal() -> bool:
 
 
 def _write_data(text: str, lexer: str) -> None:
-    """JSON/YAML: as written when piped; highlighted on a terminal, wrapped, never cut."""
+    """JSON/YAML: as written when piped; highlighted on a terminal, never wrapped or cut by us
+    (the terminal wraps a long line, as it does the plain text)."""
     from expctl.cli.common import console, out
 
+    text = text.rstrip("\n")
     if not _terminal():
-        out(text.rstrip("\n"))
+        out(text)
         return
     from rich.syntax import Syntax
 
-    syntax = Syntax(
-        text.rstrip("\n"), lexer, theme="ansi_dark", background_color="default", word_wrap=True
-    )
-    console().print(syntax)
+    syntax = Syntax(text, lexer, theme="ansi_dark", background_color="default")
+    console().print(syntax.highlight(text), soft_wrap=True)
 
 
 def as_document(page: Page) -> Document:
@@ -264,32 +264,39 @@ def page_lines(page: Page) -> list[str]:
 
 
 def _print_rich(page: Document) -> None:
-    """The terminal style: the same blocks as rich tables; every cell a :func:`rich_text`
-    (no markup read, no escape sent), columns folded rather than cut."""
+    """The terminal style: the same blocks as rich tables, each drawn at its natural width (a
+    cell is never folded or cut; the terminal wraps what is wider than it, as with plain text);
+    every cell a :func:`rich_text` (no markup read, no escape sent)."""
+    from rich.measure import Measurement
     from rich.table import Table as RichTable
 
     from expctl.cli.common import console
 
     screen = console()
+    terminal_width = screen.width
     for block in page.blocks:
         if isinstance(block, Lines):
             if block.title is not None:
-                screen.print(rich_text(block.title + ":", style="bold"))
+                screen.print(rich_text(block.title + ":", style="bold"), soft_wrap=True)
             for line in block.lines:
-                screen.print(rich_text(("  " if block.title is not None else "") + line))
+                indent = "  " if block.title is not None else ""
+                screen.print(rich_text(indent + line), soft_wrap=True)
             continue
         title = rich_text(block.title) if block.title is not None else None
         table = RichTable(title=title, title_justify="left")
         for column in block.columns:
             if column in block.right:
-                table.add_column(rich_text(column), justify="right", overflow="fold")
+                table.add_column(rich_text(column), justify="right", no_wrap=True)
             else:
-                table.add_column(rich_text(column), overflow="fold")
+                table.add_column(rich_text(column), no_wrap=True)
         for row in block.rows:
             table.add_row(*(rich_text(cell) for cell in row))
+        wide = screen.options.update(max_width=1_000_000)
+        screen.width = max(terminal_width, Measurement.get(screen, wide, table).maximum)
         screen.print(table)
+        screen.width = terminal_width
         if block.note:
-            screen.print(rich_text(block.note))
+            screen.print(rich_text(block.note), soft_wrap=True)
 
 
 class Shown(NamedTuple):
