@@ -381,3 +381,8 @@ def test_did_you_mean_wording():
     assert suggest(["a", "b"], every=True, shown=lambda c: "${" + c + "}", joiner=", ") == (
         "did you mean ${a}, ${b}? "
     )
+
+
+def test_json_in_a_table_cell_follows_the_json_policy(cli, world):
+    page = cli("artifacts", "show", "m").stdout
+    assert '  x: "nan"' in page and "NaN" not in page

@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 
 from expctl.cli.artifacts_render import LineagePage, VersionList, files_text, size_text
-from expctl.cli.artifacts_render import version_table as version_table  # the terminal test's
+from expctl.cli.artifacts_render import version_table as version_table  # tests draw it
 from expctl.cli.common import console, err, examples, handle_errors, out
 from expctl.cli.output import TableOrJson, emit, format_option, printable
 from expctl.errors import UsageError

@@ -3,11 +3,10 @@ table and the lineage page of one version (JSON: the store's own records, whole)
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, NamedTuple
 
-from expctl.cli.output import Lines, Table, printable, short_number, table_lines
+from expctl.cli.output import Lines, Table, json_cell, printable, short_number, table_lines
 
 if TYPE_CHECKING:
     from expctl.artifacts.store import ArtifactVersion
@@ -136,7 +135,7 @@ def lineage_lines(lineage: Lineage) -> list[str]:
 
 def _short_json(value: object, width: int = 100) -> str:
     """A metadata value on one line: long metric dicts are cut (--format json has them whole)."""
-    text = json.dumps(value, default=str)
+    text = json_cell(value)
     return text if len(text) <= width else text[: width - 1] + "…"
 
 

@@ -57,6 +57,11 @@ def json_text(data: Any) -> str:
     return json.dumps(_finite(data), indent=2, default=str, allow_nan=False)
 
 
+def json_cell(data: Any) -> str:
+    """A value on one line of a table (a dict, a list): the same strict JSON, compact."""
+    return json.dumps(_finite(data), default=str, allow_nan=False)
+
+
 def _finite(value: Any) -> Any:
     if isinstance(value, float) and not math.isfinite(value):
         return "nan" if math.isnan(value) else ("inf" if value > 0 else "-inf")

@@ -20,6 +20,7 @@ from expctl.cli.output import (
     TableOrJson,
     emit,
     format_option,
+    json_cell,
     short_number,
 )
 from expctl.cli.runs_options import MetricOpt, RunsArg, RunsDirOpt, runs_root_of
@@ -204,7 +205,5 @@ def cell(value: Any) -> str:
     if isinstance(value, float):
         return short_number(value)
     if isinstance(value, dict | list):
-        import json
-
-        return json.dumps(value, default=str)
+        return json_cell(value)
     return str(value)
