@@ -2,7 +2,7 @@
 
 stdout is data (README, "Conventions"): JSON is strict — NaN and infinities, which JSON has no
 words for, are written as the strings ``"nan"``, ``"inf"`` and ``"-inf"`` (jq and every parser
-read them) — and tables are plain aligned columns that read the same in a terminal and a log.
+read them) — and tables are plain aligned columns when piped (a log, ``grep``, ``column``).
 
 Text that people read (tables, CSV, plain pages, rich tables, stderr lines) goes through
 :func:`printable`: names, overrides and notes come from files others may write (a shared runs
@@ -14,7 +14,8 @@ Every command renders through :func:`emit`: it builds a typed result (an object 
 csv`` is offered) and hands it over with the ``--format`` value. Nothing outside this module
 branches on the format (``tests/test_output.py`` fails when something does). Two styles: piped
 (or ``NO_COLOR``) a page is plain aligned columns; on a terminal the same page is drawn by rich
-(tables with rules, JSON/YAML highlighted), every cell still escaped by :func:`printable`.
+(tables with rules at their natural width, JSON/YAML highlighted), every cell still escaped
+by :func:`printable`.
 """
 
 from __future__ import annotations
