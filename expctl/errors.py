@@ -60,7 +60,7 @@ class SpecError(UsageError):
     def __init__(self, source: str, problems: list[tuple[str, str]], hint: str | None = None):
         self.source = source
         self.problems = problems
-        lines = "\n".join(f"  {path}: {msg}" for path, msg in problems)
+        lines = problem_lines(problems)
         n = len(problems)
         super().__init__(
             f"{source}: {n} problem{'s' if n != 1 else ''} in sweep spec\n{lines}",
@@ -108,8 +108,13 @@ class Problems:
     def __bool__(self) -> bool:
         return bool(self.items)
 
-    def add(self, path: str, message: str, hint: str | None = None) -> None:
-        self.items.append((self._locate(path), message))
+    def add(self, path: str, message: str, hint: str | None = None, *, once: bool = False) -> None:
+        """Collect a problem at ``path``; with ``once``, only the first one found there (an
+        interpolation reached from several places is one problem, where it is written)."""
+        where = self._locate(path)
+        if once and any(w == where for w, _ in self.items):
+            return
+        self.items.append((where, message))
         if hint and hint not in self.hints:
             self.hints.append(hint)
 
@@ -117,7 +122,7 @@ class Problems:
         self, path: str, key: str, allowed: Sequence[str], also: Sequence[str] = ()
     ) -> None:
         close = did_you_mean(key, list(allowed)) or did_you_mean(key, list(also))
-        suffix = f"; did you mean {close[0]!r}?" if close else f"; allowed: {', '.join(allowed)}"
+        suffix = f"; {suggest(close).rstrip()}" if close else f"; allowed: {', '.join(allowed)}"
         self.add(f"{path}.{key}" if path else key, f"unknown key {key!r}{suffix}")
 
     def unknown_keys(self, path: str, keys: Iterable[Any], allowed: Sequence[str]) -> bool:
@@ -130,8 +135,8 @@ class Problems:
         return ok
 
     def bad_choice(self, path: str, what: str, value: Any, allowed: Sequence[str]) -> None:
-        close = did_you_mean(str(value), list(allowed))
-        suffix = f"; did you mean {close[0]!r}?" if close else ""
+        guess = did_you_mean_hint(str(value), list(allowed)).rstrip()
+        suffix = f"; {guess}" if guess else ""
         self.add(path, f"unknown {what} {value!r}{suffix} (one of: {', '.join(allowed)})")
 
     def raise_config_error(self, what: str, hint: str) -> None:
@@ -142,21 +147,46 @@ class Problems:
         if len(self.items) == 1:
             ((where, message),) = self.items
             raise ConfigError(message, hint=hints, where=where)
-        lines = "\n".join(f"  {where}: {message}" for where, message in self.items)
-        raise ConfigError(f"{len(self.items)} {what}\n{lines}", hint=hints)
+        raise ConfigError(f"{len(self.items)} {what}\n{problem_lines(self.items)}", hint=hints)
 
 
-def did_you_mean_hint(word: str, candidates: list[str] | set[str], *, every: bool = False) -> str:
+def problem_lines(items: Sequence[tuple[str, str]]) -> str:
+    """The one way a list of problems is written under its headline: ``  where: message``."""
+    return "\n".join(f"  {where}: {message}" for where, message in items)
+
+
+def did_you_mean_hint(
+    word: str,
+    candidates: Iterable[str],
+    *,
+    every: bool = False,
+    shown: Callable[[str], str] | None = None,
+) -> str:
     """The start of a hint: "did you mean 'x'? " (with ``every``: "did you mean x or y? "), or
-    "" when nothing is close."""
-    close = did_you_mean(word, candidates)
+    "" when nothing is close. ``shown`` writes one candidate (``group=x``, ``${x}``)."""
+    return suggest(did_you_mean(word, candidates), every=every, shown=shown)
+
+
+def suggest(
+    close: Sequence[str],
+    *,
+    every: bool = False,
+    shown: Callable[[str], str] | None = None,
+    joiner: str = " or ",
+) -> str:
+    """How every "did you mean" is worded, for candidates already found (several words' close
+    matches, a fallback search): "did you mean X? ", or "" when there is none."""
     if not close:
         return ""
-    return f"did you mean {' or '.join(close) if every else repr(close[0])}? "
+    show = shown or (str if every else repr)
+    picked = close if every else close[:1]
+    return f"did you mean {joiner.join(show(c) for c in picked)}? "
 
 
-def did_you_mean(word: str, candidates: list[str] | set[str], n: int = 3) -> list[str]:
-    """Closest candidates to ``word`` (for 'did you mean' hints)."""
+def did_you_mean(
+    word: str, candidates: Iterable[str], n: int = 3, *, cutoff: float = 0.6
+) -> list[str]:
+    """Closest candidates to ``word`` (for 'did you mean' hints): the one matching rule."""
     import difflib
 
-    return difflib.get_close_matches(word, sorted(candidates), n=n, cutoff=0.6)
+    return difflib.get_close_matches(word, sorted(candidates), n=n, cutoff=cutoff)

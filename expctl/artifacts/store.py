@@ -72,7 +72,7 @@ from expctl.artifacts.refs import (
     validate_alias,
     validate_name,
 )
-from expctl.errors import NotFoundError, RuntimeFailure, UsageError, did_you_mean
+from expctl.errors import NotFoundError, RuntimeFailure, UsageError, did_you_mean_hint
 
 __all__ = [
     "CHECKPOINT_SUFFIXES",
@@ -226,14 +226,13 @@ class ArtifactStore:
         numbers = self.version_numbers(ref.name) if NAME_RE.fullmatch(ref.name) else []
         if not numbers:
             names = self.names()
-            close = did_you_mean(ref.name, names)
             if not names:
                 hint = (
                     f"the store {self.root} is empty; publish with `expctl run` or "
                     "`expctl artifacts push PATH --name NAME`"
                 )
             else:
-                hint = (f"did you mean {' or '.join(close)}? " if close else "") + (
+                hint = did_you_mean_hint(ref.name, names, every=True) + (
                     f"artifacts in {self.root}: {', '.join(names)}"
                 )
             return NotFoundError(f"no artifact named {ref.name!r}", hint=hint)

@@ -16,20 +16,14 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
+from expctl.cli.artifacts_render import LineagePage, VersionList, files_text, size_text
+from expctl.cli.artifacts_render import version_table as version_table  # tests draw it
 from expctl.cli.common import console, err, examples, handle_errors, out
-from expctl.cli.output import (
-    TableOrJson,
-    format_option,
-    json_text,
-    printable,
-    short_number,
-    table_lines,
-)
+from expctl.cli.output import TableOrJson, emit, format_option, printable
 from expctl.errors import UsageError
 
 if TYPE_CHECKING:
-    from expctl.artifacts.store import ArtifactVersion, Progress
-    from expctl.runs.lineage import Lineage, LineageRun
+    from expctl.artifacts.store import Progress
 
 app = typer.Typer(
     help="Versioned model/dataset artifacts: a local store that works offline, or W&B. "
@@ -128,7 +122,7 @@ def pull(
         path = artifacts.pull(
             version, root, force=force, mode="copy" if copy else "auto", progress=progress
         )
-    err(f"pulled {version.ref} ({_files(version)}, {_size(version.size)})")
+    err(f"pulled {version.ref} ({files_text(version)}, {size_text(version.size)})")
     out(str(path))
 
 
@@ -154,62 +148,7 @@ def list_(
 
     artifacts = ArtifactStore(store)
     versions = artifacts.versions(validate_name(name)) if name else artifacts.all_versions()
-    if fmt == TableOrJson.json:
-        out(json_text([v.summary() for v in versions]))
-        return
-    if not versions:
-        err(f"no artifacts in {artifacts.root}")
-        return
-    # One table on a terminal and in a pipe, aligned like every other table (`runs list`):
-    # nothing is cut, so two versions never read the same; scripts use --format json.
-    for line in version_table(versions):
-        out(line)
-
-
-def _metric(version: ArtifactVersion) -> str:
-    """The creating run's monitored metric (``val_loss=0.1594``): what ``best`` compares."""
-    monitored = version.monitored
-    return f"{monitored[0]}={monitored[2]:.4g}" if monitored else ""
-
-
-LIST_COLUMNS = ("ref", "type", "aliases", "metric", "size", "files", "created", "run")
-
-
-def version_table(versions: list[ArtifactVersion]) -> list[str]:
-    """``artifacts list`` as plain aligned lines (:func:`expctl.cli.output.table_lines`)."""
-    rows = [
-        (
-            v.ref,
-            v.type,
-            ",".join(v.aliases),
-            _metric(v),
-            _size(v.size),
-            len(v.files),
-            v.created[:16].replace("T", " "),  # minutes are enough to tell versions apart
-            _short_run(v.run_dir),
-        )
-        for v in versions
-    ]
-    return table_lines(LIST_COLUMNS, rows)
-
-
-def _short_run(path: str | None) -> str:
-    """RUN_NAME/STAMP-ID identifies a run (a table cell: the full path is in plain/json)."""
-    return "/".join(Path(path).parts[-2:]) if path else ""
-
-
-def _files(version: ArtifactVersion) -> str:
-    n = len(version.files)
-    return f"{n} file{'' if n == 1 else 's'}"
-
-
-def _size(n: int) -> str:
-    from expctl.artifacts.store import human_size
-
-    return human_size(n)
-
-
-CONSUMERS_SHOWN = 10  # runs listed under "consumed by" on the page (JSON lists them all)
+    emit(VersionList(versions, empty=f"no artifacts in {artifacts.root}"), fmt)
 
 
 @app.command(
@@ -248,85 +187,9 @@ def show(
     from expctl.runs.lineage import version_lineage
 
     lineage = version_lineage(ArtifactStore(store), ref, runs_root(runs_dir))
-    if fmt == TableOrJson.json:
-        out(json_text(lineage.to_json()))
-        return
-    for line in lineage_lines(lineage):
-        out(line)
+    emit(LineagePage(lineage), fmt)
     for note in lineage.notes:
         err(f"note: {printable(note)}")
-
-
-def lineage_lines(lineage: Lineage) -> list[str]:
-    """The human page of ``artifacts show``, one printable line each."""
-    v = lineage.version
-    lines = [
-        f"artifact      {v.ref}",
-        f"type          {v.type}",
-        f"created       {v.created}",
-        f"digest        sha256:{v.digest}",
-        f"size          {_size(v.size)} in {_files(v)}",
-        f"aliases       {', '.join(v.aliases) or '(none)'}",
-        "files:",
-        *("  " + line for line in _file_table(v)),
-    ]
-    shown = {k: val for k, val in v.metadata.items() if k != "config"}
-    if shown or "config" in v.metadata:
-        lines.append("metadata:")
-        lines += [f"  {k}: {_short_json(val)}" for k, val in shown.items()]
-        if "config" in v.metadata:
-            lines.append("  config: (the run's resolved config; --format json shows it)")
-    lines.append("produced by:")
-    lines += ["  " + line for line in _run_lines(lineage.producer, "no run recorded")]
-    lines.append("initialised from:")
-    if not lineage.chain:
-        lines.append("  nothing (trained from scratch, or not recorded)")
-    for link in lineage.chain:  # newest first: each one was trained from the next
-        what = link.version or str(link.init_from.get("file") or link.init_from.get("ref"))
-        sha = str(link.init_from.get("sha256") or "")[:12]
-        where = "" if link.in_store or link.version is None else ", no longer in the store"
-        lines.append(f"  <- {what} (file {link.init_from.get('file')}, sha256 {sha}{where})")
-        if link.producer is not None:
-            lines += ["     " + line for line in _run_lines(link.producer, "")]
-        if link.stop:
-            lines.append(f"     ({link.stop})")
-    consumers = lineage.consumers
-    count = len(consumers)
-    lines.append(
-        f"consumed by:  {count} run{'' if count == 1 else 's'} under {lineage.runs_root}"
-        + (" (--init-from)" if count else "")
-    )
-    for run in consumers[:CONSUMERS_SHOWN]:
-        lines.append("  " + _run_lines(run, "")[0])
-    if count > CONSUMERS_SHOWN:
-        lines.append(f"  … and {count - CONSUMERS_SHOWN} more (--format json lists them all)")
-    return [printable(line) for line in lines]  # names and paths come from shared files
-
-
-def _short_json(value: object, width: int = 100) -> str:
-    """A metadata value on one line: long metric dicts are cut (--format json has them whole)."""
-    text = json.dumps(value, default=str)
-    return text if len(text) <= width else text[: width - 1] + "…"
-
-
-def _file_table(version: ArtifactVersion) -> list[str]:
-    rows = [(f.path, _size(f.size), f.sha256[:12]) for f in version.files]
-    return table_lines(("path", "size", "sha256"), rows)
-
-
-def _run_lines(run: LineageRun | None, none: str) -> list[str]:
-    """``RUN_DIR (status, started)``, then its commit and key final metrics."""
-    if run is None:
-        return [none] if none else []
-    if not run.exists:
-        return [f"{run.run_dir} (run directory no longer exists)"]
-    started = (run.started_at or "")[:19].replace("T", " ")
-    head = f"{run.run_dir} ({run.status}{', ' + started if started else ''})"
-    commit = run.commit[:12] if run.commit else "unknown"
-    if run.commit and run.dirty:
-        commit += " (dirty)"
-    metrics = " ".join(f"{k}={short_number(val)}" for k, val in run.metrics.items())
-    return [head, f"commit {commit}" + (f"   {metrics}" if metrics else "")]
 
 
 @app.command(
@@ -379,7 +242,7 @@ def push(
     )
     state = "unchanged, same content as" if version.reused else "published"
     err(
-        f"{state} {version.ref} ({_files(version)}, {_size(version.size)}; "
+        f"{state} {version.ref} ({files_text(version)}, {size_text(version.size)}; "
         f"aliases moved here: {', '.join(version.moved) or 'none'})"
     )
     out(version.ref)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import sys
 from typing import Annotated
 
 import typer
@@ -12,14 +11,12 @@ from expctl.cli.common import (
     ConfigNameOpt,
     OverridesArg,
     SetOpt,
-    console,
     debug_enabled,
     err,
     examples,
     handle_errors,
-    out,
 )
-from expctl.cli.output import YamlOrJson, format_option, json_text
+from expctl.cli.output import Lines, Shown, YamlOrJson, emit, format_option
 
 app = typer.Typer(help="Inspect the composed configuration.", no_args_is_help=True)
 
@@ -61,8 +58,7 @@ def show(
         where, how = cfgmod.find_config_dir(source.config_dir)
         err(f"config dir: {where} ({how})")
     shown = cfgmod.show_config(source, select=select, resolve=resolve, show_secrets=show_secrets)
-    text = json_text(shown.plain) if fmt == YamlOrJson.json else cfgmod.dump_yaml(shown.plain)
-    _print_config(text, fmt.value)
+    emit(Shown(shown.plain, Lines([])), fmt)  # YAML: OmegaConf's own dumper, as Hydra's
 
     if shown.missing:
         error = MissingValuesError(shown.missing)
@@ -70,14 +66,3 @@ def show(
             raise error
         err(f"warning: {error.message}", style="yellow")
         err(f"hint: {error.hint}")
-
-
-def _print_config(text: str, fmt: str) -> None:
-    if sys.stdout.isatty():
-        from rich.syntax import Syntax
-
-        console().print(
-            Syntax(text.rstrip("\n"), fmt, theme="ansi_dark", background_color="default")
-        )
-    else:
-        out(text.rstrip("\n"))

@@ -5,29 +5,23 @@ Each command reads run directories through :mod:`expctl.runs` and renders the re
 stdout (tables, JSON, CSV, the path of a plot), notes on damaged records on stderr. Listing
 reads ``summary.json`` and ``overrides.yaml`` only and imports no torch, wandb or optuna
 (``--sweep`` asks the sweep storage, so it imports optuna); plotting libraries are imported
-by ``plot`` alone. ``tag``, ``untag`` and ``note`` change only the run's ``labels.json``
-(:mod:`expctl.runs.labels`), never its record; like ``artifacts alias`` they print the run
-directory on stdout and say what changed on stderr.
+by ``plot`` alone. ``compare``/``plot`` live in ``runs_compare.py``, ``tag``/``untag``/``note``
+(labels beside the record, never the record itself) in ``runs_labels.py``. Every table, JSON
+and CSV is written by :func:`expctl.cli.output.emit`.
 """
 
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
 import typer
 
+from expctl.cli import runs_compare, runs_labels
 from expctl.cli import runs_render as render
-from expctl.cli.common import err, examples, handle_errors, no_color, out
-from expctl.cli.output import (
-    TableJsonCsv,
-    TableOrJson,
-    csv_text,
-    format_option,
-    json_text,
-    table_lines,
-)
+from expctl.cli.common import err, examples, handle_errors
+from expctl.cli.output import TableJsonCsv, TableOrJson, emit, format_option
+from expctl.cli.runs_options import RunArg, RunsDirOpt, runs_root_of
 from expctl.cli.sweep_options import StorageOpt
 
 if TYPE_CHECKING:
@@ -39,40 +33,6 @@ app = typer.Typer(
     no_args_is_help=True,
 )
 
-RunsDirOpt = Annotated[
-    Path | None,
-    typer.Option(
-        "--runs-dir",
-        envvar="EXPCTL_RUNS_DIR",
-        help="Where run directories live (default: ./runs).",
-        show_default=False,
-    ),
-]
-RunArg = Annotated[
-    str,
-    typer.Argument(
-        help="A run directory, a run id (or a unique prefix), or latest (latest~1: the one "
-        "before).",
-        show_default=False,
-    ),
-]
-RunsArg = Annotated[
-    list[str],
-    typer.Argument(
-        help="Runs: run directories, run ids (or unique prefixes), latest, latest~1, ...",
-        show_default=False,
-    ),
-]
-MetricOpt = Annotated[
-    str | None,
-    typer.Option(
-        "--metric",
-        "-m",
-        help="Metric to follow (default: the runs' monitored metric).",
-        show_default=False,
-    ),
-]
-
 WHERE_HELP = (
     "Keep runs where KEY OP VALUE holds (repeatable; all must hold). OP: < <= > >= = != "
     "~ (glob) !~. KEY: a field (id name status kind device started duration sweep), a final "
@@ -81,12 +41,6 @@ WHERE_HELP = (
     "git.branch, env.host, env.device, env.slurm_job, pkg.torch); prefixes final. best. "
     "param. config. force one."
 )
-
-
-def _root(runs_dir: Path | None) -> Path:
-    from expctl.rundir import runs_root
-
-    return runs_root(runs_dir)
 
 
 # -- list ----------------------------------------------------------------------------------------
@@ -173,7 +127,7 @@ def list_(
     from expctl.runs.records import load_run, scan_runs_root
 
     conditions = [parse_condition(w) for w in where or []]
-    root = _root(runs_dir)
+    root = runs_root_of(runs_dir)
     if sweep is not None:
         runs = sweep_runs(sweep, storage, root)
     else:
@@ -189,19 +143,8 @@ def list_(
     if limit is not None:
         views = views[:limit]
     extra = _extra_columns(views, sort_key_name(sort), conditions, columns or [])
-    if fmt == TableJsonCsv.json:
-        out(json_text([_list_json(v, extra) for v in views]))
-        return
-    header, rows = render.list_rows(views, extra, csv=fmt == TableJsonCsv.csv)
-    if fmt == TableJsonCsv.csv:
-        out(csv_text(header, rows))
-        return
-    if not views:
-        what = "matching runs" if (conditions or name or status or sweep) else "runs"
-        err(f"no {what} under {root}")
-        return
-    for line in table_lines(header, rows):
-        out(line)
+    what = "matching runs" if (conditions or name or status or sweep) else "runs"
+    emit(render.RunsListing(views, extra, empty=f"no {what} under {root}"), fmt)
 
 
 def _extra_columns(
@@ -222,13 +165,6 @@ def _extra_columns(
             continue  # the metric column
         extra.append(key)
     return extra
-
-
-def _list_json(view: RunView, extra: list[str]) -> dict[str, object]:
-    data = view.run.to_json()
-    if extra:  # the keys asked for, as --where reads them (null: the run has none)
-        data["columns"] = {key: view.lookup(key)[1] for key in extra}
-    return data
 
 
 def _warn_unreadable(root: Path, unreadable: list[str]) -> None:
@@ -291,7 +227,7 @@ def show(
         resume_provenance_dirs,
     )
 
-    path = resolve_run(run, _root(runs_dir))
+    path = resolve_run(run, runs_root_of(runs_dir))
     info = load_run(path)
     config, config_note = read_config(path)
     metric_rows, metric_notes = read_metrics(path)
@@ -303,229 +239,21 @@ def show(
     notes += [n for n in (digest_note,) if n]
     if isinstance(provenance_note, Refused):
         notes.append(provenance_note)
-    if fmt == TableOrJson.json:
-        out(
-            json_text(
-                {
-                    "run": info.to_json(),
-                    "summary": info.summary,
-                    "overrides": given,
-                    "artifacts": run_artifacts(path, info.summary).to_json(),
-                    "config": config,
-                    "provenance": provenance,
-                    "diff_sha256": digest,
-                    "resumes": [{"resume": n, "provenance": p} for n, p in resumes],
-                    "metrics": metric_rows,
-                    "notes": notes,
-                }
-            )
-        )
-        return
+    data = {
+        "run": info.to_json(),
+        "summary": info.summary,
+        "overrides": given,
+        "artifacts": run_artifacts(path, info.summary).to_json(),
+        "config": config,
+        "provenance": provenance,
+        "diff_sha256": digest,
+        "resumes": [{"resume": n, "provenance": p} for n, p in resumes],
+        "metrics": metric_rows,
+        "notes": notes,
+    }
     facts = render.provenance_facts(provenance, provenance_note, digest, resumes)
-    out("\n".join(render.show_lines(info, config, metric_rows, notes, rows, facts)))
+    emit(render.RunPage(info, data, facts, rows), fmt)
 
 
-# -- compare -------------------------------------------------------------------------------------
-
-
-@app.command(
-    "compare",
-    epilog=examples(
-        "expctl runs compare latest latest~1",
-        "expctl runs compare 57abd2 9f01c3 --metric val_acc",
-        "expctl runs compare $(expctl runs list --sort val_loss --limit 3 --format csv | "
-        "tail -n +2 | cut -d, -f1) --format json",
-    ),
-)
-@handle_errors
-def compare(
-    runs: RunsArg,
-    metric: MetricOpt = None,
-    x: Annotated[
-        str | None,
-        typer.Option("--x", help="Series axis: epoch or step (default: epoch when logged)."),
-    ] = None,
-    runs_dir: RunsDirOpt = None,
-    fmt: Annotated[TableOrJson, format_option(TableOrJson)] = TableOrJson.table,
-) -> None:
-    """Runs side by side: the config keys that differ, final/best metrics, and the metric per
-    epoch with a sparkline per run."""
-    from expctl.runs.compare import compare_runs
-    from expctl.runs.query import resolve_runs
-
-    infos = resolve_runs(runs, _root(runs_dir))
-    data = compare_runs(infos, metric, x)
-    if fmt == TableOrJson.json:
-        out(json_text(data))
-        return
-    for run_id, notes in data["notes"].items():
-        for note in notes:
-            err(f"note: run {run_id}: {note}", style="yellow")
-    if sys.stdout.isatty() and not no_color():
-        render.print_compare(data)
-        return
-    out("\n".join(render.compare_lines(data)))
-
-
-# -- plot ----------------------------------------------------------------------------------------
-
-
-@app.command(
-    "plot",
-    epilog=examples(
-        "expctl runs plot latest latest~1 --metric val_loss --out curves.png",
-        "expctl runs plot 57abd2 9f01c3 --metric val_acc --x epoch --out curves.html",
-        "xdg-open $(expctl runs plot latest --out /tmp/curves.png)",
-    ),
-)
-@handle_errors
-def plot(
-    runs: RunsArg,
-    out_path: Annotated[
-        Path,
-        typer.Option(
-            "--out",
-            "-o",
-            help="Output file: .png/.svg/.pdf (matplotlib) or .html (plotly, self-contained).",
-        ),
-    ] = Path("curves.png"),
-    metric: MetricOpt = None,
-    x: Annotated[str, typer.Option("--x", help="X axis: step or epoch.")] = "step",
-    runs_dir: RunsDirOpt = None,
-) -> None:
-    """Learning curves of several runs in one figure; prints only the output path."""
-    from expctl.runs.compare import default_metric, metric_names
-    from expctl.runs.plot import HTML_FORMATS, MATPLOTLIB_FORMATS, check_out_path, plot_runs
-    from expctl.runs.query import resolve_runs
-    from expctl.runs.records import read_metrics
-
-    check_out_path(out_path, (*MATPLOTLIB_FORMATS, *HTML_FORMATS))  # before reading anything
-    infos = resolve_runs(runs, _root(runs_dir))
-    if metric is None:
-        rows = [read_metrics(r.path)[0] for r in infos]
-        metric = default_metric(infos, metric_names(rows, infos))
-        if metric is None:
-            from expctl.errors import UsageError
-
-            raise UsageError("these runs logged no metrics", hint="check metrics.jsonl of the runs")
-    path, notes = plot_runs(infos, metric, x, out_path)
-    for note in notes:
-        err(f"note: {note}", style="yellow")
-    out(str(path))
-
-
-# -- tag / untag / note --------------------------------------------------------------------------
-
-TagsArg = Annotated[
-    list[str],
-    typer.Argument(
-        help="Tags: 1 to 64 characters, no spaces, commas or control characters.",
-        show_default=False,
-    ),
-]
-
-
-@app.command(
-    "tag",
-    epilog=examples(
-        "expctl runs tag latest baseline",
-        "expctl runs tag 57abd2 lr-sweep best",
-        "expctl runs list --name 'digits-*' --format csv | tail -n +2 | cut -d, -f1 | "
-        "xargs -I{} expctl runs tag {} digits",
-    ),
-)
-@handle_errors
-def tag(run: RunArg, tags: TagsArg, runs_dir: RunsDirOpt = None) -> None:
-    """Add tags to a run (a set, as in W&B: a tag it has already is kept once), also while it
-    runs; prints the run directory. Its record (summary.json) is never rewritten."""
-    from expctl.runs.labels import add_tags, check_tags
-    from expctl.runs.query import resolve_run
-
-    check_tags(tags)  # a bad tag is exit 2 before anything is read
-    path = resolve_run(run, _root(runs_dir))
-    change = add_tags(path, tags)
-    if change.already:
-        err(f"note: run {_short(path)} already had {_names(change.already)}", style="yellow")
-    if change.added:
-        err(f"tagged run {_short(path)} with {_names(change.added)}")
-    err(f"its tags: {_names(change.labels.tags) or 'none'}")
-    out(str(path))
-
-
-@app.command(
-    "untag",
-    epilog=examples(
-        "expctl runs untag latest baseline",
-        "expctl runs untag 57abd2 lr-sweep best",
-    ),
-)
-@handle_errors
-def untag(run: RunArg, tags: TagsArg, runs_dir: RunsDirOpt = None) -> None:
-    """Remove tags from a run (a tag it does not have is a note, not an error); prints the run
-    directory."""
-    from expctl.runs.labels import check_tags, remove_tags
-    from expctl.runs.query import resolve_run
-
-    check_tags(tags)
-    path = resolve_run(run, _root(runs_dir))
-    change = remove_tags(path, tags)
-    if change.missing:
-        err(f"note: run {_short(path)} has no tag {_names(change.missing)}", style="yellow")
-    if change.removed:
-        err(f"untagged run {_short(path)}: {_names(change.removed)}")
-    err(f"its tags: {_names(change.labels.tags) or 'none'}")
-    out(str(path))
-
-
-@app.command(
-    "note",
-    epilog=examples(
-        "expctl runs note latest 'baseline for the lr sweep'",
-        "expctl runs note 57abd2 'diverged at epoch 3: lr too high' --append",
-        "git log -1 --format=%B | expctl runs note latest -",
-        "expctl runs note latest ''   # clears the notes",
-    ),
-)
-@handle_errors
-def note(
-    run: RunArg,
-    text: Annotated[
-        str,
-        typer.Argument(
-            help="The notes (one text, as W&B's run notes); - reads them from stdin; '' clears.",
-            show_default=False,
-        ),
-    ],
-    append: Annotated[
-        bool, typer.Option("--append", "-a", help="Add TEXT as a new line after the notes.")
-    ] = False,
-    runs_dir: RunsDirOpt = None,
-) -> None:
-    """Set a run's notes (replacing them, or --append a line); prints the run directory."""
-    from expctl.runs.labels import check_notes, set_notes
-    from expctl.runs.query import resolve_run
-
-    if text == "-":
-        text = sys.stdin.read().replace("\r\n", "\n").rstrip("\n")
-    check_notes(text)
-    path = resolve_run(run, _root(runs_dir))
-    change = set_notes(path, text, append=append)
-    if not change.changed:
-        err(f"notes of run {_short(path)} unchanged")
-    elif change.labels.notes is None:
-        err(f"notes of run {_short(path)} cleared")
-    else:
-        err(f"notes of run {_short(path)} {'appended to' if append else 'set'}")
-    out(str(path))
-
-
-def _short(path: Path) -> str:
-    """``NAME/ID`` of a run directory, for messages (stdout carries the whole path)."""
-    from expctl.runs.records import RUN_DIR_NAME
-
-    m = RUN_DIR_NAME.match(path.name)
-    return f"{path.parent.name}/{m.group(2) if m else path.name}"
-
-
-def _names(tags: tuple[str, ...] | list[str]) -> str:
-    return ", ".join(tags)
+runs_compare.register(app)  # `runs compare` and `runs plot`: several runs side by side
+runs_labels.register(app)  # `runs tag`, `untag`, `note`: labels beside the record

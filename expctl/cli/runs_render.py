@@ -1,15 +1,59 @@
-"""How `expctl runs` draws its tables: rows of `runs list`, the `runs show` page, `runs
-compare` as plain lines (pipes, NO_COLOR) or rich tables (a terminal)."""
+"""What `expctl runs list|show` hand to :func:`expctl.cli.output.emit`: the listing (rows for
+a table and for CSV, records for JSON) and the `runs show` page."""
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NamedTuple
 
-from expctl.cli.common import console
-from expctl.cli.output import printable, rich_text, short_number, table_lines
+from expctl.cli.output import Lines, Table, printable, short_number, table_lines
 
 if TYPE_CHECKING:
+    from expctl.runs.query import RunView
     from expctl.runs.records import RunInfo
+
+
+class RunsListing(NamedTuple):
+    """`runs list`: one row per run; ``extra`` the columns asked for beyond the fixed ones."""
+
+    views: list[RunView]
+    extra: list[str]
+    empty: str  # said on stderr when no run is listed
+
+    def to_json(self) -> list[dict[str, Any]]:
+        return [_list_json(v, self.extra) for v in self.views]
+
+    def page(self) -> Table:
+        header, rows = list_rows(self.views, self.extra, csv=False)
+        return Table(header, rows, empty=self.empty)
+
+    def csv_table(self) -> Table:
+        header, rows = list_rows(self.views, self.extra, csv=True)
+        return Table(header, rows)
+
+
+def _list_json(view: RunView, extra: list[str]) -> dict[str, object]:
+    data = view.run.to_json()
+    if extra:  # the keys asked for, as --where reads them (null: the run has none)
+        data["columns"] = {key: view.lookup(key)[1] for key in extra}
+    return data
+
+
+class RunPage(NamedTuple):
+    """`runs show`: everything read about one run; JSON has it whole, the page summarises."""
+
+    info: RunInfo
+    data: dict[str, Any]  # the JSON document (run, summary, config, provenance, metrics...)
+    facts: list[tuple[str, Any]]  # provenance lines of the page
+    max_rows: int
+
+    def to_json(self) -> dict[str, Any]:
+        return self.data
+
+    def page(self) -> Lines:
+        d = self.data
+        return Lines(
+            show_lines(self.info, d["config"], d["metrics"], d["notes"], self.max_rows, self.facts)
+        )
 
 
 def list_rows(
@@ -246,169 +290,10 @@ def _metric_rows_lines(
     return lines
 
 
-def compare_lines(data: dict[str, Any]) -> list[str]:
-    runs = data["runs"]
-    ids = [r["id"] for r in runs]
-    lines = ["runs:"]
-    lines += [
-        "  " + line
-        for line in table_lines(
-            ("id", "name", "status", "run dir"),
-            [(r["id"], r["name"], r["status"], r["run_dir"]) for r in runs],
-        )
-    ]
-    lines += ["", "config (keys that differ):"]
-    if data["config"]:
-        table = [(k, *(cell(v) for v in values)) for k, values in data["config"].items()]
-        lines += ["  " + line for line in table_lines(("key", *ids), table)]
-    else:
-        lines.append("  (no differences)")
-    lines += ["", f"{PROVENANCE_TITLE}:"]
-    rows = provenance_rows(data["provenance"])
-    if rows:
-        lines += ["  " + line for line in table_lines(("", *ids), rows)]
-    else:
-        lines.append("  (no differences)")
-    if data["final_metrics"]:
-        lines += [
-            "",
-            "metrics: final (and at the best step of the monitored metric, where it differs):",
-        ]
-        table = [(k, *metric_cells(data, k)) for k in data["final_metrics"]]
-        lines += ["  " + line for line in table_lines(("metric", *ids), table)]
-    metric = data["metric"]
-    if metric:
-        lines += ["", f"{metric} by {data['x']}:"]
-        table = [
-            (
-                s["id"],
-                s["sparkline"],
-                num(s["first"]),
-                num(s["last"]),
-                num(s["min"]),
-                num(s["max"]),
-                len(s["points"]),
-            )
-            for s in data["series"]
-        ]
-        lines += [
-            "  " + line
-            for line in table_lines(
-                ("run", "curve", "first", "last", "min", "max", "points"), table
-            )
-        ]
-    return [printable(line) for line in lines]  # names and metric names come from records
-
-
-def print_compare(data: dict[str, Any]) -> None:
-    """Rich tables; every value from a record is a ``Text`` (rich_text): no markup, no escapes."""
-    from rich.table import Table
-
-    t = rich_text
-    c = console()
-    ids = [r["id"] for r in data["runs"]]
-    runs = Table(title="runs", title_justify="left")
-    for col in ("id", "name", "status", "run dir"):
-        runs.add_column(col)
-    for r in data["runs"]:
-        runs.add_row(t(r["id"]), t(r["name"]), t(r["status"]), t(r["run_dir"]))
-    c.print(runs)
-    config = Table(title="config (keys that differ)", title_justify="left")
-    config.add_column("key", style="bold")
-    for i in ids:
-        config.add_column(t(i))
-    for key, values in data["config"].items():
-        config.add_row(t(key), *(t(cell(v)) for v in values))
-    if not data["config"]:
-        config.add_row("(no differences)", *("" for _ in ids))
-    c.print(config)
-    code = Table(title=PROVENANCE_TITLE, title_justify="left")
-    code.add_column("", style="bold")
-    for i in ids:
-        code.add_column(t(i))
-    for row in provenance_rows(data["provenance"]) or [("(no differences)", *("" for _ in ids))]:
-        code.add_row(*(t(str(v)) for v in row))
-    c.print(code)
-    if data["final_metrics"]:
-        table = Table(
-            title="metrics: final (and at the best step of the monitored metric, where it differs)",
-            title_justify="left",
-        )
-        table.add_column("metric", style="bold")
-        for i in ids:
-            table.add_column(t(i), justify="right")
-        for key in data["final_metrics"]:
-            table.add_row(t(key), *(t(m) for m in metric_cells(data, key)))
-        c.print(table)
-    if data["metric"]:
-        title = t(f"{data['metric']} by {data['x']}")
-        series = Table(title=title, title_justify="left")
-        for col in ("run", "curve", "first", "last", "min", "max"):
-            series.add_column(col, justify="left" if col in ("run", "curve") else "right")
-        for s in data["series"]:
-            series.add_row(
-                t(s["id"]),
-                t(s["sparkline"], style="cyan"),
-                num(s["first"]),
-                num(s["last"]),
-                num(s["min"]),
-                num(s["max"]),
-            )
-        c.print(series)
-
-
-PROVENANCE_TITLE = "code and environment (what differs)"
-
-
-def provenance_rows(provenance: dict[str, Any]) -> list[tuple[str, ...]]:
-    """Rows of `runs compare`'s code-and-environment table: the facts that differ (a commit
-    short, a diff by its digest's first digits), then the packages whose versions differ."""
-    rows = []
-    for label, values in provenance["facts"].items():
-        rows.append((label, *(_provenance_cell(label, v) for v in values)))
-    for name, versions in provenance["packages"].items():
-        rows.append((f"package {name}", *(v or "(not installed)" for v in versions)))
-    return rows
-
-
-def _provenance_cell(label: str, value: Any) -> str:
-    if value is None:
-        return "(none)" if label == "diff" else "—"
-    if label == "commit":
-        return str(value)[:SHORT_COMMIT]
-    if label == "diff":
-        return str(value)[: len("sha256:") + SHORT_COMMIT]
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    return str(value)
-
-
 def num(value: Any) -> str:
     if value is None:
         return ""
     return short_number(value)
-
-
-def metric_cells(data: dict[str, Any], key: str) -> list[str]:
-    cells = []
-    for final, best in zip(data["final_metrics"][key], data["best_metrics"][key], strict=True):
-        cell = num(final)
-        if best is not None and best != final:
-            cell += f" (at best {num(best)})"
-        cells.append(cell)
-    return cells
-
-
-def cell(value: Any) -> str:
-    if value is None:
-        return "—"
-    if isinstance(value, float):
-        return short_number(value)
-    if isinstance(value, dict | list):
-        import json
-
-        return json.dumps(value, default=str)
-    return str(value)
 
 
 def overrides_text(run: RunInfo) -> str:

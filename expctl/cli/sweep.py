@@ -26,7 +26,7 @@ from expctl.cli.common import (
     handle_errors,
     out,
 )
-from expctl.cli.output import TableOrJson, json_text, printable, short_number, table_lines
+from expctl.cli.output import Lines, Shown, Table, TableOrJson, emit, short_number, table_lines
 from expctl.cli.sweep_options import FormatOpt, StorageOpt, SweepIdArg
 
 if TYPE_CHECKING:
@@ -157,11 +157,7 @@ def status(
     from expctl.sweeps.service import status_of
 
     status = status_of(sweep_id, storage)
-    if fmt == TableOrJson.json:
-        out(json_text(status.to_json()))
-        return
-    for line in _status_lines(status):
-        out(printable(line))  # a sweep's name and metric come from a shared file
+    emit(Shown(status.to_json(), Lines(_status_lines(status))), fmt)
 
 
 def _status_lines(status: SweepStatus) -> list[str]:
@@ -240,12 +236,7 @@ def list_(storage: StorageOpt = None, fmt: FormatOpt = TableOrJson.table) -> Non
     from expctl.sweeps.service import sweeps_in_storage
 
     rows = sweeps_in_storage(storage)
-    if fmt == TableOrJson.json:
-        out(json_text([r.to_json() for r in rows]))
-        return
-    if not rows:
-        err("no sweeps yet; create one with: expctl sweep create configs/sweeps/grid.yaml")
-        return
+    empty = "no sweeps yet; create one with: expctl sweep create configs/sweeps/grid.yaml"
     table = [
         (
             r.id,
@@ -260,11 +251,18 @@ def list_(storage: StorageOpt = None, fmt: FormatOpt = TableOrJson.table) -> Non
         )
         for r in rows
     ]
-    for line in table_lines(
-        ("id", "name", "method", "state", "done/planned", "running", "metric", "best", "created"),
-        table,
-    ):
-        out(line)
+    header = (
+        "id",
+        "name",
+        "method",
+        "state",
+        "done/planned",
+        "running",
+        "metric",
+        "best",
+        "created",
+    )
+    emit(Shown([r.to_json() for r in rows], Table(header, table, empty=empty)), fmt)
 
 
 @app.command("stop", epilog=examples("expctl sweep stop $SWEEP_ID"))

@@ -13,7 +13,7 @@ from typing import Annotated, Any
 import typer
 
 from expctl.cli.common import err, examples, handle_errors, out
-from expctl.cli.output import TableOrJson, format_option, json_text, short_number, table_lines
+from expctl.cli.output import Shown, Table, TableOrJson, emit, format_option, short_number
 from expctl.cli.sweep_options import StorageOpt, SweepIdArg
 
 REPORT_EPILOG = examples(
@@ -111,9 +111,6 @@ def best(
             row["artifact"] = refs[t.number].ref
             row["aliases"] = list(refs[t.number].aliases)
         rows.append(row)
-    if fmt == TableOrJson.json:
-        out(json_text(rows))
-        return
     header = ["rank", "trial", results.metric or "value", "run", "run dir", "overrides"]
     if refs:
         header.append("artifact")
@@ -130,8 +127,7 @@ def best(
         if refs:
             line.append(r.get("artifact", ""))
         table.append(tuple(line))
-    for text in table_lines(tuple(header), table):
-        out(text)
+    emit(Shown(rows, Table(tuple(header), table)), fmt)
 
 
 def register(app: typer.Typer) -> None:

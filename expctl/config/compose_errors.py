@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from expctl.config.source import PACKAGED_CONFIG_DIR
-from expctl.errors import ConfigError, did_you_mean
+from expctl.errors import ConfigError, did_you_mean, did_you_mean_hint, suggest
 
 KnownKeys = Callable[[list[str]], list[str]]  # overrides -> every key of that composition
 
@@ -118,10 +118,8 @@ def _missing_config_error(
                 hint="groups an app registers in Python (Hydra's ConfigStore) are not visible "
                 "to expctl: give them as YAML files in the config directory",
             )
-        suggestion = did_you_mean(option, choices)
         hint = f"available options for {group}: {', '.join(choices) or '(none)'}"
-        if suggestion:
-            hint = f"did you mean {group}={suggestion[0]}? {hint}"
+        hint = did_you_mean_hint(option, choices, shown=lambda c: f"{group}={c}") + hint
         message = f"unknown option {option!r} for config group {group!r}"
         if config_dir == PACKAGED_CONFIG_DIR:  # outside a project: the user means their own
             message += f" of the example config shipped with expctl ({config_dir})"
@@ -186,7 +184,7 @@ def _unknown_key_error(
             "project's directory or pass --config-dir DIR"
         )
         if suggestions:
-            hint += f" (in the example, did you mean {' or '.join(suggestions)}?)"
+            hint += f" (in the example, {suggest(suggestions, every=True).rstrip()})"
         return ConfigError(
             f"unknown config key {key!r} in override: not in the example config shipped with "
             f"expctl ({config_dir})",
@@ -199,7 +197,7 @@ def _unknown_key_error(
     if any(o.lstrip().startswith("~") and _override_key(o) == key for o in overrides):
         hint = f"~{key} on the same command line deleted it first: drop one of the two"
     elif suggestions:
-        hint = f"did you mean {' or '.join(suggestions)}? ({hint})"
+        hint = f"{suggest(suggestions, every=True)}({hint})"
     return ConfigError(
         f"unknown config key {key!r} in override (config dir {config_dir})", hint=hint
     )

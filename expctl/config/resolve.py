@@ -20,7 +20,7 @@ from __future__ import annotations
 import re
 from typing import TYPE_CHECKING, Any
 
-from expctl.errors import ConfigError
+from expctl.errors import Problems
 
 if TYPE_CHECKING:
     from omegaconf import DictConfig
@@ -37,7 +37,7 @@ class _Walk:
     """What one walk found (a plain class: a dataclass costs more to define than to use)."""
 
     def __init__(self) -> None:
-        self.problems: dict[str, tuple[str, str]] = {}  # key -> (message, hint)
+        self.problems = Problems()  # at the keys where the interpolations are written
         self.kept: set[str] = set()  # paths of interpolations left as written
         self.missing_refs: list[str] = []  # ??? keys that kept ones lead to
 
@@ -59,17 +59,7 @@ def resolved_container(node: Node, path: str = "") -> tuple[Any, _Walk]:
 
 
 def raise_problems(walk: _Walk) -> None:
-    problems = walk.problems
-    if not problems:
-        return
-    if len(problems) == 1:
-        ((path, (message, hint)),) = problems.items()
-        raise ConfigError(message, hint=hint, where=path)
-    lines = "\n".join(f"  {path}: {message}" for path, (message, _) in problems.items())
-    raise ConfigError(
-        f"{len(problems)} interpolations cannot be resolved\n{lines}",
-        hint="; ".join(dict.fromkeys(hint for _, hint in problems.values())),
-    )
+    walk.problems.raise_config_error("interpolations cannot be resolved", hint="")
 
 
 def to_config(plain: Any, kept: set[str]) -> DictConfig:
@@ -129,7 +119,7 @@ def _interpolated(node: Any, path: str, walk: _Walk) -> Any:
             walk.missing_refs.append(found.group(1))
         return node._value()
     except Exception as e:
-        walk.problems.setdefault(where, describe_resolution_error(e))
+        walk.problems.add(where, *describe_resolution_error(e), once=True)
         walk.kept.add(path)
         return node._value()
     if isinstance(target, DictConfig | ListConfig):

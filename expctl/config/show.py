@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Any
 from expctl.config.compose import compose_config, iter_key_paths
 from expctl.config.resolve import missing_keys, raise_problems, resolved_container
 from expctl.config.source import ConfigSource
-from expctl.errors import ConfigError, did_you_mean
+from expctl.errors import ConfigError, did_you_mean_hint
 from expctl.secrets import redact, remember_config
 
 if TYPE_CHECKING:
@@ -89,9 +89,8 @@ def node_at(cfg: DictConfig, key: str) -> Any:
             node = None
         if node is None:
             known = list(iter_key_paths(OmegaConf.to_container(cfg, resolve=False)))
-            close = did_you_mean(key, known)
             top = ", ".join(str(k) for k in cfg)
-            hint = f"did you mean {' or '.join(close)}?" if close else f"top-level keys: {top}"
+            hint = did_you_mean_hint(key, known, every=True).rstrip() or f"top-level keys: {top}"
             raise ConfigError(f"no key {key!r} in the composed config", hint=hint)
     return node
 

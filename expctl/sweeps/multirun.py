@@ -16,7 +16,14 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from expctl.config import ConfigSource
-from expctl.errors import ConfigError, ExpctlError, RuntimeFailure, SpecError, UsageError
+from expctl.errors import (
+    ConfigError,
+    ExpctlError,
+    Problems,
+    RuntimeFailure,
+    SpecError,
+    UsageError,
+)
 from expctl.sweeps.agent import AgentOptions, run_agent
 from expctl.sweeps.trial import TrialContext, TrialOutcome, TrialRecord
 
@@ -210,7 +217,7 @@ def _check_compositions(base: ConfigSource, sweeps: dict[str, Any]) -> dict[str,
     from expctl.config import compose_config
 
     cfg = compose_config(base, resolve=False, require_complete=False)
-    problems: list[str] = []
+    problems = Problems()
     checks = [(key, v) for key, values in sweeps.values() for v in values][:_MAX_CHECKS]
     for key, value in checks:
         override = f"{key}={value}"
@@ -221,14 +228,12 @@ def _check_compositions(base: ConfigSource, sweeps: dict[str, Any]) -> dict[str,
                 require_complete=False,
             )
         except ExpctlError as e:
-            hint = f" ({e.hint})" if e.hint else ""
-            problems.append(f"  {override}: {str(e).splitlines()[0]}{hint}")
-    if problems:
-        n = len(problems)
-        raise ConfigError(
-            f"{n} swept override{'s' if n > 1 else ''} cannot be composed\n" + "\n".join(problems),
-            hint="fix the values above; every combination runs only once all of them compose",
-        )
+            hint = f" ({e.hint})" if e.hint else ""  # each value's own, on its line
+            problems.add(override, f"{str(e).splitlines()[0]}{hint}")
+    problems.raise_config_error(
+        "swept overrides cannot be composed",
+        hint="fix the values above; every combination runs only once all of them compose",
+    )
     monitor = OmegaConf.select(cfg, "checkpoint.monitor", default=None)
     mode = OmegaConf.select(cfg, "checkpoint.mode", default="min")
     if isinstance(monitor, str) and monitor:

@@ -24,7 +24,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from expctl.errors import NotFoundError, SpecError, did_you_mean
+from expctl.errors import NotFoundError, SpecError, did_you_mean_hint
 from expctl.sweeps.spec import SweepSpec, parse_spec
 from expctl.sweeps.storage import StorageHandle, describe
 
@@ -154,11 +154,9 @@ def known_sweeps(handle: StorageHandle) -> list[SweepInfo]:
 
 def not_found(sweep_id: str, handle: StorageHandle) -> NotFoundError:
     known = [info.id for info in known_sweeps(handle)]
-    close = did_you_mean(sweep_id, known)
     listing = ", ".join(known[-10:]) if known else "none"
     hint = f"known sweeps in {describe(handle.url)}: {listing}"
-    if close:
-        hint = f"did you mean {close[0]}? {hint}"
+    hint = did_you_mean_hint(sweep_id, known, shown=str) + hint
     if not known:
         hint += " (create one with `expctl sweep create SWEEP.yaml`, or pass the --storage it used)"
     return NotFoundError(f"no sweep {sweep_id!r}", hint=hint)

@@ -27,7 +27,7 @@ from typing import Any
 import torch
 from omegaconf import DictConfig, ListConfig, OmegaConf
 
-from expctl.errors import ConfigError, ExpctlError, did_you_mean
+from expctl.errors import ConfigError, ExpctlError, did_you_mean_hint
 from expctl.train.data import DatasetPair, TensorData
 from expctl.train.target_policy import allowed_patterns, check_targets
 
@@ -267,9 +267,9 @@ def _import_hint(target: str) -> str:
             pass
         else:
             names = [n for n in dir(module) if not n.startswith("_")]
-            close = did_you_mean(attr, names)
-            if close:
-                return f"did you mean {module_name}.{close[0]}?"
+            guess = did_you_mean_hint(attr, names, shown=lambda c: f"{module_name}.{c}")
+            if guess:
+                return guess.rstrip()
             return f"{module_name} has no attribute {attr!r}"
     top = target.split(".")[0]
     return (

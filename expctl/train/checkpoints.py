@@ -24,7 +24,7 @@ from typing import Any
 
 import torch
 
-from expctl.errors import ConfigError, NotFoundError, RuntimeFailure, did_you_mean
+from expctl.errors import ConfigError, NotFoundError, RuntimeFailure, did_you_mean_hint
 from expctl.fsutil import atomic_path
 
 LAST = "last.pt"
@@ -112,10 +112,8 @@ def validate_monitor(monitor: str, mode: str, known: set[str]) -> None:
             where="checkpoint.mode",
         )
     if monitor not in known:
-        close = did_you_mean(monitor, known)
         hint = f"logged metrics: {', '.join(sorted(known))}"
-        if close:
-            hint = f"did you mean {close[0]}? {hint}"
+        hint = did_you_mean_hint(monitor, known, shown=str) + hint
         raise ConfigError(
             f"checkpoint.monitor {monitor!r} is not a logged metric",
             hint=hint,

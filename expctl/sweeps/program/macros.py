@@ -28,7 +28,7 @@ from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
-from expctl.errors import UsageError, did_you_mean
+from expctl.errors import UsageError, did_you_mean, suggest
 from expctl.fsutil import atomic_write_text
 
 DEFAULT_COMMAND: tuple[str, ...] = ("${env}", "${interpreter}", "${program}", "${args}")
@@ -191,7 +191,7 @@ def build_command(
         close = sorted({c for n in names for c in did_you_mean(n, set(KNOWN_MACROS))})
         raise UsageError(
             f"unknown macro{'s' if len(bad) > 1 else ''} in sweep command: {', '.join(bad)}",
-            hint=(f"did you mean {', '.join('${' + c + '}' for c in close)}? " if close else "")
+            hint=suggest(close, every=True, shown=lambda c: "${" + c + "}", joiner=", ")
             + "known: "
             + ", ".join("${" + m + "}" for m in sorted(KNOWN_MACROS))
             + ", ${envvar:NAME}",

@@ -16,13 +16,12 @@ overrides). Their public names are re-exported here, where callers import them f
 
 from __future__ import annotations
 
-import difflib
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from expctl.errors import Problems, SpecError
+from expctl.errors import Problems, SpecError, did_you_mean
 from expctl.sweeps.methods import METHODS, check_method
 from expctl.sweeps.program.macros import MACRO_NAMES
 from expctl.sweeps.spec.command import check_command, top_names
@@ -245,7 +244,7 @@ def _top_level_keys(data: dict, problems: Problems) -> None:
             )
         elif key in TOP_LEVEL_KEYS:
             continue
-        elif difflib.get_close_matches(str(key), TOP_LEVEL_KEYS, n=1, cutoff=0.8):
+        elif did_you_mean(str(key), TOP_LEVEL_KEYS, n=1, cutoff=0.8):
             problems.unknown_key("", str(key), TOP_LEVEL_KEYS)  # a misspelt key: it would vanish
         else:
             # W&B warns ("Malformed sweep config") and creates the sweep; so do we

@@ -10,7 +10,7 @@ from __future__ import annotations
 import re
 from typing import Any
 
-from expctl.errors import Problems, did_you_mean
+from expctl.errors import Problems, did_you_mean_hint
 from expctl.sweeps.program.macros import ENVVAR_MACRO, MACRO_NAMES
 
 MACROS = MACRO_NAMES
@@ -51,9 +51,9 @@ def check_command(
                     "${args_no_hyphens} or ${args_json_file}",
                 )
             elif name not in MACROS:
-                close = did_you_mean(name, known)
                 macros = ", ".join("${" + m + "}" for m in known)
-                suffix = f"did you mean ${{{close[0]}}}?" if close else f"macros: {macros}"
+                guess = did_you_mean_hint(name, known, shown=lambda c: "${" + c + "}")
+                suffix = guess.rstrip() or f"macros: {macros}"
                 problems.add(f"command[{i}]", f"unknown macro ${{{name}}}; {suffix}")
             elif item != f"${{{name}}}":
                 problems.add(

@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from expctl.errors import Problems, did_you_mean, did_you_mean_hint
+from expctl.errors import Problems, did_you_mean, did_you_mean_hint, suggest
 from expctl.sweeps.spec.parameters import Parameter
 from expctl.sweeps.spec.problems import param_path
 
@@ -66,10 +66,8 @@ def config_problems(
         if p.name in keys:
             continue
         close = did_you_mean(p.name, sorted(keys)) or did_you_mean(p.name, sorted(groups))
-        hint = (
-            f"did you mean {close[0]!r}?"
-            if close
-            else "top-level keys: " + ", ".join(sorted(k for k in keys if "." not in k))
+        hint = suggest(close).rstrip() or "top-level keys: " + ", ".join(
+            sorted(k for k in keys if "." not in k)
         )
         problems.add(
             param_path(p.name, raw),
@@ -89,8 +87,7 @@ def trainer_metric_problem(metric: str, keys: set[str], problems: Problems) -> N
 
     if not {"model", "data"} <= keys or metric in LOGGED_METRICS:
         return
-    close = did_you_mean(metric, sorted(LOGGED_METRICS))
-    guess = f"did you mean {close[0]!r}? " if close else ""
+    guess = did_you_mean_hint(metric, LOGGED_METRICS)
     problems.add(
         "metric.name",
         f"{metric!r} is not a metric expctl's trainer logs ({guess}it logs: "
