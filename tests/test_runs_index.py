@@ -239,7 +239,8 @@ def test_a_change_inside_the_timestamp_granularity_is_not_missed(tmp_path, index
     with open(summary_path, "r+") as f:  # in place: no rename, the directory's times stay
         f.write(json.dumps(summary))
         f.truncate()
-    os.utime(dirs[5], ns=(os.stat(dirs[5]).st_atime_ns, os.stat(dirs[5]).st_mtime_ns))
+    assert runs_index._load(index_file := runs_index.index_file(root), str(root)) is not None
+    assert os.stat(dirs[5]).st_mtime_ns < os.stat(index_file).st_mtime_ns  # times unchanged
     assert _with_index(root, {"sort": "val_loss", "limit": 1})[0]["id"] == dirs[5].name[-6:]
     _same(root)
 
@@ -251,10 +252,10 @@ def test_shown_rows_are_read_from_the_run_dir_even_when_the_index_is_stale(
     dirs = _tree(root, 20)
     _settle(monkeypatch)
     _same(root)
-    labels = dirs[7] / "overrides.yaml"
-    stat = os.stat(dirs[7])
-    labels.write_text("- optim.lr=0.5\n")  # in place, then the directory's times put back
-    os.utime(dirs[7], ns=(stat.st_atime_ns, stat.st_mtime_ns))
+    before = os.stat(dirs[7])
+    (dirs[7] / "overrides.yaml").write_text("- optim.lr=0.5\n")  # in place: no rename
+    after = os.stat(dirs[7])
+    assert (before.st_mtime_ns, before.st_ctime_ns) == (after.st_mtime_ns, after.st_ctime_ns)
     shown = {r["id"]: r for r in _with_index(root, {})}
     assert shown[dirs[7].name[-6:]]["overrides"] == ["optim.lr=0.5"]
 
