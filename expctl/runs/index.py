@@ -313,7 +313,7 @@ def _fill(
             for row, i in reused:
                 values[row] = previous[i]
         for row, row_values in fresh_rows.items():
-            values[row] = row_values[name]
+            values[row] = _marshalable(row_values[name])
         table.columns[name] = values
     sparse: dict[str, dict[int, Any]] = {REFUSED: {}}
     if old is not None:
@@ -328,7 +328,7 @@ def _fill(
         table.config_nodes = set(nodes)
     for row, run in fresh.items():
         if run.refused:
-            sparse[REFUSED][row] = list(run.refused)
+            sparse[REFUSED][row] = [str(note) for note in run.refused]  # Refused is a str
         for namespace, mapping in (
             ("final", run.final_metrics),
             ("best", run.best_metrics),

@@ -58,7 +58,7 @@ def select_runs(
     what each argument means, and :func:`~expctl.runs.query.apply_where`/``sort_views``, whose
     results these are). Runs with a record file refused as unsafe are left out and named in
     ``refused``."""
-    root = Path(root).absolute()
+    root = Path(root)
     table, found, fresh = refresh(root)
     selection = Selection(views=[], unreadable=found.unreadable)
     refused_notes = table.column(REFUSED)
@@ -68,7 +68,7 @@ def select_runs(
         run = fresh.get(row)
         notes = run.refused if run is not None else refused_notes.get(row)
         if notes:
-            selection.refused.append((root / found.paths[row], list(notes)))
+            selection.refused.append(((root / found.paths[row]).absolute(), list(notes)))
         else:
             items.append(RunView(run) if run is not None else row)
     values = _Values(table, root)
