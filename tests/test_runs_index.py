@@ -352,3 +352,17 @@ def test_the_cli_lists_through_the_index_and_without_it_alike(tmp_path, index_di
         assert [r["id"] for r in rows] == [r["id"] for r in plain]
         assert [r["final"] for r in rows] == [r["final"] for r in plain]
     assert all(not (isinstance(r["final"], float) and math.isnan(r["final"])) for r in plain)
+
+
+def test_a_first_listing_read_by_worker_processes_is_the_same(tmp_path, index_dir, monkeypatch):
+    """Many new runs are read by one worker process per CPU: the rows they send back build
+    the same index (and the same listing) as reading them here."""
+    monkeypatch.setattr(runs_index, "PARALLEL_FROM", 1)
+    monkeypatch.setattr(runs_index, "_CHUNK", 7)
+    monkeypatch.setattr(os, "sched_getaffinity", lambda pid: {0, 1}, raising=False)
+    root = tmp_path / "runs"
+    _tree(root, 50)
+    rows, runs = runs_index.read_rows(root, runs_index.scan(root, set()).paths)
+    assert runs is None and len(rows) == 50  # read by the workers
+    _settle(monkeypatch)
+    _same(root)

@@ -32,6 +32,7 @@ import hashlib
 import marshal
 import os
 import struct
+import sys
 import time
 import zlib
 from array import array
@@ -256,11 +257,15 @@ def refresh(root: Path) -> tuple[_Table, Scan, dict[int, RunInfo]]:
         fresh = {row: load_run(root / found.paths[row]) for row in old.recheck}
         if not any(_unsettled(old.sigs, row, old.snapshot_ns) for row in old.recheck):
             return old, found, fresh
+        read = {row: _row_of(run) for row, run in fresh.items()}
         reused = [(row, row) for row in range(len(found.paths)) if row not in fresh]
     else:
-        fresh, reused = _compare(root, old, found)
+        to_read, reused = _compare(root, old, found)
+        rows, runs = read_rows(root, [found.paths[r] for r in to_read])
+        read = dict(zip(to_read, rows, strict=True))
+        fresh = dict(zip(to_read, runs, strict=True)) if runs is not None else {}
     table = _Table(root=key, paths=found.paths, sigs=found.sigs, snapshot_ns=time.time_ns())
-    _fill(table, old, reused, fresh)
+    _fill(table, old, reused, read)
     statuses = table.column("status")
     table.recheck = [
         row
@@ -280,11 +285,11 @@ def _unsettled(sigs: array[int], row: int, snapshot_ns: int) -> bool:
 
 def _compare(
     root: Path, old: _Table | None, found: Scan
-) -> tuple[dict[int, RunInfo], list[tuple[int, int]]]:
-    """Row by row: the runs to read again, and (new row, old row) of those still as stored."""
+) -> tuple[list[int], list[tuple[int, int]]]:
+    """Row by row: the rows to read again, and (new row, old row) of those still as stored."""
     old_rows = {p: i for i, p in enumerate(old.paths)} if old else {}
     recheck = set(old.recheck) if old else set()
-    fresh: dict[int, RunInfo] = {}
+    to_read: list[int] = []
     reused: list[tuple[int, int]] = []
     for row, rel in enumerate(found.paths):
         i = old_rows.get(rel)
@@ -296,24 +301,62 @@ def _compare(
         ):
             reused.append((row, i))
         else:
-            fresh[row] = load_run(root / rel)
-    return fresh, reused
+            to_read.append(row)
+    return to_read, reused
+
+
+# what one run contributes to the columns: (row fields, final, best, params, refused notes)
+_Row = tuple[dict[str, Any], dict[str, Any], dict[str, Any], dict[str, Any], list[str]]
+# reading this many runs or more is shared among processes (~100 µs a run, mostly parsing)
+PARALLEL_FROM = 4000
+_CHUNK = 1000
+
+
+def _row_of(run: RunInfo) -> _Row:
+    def plain(mapping: Any) -> dict[str, Any]:
+        return {str(k): _marshalable(v) for k, v in mapping.items()}
+
+    values = {name: _marshalable(v) for name, v in _row_values(run).items()}
+    refused = [str(note) for note in run.refused]  # Refused is a str subclass
+    return values, plain(run.final_metrics), plain(run.best_metrics), plain(run.params), refused
+
+
+def read_rows(root: Path, rels: Sequence[str]) -> tuple[list[_Row], list[RunInfo] | None]:
+    """The rows of the runs ``rels`` (and their RunInfo when read in this process): in worker
+    processes, one per CPU this process may use, when there are many (a first listing of
+    100,000 runs), else here."""
+    workers = min(len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else 1, 8)
+    if len(rels) < PARALLEL_FROM or workers < 2:
+        runs = [load_run(root / rel) for rel in rels]
+        return [_row_of(run) for run in runs], runs
+    import multiprocessing
+    from concurrent.futures import ProcessPoolExecutor
+
+    # fork where it is safe (Linux): a worker starts in ~1 ms with expctl already imported
+    method = "fork" if sys.platform == "linux" else None
+    chunks = [list(rels[i : i + _CHUNK]) for i in range(0, len(rels), _CHUNK)]
+    with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context(method)) as pool:
+        parts = pool.map(_read_chunk, [str(root)] * len(chunks), chunks)
+        return [row for part in parts for row in part], None
+
+
+def _read_chunk(root: str, rels: list[str]) -> list[_Row]:
+    return [_row_of(load_run(Path(root) / rel)) for rel in rels]
 
 
 def _fill(
-    table: _Table, old: _Table | None, reused: list[tuple[int, int]], fresh: dict[int, RunInfo]
+    table: _Table, old: _Table | None, reused: list[tuple[int, int]], read: dict[int, _Row]
 ) -> None:
-    """The new table's columns: reused rows copied from ``old``, fresh rows from their runs."""
+    """The new table's columns: reused rows copied from ``old``, the others from ``read``."""
     size = len(table.paths)
-    fresh_rows = {row: _row_values(run) for row, run in fresh.items()}
     for name in ROW_FIELDS:
         values: list[Any] = [None] * size
         if old is not None:
             previous = old.column(name)
             for row, i in reused:
                 values[row] = previous[i]
-        for row, row_values in fresh_rows.items():
-            values[row] = _marshalable(row_values[name])
+        for row, run_row in read.items():
+            values[row] = run_row[0][name]
         table.columns[name] = values
     sparse: dict[str, dict[int, Any]] = {REFUSED: {}}
     if old is not None:
@@ -326,16 +369,13 @@ def _fill(
         rows, nodes = old.decoded_config()
         table.config_rows = {moved[i] for i in rows if i in moved}
         table.config_nodes = set(nodes)
-    for row, run in fresh.items():
-        if run.refused:
-            sparse[REFUSED][row] = [str(note) for note in run.refused]  # Refused is a str
-        for namespace, mapping in (
-            ("final", run.final_metrics),
-            ("best", run.best_metrics),
-            ("param", run.params),
-        ):
+    sparse.setdefault(REFUSED, {})
+    for row, (_, final, best, params, refused) in read.items():
+        if refused:
+            sparse[REFUSED][row] = refused
+        for namespace, mapping in (("final", final), ("best", best), ("param", params)):
             for k, v in mapping.items():
-                sparse.setdefault(f"{namespace}.{k}", {})[row] = _marshalable(v)
+                sparse.setdefault(f"{namespace}.{k}", {})[row] = v
     table.columns.update(sparse)
 
 
