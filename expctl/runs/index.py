@@ -44,7 +44,7 @@ from typing import Any
 from expctl.runs.labels import Labels
 from expctl.runs.records import RunInfo, load_run, looks_like_run_dir, read_config
 
-FORMAT_VERSION = 2
+FORMAT_VERSION = 3
 MAGIC = b"EXPCTL-RUNS-INDEX"
 SETTLE_NS = 2_000_000_000
 # the row fields stored one list each (what lookups, filters and the start order read)
