@@ -31,6 +31,8 @@ def isolated(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
     monkeypatch.setenv("WANDB_CONSOLE", "off")
     monkeypatch.setenv("WANDB_DISABLE_GIT", "true")
     monkeypatch.setenv("NO_COLOR", "1")
+    # the runs index is a per-user cache (~/.cache/expctl): each test gets its own
+    monkeypatch.setenv("EXPCTL_INDEX_DIR", str(tmp_path / "runs-index"))
     (tmp_path / "wandb").mkdir()
     yield work
     from expctl.secrets import forget_all

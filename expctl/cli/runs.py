@@ -119,29 +119,30 @@ def list_(
     from expctl.runs.query import (
         RunView,
         apply_where,
+        filter_runs,
         parse_condition,
         sort_key_name,
         sort_views,
         sweep_runs,
     )
-    from expctl.runs.records import load_run, scan_runs_root
 
     conditions = [parse_condition(w) for w in where or []]
     root = runs_root_of(runs_dir)
     if sweep is not None:
-        runs = sweep_runs(sweep, storage, root)
+        runs = _without_refused(sweep_runs(sweep, storage, root))
+        runs = filter_runs(runs, name=name, statuses=status or [])
+        views = sort_views(apply_where([RunView(r) for r in runs], conditions), sort)
+        views = views[:limit] if limit is not None else views
     else:
-        found = scan_runs_root(root)
-        _warn_unreadable(root, found.unreadable)
-        runs = [load_run(p) for p in found.dirs]
-    from expctl.runs.query import filter_runs
+        from expctl.runs.selection import select_runs
 
-    runs = _without_refused(runs)
-    runs = filter_runs(runs, name=name, statuses=status or [])
-    views = apply_where([RunView(r) for r in runs], conditions)
-    views = sort_views(views, sort)
-    if limit is not None:
-        views = views[:limit]
+        selection = select_runs(
+            root, name=name, statuses=status or [], conditions=conditions, sort=sort, limit=limit
+        )
+        _warn_unreadable(root, selection.unreadable)
+        for path, notes in selection.refused:
+            err(f"warning: skipped run {path}: {'; '.join(notes)}", style="yellow")
+        views = selection.views
     extra = _extra_columns(views, sort_key_name(sort), conditions, columns or [])
     what = "matching runs" if (conditions or name or status or sweep) else "runs"
     emit(render.RunsListing(views, extra, empty=f"no {what} under {root}"), fmt)

@@ -94,6 +94,11 @@ class RunView:
         fields = self._provenance_fields or {}
         return (key in fields, fields.get(key))
 
+    def config_value(self, dotted: str) -> tuple[bool, Any]:
+        """``(found, value)`` of a key of the resolved config (the runs index serves it from
+        its columns: :class:`expctl.runs.selection.IndexedView`)."""
+        return _dotted(self.config, dotted)
+
     def lookup(self, key: str) -> tuple[bool, Any]:
         run = self.run
         if key.startswith(PROVENANCE_PREFIXES):
@@ -110,7 +115,7 @@ class RunView:
                 name = key[len(prefix) :]
                 return (name in source, source.get(name))
         if key.startswith("config."):
-            return _dotted(self.config, key[len("config.") :])
+            return self.config_value(key[len("config.") :])
         if key in FIELDS:
             return True, _field(run, key)
         if key in run.final_metrics:
@@ -118,7 +123,7 @@ class RunView:
         if key in run.params:
             return True, run.params[key]
         if run.kind == "trainer":
-            return _dotted(self.config, key)
+            return self.config_value(key)
         return False, None
 
 
