@@ -309,10 +309,10 @@ def test_concurrent_listers_and_writers_agree_with_the_run_dirs(tmp_path, index_
     root = tmp_path / "runs"
     _tree(root, 60)
     env = {**os.environ, "EXPCTL_INDEX_DIR": str(index_dir), "WANDB_MODE": "disabled"}
+    args = [sys.executable, "-m", "expctl", "runs", "list", "--runs-dir", str(root)]
     listers = [
         subprocess.Popen(
-            [sys.executable, "-m", "expctl", "runs", "list", "--runs-dir", str(root)]
-            + ["--format", "json", "--sort", "val_loss"],
+            [*args, "--format", "json", "--sort", "val_loss"],
             env=env,
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
