@@ -439,3 +439,20 @@ def test_every_command_module_has_the_same_shape():
 
 def get_command_of(app: typer.Typer) -> Command:
     return typer.main.get_group(app)
+
+
+def test_private_typer_is_used_only_in_typer_compat():
+    """The quarantine holds: no other module of expctl reaches into Typer's internals."""
+    import re
+
+    import expctl
+
+    private = re.compile(r"\btyper\._\w+|\btyper\.core\b|from typer\.(core|_\w+) import")
+    offenders = [
+        f"{path.relative_to(Path(expctl.__file__).parent)}:{number}"
+        for path in sorted(Path(expctl.__file__).parent.rglob("*.py"))
+        if path.name != "typer_compat.py"
+        for number, line in enumerate(path.read_text().splitlines(), 1)
+        if private.search(line)
+    ]
+    assert offenders == [], "private Typer outside cli/typer_compat.py"

@@ -26,8 +26,9 @@ Typer upgrade that moves one fails there, by name, before anything subtler break
   ``lenient_issubclass``; ``typer._typing.get_args``, ``get_origin``, ``is_literal_type``,
   ``literal_values``: the deferred adapters below.
 
-On another Typer version the adapters are not deferred (slower, never different); the lazy group
-needs only the public-looking names above and fails loudly without them.
+On a Typer outside ``CHECKED_TYPER`` the adapters are not deferred (slower, never different);
+the lazy group and the usage-error types are needed on every Typer: without them the import of
+this module fails, loudly, at the first command.
 """
 
 from __future__ import annotations
