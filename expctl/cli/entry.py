@@ -84,7 +84,8 @@ def _remember_secrets_given() -> None:
 
 def _click_exit(e: Exception) -> int:
     from typer import Abort
-    from typer._click.exceptions import ClickException  # typer >= 0.26 vendors click
+
+    from expctl.cli.typer_compat import ClickException  # Typer's vendored click's
 
     if isinstance(e, ClickException):
         _usage_error(e)
@@ -113,7 +114,7 @@ def _usage_error(e: Any) -> None:
 def _override_hint(e: Any, ctx: Any) -> str | None:
     """``expctl run --learning_rate 0.01`` (argparse's habit) on a command that takes
     overrides: say they are ``key=value``, with the one the user meant."""
-    from typer._click.exceptions import NoSuchOption
+    from expctl.cli.typer_compat import NoSuchOption
 
     if not isinstance(e, NoSuchOption) or ctx is None:
         return None

@@ -88,74 +88,76 @@ RunsDirOpt = Annotated[
 ]
 
 
-def register(app: typer.Typer) -> None:
-    @app.command(
-        "run",
-        epilog=examples(
-            "expctl run trainer.epochs=5 optim.lr=3e-4",
-            "expctl run model=large --set trainer.device=cpu --quiet",
-            "expctl run --resume latest",
-            "expctl run --resume latest~1 trainer.epochs=40   # or a run id (prefix)",
-            "expctl run --tag baseline --notes 'first try with AdamW'",
-            "expctl run --like latest --strict   # re-make the last run; refuse if code differs",
-            "expctl run --like 57abd2 seed=1     # the same run with another seed",
-            "expctl run trainer.devices=2 trainer.device=cpu   # 2 processes (DDP)",
+app = typer.Typer()  # one command, merged into the root (cli/typer_compat.add_command_app)
+
+
+@app.command(
+    "run",
+    epilog=examples(
+        "expctl run trainer.epochs=5 optim.lr=3e-4",
+        "expctl run model=large --set trainer.device=cpu --quiet",
+        "expctl run --resume latest",
+        "expctl run --resume latest~1 trainer.epochs=40   # or a run id (prefix)",
+        "expctl run --tag baseline --notes 'first try with AdamW'",
+        "expctl run --like latest --strict   # re-make the last run; refuse if code differs",
+        "expctl run --like 57abd2 seed=1     # the same run with another seed",
+        "expctl run trainer.devices=2 trainer.device=cpu   # 2 processes (DDP)",
+    ),
+)
+@handle_errors
+def run(
+    overrides: OverridesArg = None,
+    config_dir: ConfigDirOpt = None,
+    config_name: ConfigNameOpt = "config",
+    sets: SetOpt = None,
+    resume: ResumeOpt = None,
+    like: LikeOpt = None,
+    strict: StrictOpt = False,
+    init_from: InitFromOpt = None,
+    quiet: QuietOpt = False,
+    multirun: MultirunOpt = False,
+    runs_dir: RunsDirOpt = None,
+    tags: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--tag",
+            "-t",
+            help="Label the run (repeatable); also a W&B tag. See `expctl runs tag`.",
+            show_default=False,
         ),
-    )
-    @handle_errors
-    def run(
-        overrides: OverridesArg = None,
-        config_dir: ConfigDirOpt = None,
-        config_name: ConfigNameOpt = "config",
-        sets: SetOpt = None,
-        resume: ResumeOpt = None,
-        like: LikeOpt = None,
-        strict: StrictOpt = False,
-        init_from: InitFromOpt = None,
-        quiet: QuietOpt = False,
-        multirun: MultirunOpt = False,
-        runs_dir: RunsDirOpt = None,
-        tags: Annotated[
-            list[str] | None,
-            typer.Option(
-                "--tag",
-                "-t",
-                help="Label the run (repeatable); also a W&B tag. See `expctl runs tag`.",
-                show_default=False,
-            ),
-        ] = None,
-        notes: Annotated[
-            str | None,
-            typer.Option("--notes", help="The run's notes (also W&B's).", show_default=False),
-        ] = None,
-    ) -> None:
-        """Compose the config, train on the best device, log to W&B, keep a local record.
+    ] = None,
+    notes: Annotated[
+        str | None,
+        typer.Option("--notes", help="The run's notes (also W&B's).", show_default=False),
+    ] = None,
+) -> None:
+    """Compose the config, train on the best device, log to W&B, keep a local record.
 
-        Prints the run directory on stdout. Exit codes: 0 done, 1 training failed (e.g. NaN
-        loss), 2 bad config or arguments, 130/143 interrupted (last.pt saved: --resume it).
-        Works under torchrun (``torchrun --nproc-per-node N -m expctl run ...``); or set
-        trainer.devices=N to have it start torchrun itself.
-        """
-        from expctl import signals
+    Prints the run directory on stdout. Exit codes: 0 done, 1 training failed (e.g. NaN
+    loss), 2 bad config or arguments, 130/143 interrupted (last.pt saved: --resume it).
+    Works under torchrun (``torchrun --nproc-per-node N -m expctl run ...``); or set
+    trainer.devices=N to have it start torchrun itself.
+    """
+    from expctl import signals
 
-        # From here to the end signals are only noted: training stops after its current step
-        # and saves last.pt; a signal before training starts ends the command (130/143) with
-        # nothing created, also one landing inside `import torch`.
-        with signals.deferred():
-            _run(
-                overrides,
-                config_dir,
-                config_name,
-                sets,
-                resume,
-                init_from,
-                quiet,
-                multirun,
-                runs_dir,
-                tags or [],
-                notes,
-                (like, strict),
-            )
+    # From here to the end signals are only noted: training stops after its current step
+    # and saves last.pt; a signal before training starts ends the command (130/143) with
+    # nothing created, also one landing inside `import torch`.
+    with signals.deferred():
+        _run(
+            overrides,
+            config_dir,
+            config_name,
+            sets,
+            resume,
+            init_from,
+            quiet,
+            multirun,
+            runs_dir,
+            tags or [],
+            notes,
+            (like, strict),
+        )
 
 
 def _run(
