@@ -28,7 +28,6 @@ than JSON: ~0.4 ms a file).
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import marshal
 import os
 import struct
@@ -65,8 +64,11 @@ def index_file(root: Path) -> Path:
     if not base:
         cache = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
         base = os.path.join(cache, "expctl", "runs-index")
-    digest = hashlib.sha256(str(Path(root).resolve()).encode()).hexdigest()[:24]
-    return Path(base) / f"{digest}.idx"
+    # crc32, not hashlib (its import loads OpenSSL: ~20 ms of every `runs list`); two roots
+    # sharing a file name only rebuild each other's index, as the stored root is checked
+    resolved = Path(root).resolve()
+    name = "".join(c if c.isalnum() or c in "-_." else "_" for c in resolved.name)[:40]
+    return Path(base) / f"{name}-{zlib.crc32(str(resolved).encode()):08x}.idx"
 
 
 def index_disabled() -> bool:
