@@ -162,6 +162,7 @@ def list_(
     listed with a note.
     """
     # (Long for its options: Typer's Annotated parameters are most of it.)
+    from expctl.record.scan import scan_runs_root
     from expctl.runs.query import (
         RunView,
         apply_where,
@@ -170,7 +171,7 @@ def list_(
         sort_views,
         sweep_runs,
     )
-    from expctl.runs.records import load_run, scan_runs_root
+    from expctl.runs.records import load_run
 
     conditions = [parse_condition(w) for w in where or []]
     root = _root(runs_dir)
@@ -278,18 +279,18 @@ def show(
 ) -> None:
     """A run's summary, its provenance (commit and dirty state, key versions, host, devices,
     SLURM ids), its full resolved config and its metrics."""
-    from expctl.runs.lineage import run_artifacts
-    from expctl.runs.query import resolve_run
-    from expctl.runs.records import (
-        Refused,
+    from expctl.record.files import resume_dirs as resume_provenance_dirs
+    from expctl.record.read import (
         diff_digest,
-        load_run,
         read_config,
         read_metrics,
         read_overrides,
         read_provenance,
-        resume_provenance_dirs,
     )
+    from expctl.record.refs import resolve_run
+    from expctl.record.safe_read import Refused
+    from expctl.runs.lineage import run_artifacts
+    from expctl.runs.records import load_run
 
     path = resolve_run(run, _root(runs_dir))
     info = load_run(path)
@@ -394,10 +395,10 @@ def plot(
     runs_dir: RunsDirOpt = None,
 ) -> None:
     """Learning curves of several runs in one figure; prints only the output path."""
+    from expctl.record.read import read_metrics
     from expctl.runs.compare import default_metric, metric_names
     from expctl.runs.plot import HTML_FORMATS, MATPLOTLIB_FORMATS, check_out_path, plot_runs
     from expctl.runs.query import resolve_runs
-    from expctl.runs.records import read_metrics
 
     check_out_path(out_path, (*MATPLOTLIB_FORMATS, *HTML_FORMATS))  # before reading anything
     infos = resolve_runs(runs, _root(runs_dir))
@@ -438,8 +439,8 @@ TagsArg = Annotated[
 def tag(run: RunArg, tags: TagsArg, runs_dir: RunsDirOpt = None) -> None:
     """Add tags to a run (a set, as in W&B: a tag it has already is kept once), also while it
     runs; prints the run directory. Its record (summary.json) is never rewritten."""
+    from expctl.record.refs import resolve_run
     from expctl.runs.labels import add_tags, check_tags
-    from expctl.runs.query import resolve_run
 
     check_tags(tags)  # a bad tag is exit 2 before anything is read
     path = resolve_run(run, _root(runs_dir))
@@ -463,8 +464,8 @@ def tag(run: RunArg, tags: TagsArg, runs_dir: RunsDirOpt = None) -> None:
 def untag(run: RunArg, tags: TagsArg, runs_dir: RunsDirOpt = None) -> None:
     """Remove tags from a run (a tag it does not have is a note, not an error); prints the run
     directory."""
+    from expctl.record.refs import resolve_run
     from expctl.runs.labels import check_tags, remove_tags
-    from expctl.runs.query import resolve_run
 
     check_tags(tags)
     path = resolve_run(run, _root(runs_dir))
@@ -502,8 +503,8 @@ def note(
     runs_dir: RunsDirOpt = None,
 ) -> None:
     """Set a run's notes (replacing them, or --append a line); prints the run directory."""
+    from expctl.record.refs import resolve_run
     from expctl.runs.labels import check_notes, set_notes
-    from expctl.runs.query import resolve_run
 
     if text == "-":
         text = sys.stdin.read().replace("\r\n", "\n").rstrip("\n")
@@ -521,10 +522,9 @@ def note(
 
 def _short(path: Path) -> str:
     """``NAME/ID`` of a run directory, for messages (stdout carries the whole path)."""
-    from expctl.runs.records import RUN_DIR_NAME
+    from expctl.record.files import run_id
 
-    m = RUN_DIR_NAME.match(path.name)
-    return f"{path.parent.name}/{m.group(2) if m else path.name}"
+    return f"{path.parent.name}/{run_id(path)}"
 
 
 def _names(tags: tuple[str, ...] | list[str]) -> str:

@@ -12,15 +12,14 @@ from collections.abc import Sequence
 from typing import Any
 
 from expctl.errors import UsageError, did_you_mean_hint
-from expctl.runs.records import (
-    RunInfo,
+from expctl.record.read import (
     diff_digest,
-    provenance_fields,
     read_config,
     read_metrics,
     read_provenance,
     read_requirements,
 )
+from expctl.runs.records import RunInfo, provenance_fields
 
 SPARK = "▁▂▃▄▅▆▇█"
 SPARK_WIDTH = 40

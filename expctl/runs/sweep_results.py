@@ -17,7 +17,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from expctl.errors import UsageError
-from expctl.runs.records import RunInfo, load_run, looks_like_run_dir
+from expctl.record.scan import looks_like_run_dir
+from expctl.runs.records import RunInfo, load_run
 
 if TYPE_CHECKING:
     import optuna
