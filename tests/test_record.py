@@ -150,7 +150,10 @@ def test_a_damaged_record_reads_the_same_for_the_trainer_and_for_runs(isolated: 
     assert notes == ["metrics.jsonl: 2 damaged lines skipped (line 2, 6)"]
     summary, note = read_summary(run_dir)
     assert summary is None and note and "truncated or damaged" in note
-    assert read_overrides(run_dir) == ([], "overrides.yaml is not valid YAML (ParserError): damaged")
+    assert read_overrides(run_dir) == (
+        [],
+        "overrides.yaml is not valid YAML (ParserError): damaged",
+    )
 
     # runs: the same reader, the notes on the run
     info = load_run(run_dir)
@@ -241,9 +244,7 @@ def three_runs(isolated: Path) -> tuple[Path, list[Path]]:
     (the random ids would not)."""
     root = isolated / "runs"
     second = time.strftime("%Y-%m-%dT%H:%M:%S")
-    runs = [
-        write_run(root, "exp", started_at=f"{second}.{ms:03d}+00:00") for ms in (100, 200, 300)
-    ]
+    runs = [write_run(root, "exp", started_at=f"{second}.{ms:03d}+00:00") for ms in (100, 200, 300)]
     stamps = {p.name.rsplit("-", 1)[0] for p in runs}
     if len(stamps) > 1:  # the clock crossed a second: make them one second again
         stamp = min(stamps)

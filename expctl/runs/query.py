@@ -330,6 +330,7 @@ def filter_runs(
 
 # -- RUN references ------------------------------------------------------------------------------
 
+
 def resolve_runs(refs: Sequence[str], root: Path) -> list[RunInfo]:
     """Each reference as a loaded run, in the order given (duplicates kept once)."""
     seen: dict[Path, RunInfo] = {}

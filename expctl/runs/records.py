@@ -264,4 +264,3 @@ def _duration(
     if start and status == "running":
         return max(0.0, time.time() - start.timestamp())
     return float(total) if total is not None else None
-
