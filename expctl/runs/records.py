@@ -16,7 +16,7 @@ import time
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any
+from typing import Any, get_args
 
 from expctl.record.files import dir_stamp, run_id, stamp_time
 from expctl.record.jsonpolicy import is_finite_number
@@ -25,8 +25,9 @@ from expctl.record.refs import start_order
 from expctl.record.safe_read import Refused
 from expctl.runs.labels import Labels, load_labels
 from expctl.runs.overrides import dedupe_overrides
+from expctl.status import RunStatus
 
-KNOWN_STATUSES = ("running", "completed", "stopped", "interrupted", "failed")
+KNOWN_STATUSES = get_args(RunStatus)  # what a record may say (expctl.status: one vocabulary)
 
 
 @dataclass
