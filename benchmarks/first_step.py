@@ -16,7 +16,7 @@ Measured in the same run, interleaved (plain, expctl, expctl, plain, ...), media
   project is a git repository with an uncommitted change, so the capture does real work).
 
 Both sides take the time from process start the same way: /proc's start time of the process
-against CLOCK_BOOTTIME (expctl.train.record.process_start_time). The whole process
+against CLOCK_BOOTTIME (expctl.record.timings.process_start_time). The whole process
 (start → exit, incl. W&B's finish and the checkpoint files) is printed too: nothing is just
 moved past the first step unnoticed. Goal: expctl ≤ 1.3× the floor.
 

@@ -16,11 +16,7 @@ from pathlib import Path
 
 from expctl.errors import UsageError
 from expctl.fsutil import write_error
-
-# people's labels (runs tag/note), beside the record: written by runs/labels.py
-LABELS_FILE = "labels.json"
-LABELS_LOCK_FILE = ".labels.lock"
-LOCK_FILE = ".lock"  # flock'ed by the process writing the run; the kernel drops it with the process
+from expctl.record.files import LOCK_FILE, STAMP_FORMAT, run_dir_name
 
 _UNSAFE = re.compile(r"[^A-Za-z0-9._=+-]+")
 
@@ -37,9 +33,9 @@ def safe_name(name: str) -> str:
 
 def plan_run_dir(name: str, root: str | Path | None = None) -> Path:
     """The path a new run of ``name`` would get (nothing is created)."""
-    stamp = time.strftime("%Y%m%d-%H%M%S")
+    stamp = time.strftime(STAMP_FORMAT)
     # os.urandom(3).hex() is secrets.token_hex(3), without `secrets` loading OpenSSL (~10 ms)
-    return runs_root(root) / safe_name(name) / f"{stamp}-{os.urandom(3).hex()}"
+    return runs_root(root) / safe_name(name) / run_dir_name(stamp, os.urandom(3).hex())
 
 
 def create_run_dir(name: str, root: str | Path | None = None) -> Path:

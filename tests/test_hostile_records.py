@@ -213,7 +213,7 @@ def test_a_fifo_lock_file_does_not_hang_the_listing(isolated, expctl_exe):
 
 
 def test_metrics_are_read_up_to_a_limit_that_is_said(isolated, monkeypatch):
-    from expctl.runs import records
+    from expctl.record import read as records
 
     run = make_run(isolated / "runs", "long", "eee555")
     rows = [{"step": i, "val_loss": 1.0} for i in range(50)]

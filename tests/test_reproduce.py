@@ -308,7 +308,8 @@ def test_runs_list_reads_provenance_only_when_asked(repo: Path, cli) -> None:
 
 
 def test_a_hostile_provenance_file_is_refused_not_read(repo: Path, cli) -> None:
-    from expctl.runs.records import Refused, read_provenance
+    from expctl.record.read import read_provenance
+    from expctl.record.safe_read import Refused
 
     run = _run(cli, *TINY)
     (run / "provenance.json").unlink()

@@ -19,10 +19,11 @@ from pathlib import Path
 import pytest
 
 from expctl.fsutil import atomic_write_json
+from expctl.record.scan import scan_runs_root
 from expctl.runs import index as runs_index
 from expctl.runs.labels import update_labels
 from expctl.runs.query import RunView, apply_where, filter_runs, parse_condition, sort_views
-from expctl.runs.records import load_run, scan_runs_root
+from expctl.runs.records import load_run
 from expctl.runs.selection import select_runs
 
 QUERIES: list[dict] = [

@@ -163,7 +163,7 @@ def test_runs_started_in_the_same_second_keep_their_start_order(tmp_path: Path) 
     the order they started in, not their random ids."""
     import json
 
-    from expctl.runs.query import resolve_run
+    from expctl.record.refs import resolve_run
 
     root = tmp_path / "runs"
     for trial, run_id in enumerate(["zz9999", "aa0000", "mm5555"]):

@@ -16,7 +16,6 @@ during 2, the kernel drops its lock and the version is either wholly there or no
 from __future__ import annotations
 
 import json
-import math
 import os
 import stat
 from collections.abc import Sequence
@@ -150,17 +149,9 @@ def _plain_metadata(metadata: dict[str, Any] | None) -> dict[str, Any]:
         return {}
     if not isinstance(metadata, dict):
         raise UsageError("artifact metadata must be a JSON object (a dict)")
-    return redact(_finite(json.loads(json.dumps(metadata, default=str))))
+    from expctl.record.jsonpolicy import output_value  # the one NaN/inf policy of output
 
-
-def _finite(node: Any) -> Any:
-    if isinstance(node, float) and not math.isfinite(node):
-        return str(node)
-    if isinstance(node, dict):
-        return {k: _finite(v) for k, v in node.items()}
-    if isinstance(node, list):
-        return [_finite(v) for v in node]
-    return node
+    return redact(output_value(json.loads(json.dumps(metadata, default=str))))
 
 
 def publish(

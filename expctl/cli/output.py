@@ -20,8 +20,6 @@ by :func:`printable`.
 
 from __future__ import annotations
 
-import json
-import math
 import re
 import sys
 from collections.abc import Sequence
@@ -54,23 +52,20 @@ def format_option(choices: type[Enum]) -> Any:
 
 
 def json_text(data: Any) -> str:
-    """Strict JSON (see the module docstring), indented for people who read it too."""
-    return json.dumps(_finite(data), indent=2, default=str, allow_nan=False)
+    """Strict JSON (see the module docstring), indented for people who read it too; NaN/inf
+    as the one JSON policy says (:func:`expctl.record.jsonpolicy.output_json`)."""
+    from expctl.record.jsonpolicy import output_json
+
+    return output_json(data)
 
 
 def json_cell(data: Any) -> str:
     """A value on one line of a table (a dict, a list): the same strict JSON, compact."""
-    return json.dumps(_finite(data), default=str, allow_nan=False)
+    import json
 
+    from expctl.record.jsonpolicy import output_value
 
-def _finite(value: Any) -> Any:
-    if isinstance(value, float) and not math.isfinite(value):
-        return "nan" if math.isnan(value) else ("inf" if value > 0 else "-inf")
-    if isinstance(value, dict):
-        return {k: _finite(v) for k, v in value.items()}
-    if isinstance(value, list | tuple):
-        return [_finite(v) for v in value]
-    return value
+    return json.dumps(output_value(data), default=str, allow_nan=False)
 
 
 # C0 and C1 control characters, DEL, and the Unicode controls that reorder or hide text

@@ -238,8 +238,8 @@ def _like(
 ) -> ConfigSource:
     """The source of ``--like REF`` plus the given overrides; says (stderr) what differs from
     the run's record, and with ``strict`` refuses (exit 2) when anything does."""
+    from expctl.record.refs import resolve_run
     from expctl.rundir import runs_root
-    from expctl.runs.query import resolve_run
     from expctl.runs.reproduce import differences, like_source
     from expctl.secrets import redact_overrides
 

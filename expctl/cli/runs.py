@@ -215,18 +215,18 @@ def show(
 ) -> None:
     """A run's summary, its provenance (commit and dirty state, key versions, host, devices,
     SLURM ids), its full resolved config and its metrics."""
-    from expctl.runs.lineage import run_artifacts
-    from expctl.runs.query import resolve_run
-    from expctl.runs.records import (
-        Refused,
+    from expctl.record.files import resume_dirs as resume_provenance_dirs
+    from expctl.record.read import (
         diff_digest,
-        load_run,
         read_config,
         read_metrics,
         read_overrides,
         read_provenance,
-        resume_provenance_dirs,
     )
+    from expctl.record.refs import resolve_run
+    from expctl.record.safe_read import Refused
+    from expctl.runs.lineage import run_artifacts
+    from expctl.runs.records import load_run
 
     path = resolve_run(run, runs_root_of(runs_dir))
     info = load_run(path)

@@ -77,10 +77,10 @@ def plot(
     runs_dir: RunsDirOpt = None,
 ) -> None:
     """Learning curves of several runs in one figure; prints only the output path."""
+    from expctl.record.read import read_metrics
     from expctl.runs.compare import default_metric, metric_names
     from expctl.runs.plot import HTML_FORMATS, MATPLOTLIB_FORMATS, check_out_path, plot_runs
     from expctl.runs.query import resolve_runs
-    from expctl.runs.records import read_metrics
 
     check_out_path(out_path, (*MATPLOTLIB_FORMATS, *HTML_FORMATS))  # before reading anything
     infos = resolve_runs(runs, runs_root_of(runs_dir))

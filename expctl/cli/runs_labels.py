@@ -46,8 +46,8 @@ TagsArg = Annotated[
 def tag(run: RunArg, tags: TagsArg, runs_dir: RunsDirOpt = None) -> None:
     """Add tags to a run (a set, as in W&B: a tag it has already is kept once), also while it
     runs; prints the run directory. Its record (summary.json) is never rewritten."""
+    from expctl.record.refs import resolve_run
     from expctl.runs.labels import add_tags, check_tags
-    from expctl.runs.query import resolve_run
 
     check_tags(tags)  # a bad tag is exit 2 before anything is read
     path = resolve_run(run, runs_root_of(runs_dir))
@@ -64,8 +64,8 @@ def tag(run: RunArg, tags: TagsArg, runs_dir: RunsDirOpt = None) -> None:
 def untag(run: RunArg, tags: TagsArg, runs_dir: RunsDirOpt = None) -> None:
     """Remove tags from a run (a tag it does not have is a note, not an error); prints the run
     directory."""
+    from expctl.record.refs import resolve_run
     from expctl.runs.labels import check_tags, remove_tags
-    from expctl.runs.query import resolve_run
 
     check_tags(tags)
     path = resolve_run(run, runs_root_of(runs_dir))
@@ -94,8 +94,8 @@ def note(
     runs_dir: RunsDirOpt = None,
 ) -> None:
     """Set a run's notes (replacing them, or --append a line); prints the run directory."""
+    from expctl.record.refs import resolve_run
     from expctl.runs.labels import check_notes, set_notes
-    from expctl.runs.query import resolve_run
 
     if text == "-":
         text = sys.stdin.read().replace("\r\n", "\n").rstrip("\n")
@@ -113,10 +113,9 @@ def note(
 
 def _short(path: Path) -> str:
     """``NAME/ID`` of a run directory, for messages (stdout carries the whole path)."""
-    from expctl.runs.records import RUN_DIR_NAME
+    from expctl.record.files import run_id
 
-    m = RUN_DIR_NAME.match(path.name)
-    return f"{path.parent.name}/{m.group(2) if m else path.name}"
+    return f"{path.parent.name}/{run_id(path)}"
 
 
 def _names(tags: tuple[str, ...] | list[str]) -> str:

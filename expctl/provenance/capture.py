@@ -25,12 +25,11 @@ from expctl.provenance.environment import (
     installed_distributions,
     requirements_text,
 )
-from expctl.provenance.git import DIFF_FILE, GitError, git_facts
+from expctl.provenance.git import GitError, git_facts
 from expctl.provenance.settings import ProvenanceSettings
+from expctl.record.files import DIFF_FILE, PROVENANCE_FILE, REQUIREMENTS_FILE, next_resume_dir
 from expctl.secrets import redact_argv, scrub
 
-PROVENANCE_FILE = "provenance.json"
-REQUIREMENTS_FILE = "requirements.txt"
 FORMAT = 1
 
 T = TypeVar("T")
@@ -223,4 +222,32 @@ def _summary(run_dir: Path, git: Mapping[str, Any], files: tuple[str, ...]) -> P
         dirty=git.get("dirty"),
         note=git.get("note") or git.get("error") or git.get("off"),
         files=files,
+    )
+
+
+def start_run_provenance(
+    cfg: Any, run_dir: Path, place: Any, *, config_dir: Path | None, resumed: bool
+) -> ProvenanceCapture | None:
+    """Start writing a training run's provenance on a helper thread, on rank 0 only (``place``
+    is the trainer's ``Placement``); returns the capture to ``wait()`` on (None elsewhere). A
+    resume's provenance goes to ``resumes/N/``: the first attempt's record stays what it was,
+    and a changed commit shows."""
+    if not place.group.is_main:
+        return None
+    import sys
+
+    settings = ProvenanceSettings.from_config(cfg)
+    target = next_resume_dir(run_dir) if resumed else run_dir
+    device: dict[str, Any] = {"device": place.device.name, "processes": place.group.world_size}
+    if place.device.name.startswith("cuda"):
+        import torch
+
+        device["names"] = [torch.cuda.get_device_name(i) for i in range(torch.cuda.device_count())]
+    return start_capture(
+        target,
+        argv=sys.argv,
+        cwd=Path.cwd(),
+        config_dir=config_dir,
+        settings=settings,
+        device_info=device,
     )

@@ -20,9 +20,9 @@ from pathlib import Path
 from typing import Any, cast
 from urllib.parse import urlsplit, urlunsplit
 
+from expctl.record.files import DIFF_FILE
 from expctl.secrets import scrub
 
-DIFF_FILE = "diff.patch"
 TIMEOUT_S = 10.0  # per git call: a slow NFS home must not hold a run's record forever
 MAX_UNTRACKED_LISTED = 1000  # names listed in provenance.json (all are counted)
 MAX_UNTRACKED_CHARS = 200_000  # keeps provenance.json small whatever the names

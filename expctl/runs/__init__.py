@@ -1,12 +1,13 @@
 """Reading run directories: list, show, compare and plot runs; sweep reports and best-of-sweep.
 
-``expctl/train`` writes run directories (``expctl.train.record``); this package only reads them,
+``expctl/train`` writes run directories (through ``expctl.record``); this package only reads them,
 and never fails on a damaged one: a truncated ``summary.json`` or ``metrics.jsonl`` (a SIGKILLed
 run, a full disk) is read as far as it goes and the run carries a note saying what was wrong.
 
-* :mod:`expctl.runs.records` — find run directories, load one (:class:`RunInfo`), its metrics
-  and config; standard library (+ PyYAML for ``overrides.yaml``) only, so ``runs list`` is fast.
-* :mod:`expctl.runs.query` — ``--where``/``--sort`` grammar, filters, ``RUN`` references.
+* :mod:`expctl.runs.records` — load one run (:class:`RunInfo`) from its record (read by
+  :mod:`expctl.record`); standard library (+ PyYAML for ``overrides.yaml``) only, so ``runs
+  list`` is fast.
+* :mod:`expctl.runs.query` — ``--where``/``--sort`` grammar, filters, loading referenced runs.
 * :mod:`expctl.runs.compare` — config diff, metric tables, per-epoch series, sparklines.
 * :mod:`expctl.runs.plot` — learning curves as PNG (matplotlib) or HTML (plotly).
 * :mod:`expctl.runs.sweep_results` — a sweep's trials with their run records, best-N,
@@ -20,6 +21,6 @@ that need them.
 
 from __future__ import annotations
 
-from expctl.runs.records import RunInfo, find_run_dirs, load_run, read_config, read_metrics
+from expctl.runs.records import RunInfo, load_run
 
-__all__ = ["RunInfo", "find_run_dirs", "load_run", "read_config", "read_metrics"]
+__all__ = ["RunInfo", "load_run"]

@@ -7,29 +7,24 @@ Everything returned is JSON-ready; the CLI renders it as tables (rich on a termi
 
 from __future__ import annotations
 
-import math
 from collections.abc import Sequence
 from typing import Any
 
 from expctl.errors import UsageError, did_you_mean_hint
-from expctl.runs.records import (
-    RunInfo,
+from expctl.record.jsonpolicy import is_finite_number as is_number
+from expctl.record.read import (
     diff_digest,
-    provenance_fields,
     read_config,
     read_metrics,
     read_provenance,
     read_requirements,
 )
+from expctl.runs.records import RunInfo, provenance_fields
 
 SPARK = "▁▂▃▄▅▆▇█"
 SPARK_WIDTH = 40
 AXES = ("step", "epoch")
 _BOOKKEEPING = ("step", "epoch", "lr", "samples_per_s", "_step", "_runtime", "_timestamp")
-
-
-def is_number(value: Any) -> bool:
-    return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
 
 
 def flatten(node: Any, prefix: str = "") -> dict[str, Any]:

@@ -40,8 +40,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from expctl.record.files import RUN_DIR_NAME
+from expctl.record.read import read_config
+from expctl.record.scan import is_dir_entry, looks_like_run_dir, root_entries
 from expctl.runs.labels import Labels
-from expctl.runs.records import RunInfo, load_run, looks_like_run_dir, read_config
+from expctl.runs.records import RunInfo, load_run
 
 FORMAT_VERSION = 3
 MAGIC = b"EXPCTL-RUNS-INDEX"
@@ -185,13 +188,12 @@ class Scan:
 
 
 def scan(root: Path, known: set[str]) -> Scan:
-    """Every run dir two levels under ``root``, as :func:`records.scan_runs_root` decides them
+    """Every run dir two levels under ``root``, as :func:`record.scan.scan_runs_root` decides them
     (a directory already in the index is one: no need to look inside it again)."""
-    from expctl.runs.records import RUN_DIR_NAME, _is_dir, _root_entries
 
     found = Scan()
-    for name_entry in _root_entries(root):
-        if name_entry.name.startswith(".") or not _is_dir(name_entry):
+    for name_entry in root_entries(root):
+        if name_entry.name.startswith(".") or not is_dir_entry(name_entry):
             continue
         try:
             entries = list(os.scandir(name_entry.path))
@@ -203,7 +205,7 @@ def scan(root: Path, known: set[str]) -> Scan:
         for entry in entries:
             rel = f"{name_entry.name}/{entry.name}"
             if rel not in known:
-                if not _is_dir(entry):
+                if not is_dir_entry(entry):
                     continue
                 if not RUN_DIR_NAME.match(entry.name) and not looks_like_run_dir(Path(entry.path)):
                     continue

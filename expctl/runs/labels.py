@@ -34,7 +34,7 @@ from pathlib import Path
 from typing import Any
 
 from expctl.errors import RuntimeFailure, UsageError
-from expctl.rundir import LABELS_FILE, LABELS_LOCK_FILE  # the run dir's names, in one home
+from expctl.record.files import LABELS_FILE, LABELS_LOCK_FILE  # the run dir's names, in one home
 
 # W&B refuses tags longer than 64 characters; more than a few hundred tags is a mistake (a loop)
 MAX_TAG_CHARS = 64
@@ -168,8 +168,8 @@ def load_labels(run_dir: Path) -> tuple[Labels, str | None]:
     """The run's labels and a note when its ``labels.json`` could not be (fully) read; no file
     means no labels. Read the way every record file is (:func:`read_record_bytes`): a FIFO, a
     device or an oversized file is refused, and the note is then a
-    :class:`~expctl.runs.records.Refused`. Never raises."""
-    from expctl.runs.records import RefusedFile, read_record_bytes
+    :class:`~expctl.record.safe_read.Refused`. Never raises."""
+    from expctl.record.safe_read import RefusedFile, read_record_bytes
 
     path = labels_path(run_dir)
     try:
@@ -271,7 +271,7 @@ def update_labels(
 
 
 def _read_for_update(run_dir: Path) -> Labels:
-    from expctl.runs.records import RefusedFile, read_record_bytes
+    from expctl.record.safe_read import RefusedFile, read_record_bytes
 
     path = labels_path(run_dir)
     try:

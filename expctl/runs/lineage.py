@@ -16,7 +16,7 @@ scanning the runs root — no second index that could disagree with the run reco
 cheap: each ``summary.json`` is read with the records' safe reader and parsed only when its
 bytes contain the version's ref or one of its sha256s (benchmarks/lineage.py: 1,000 runs).
 
-Every record file is read through :func:`expctl.runs.records.read_record_bytes` (FIFOs,
+Every record file is read through :func:`expctl.record.safe_read.read_record_bytes` (FIFOs,
 devices and oversized files refused); nothing here raises on a damaged run, it notes it.
 """
 
@@ -28,23 +28,21 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from expctl.runs.records import (
+from expctl.record.files import PROVENANCE_FILE, SUMMARY_FILE
+from expctl.record.read import read_summary
+from expctl.record.safe_read import (
     MAX_RECORD_BYTES,
-    SUMMARY_FILE,
     RefusedFile,
-    RunInfo,
-    find_run_dirs,
-    load_run,
-    looks_like_run_dir,
     open_record_file,
     read_record_bytes,
 )
+from expctl.record.scan import find_run_dirs, looks_like_run_dir
+from expctl.runs.records import RunInfo, load_run
 
 if TYPE_CHECKING:
     from expctl.artifacts.manifest import ArtifactVersion
     from expctl.artifacts.store import ArtifactStore
 
-PROVENANCE_FILE = "provenance.json"  # expctl.provenance.PROVENANCE_FILE (not imported: cheap)
 MAX_CHAIN = 32  # "initialised from" steps followed before stopping
 KEY_METRICS = 4  # final metrics shown per run (the monitored one first)
 BOOKKEEPING = frozenset({"step", "epoch", "lr", "global_step", "trainer/global_step"})
@@ -348,8 +346,6 @@ def run_artifacts(run_dir: Path, summary: dict[str, Any] | None = None) -> RunAr
     summary.json (``summary``: the one already read, e.g. ``RunInfo.summary``)."""
     result = RunArtifacts()
     if summary is None:
-        from expctl.runs.records import read_summary
-
         summary, note = read_summary(run_dir)
         if summary is None:
             result.notes.append(note or "no summary.json")

@@ -14,8 +14,9 @@ from pathlib import Path
 from typing import Any
 
 from expctl.errors import UsageError
+from expctl.record.read import read_metrics
 from expctl.runs.compare import AXES, check_metric, metric_names, metric_series
-from expctl.runs.records import RunInfo, read_metrics
+from expctl.runs.records import RunInfo
 
 MATPLOTLIB_FORMATS = (".png", ".svg", ".pdf")
 HTML_FORMATS = (".html", ".htm")

@@ -1,5 +1,5 @@
-"""Selecting runs: ``--where`` conditions, ``--sort`` keys, ``--status``/``--name`` filters and
-``RUN`` references (a run dir, an id prefix, ``latest``).
+"""Selecting runs: ``--where`` conditions, ``--sort`` keys, ``--status``/``--name`` filters, and
+loading the runs ``RUN`` references name (the references themselves: :mod:`expctl.record.refs`).
 
 ``--where`` grammar (repeat the option: every condition must hold)::
 
@@ -34,18 +34,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from expctl.errors import NotFoundError, UsageError, did_you_mean_hint
+from expctl.errors import UsageError, did_you_mean_hint
+from expctl.record.read import read_config, read_provenance
+from expctl.record.refs import resolve_run
+from expctl.record.scan import find_run_dirs, looks_like_run_dir
 from expctl.runs.overrides import parse_scalar
-from expctl.runs.records import (
-    RUN_DIR_NAME,
-    RunInfo,
-    find_run_dirs,
-    load_run,
-    looks_like_run_dir,
-    provenance_fields,
-    read_config,
-    read_provenance,
-)
+from expctl.runs.records import RunInfo, load_run, provenance_fields
 
 FIELDS = (
     *("id", "name", "status", "kind", "device", "started", "ended", "duration", "sweep"),
@@ -341,96 +335,6 @@ def filter_runs(
 
 # -- RUN references ------------------------------------------------------------------------------
 
-_LATEST = re.compile(r"^latest(?:~(\d+))?$")
-
-
-def resolve_run(ref: str, root: Path) -> Path:
-    """The run directory ``ref`` names: a path to one, ``latest`` (``latest~1`` the one
-    before), a run id or directory name, or a unique prefix of one."""
-    m = _LATEST.match(ref)
-    if m:
-        return latest_run(root, int(m.group(1) or 0))
-    path = Path(ref).expanduser()
-    if path.is_dir():
-        if looks_like_run_dir(path):
-            return path.absolute()
-        raise UsageError(
-            f"{ref} is a directory but not a run directory (no summary.json or metrics.jsonl)",
-            hint="give a run directory (RUNS/NAME/YYYYmmdd-HHMMSS-ID), a run id, or latest",
-        )
-    dirs = find_run_dirs(root)
-    tail = ref.rstrip("/")
-    exact = [d for d in dirs if tail in (_id(d), d.name, f"{d.parent.name}/{d.name}")]
-    matches = exact or [d for d in dirs if _id(d).startswith(tail) or d.name.startswith(tail)]
-    if len(matches) == 1:
-        return matches[0].absolute()
-    if len(matches) > 1:
-        shown = ", ".join(f"{d.parent.name}/{d.name}" for d in sorted(matches)[:6])
-        raise UsageError(
-            f"run {ref!r} is ambiguous: {len(matches)} runs match ({shown})",
-            hint="give more characters of the id, or the run directory",
-        )
-    raise _unknown_run(ref, root, dirs)
-
-
-def _id(path: Path) -> str:
-    return path.name.rsplit("-", 1)[-1]
-
-
-def latest_run(root: Path, back: int = 0) -> Path:
-    """``latest~back``: the run started ``back`` runs before the newest under ``root``.
-
-    The one meaning of ``latest`` (``runs show``, ``runs compare``, ``run --resume``): start
-    order by directory stamp, and for runs started within one second, by their records'
-    sub-second start (:attr:`RunInfo.sort_key`), never by their random ids."""
-    dirs = newest_runs(root, back + 1)
-    if len(dirs) <= back:
-        if not dirs:
-            raise NotFoundError(
-                f"no runs under {root}",
-                hint="start one with `expctl run`, or point --runs-dir (EXPCTL_RUNS_DIR) at "
-                "the runs directory",
-            )
-        raise NotFoundError(
-            f"latest~{back}: there are only {len(dirs)} runs under {root}",
-            hint="latest~0 is the newest run",
-        )
-    return dirs[back]
-
-
-def newest_runs(root: Path, count: int) -> list[Path]:
-    """The ``count`` newest runs under ``root``, newest first: the order ``latest~N`` counts."""
-    dirs = sorted(find_run_dirs(root), key=_stamp, reverse=True)
-    if dirs and count > 0:
-        # runs started within the same second as the last one asked for: their records decide
-        last = dirs[min(count, len(dirs)) - 1]
-        tied = [d for d in dirs if _stamp(d) >= _stamp(last)]
-        runs = sorted((load_run(d, check_lock=False) for d in tied), key=lambda r: r.sort_key)
-        dirs[: len(tied)] = [r.path for r in reversed(runs)]
-    return [d.absolute() for d in dirs[:count]]
-
-
-def _stamp(run_dir: Path) -> str:
-    m = RUN_DIR_NAME.match(run_dir.name)
-    return m.group(1) if m else ""
-
-
-def _unknown_run(ref: str, root: Path, dirs: list[Path]) -> NotFoundError:
-    if not dirs:
-        return NotFoundError(
-            f"no run {ref!r}: there are no runs under {root}",
-            hint="point --runs-dir (EXPCTL_RUNS_DIR) at the runs directory, or give a run "
-            "directory's path",
-        )
-    ids = [_id(d) for d in dirs]
-    guess = did_you_mean_hint(ref, ids + [d.name for d in dirs], every=True)
-    recent = sorted(dirs, key=lambda d: d.name, reverse=True)[:5]
-    listed = ", ".join(f"{_id(d)} ({d.parent.name})" for d in recent)
-    return NotFoundError(
-        f"no run {ref!r} under {root}",
-        hint=f"{guess}recent runs: {listed} (see `expctl runs list`)",
-    )
-
 
 def resolve_runs(refs: Sequence[str], root: Path) -> list[RunInfo]:
     """Each reference as a loaded run, in the order given (duplicates kept once)."""
@@ -446,7 +350,6 @@ def sweep_runs(sweep_id: str, storage: str | None, root: Path) -> list[RunInfo]:
     """The sweep's trials: the run dirs its storage names, plus records under the runs root
     that say they belong to it (program trials)."""
     from expctl.errors import NotFoundError
-    from expctl.runs.records import find_run_dirs, load_run, looks_like_run_dir
     from expctl.runs.sweep_results import sweep_run_dirs
 
     paths: dict[Path, int] = {}

@@ -16,9 +16,9 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
+from expctl.record.read import read_metrics
 from expctl.runs.compare import metric_series
 from expctl.runs.plot import PLOTLY_CONFIG, Curve, check_out_path, curves_figure, write_text
-from expctl.runs.records import read_metrics
 from expctl.runs.report_parallel import parallel_figure, shorten
 from expctl.runs.sweep_results import (
     SweepResults,

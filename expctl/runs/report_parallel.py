@@ -16,6 +16,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from expctl.record.jsonpolicy import is_finite_number as _number
 from expctl.runs.sweep_results import SweepResults, Trial, infer_distributions
 
 # plotly's Plasma without its light end: every stop keeps >= 2.9:1 contrast against the white
@@ -187,10 +188,6 @@ def _spread(items: list[int], most: int) -> list[int]:
 
 def _is_log(distribution: Any) -> bool:
     return bool(getattr(distribution, "log", False))
-
-
-def _number(value: Any) -> bool:
-    return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
 
 
 def _number_text(value: float, integer: bool) -> str:

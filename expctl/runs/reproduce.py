@@ -23,14 +23,9 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from expctl.errors import ExpctlError, UsageError
+from expctl.record.read import diff_digest, read_overrides, read_provenance, read_requirements
 from expctl.runs.overrides import dedupe_overrides, split_override
-from expctl.runs.records import (
-    diff_digest,
-    load_run,
-    read_overrides,
-    read_provenance,
-    read_requirements,
-)
+from expctl.runs.records import load_run
 
 if TYPE_CHECKING:
     from expctl.config import ConfigSource

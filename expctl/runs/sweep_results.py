@@ -9,7 +9,6 @@ functions that need it (the sweep storage is Optuna's).
 from __future__ import annotations
 
 import json
-import math
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -17,7 +16,9 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from expctl.errors import UsageError
-from expctl.runs.records import RunInfo, load_run, looks_like_run_dir
+from expctl.record.jsonpolicy import is_finite_number
+from expctl.record.scan import looks_like_run_dir
+from expctl.runs.records import RunInfo, load_run
 
 if TYPE_CHECKING:
     import optuna
@@ -293,7 +294,7 @@ def infer_distributions(trials: Sequence[Trial]) -> dict[str, BaseDistribution]:
         distinct = list({_key(v): v for v in seen}.values())
         if len(distinct) < 2:
             continue
-        if all(_number(v) for v in seen):
+        if all(is_finite_number(v) for v in seen):
             lo, hi = min(seen), max(seen)
             log = lo > 0 and hi / lo >= LOG_RATIO
             if all(isinstance(v, int) for v in seen):
@@ -380,12 +381,8 @@ def _key(value: Any) -> str:
     return json.dumps(value, sort_keys=True, default=str)
 
 
-def _number(value: Any) -> bool:
-    return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
-
-
 def _finite(value: Any) -> bool:
-    return _number(value)
+    return is_finite_number(value)
 
 
 def _short(value: Any) -> str:

@@ -14,11 +14,12 @@ Reads ``summary.json`` only (no torch, no metrics.jsonl).
 
 from __future__ import annotations
 
-import json
 import math
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+
+from expctl.record.files import SUMMARY_FILE
+from expctl.record.read import read_summary
 
 # run statuses that read as a success; a trial failed by the agent must not keep them
 _ENDED_WELL = ("completed", "stopped")
@@ -29,8 +30,8 @@ def fail_run_record(run_dir: str | Path, message: str | None) -> bool:
     the run ended well; True when it was changed. Written atomically."""
     from expctl.fsutil import atomic_write_json
 
-    path = Path(run_dir) / "summary.json"
-    summary = _read(path)
+    path = Path(run_dir) / SUMMARY_FILE
+    summary, _ = read_summary(Path(run_dir))
     if summary is None or summary.get("status") not in _ENDED_WELL:
         return False
     summary["status"] = "failed"
@@ -61,8 +62,8 @@ def finished_run_of(
     base = runs_root(root) / safe_name(run_name)
     if not base.is_dir():
         return None
-    for path in sorted(base.glob("*/summary.json"), reverse=True):  # newest first
-        summary = _read(path)
+    for path in sorted(base.glob(f"*/{SUMMARY_FILE}"), reverse=True):  # newest first
+        summary, _ = read_summary(path.parent)
         if summary is None:
             continue
         sweep = summary.get("sweep")
@@ -82,11 +83,3 @@ def finished_run_of(
             path.parent, str(summary["status"]), value, metrics, summary.get("error")
         )
     return None
-
-
-def _read(path: Path) -> dict[str, Any] | None:
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return None
-    return data if isinstance(data, dict) else None

@@ -19,11 +19,11 @@ from typing import Any
 import torch
 
 from expctl.errors import ConfigError
+from expctl.record.write import RunRecord
 from expctl.train.build import Components
 from expctl.train.checkpoints import LAST, TopK, snapshot
 from expctl.train.distributed import Group
 from expctl.train.meters import Meters
-from expctl.train.record import RunRecord
 from expctl.train.settings import TrainSettings
 from expctl.train.state import capture_rng, restore_rng, seed_everything
 

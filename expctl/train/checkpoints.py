@@ -26,8 +26,9 @@ import torch
 
 from expctl.errors import ConfigError, NotFoundError, RuntimeFailure, did_you_mean_hint
 from expctl.fsutil import atomic_path
+from expctl.record.files import CHECKPOINT_DIR, SUMMARY_FILE, last_checkpoint_name
+from expctl.record.files import LAST_CHECKPOINT_FILE as LAST
 
-LAST = "last.pt"
 _TOPK_FILE = re.compile(r"^epoch=\d+-.+\.pt$")
 
 
@@ -73,7 +74,7 @@ def load_checkpoint(path: Path) -> dict[str, Any]:
     if not path.is_file():
         raise NotFoundError(
             f"no checkpoint at {path}",
-            hint="pass a .pt file, or a run directory that has checkpoints/last.pt",
+            hint=f"pass a .pt file, or a run directory that has {last_checkpoint_name()}",
         )
     try:
         obj = torch.load(path, map_location="cpu", weights_only=True)
@@ -227,17 +228,15 @@ class TopK:
 def checkpoint_in_directory(directory: Path) -> Path:
     """The checkpoint a directory stands for: a run's best (its summary.json says which), else
     the only ``.pt`` file in it (e.g. a pulled artifact); several → ask which one."""
-    import json
+    from expctl.record.read import read_summary
 
-    summary = directory / "summary.json"
-    if summary.is_file():
-        with contextlib.suppress(OSError, ValueError):
-            best = json.loads(summary.read_text()).get("best_checkpoint")
-            if best and (directory / best).is_file():
-                return directory / best
-    if (directory / "checkpoints").is_dir():
-        directory = directory / "checkpoints"
-    files = sorted(p for p in directory.glob("*.pt") if p.name != "last.pt") or sorted(
+    if (directory / SUMMARY_FILE).is_file():
+        best = (read_summary(directory)[0] or {}).get("best_checkpoint")
+        if isinstance(best, str) and best and (directory / best).is_file():
+            return directory / best
+    if (directory / CHECKPOINT_DIR).is_dir():
+        directory = directory / CHECKPOINT_DIR
+    files = sorted(p for p in directory.glob("*.pt") if p.name != LAST) or sorted(
         directory.glob("*.pt")
     )
     if len(files) == 1:

@@ -357,13 +357,12 @@ def _config_dir(source: ConfigSource) -> Path:
 def _remove_if_empty(run_dir: Path) -> None:
     """Remove a run directory that holds nothing but empty folders (and its lock file): left
     there, it would list as a crashed run and become ``latest``."""
-    from expctl.provenance import DIFF_FILE, PROVENANCE_FILE, REQUIREMENTS_FILE
-    from expctl.rundir import LABELS_FILE, LABELS_LOCK_FILE, LOCK_FILE
+    from expctl.record.files import LABELS_FILE, LABELS_LOCK_FILE, LOCK_FILE, PROVENANCE_FILES
 
     files = [p for p in run_dir.rglob("*") if p.is_file()] if run_dir.is_dir() else None
     no_record = {
         *(run_dir / name for name in (LOCK_FILE, LABELS_FILE, LABELS_LOCK_FILE)),
-        *(run_dir / name for name in (PROVENANCE_FILE, DIFF_FILE, REQUIREMENTS_FILE)),
+        *(run_dir / name for name in PROVENANCE_FILES),
     }
     if files is not None and all(p in no_record for p in files):
         shutil.rmtree(run_dir, ignore_errors=True)

@@ -33,7 +33,11 @@ import torch
 from omegaconf import DictConfig
 
 from expctl import signals
+from expctl.config import dump_yaml
 from expctl.errors import RuntimeFailure, UsageError
+from expctl.provenance.capture import start_run_provenance
+from expctl.record.files import CHECKPOINT_DIR
+from expctl.record.write import RunRecord
 from expctl.rundir import create_run_dir
 from expctl.status import RunStatus
 from expctl.train.batches import make_batches
@@ -45,7 +49,6 @@ from expctl.train.meters import Meters, StepBuffer
 from expctl.train.outcome import Outcome, RunResult, SweepTrial
 from expctl.train.placement import Placement, placed
 from expctl.train.progress import NullProgress, ProgressSink, default_progress
-from expctl.train.record import CHECKPOINT_DIR, RunRecord, start_run_provenance
 from expctl.train.settings import LOGGED_METRICS, TrainSettings, with_labels
 from expctl.train.state import StopRequests, seed_everything, torch_globals
 
@@ -188,7 +191,7 @@ class _Run:
         )
         self.meters = Meters(self.torch_device)
 
-        self.record = RunRecord(run_dir, write=group.is_main)
+        self.record = RunRecord(run_dir, write=group.is_main, dump_config=dump_yaml)
         self.checkpoints = Checkpointer(
             parts=self.parts,
             scaler=self.scaler,

@@ -22,18 +22,20 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, NamedTuple
 
 from expctl.errors import EXIT_SIGINT, EXIT_SIGTERM, ExpctlError, Interrupted, RuntimeFailure
+from expctl.record.files import CHECKPOINT_DIR, last_checkpoint_name
+from expctl.record.read import read_metrics, read_summary
+from expctl.record.timings import timings
 from expctl.status import RunStatus
 from expctl.train.progress import StartInfo
-from expctl.train.record import CHECKPOINT_DIR, read_metrics, read_summary, timings
 
 if TYPE_CHECKING:
     from expctl.device import DeviceInfo
+    from expctl.record.write import RunRecord
     from expctl.trackers.base import Tracker
     from expctl.train.checkpoint_state import Position
     from expctl.train.checkpoints import TopK
     from expctl.train.placement import Placement
     from expctl.train.progress import ProgressSink
-    from expctl.train.record import RunRecord
     from expctl.train.settings import TrainSettings
 
 
@@ -112,10 +114,10 @@ class Outcome:
         # The per-epoch history is the record's own: metrics.jsonl rows up to this step.
         self.history = [
             row
-            for row in read_metrics(self.record.run_dir)
+            for row in read_metrics(self.record.run_dir)[0]
             if "val_loss" in row and int(row["step"]) <= step
         ]
-        summary = read_summary(self.record.run_dir) or {}
+        summary = read_summary(self.record.run_dir)[0] or {}
         self.run_ids = tracking_run_ids(summary)
         previous = summary.get("wandb") or {}
         self.wandb_run_id = self.run_ids.get("wandb")
@@ -231,7 +233,7 @@ class Outcome:
             name = signal.Signals(signum).name if signum is not None else "signal"
             error = Interrupted(
                 signum or signal.SIGTERM,
-                f"interrupted by {name} at step {self.pos.step}; saved checkpoints/last.pt",
+                f"interrupted by {name} at step {self.pos.step}; saved {last_checkpoint_name()}",
                 hint=f"resume with: expctl run --resume {self.record.run_dir}",
             )
             error.result = result  # type: ignore[attr-defined]

@@ -16,26 +16,27 @@ from typing import TYPE_CHECKING, Any
 
 from expctl.config import ConfigSource
 from expctl.errors import ConfigError, ExpctlError, NotFoundError, UsageError
+from expctl.record.files import CHECKPOINT_DIR, CONFIG_FILE, LAST_CHECKPOINT_FILE
 
 if TYPE_CHECKING:
     from omegaconf import DictConfig
 
-LAST_CHECKPOINT = Path("checkpoints") / "last.pt"
+LAST_CHECKPOINT = Path(CHECKPOINT_DIR) / LAST_CHECKPOINT_FILE
 
 
 def find_resume_dir(ref: str, runs_root: str | Path | None = None) -> Path:
     """The run ``--resume REF`` names, which must have ``checkpoints/last.pt``.
 
-    REF is a run reference as ``expctl runs show`` reads it (:func:`expctl.runs.query.
+    REF is a run reference as ``expctl runs show`` reads it (:func:`expctl.record.refs.
     resolve_run`): ``latest``, ``latest~N``, a run id or a unique prefix of one, or a path (a
     run directory, or its ``checkpoints/last.pt``)."""
+    from expctl.record.refs import is_latest, resolve_run
     from expctl.rundir import runs_root as default_root
-    from expctl.runs.query import resolve_run
 
     path = Path(ref).expanduser()
-    if path.name == "last.pt" and path.is_file():  # accept the checkpoint path too
+    if path.name == LAST_CHECKPOINT_FILE and path.is_file():  # accept the checkpoint path too
         run_dir = path.parent.parent
-    elif path.is_dir() and ref.partition("~")[0] != "latest":  # nor is a folder named latest
+    elif path.is_dir() and not is_latest(ref):  # nor is a folder named latest
         run_dir = path
     else:
         run_dir = resolve_run(ref, default_root(runs_root))
@@ -50,10 +51,10 @@ def find_resume_dir(ref: str, runs_root: str | Path | None = None) -> Path:
 
 def _not_resumable_hint(ref: str, run_dir: Path, root: Path) -> str:
     """Name the newest run that *can* be resumed: ``latest`` never silently means another run."""
-    from expctl.runs.query import newest_runs
+    from expctl.record.refs import newest_runs
 
-    hint = "resume a run directory that has checkpoints/last.pt"
-    if run_dir.is_dir() and not (run_dir / "config.yaml").is_file():
+    hint = f"resume a run directory that has {LAST_CHECKPOINT}"
+    if run_dir.is_dir() and not (run_dir / CONFIG_FILE).is_file():
         hint = f"{run_dir} is not a run directory ({hint})"
     if ref.startswith("latest"):
         for back, older in enumerate(newest_runs(root, 50)):
@@ -95,7 +96,7 @@ def load_run_config(
     from expctl.config import iter_key_paths, resolve_collecting_errors
     from expctl.secrets import is_redacted
 
-    path = Path(run_dir) / "config.yaml"
+    path = Path(run_dir) / CONFIG_FILE
     if not path.is_file():
         raise NotFoundError(f"no config.yaml in {run_dir}", hint="is this a run directory?")
     cfg = OmegaConf.load(path)
@@ -245,15 +246,9 @@ def _leaves(node: Any, prefix: str = "") -> dict[str, Any]:
 
 def _recorded_overrides(run_dir: Path) -> list[str]:
     """The overrides the run was started with (its overrides.yaml), or none if unreadable."""
-    import yaml
+    from expctl.record.read import read_overrides
 
-    from expctl.train.record import OVERRIDES_FILE
-
-    try:
-        recorded = yaml.safe_load((run_dir / OVERRIDES_FILE).read_text())
-    except (OSError, yaml.YAMLError):
-        return []
-    return [str(o) for o in recorded] if isinstance(recorded, list) else []
+    return read_overrides(run_dir)[0]
 
 
 def _check_resumable(override: str, leaves: dict[str, Any]) -> str:

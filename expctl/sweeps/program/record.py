@@ -12,10 +12,10 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
+from expctl.record.write import RunRecord
 from expctl.secrets import redact_argv, redact_params
 from expctl.status import PROGRAM_RUN_STATUS
 from expctl.sweeps.program.runner import ProgramResult
-from expctl.train.record import RunRecord
 
 
 def write_program_record(

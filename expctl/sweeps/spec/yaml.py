@@ -11,8 +11,7 @@ import sys
 from typing import Any
 
 from expctl.errors import SpecError
-
-MAX_NODES = 100_000  # a W&B sweep file has tens to hundreds
+from expctl.record.safe_read import MAX_YAML_NODES as MAX_NODES  # a sweep file has tens
 
 # YAML 1.2 floats: unlike YAML 1.1, the mantissa needs no dot (`1e-5`, `1E5`).
 _FLOAT = re.compile(
@@ -76,27 +75,10 @@ def load_yaml(text: str, source: str) -> tuple[Any, dict[str, int], list[str]]:
 
 def _check_expanded_size(root: Any, source: str) -> None:
     """Refuse files whose aliases expand to more than :data:`MAX_NODES` nodes ("billion
-    laughs": 1 KB of nested aliases naming billions of values). Counted on the node graph, each
-    shared node once per use, in time linear in the file."""
-    import yaml
+    laughs"); the count is the run records' too (:func:`expctl.record.safe_read.expanded_size`)."""
+    from expctl.record.safe_read import expanded_size
 
-    sizes: dict[int, int] = {}
-
-    def size(node: Any) -> int:
-        known = sizes.get(id(node))
-        if known is not None:
-            return known
-        sizes[id(node)] = 1  # a recursive alias counts once
-        if isinstance(node, yaml.MappingNode):
-            total = 1 + sum(size(k) + size(v) for k, v in node.value)
-        elif isinstance(node, yaml.SequenceNode):
-            total = 1 + sum(size(v) for v in node.value)
-        else:
-            total = 1
-        sizes[id(node)] = min(total, MAX_NODES + 1)
-        return sizes[id(node)]
-
-    if size(root) > MAX_NODES:
+    if expanded_size(root, MAX_NODES) > MAX_NODES:
         raise SpecError(
             source,
             [(source, f"the YAML expands to more than {MAX_NODES:,} values (nested aliases)")],
