@@ -21,6 +21,7 @@ import pytest
 from expctl.fsutil import atomic_write_json
 from expctl.record.scan import scan_runs_root
 from expctl.runs import index as runs_index
+from expctl.runs import index_store
 from expctl.runs.labels import update_labels
 from expctl.runs.query import RunView, apply_where, filter_runs, parse_condition, sort_views
 from expctl.runs.records import load_run
@@ -240,7 +241,7 @@ def test_a_change_inside_the_timestamp_granularity_is_not_missed(tmp_path, index
     with open(summary_path, "r+") as f:  # in place: no rename, the directory's times stay
         f.write(json.dumps(summary))
         f.truncate()
-    assert runs_index._load(index_file := runs_index.index_file(root), str(root)) is not None
+    assert index_store.load_index(index_file := index_store.index_file(root), str(root)) is not None
     assert os.stat(dirs[5]).st_mtime_ns < os.stat(index_file).st_mtime_ns  # times unchanged
     assert _with_index(root, {"sort": "val_loss", "limit": 1})[0]["id"] == dirs[5].name[-6:]
     _same(root)
@@ -283,12 +284,12 @@ def test_a_damaged_index_is_rebuilt_and_never_shows_wrong_data(
     elif damage == "empty":
         path.write_bytes(b"")
     elif damage == "other version":
-        path.write_bytes(data.replace(runs_index.MAGIC, runs_index.MAGIC[:-1] + b"Y", 1))
+        path.write_bytes(data.replace(index_store.MAGIC, index_store.MAGIC[:-1] + b"Y", 1))
     elif damage == "other root":  # another root's index copied over this one's
         other = tmp_path / "other"
         _tree(other, 5, seed=9)
         _with_index(other, {})
-        path.write_bytes(runs_index.index_file(other).read_bytes())
+        path.write_bytes(index_store.index_file(other).read_bytes())
     else:
         path.unlink()
         path.mkdir()  # not even a file: the index is unusable, listing still works

@@ -27,13 +27,10 @@ than JSON: ~0.4 ms a file).
 
 from __future__ import annotations
 
-import contextlib
 import marshal
 import os
-import struct
 import sys
 import time
-import zlib
 from array import array
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
@@ -43,11 +40,15 @@ from typing import Any
 from expctl.record.files import RUN_DIR_NAME
 from expctl.record.read import read_config
 from expctl.record.scan import is_dir_entry, looks_like_run_dir, root_entries
-from expctl.runs.labels import Labels
+from expctl.runs.index_store import (
+    Table,
+    index_disabled,
+    index_file,
+    load_index,
+    save_index,
+)
 from expctl.runs.records import RunInfo, load_run
 
-FORMAT_VERSION = 3
-MAGIC = b"EXPCTL-RUNS-INDEX"
 SETTLE_NS = 2_000_000_000
 # the row fields stored one list each (what lookups, filters and the start order read)
 ROW_FIELDS = (
@@ -61,120 +62,6 @@ NAMESPACES = ("final", "best", "param")
 _VOLATILE = (None, "running", "crashed")
 
 
-def index_file(root: Path) -> Path:
-    """Where the index of ``root`` lives: ``$EXPCTL_INDEX_DIR``, else the user's cache dir."""
-    base = os.environ.get("EXPCTL_INDEX_DIR")
-    if not base:
-        cache = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
-        base = os.path.join(cache, "expctl", "runs-index")
-    # crc32, not hashlib (its import loads OpenSSL: ~20 ms of every `runs list`); two roots
-    # sharing a file name only rebuild each other's index, as the stored root is checked
-    resolved = Path(root).resolve()
-    name = "".join(c if c.isalnum() or c in "-_." else "_" for c in resolved.name)[:40]
-    return Path(base) / f"{name}-{zlib.crc32(str(resolved).encode()):08x}.idx"
-
-
-def index_disabled() -> bool:
-    return os.environ.get("EXPCTL_RUNS_INDEX", "1").lower() in ("0", "off", "false", "no")
-
-
-# -- the table ------------------------------------------------------------------------------------
-
-
-@dataclass
-class _Table:
-    """The index in memory: one row per run dir, columns decoded on first use."""
-
-    root: str
-    paths: list[str] = field(default_factory=list)  # "<name>/<run dir>", relative to root
-    # (mtime_ns, ctime_ns, inode) of each run dir, flat: compared whole, in C, when unchanged
-    sigs: array[int] = field(default_factory=lambda: array("q"))
-    snapshot_ns: int = 0  # when the rows were read (for the settle rule)
-    recheck: list[int] = field(default_factory=list)  # rows re-read on every query (see refresh)
-    # name -> list (a row field), or "final.KEY"/"config.KEY" -> {row: value}; bytes until used
-    columns: dict[str, Any] = field(default_factory=dict)
-    config_rows: set[int] | bytes = field(default_factory=set)  # rows whose config is indexed
-    config_nodes: set[str] | bytes = field(default_factory=set)  # config keys naming a mapping
-
-    def column(self, name: str) -> Any:
-        value = self.columns.get(name)
-        if isinstance(value, bytes):
-            value = self.columns[name] = marshal.loads(value)
-        return value
-
-    def keys(self, namespace: str) -> list[str]:
-        prefix = namespace + "."
-        return [k[len(prefix) :] for k in self.columns if k.startswith(prefix)]
-
-    def decoded_config(self) -> tuple[set[int], set[str]]:
-        if isinstance(self.config_rows, bytes):
-            self.config_rows = set(marshal.loads(self.config_rows))
-        if isinstance(self.config_nodes, bytes):
-            self.config_nodes = set(marshal.loads(self.config_nodes))
-        return self.config_rows, self.config_nodes
-
-
-def _load(path: Path, root: str) -> _Table | None:
-    """The index at ``path``, or None when it is missing or fails any check."""
-    try:
-        data = path.read_bytes()
-    except OSError:
-        return None
-    head = len(MAGIC) + 8
-    if len(data) < head or not data.startswith(MAGIC):
-        return None
-    version, crc = struct.unpack("<II", data[len(MAGIC) : head])
-    body = data[head:]
-    if version != FORMAT_VERSION or zlib.crc32(body) != crc:
-        return None
-    try:
-        stored = marshal.loads(body)
-        table = _Table(
-            root=root,
-            paths=stored["paths"].split("\n") if stored["paths"] else [],
-            sigs=array("q", stored["sigs"]),
-            snapshot_ns=stored["snapshot_ns"],
-            recheck=list(stored["recheck"]),
-            columns=dict(stored["columns"]),
-            config_rows=stored["config_rows"],
-            config_nodes=stored["config_nodes"],
-        )
-    except Exception:  # any damage the CRC missed, or another layout: rebuild, never fail
-        return None
-    if stored.get("root") != root or len(table.sigs) != 3 * len(table.paths):
-        return None
-    return table
-
-
-def _save(path: Path, table: _Table) -> None:
-    """Write the index whole (temp file + rename); a cache that cannot be written is skipped."""
-    rows, nodes = table.decoded_config()
-    body = marshal.dumps(
-        {
-            "root": table.root,
-            "paths": "\n".join(table.paths),
-            "sigs": table.sigs.tobytes(),
-            "snapshot_ns": table.snapshot_ns,
-            "recheck": table.recheck,
-            "columns": {
-                k: v if isinstance(v, bytes) else marshal.dumps(v) for k, v in table.columns.items()
-            },
-            "config_rows": marshal.dumps(sorted(rows)),
-            "config_nodes": marshal.dumps(sorted(nodes)),
-        }
-    )
-    data = MAGIC + struct.pack("<II", FORMAT_VERSION, zlib.crc32(body)) + body
-    temp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        temp.write_bytes(data)
-        os.replace(temp, path)
-    except OSError:
-        # a read-only or full cache dir: the listing is still right, only slower next time
-        with contextlib.suppress(OSError):
-            temp.unlink()
-
-
 # -- scanning and refreshing ----------------------------------------------------------------------
 
 
@@ -183,7 +70,7 @@ class Scan:
     """The run dirs under a root, with each one's signature."""
 
     paths: list[str] = field(default_factory=list)
-    sigs: array[int] = field(default_factory=lambda: array("q"))  # as _Table.sigs
+    sigs: array[int] = field(default_factory=lambda: array("q"))  # as Table.sigs
     unreadable: list[str] = field(default_factory=list)
 
 
@@ -244,7 +131,7 @@ def _marshalable(value: Any) -> Any:
     return value
 
 
-def refresh(root: Path) -> tuple[_Table, Scan, dict[int, RunInfo]]:
+def refresh(root: Path) -> tuple[Table, Scan, dict[int, RunInfo]]:
     """The index of ``root`` brought up to date with the run dirs (saved when a row changed),
     the scan, and the runs read fresh this time by row: their RunInfo is the truth.
 
@@ -255,7 +142,7 @@ def refresh(root: Path) -> tuple[_Table, Scan, dict[int, RunInfo]]:
     root = Path(root)
     key = str(root.resolve())
     path = index_file(root)
-    old = None if index_disabled() else _load(path, key)
+    old = None if index_disabled() else load_index(path, key)
     found = scan(root, set(old.paths) if old else set())
     if old is not None and found.paths == old.paths and found.sigs == old.sigs:
         fresh = {row: load_run(root / found.paths[row]) for row in old.recheck}
@@ -268,7 +155,7 @@ def refresh(root: Path) -> tuple[_Table, Scan, dict[int, RunInfo]]:
         rows, runs = read_rows(root, [found.paths[r] for r in to_read])
         read = dict(zip(to_read, rows, strict=True))
         fresh = dict(zip(to_read, runs, strict=True)) if runs is not None else {}
-    table = _Table(root=key, paths=found.paths, sigs=found.sigs, snapshot_ns=time.time_ns())
+    table = Table(root=key, paths=found.paths, sigs=found.sigs, snapshot_ns=time.time_ns())
     _fill(table, old, reused, read)
     statuses = table.column("status")
     table.recheck = [
@@ -277,7 +164,7 @@ def refresh(root: Path) -> tuple[_Table, Scan, dict[int, RunInfo]]:
         if statuses[row] in _VOLATILE or _unsettled(table.sigs, row, table.snapshot_ns)
     ]
     if not index_disabled():
-        _save(path, table)
+        save_index(path, table)
     return table, found, fresh
 
 
@@ -287,9 +174,7 @@ def _unsettled(sigs: array[int], row: int, snapshot_ns: int) -> bool:
     return snapshot_ns - max(sigs[3 * row], sigs[3 * row + 1]) <= SETTLE_NS
 
 
-def _compare(
-    root: Path, old: _Table | None, found: Scan
-) -> tuple[list[int], list[tuple[int, int]]]:
+def _compare(root: Path, old: Table | None, found: Scan) -> tuple[list[int], list[tuple[int, int]]]:
     """Row by row: the rows to read again, and (new row, old row) of those still as stored."""
     old_rows = {p: i for i, p in enumerate(old.paths)} if old else {}
     recheck = set(old.recheck) if old else set()
@@ -349,7 +234,7 @@ def _read_chunk(root: str, rels: list[str]) -> list[_Row]:
 
 
 def _fill(
-    table: _Table, old: _Table | None, reused: list[tuple[int, int]], read: dict[int, _Row]
+    table: Table, old: Table | None, reused: list[tuple[int, int]], read: dict[int, _Row]
 ) -> None:
     """The new table's columns: reused rows copied from ``old``, the others from ``read``."""
     size = len(table.paths)
@@ -383,7 +268,7 @@ def _fill(
     table.columns.update(sparse)
 
 
-def index_configs(table: _Table, root: Path, rows: Sequence[int] | None = None) -> None:
+def index_configs(table: Table, root: Path, rows: Sequence[int] | None = None) -> None:
     """Add the resolved config of every row (or of ``rows``) not indexed yet, then save."""
     done, nodes = table.decoded_config()
     wanted = range(len(table.paths)) if rows is None else rows
@@ -404,7 +289,7 @@ def index_configs(table: _Table, root: Path, rows: Sequence[int] | None = None) 
             column[row] = _marshalable(value)
         done.add(row)
     if not index_disabled():
-        _save(index_file(root), table)
+        save_index(index_file(root), table)
 
 
 _NODE = object()
@@ -421,90 +306,3 @@ def _flatten(node: Any, prefix: str) -> Iterator[tuple[str, Any]]:
             yield from _flatten(v, key + ".")
         else:
             yield key, v
-
-
-# -- lean runs: what --where/--sort read, without building 100,000 RunInfos -----------------------
-
-
-class _Column:
-    """One row's view of a namespace (``final``/``best``/``param``) as the mapping RunInfo has."""
-
-    __slots__ = ("_namespace", "_row", "_table")
-
-    def __init__(self, table: _Table, namespace: str, row: int):
-        self._table, self._namespace, self._row = table, namespace, row
-
-    def _values(self, key: str) -> dict[int, Any] | None:
-        return self._table.column(f"{self._namespace}.{key}")
-
-    def __contains__(self, key: object) -> bool:
-        values = self._values(str(key))
-        return values is not None and self._row in values
-
-    def __getitem__(self, key: str) -> Any:
-        values = self._values(key)
-        if values is None or self._row not in values:
-            raise KeyError(key)
-        return values[self._row]
-
-    def get(self, key: str, default: Any = None) -> Any:
-        values = self._values(key)
-        return values.get(self._row, default) if values is not None else default
-
-    def items(self) -> Iterator[tuple[str, Any]]:
-        for key in self._table.keys(self._namespace):
-            values = self._values(key)
-            if values is not None and self._row in values:
-                yield key, values[self._row]
-
-    def __iter__(self) -> Iterator[str]:
-        return (k for k, _ in self.items())
-
-
-class LeanRun:
-    """The fields of a :class:`RunInfo` that selecting reads, served from the index's columns
-    (each looked up when read: building 100,000 of these costs ~0.1 s)."""
-
-    __slots__ = ("root", "row", "table")
-
-    def __init__(self, table: _Table, root: Path, row: int):
-        self.table, self.root, self.row = table, root, row
-
-    def _get(self, name: str) -> Any:
-        return self.table.column(name)[self.row]
-
-    path = property(lambda self: self.root / self.table.paths[self.row])
-    final_metrics = property(lambda self: _Column(self.table, "final", self.row))
-    best_metrics = property(lambda self: _Column(self.table, "best", self.row))
-    params = property(lambda self: _Column(self.table, "param", self.row))
-    id = property(lambda self: self._get("id"))
-    name = property(lambda self: self._get("name"))
-    status = property(lambda self: self._get("status"))
-    kind = property(lambda self: self._get("kind"))
-    device = property(lambda self: self._get("device"))
-    started_at = property(lambda self: self._get("started_at"))
-    ended_at = property(lambda self: self._get("ended_at"))
-    duration_s = property(lambda self: self._get("duration_s"))
-    sort_key = property(lambda self: self._get("sort_key"))
-    refused = property(lambda self: self.table.column(REFUSED).get(self.row, []))
-
-    @property
-    def sweep(self) -> dict[str, Any] | None:
-        sweep_id = self._get("sweep_id")
-        return {"id": sweep_id} if sweep_id is not None else None
-
-    @property
-    def labels(self) -> Labels:
-        return Labels(tags=tuple(self._get("tags") or ()), notes=self._get("notes"))
-
-    def config_lookup(self, dotted: str) -> tuple[bool, Any] | None:
-        """``(found, value)`` of a config key from the index (indexing every config the first
-        time one is asked for), or None for a key naming a mapping: read that from disk."""
-        index_configs(self.table, self.root)
-        _, nodes = self.table.decoded_config()
-        if dotted in nodes:
-            return None
-        column = self.table.column(f"config.{dotted}")
-        if column is None or self.row not in column:
-            return False, None
-        return True, column[self.row]

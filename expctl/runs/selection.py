@@ -16,7 +16,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from expctl.runs.index import REFUSED, LeanRun, refresh
+from expctl.runs.index import REFUSED, refresh
+from expctl.runs.index_view import LeanRun
 from expctl.runs.query import (
     FIELDS,
     PROVENANCE_PREFIXES,
