@@ -78,7 +78,9 @@ def config_problems(
     return composed
 
 
-def trainer_metric_problem(metric: str, keys: set[str], problems: Problems) -> None:
+def trainer_metric_problem(
+    metric: str, keys: set[str], problems: Problems, path: str = "metric.name"
+) -> None:
     """A trainer sweep's ``metric.name`` must be a metric expctl's trainer logs: otherwise every
     trial would train to the end and then fail with "metric never logged".
 
@@ -92,7 +94,7 @@ def trainer_metric_problem(metric: str, keys: set[str], problems: Problems) -> N
     close = did_you_mean(metric, sorted(LOGGED_METRICS))
     guess = f"did you mean {close[0]!r}? " if close else ""
     problems.add(
-        "metric.name",
+        path,
         f"{metric!r} is not a metric expctl's trainer logs ({guess}it logs: "
         f"{', '.join(sorted(LOGGED_METRICS))}); give `program:` to run your own script",
     )
