@@ -20,7 +20,7 @@ import difflib
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from expctl.errors import Problems, SpecError
 from expctl.sweeps.methods import METHODS, check_method
@@ -138,9 +138,9 @@ class SweepSpec:
         return len(self.objectives) > 1
 
     @property
-    def directions(self) -> list[str]:
+    def directions(self) -> list[Literal["minimize", "maximize"]]:
         """The Optuna study's directions, one per objective (W&B's default goal: minimize)."""
-        return [m.goal for m in self.objectives] or ["minimize"]
+        return ["maximize" if m.maximize else "minimize" for m in self.objectives] or ["minimize"]
 
     def parameter(self, name: str) -> Parameter:
         return next(p for p in self.parameters if p.name == name)
