@@ -173,6 +173,10 @@ def _status_lines(status: SweepStatus) -> list[str]:
         f"sweep {status.id} {status.name!r}: {status.method}, {status.state_text}{reason}",
         f"progress: {status.done} done{planned}; {counts}",
     ]
+    if status.objectives:  # multi-objective: a column per objective, the front marked
+        from expctl.cli.sweep_pareto import status_lines
+
+        return status_lines(status, lines, _agents_line(status))
     if metric:
         lines.append(f"metric: {metric['name']} ({metric['goal']})")
     lines.append(_agents_line(status))
