@@ -262,7 +262,7 @@ run.finish()
 
 
 @pytest.mark.slow
-def test_a_program_sweep_reads_every_objective_from_wandb_log(tmp_path: Path) -> None:
+def test_a_program_sweep_reads_every_objective_from_wandb_log(cli, tmp_path: Path) -> None:
     (tmp_path / "work" / "mo.py").write_text(PROGRAM.replace("{skip}", ""))
     (tmp_path / "work" / "miss.py").write_text(PROGRAM.replace("{skip}", "f2"))
     url = str(tmp_path / "s.journal")
@@ -274,6 +274,12 @@ def test_a_program_sweep_reads_every_objective_from_wandb_log(tmp_path: Path) ->
         assert t.values == pytest.approx(
             [dtlz2(t.user_attrs["expctl:params"])[k] for k in ("f1", "f2")]
         )  # fmt: skip  (the last logged values)
+    # the trials' run records hold each objective: `runs list --where` filters on either
+    f2 = sorted(t.values[1] for t in open_(info.id, url).study.trials)
+    listed = cli("runs", "list", "--sweep", info.id, "--storage", url, "--where", f"f2<{f2[1]}",
+                 "--where", "f1>-1", "-f", "json")  # fmt: skip
+    assert listed.exit_code == 0, listed.stderr
+    assert [r["final_metrics"]["f2"] for r in json.loads(listed.stdout)] == [f2[0]]
     missing = create(parse_spec({**SPEC, "program": "miss.py", "run_cap": 1}), url)
     summary = agent(missing.id, url, handle_signals=False)
     assert summary.trials[0].status == "failed"

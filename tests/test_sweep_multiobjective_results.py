@@ -179,3 +179,27 @@ def test_publish_puts_the_fronts_checkpoints_in_the_store(cli, project: Path) ->
     assert meta["sweep"]["trial"] == front[0]["number"] and meta["monitor"] == "train_loss"
     assert meta["values"] == front[0]["values"]
     assert math.isfinite(meta["values"]["val_loss"])
+
+
+@pytest.mark.slow
+def test_runs_list_where_filters_on_each_objective(cli, project: Path) -> None:
+    (project / "sweep.yaml").write_text(TRAINER_SWEEP)
+    sweep_id = cli("sweep", "create", "sweep.yaml").stdout.strip()
+    assert cli("sweep", "agent", sweep_id).exit_code == 0
+    status = json.loads(cli("sweep", "status", sweep_id, "-f", "json").stdout)
+    trials = [t for t in status["trials"] if t["values"]]
+    val_cut = sorted(t["values"]["val_loss"] for t in trials)[2]  # keeps 2 of 4 by val_loss
+    train_cut = max(t["values"]["train_loss"] for t in trials)  # drops the worst by train_loss
+    where = ("--where", f"val_loss<{val_cut}", "--where", f"train_loss<{train_cut}")
+    listed = cli("runs", "list", "--sweep", sweep_id, *where, "-f", "json")
+    assert listed.exit_code == 0, listed.stderr
+    expected = {
+        t["run_dir"]
+        for t in trials
+        if t["values"]["val_loss"] < val_cut and t["values"]["train_loss"] < train_cut
+    }
+    assert {r["run_dir"] for r in json.loads(listed.stdout)} == expected
+    for r in json.loads(listed.stdout):  # the run records hold every objective's final value
+        values = next(t["values"] for t in trials if t["run_dir"] == r["run_dir"])
+        assert r["final_metrics"]["val_loss"] == pytest.approx(values["val_loss"])
+        assert r["final_metrics"]["train_loss"] == pytest.approx(values["train_loss"])
