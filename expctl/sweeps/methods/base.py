@@ -71,6 +71,11 @@ class Method:
         """The points queued as trials when the sweep is created, in the order they run."""
         return []
 
+    def cloud_problem(self) -> str | None:
+        """Why W&B's server cannot run this sweep with the installed wandb (``--backend
+        wandb``), or None: the file is then handed over unchanged."""
+        return None
+
     # -- claiming ---------------------------------------------------------------------------
 
     def make_sampler(self, seed: int | None = None) -> optuna.samplers.BaseSampler:

@@ -48,3 +48,23 @@ class CustomMethod(Method):
         import optuna
 
         return optuna.samplers.TPESampler(seed=seed, multivariate=True, constant_liar=True)
+
+    def cloud_problem(self) -> str | None:
+        """W&B runs ``method: custom`` through the SDK's sweep scheduler (``wandb
+        sweep-scheduler PATH``, in wandb 0.31: ``wandb.sdk.sweeps.scheduler``); an older wandb
+        has none, and the file is refused before anything reaches W&B."""
+        import importlib.util
+
+        import wandb
+
+        try:
+            has_scheduler = importlib.util.find_spec("wandb.sdk.sweeps.scheduler") is not None
+        except ModuleNotFoundError:  # not even wandb.sdk.sweeps
+            has_scheduler = False
+        if has_scheduler:
+            return None
+        engine = self.spec.scheduler.engine if self.spec.scheduler else "optuna"
+        return (
+            f"W&B cannot run method: custom (engine {engine}) with the installed wandb "
+            f"{wandb.__version__}: it has no sweep scheduler (`wandb sweep-scheduler`)"
+        )
