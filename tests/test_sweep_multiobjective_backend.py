@@ -64,6 +64,7 @@ def test_a_custom_sweep_goes_to_wandb_unchanged_when_wandb_can_drive_it(
     assert call["sweep"]["scheduler"] == {"engine": "optuna"}
     assert [m["name"] for m in call["sweep"]["metrics"]] == ["val_loss", "latency_ms"]
     assert call["sweep"]["method"] == "custom"
+    assert "wandb sweep-scheduler me/p/abc123" in result.stderr  # what drives it on W&B
 
 
 def test_a_custom_sweep_is_refused_in_one_line_by_a_wandb_without_scheduler(
@@ -89,6 +90,7 @@ def test_the_same_file_runs_on_expctls_engine(cli, isolated: Path) -> None:
     result = cli("sweep", "create", "mo.yaml")
     assert result.exit_code == 0, result.stderr
     assert len(result.stdout.strip()) == 8  # a local sweep id
+    assert "  metrics: val_loss (minimize)\n           latency_ms (minimize)\n" in result.stderr
 
 
 def test_an_engine_wandb_file_goes_to_wandb_unchanged(cli, isolated: Path, created: list) -> None:
