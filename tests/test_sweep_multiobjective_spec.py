@@ -118,6 +118,18 @@ def test_custom_without_any_metric_warns_and_samples() -> None:
     assert spec.directions == ["minimize"]
 
 
+def test_search_space_makes_parameters_optional() -> None:
+    spec = parse_spec(
+        {
+            "method": "custom",
+            "scheduler": {"engine": "optuna", "source": "s.py", "search_space": "space"},
+            "metrics": [{"name": "a"}, {"name": "b"}],
+        }
+    )
+    assert spec.parameters == () and spec.scheduler is not None
+    assert spec.scheduler.search_space == "space" and spec.scheduler.source == "s.py"
+
+
 def test_metrics_and_scheduler_are_no_longer_ignored_keys() -> None:
     spec = parse_spec(
         {
@@ -218,14 +230,8 @@ def test_metrics_and_scheduler_are_no_longer_ignored_keys() -> None:
             "scheduler.search_space",
             "needs scheduler.source",
         ),
-        # expctl's choice: the scheduler's code is not loaded (yet), said clearly
-        (
-            "method: custom\nscheduler: {engine: optuna, source: s.py, optimizer: f}\n"
-            + TWO
-            + PARAMS,
-            "scheduler.source",
-            "does not load scheduler code",
-        ),
+        # W&B: `parameters` is required unless scheduler.search_space is set
+        ("method: custom\nscheduler: {engine: optuna}\n" + TWO, "parameters", "missing"),
         # test_scheduler_unavailable_engine_raises (ax): expctl has no Ax
         ("method: custom\nscheduler: {engine: ax}\n" + TWO + PARAMS, "scheduler.engine", "Ax"),
         # test_scheduler_engine_wandb_requires_method

@@ -224,7 +224,10 @@ def parse_spec(
         if "command" in data
         else None
     )
-    parameters = _parameters(data, problems, runs_own=bool(strings["program"] or command))
+    defined_by_run = bool(scheduler and scheduler.search_space)  # W&B: parameters optional
+    parameters = _parameters(
+        data, problems, runs_own=bool(strings["program"] or command) or defined_by_run
+    )
     run_cap = _run_cap(data, problems)
     _method_needs(
         method, parameters, metric or (metrics[0] if metrics else None), early, data, problems

@@ -13,8 +13,9 @@ W&B's rules, each checked here with W&B's meaning:
 expctl's choices where W&B has not decided (its validator still refuses every engine but
 ``wandb``): ``engine: optuna`` is expctl's own engine and goes with ``method: custom`` (the
 other methods already run on Optuna, as W&B's methods); ``engine: ax`` is refused (Ax is not
-installed with expctl); ``source``/``optimizer``/``search_space`` are refused for now — the file
-would be the user's code run by every agent, like ``program:``, and expctl does not load it yet.
+installed with expctl); with ``engine: optuna``, ``source`` is the user's code, loaded and run by
+every agent like ``program:`` (see :mod:`expctl.sweeps.methods.custom`); ``parameters`` may then
+be omitted when ``search_space`` defines them (W&B's rule).
 """
 
 from __future__ import annotations
@@ -71,13 +72,15 @@ def parse_scheduler(data: dict, method: str | None, problems: Problems) -> Sched
         if strings[key] is not None and strings["source"] is None:
             problems.add(f"scheduler.{key}", "needs scheduler.source (the file that defines it)")
             ok = False
-    if strings["source"] is not None:
-        problems.add(
-            "scheduler.source",
-            "expctl does not load scheduler code yet (source/optimizer/search_space); drop "
-            "them: engine: optuna then samples `parameters` with Optuna's TPE",
+    if strings["source"] is not None and engine == "wandb":
+        problems.warnings.append(
+            "scheduler.source/optimizer/search_space of engine: wandb are W&B's scheduler's; "
+            "expctl's engine runs the method and ignores them"
         )
-        ok = False
+    elif strings["source"] is not None and not (strings["optimizer"] or strings["search_space"]):
+        problems.warnings.append(
+            "scheduler.source names no function to use (give optimizer or search_space); ignored"
+        )
     _exclusions(data, problems)
     if engine in ENGINES and method is not None and engine not in METHODS[method].engines:
         runs = [name for name, m in METHODS.items() if engine in m.engines]
