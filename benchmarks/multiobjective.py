@@ -105,8 +105,18 @@ def processes_run(budget: int, agents: int) -> float:
     with tempfile.TemporaryDirectory() as tmp:
         url = str(Path(tmp) / "b.journal")
         info = create(spec, url)
-        cmd = [sys.executable, "-m", "expctl", "sweep", "agent", info.id, "--storage", url,
-               "--objective", "multiobjective:objective"]  # fmt: skip
+        cmd = [
+            sys.executable,
+            "-m",
+            "expctl",
+            "sweep",
+            "agent",
+            info.id,
+            "--storage",
+            url,
+            "--objective",
+            "multiobjective:objective",
+        ]
         procs = [
             subprocess.Popen(cmd, env=env, cwd=tmp, stderr=subprocess.PIPE, text=True)
             for _ in range(agents)
@@ -175,12 +185,18 @@ def main() -> None:
         return found
 
     budget = args.budget
-    print(f"DTLZ2, 3 parameters, 2 objectives, {budget} trials, seeds 0..{args.seeds - 1}, "
-          f"hypervolume to {REFERENCE} (optimum {OPTIMUM:.4f})", file=sys.stderr)  # fmt: skip
-    base1 = measure("plain Optuna, TPE as expctl, 1 worker",
-                    lambda s: optuna_run(expctl_sampler, s, budget, 1))  # fmt: skip
-    base4 = measure("plain Optuna, TPE as expctl, 4 in flight",
-                    lambda s: optuna_run(expctl_sampler, s, budget, 4))  # fmt: skip
+    print(
+        f"DTLZ2, 3 parameters, 2 objectives, {budget} trials, seeds 0..{args.seeds - 1}, "
+        f"hypervolume to {REFERENCE} (optimum {OPTIMUM:.4f})",
+        file=sys.stderr,
+    )
+    base1 = measure(
+        "plain Optuna, TPE as expctl, 1 worker", lambda s: optuna_run(expctl_sampler, s, budget, 1)
+    )
+    base4 = measure(
+        "plain Optuna, TPE as expctl, 4 in flight",
+        lambda s: optuna_run(expctl_sampler, s, budget, 4),
+    )
     one = measure("expctl custom, 1 agent", lambda s: expctl_run(s, budget, 1))
     four = measure("expctl custom, 4 agents in flight", lambda s: expctl_run(s, budget, 4))
     procs = measure("expctl custom, 4 agent processes", lambda s: processes_run(budget, 4))

@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from conftest import postgres_url_or_skip
 from sweep_helpers import agent, create, open_
 
 from expctl.sweeps.spec import parse_spec
@@ -51,8 +52,9 @@ def dtlz2(params: dict[str, Any]) -> dict[str, float]:
 def _log(event: str, ctx: TrialContext) -> None:
     path = os.environ.get("SWEEP_TEST_LOG")
     if path:
-        line = json.dumps({"event": event, "pid": os.getpid(), "number": ctx.number,
-                           "params": ctx.params})  # fmt: skip
+        line = json.dumps(
+            {"event": event, "pid": os.getpid(), "number": ctx.number, "params": ctx.params}
+        )
         fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
         try:
             os.write(fd, (line + "\n").encode())
@@ -152,15 +154,22 @@ def test_targets_of_every_objective_finish_the_sweep(tmp_path: Path) -> None:
     assert "metric.target reached by trial 0" in summary.reason
 
 
+@pytest.mark.parametrize("kind", ["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
 @pytest.mark.parametrize("method", ["custom", "random"])
-def test_a_dead_agents_sampled_trial_is_rerun_on_sqlite(method: str, tmp_path: Path) -> None:
+def test_a_dead_agents_sampled_trial_is_rerun_on_an_rdb(
+    method: str, kind: str, tmp_path: Path
+) -> None:
     """Regression: the re-run of a sampled trial (created on the raw RDB storage) was unknown
     to Optuna's RDB cache, and claiming it raised KeyError (random sweeps too)."""
-    url = f"sqlite:///{tmp_path / 's.db'}"
+    url = f"sqlite:///{tmp_path / 's.db'}" if kind == "sqlite" else postgres_url_or_skip()
     raw = {**SPEC, "run_cap": 3}
     if method == "random":
-        raw = {"method": "random", "metric": {"name": "f1"}, "parameters": SPEC["parameters"],
-               "run_cap": 3}  # fmt: skip
+        raw = {
+            "method": "random",
+            "metric": {"name": "f1"},
+            "parameters": SPEC["parameters"],
+            "run_cap": 3,
+        }
     info = create(parse_spec(raw), url)
     dead = open_(info.id, url).claim("deadhost:1")  # claimed, never heartbeated
     assert not isinstance(dead, str)
@@ -190,8 +199,20 @@ def _start(sweep_id: str, url: str, log: Path, sleep: float, n: int) -> list[sub
         "SWEEP_TEST_SLEEP": str(sleep),
         "PYTHONPATH": os.pathsep.join([str(TESTS), os.environ.get("PYTHONPATH", "")]),
     }
-    cmd = [sys.executable, "-m", "expctl", "sweep", "agent", sweep_id, "--storage", url,
-           "--objective", "test_sweep_multiobjective_engine:sleepy_dtlz2", "--stale-after", "2"]  # fmt: skip
+    cmd = [
+        sys.executable,
+        "-m",
+        "expctl",
+        "sweep",
+        "agent",
+        sweep_id,
+        "--storage",
+        url,
+        "--objective",
+        "test_sweep_multiobjective_engine:sleepy_dtlz2",
+        "--stale-after",
+        "2",
+    ]
     return [
         subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
         for _ in range(n)
@@ -273,11 +294,23 @@ def test_a_program_sweep_reads_every_objective_from_wandb_log(cli, tmp_path: Pat
     for t in open_(info.id, url).study.trials:
         assert t.values == pytest.approx(
             [dtlz2(t.user_attrs["expctl:params"])[k] for k in ("f1", "f2")]
-        )  # fmt: skip  (the last logged values)
+        )  # the last logged values
     # the trials' run records hold each objective: `runs list --where` filters on either
     f2 = sorted(t.values[1] for t in open_(info.id, url).study.trials)
-    listed = cli("runs", "list", "--sweep", info.id, "--storage", url, "--where", f"f2<{f2[1]}",
-                 "--where", "f1>-1", "-f", "json")  # fmt: skip
+    listed = cli(
+        "runs",
+        "list",
+        "--sweep",
+        info.id,
+        "--storage",
+        url,
+        "--where",
+        f"f2<{f2[1]}",
+        "--where",
+        "f1>-1",
+        "-f",
+        "json",
+    )
     assert listed.exit_code == 0, listed.stderr
     assert [r["final_metrics"]["f2"] for r in json.loads(listed.stdout)] == [f2[0]]
     missing = create(parse_spec({**SPEC, "program": "miss.py", "run_cap": 1}), url)

@@ -75,9 +75,12 @@ def test_a_dead_agents_define_by_run_trial_is_rerun_with_its_values(
     assert not isinstance(dead, str)
     time.sleep(1.2)
     summary = agent(
-        info.id, url, objective=lambda ctx: dtlz2(ctx.params), stale_after=1.0,
+        info.id,
+        url,
+        objective=lambda ctx: dtlz2(ctx.params),
+        stale_after=1.0,
         handle_signals=False,
-    )  # fmt: skip
+    )
     assert summary.recovered == [(0, 1)]
     assert next(t for t in summary.trials if t.number == 1).params == dead.params
 
@@ -86,9 +89,19 @@ def test_optimizer_builds_the_study_whose_sampler_runs_the_sweep(
     source: Path, isolated: Path
 ) -> None:
     url = str(isolated / "s.journal")
-    info = create(parse_spec({**spec(optimizer="build"), "parameters": {
-        "x0": {"min": 0.0, "max": 1.0}, "x1": {"min": 0.0, "max": 1.0},
-        "x2": {"min": 0.0, "max": 1.0}}}), url)  # fmt: skip
+    info = create(
+        parse_spec(
+            {
+                **spec(optimizer="build"),
+                "parameters": {
+                    "x0": {"min": 0.0, "max": 1.0},
+                    "x1": {"min": 0.0, "max": 1.0},
+                    "x2": {"min": 0.0, "max": 1.0},
+                },
+            }
+        ),
+        url,
+    )
     sweep = open_(info.id, url)
     assert type(sweep.study.sampler).__name__ == "NSGAIISampler"
     summary = agent(info.id, url, objective=lambda ctx: dtlz2(ctx.params))

@@ -112,9 +112,13 @@ class CustomMethod(Method):
 
         spec = self.spec
         return SimpleNamespace(
-            id=spec.name or "", name=spec.name or "", entity=spec.entity or "",
-            project=spec.project or "", config=spec.raw, controller_run_name="",
-        )  # fmt: skip
+            id=spec.name or "",
+            name=spec.name or "",
+            entity=spec.entity or "",
+            project=spec.project or "",
+            config=spec.raw,
+            controller_run_name="",
+        )
 
     def _function(self, name: str) -> Callable[..., Any]:
         """``name`` from ``scheduler.source`` (a path from the agent's directory, like
