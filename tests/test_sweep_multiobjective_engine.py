@@ -352,3 +352,40 @@ def test_engine_wandb_files_run_their_own_method(tmp_path: Path) -> None:
     raw = {k: v for k, v in SPEC.items() if k != "metrics"}
     spec = parse_spec({**raw, "method": "random", "scheduler": {"engine": "wandb"}})
     assert spec.method == "random" and spec.scheduler is not None
+
+
+@pytest.mark.parametrize(
+    ("final", "state"),
+    [({"f1": 0.25, "f2": 0.75, "other": 1.0}, "COMPLETE"), ({"f1": 0.25}, "FAIL")],
+)
+def test_a_trial_whose_agent_died_after_its_run_ended_is_recorded_from_the_run(
+    final: dict, state: str, isolated: Path
+) -> None:
+    """The run ended (its summary.json says so) but the agent died before recording the result:
+    the trial is recorded from the run with every objective — or failed, naming the one the run
+    never logged — and is not re-run."""
+    url = str(isolated / "s.journal")
+    info = create(parse_spec({**SPEC, "run_cap": 1}), url)
+    dead = open_(info.id, url).claim("deadhost:1")
+    assert not isinstance(dead, str)
+    run_dir = isolated / "runs" / f"sweep-{info.id}" / "20261207-000000-abcdef"
+    run_dir.mkdir(parents=True)
+    summary = {
+        "status": "completed",
+        "sweep": {"id": info.id, "trial": dead.number},
+        "final_metrics": final,
+    }
+    (run_dir / "summary.json").write_text(json.dumps(summary))
+    time.sleep(1.2)
+    ran = agent(
+        info.id, url, objective=lambda ctx: dtlz2(ctx.params), stale_after=1.0, handle_signals=False
+    )
+    assert ran.trials == [] and ran.recovered == []  # nothing re-run
+    (trial,) = open_(info.id, url).study.get_trials(deepcopy=False)
+    assert trial.state.name == state
+    message = trial.user_attrs["expctl:result"]["message"]
+    if state == "COMPLETE":
+        assert trial.values == [0.25, 0.75]
+    else:
+        assert "objective 'f2' was never logged" in message
+    assert "recorded from its run directory" in message
