@@ -153,7 +153,11 @@ def test_hyperband_bands_follow_wandb() -> None:
     [
         ("parameters: {x: {values: [1]}}", "method", "missing"),
         ("method: gird\nparameters: {x: {values: [1]}}", "method", "did you mean 'grid'"),
-        ("method: custom\nparameters: {x: {values: [1]}}", "method", "custom"),
+        (
+            "method: custom\nscheduler: {engine: wandb}\nparameters: {x: {values: [1]}}",
+            "scheduler.engine",
+            "custom",
+        ),
         ("method: grid\nparamters: {x: {values: [1]}}", "paramters", "did you mean 'parameters'"),
         ("method: grid", "parameters", "missing"),
         (

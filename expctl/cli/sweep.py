@@ -108,6 +108,8 @@ def _describe_new_sweep(created: CreatedSweep) -> None:
     if spec.metric:
         target = f", target {spec.metric.target:g}" if spec.metric.target is not None else ""
         err(f"  metric: {spec.metric.name} ({spec.metric.goal}{target})")
+    for i, objective in enumerate(spec.metrics):  # a multi-objective sweep's `metrics:`
+        err(f"  {'metrics:' if i == 0 else '        '} {objective.name} ({objective.goal})")
     if spec.early_terminate:
         et = spec.early_terminate
         all_bands = et.bands()
@@ -126,6 +128,10 @@ def _describe_new_sweep(created: CreatedSweep) -> None:
     if rows:
         for line in table_lines(("parameter", "distribution", "values"), rows):
             err(f"  {line}")
+    if created.backend == "wandb" and (spec.scheduler or spec.metrics):
+        # W&B's server does not sample a sweep with a scheduler: the SDK's scheduler does
+        err("start its scheduler (W&B samples no trial without it):")
+        err(f"  wandb sweep-scheduler {created.ref}")
     if created.backend == "wandb":
         err("start agents (as many as you like, wherever W&B is reachable):")
         err(f"  expctl sweep agent {created.ref}")
@@ -169,6 +175,10 @@ def _status_lines(status: SweepStatus) -> list[str]:
         f"sweep {status.id} {status.name!r}: {status.method}, {status.state_text}{reason}",
         f"progress: {status.done} done{planned}; {counts}",
     ]
+    if status.objectives:  # multi-objective: a column per objective, the front marked
+        from expctl.cli.sweep_pareto import status_lines
+
+        return status_lines(status, lines, _agents_line(status))
     if metric:
         lines.append(f"metric: {metric['name']} ({metric['goal']})")
     lines.append(_agents_line(status))

@@ -26,6 +26,7 @@ BEST_EPILOG = examples(
     "expctl sweep best $SWEEP_ID --top 3 --publish digits-best",
     "expctl artifacts pull digits-best:best   # the sweep's best model",
     "expctl sweep best $SWEEP_ID --format json | jq -r '.[0].run_dir'",
+    "expctl sweep best $SWEEP_ID --by val_loss --top 3   # a multi-objective sweep's front",
 )
 
 
@@ -60,7 +61,25 @@ def report(
 @handle_errors
 def best(
     sweep_id: SweepIdArg,
-    top: Annotated[int, typer.Option("--top", "-n", min=1, help="How many trials.")] = 1,
+    top: Annotated[
+        int | None,
+        typer.Option(
+            "--top",
+            "-n",
+            min=1,
+            help="How many trials [default: 1; a multi-objective sweep: its whole Pareto front].",
+            show_default=False,
+        ),
+    ] = None,
+    by: Annotated[
+        str | None,
+        typer.Option(
+            "--by",
+            help="A multi-objective sweep: order its Pareto front by this objective "
+            "[default: the first].",
+            show_default=False,
+        ),
+    ] = None,
     publish: Annotated[
         str | None,
         typer.Option(
@@ -82,26 +101,28 @@ def best(
     storage: StorageOpt = None,
     fmt: Annotated[TableOrJson, format_option(TableOrJson)] = TableOrJson.table,
 ) -> None:
-    """The best N complete trials with their run dirs and overrides; with --publish, their
-    checkpoints become versions of one artifact (`expctl artifacts pull NAME:best`)."""
+    """The best N complete trials with their run dirs and overrides (a multi-objective sweep:
+    its Pareto front); with --publish, their checkpoints become versions of one artifact
+    (`expctl artifacts pull NAME:best`)."""
     # (Long for its options: Typer's Annotated parameters are most of it.)
+    from expctl.cli.sweep_pareto import best_table, value_text
     from expctl.runs.sweep_results import best_trials, load_sweep, publish_best
 
     results = load_sweep(sweep_id, storage)
-    chosen = best_trials(results, top)
-    if len(chosen) < top:
-        err(f"only {len(chosen)} complete trial(s) in sweep {sweep_id}", style="yellow")
+    chosen = best_trials(results, top, by)
+    if top is not None and len(chosen) < top:
+        where = "on the Pareto front of" if results.objectives else "complete trial(s) in"
+        err(f"only {len(chosen)} {where} sweep {sweep_id}", style="yellow")
     refs: dict[int, Any] = {}
     if publish is not None:
         # published worst first, so the best is the newest version; each line names its rank
-        values = {t.number: t.value for t in chosen}
-        metric = results.metric or "value"
-        for p in publish_best(results, chosen, publish, store):
+        values = {t.number: value_text(results)(t) for t in chosen}
+        for p in publish_best(results, chosen, publish, store, by):
             refs[p.number] = p
             again = ", same files as before" if p.reused else ""
             err(
                 f"published {p.ref} as {', '.join(p.aliases)} (trial {p.number}, "
-                f"{metric}={short_number(values[p.number])}{again})"
+                f"{values[p.number]}{again})"
             )
         err(f"pull the best with: expctl artifacts pull {publish}:best")
     rows = []
@@ -111,6 +132,9 @@ def best(
             row["artifact"] = refs[t.number].ref
             row["aliases"] = list(refs[t.number].aliases)
         rows.append(row)
+    if results.objectives:  # multi-objective: the front, a column per objective
+        emit(Shown(rows, best_table(results, rows, bool(refs))), fmt)
+        return
     header = ["rank", "trial", results.metric or "value", "run", "run dir", "overrides"]
     if refs:
         header.append("artifact")

@@ -31,6 +31,9 @@ from expctl.runs.sweep_results import (
 PLOT_HEIGHT = "440px"
 LOG_SPREAD = 5.0  # a metric spanning this factor (all > 0) is drawn on a log axis
 STATE_ORDER = {"complete": 0, "pruned": 1, "running": 2, "waiting": 3, "fail": 4}
+MULTI_OBJECTIVE_NOTE = (
+    "a multi-objective sweep has no single metric to rank trials by; see its Pareto front"
+)
 
 
 @dataclass
@@ -71,6 +74,8 @@ def render_report(
         intro: str = "",
         caveat: str | None = None,
     ) -> None:
+        if results.objectives and section_id != "pareto":  # they rank by one metric
+            figure, why_not, intro, caveat = None, MULTI_OBJECTIVE_NOTE, "", None
         body = f"<p class='intro'>{_e(intro)}</p>" if intro else ""
         if caveat and figure is not None:
             caveats.append(f"{title}: {caveat}")
@@ -93,6 +98,16 @@ def render_report(
     metric = results.metric or "value"
     ranked = results.ranked()
     sections.append(_leaderboard(results))
+    if results.objectives:  # a multi-objective sweep: its front first (runs/report_pareto.py)
+        from expctl.runs.report_pareto import pareto_figure
+
+        add(
+            "pareto",
+            "Pareto front",
+            *pareto_figure(results),
+            intro="Every complete trial by its objectives; the Pareto-optimal ones (no other "
+            "trial is at least as good in every objective) in red.",
+        )
     add(
         "history",
         "Optimisation history",
@@ -150,6 +165,7 @@ def _header(results: SweepResults) -> str:
         ("method", s.get("method")),
         ("state", s.get("state_text") or s.get("state")),
         ("metric", f"{metric.get('name')} ({metric.get('goal')})" if metric else "none"),
+        *_objectives_fact(results),
         ("trials", f"{s.get('done', 0)} done{planned}; {counts or 'none yet'}"),
         ("storage", s.get("storage")),
         ("created", s.get("created")),
@@ -165,6 +181,15 @@ def _header(results: SweepResults) -> str:
         )
     name = f" <span class='name'>{_e(str(s['name']))}</span>" if s.get("name") else ""
     return f"<h1>Sweep <code>{_e(results.id)}</code>{name}</h1><dl>{items}</dl>{best_html}"
+
+
+def _objectives_fact(results: SweepResults) -> list[tuple[str, str]]:
+    objectives = results.objectives or []
+    if not objectives:
+        return []
+    names = ", ".join(f"{o['name']} ({o['goal']})" for o in objectives)
+    front = len(results.status.get("front") or [])
+    return [("objectives", f"{names}; {front} trial{'s' if front != 1 else ''} on the front")]
 
 
 def _leaderboard(results: SweepResults) -> str:
@@ -187,7 +212,7 @@ def _leaderboard(results: SweepResults) -> str:
             "<tr>"
             f"<td>{rank or ''}</td><td>{t.number}</td>"
             f"<td class='state {_e(t.state)}'>{_e(t.state)}</td>"
-            f"<td class='num'>{_e(_num(t.value))}</td>"
+            f"<td class='num'>{_e(_value_cell(t))}</td>"
             f"<td class='num'>{_e(_num(t.duration, 3))}</td>"
             f"<td><code>{_e(results.params_text(t, varying))}</code></td>"
             f"<td class='path'>{_e(str(t.run_dir or ''))}</td>"
@@ -206,6 +231,14 @@ def _leaderboard(results: SweepResults) -> str:
         f"<div class='table-wrap'><table><thead><tr>{head}</tr></thead>"
         f"<tbody>{''.join(rows)}</tbody></table></div></section>"
     )
+
+
+def _value_cell(t: Trial) -> str:
+    """The metric's value, or each objective's (a ``*`` marks the Pareto front)."""
+    if t.values:
+        text = " ".join(f"{k}={_num(v)}" for k, v in t.values.items())
+        return f"* {text}" if t.pareto else text
+    return _num(t.value)
 
 
 def _trial_tags(trials: list[Trial]) -> dict[int, tuple[str, ...]]:

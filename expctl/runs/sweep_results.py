@@ -44,6 +44,8 @@ class Trial:
     message: str | None = None
     run: RunInfo | None = None
     notes: list[str] = field(default_factory=list)
+    values: dict[str, float] | None = None  # a multi-objective sweep: each objective's value
+    pareto: bool = False  # ... and whether the trial is on its Pareto front
 
     @property
     def overrides(self) -> list[str]:
@@ -58,6 +60,7 @@ class Trial:
             "number": self.number,
             "state": self.state,
             "value": self.value,
+            **({"values": self.values, "pareto": self.pareto} if self.values else {}),
             "params": self.params,
             "overrides": self.overrides,
             "run_dir": str(self.run_dir) if self.run_dir else None,
@@ -88,6 +91,30 @@ class SweepResults:
     def maximize(self) -> bool:
         metric = self.status.get("metric") or {}
         return metric.get("goal") == "maximize"
+
+    @property
+    def objectives(self) -> list[dict[str, Any]] | None:
+        """A multi-objective sweep's ``[{name, goal, target}]``; None for one metric."""
+        return self.status.get("objectives")
+
+    def front(self, by: str | None = None) -> list[Trial]:
+        """The Pareto-optimal trials, best first by objective ``by`` (default: the first);
+        ties by the next objectives, then the earlier trial."""
+        objectives = self.objectives or []
+        names = [o["name"] for o in objectives]
+        if by is not None and by not in names:
+            raise UsageError(
+                f"--by {by!r}: not an objective of sweep {self.id}",
+                hint=f"objectives: {', '.join(names)}",
+            )
+        order = ([by] if by else []) + [n for n in names if n != by]
+        signs = {o["name"]: -1.0 if o["goal"] == "maximize" else 1.0 for o in objectives}
+        front = [t for t in self.trials if t.pareto and t.values]
+
+        def key(t: Trial) -> tuple:
+            return (*(signs[n] * t.values[n] for n in order), t.number)  # type: ignore[index]
+
+        return sorted(front, key=key)
 
     def varying(self) -> list[str]:
         """The parameters whose value differs between trials (the ones worth showing)."""
@@ -126,6 +153,8 @@ def load_sweep(sweep_id: str, storage: str | None = None) -> SweepResults:
             run_dir=run_dir,
             duration=row.get("duration"),
             message=row.get("message"),
+            values=row.get("values"),
+            pareto=bool(row.get("pareto")),
         )
         if run_dir is not None:
             if looks_like_run_dir(run_dir):
@@ -153,9 +182,25 @@ def sweep_run_dirs(sweep_id: str, storage: str | None = None) -> list[tuple[Path
 # -- best N --------------------------------------------------------------------------------------
 
 
-def best_trials(results: SweepResults, top: int) -> list[Trial]:
-    if top < 1:
+def best_trials(results: SweepResults, top: int | None, by: str | None = None) -> list[Trial]:
+    """The ``top`` best complete trials; of a multi-objective sweep, its Pareto front (all of
+    it unless ``top``), ordered by objective ``by``."""
+    if top is not None and top < 1:
         raise UsageError(f"--top {top}: give 1 or more", hint="e.g. --top 3")
+    if results.objectives:
+        front = results.front(by)
+        if not front:
+            raise UsageError(
+                f"sweep {results.id} has no complete trial yet, so no Pareto front",
+                hint=f"run an agent first: expctl sweep agent {results.id}",
+            )
+        return front[:top] if top is not None else front
+    if by is not None and by != results.metric:
+        raise UsageError(
+            f"--by {by!r}: sweep {results.id} has one objective, {results.metric!r}",
+            hint="--by picks an objective of a multi-objective sweep (`metrics:`)",
+        )
+    top = 1 if top is None else top
     if results.metric is None:
         raise UsageError(
             f"sweep {results.id} has no metric: there is no best trial",
@@ -185,6 +230,7 @@ def publish_best(
     trials: Sequence[Trial],
     name: str,
     store_root: Path | None = None,
+    by: str | None = None,
 ) -> list[Published]:
     """Each trial's checkpoints as a version of ``name``; aliases ``top-1``…``top-N`` and
     ``best`` (= ``top-1``) set explicitly (a worse trial published later never takes them).
@@ -225,12 +271,12 @@ def publish_best(
                 "run_dir": str(trial.run_dir),
                 "sweep": {"id": results.id, "trial": trial.number, "rank": rank},
                 "value": trial.value,
+                **({"values": trial.values} if trial.values else {}),
                 "params": trial.params,
                 "overrides": trial.overrides,
                 "best_metrics": run.best_metrics,
                 "final_metrics": run.final_metrics,
-                "monitor": results.metric,
-                "mode": "max" if results.maximize else "min",
+                **_monitor(results, by),
             },
             store_root=store.root,
             aliases=(),
@@ -248,6 +294,15 @@ def publish_best(
             holder = store.resolve(f"{name}:{alias}")
             remove_alias(store, holder.ref, alias)
     return published
+
+
+def _monitor(results: SweepResults, by: str | None) -> dict[str, Any]:
+    """What the published rank follows: the metric, or the objective the front is ordered by
+    (``--by``, default the first)."""
+    if not results.objectives:
+        return {"monitor": results.metric, "mode": "max" if results.maximize else "min"}
+    chosen = next((o for o in results.objectives if o["name"] == by), results.objectives[0])
+    return {"monitor": chosen["name"], "mode": "max" if chosen["goal"] == "maximize" else "min"}
 
 
 def _checkpoint_files(trial: Trial) -> tuple[list[Path], Path] | None:

@@ -37,8 +37,8 @@ from expctl.sweeps.trial import (
     as_outcome,
     check_timeout,
     failed_outcome,
+    judge,
     timeout_message,
-    verdict,
 )
 
 Emit = Callable[[str], None]
@@ -286,7 +286,7 @@ class _AgentLoop:
             rerun = self.sweep.requeue(claim, result)
             emit(f"trial {claim.number}: interrupted; re-queued as trial {rerun}")
             return record("requeued", None, f"trial {claim.number} re-queued as trial {rerun}")
-        final, value = verdict(outcome, ctx.metric)
+        final, value = judge(outcome, ctx.spec)
         result["message"] = outcome.message
         if final == "failed" and outcome.run_dir:
             self._fail_run_record(outcome.run_dir, outcome.message, emit)
@@ -295,8 +295,14 @@ class _AgentLoop:
                 f"trial {claim.number}: another agent had already re-queued it (this agent "
                 "looked dead); result discarded"
             )
-            return record("lost", value, "re-queued by another agent")
-        shown = f" {ctx.metric}={value:.6g}" if (value is not None and ctx.metric) else ""
+            return record(
+                "lost", None if isinstance(value, list) else value, "re-queued by another agent"
+            )
+        if isinstance(value, list):  # a multi-objective trial: every objective's value
+            shown = "".join(f" {n}={v:.6g}" for n, v in zip(ctx.objectives, value, strict=True))
+            value = None
+        else:
+            shown = f" {ctx.metric}={value:.6g}" if (value is not None and ctx.metric) else ""
         extra = f": {outcome.message}" if final == "failed" and outcome.message else ""
         emit(f"trial {claim.number}: {final}{shown} ({seconds:.1f} s){extra}")
         return record(final, value, outcome.message)

@@ -31,7 +31,7 @@ from expctl.errors import UsageError
 from expctl.sweeps.liveness import Liveness
 from expctl.sweeps.methods import method_for
 from expctl.sweeps.run_cap import RunCap
-from expctl.sweeps.spec import to_overrides
+from expctl.sweeps.spec import SweepSpec, to_overrides
 from expctl.sweeps.storage import StorageHandle, trial_index
 from expctl.sweeps.storage.journal import batched_writes
 from expctl.sweeps.studies import (
@@ -136,6 +136,11 @@ class Sweep:
                     return self._idle()
                 trial = self.queue.new_trial()
             else:
+                if self.method.samples_on_claim:
+                    # a re-run, created on the raw storage: Optuna's RDB cache must learn of it
+                    # before the sampler writes the params through it (else KeyError: its id)
+                    storage = getattr(self.study, "_storage", self.handle.storage)
+                    storage.get_all_trials(self.study_id, deepcopy=False)
                 trial = Trial(self.study, trial_id)
         frozen_attrs = trial.user_attrs
         retry_of = frozen_attrs.get(PREFIX + "retry_of")
@@ -209,7 +214,7 @@ class Sweep:
         self,
         claim: Claim,
         state: str,
-        value: float | None = None,
+        value: float | list[float] | None = None,
         result: dict[str, Any] | None = None,
     ) -> bool:
         """Move the claimed trial to complete | pruned | failed. False if another agent already
@@ -220,7 +225,7 @@ class Sweep:
         """Record a stale RUNNING trial from its run directory when that run ended: its agent
         died while recording the result (a torn last journal record), and the point must not
         run twice. Returns the state recorded, or None (no ended run: fail and re-queue it)."""
-        from expctl.sweeps.trial import TrialOutcome, verdict
+        from expctl.sweeps.trial import TrialOutcome, judge
         from expctl.sweeps.trial_runs import finished_run_of
 
         metric = self.spec.metric.name if self.spec.metric else None
@@ -237,7 +242,7 @@ class Sweep:
             else "failed"
         )
         outcome = TrialOutcome(status, run.metrics, str(run.run_dir), run.error, run.value)
-        state, value = verdict(outcome, metric)
+        state, value = judge(outcome, self.spec)
         note = "recorded from its run directory (its agent died while recording the result)"
         result = {
             "run_dir": str(run.run_dir),
@@ -253,7 +258,7 @@ class Sweep:
         trial_id: int,
         number: int,
         state: str,
-        value: float | None = None,
+        value: float | list[float] | None = None,
         result: dict[str, Any] | None = None,
     ) -> bool:
         from optuna.exceptions import UpdateFinishedTrialError
@@ -266,7 +271,9 @@ class Sweep:
             "failed": TrialState.FAIL,
         }[state]
         values: list[float] | None = None
-        if target == TrialState.COMPLETE:
+        if isinstance(value, list):  # multi-objective: every value checked by verdict_objectives
+            values = value if target == TrialState.COMPLETE else None
+        elif target == TrialState.COMPLETE:
             if value is None:
                 result["no_metric"] = True
                 values = [0.0]
@@ -284,8 +291,7 @@ class Sweep:
                 storage.set_trial_state_values(trial_id, target, values)
         except UpdateFinishedTrialError:
             return False
-        metric = self.spec.metric
-        if target == TrialState.COMPLETE and metric is not None and metric.reached(value):
+        if target == TrialState.COMPLETE and _target_reached(self.spec, value):
             self.set_state("finished", f"metric.target reached by trial {number}")
         elif self.method.finishes_when_drained and not self._unfinished():
             # the last point: say so now, not when some agent next asks for a trial (agents
@@ -339,6 +345,15 @@ class Claim:
 
     def overrides(self, raw_keys: dict[str, str] | None = None) -> list[str]:
         return to_overrides(self.params, raw_keys)
+
+
+def _target_reached(spec: SweepSpec, value: float | list[float] | None) -> bool:
+    """W&B: "the sweep finishes once any run reaches the target". With several objectives
+    (W&B has not said), a run reaches it when it reaches every target given."""
+    if not isinstance(value, list):
+        return spec.metric is not None and spec.metric.reached(value)
+    targeted = [(m, v) for m, v in zip(spec.objectives, value, strict=True) if m.target is not None]
+    return bool(targeted) and all(m.reached(v) for m, v in targeted)
 
 
 def _jsonable(value: Any) -> Any:

@@ -142,7 +142,10 @@ def _run_program_trial(ctx: TrialContext, run_dir: Path) -> TrialOutcome:
     from expctl.sweeps.program.runner import ProgramTrial
     from expctl.sweeps.studies import new_sweep_id
 
-    metric = ctx.metric
+    # the metric the run's log is followed for (hyperband, the summary's final value): the
+    # sweep's metric, or a multi-objective sweep's first objective (the others: their last
+    # logged values, below)
+    metric = ctx.metric or (ctx.objectives[0] if ctx.objectives else None)
 
     def on_metric(index: int, value: float) -> bool:
         return bool(metric) and ctx.report(index, {metric: value})  # type: ignore[dict-item]
@@ -172,10 +175,12 @@ def _run_program_trial(ctx: TrialContext, run_dir: Path) -> TrialOutcome:
         trial=ctx.number,
         params=ctx.params,
         metric=metric,
-        maximize=bool(spec.metric and spec.metric.maximize),
+        maximize=bool(spec.objectives and spec.objectives[0].maximize),
         started=started,
     )
     metrics = {metric: result.value} if metric and result.value is not None else {}
+    if spec.multi_objective:
+        metrics = {**_last_logged(result.rows, ctx.objectives), **metrics}
     message = result.message or None
     if result.status == "timeout":
         message = f"{timeout_message(ctx.timeout)}; the program was killed ({result.message})"
@@ -186,6 +191,14 @@ def _run_program_trial(ctx: TrialContext, run_dir: Path) -> TrialOutcome:
         message=message,
         value=result.value,
     )
+
+
+def _last_logged(rows: list[dict[str, float]], names: tuple[str, ...]) -> dict[str, float]:
+    """Each of ``names``' last value logged with ``wandb.log`` (W&B's summary default)."""
+    last: dict[str, float] = {}
+    for row in rows:
+        last.update((k, v) for k, v in row.items() if k in names)
+    return last
 
 
 def default_objective(spec: SweepSpec) -> Objective:

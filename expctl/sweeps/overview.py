@@ -38,6 +38,9 @@ class TrialRow:
     retry_of: int | None
     message: str | None
     epochs: int
+    # a multi-objective sweep's trial: each objective's value, and whether it is on the front
+    values: dict[str, float] | None = None
+    pareto: bool = False
 
 
 @dataclass(frozen=True)
@@ -68,6 +71,9 @@ class SweepStatus:
     config_name: str
     trials: list[TrialRow]
     best: BestTrial | None
+    # a multi-objective sweep: [{name, goal, target}] of `metrics` (``metric`` is then None)
+    objectives: list[dict[str, Any]] | None = None
+    front: list[int] = dataclasses.field(default_factory=list)  # its Pareto-optimal trials
 
     @property
     def state_text(self) -> str:
@@ -111,7 +117,9 @@ class SweepRow:
         return dataclasses.asdict(self)
 
 
-def trial_row(t: optuna.trial.FrozenTrial, *, hide_secrets: bool = True) -> TrialRow:
+def trial_row(
+    t: optuna.trial.FrozenTrial, *, hide_secrets: bool = True, objectives: tuple[str, ...] = ()
+) -> TrialRow:
     result = t.user_attrs.get(PREFIX + "result", {}) or {}
     duration = None
     if t.datetime_start and t.datetime_complete:
@@ -123,14 +131,29 @@ def trial_row(t: optuna.trial.FrozenTrial, *, hide_secrets: bool = True) -> Tria
         number=t.number,
         state=t.state.name.lower(),
         params=redact_params(params) if hide_secrets else dict(params),
-        value=t.value if t.values and not result.get("no_metric") else None,
+        value=t.values[0]
+        if t.values and len(t.values) == 1 and not result.get("no_metric")
+        else None,
         duration=duration,
         run_dir=result.get("run_dir"),
         agent=(t.user_attrs.get(PREFIX + "claim") or {}).get("agent"),
         retry_of=t.user_attrs.get(PREFIX + "retry_of"),
         message=result.get("message"),
         epochs=len(t.intermediate_values),
+        values=dict(zip(objectives, t.values, strict=True))
+        if len(objectives) > 1 and t.values and len(t.values) == len(objectives)
+        else None,
     )
+
+
+def mark_front(rows: list[TrialRow], objectives: tuple[Metric, ...]) -> list[TrialRow]:
+    """``rows`` with their complete trials on the Pareto front marked (``pareto=True``)."""
+    from expctl.sweeps.pareto import pareto_front
+
+    done = [r for r in rows if r.state == "complete" and r.values is not None]
+    points = [[r.values[m.name] for m in objectives] for r in done]  # type: ignore[index]
+    front = {done[i].number for i in pareto_front(points, [m.maximize for m in objectives])}
+    return [dataclasses.replace(r, pareto=True) if r.number in front else r for r in rows]
 
 
 def best_row(rows: list[TrialRow], metric: Metric | None) -> TrialRow | None:
@@ -146,7 +169,15 @@ def sweep_status(sweep: Sweep) -> SweepStatus:
     from expctl.sweeps.methods import method_for
 
     info = sweep.current_info()
-    rows = [trial_row(t) for t in sweep.trials() if not t.user_attrs.get(PREFIX + "discarded")]
+    names = tuple(m.name for m in info.spec.objectives)
+    rows = [
+        trial_row(t, objectives=names)
+        for t in sweep.trials()
+        if not t.user_attrs.get(PREFIX + "discarded")
+    ]
+    multi = info.spec.multi_objective
+    if multi:
+        rows = mark_front(rows, info.spec.objectives)
     counts: dict[str, int] = {}
     for r in rows:
         counts[r.state] = counts.get(r.state, 0) + 1
@@ -175,6 +206,12 @@ def sweep_status(sweep: Sweep) -> SweepStatus:
         config_name=info.config_name,
         trials=rows,
         best=None if best is None else _best(info, best),
+        objectives=[
+            {"name": m.name, "goal": m.goal, "target": m.target} for m in info.spec.objectives
+        ]
+        if multi
+        else None,
+        front=[r.number for r in rows if r.pareto],
     )
 
 
@@ -238,7 +275,7 @@ def list_sweeps(handle: StorageHandle) -> list[SweepRow]:
                 name=info.display_name,
                 method=info.spec.method,
                 state=info.state,
-                metric=info.spec.metric.name if info.spec.metric else None,
+                metric=", ".join(m.name for m in info.spec.objectives) or None,
                 planned=info.planned,
                 complete=len(done),
                 running=sum(1 for t in trials if t.state == TrialState.RUNNING),

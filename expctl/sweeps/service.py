@@ -194,6 +194,13 @@ def _create_on_wandb(spec: SweepSpec) -> CreatedSweep:
     from expctl.sweeps.methods import method_for
     from expctl.sweeps.wandb.cloud import create_cloud_sweep
 
+    problem = method_for(spec).cloud_problem()
+    if problem:
+        raise UsageError(
+            problem,
+            hint="run it on expctl's engine, offline or not: drop --backend wandb (the trials "
+            "are W&B runs all the same; `wandb sync` uploads them)",
+        )
     plain = json.loads(json.dumps(spec.raw, default=str))
     path = create_cloud_sweep(plain, spec.project, spec.entity)
     planned = method_for(spec).planned()

@@ -108,11 +108,10 @@ def create_sweep(
     points = method.points_to_enqueue()
     planned = method.planned()
     sweep_id = sweep_id or new_sweep_id()
-    maximize = bool(spec.metric and spec.metric.maximize)
     study = optuna.create_study(
         study_name=sweep_id,
         storage=handle.storage,
-        direction="maximize" if maximize else "minimize",
+        directions=spec.directions,  # one per objective: `metrics` makes a multi-objective study
     )
     attrs: dict[str, Any] = {
         "spec": json.loads(json.dumps(spec.raw, default=str)),

@@ -44,6 +44,11 @@ class TrialContext:
     def metric(self) -> str | None:
         return self.spec.metric.name if self.spec.metric else None
 
+    @property
+    def objectives(self) -> tuple[str, ...]:
+        """The names of every objective (``metrics``, else ``metric``)."""
+        return tuple(m.name for m in self.spec.objectives)
+
     def timed_out(self) -> bool:
         return self.timeout is not None and time.monotonic() - self.started > self.timeout
 
@@ -125,6 +130,40 @@ def verdict(outcome: TrialOutcome, metric: str | None) -> tuple[Verdict, float |
         status = "failed"
         outcome.message = outcome.message or f"trial ended as {outcome.status}"
     return VERDICT[status], value
+
+
+def verdict_objectives(
+    outcome: TrialOutcome, names: tuple[str, ...]
+) -> tuple[Verdict, list[float] | None]:
+    """:func:`verdict` for a multi-objective sweep: a completed trial must have logged every
+    objective as a finite number (else it fails, saying which one); its values in ``names``'
+    order."""
+    final, _ = verdict(outcome, None)
+    if final != "complete":
+        return final, None
+    values: list[float] = []
+    for name in names:
+        value = outcome.metrics.get(name)
+        if value is None:
+            logged = ", ".join(sorted(outcome.metrics)) or "nothing"
+            outcome.message = (
+                f"objective {name!r} was never logged (logged: {logged}); a multi-objective "
+                f"trial must log every one of {', '.join(names)}"
+            )
+            return "failed", None
+        if not math.isfinite(value):
+            outcome.message = f"objective {name!r} is {value}"
+            return "failed", None
+        values.append(float(value))
+    return final, values
+
+
+def judge(outcome: TrialOutcome, spec: SweepSpec) -> tuple[Verdict, float | list[float] | None]:
+    """The verdict of a trial of ``spec``: one value per objective of a multi-objective sweep
+    (:func:`verdict_objectives`), else :func:`verdict`'s single value."""
+    if spec.multi_objective:
+        return verdict_objectives(outcome, tuple(m.name for m in spec.objectives))
+    return verdict(outcome, spec.metric.name if spec.metric else None)
 
 
 def timeout_message(timeout: float | None) -> str:

@@ -1,6 +1,7 @@
 """Sweep methods: one :class:`~expctl.sweeps.methods.base.Method` per W&B method — grid, random,
-bayes — that owns its sampler, create-time enqueue, planned count, run_cap and repeat rules;
-hyperband is the stopping rule (:mod:`~expctl.sweeps.methods.hyperband`), not a method.
+bayes, custom (a scheduler on Optuna) — that owns its sampler, create-time enqueue, planned
+count, run_cap and repeat rules; hyperband is the stopping rule
+(:mod:`~expctl.sweeps.methods.hyperband`), not a method.
 
 Adding a method: one module here with a :class:`Method` subclass, listed in :data:`METHODS`.
 """
@@ -11,6 +12,7 @@ from typing import TYPE_CHECKING, Any
 
 from expctl.sweeps.methods.base import Method
 from expctl.sweeps.methods.bayes import BayesMethod
+from expctl.sweeps.methods.custom import CustomMethod
 from expctl.sweeps.methods.grid import GridMethod
 from expctl.sweeps.methods.random import RandomMethod
 
@@ -19,9 +21,11 @@ if TYPE_CHECKING:
     from expctl.sweeps.spec import SweepSpec
 
 #: every method a sweep file may name, by its ``method:`` value, in the order messages list them
-METHODS: dict[str, type[Method]] = {m.name: m for m in (GridMethod, RandomMethod, BayesMethod)}
+METHODS: dict[str, type[Method]] = {
+    m.name: m for m in (GridMethod, RandomMethod, BayesMethod, CustomMethod)
+}
 #: W&B methods expctl does not run, and why
-UNSUPPORTED = {"custom": "needs W&B's server scheduler"}
+UNSUPPORTED: dict[str, str] = {}
 
 __all__ = ["METHODS", "Method", "check_method", "method_for"]
 

@@ -37,6 +37,11 @@ class Method:
     exhausted_reason: ClassVar[str] = "run_cap reached"
     #: the sweep finishes as soon as its last trial finishes (no agent has to ask again)
     finishes_when_drained: ClassVar[bool] = False
+    #: the ``scheduler.engine`` values this method runs under (W&B: engine wandb runs grid,
+    #: bayes and random; expctl's engine optuna runs custom)
+    engines: ClassVar[tuple[str, ...]] = ("wandb",)
+    #: whether a file may give several objectives (``metrics:``; W&B: only method custom)
+    multi_objective: ClassVar[bool] = False
 
     def __init__(self, spec: SweepSpec):
         self.spec = spec
@@ -65,6 +70,11 @@ class Method:
     def points_to_enqueue(self) -> list[dict[str, Any]]:
         """The points queued as trials when the sweep is created, in the order they run."""
         return []
+
+    def cloud_problem(self) -> str | None:
+        """Why W&B's server cannot run this sweep with the installed wandb (``--backend
+        wandb``), or None: the file is then handed over unchanged."""
+        return None
 
     # -- claiming ---------------------------------------------------------------------------
 

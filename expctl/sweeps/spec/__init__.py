@@ -19,7 +19,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from expctl.errors import Problems, SpecError, did_you_mean
 from expctl.sweeps.methods import METHODS, check_method
@@ -39,6 +39,7 @@ from expctl.sweeps.spec.metric import (
     Metric,
     parse_early_terminate,
     parse_metric,
+    parse_metrics,
 )
 from expctl.sweeps.spec.overrides import render_value, to_overrides
 from expctl.sweeps.spec.parameters import (
@@ -48,6 +49,7 @@ from expctl.sweeps.spec.parameters import (
     parse_parameters,
 )
 from expctl.sweeps.spec.problems import is_int, sweep_problems
+from expctl.sweeps.spec.scheduler import Scheduler, objectives_problems, parse_scheduler
 from expctl.sweeps.spec.yaml import load_yaml
 
 __all__ = [
@@ -64,6 +66,7 @@ __all__ = [
     "EarlyTerminate",
     "Metric",
     "Parameter",
+    "Scheduler",
     "SweepSpec",
     "config_groups",
     "config_problems",
@@ -95,7 +98,7 @@ TOP_LEVEL_KEYS = (
     "parameters",
 )
 # Accepted for compatibility with W&B files but without effect on expctl's engine.
-IGNORED_KEYS = ("apiVersion", "kind", "controller", "job", "image_uri", "scheduler", "metrics")
+IGNORED_KEYS = ("apiVersion", "kind", "controller", "job", "image_uri")
 # The macros W&B's agent substitutes, in its documented order (one list:
 # expctl.sweeps.program.macros).
 MACROS = MACRO_NAMES
@@ -110,6 +113,8 @@ class SweepSpec:
     method: str
     parameters: tuple[Parameter, ...]
     metric: Metric | None = None
+    metrics: tuple[Metric, ...] = ()  # `metrics:`, a multi-objective sweep (method: custom)
+    scheduler: Scheduler | None = None
     early_terminate: EarlyTerminate | None = None
     run_cap: int | None = None
     program: str | None = None
@@ -121,6 +126,20 @@ class SweepSpec:
     raw: dict[str, Any] = field(default_factory=dict, compare=False, repr=False)
     source: str = "<sweep>"
     warnings: tuple[str, ...] = ()
+
+    @property
+    def objectives(self) -> tuple[Metric, ...]:
+        """What the sweep optimises: every entry of ``metrics``, else ``metric``, else nothing."""
+        return self.metrics or ((self.metric,) if self.metric else ())
+
+    @property
+    def multi_objective(self) -> bool:
+        return len(self.objectives) > 1
+
+    @property
+    def directions(self) -> list[Literal["minimize", "maximize"]]:
+        """The Optuna study's directions, one per objective (W&B's default goal: minimize)."""
+        return ["maximize" if m.maximize else "minimize" for m in self.objectives] or ["minimize"]
 
     def parameter(self, name: str) -> Parameter:
         return next(p for p in self.parameters if p.name == name)
@@ -190,6 +209,9 @@ def parse_spec(
     _top_level_keys(data, problems)
     method = _method(data, problems)
     metric = parse_metric(data.get("metric"), problems) if "metric" in data else None
+    metrics = parse_metrics(data["metrics"], problems) if "metrics" in data else ()
+    objectives_problems(data, method, problems)
+    scheduler = parse_scheduler(data, method, problems)
     early = (
         parse_early_terminate(data["early_terminate"], problems)
         if data.get("early_terminate") is not None
@@ -201,9 +223,14 @@ def parse_spec(
         if "command" in data
         else None
     )
-    parameters = _parameters(data, problems, runs_own=bool(strings["program"] or command))
+    defined_by_run = bool(scheduler and scheduler.search_space)  # W&B: parameters optional
+    parameters = _parameters(
+        data, problems, runs_own=bool(strings["program"] or command) or defined_by_run
+    )
     run_cap = _run_cap(data, problems)
-    _method_needs(method, parameters, metric, early, data, problems)
+    _method_needs(
+        method, parameters, metric or (metrics[0] if metrics else None), early, data, problems
+    )
     hint = None
     if config is not None and not strings["program"] and command is None and parameters:
         n = len(problems.items)
@@ -211,6 +238,8 @@ def parse_spec(
         parameter_problems = len(problems.items) > n
         if metric is not None:
             trainer_metric_problem(metric.name, keys, problems)
+        for i, objective in enumerate(metrics):
+            trainer_metric_problem(objective.name, keys, problems, f"metrics[{i}].name")
         if parameter_problems:
             hint = (
                 "parameters are overrides of the project config (--config-dir/--config-name); "
@@ -222,6 +251,8 @@ def parse_spec(
         method=method or "random",
         parameters=tuple(sorted(parameters, key=lambda p: p.name)),
         metric=metric,
+        metrics=metrics,
+        scheduler=scheduler,
         early_terminate=early,
         run_cap=run_cap,
         program=strings["program"],
@@ -297,7 +328,13 @@ def _method_needs(
     """What a method or hyperband needs of the rest of the file."""
     if method is not None:
         METHODS[method].spec_problems(parameters, metric, data, problems)
-    if metric is None and early is not None:
+    if early is not None and "metrics" in data and "scheduler" not in data:
+        problems.add(
+            "early_terminate",
+            "hyperband early termination judges one `metric`; a multi-objective sweep "
+            "(`metrics`) cannot use it",
+        )
+    elif metric is None and early is not None:
         problems.add("early_terminate", "hyperband early termination needs a `metric`")
 
 

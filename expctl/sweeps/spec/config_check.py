@@ -76,7 +76,9 @@ def config_problems(
     return composed
 
 
-def trainer_metric_problem(metric: str, keys: set[str], problems: Problems) -> None:
+def trainer_metric_problem(
+    metric: str, keys: set[str], problems: Problems, path: str = "metric.name"
+) -> None:
     """A trainer sweep's ``metric.name`` must be a metric expctl's trainer logs: otherwise every
     trial would train to the end and then fail with "metric never logged".
 
@@ -89,7 +91,7 @@ def trainer_metric_problem(metric: str, keys: set[str], problems: Problems) -> N
         return
     guess = did_you_mean_hint(metric, LOGGED_METRICS)
     problems.add(
-        "metric.name",
+        path,
         f"{metric!r} is not a metric expctl's trainer logs ({guess}it logs: "
         f"{', '.join(sorted(LOGGED_METRICS))}); give `program:` to run your own script",
     )

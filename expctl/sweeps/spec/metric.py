@@ -62,30 +62,61 @@ class EarlyTerminate:
         return bands
 
 
-def parse_metric(raw: Any, problems: Problems) -> Metric | None:
+def parse_metric(raw: Any, problems: Problems, path: str = "metric") -> Metric | None:
+    """``metric:`` (or one entry of ``metrics:``, at ``path``) as a :class:`Metric`."""
     if not isinstance(raw, dict):
-        problems.add("metric", "must be a mapping with `name` and `goal`")
+        problems.add(path, "must be a mapping with `name` and `goal`")
         return None
-    problems.unknown_keys("metric", raw, METRIC_KEYS)
+    problems.unknown_keys(path, raw, METRIC_KEYS)
     name = raw.get("name")
     if not isinstance(name, str) or not name:
         problems.add(
-            "metric.name", "missing: the name of the logged metric to optimise, e.g. val_loss"
+            f"{path}.name", "missing: the name of the logged metric to optimise, e.g. val_loss"
         )
         name = None
     goal = raw.get("goal", "minimize")
     if goal not in GOALS:
-        problems.bad_choice("metric.goal", "goal", goal, GOALS)
+        problems.bad_choice(f"{path}.goal", "goal", goal, GOALS)
         goal = "minimize"
     target = raw.get("target")
     if target is not None and not (is_number(target) and math.isfinite(target)):
-        problems.add("metric.target", f"must be a finite number, got {target!r}")
+        problems.add(f"{path}.target", f"must be a finite number, got {target!r}")
         target = None
     if "impute" in raw and raw["impute"] not in ("latest", "best", "worst"):
-        problems.bad_choice("metric.impute", "impute", raw["impute"], ("latest", "best", "worst"))
+        problems.bad_choice(f"{path}.impute", "impute", raw["impute"], ("latest", "best", "worst"))
     if name is None:
         return None
     return Metric(name=name, goal=goal, target=float(target) if target is not None else None)
+
+
+def parse_metrics(raw: Any, problems: Problems) -> tuple[Metric, ...]:
+    """``metrics:`` (W&B's multi-objective list, wandb/sweeps#135): at least 2 metric objects,
+    each the same object as ``metric:``. Two entries naming one metric are refused (W&B does
+    not check it; the front of a metric against itself is one point)."""
+    if not isinstance(raw, list):
+        problems.add("metrics", "must be a list of at least 2 metric objects ({name, goal})")
+        return ()
+    if len(raw) < 2:
+        problems.add(
+            "metrics",
+            f"needs at least 2 metric objects, got {len(raw)} (one objective: use `metric:`)",
+        )
+    metrics: list[Metric] = []
+    seen: dict[str, int] = {}
+    for i, item in enumerate(raw):
+        metric = parse_metric(item, problems, f"metrics[{i}]")
+        if metric is None:
+            continue
+        if metric.name in seen:
+            problems.add(
+                f"metrics[{i}].name",
+                f"{metric.name!r} is already objective {seen[metric.name]}; each objective "
+                "names a different metric",
+            )
+            continue
+        seen[metric.name] = i
+        metrics.append(metric)
+    return tuple(metrics)
 
 
 def parse_early_terminate(raw: Any, problems: Problems) -> EarlyTerminate | None:
