@@ -368,3 +368,27 @@ def test_a_first_listing_read_by_worker_processes_is_the_same(tmp_path, index_di
     assert runs is None and len(rows) == 50  # read by the workers
     _settle(monkeypatch)
     _same(root)
+
+
+def test_artifact_consumers_come_through_the_index_and_stay_fresh(tmp_path, index_dir, monkeypatch):
+    """`artifacts show`'s consumers (runs initialised from a version) are found through the
+    index's init_from columns: a consumer written after the index was built is found too."""
+    from types import SimpleNamespace
+
+    from expctl.runs.lineage import find_consumers
+
+    root = tmp_path / "runs"
+    dirs = _tree(root, 30)
+    version = SimpleNamespace(ref="model:v3", files=[SimpleNamespace(sha256="ab" * 32)])
+
+    def consume(run_dir: Path, init: dict) -> None:
+        summary = json.loads((run_dir / "summary.json").read_text())
+        atomic_write_json(run_dir / "summary.json", {**summary, "init_from": init})
+
+    consume(dirs[4], {"version": "model:v3", "path": "x"})
+    _settle(monkeypatch)
+    assert [Path(c.run_dir) for c in find_consumers(version, root, [])] == [dirs[4]]
+    consume(dirs[9], {"sha256": "ab" * 32})  # a pulled copy of the version's file
+    consume(dirs[11], {"version": "model:v2"})  # another version: not a consumer
+    found = {Path(c.run_dir) for c in find_consumers(version, root, [])}
+    assert found == {dirs[4], dirs[9]}

@@ -54,6 +54,7 @@ SETTLE_NS = 2_000_000_000
 ROW_FIELDS = (
     *("id", "name", "status", "kind", "device", "started_at", "ended_at", "duration_s"),
     *("sweep_id", "sort_key", "tags", "notes"),
+    *("init_version", "init_sha256"),  # what the run was initialised from (artifact lineage)
 )
 # {row: [note, ...]} of runs whose record files were refused as unsafe (few: kept sparse)
 REFUSED = "refused"
@@ -119,6 +120,18 @@ def _row_values(run: RunInfo) -> dict[str, Any]:
         "sort_key": run.sort_key,
         "tags": run.labels.tags,
         "notes": run.labels.notes,
+        **init_source(run.summary),
+    }
+
+
+def init_source(summary: dict[str, Any]) -> dict[str, str | None]:
+    """The artifact version ref and file digest a run was initialised from (``init_from``)."""
+    init = summary.get("init_from") if isinstance(summary, dict) else None
+    init = init if isinstance(init, dict) else {}
+    version, sha = init.get("version"), init.get("sha256")
+    return {
+        "init_version": version if isinstance(version, str) else None,
+        "init_sha256": sha if isinstance(sha, str) else None,
     }
 
 
