@@ -21,7 +21,12 @@ What is compared (like with like):
   if W&B was not up by then, the output says so. Timestamps come from an epoch-end callback
   (expctl) and the same point of the plain loop;
 * **whole run**: ``train()`` call → return against the plain loop's build + fit: one-off costs
-  included (building, W&B start and finish, the final checkpoint files).
+  included (building, W&B start and finish, the final checkpoint files);
+* **end of run**: from the last epoch's end (its callback) to ``train()`` returning — the final
+  ``last.pt`` and top-k files, W&B's checkpoint artifact and finish, publishing to the local
+  artifact store (``artifact.publish``, on as in the example config; ``--no-publish``), the
+  summary, the provenance join — in milliseconds and as a share of the whole ``train()`` call.
+  The goal: ≤ 10 % of a 1-second run (``--epochs 12 --skip 4`` makes runs of about 1 s here).
 
 Runs alternate (plain, expctl, expctl, plain, ...) so machine noise hits both alike; ratios are
 of medians, with the spread of the per-pair ratios. CPU-time rates are printed too (this
@@ -30,6 +35,8 @@ wall-clock rates swing 2× between runs while CPU time swings less.
 
     python benchmarks/trainer_overhead.py                # ~1.5 min on 2 shared cores
     python benchmarks/trainer_overhead.py --hidden 128 --repeats 11
+    python benchmarks/trainer_overhead.py --epochs 12 --skip 4 --repeats 5   # ~1 s runs: end of run
+    python benchmarks/trainer_overhead.py --epochs 12 --skip 4 --wandb disabled --logger csv
     python benchmarks/trainer_overhead.py --device cuda --precision bf16 --hidden 4096,4096
     PYTHONPATH=/tmp/lightning_pkgs python benchmarks/trainer_overhead.py --lightning
 
@@ -78,6 +85,10 @@ class Timed:
 
     def total(self, index: int) -> float:
         return self.end[index] - self.start[index]
+
+    def end_of_run(self) -> float:
+        """Wall seconds from the last epoch's end to the return."""
+        return self.end[0] - self.epochs[-1][0]
 
 
 def mlp(hidden: list[int], features: int = 64) -> Any:
@@ -192,8 +203,26 @@ def _autocast(setup: Setup) -> Callable[[], Any]:
     return contextlib.nullcontext
 
 
-def expctl_loop(configs: Path, setup: Setup, seed: int, work: Path, wandb: str) -> Timed:
-    """expctl's train(): every record, W&B as ``wandb`` says; clocks from an epoch callback."""
+@dataclass(frozen=True)
+class Tracking:
+    """What expctl's runs log to and publish (the example config's defaults, or as asked)."""
+
+    wandb: str = "offline"  # offline | disabled
+    logger: str = "wandb"  # the logger config group: wandb | csv | tensorboard | ...
+    publish: bool = True  # artifact.publish (into a store under the benchmark's temp dir)
+
+    def overrides(self) -> tuple[str, ...]:
+        return (f"wandb.mode={self.wandb}", f"logger={self.logger}",
+                f"artifact.publish={str(self.publish).lower()}")  # fmt: skip
+
+    def label(self) -> str:
+        others = "" if self.logger == "wandb" else f", logger={self.logger}"
+        published = ", published" if self.publish else ""
+        return f"expctl (W&B {self.wandb}{others}, record, ckpts{published})"
+
+
+def expctl_loop(configs: Path, setup: Setup, seed: int, work: Path, tracking: Tracking) -> Timed:
+    """expctl's train(): every record, tracking as asked; clocks from an epoch callback."""
     from expctl.config import ConfigSource, compose_config
     from expctl.train import train
 
@@ -206,8 +235,7 @@ def expctl_loop(configs: Path, setup: Setup, seed: int, work: Path, wandb: str) 
         "trainer.num_threads=1",
         f"trainer.device={setup.device}",
         f"trainer.precision={setup.precision}",
-        "artifact.publish=false",
-        f"wandb.mode={wandb}",
+        *tracking.overrides(),
     )
     cfg = compose_config(ConfigSource(configs, "config", overrides))
     run_dir = Path(tempfile.mkdtemp(dir=work))
@@ -292,7 +320,9 @@ def example_project(hidden: list[int]) -> Iterator[tuple[Path, Path]]:
     configs = work / "configs"
     shutil.copytree(REPO / "configs", configs)
     write_model_config(configs, hidden)
-    os.environ.update(WANDB_SILENT="true", WANDB_CONSOLE="off")
+    os.environ.update(
+        WANDB_SILENT="true", WANDB_CONSOLE="off", EXPCTL_ARTIFACTS=str(work / "store")
+    )
     for name in ("WANDB_MODE", "WANDB_DIR"):  # W&B's files go into each run's directory
         os.environ.pop(name, None)
     try:
@@ -318,6 +348,12 @@ def report(plain: list[Timed], ours: list[Timed], skip: int, label: str) -> None
           f"train() {statistics.median(mine_total):.3f} s   speed ratio "
           f"{statistics.median(base_total) / statistics.median(mine_total):.2f} "
           f"(per-pair {spread(ratios)})")  # fmt: skip
+    ends = [o.end_of_run() for o in ours]
+    shares = [o.end_of_run() / o.total(0) for o in ours]
+    print(f"end of run, wall  last epoch's end → train() return {1000 * statistics.median(ends):.0f} ms"
+          f" = {100 * statistics.median(shares):.1f} % of train() "
+          f"(per-run {', '.join(f'{1000 * e:.0f}' for e in sorted(ends))} ms; "
+          f"train() {statistics.median(mine_total):.2f} s)")  # fmt: skip
 
 
 def main() -> None:
@@ -332,6 +368,10 @@ def main() -> None:
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--precision", default="32", choices=["32", "bf16"])
     parser.add_argument("--wandb", default="offline", choices=["offline", "disabled"])
+    parser.add_argument(
+        "--logger", default="wandb", help="the logger group (csv, tensorboard, ...)"
+    )
+    parser.add_argument("--no-publish", action="store_true", help="artifact.publish=false")
     parser.add_argument("--ddp", action="store_true",
                         help="instead of expctl: the plain loop in DDP, 1 process (nccl on CUDA)")  # fmt: skip
     parser.add_argument("--lightning", action="store_true", help="also time Lightning")
@@ -341,7 +381,8 @@ def main() -> None:
     features = args.features if args.samples else 64
     setup = Setup(hidden, args.epochs, args.batch_size, args.device, args.precision,
                   args.samples, features)  # fmt: skip
-    label = "plain in DDP (1 process)" if args.ddp else f"expctl (W&B {args.wandb}, record, ckpts)"
+    tracking = Tracking(args.wandb, args.logger, not args.no_publish)
+    label = "plain in DDP (1 process)" if args.ddp else tracking.label()
 
     import torch
 
@@ -351,7 +392,7 @@ def main() -> None:
         def other(run_setup: Setup, seed: int) -> Timed:
             if args.ddp:
                 return plain_loop(dataclasses.replace(run_setup, ddp=True), seed)
-            return expctl_loop(configs, run_setup, seed, work, args.wandb)
+            return expctl_loop(configs, run_setup, seed, work, tracking)
 
         plain_loop(setup.shrunk(2), 0)  # warm-up: imports, the first wandb.init, allocators
         other(setup.shrunk(2), 0)
@@ -376,7 +417,8 @@ def main() -> None:
           f"precision {args.precision}, 1 thread, {args.repeats} interleaved repeats; loop rows: "
           f"epochs {args.skip + 1}-{args.epochs} of both, validation included")  # fmt: skip
     late = [o.wandb_up_at for o in ours]
-    if not args.ddp and args.wandb != "disabled" and any(u is None or u > args.skip for u in late):
+    uses_wandb = args.wandb != "disabled" and "wandb" in args.logger
+    if not args.ddp and uses_wandb and any(u is None or u > args.skip for u in late):
         print(f"note: W&B had opened its run only by epoch {late}: raise --skip")
     report(plain, ours, args.skip, label)
     if light:

@@ -71,9 +71,32 @@ def start_trackers(
     where every local backend writes; ``git`` is called on the helper thread (W&B's git fields).
     Only W&B disabled (or nothing chosen) → the NullTracker: no thread, no import.
     """
-    from expctl.trackers.wandb import active_wandb_run, resolve_mode, start_tracker
     from expctl.tracking_background import BackgroundTracker
 
+    check_choice(loggers)
+    starts, expected = _planned_starts(
+        loggers,
+        run_name=run_name,
+        config=config,
+        run_ids=dict(run_ids or {}),
+        group=group,
+        directory=directory,
+        git=git,
+    )
+    if not starts:
+        return NullTracker()
+
+    def start_all() -> Tracker:
+        from expctl.trackers.multi import MultiTracker
+
+        members = [_guarded_start(name, start, expected) for name, start in starts]
+        return members[0] if len(members) == 1 else MultiTracker(members)
+
+    return BackgroundTracker(start_all, expected)
+
+
+def check_choice(loggers: Mapping[str, Any]) -> None:
+    """Every chosen backend is known and its package installed (a ConfigError otherwise)."""
     unknown = [name for name in loggers if name not in BACKENDS]
     if unknown:
         raise ConfigError(
@@ -82,9 +105,24 @@ def start_trackers(
             where=f"logger.{unknown[0]}",
         )
     check_available(loggers)
-    ids = dict(run_ids or {})
+
+
+def _planned_starts(
+    loggers: Mapping[str, Mapping[str, Any] | None],
+    *,
+    run_name: str,
+    config: Mapping[str, Any],
+    run_ids: dict[str, str | None],
+    group: str | None,
+    directory: Path | None,
+    git: Callable[[], Mapping[str, str]] | None,
+) -> tuple[list[tuple[str, Callable[[], Tracker]]], str]:
+    """How to start each backend (on the helper thread), in order, and W&B's mode as far as
+    it is known before it starts (a bad mode is an error now; ``disabled`` starts nothing)."""
+    from expctl.trackers.wandb import active_wandb_run, resolve_mode, start_tracker
+
     starts: list[tuple[str, Callable[[], Tracker]]] = []
-    expected = "disabled"  # W&B's mode as far as it is known before it starts
+    expected = "disabled"
     for name, raw in loggers.items():
         settings = dict(raw or {})
         if name == "wandb":
@@ -102,7 +140,7 @@ def start_trackers(
                     settings,
                     run_name=run_name,
                     config=config,
-                    run_id=ids.get("wandb"),
+                    run_id=run_ids.get("wandb"),
                     group=group,
                     directory=directory,
                     git=git() if git is not None else None,
@@ -114,20 +152,11 @@ def start_trackers(
                 (
                     name,
                     lambda name=name, settings=settings: _start_one(  # type: ignore[misc]
-                        name, settings, run_name, config, directory, ids.get(name), group
+                        name, settings, run_name, config, directory, run_ids.get(name), group
                     ),
                 )
             )
-    if not starts:
-        return NullTracker()
-
-    def start_all() -> Tracker:
-        from expctl.trackers.multi import MultiTracker
-
-        members = [_guarded_start(name, start, expected) for name, start in starts]
-        return members[0] if len(members) == 1 else MultiTracker(members)
-
-    return BackgroundTracker(start_all, expected)
+    return starts, expected
 
 
 def _start_one(
