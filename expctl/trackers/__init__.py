@@ -23,7 +23,10 @@ Adding a backend: a module with a ``start_<name>(settings, ...)`` returning a
 
 from __future__ import annotations
 
+import contextlib
 import importlib.util
+import sys
+import threading
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
@@ -93,6 +96,27 @@ def start_trackers(
         return members[0] if len(members) == 1 else MultiTracker(members)
 
     return BackgroundTracker(start_all, expected)
+
+
+def warm_up(loggers: Mapping[str, Mapping[str, Any] | None]) -> None:
+    """Import wandb on a helper thread now when it will start (a W&B logger not disabled): the
+    import is most of W&B's start-up (~1 s), which a short run's end would otherwise wait for.
+    Called as a run starts, before its model is built; never raises, never opens a run."""
+    from expctl.trackers.wandb import active_wandb_run, resolve_mode
+
+    if "wandb" not in loggers or active_wandb_run() is not None or "wandb" in sys.modules:
+        return
+    try:
+        if resolve_mode((loggers["wandb"] or {}).get("mode")) == "disabled":
+            return
+    except ConfigError:
+        return  # start_trackers reports it
+    threading.Thread(target=_import_wandb, name="expctl-wandb-import", daemon=True).start()
+
+
+def _import_wandb() -> None:
+    with contextlib.suppress(Exception):
+        import wandb  # noqa: F401
 
 
 def check_choice(loggers: Mapping[str, Any]) -> None:

@@ -34,6 +34,7 @@ from omegaconf import DictConfig
 from expctl import signals
 from expctl.rundir import create_run_dir
 from expctl.status import RunStatus
+from expctl.trackers import warm_up
 from expctl.train.batches import make_batches
 from expctl.train.build import build_components
 from expctl.train.checkpoint_state import (
@@ -162,6 +163,8 @@ class _Run:
         self.config_name: str | None = None  # summary.json's config_name (run --like)
         self.pos = Position()
         self.key_names: dict[str, str] = {}  # resolved key -> the key the user wrote
+        if self.group.is_main:
+            warm_up(settings.loggers)  # W&B's import overlaps the setup
 
     # -- setup ------------------------------------------------------------------------------------
 
@@ -221,15 +224,7 @@ class _Run:
         else:
             self.record.write_config(self.config)
             self.outcome.overrides = self.record.write_overrides(overrides)
-        self.rows = Rows(
-            meters=self.meters,
-            group=group,
-            pos=self.pos,
-            optimizer=self.parts.optimizer,
-            record=self.record,
-            outcome=self.outcome,
-            sink=self.sink,
-        )
+        self.rows = Rows(self.meters, self.parts.optimizer, self.outcome)
         self.outcome.sweep = sweep or self.outcome.sweep  # a resumed trial stays its sweep's
         self.outcome.config_name = self.config_name or self.outcome.config_name
         self.outcome.record_start()

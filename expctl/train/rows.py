@@ -24,22 +24,16 @@ from expctl.train.record import RunRecord
 
 
 class Rows:
-    """Builds and sends a run's rows; ``meters``, ``pos``, ``record``, ``outcome`` and ``sink``
-    are the loop's own objects, ``optimizer`` the one whose learning rate is logged."""
+    """Builds and sends a run's rows: ``meters`` are the loop's, ``optimizer`` the one whose
+    learning rate is logged; the run's ``outcome`` holds the rest (position, record, progress
+    display, history, trackers)."""
 
-    def __init__(
-        self,
-        *,
-        meters: Meters,
-        group: Group,
-        pos: Position,
-        optimizer: Any,
-        record: RunRecord,
-        outcome: Outcome,
-        sink: ProgressSink,
-    ):
-        self.meters, self.group, self.pos, self.optimizer = meters, group, pos, optimizer
-        self.record, self.outcome, self.sink = record, outcome, sink
+    def __init__(self, meters: Meters, optimizer: Any, outcome: Outcome):
+        self.meters, self.optimizer, self.outcome = meters, optimizer, outcome
+        self.group: Group = outcome.group
+        self.pos: Position = outcome.pos
+        self.record: RunRecord = outcome.record
+        self.sink: ProgressSink = outcome.sink
 
     def interval(self) -> None:
         """Log the interval that ends at this step and start the next one."""
