@@ -74,8 +74,10 @@ class RunTrackers:
         if tracker is None:
             return [], None
         notes = tracker.notes
-        fresh = list(notes[self._notes_seen :])
-        self._notes_seen = len(notes)
+        fresh: list[str] = []
+        if len(notes) > self._notes_seen:
+            fresh = list(notes[self._notes_seen :])
+            self._notes_seen = len(notes)
         opened = None
         if not self._announced and tracker.path is not None:
             self._announced = True
