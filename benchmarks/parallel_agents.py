@@ -3,7 +3,7 @@
 A grid sweep of the example trainer (8 points, the bundled configs) run by 2 agent processes
 at once, against the baseline of 1 agent running the same 8 trials one after another, on the
 same machine in the same run (interleaved, medians). With ``trainer.num_threads: auto`` each
-trainer takes its share of the CPUs it is allotted (expctl.train.host_share), so on 2 cores the
+trainer takes its share of the CPUs it is allotted (expctl.host_share), so on 2 cores the
 2 agents should finish no later than the 1 agent: ratio (2 agents / 1 agent wall) ≤ 1.0.
 
     python benchmarks/parallel_agents.py              # ~2 minutes on 2 cores

@@ -21,7 +21,14 @@ What is compared (like with like):
   if W&B was not up by then, the output says so. Timestamps come from an epoch-end callback
   (expctl) and the same point of the plain loop;
 * **whole run**: ``train()`` call → return against the plain loop's build + fit: one-off costs
-  included (building, W&B start and finish, the final checkpoint files).
+  included (building, W&B start and finish, the final checkpoint files);
+* **end of run**: from the last epoch's end (its callback) to ``train()`` returning — the final
+  ``last.pt`` and top-k files, W&B's checkpoint artifact and finish, publishing to the local
+  artifact store (``artifact.publish``, on as in the example config; ``--no-publish``), the
+  summary, the provenance join — in milliseconds and as a share of the whole ``train()`` call.
+  The goal: ≤ 10 % of a 1-second run (``--epochs 12 --skip 4`` makes runs of about 1 s here).
+  ``--fresh N`` adds the same figure for N runs each in a new process (as ``expctl run`` or a
+  SLURM task gets it: there W&B is still starting when a short run ends, and the end waits);
 
 Runs alternate (plain, expctl, expctl, plain, ...) so machine noise hits both alike; ratios are
 of medians, with the spread of the per-pair ratios. CPU-time rates are printed too (this
@@ -30,6 +37,8 @@ wall-clock rates swing 2× between runs while CPU time swings less.
 
     python benchmarks/trainer_overhead.py                # ~1.5 min on 2 shared cores
     python benchmarks/trainer_overhead.py --hidden 128 --repeats 11
+    python benchmarks/trainer_overhead.py --epochs 12 --skip 4 --repeats 5 --fresh 5  # ~1 s runs
+    python benchmarks/trainer_overhead.py --epochs 12 --skip 4 --wandb disabled --logger csv
     python benchmarks/trainer_overhead.py --device cuda --precision bf16 --hidden 4096,4096
     PYTHONPATH=/tmp/lightning_pkgs python benchmarks/trainer_overhead.py --lightning
 
@@ -78,6 +87,10 @@ class Timed:
 
     def total(self, index: int) -> float:
         return self.end[index] - self.start[index]
+
+    def end_of_run(self, index: int = 0) -> float:
+        """Seconds (wall: index 0, CPU: 1) from the last epoch's end to the return."""
+        return self.end[index] - self.epochs[-1][index]
 
 
 def mlp(hidden: list[int], features: int = 64) -> Any:
@@ -192,12 +205,26 @@ def _autocast(setup: Setup) -> Callable[[], Any]:
     return contextlib.nullcontext
 
 
-def expctl_loop(configs: Path, setup: Setup, seed: int, work: Path, wandb: str) -> Timed:
-    """expctl's train(): every record, W&B as ``wandb`` says; clocks from an epoch callback."""
-    from expctl.config import ConfigSource, compose_config
-    from expctl.train import train
+@dataclass(frozen=True)
+class Tracking:
+    """What expctl's runs log to and publish (the example config's defaults, or as asked)."""
 
-    overrides = (
+    wandb: str = "offline"  # offline | disabled
+    logger: str = "wandb"  # the logger config group: wandb | csv | tensorboard | ...
+    publish: bool = True  # artifact.publish (into a store under the benchmark's temp dir)
+
+    def overrides(self) -> tuple[str, ...]:
+        return (f"wandb.mode={self.wandb}", f"logger={self.logger}",
+                f"artifact.publish={str(self.publish).lower()}")  # fmt: skip
+
+    def label(self) -> str:
+        others = "" if self.logger == "wandb" else f", logger={self.logger}"
+        published = ", published" if self.publish else ""
+        return f"expctl (W&B {self.wandb}{others}, record, ckpts{published})"
+
+
+def expctl_overrides(setup: Setup, seed: int, tracking: Tracking) -> tuple[str, ...]:
+    return (
         *setup.overrides(),
         "model=bench",
         f"trainer.epochs={setup.epochs}",
@@ -206,9 +233,16 @@ def expctl_loop(configs: Path, setup: Setup, seed: int, work: Path, wandb: str) 
         "trainer.num_threads=1",
         f"trainer.device={setup.device}",
         f"trainer.precision={setup.precision}",
-        "artifact.publish=false",
-        f"wandb.mode={wandb}",
+        *tracking.overrides(),
     )
+
+
+def expctl_loop(configs: Path, setup: Setup, seed: int, work: Path, tracking: Tracking) -> Timed:
+    """expctl's train(): every record, tracking as asked; clocks from an epoch callback."""
+    from expctl.config import ConfigSource, compose_config
+    from expctl.train import train
+
+    overrides = expctl_overrides(setup, seed, tracking)
     cfg = compose_config(ConfigSource(configs, "config", overrides))
     run_dir = Path(tempfile.mkdtemp(dir=work))
     epochs: list[Clock] = []
@@ -226,6 +260,47 @@ def expctl_loop(configs: Path, setup: Setup, seed: int, work: Path, wandb: str) 
     end = clock()
     steps = int(result.final_metrics["step"])
     return Timed(start, epochs, end, steps // setup.epochs, up[0] if up else None)
+
+
+FRESH_RUN = """
+import json, sys, time
+from pathlib import Path
+from expctl.config import ConfigSource, compose_config
+from expctl.train import train
+configs, run_dir, *overrides = sys.argv[1:]
+cfg = compose_config(ConfigSource(Path(configs), "config", tuple(overrides)))
+ends = []
+def at_epoch_end(epoch, metrics):
+    ends.append(time.perf_counter())
+    return False
+start = time.perf_counter()
+train(cfg, run_dir=Path(run_dir), callbacks=[at_epoch_end])
+stop = time.perf_counter()
+print(json.dumps({"train_s": stop - start, "end_s": stop - ends[-1]}))
+"""
+
+
+def fresh_runs(configs: Path, setup: Setup, work: Path, tracking: Tracking, n: int) -> None:
+    """The end of a run in a new process each time (as ``expctl run`` or a SLURM task gets it:
+    W&B starts while the run trains, and the end waits for whatever of it is left)."""
+    import json
+    import subprocess
+
+    ends, totals = [], []
+    for seed in range(n):
+        overrides = expctl_overrides(setup.shrunk(setup.epochs), seed, tracking)
+        run_dir = tempfile.mkdtemp(dir=work)
+        out = subprocess.run(
+            [sys.executable, "-c", FRESH_RUN, str(configs), run_dir, *overrides],
+            capture_output=True, text=True, check=True, env={**os.environ, "PYTHONPATH": str(REPO)},
+        ).stdout  # fmt: skip
+        timed = json.loads(out.strip().splitlines()[-1])
+        ends.append(timed["end_s"])
+        totals.append(timed["train_s"])
+    print(f"end of run, fresh process  {1000 * statistics.median(ends):.0f} ms = "
+          f"{100 * statistics.median(e / t for e, t in zip(ends, totals, strict=True)):.1f} % of "
+          f"train() (per-run {', '.join(f'{1000 * e:.0f}' for e in sorted(ends))} ms; train() "
+          f"{statistics.median(totals):.2f} s; {n} processes)")  # fmt: skip
 
 
 def lightning_fit(setup: Setup, seed: int, work: Path) -> float | None:
@@ -292,7 +367,9 @@ def example_project(hidden: list[int]) -> Iterator[tuple[Path, Path]]:
     configs = work / "configs"
     shutil.copytree(REPO / "configs", configs)
     write_model_config(configs, hidden)
-    os.environ.update(WANDB_SILENT="true", WANDB_CONSOLE="off")
+    os.environ.update(
+        WANDB_SILENT="true", WANDB_CONSOLE="off", EXPCTL_ARTIFACTS=str(work / "store")
+    )
     for name in ("WANDB_MODE", "WANDB_DIR"):  # W&B's files go into each run's directory
         os.environ.pop(name, None)
     try:
@@ -318,6 +395,13 @@ def report(plain: list[Timed], ours: list[Timed], skip: int, label: str) -> None
           f"train() {statistics.median(mine_total):.3f} s   speed ratio "
           f"{statistics.median(base_total) / statistics.median(mine_total):.2f} "
           f"(per-pair {spread(ratios)})")  # fmt: skip
+    ends = [o.end_of_run() for o in ours]
+    shares = [o.end_of_run() / o.total(0) for o in ours]
+    cpu = statistics.median(o.end_of_run(1) for o in ours)
+    print(f"end of run, wall  last epoch's end → train() return {1000 * statistics.median(ends):.0f} ms"
+          f" = {100 * statistics.median(shares):.1f} % of train() "
+          f"(per-run {', '.join(f'{1000 * e:.0f}' for e in sorted(ends))} ms; "
+          f"train() {statistics.median(mine_total):.2f} s); CPU {1000 * cpu:.0f} ms")  # fmt: skip
 
 
 def main() -> None:
@@ -332,6 +416,12 @@ def main() -> None:
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--precision", default="32", choices=["32", "bf16"])
     parser.add_argument("--wandb", default="offline", choices=["offline", "disabled"])
+    parser.add_argument(
+        "--logger", default="wandb", help="the logger group (csv, tensorboard, ...)"
+    )
+    parser.add_argument("--no-publish", action="store_true", help="artifact.publish=false")
+    parser.add_argument("--fresh", type=int, default=0,
+                        help="also N runs each in a new process: the end of run there")  # fmt: skip
     parser.add_argument("--ddp", action="store_true",
                         help="instead of expctl: the plain loop in DDP, 1 process (nccl on CUDA)")  # fmt: skip
     parser.add_argument("--lightning", action="store_true", help="also time Lightning")
@@ -341,7 +431,8 @@ def main() -> None:
     features = args.features if args.samples else 64
     setup = Setup(hidden, args.epochs, args.batch_size, args.device, args.precision,
                   args.samples, features)  # fmt: skip
-    label = "plain in DDP (1 process)" if args.ddp else f"expctl (W&B {args.wandb}, record, ckpts)"
+    tracking = Tracking(args.wandb, args.logger, not args.no_publish)
+    label = "plain in DDP (1 process)" if args.ddp else tracking.label()
 
     import torch
 
@@ -351,7 +442,7 @@ def main() -> None:
         def other(run_setup: Setup, seed: int) -> Timed:
             if args.ddp:
                 return plain_loop(dataclasses.replace(run_setup, ddp=True), seed)
-            return expctl_loop(configs, run_setup, seed, work, args.wandb)
+            return expctl_loop(configs, run_setup, seed, work, tracking)
 
         plain_loop(setup.shrunk(2), 0)  # warm-up: imports, the first wandb.init, allocators
         other(setup.shrunk(2), 0)
@@ -376,9 +467,13 @@ def main() -> None:
           f"precision {args.precision}, 1 thread, {args.repeats} interleaved repeats; loop rows: "
           f"epochs {args.skip + 1}-{args.epochs} of both, validation included")  # fmt: skip
     late = [o.wandb_up_at for o in ours]
-    if not args.ddp and args.wandb != "disabled" and any(u is None or u > args.skip for u in late):
+    uses_wandb = args.wandb != "disabled" and "wandb" in args.logger
+    if not args.ddp and uses_wandb and any(u is None or u > args.skip for u in late):
         print(f"note: W&B had opened its run only by epoch {late}: raise --skip")
     report(plain, ours, args.skip, label)
+    if args.fresh and not args.ddp:
+        with example_project(hidden) as (configs, work):
+            fresh_runs(configs, setup, work, tracking, args.fresh)
     if light:
         base = statistics.median(p.total(0) for p in plain)
         steps = plain[0].steps_per_epoch * args.epochs

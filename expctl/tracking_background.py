@@ -17,6 +17,8 @@ more). A :class:`BackgroundTracker` makes both asynchronous:
   logging waits for it rather than holding unbounded memory;
 * :meth:`~BackgroundTracker.finish` queues the finish behind everything else and waits for the
   thread: whatever was logged is in the W&B run when it returns.
+  :meth:`~BackgroundTracker.finish_soon` only queues it: the trainer publishes the checkpoints
+  while W&B finishes.
 
 Nothing is lost when W&B fails: a failed start leaves the :class:`~expctl.tracking.NullTracker`
 with its note (said once, as for a synchronous start), a failure mid-run is noted once by the
@@ -58,6 +60,7 @@ class BackgroundTracker:
         self._calls: queue.Queue[_Call] = queue.Queue(maxsize=MAX_QUEUED)
         self._ready = threading.Event()
         self._sync_command: str | None = None
+        self._finish_queued = False
         self._finished = False
         # A daemon: a process that dies of an error never waits for W&B on its way out
         # (wandb's own exit hook still finishes what it opened).
@@ -111,12 +114,19 @@ class BackgroundTracker:
     def summarize(self, values: Mapping[str, float]) -> None:
         self._calls.put(("summarize", (dict(values),)))
 
+    def finish_soon(self, exit_code: int) -> None:
+        """Queue the finish behind every call before it and return at once (the caller does
+        other work meanwhile); :meth:`finish` then waits for it."""
+        if not self._finish_queued:
+            self._finish_queued = True
+            self._calls.put(("finish", (exit_code,)))
+
     def finish(self, exit_code: int) -> str | None:
         """Finish once, after every call queued before; an offline run returns its sync command."""
         if self._finished:
             return None
         self._finished = True
-        self._calls.put(("finish", (exit_code,)))
+        self.finish_soon(exit_code)
         self._thread.join()
         return self._sync_command
 

@@ -41,7 +41,8 @@ def isolated(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
     # wandb keeps process-wide settings (its dir among them) once a run has been opened; tear
     # them down so the next test's runs land in its own WANDB_DIR whatever the test order.
     wandb = sys.modules.get("wandb")
-    if wandb is not None and getattr(wandb, "run", None) is None:
+    # (no teardown while trackers.warm_up's thread is still importing it: no run was opened)
+    if getattr(wandb, "run", None) is None and hasattr(wandb, "teardown"):
         wandb.teardown()
 
 

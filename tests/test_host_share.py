@@ -12,12 +12,12 @@ from pathlib import Path
 
 import pytest
 
+from expctl import host_share
 from expctl.device import cpu_set
-from expctl.train import host_share
 
 HOLDER = """
 import sys, time
-from expctl.train import host_share
+from expctl import host_share
 with host_share.registered({int(c) for c in sys.argv[1].split(",")}):
     print("registered", flush=True)
     time.sleep(60)

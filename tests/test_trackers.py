@@ -250,3 +250,27 @@ def test_a_backend_that_fails_to_start_is_one_note_and_the_others_go_on(tmp_path
     assert "TensorBoard could not start (no space for event files)" in note
     assert [e["mode"] for e in tracker.describe()] == ["failed", "local"]  # type: ignore[attr-defined]
     assert (tmp_path / "metrics.csv").read_text().splitlines() == ["step,loss", "1,1.0"]
+
+
+def test_the_end_of_a_run_publishes_while_the_trackers_finish_on_their_thread(tmp_path):
+    """RunTrackers.finish runs ``meanwhile`` (the trainer's publishing) after the finish is
+    queued, so the end of a run waits for the longer of the two, not for their sum; every row
+    is in the tracker's files when finish returns."""
+    from expctl.trackers.session import RunTrackers
+
+    trackers = RunTrackers({"csv": {}})
+    tracker = trackers.start(
+        is_main=True, run_name="x", config={}, group=None, directory=tmp_path, git=None
+    )
+    tracker.log({"loss": 1.0}, step=1)
+    seen: list[bool] = []
+
+    def publish() -> None:
+        thread = tracker._thread  # type: ignore[attr-defined]
+        thread.join(timeout=60)  # (a guard against a hang, not a timing)
+        seen.append(thread.is_alive())
+
+    trackers.finish(0, {"val_loss": 0.5}, meanwhile=publish)
+    assert seen == [False]  # the tracker had finished while "publishing" waited for it
+    assert (tmp_path / "metrics.csv").read_text().splitlines() == ["step,loss", "1,1.0"]
+    assert [e["backend"] for e in trackers.entries()] == ["csv"]

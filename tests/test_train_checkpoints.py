@@ -11,6 +11,7 @@ import torch
 
 from expctl.errors import ConfigError, NotFoundError, RuntimeFailure
 from expctl.fsutil import atomic_path, atomic_write_json, atomic_write_text
+from expctl.train.checkpoint_state import capture_rng, restore_rng
 from expctl.train.checkpoints import (
     TopK,
     load_checkpoint,
@@ -18,7 +19,6 @@ from expctl.train.checkpoints import (
     save_checkpoint,
     validate_monitor,
 )
-from expctl.train.state import capture_rng, restore_rng
 
 
 def _names(directory: Path) -> set[str]:

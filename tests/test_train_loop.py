@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import signal
+import sys
 import textwrap
 from pathlib import Path
 
@@ -271,7 +272,12 @@ def test_user_code_in_the_project_directory_is_importable(project: Path):
         "+data._target_=mymodels.blobs",
         "+data.batch_size=32",
     )
-    result = train(cfg)
+    try:
+        result = train(cfg)
+    finally:
+        # this project's module only: a later test's project may hold another mymodels.py,
+        # which the target policy must find in that project's directory, not here
+        sys.modules.pop("mymodels", None)
     assert result.status == "completed"
     assert result.final_metrics["val_acc"] > 0.9
 

@@ -73,6 +73,29 @@ def test_disabled_tracking_never_imports_wandb():
     assert out.stdout.strip() == "False"
 
 
+def test_a_run_that_will_start_wandb_imports_it_early_and_only_then():
+    """warm_up (called as train() starts, before the model is built) imports wandb on a helper
+    thread when W&B will start, so a short run's end does not wait for that import; disabled
+    W&B, another logger or a bad mode import nothing and raise nothing (start_trackers says)."""
+    import os
+
+    code = (
+        "import sys, threading\n"
+        "from expctl.trackers import warm_up\n"
+        "warm_up({'wandb': {'mode': 'disabled'}}); warm_up({'csv': {}})\n"
+        "warm_up({'wandb': {'mode': 'sometimes'}})\n"
+        "before = 'wandb' in sys.modules\n"
+        "warm_up({'wandb': {'mode': 'offline'}, 'csv': {}})\n"
+        "[t.join() for t in threading.enumerate() if t.name == 'expctl-wandb-import']\n"
+        "print(before, 'wandb' in sys.modules)\n"
+    )
+    env = {k: v for k, v in os.environ.items() if k != "WANDB_MODE"}
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, env=env, check=True
+    )
+    assert out.stdout.split() == ["False", "True"]
+
+
 def test_disabled_mode_gives_the_null_tracker(monkeypatch: pytest.MonkeyPatch):
     monkeypatch.setenv("WANDB_MODE", "disabled")
     assert isinstance(start_tracker({"mode": "online"}, run_name="x", config={}), NullTracker)

@@ -23,7 +23,10 @@ Adding a backend: a module with a ``start_<name>(settings, ...)`` returning a
 
 from __future__ import annotations
 
+import contextlib
 import importlib.util
+import sys
+import threading
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
@@ -71,9 +74,53 @@ def start_trackers(
     where every local backend writes; ``git`` is called on the helper thread (W&B's git fields).
     Only W&B disabled (or nothing chosen) → the NullTracker: no thread, no import.
     """
-    from expctl.trackers.wandb import active_wandb_run, resolve_mode, start_tracker
     from expctl.tracking_background import BackgroundTracker
 
+    check_choice(loggers)
+    starts, expected = _planned_starts(
+        loggers,
+        run_name=run_name,
+        config=config,
+        run_ids=dict(run_ids or {}),
+        group=group,
+        directory=directory,
+        git=git,
+    )
+    if not starts:
+        return NullTracker()
+
+    def start_all() -> Tracker:
+        from expctl.trackers.multi import MultiTracker
+
+        members = [_guarded_start(name, start, expected) for name, start in starts]
+        return members[0] if len(members) == 1 else MultiTracker(members)
+
+    return BackgroundTracker(start_all, expected)
+
+
+def warm_up(loggers: Mapping[str, Mapping[str, Any] | None]) -> None:
+    """Import wandb on a helper thread now when it will start (a W&B logger not disabled): the
+    import is most of W&B's start-up (~1 s), which a short run's end would otherwise wait for.
+    Called as a run starts, before its model is built; never raises, never opens a run."""
+    from expctl.trackers.wandb import active_wandb_run, resolve_mode
+
+    if "wandb" not in loggers or active_wandb_run() is not None or "wandb" in sys.modules:
+        return
+    try:
+        if resolve_mode((loggers["wandb"] or {}).get("mode")) == "disabled":
+            return
+    except ConfigError:
+        return  # start_trackers reports it
+    threading.Thread(target=_import_wandb, name="expctl-wandb-import", daemon=True).start()
+
+
+def _import_wandb() -> None:
+    with contextlib.suppress(Exception):
+        import wandb  # noqa: F401
+
+
+def check_choice(loggers: Mapping[str, Any]) -> None:
+    """Every chosen backend is known and its package installed (a ConfigError otherwise)."""
     unknown = [name for name in loggers if name not in BACKENDS]
     if unknown:
         raise ConfigError(
@@ -82,9 +129,24 @@ def start_trackers(
             where=f"logger.{unknown[0]}",
         )
     check_available(loggers)
-    ids = dict(run_ids or {})
+
+
+def _planned_starts(
+    loggers: Mapping[str, Mapping[str, Any] | None],
+    *,
+    run_name: str,
+    config: Mapping[str, Any],
+    run_ids: dict[str, str | None],
+    group: str | None,
+    directory: Path | None,
+    git: Callable[[], Mapping[str, str]] | None,
+) -> tuple[list[tuple[str, Callable[[], Tracker]]], str]:
+    """How to start each backend (on the helper thread), in order, and W&B's mode as far as
+    it is known before it starts (a bad mode is an error now; ``disabled`` starts nothing)."""
+    from expctl.trackers.wandb import active_wandb_run, resolve_mode, start_tracker
+
     starts: list[tuple[str, Callable[[], Tracker]]] = []
-    expected = "disabled"  # W&B's mode as far as it is known before it starts
+    expected = "disabled"
     for name, raw in loggers.items():
         settings = dict(raw or {})
         if name == "wandb":
@@ -102,7 +164,7 @@ def start_trackers(
                     settings,
                     run_name=run_name,
                     config=config,
-                    run_id=ids.get("wandb"),
+                    run_id=run_ids.get("wandb"),
                     group=group,
                     directory=directory,
                     git=git() if git is not None else None,
@@ -114,20 +176,11 @@ def start_trackers(
                 (
                     name,
                     lambda name=name, settings=settings: _start_one(  # type: ignore[misc]
-                        name, settings, run_name, config, directory, ids.get(name), group
+                        name, settings, run_name, config, directory, run_ids.get(name), group
                     ),
                 )
             )
-    if not starts:
-        return NullTracker()
-
-    def start_all() -> Tracker:
-        from expctl.trackers.multi import MultiTracker
-
-        members = [_guarded_start(name, start, expected) for name, start in starts]
-        return members[0] if len(members) == 1 else MultiTracker(members)
-
-    return BackgroundTracker(start_all, expected)
+    return starts, expected
 
 
 def _start_one(

@@ -193,17 +193,7 @@ def start_tracker(
     if mode == "disabled":
         return NullTracker()
     notes: list[str] = []
-    kwargs = {
-        "project": settings.get("project") or os.environ.get("WANDB_PROJECT") or "expctl",
-        "entity": settings.get("entity") or None,
-        "name": scrub(str(settings.get("name") or run_name)),
-        "group": group or settings.get("group") or None,
-        "tags": [scrub(str(t)) for t in settings.get("tags") or []] or None,
-        "notes": scrub(str(settings["notes"])) if settings.get("notes") else None,
-        "config": redact(dict(config)),
-        "id": run_id,
-        "resume": "allow" if run_id else None,
-    }
+    kwargs = _init_kwargs(settings, run_name, config, run_id, group)
     if directory is not None and not (env if env is not None else os.environ).get("WANDB_DIR"):
         kwargs["dir"] = str(directory)
     configured_auto = str(settings.get("mode") or "auto").lower() == "auto"
@@ -226,6 +216,28 @@ def start_tracker(
     # No define_metric(summary="min"): it replaces W&B's last-value summary of the metric, and
     # the runs table and the sweep objective would then disagree with the run's final value.
     return WandbTracker(run, mode, notes)
+
+
+def _init_kwargs(
+    settings: Mapping[str, Any],
+    run_name: str,
+    config: Mapping[str, Any],
+    run_id: str | None,
+    group: str | None,
+) -> dict[str, Any]:
+    """``wandb.init``'s run arguments from the ``wandb`` node (free text scrubbed of secrets,
+    the config redacted); ``run_id`` resumes that W&B run."""
+    return {
+        "project": settings.get("project") or os.environ.get("WANDB_PROJECT") or "expctl",
+        "entity": settings.get("entity") or None,
+        "name": scrub(str(settings.get("name") or run_name)),
+        "group": group or settings.get("group") or None,
+        "tags": [scrub(str(t)) for t in settings.get("tags") or []] or None,
+        "notes": scrub(str(settings["notes"])) if settings.get("notes") else None,
+        "config": redact(dict(config)),
+        "id": run_id,
+        "resume": "allow" if run_id else None,
+    }
 
 
 def without_wandb(notes: list[str], mode: str, error: BaseException) -> NullTracker:

@@ -27,9 +27,9 @@ from typing import Any
 import torch
 from omegaconf import DictConfig, ListConfig, OmegaConf
 
+from expctl.config.target_policy import allowed_patterns, check_targets
 from expctl.errors import ConfigError, ExpctlError, did_you_mean_hint
 from expctl.train.data import DatasetPair, TensorData
-from expctl.train.target_policy import allowed_patterns, check_targets
 
 DEFAULT_LOSS = {"_target_": "torch.nn.CrossEntropyLoss"}
 BUILT = ("data", "model", "optim", "scheduler", "loss")  # the nodes expctl instantiates

@@ -3,19 +3,24 @@
 ``last.pt`` is built by :func:`training_state` and read back by :func:`load_training_state` and
 :meth:`Checkpointer.resume`, side by side so the format is in one place. It holds the model,
 optimizer, scheduler and grad scaler, the loop's :class:`Position`, the unreduced metric sums
-(expctl.train.meters), the top-k table and every rank's RNG states — plain tensors and values
-only, so ``torch.load(weights_only=True)`` loads it and a resumed CPU run ends bit-identical to
-an uninterrupted one. A top-k file (:func:`topk_payload`) holds the weights, the epoch's metrics
-and the config. The files themselves (atomic saves, the top-k table) are
-expctl.train.checkpoints'.
+(expctl.train.meters), the top-k table and every rank's RNG states (:func:`capture_rng`) —
+plain tensors and values only, so ``torch.load(weights_only=True)`` loads it and a resumed CPU
+run ends bit-identical to an uninterrupted one. The data order needs no saved state at all:
+each epoch's permutation is a pure function of (seed, epoch)
+(expctl.train.batches.epoch_permutation). A top-k file (:func:`topk_payload`) holds the
+weights, the epoch's metrics and the config. The files themselves (atomic saves, the top-k
+table) are expctl.train.checkpoints'.
 """
 
 from __future__ import annotations
 
+import contextlib
+import random
 import time
 from dataclasses import dataclass
 from typing import Any
 
+import numpy as np
 import torch
 
 from expctl.errors import ConfigError
@@ -25,7 +30,6 @@ from expctl.train.checkpoints import LAST, TopK, snapshot
 from expctl.train.distributed import Group
 from expctl.train.meters import Meters
 from expctl.train.settings import TrainSettings
-from expctl.train.state import capture_rng, restore_rng, seed_everything
 
 CHECKPOINT_FORMAT = 1
 
@@ -199,3 +203,51 @@ class Checkpointer:
             restore_rng(checkpoint["rng"])
         else:
             seed_everything(self.s.seed + group.rank + 7919 * step)
+
+
+# -- seeding and RNG state ----------------------------------------------------------------------
+
+
+def seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed % (1 << 32))
+    torch.manual_seed(seed)  # also seeds every CUDA device
+
+
+def capture_rng() -> dict[str, Any]:
+    np_state: Any = np.random.get_state()  # (kind, keys, pos, has_gauss, cached_gaussian)
+    version, words, gauss = random.getstate()
+    state: dict[str, Any] = {
+        # 625 ints as one tensor: pickling them one by one made every save ~2 ms slower
+        "python": {"version": version, "words": torch.tensor(words), "gauss": gauss},
+        "numpy": {
+            "kind": str(np_state[0]),
+            "keys": torch.from_numpy(np.asarray(np_state[1], dtype=np.int64)),
+            "pos": int(np_state[2]),
+            "has_gauss": int(np_state[3]),
+            "cached_gaussian": float(np_state[4]),
+        },
+        "torch": torch.get_rng_state(),
+    }
+    if torch.cuda.is_available() and torch.cuda.is_initialized():
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    return state
+
+
+def restore_rng(state: dict[str, Any]) -> None:
+    py = state["python"]
+    random.setstate((py["version"], tuple(py["words"].tolist()), py["gauss"]))
+    n = state["numpy"]
+    np.random.set_state(
+        (
+            n["kind"],
+            n["keys"].numpy().astype(np.uint32),
+            n["pos"],
+            n["has_gauss"],
+            n["cached_gaussian"],
+        )
+    )
+    torch.set_rng_state(state["torch"])
+    if "cuda" in state and torch.cuda.is_available():
+        with contextlib.suppress(RuntimeError, IndexError):  # fewer GPUs than when saved
+            torch.cuda.set_rng_state_all(state["cuda"])

@@ -25,13 +25,14 @@ from __future__ import annotations
 import contextlib
 import os
 import time
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
 
 import torch
 
+from expctl import signals
 from expctl.errors import ConfigError, RuntimeFailure, UsageError
 from expctl.rundir import holding_run_dir
 
@@ -190,6 +191,31 @@ def held_by_rank0(run_dir: Path, group: Group) -> Iterator[None]:
             message, _, hint = refusal.partition("\n")
             raise UsageError(message, hint=hint or None)
         yield
+
+
+class StopRequests:
+    """What stops ``train()`` after its current step: a signal (noted by :mod:`expctl.signals`;
+    with ``handle_signals`` the run holds signals for its whole duration), ``request_stop()``
+    from code, or the caller's ``should_stop()`` (the sweep agent's)."""
+
+    def __init__(self, handle_signals: bool, should_stop: Callable[[], int | None] | None):
+        self.handle_signals = handle_signals
+        self.should_stop = should_stop
+        self._held = contextlib.ExitStack()
+
+    def __enter__(self) -> StopRequests:
+        if self.handle_signals:
+            self._held.enter_context(signals.deferred())
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._held.close()
+
+    def requested(self) -> int | None:
+        noted = signals.pending()
+        if noted is not None:
+            return noted
+        return self.should_stop() if self.should_stop is not None else None
 
 
 class StopAgreement:

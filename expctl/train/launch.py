@@ -27,8 +27,13 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from expctl.config import ConfigSource
-from expctl.errors import ConfigError, ExpctlError
-from expctl.train.relaunch import run_leaving_exit_code, run_under_torchrun
+from expctl.errors import ExpctlError
+from expctl.train.relaunch import (
+    devices_of,
+    run_leaving_exit_code,
+    run_under_torchrun,
+    worker_cli_args,
+)
 
 if TYPE_CHECKING:
     from omegaconf import DictConfig
@@ -85,9 +90,6 @@ def train_new_run(
     removing the still-empty one. Every ExpctlError raised here carries ``run_dir``: the run
     directory when one was created and is still there, else None.
     """
-    # Long by its documentation only: the body is the module docstring's five steps.
-    # Long for its signature and docstring; the body is one straight path: config → run dir →
-    # train(), the one every caller (run, multirun, the agent) shares.
     from expctl.train import train
     from expctl.train.distributed import process_group
 
@@ -98,14 +100,7 @@ def train_new_run(
         overrides = (*source.overrides, *extra_overrides)
         composed = ConfigSource(source.config_dir, source.config_name, overrides)
     with process_group() as group:  # torchrun's group (or a no-op in a single process)
-        try:
-            cfg, run_dir = compose_in_new_run_dir(composed, runs_dir, group, draft, name=name)
-        except BaseException as e:
-            if progress is not None:
-                progress.close()  # train() would have closed it
-            if isinstance(e, ExpctlError):
-                e.run_dir = None  # type: ignore[attr-defined]
-            raise
+        cfg, run_dir = _compose_or_close(composed, runs_dir, group, draft, name, progress)
         try:
             labels = on_run_dir(run_dir) if on_run_dir is not None and group.is_main else None
             return train(
@@ -129,6 +124,26 @@ def train_new_run(
                 _remove_if_empty(run_dir)  # bad input or a full disk before anything was recorded
             e.run_dir = run_dir if run_dir.exists() else None  # type: ignore[attr-defined]
             raise
+
+
+def _compose_or_close(
+    source: ConfigSource,
+    runs_dir: Path | None,
+    group: Group,
+    draft: DictConfig | None,
+    name: str | None,
+    progress: ProgressSink | None,
+) -> tuple[DictConfig, Path]:
+    """:func:`compose_in_new_run_dir`; when it fails, close ``progress`` (train() would have)
+    and say that no run directory is left (``run_dir = None`` on the error)."""
+    try:
+        return compose_in_new_run_dir(source, runs_dir, group, draft, name=name)
+    except BaseException as e:
+        if progress is not None:
+            progress.close()
+        if isinstance(e, ExpctlError):
+            e.run_dir = None  # type: ignore[attr-defined]
+        raise
 
 
 @dataclass(frozen=True)
@@ -366,43 +381,3 @@ def _remove_if_empty(run_dir: Path) -> None:
     }
     if files is not None and all(p in no_record for p in files):
         shutil.rmtree(run_dir, ignore_errors=True)
-
-
-# -- several processes -----------------------------------------------------------------------
-
-
-def devices_of(cfg: DictConfig) -> int:
-    """``trainer.devices``: how many processes to train in (1 when unset)."""
-    from omegaconf import OmegaConf
-
-    value = OmegaConf.select(cfg, "trainer.devices", default=1)
-    if value is None:
-        return 1
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise ConfigError(
-            f"trainer.devices must be an integer >= 1, got {value!r}",
-            hint="trainer.devices=2 trains in 2 processes (one per GPU, or CPU processes)",
-            where="trainer.devices",
-        )
-    return value
-
-
-def worker_cli_args(request: RunRequest, resume_dir: Path | None) -> list[str]:
-    """``expctl`` arguments that make each torchrun worker do this request, rebuilt from what was
-    parsed (not from sys.argv, which a caller embedding the CLI may not have set)."""
-    source = request.source
-    args = ["run", "--config-name", source.config_name]
-    if source.config_dir is not None:
-        args += ["--config-dir", str(Path(source.config_dir).resolve())]
-    if resume_dir is not None:
-        args += ["--resume", str(resume_dir)]
-    if request.init_from is not None:
-        args += ["--init-from", request.init_from]
-    args += [arg for tag in request.tags for arg in ("--tag", tag)]  # rank 0 writes them
-    if request.notes is not None:
-        args += ["--notes", request.notes]
-    if request.runs_dir is not None:
-        args += ["--runs-dir", str(Path(request.runs_dir).resolve())]
-    if request.quiet:
-        args.append("--quiet")
-    return [*args, "--", *source.overrides]

@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-import math
 import time
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
@@ -34,23 +33,29 @@ from omegaconf import DictConfig
 
 from expctl import signals
 from expctl.config import dump_yaml
-from expctl.errors import RuntimeFailure, UsageError
 from expctl.provenance.capture import start_run_provenance
 from expctl.record.files import CHECKPOINT_DIR
 from expctl.record.write import RunRecord
 from expctl.rundir import create_run_dir
 from expctl.status import RunStatus
+from expctl.trackers import warm_up
 from expctl.train.batches import make_batches
 from expctl.train.build import build_components
-from expctl.train.checkpoint_state import Checkpointer, Position, load_training_state
+from expctl.train.checkpoint_state import (
+    Checkpointer,
+    Position,
+    load_training_state,
+    seed_everything,
+)
 from expctl.train.checkpoints import LAST, load_checkpoint, load_init_weights, validate_monitor
-from expctl.train.distributed import StopAgreement, held_by_rank0, process_group
+from expctl.train.distributed import StopAgreement, StopRequests, held_by_rank0, process_group
 from expctl.train.meters import Meters, StepBuffer
 from expctl.train.outcome import Outcome, RunResult, SweepTrial
-from expctl.train.placement import Placement, placed
+from expctl.train.placement import Placement, placed, torch_globals
 from expctl.train.progress import NullProgress, ProgressSink, default_progress
+from expctl.train.resume import budget_spent
+from expctl.train.rows import Rows
 from expctl.train.settings import LOGGED_METRICS, TrainSettings, with_labels
-from expctl.train.state import StopRequests, seed_everything, torch_globals
 
 EpochCallback = Callable[[int, dict[str, float]], bool]
 """Called after each epoch's validation with (epoch number from 1, metrics); True = stop.
@@ -161,6 +166,8 @@ class _Run:
         self.config_name: str | None = None  # summary.json's config_name (run --like)
         self.pos = Position()
         self.key_names: dict[str, str] = {}  # resolved key -> the key the user wrote
+        if self.group.is_main:
+            warm_up(settings.loggers)  # W&B's import overlaps the setup
 
     # -- setup ------------------------------------------------------------------------------------
 
@@ -183,6 +190,8 @@ class _Run:
                 self.sink.message(source.describe())
         # DDP broadcasts rank 0's weights; dropout etc. then draw per-rank random numbers.
         self.model = group.wrap(self.parts.model, self.torch_device)
+        self._no_sync = getattr(self.model, "no_sync", contextlib.nullcontext)  # DDP: no reduce
+        self._joined = contextlib.nullcontext()  # (reusable) the batches whose gradients reduce
         if group.distributed:
             seed_everything(s.seed + group.rank)
         self.scaler, self.autocast = self.place.grad_scaler(), self.place.autocast()
@@ -218,6 +227,7 @@ class _Run:
         else:
             self.record.write_config(self.config)
             self.outcome.overrides = self.record.write_overrides(overrides)
+        self.rows = Rows(self.meters, self.parts.optimizer, self.outcome)
         self.outcome.sweep = sweep or self.outcome.sweep  # a resumed trial stays its sweep's
         self.outcome.config_name = self.config_name or self.outcome.config_name
         self.outcome.record_start()
@@ -226,7 +236,7 @@ class _Run:
         """Everything needed to continue exactly where ``last.pt`` was saved."""
         load_training_state(checkpoint, self.parts, self.scaler, self.pos, self.meters)
         if self.s.spent(self.pos.step, self.pos.epoch):
-            raise self._budget_spent()
+            raise budget_spent(self.record.run_dir, self.pos, self.s.budget(), self.key_names)
         self.outcome.resume_at(self.pos.step)  # history, W&B run and earlier attempts
         self.checkpoints.resume(checkpoint)  # the top-k files it knew, this rank's RNG
         self.record.drop_metrics_after(self.pos.step)
@@ -236,23 +246,10 @@ class _Run:
             recorded = self.record.write_overrides([*recorded, *overrides])
         self.outcome.overrides = recorded
 
-    def _budget_spent(self) -> UsageError:
-        """Nothing left to train: say how far the run got and name the keys as the user wrote
-        them (``epochs=3`` sets ``trainer.epochs`` in the course config)."""
-        names = {k: self.key_names.get(k, k) for k in ("trainer.epochs", "trainer.max_steps")}
-        asked = [f"{user} sets {key}" for key, user in names.items() if user != key]
-        because = f" ({'; '.join(asked)})" if asked else ""
-        return UsageError(
-            f"run {self.record.run_dir} has trained {self.pos.epoch} epochs ({self.pos.step} "
-            f"steps): its budget of {self.s.budget()}{because} is spent",
-            hint="to train longer, resume with a larger budget: "
-            f"{names['trainer.epochs']}=N or {names['trainer.max_steps']}=N",
-        )
-
     def run(self) -> RunResult:
         """Track, fit, and record how it ended (also when it failed)."""
         try:
-            self.tracker = self.outcome.start_tracking(self.provenance)
+            self.outcome.start_tracking(self.provenance)
             total_steps = self.s.total_steps(self.batches.batches_per_epoch)
             self.sink.start(self.outcome.start_info(total_steps))
             try:
@@ -274,18 +271,14 @@ class _Run:
 
         Returns ("completed" | "stopped" | "interrupted", signal number or None).
         """
-        # One function on purpose (~70 lines): the whole step — forward, backward, optimizer,
-        # logging, stop checks — reads top to bottom, like nanoGPT's loop, sync points in sight.
+        # Like nanoGPT's loop, the whole step reads top to bottom, its sync points in sight:
+        # forward/backward per batch, an optimizer step every `accumulate` batches, logging and
+        # stop checks; an epoch's end validates, logs and checkpoints (end_epoch).
         s, pos, meters, outcome = self.s, self.pos, self.meters, self.outcome
-        model, optimizer, loss_fn = self.model, self.parts.optimizer, self.parts.loss_fn
-        scaler, autocast = self.scaler, self.autocast
         batches_per_epoch = self.batches.batches_per_epoch
-        last_batch_scale = self.batches.last_batch_scale  # DDP: this rank's share of the last
-        no_sync = getattr(model, "no_sync", contextlib.nullcontext)  # DDP: skip grad all-reduce
-        joined = contextlib.nullcontext()  # (reusable) the batches whose gradients are reduced
         accumulate, log_every, max_steps = s.accumulate, s.log_every, s.max_steps
         stop = StopAgreement(self.group, log_every)
-        model.train()
+        self.model.train()
         outcome.loop_started()  # the summary's loop wall and CPU seconds
         meters.epoch.started = meters.interval.started = time.perf_counter()
         while not s.spent(pos.step, pos.epoch):
@@ -293,30 +286,10 @@ class _Run:
             for index, (x, y) in enumerate(self.batches.train_epoch(pos.epoch, first), first):
                 last_batch = index + 1 == batches_per_epoch
                 steps_now = last_batch or (index + 1 - first) % accumulate == 0
-                # Gradient accumulation: DDP all-reduces gradients only on the step's last batch.
-                with joined if steps_now else no_sync():
-                    with autocast():
-                        output = model(x)
-                        loss = loss_fn(output, y)
-                    scaled = loss / accumulate if accumulate > 1 else loss
-                    if last_batch and last_batch_scale is not None:
-                        # the epoch's last shards are uneven; an empty one still joins all-reduce
-                        scaled = scaled * last_batch_scale if len(x) else output.sum() * 0.0
-                    (scaler.scale(scaled) if scaler is not None else scaled).backward()
-                meters.pending.add(loss, output, y, len(x))
+                self._forward_backward(x, y, steps_now, last_batch)
                 if not steps_now:
                     continue  # keep accumulating gradients
-
-                if s.grad_clip is not None:
-                    if scaler is not None:
-                        scaler.unscale_(optimizer)
-                    torch.nn.utils.clip_grad_norm_(model.parameters(), s.grad_clip)
-                if scaler is not None:
-                    scaler.step(optimizer)
-                    scaler.update()
-                else:
-                    optimizer.step()
-                optimizer.zero_grad(set_to_none=True)
+                self._optimizer_step()
                 pos.step += 1
                 pos.next_batch = index + 1
                 if outcome.first_step_time is None:
@@ -328,7 +301,7 @@ class _Run:
                 if pos.step % log_every == 0 and not epoch_row_next:
                     # (where the epoch's row follows at this very step, it is the one row: one
                     # row per step, as W&B keeps them; its train_* cover this interval too)
-                    self.log_interval()
+                    self.rows.interval()
                 signum = stop.poll(pos.step, self.stops.requested())  # DDP: a collective, rarely
                 if signum is not None:
                     self.checkpoints.save(force=True)
@@ -345,26 +318,41 @@ class _Run:
         self.checkpoints.save(force=True)
         return "completed", None
 
-    def log_interval(self) -> None:
-        self.meters.fold()
-        interval = self.meters.interval
-        values = interval.read(self.group)  # host sync (+ all-reduce under DDP)
-        row = {
-            "step": self.pos.step,
-            "epoch": self.pos.epoch + 1,
-            "train_loss": values.get("loss", math.nan),
-            **({"train_acc": values["acc"]} if "acc" in values else {}),
-            "lr": self._lr(),
-            "samples_per_s": interval.samples_per_s(self.group),
-        }
-        self._check_finite(row["train_loss"])
-        self._emit(row)
-        self.sink.update(self.pos.step, self.pos.epoch + 1, row)
-        self.meters.interval.reset()
+    def _forward_backward(self, x: Any, y: Any, steps_now: bool, last_batch: bool) -> None:
+        """One batch's forward and backward pass; its loss and outputs go to the step buffer
+        (on the device: no host sync)."""
+        model, accumulate = self.model, self.s.accumulate
+        # Gradient accumulation: DDP all-reduces gradients only on the step's last batch.
+        with self._joined if steps_now else self._no_sync():
+            with self.autocast():
+                output = model(x)
+                loss = self.parts.loss_fn(output, y)
+            scaled = loss / accumulate if accumulate > 1 else loss
+            if last_batch and self.batches.last_batch_scale is not None:
+                # DDP: the epoch's last shards are uneven (this rank's share of the last batch);
+                # an empty one still joins the all-reduce
+                scale = self.batches.last_batch_scale
+                scaled = scaled * scale if len(x) else output.sum() * 0.0
+            (self.scaler.scale(scaled) if self.scaler is not None else scaled).backward()
+        self.meters.pending.add(loss, output, y, len(x))
+
+    def _optimizer_step(self) -> None:
+        """Clip (unscaled) gradients if asked, step the optimizer (through the fp16 scaler)."""
+        optimizer, scaler = self.parts.optimizer, self.scaler
+        if self.s.grad_clip is not None:
+            if scaler is not None:
+                scaler.unscale_(optimizer)
+            torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.s.grad_clip)
+        if scaler is not None:
+            scaler.step(optimizer)
+            scaler.update()
+        else:
+            optimizer.step()
+        optimizer.zero_grad(set_to_none=True)
 
     def end_epoch(self) -> bool:
         """Validate, log, checkpoint, step the scheduler; True if a callback asks to stop."""
-        row = self._epoch_row()
+        row = self.rows.epoch(self.validate)
         scheduler = self.parts.scheduler
         if scheduler is not None:
             if isinstance(scheduler, torch.optim.lr_scheduler.ReduceLROnPlateau):
@@ -382,7 +370,7 @@ class _Run:
 
     def end_partial_epoch(self) -> None:
         """max_steps ended the run mid-epoch: validate once more so the final metrics exist."""
-        row = self._epoch_row()
+        row = self.rows.epoch(self.validate)
         self.checkpoints.offer(row, self.config)
         self.sink.epoch_end(int(row["epoch"]), row)
         self._call_callbacks(row)
@@ -393,26 +381,6 @@ class _Run:
             for callback in self.callbacks:
                 stop = bool(callback(int(row["epoch"]), dict(row))) or stop
         return stop
-
-    def _epoch_row(self) -> dict[str, float]:
-        self.meters.fold()
-        train = self.meters.epoch.read(self.group)  # host sync (+ all-reduce under DDP)
-        self._check_finite(train.get("loss", 0.0))
-        val = self.validate()
-        row: dict[str, float] = {"step": self.pos.step, "epoch": self.pos.epoch + 1}
-        if train:
-            row["train_loss"] = train["loss"]
-            if "acc" in train:
-                row["train_acc"] = train["acc"]
-        row["val_loss"] = val["loss"]
-        if "acc" in val:
-            row["val_acc"] = val["acc"]
-        row["lr"] = self._lr()
-        row["samples_per_s"] = self.meters.epoch.samples_per_s(self.group)
-        self._check_finite(row["val_loss"], where="validation")
-        self.outcome.history.append(row)
-        self._emit(row)
-        return row
 
     @torch.no_grad()
     def validate(self) -> dict[str, float]:
@@ -428,20 +396,3 @@ class _Run:
             buffer.add(loss, output, y, len(x))
         model.train()
         return buffer.read(self.group, self.torch_device)  # host sync
-
-    def _check_finite(self, value: float, where: str = "training") -> None:
-        if not math.isfinite(value):
-            raise RuntimeFailure(
-                f"{where} loss became {value} at step {self.pos.step} (epoch {self.pos.epoch + 1})",
-                hint="lower optim.lr, set trainer.grad_clip (e.g. 1.0), or check the data "
-                "for NaN/inf values",
-            )
-
-    def _emit(self, row: dict[str, float]) -> None:
-        self.record.append_metrics(row)
-        # queued: the tracker's thread calls wandb (expctl.tracking_background)
-        self.tracker.log({k: v for k, v in row.items() if k != "step"}, step=int(row["step"]))
-        self.outcome.poll_tracker()
-
-    def _lr(self) -> float:
-        return float(self.parts.optimizer.param_groups[0]["lr"])

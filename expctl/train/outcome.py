@@ -1,11 +1,12 @@
-"""How a run is going and how it ended: ``summary.json``, the :class:`RunResult`, W&B's finish.
+"""How a run is going and how it ended: ``summary.json``, the :class:`RunResult`, the end.
 
 The loop (expctl.train.loop) trains; an :class:`Outcome` keeps the account of it — the per-epoch
-history, notes for the user, the W&B run — and writes it down: ``summary.json`` when the run
-starts (``running``) and again when it ends, however it ends. At the end it also logs the top-k
-checkpoints to W&B, publishes them to the local artifact store when the config says so, and
-finishes the W&B run with the exit code the process will have (so an offline run's sync command
-covers every attempt of a resumed run).
+history, notes for the user, the run's trackers (expctl.trackers.session) — and writes it down:
+``summary.json`` when the run starts (``running``) and again when it ends, however it ends. At
+the end it also logs the top-k checkpoints to the trackers, publishes them to the local
+artifact store when the config says so (expctl.train.publishing), and finishes the trackers
+with the exit code the process will have (so an offline run's sync command covers every
+attempt of a resumed run).
 
 Under torchrun every rank keeps an Outcome (each returns a RunResult); only rank 0 writes the
 record and talks to W&B.
@@ -16,6 +17,7 @@ from __future__ import annotations
 import math
 import signal
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
@@ -26,6 +28,7 @@ from expctl.record.files import CHECKPOINT_DIR, last_checkpoint_name
 from expctl.record.read import read_metrics, read_summary
 from expctl.record.timings import timings
 from expctl.status import RunStatus
+from expctl.trackers.session import RunTrackers
 from expctl.train.progress import StartInfo
 
 if TYPE_CHECKING:
@@ -90,14 +93,8 @@ class Outcome:
         self.error: str | None = None
         self.history: list[dict[str, float]] = []  # one row per validated epoch
         self.notes: list[str] = []
-        self.tracker: Tracker | None = None
-        self._tracker_notes_seen = 0
         self._shown_notes: list[str] = []  # printed by the sink as they happened
-        self._tracker_announced = False  # the W&B run's path was shown
-        self.wandb_run_id: str | None = None  # the W&B run an earlier attempt started
-        self.run_ids: dict[str, str] = {}  # each backend's run an earlier attempt started
-        self.sync_dirs: list[str] = []  # offline W&B dirs of earlier attempts (resume)
-        self.sync_command: str | None = None
+        self.trackers = RunTrackers(settings.loggers)
         self.artifact: str | None = None
         self.artifact_aliases: tuple[str, ...] = ()
         self.resumed_from: int | None = None
@@ -118,10 +115,7 @@ class Outcome:
             if "val_loss" in row and int(row["step"]) <= step
         ]
         summary = read_summary(self.record.run_dir)[0] or {}
-        self.run_ids = tracking_run_ids(summary)
-        previous = summary.get("wandb") or {}
-        self.wandb_run_id = self.run_ids.get("wandb")
-        self.sync_dirs = [str(d) for d in previous.get("sync_dirs") or []]
+        self.trackers.resume_from(summary)
         self.init_record = summary.get("init_from")  # what the first attempt started from
         self.config_name = summary.get("config_name") or self.config_name
         sweep = summary.get("sweep")
@@ -139,52 +133,28 @@ class Outcome:
         run path are picked up by :meth:`poll_tracker`. ``provenance``: the run's capture,
         whose commit and remote W&B records as its git state (waited for on the helper thread,
         so training does not wait for git either)."""
-        from expctl.trackers import NullTracker, start_trackers
-
-        if not self.group.is_main:
-            self.tracker = NullTracker()  # only rank 0 talks to the trackers
-            return self.tracker
-        run_ids: dict[str, str | None] = {**self.run_ids, "wandb": self.wandb_run_id}
-        self.tracker = start_trackers(
-            self.s.loggers,
+        tracker = self.trackers.start(
+            is_main=self.group.is_main,
             run_name=self.s.name,
             config=self.config,
-            run_ids=run_ids,
             group=self.sweep.sweep_id if self.sweep else None,  # W&B groups a sweep's runs
             directory=self.record.run_dir,
             git=(lambda: provenance.wait().wandb_git()) if provenance is not None else None,
         )
-        self._tracker_announced = self.tracker.path is not None
         self.poll_tracker()
-        return self.tracker
+        return tracker
 
     def poll_tracker(self) -> None:
-        """Say what the tracker has to say since the last look: its notes (a failed start, a
-        fallback to offline) and, once, the W&B run it opened. Cheap: called at log points."""
-        tracker = self.tracker
-        if tracker is None:
-            return
-        notes = tracker.notes
-        if len(notes) > self._tracker_notes_seen:
-            for note in notes[self._tracker_notes_seen :]:
-                self.note(note)
-            self._tracker_notes_seen = len(notes)
-        if not self._tracker_announced and tracker.path is not None:
-            self._tracker_announced = True
-            self.sink.message(f"W&B {tracker.mode} run {tracker.path}")
+        """Say what the trackers have to say since the last look: their notes (a failed start,
+        a fallback to offline) and, once, the W&B run they opened. Cheap: called at log points."""
+        notes, opened = self.trackers.news()
+        for note in notes:
+            self.note(note)
+        if opened is not None:
+            self.sink.message(opened)
 
     def start_info(self, total_steps: int | None) -> StartInfo:
         """What the progress display says as the run starts."""
-        assert self.tracker is not None
-        tracker = self.tracker
-        wandb = f"{tracker.mode} ({tracker.path})" if tracker.path else tracker.mode
-        if "wandb" not in self.s.loggers:
-            wandb = "not used"
-        elif tracker.path is None and not getattr(tracker, "ready", True):
-            wandb += ", starting"  # its run is announced when it is up
-        others = [name for name in self.s.loggers if name != "wandb"]
-        if others:
-            wandb += f"; logging to {', '.join(others)}"
         device = self.device.description
         if self.group.distributed:
             device = f"{device} × {self.group.world_size} processes"
@@ -197,7 +167,7 @@ class Outcome:
             total_steps=total_steps,
             start_step=self.pos.step,
             resumed=self.resumed_from is not None,
-            wandb=wandb,
+            wandb=self.trackers.description(),
         )
 
     def loop_started(self) -> None:
@@ -220,12 +190,13 @@ class Outcome:
         """Record a run that ended at a step boundary; raise :class:`Interrupted` (with the
         result attached) when a signal ended it."""
         self.status = status
+        publish = None
         if status == "completed" and self.group.is_main:
-            self._log_artifacts()
+            publish = self._log_artifacts()
         exit_code = 0
         if status == "interrupted":
             exit_code = EXIT_SIGINT if signum == signal.SIGINT else EXIT_SIGTERM
-        self.sync_command = self._finish_tracker(exit_code)
+        self._finish_trackers(exit_code, meanwhile=publish)
         self.write_summary()
         self.record.close()
         result = self.result()
@@ -262,8 +233,8 @@ class Outcome:
         except Exception as flush_error:
             self.notes.append(f"could not write checkpoints: {flush_error}")
         try:
-            if self.tracker is not None:
-                self.sync_command = self._finish_tracker(exit_code)
+            if self.trackers.tracker is not None:
+                self._finish_trackers(exit_code)
         finally:
             # The record says how the run ended where the disk still lets it (a full disk may
             # not): the original error is what the user hears either way.
@@ -276,28 +247,18 @@ class Outcome:
             e.result = self.result()  # type: ignore[attr-defined]
         return e
 
-    def _finish_tracker(self, exit_code: int) -> str | None:
-        """Finish W&B; for offline runs, the sync command covering every attempt's dir."""
-        from expctl.trackers.wandb import BEST_PREFIX, sync_command
+    def _finish_trackers(self, exit_code: int, meanwhile: Callable[[], None] | None = None) -> None:
+        """Finish the trackers (W&B: its best/ values, the sync command of every attempt);
+        ``meanwhile`` runs here while they finish on their own thread."""
+        self.trackers.finish(exit_code, self.best_metrics(), meanwhile=meanwhile)
+        self.poll_tracker()  # what they noted while finishing
 
-        assert self.tracker is not None
-        # the best epoch's values, across every attempt of a resumed run (W&B's own aggregates
-        # would restart with each attempt's W&B run)
-        best = {f"{BEST_PREFIX}{k}": v for k, v in self.best_metrics().items() if _finite(v)}
-        if best:
-            self.tracker.summarize(best)
-        self.tracker.finish(exit_code)  # waits for what was queued
-        self._tracker_announced = True  # the result reports the run
-        self.poll_tracker()
-        if self.tracker.sync_dir is None:
-            return None
-        self.sync_dirs = [*self.sync_dirs, str(self.tracker.sync_dir)]
-        return sync_command(list(dict.fromkeys(self.sync_dirs)))
-
-    def _log_artifacts(self) -> None:
+    def _log_artifacts(self) -> Callable[[], None] | None:
+        """Give the trackers the kept checkpoints (queued); return the publishing to the local
+        artifact store still to do, if the config asks for it."""
         files = self.topk.files
         if not files:
-            return
+            return None
         metadata = {
             "run_dir": str(self.record.run_dir),
             "best_metrics": self.best_metrics(),
@@ -305,10 +266,11 @@ class Outcome:
             "monitor": self.s.monitor,
             "mode": self.s.mode,
         }
-        assert self.tracker is not None
-        self.tracker.log_checkpoints(self.s.artifact_name, files, self.topk.best, metadata)
-        if self.s.publish:
-            self._publish(files, {**metadata, "config": self.config})
+        assert self.trackers.tracker is not None
+        self.trackers.tracker.log_checkpoints(self.s.artifact_name, files, self.topk.best, metadata)
+        if not self.s.publish:
+            return None
+        return lambda: self._publish(files, {**metadata, "config": self.config})
 
     def _publish(self, files: list[Path], metadata: dict[str, Any]) -> None:
         from expctl.train.publishing import publish_run
@@ -335,7 +297,7 @@ class Outcome:
         return dict(pick(rows, key=lambda r: r[monitor]))
 
     def result(self) -> RunResult:
-        tracker = self.tracker
+        tracker = self.trackers.tracker
         return RunResult(
             run_dir=self.record.run_dir,
             status=self.status,
@@ -343,8 +305,8 @@ class Outcome:
             best_metrics=self.best_metrics(),
             best_checkpoint=self.topk.best,
             wandb_path=tracker.path if tracker is not None else None,
-            sync_command=self.sync_command,
-            tracking=self.tracking(),
+            sync_command=self.trackers.sync_command,
+            tracking=self.trackers.entries(),
             history=[dict(r) for r in self.history],
             device=self.device.name,
             artifact=self.artifact,
@@ -354,46 +316,12 @@ class Outcome:
             rank=self.group.rank,
         )
 
-    def tracking(self) -> list[dict[str, Any]]:
-        """summary.json's backend-neutral ``tracking`` list: one entry per logger of the run
-        (``backend``, ``mode``, ``path``, ``run_id``, ``sync_command``, ...)."""
-        from expctl.trackers.base import describe
-
-        if self.tracker is None:
-            return [
-                {"backend": name, "mode": None, "path": None, "run_id": None, "sync_command": None}
-                for name in self.s.loggers
-            ]
-        entries = describe(self.tracker)
-        if not entries:  # not started yet (in the background)
-            entries = [
-                {"backend": name, "mode": "starting", "path": None, "run_id": None}
-                for name in self.s.loggers
-            ]
-        if "wandb" in self.s.loggers and not any(e["backend"] == "wandb" for e in entries):
-            entries.insert(
-                0,
-                {
-                    "backend": "wandb",
-                    "mode": self.tracker.mode,
-                    "path": self.tracker.path,
-                    "run_id": self.tracker.run_id,
-                },
-            )
-        for entry in entries:
-            entry.setdefault(
-                "sync_command", self.sync_command if entry["backend"] == "wandb" else None
-            )
-            if entry["backend"] == "wandb":
-                entry["sync_dirs"] = self.sync_dirs
-        return entries
-
     def write_summary(self) -> None:
         if not self.group.is_main:
             return
         from expctl.train.checkpoints import LAST
 
-        run_dir, best, tracker = self.record.run_dir, self.topk.best, self.tracker
+        run_dir, best = self.record.run_dir, self.topk.best
         ended = datetime.now(timezone.utc).isoformat(timespec="seconds")
         self.record.write_summary(
             {
@@ -426,32 +354,13 @@ class Outcome:
                 "last_checkpoint": f"{CHECKPOINT_DIR}/{LAST}"
                 if (self.record.checkpoint_dir / LAST).exists()
                 else None,
-                "tracking": self.tracking(),
-                # the W&B block as before the tracking list (read by older expctl); kept one
-                # version more, then dropped — readers use tracking_entries(), which takes both
-                "wandb": {
-                    "mode": tracker.mode if tracker is not None else None,
-                    "path": tracker.path if tracker is not None else None,
-                    "run_id": tracker.run_id if tracker is not None else None,
-                    "sync_command": self.sync_command,
-                    "sync_dirs": self.sync_dirs,
-                },
+                "tracking": self.trackers.entries(),
+                "wandb": self.trackers.wandb_block(),  # older expctl reads it (one version more)
                 "artifact": self.artifact,
                 "timings": timings(self.call_time, self.first_step_time, self.loop_times),
                 "notes": self.notes,
             }
         )
-
-
-def tracking_run_ids(summary: dict[str, Any]) -> dict[str, str]:
-    """Each backend's run id in a summary.json, new (``tracking``) or old (``wandb``) style."""
-    from expctl.trackers.base import tracking_entries
-
-    return {
-        str(e["backend"]): str(e["run_id"])
-        for e in tracking_entries(summary)
-        if e.get("run_id") and e.get("backend")
-    }
 
 
 def as_failure(e: BaseException, pos: Position, device: DeviceInfo) -> BaseException:

@@ -2,19 +2,21 @@
 
 ``trainer.device`` / ``trainer.precision`` / ``trainer.num_threads`` resolve here (expctl.device
 does the choosing). Threads are shared: the process counts as a trainer on its CPUs for as long
-as it trains (expctl.train.host_share), and ``num_threads: auto`` gives it its part of them —
+as it trains (expctl.host_share), and ``num_threads: auto`` gives it its part of them —
 with the other torchrun workers on this node and any other trainer on the same CPUs.
 """
 
 from __future__ import annotations
 
 import contextlib
+import os
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
 import torch
 
+from expctl import host_share
 from expctl.device import (
     DeviceInfo,
     Precision,
@@ -23,7 +25,6 @@ from expctl.device import (
     resolve_device,
     resolve_precision,
 )
-from expctl.train import host_share
 from expctl.train.distributed import Group
 from expctl.train.settings import TrainSettings
 
@@ -60,3 +61,23 @@ def placed(settings: TrainSettings, group: Group) -> Iterator[Placement]:
         trainers = max(env.local_world_size, host_share.sharing(cpus))
         num_threads = choose_num_threads(settings.num_threads, processes=trainers)
         yield Placement(group, device, precision, num_threads)
+
+
+@contextlib.contextmanager
+def torch_globals(num_threads: int, deterministic: bool) -> Iterator[None]:
+    """Set threads and determinism for the run; restore the caller's values afterwards."""
+    threads_before = torch.get_num_threads()
+    deterministic_before = torch.are_deterministic_algorithms_enabled()
+    cudnn_benchmark_before = torch.backends.cudnn.benchmark
+    torch.set_num_threads(num_threads)
+    if deterministic:
+        # cuBLAS needs this workspace setting for deterministic results (PyTorch docs).
+        os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
+        torch.use_deterministic_algorithms(True)
+        torch.backends.cudnn.benchmark = False
+    try:
+        yield
+    finally:
+        torch.set_num_threads(threads_before)
+        torch.use_deterministic_algorithms(deterministic_before)
+        torch.backends.cudnn.benchmark = cudnn_benchmark_before

@@ -1,9 +1,10 @@
 """``trainer.devices=N`` outside torchrun: re-run ``expctl run`` in N processes under torchrun.
 
-The launcher runs ``python -m torch.distributed.run --standalone --nproc-per-node N -m expctl
-run ...`` and exits with **rank 0's** exit code: torchrun itself reports any worker failure as
-exit 1, so each worker leaves its own code in ``$EXPCTL_LAUNCH_EXIT_DIR`` (see
-:func:`leave_exit_code_for_launcher`). Standard library only: the launcher never needs torch.
+:func:`devices_of` reads N from the config; :func:`worker_cli_args` rebuilds the command each
+worker runs. The launcher runs ``python -m torch.distributed.run --standalone --nproc-per-node
+N -m expctl run ...`` and exits with **rank 0's** exit code: torchrun itself reports any worker
+failure as exit 1, so each worker leaves its own code in ``$EXPCTL_LAUNCH_EXIT_DIR`` (see
+:func:`run_leaving_exit_code`). Standard library only: the launcher never needs torch.
 """
 
 from __future__ import annotations
@@ -15,11 +16,54 @@ import sys
 import tempfile
 from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from expctl import signals
-from expctl.errors import ExpctlError
+from expctl.errors import ConfigError, ExpctlError
+
+if TYPE_CHECKING:
+    from omegaconf import DictConfig
+
+    from expctl.train.launch import RunRequest
 
 LAUNCH_EXIT_DIR = "EXPCTL_LAUNCH_EXIT_DIR"
+
+
+def devices_of(cfg: DictConfig) -> int:
+    """``trainer.devices``: how many processes to train in (1 when unset)."""
+    from omegaconf import OmegaConf
+
+    value = OmegaConf.select(cfg, "trainer.devices", default=1)
+    if value is None:
+        return 1
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise ConfigError(
+            f"trainer.devices must be an integer >= 1, got {value!r}",
+            hint="trainer.devices=2 trains in 2 processes (one per GPU, or CPU processes)",
+            where="trainer.devices",
+        )
+    return value
+
+
+def worker_cli_args(request: RunRequest, resume_dir: Path | None) -> list[str]:
+    """``expctl`` arguments that make each torchrun worker do this request, rebuilt from what was
+    parsed (not from sys.argv, which a caller embedding the CLI may not have set)."""
+    source = request.source
+    args = ["run", "--config-name", source.config_name]
+    if source.config_dir is not None:
+        args += ["--config-dir", str(Path(source.config_dir).resolve())]
+    if resume_dir is not None:
+        args += ["--resume", str(resume_dir)]
+    if request.init_from is not None:
+        args += ["--init-from", request.init_from]
+    args += [arg for tag in request.tags for arg in ("--tag", tag)]  # rank 0 writes them
+    if request.notes is not None:
+        args += ["--notes", request.notes]
+    if request.runs_dir is not None:
+        args += ["--runs-dir", str(Path(request.runs_dir).resolve())]
+    if request.quiet:
+        args.append("--quiet")
+    return [*args, "--", *source.overrides]
 
 
 def launch_command(nproc: int, cli_args: Sequence[str]) -> list[str]:

@@ -9,7 +9,7 @@ run reference as ``expctl runs show`` reads it (``latest``, ``latest~N``, an id 
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -276,3 +276,18 @@ def _check_resumable(override: str, leaves: dict[str, Any]) -> str:
             hint="a resumed run keeps its model/optimizer; start a new run to change them",
         )
     return key
+
+
+def budget_spent(run_dir: Path, pos: Any, budget: str, key_names: Mapping[str, str]) -> UsageError:
+    """A resumed run with nothing left to train: say how far it got (``pos``: its step and
+    epoch) and name the keys as the user wrote them (``epochs=3`` sets ``trainer.epochs`` in
+    the course config: ``key_names``)."""
+    names = {k: key_names.get(k, k) for k in ("trainer.epochs", "trainer.max_steps")}
+    asked = [f"{user} sets {key}" for key, user in names.items() if user != key]
+    because = f" ({'; '.join(asked)})" if asked else ""
+    return UsageError(
+        f"run {run_dir} has trained {pos.epoch} epochs ({pos.step} "
+        f"steps): its budget of {budget}{because} is spent",
+        hint="to train longer, resume with a larger budget: "
+        f"{names['trainer.epochs']}=N or {names['trainer.max_steps']}=N",
+    )

@@ -46,6 +46,10 @@ def _each(module: str, names: str) -> list[str]:
     return [f"{module}.{name}" for name in names.split()]
 
 
+def _names(names: str) -> tuple[str, ...]:
+    return tuple(names.split())
+
+
 # exact names (checked by identity after the import too)
 _SAFE_NAMES = frozenset(
     [
@@ -80,100 +84,31 @@ _TORCH_FILE_WORK = ("save", "load", "from_file")
 
 # module -> attributes that write or remove files, or start processes
 _FORBIDDEN_NAMES: dict[str, tuple[str, ...]] = {
-    "builtins": ("open", "exec", "eval", "compile", "__import__", "breakpoint"),
-    "io": ("open", "open_code", "FileIO"),
-    "codecs": ("open",),
-    "os": (
-        "system",
-        "popen",
-        "execl",
-        "execle",
-        "execlp",
-        "execlpe",
-        "execv",
-        "execve",
-        "execvp",
-        "execvpe",
-        "spawnl",
-        "spawnle",
-        "spawnlp",
-        "spawnlpe",
-        "spawnv",
-        "spawnve",
-        "spawnvp",
-        "spawnvpe",
-        "posix_spawn",
-        "posix_spawnp",
-        "mkdir",
-        "makedirs",
-        "chmod",
-        "chown",
-        "link",
-        "symlink",
-        "open",
-        "write",
-        "mkfifo",
-        "mknod",
-        "putenv",
-        "unsetenv",
-        "chdir",
-        "remove",
-        "unlink",
-        "rmdir",
-        "removedirs",
-        "rename",
-        "renames",
-        "replace",
-        "truncate",
+    "builtins": _names("open exec eval compile __import__ breakpoint"),
+    "io": _names("open open_code FileIO"),
+    "codecs": _names("open"),
+    "os": _names(
+        "system popen execl execle execlp execlpe execv execve execvp execvpe spawnl "
+        "spawnle spawnlp spawnlpe spawnv spawnve spawnvp spawnvpe posix_spawn "
+        "posix_spawnp mkdir makedirs chmod chown link symlink open write mkfifo mknod "
+        "putenv unsetenv chdir remove unlink rmdir removedirs rename renames replace "
+        "truncate"
     ),
-    "shutil": (
-        "rmtree",
-        "copy",
-        "copy2",
-        "copyfile",
-        "copytree",
-        "move",
-        "chown",
-        "copymode",
-        "copystat",
-        "make_archive",
-        "unpack_archive",
+    "shutil": _names(
+        "rmtree copy copy2 copyfile copytree move chown copymode copystat make_archive "
+        "unpack_archive"
     ),
-    "subprocess": (
-        "run",
-        "call",
-        "check_call",
-        "check_output",
-        "Popen",
-        "getoutput",
-        "getstatusoutput",
+    "subprocess": _names("run call check_call check_output Popen getoutput getstatusoutput"),
+    "pty": _names("spawn fork"),
+    "tempfile": _names(
+        "mkstemp mkdtemp NamedTemporaryFile TemporaryFile SpooledTemporaryFile TemporaryDirectory"
     ),
-    "pty": ("spawn", "fork"),
-    "tempfile": (
-        "mkstemp",
-        "mkdtemp",
-        "NamedTemporaryFile",
-        "TemporaryFile",
-        "SpooledTemporaryFile",
-        "TemporaryDirectory",
-    ),
-    "webbrowser": ("open", "open_new", "open_new_tab"),
+    "webbrowser": _names("open open_new open_new_tab"),
     "torch": _TORCH_FILE_WORK,
 }
-_FORBIDDEN_PATH_METHODS = (
-    "write_text",
-    "write_bytes",
-    "touch",
-    "mkdir",
-    "unlink",
-    "rmdir",
-    "rename",
-    "replace",
-    "symlink_to",
-    "hardlink_to",
-    "chmod",
-    "lchmod",
-    "open",
+_FORBIDDEN_PATH_METHODS = _names(
+    "write_text write_bytes touch mkdir unlink rmdir rename replace symlink_to hardlink_to "
+    "chmod lchmod open"
 )
 
 
