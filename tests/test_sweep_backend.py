@@ -411,7 +411,7 @@ def test_the_trial_timeout_must_be_positive() -> None:
 
 
 def test_the_trainer_reuses_an_open_wandb_run(isolated: Path) -> None:
-    from expctl.tracking import start_tracker
+    from expctl.trackers.wandb import start_tracker
 
     wandb.teardown()  # wandb's settings singleton would keep an earlier test's WANDB_DIR
     run = wandb.init(config={"optim": {"lr": 0.5}})

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from expctl.errors import ConfigError
-from expctl.tracking import (
+from expctl.trackers.wandb import (
     NullTracker,
     artifact_name,
     has_credentials,
@@ -60,7 +60,7 @@ def test_credentials_from_netrc_for_the_wandb_host_only(tmp_path: Path):
 def test_disabled_tracking_never_imports_wandb():
     code = (
         "import sys\n"
-        "from expctl.tracking import start_tracker\n"
+        "from expctl.trackers.wandb import start_tracker\n"
         "t = start_tracker({'mode': 'disabled'}, run_name='x', config={})\n"
         "t.log({'a': 1.0}, step=1)\n"
         "assert t.finish(0) is None and t.path is None\n"
@@ -157,7 +157,7 @@ def test_the_wandb_run_lives_inside_the_run_dir_unless_wandb_dir_is_set(
 
 
 def test_a_wandb_failure_mid_run_is_noted_once_and_never_raised():
-    from expctl.tracking import WandbTracker
+    from expctl.trackers.wandb import WandbTracker
 
     class DeadService:  # what a killed wandb-core leaves: every call raises
         id, entity, project = "r1", "e", "p"
@@ -177,7 +177,7 @@ def test_a_wandb_failure_mid_run_is_noted_once_and_never_raised():
     assert len(tracker.notes) == 1 and "Connection lost" in tracker.notes[0]
 
 
-# -- W&B in the background (expctl.tracking_background) -------------------------------------
+# -- W&B in the background (expctl.trackers.background) -------------------------------------
 
 
 class Recorder:
@@ -207,7 +207,7 @@ def test_rows_logged_before_wandb_is_up_reach_it_in_order_and_finish_waits_for_t
     import threading
     import time
 
-    from expctl.tracking_background import BackgroundTracker
+    from expctl.trackers.background import BackgroundTracker
 
     up = threading.Event()
     inner = Recorder()
@@ -236,7 +236,7 @@ def test_rows_logged_before_wandb_is_up_reach_it_in_order_and_finish_waits_for_t
 
 
 def test_a_failing_tracker_call_stops_logging_with_a_note_but_finish_still_happens():
-    from expctl.tracking_background import BackgroundTracker
+    from expctl.trackers.background import BackgroundTracker
 
     inner = Recorder()
 
@@ -253,7 +253,7 @@ def test_a_failing_tracker_call_stops_logging_with_a_note_but_finish_still_happe
 
 
 def test_a_background_start_that_raises_is_one_note_and_no_wandb():
-    from expctl.tracking_background import BackgroundTracker
+    from expctl.trackers.background import BackgroundTracker
 
     def start():
         raise OSError("no space for wandb's files")
@@ -268,7 +268,7 @@ def test_a_background_start_that_raises_is_one_note_and_no_wandb():
 def test_background_start_checks_the_mode_at_once_and_disabled_starts_nothing(
     monkeypatch: pytest.MonkeyPatch,
 ):
-    from expctl.tracking_background import start_in_background
+    from expctl.trackers.background import start_in_background
 
     monkeypatch.setenv("WANDB_MODE", "loud")
     with pytest.raises(ConfigError):
@@ -278,7 +278,7 @@ def test_background_start_checks_the_mode_at_once_and_disabled_starts_nothing(
         start_in_background({"mode": "sometimes"}, run_name="x", config={})
     code = (
         "import sys, threading\n"
-        "from expctl.tracking_background import start_in_background\n"
+        "from expctl.trackers.background import start_in_background\n"
         "t = start_in_background({'mode': 'disabled'}, run_name='x', config={})\n"
         "t.log({'a': 1.0}, step=1)\n"
         "assert t.finish(0) is None and t.path is None\n"
@@ -296,14 +296,14 @@ def test_when_wandb_cannot_start_the_run_completes_and_says_so_once(
 ):
     import json
 
-    import expctl.tracking
+    import expctl.trackers.wandb
     from expctl.config import ConfigSource, compose_config
     from expctl.train import train
 
     def no_service(*args, **kwargs):
         raise RuntimeError("wandb-core did not start")
 
-    monkeypatch.setattr(expctl.tracking, "_init", no_service)
+    monkeypatch.setattr(expctl.trackers.wandb, "_init", no_service)
     overrides = ("trainer.epochs=2", "trainer.num_threads=1", "trainer.log_every_n_steps=10")
     cfg = compose_config(ConfigSource(project / "configs", "config", overrides))
     result = train(cfg, run_dir=project / "run")

@@ -17,7 +17,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from expctl.record.jsonpolicy import is_finite_number as _number
-from expctl.runs.sweep_results import SweepResults, Trial, infer_distributions
+from expctl.runs.sweep_importance import infer_distributions
+from expctl.runs.sweep_results import SweepResults, Trial
 
 # plotly's Plasma without its light end: every stop keeps >= 2.9:1 contrast against the white
 # page (the lightest, #ed7953), so the worst trial's line is as visible as the best one's.

@@ -10,7 +10,7 @@ lightning-hydra-template (``logger=tensorboard``, ``logger=[tensorboard,mlflow]`
   when it starts; :mod:`~expctl.trackers.multi` fans out to several;
 * :func:`start_trackers` — the one factory: checks the choice at once (unknown backend, bad
   W&B mode, a backend's package missing → :class:`~expctl.errors.ConfigError`, exit 2), then
-  starts every backend on one helper thread (expctl.tracking_background) so training never waits.
+  starts every backend on one helper thread (expctl.trackers.background) so training never waits.
 
 The config: ``cfg.logger`` maps backend names to their settings (``logger.mlflow.tracking_uri``);
 W&B's settings are the top-level ``wandb`` node, which ``logger.wandb`` may extend. A config
@@ -74,7 +74,7 @@ def start_trackers(
     where every local backend writes; ``git`` is called on the helper thread (W&B's git fields).
     Only W&B disabled (or nothing chosen) → the NullTracker: no thread, no import.
     """
-    from expctl.tracking_background import BackgroundTracker
+    from expctl.trackers.background import BackgroundTracker
 
     check_choice(loggers)
     starts, expected = _planned_starts(

@@ -18,7 +18,7 @@ from typing import Any, Protocol
 
 class Tracker(Protocol):
     """What the trainer logs through. The attributes are read-only for it; a tracker started in
-    the background (expctl.tracking_background) fills them in when its backend is up.
+    the background (expctl.trackers.background) fills them in when its backend is up.
 
     ``mode``/``run_id``/``path``/``sync_dir`` describe the W&B run (``disabled``/None when W&B
     is not one of the run's loggers): the ``wandb`` block of summary.json and RunResult's

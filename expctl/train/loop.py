@@ -8,7 +8,7 @@ directory), :meth:`_Run.setup` builds the parts, :meth:`_Run.fit` is the whole t
 * no host sync per step — loss and accuracy stay on the device (expctl.train.meters) and are
   read every ``trainer.log_every_n_steps`` steps and at epoch ends (the marked sync points);
 * W&B is given rows at those same points only, and never waited for: its start-up and its
-  calls run in a helper thread (expctl.tracking_background), fed through a queue.
+  calls run in a helper thread (expctl.trackers.background), fed through a queue.
 
 Stopping is always at a step boundary: a signal (or ``request_stop``/``should_stop``) lets the
 current step finish, then ``last.pt`` is saved so a resumed run continues exactly there. What

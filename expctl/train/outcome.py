@@ -14,7 +14,6 @@ record and talks to W&B.
 
 from __future__ import annotations
 
-import math
 import signal
 import time
 from collections.abc import Callable
@@ -25,6 +24,7 @@ from typing import TYPE_CHECKING, Any, NamedTuple
 
 from expctl.errors import EXIT_SIGINT, EXIT_SIGTERM, ExpctlError, Interrupted, RuntimeFailure
 from expctl.record.files import CHECKPOINT_DIR, last_checkpoint_name
+from expctl.record.jsonpolicy import is_finite_number
 from expctl.record.read import read_metrics, read_summary
 from expctl.record.timings import timings
 from expctl.status import RunStatus
@@ -129,7 +129,7 @@ class Outcome:
 
     def start_tracking(self, provenance: Any = None) -> Tracker:
         """Start the run's trackers (``logger``: W&B by default) in the background
-        (expctl.tracking_background): training does not wait for them; their notes and W&B's
+        (expctl.trackers.background): training does not wait for them; their notes and W&B's
         run path are picked up by :meth:`poll_tracker`. ``provenance``: the run's capture,
         whose commit and remote W&B records as its git state (waited for on the helper thread,
         so training does not wait for git either)."""
@@ -290,7 +290,7 @@ class Outcome:
 
     def best_metrics(self) -> dict[str, float]:
         monitor = self.s.monitor
-        rows = [r for r in self.history if _finite(r.get(monitor))]
+        rows = [r for r in self.history if is_finite_number(r.get(monitor))]
         if not rows:
             return {}
         pick = min if self.s.mode == "min" else max
@@ -387,10 +387,6 @@ def as_failure(e: BaseException, pos: Position, device: DeviceInfo) -> BaseExcep
         hint="check that the model's input/output shapes match the data and the loss; "
         "rerun with --debug for the traceback",
     )
-
-
-def _finite(value: Any) -> bool:
-    return isinstance(value, int | float) and math.isfinite(value)
 
 
 class SweepTrial(NamedTuple):

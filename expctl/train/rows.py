@@ -5,7 +5,7 @@ Two kinds, one per step at most (expctl.train.loop decides when): every
 row), and at each epoch's end the epoch row (the epoch's train means and the validation). Reading
 the meters is the host sync (and, under DDP, the all-reduce); a loss that is not finite stops the
 run there. Each row goes to ``metrics.jsonl``, to the trackers (queued: their thread calls W&B,
-expctl.tracking_background), and an epoch row to the run's history as well.
+expctl.trackers.background), and an epoch row to the run's history as well.
 """
 
 from __future__ import annotations
@@ -86,7 +86,7 @@ class Rows:
         self.record.append_metrics(row)
         tracker = self.outcome.trackers.tracker
         assert tracker is not None  # started before the loop
-        # queued: the tracker's thread calls wandb (expctl.tracking_background)
+        # queued: the tracker's thread calls wandb (expctl.trackers.background)
         tracker.log({k: v for k, v in row.items() if k != "step"}, step=int(row["step"]))
         self.outcome.poll_tracker()
 

@@ -233,18 +233,7 @@ def parse_spec(
     )
     hint = None
     if config is not None and not strings["program"] and command is None and parameters:
-        n = len(problems.items)
-        keys = config_problems(parameters, data, config, problems)
-        parameter_problems = len(problems.items) > n
-        if metric is not None:
-            trainer_metric_problem(metric.name, keys, problems)
-        for i, objective in enumerate(metrics):
-            trainer_metric_problem(objective.name, keys, problems, f"metrics[{i}].name")
-        if parameter_problems:
-            hint = (
-                "parameters are overrides of the project config (--config-dir/--config-name); "
-                "give `program:` to run your own script instead"
-            )
+        hint = _trainer_problems(parameters, data, config, metric, metrics, problems)
     if problems.items:
         raise SpecError(source, problems.items, hint=hint)
     return SweepSpec(
@@ -264,6 +253,31 @@ def parse_spec(
         raw=data,
         source=source,
         warnings=tuple(problems.warnings),
+    )
+
+
+def _trainer_problems(
+    parameters: list[Any],
+    data: dict,
+    config: ConfigCheck,
+    metric: Any,
+    metrics: tuple[Any, ...],
+    problems: Problems,
+) -> str | None:
+    """A sweep of expctl's trainer: every parameter must be a key of the project config and
+    every objective a metric the trainer logs; the hint when a parameter is not."""
+    n = len(problems.items)
+    keys = config_problems(parameters, data, config, problems)
+    parameter_problems = len(problems.items) > n
+    if metric is not None:
+        trainer_metric_problem(metric.name, keys, problems)
+    for i, objective in enumerate(metrics):
+        trainer_metric_problem(objective.name, keys, problems, f"metrics[{i}].name")
+    if not parameter_problems:
+        return None
+    return (
+        "parameters are overrides of the project config (--config-dir/--config-name); "
+        "give `program:` to run your own script instead"
     )
 
 

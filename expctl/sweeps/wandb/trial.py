@@ -40,7 +40,7 @@ def wandb_trial_function(
     It does what every W&B sweep function does — ``wandb.init()`` (W&B's agent has put the
     trial's parameters where init finds them) and read ``wandb.config`` — then runs the local
     agent's objective (expctl's trainer unless ``objective``) with those values as overrides,
-    after ``config_source``'s. The trainer logs into that same run: :func:`expctl.tracking.
+    after ``config_source``'s. The trainer logs into that same run: :func:`expctl.trackers.wandb.
     start_tracker` reuses an active ``wandb.run``. Sampling and early termination are W&B's
     server's (it stops a run through W&B's agent), so ``report`` never asks to stop here.
 

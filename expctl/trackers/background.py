@@ -9,7 +9,7 @@ more). A :class:`BackgroundTracker` makes both asynchronous:
 
 * :func:`start_in_background` decides the mode at once (a bad ``WANDB_MODE`` is still an error
   before anything runs; ``disabled`` never starts a thread or imports wandb) and starts
-  :func:`expctl.tracking.start_tracker` in a thread, so training starts while W&B does;
+  :func:`expctl.trackers.wandb.start_tracker` in a thread, so training starts while W&B does;
 * :meth:`~BackgroundTracker.log` and :meth:`~BackgroundTracker.log_checkpoints` only put the call
   on a FIFO queue; the thread makes the calls in that order once W&B is up, so rows logged before
   W&B was ready reach it too, in order, with the time they were logged (``_timestamp``; W&B's
@@ -20,11 +20,12 @@ more). A :class:`BackgroundTracker` makes both asynchronous:
   :meth:`~BackgroundTracker.finish_soon` only queues it: the trainer publishes the checkpoints
   while W&B finishes.
 
-Nothing is lost when W&B fails: a failed start leaves the :class:`~expctl.tracking.NullTracker`
-with its note (said once, as for a synchronous start), a failure mid-run is noted once by the
-:class:`~expctl.tracking.WandbTracker`, and the local record never depended on either. Notes and
-the run's identity (``run_id``, ``path``, ``sync_dir``) appear when the thread has them: read
-:attr:`~BackgroundTracker.notes` again later (the trainer does at each log interval).
+Nothing is lost when W&B fails: a failed start leaves the
+:class:`~expctl.trackers.base.NullTracker` with its note (said once, as for a synchronous start),
+a failure mid-run is noted once by the :class:`~expctl.trackers.wandb.WandbTracker`, and the
+local record never depended on either. Notes and the run's identity (``run_id``, ``path``,
+``sync_dir``) appear when the thread has them: read :attr:`~BackgroundTracker.notes` again
+later (the trainer does at each log interval).
 """
 
 from __future__ import annotations
@@ -46,7 +47,7 @@ _Call = tuple[str, tuple[Any, ...]]
 
 
 class BackgroundTracker:
-    """A :class:`~expctl.tracking.Tracker` whose start and calls run in a helper thread.
+    """A :class:`~expctl.trackers.base.Tracker` whose start and calls run in a helper thread.
 
     ``start`` opens the real tracker (in the thread); ``mode`` is what it is expected to be
     (resolved already), reported until the thread says what it became (an online run that fell
