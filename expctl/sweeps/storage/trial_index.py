@@ -11,7 +11,7 @@ and counts (one indexed query each, on Optuna's own ``trials`` table); for any o
 from __future__ import annotations
 
 import contextlib
-from typing import Any
+from typing import Any, NamedTuple
 
 from optuna.trial import TrialState
 
@@ -95,3 +95,54 @@ def _rdb_ids(
         ids = [row[0] for row in query.all()]
         session.commit()  # end the read transaction (the session is reused by Optuna)
     return ids
+
+
+def created_after(storage: Any, study_id: int, trial_id: int, number: int) -> list[Created]:
+    """The trials created after the one with ``trial_id``/``number`` (-1, -1: all), in creation
+    order, each with whether it was *enqueued* (Optuna's ``fixed_params`` system attr, set when a
+    trial is created WAITING: a re-run or a queued point) rather than created by a claim.
+
+    Trial creation is atomic and numbered in order on every storage (the journal's log order,
+    the RDB study row lock), and that attr is written with the trial, so the answer for a trial
+    never changes: callers keep what they read and ask only for what is newer.
+    """
+    rows = _rdb_created_after(storage, study_id, trial_id)
+    if rows is not None:
+        return rows
+    trials = storage.get_all_trials(study_id, deepcopy=False)
+    # a study's trials come in number order (number == position): read only the new tail
+    tail = trials[number + 1 :] if len(trials) > number + 1 else []
+    return [
+        Created(t._trial_id, t.number, "fixed_params" in t.system_attrs)
+        for t in tail
+        if t.number > number
+    ]
+
+
+class Created(NamedTuple):
+    trial_id: int
+    number: int
+    enqueued: bool
+
+
+def _rdb_created_after(storage: Any, study_id: int, after: int) -> list[Created] | None:
+    session_factory = getattr(storage, "scoped_session", None)
+    if session_factory is None:
+        return None
+    try:
+        from optuna.storages._rdb.models import TrialModel, TrialSystemAttributeModel
+    except ImportError:
+        return None
+    from sqlalchemy import and_
+
+    attr = TrialSystemAttributeModel
+    with contextlib.closing(session_factory()) as session:
+        query = (
+            session.query(TrialModel.trial_id, TrialModel.number, attr.trial_id)
+            .outerjoin(attr, and_(attr.trial_id == TrialModel.trial_id, attr.key == "fixed_params"))
+            .filter(TrialModel.study_id == study_id, TrialModel.trial_id > after)
+            .order_by(TrialModel.trial_id)
+        )
+        rows = [Created(int(tid), int(num), fixed is not None) for tid, num, fixed in query.all()]
+        session.commit()
+    return rows
