@@ -208,3 +208,136 @@ def test_agents_share_a_million_point_grid_exactly_once_with_one_sigkilled(
     failed = [t for t in trials if t["state"] == "fail"]
     assert [t["number"] for t in failed] == [started["number"]]
     assert status["state"] == "running" and status["planned"] == 1_000_000
+
+
+# -- the journal's snapshot ----------------------------------------------------------------------
+
+
+def finished_trials(url: str, n: int) -> str:
+    """A random sweep on the journal ``url`` with ``n`` finished trials (and one running)."""
+    from optuna.trial import TrialState, create_trial
+
+    from expctl.sweeps.storage.journal import batched_writes
+
+    info = create(parse_spec({**MILLION, "method": "random"}), url)
+    sweep = open_(info.id, url)
+    with batched_writes(sweep.handle.storage):
+        for i in range(n):
+            trial = create_trial(
+                state=TrialState.COMPLETE,
+                value=i / n,
+                user_attrs={"expctl:params": {"a": i}, "expctl:result": {"metrics": {"m": i}}},
+                intermediate_values={0: 1.0, 1: 0.5},
+            )
+            sweep.handle.storage.create_new_trial(sweep.study_id, trial)
+    claim = sweep.claim("agent")  # a sampled trial: params with distributions, and RUNNING
+    assert isinstance(claim, Claim)
+    sweep.handle.close()
+    return info.id
+
+
+def replayed(path: Path, *, snapshots: bool) -> tuple[list[Any], Any]:
+    """Every trial of every study, and the backend, as a fresh open of the journal sees them."""
+    from expctl.sweeps.storage.journal import CheckedJournalFileBackend, CheckedJournalStorage
+
+    backend = CheckedJournalFileBackend(str(path))
+    storage = CheckedJournalStorage(backend, snapshots=snapshots)
+    studies = storage.get_all_studies()
+    trials = [storage.get_all_trials(s._study_id, deepcopy=False) for s in studies]
+    return [
+        (s.study_name, s.user_attrs, s.system_attrs, t)
+        for s, t in zip(studies, trials, strict=True)
+    ], (backend)
+
+
+@pytest.fixture
+def snapshot_every(monkeypatch: pytest.MonkeyPatch) -> None:
+    from expctl.sweeps.storage import journal_snapshot
+
+    monkeypatch.setattr(journal_snapshot, "SNAPSHOT_EVERY", 50)
+
+
+def test_a_journal_opens_from_its_snapshot_to_exactly_its_records(
+    tmp_path: Path, snapshot_every: None
+) -> None:
+    journal = tmp_path / "sweeps.journal"
+    sweep_id = finished_trials(str(journal), 300)
+    snapshot = Path(f"{journal}.snapshot")
+    assert snapshot.exists()  # written by the replay that passed SNAPSHOT_EVERY records
+    before = journal.read_bytes()
+    whole, _ = replayed(journal, snapshots=False)
+    restored, backend = replayed(journal, snapshots=True)
+    assert 1 not in backend._log_number_offset  # read from the snapshot's offset on
+    assert restored == whole
+    assert journal.read_bytes() == before  # a cache: the journal is never rewritten
+    # records appended after the snapshot are replayed on top of it; agents carry on
+    sweep = open_(sweep_id, str(journal))
+    claim = sweep.claim("agent")
+    assert isinstance(claim, Claim) and claim.number == 301
+    sweep.finish(claim, "complete", 0.5)
+    assert replayed(journal, snapshots=True)[0] == replayed(journal, snapshots=False)[0]
+
+
+def test_a_snapshot_of_another_journal_or_of_a_replaced_one_is_not_used(
+    tmp_path: Path, snapshot_every: None
+) -> None:
+    journal = tmp_path / "sweeps.journal"
+    finished_trials(str(journal), 200)
+    other = tmp_path / "other.journal"
+    finished_trials(str(other), 100)
+    # the other journal's snapshot put beside this one: another file, never used
+    Path(f"{journal}.snapshot").write_bytes(Path(f"{other}.snapshot").read_bytes())
+    whole, _ = replayed(journal, snapshots=False)
+    used, backend = replayed(journal, snapshots=True)
+    assert used == whole and 1 in backend._log_number_offset
+    # the journal replaced by a copy of itself with a line less (what `sweep repair` does)
+    finished_trials(str(journal), 100)  # a fresh snapshot of the current file
+    lines = journal.read_bytes().splitlines(keepends=True)
+    copy = tmp_path / "copy"
+    copy.write_bytes(b"".join(lines[:1] + lines[2:]))  # drops the first create_trial
+    os.replace(copy, journal)
+    fresh, backend = replayed(journal, snapshots=True)
+    assert 1 in backend._log_number_offset  # replayed from the first record
+    assert fresh == replayed(journal, snapshots=False)[0]
+
+
+SNAPSHOT_WRITER = """
+import sys
+from expctl.sweeps.storage import journal_snapshot
+from expctl.sweeps.storage.journal import CheckedJournalFileBackend, CheckedJournalStorage
+
+backend = CheckedJournalFileBackend(sys.argv[1])
+storage = CheckedJournalStorage(backend, snapshots=False)
+lines = storage._replay_result.log_number_read
+print("ready", flush=True)
+while True:
+    journal_snapshot.save(sys.argv[1], storage._replay_result, lines, backend.offset_of(lines))
+"""
+
+
+@pytest.mark.slow
+def test_a_snapshot_writer_sigkilled_at_any_moment_loses_nothing(tmp_path: Path) -> None:
+    """Writers SIGKILLed at random moments of writing a snapshot: every open afterwards sees
+    exactly the journal's records, and the journal's bytes never change."""
+    import random
+    import subprocess
+    import sys
+
+    journal = tmp_path / "sweeps.journal"
+    finished_trials(str(journal), 3000)
+    before = journal.read_bytes()
+    whole, _ = replayed(journal, snapshots=False)
+    rng = random.Random(23)
+    for _ in range(12):
+        writer = subprocess.Popen(
+            [sys.executable, "-c", SNAPSHOT_WRITER, str(journal)],
+            stdout=subprocess.PIPE,
+            text=True,
+        )
+        assert writer.stdout is not None and writer.stdout.readline() == "ready\n"
+        time.sleep(rng.uniform(0.0, 0.4))
+        writer.kill()
+        writer.wait()
+        assert replayed(journal, snapshots=True)[0] == whole
+        assert journal.read_bytes() == before
+    assert Path(f"{journal}.snapshot").exists()

@@ -63,9 +63,8 @@ class Sweep:
         self.id = info.id
         self.queue = TrialQueue(handle, study, study_id)  # which trial an agent claims next
         self.run_cap = RunCap(handle, study, study_id, info.spec)  # random/bayes: run_cap
-        # heartbeats, reaping
-        point_of = self._point_of if self.method.claims_by_index else None
-        self.liveness = Liveness(handle, study_id, self.finish_from_run, point_of)
+        point_of = self._point_of if self.method.claims_by_index else None  # see reap_stale
+        self.liveness = Liveness(handle, study_id, self.finish_from_run, point_of)  # heartbeats
 
     def _point_of(self, trial: optuna.trial.FrozenTrial) -> dict[str, Any] | None:
         """A grid trial claimed by index whose agent died before recording its point: the point
@@ -142,7 +141,7 @@ class Sweep:
             if trial_id is not None:
                 trial = Trial(self.study, trial_id)
             elif self.method.claims_by_index:
-                indexed = self.queue.next_index(self.method.planned() or 0)
+                indexed = self.queue.next_index(self.method.planned())
                 if indexed is None:
                     return self._idle()
                 trial, index = indexed
@@ -322,9 +321,7 @@ class Sweep:
         states = (TrialState.WAITING, TrialState.RUNNING)
         if trial_index.count(self.handle.storage, self.study_id, states):
             return True
-        if self.method.claims_by_index and not self.queue.index_exhausted(
-            self.method.planned() or 0
-        ):
+        if self.method.claims_by_index and not self.queue.index_exhausted(self.method.planned()):
             return True
         trials = self.handle.storage.get_all_trials(self.study_id, deepcopy=False)
         retried = {t.user_attrs.get(PREFIX + "retry_of") for t in trials}

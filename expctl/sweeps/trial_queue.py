@@ -76,7 +76,7 @@ class TrialQueue:
 
     # -- a grid claimed by index ------------------------------------------------------------
 
-    def next_index(self, planned: int) -> tuple[optuna.Trial, int] | None:
+    def next_index(self, planned: int | None) -> tuple[optuna.Trial, int] | None:
         """A new RUNNING trial and the grid index it runs, or None when every index is taken.
 
         The index of a trial created by a claim is the number of such trials before it: its
@@ -85,16 +85,15 @@ class TrialQueue:
         is skipped; nothing is enumerated, whatever the grid's size. A trial whose index is past
         the end (agents racing for the last points) is the caller's to discard.
         """
-        self._read_created()
-        if self.index_of(self._last_number + 1) >= planned:
+        if self.index_exhausted(planned):
             return None
         trial = self.new_trial()
         return trial, self.index_of(trial.number)
 
-    def index_exhausted(self, planned: int) -> bool:
+    def index_exhausted(self, planned: int | None) -> bool:
         """Every index has a trial (some may still be running)."""
         self._read_created()
-        return self.index_of(self._last_number + 1) >= planned
+        return self.index_of(self._last_number + 1) >= (planned or 0)
 
     def index_of(self, number: int) -> int:
         """The grid index of the claimed (not enqueued) trial ``number``."""
