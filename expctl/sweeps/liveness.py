@@ -12,6 +12,7 @@ import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
+from expctl.sweeps.storage import trial_index
 from expctl.sweeps.studies import AGENT_PREFIX, PREFIX
 
 if TYPE_CHECKING:
@@ -76,9 +77,7 @@ class Liveness:
 
         now = time.time()
         requeued = []
-        running = self.handle.storage.get_all_trials(
-            self.study_id, deepcopy=False, states=(TrialState.RUNNING,)
-        )
+        running = trial_index.unfinished(self.handle.storage, self.study_id, (TrialState.RUNNING,))
         for t in running:
             last = t.system_attrs.get(PREFIX + "heartbeat")
             if last is None and t.datetime_start is not None:

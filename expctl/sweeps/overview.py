@@ -25,6 +25,7 @@ if TYPE_CHECKING:
     import optuna
 
     from expctl.sweeps.engine import Sweep
+    from expctl.sweeps.storage.trial_index import TrialRecord
 
 
 @dataclass(frozen=True)
@@ -123,7 +124,19 @@ class SweepRow:
         return dataclasses.asdict(self)
 
 
-def trial_row(t: optuna.trial.FrozenTrial, *, hide_secrets: bool = True) -> TrialRow:
+_ROW_ATTRS = tuple(PREFIX + k for k in ("params", "result", "claim", "retry_of", "discarded"))
+
+
+def _trials(sweep: Sweep) -> list[Any]:
+    """The sweep's trials as :func:`trial_row` reads them: on an RDB storage only the columns
+    and attrs it reads, in a few set queries (:func:`trial_index.records`)."""
+    from expctl.sweeps.storage import trial_index
+
+    found = trial_index.records(sweep.handle.storage, sweep.study_id, _ROW_ATTRS)
+    return sweep.trials() if found is None else found
+
+
+def trial_row(t: optuna.trial.FrozenTrial | TrialRecord, *, hide_secrets: bool = True) -> TrialRow:
     result = t.user_attrs.get(PREFIX + "result", {}) or {}
     duration = None
     if t.datetime_start and t.datetime_complete:
@@ -174,7 +187,7 @@ def sweep_status(sweep: Sweep) -> SweepStatus:
     from expctl.sweeps.methods import method_for
 
     info = sweep.current_info()
-    rows = [trial_row(t) for t in sweep.trials() if not t.user_attrs.get(PREFIX + "discarded")]
+    rows = [trial_row(t) for t in _trials(sweep) if not t.user_attrs.get(PREFIX + "discarded")]
     counts: dict[str, int] = {}
     for r in rows:
         counts[r.state] = counts.get(r.state, 0) + 1
