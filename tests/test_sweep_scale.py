@@ -375,3 +375,23 @@ def test_status_reads_rdb_trials_in_set_queries_exactly_as_optuna_builds_them(
 
     assert rows(found) == rows(by_optuna)
     assert {t.state.name for t in found} == {"COMPLETE", "PRUNED", "FAIL", "RUNNING", "WAITING"}
+
+
+def test_a_report_of_many_trials_draws_the_best_and_an_even_sample_and_says_so() -> None:
+    from expctl.runs.report import KEEP_BEST, MAX_DRAWN, _drawn
+    from expctl.runs.sweep_results import SweepResults, Trial
+
+    n = 3 * MAX_DRAWN
+    trials = [Trial(i, "complete", float((i * 7919) % n), {"x": i}, None) for i in range(n)]
+    results = SweepResults({"id": "s", "metric": {"name": "loss", "goal": "minimize"}}, trials)
+    drawn, why = _drawn(results)
+    assert len(drawn.trials) == MAX_DRAWN
+    assert drawn.ranked()[:KEEP_BEST] == results.ranked()[:KEEP_BEST]  # the best are all there
+    numbers = [t.number for t in drawn.trials]
+    assert numbers == sorted(set(numbers)) and numbers[-1] > n * 0.9  # spread over the sweep
+    assert (
+        why
+        == f"drawn from 5,000 of the sweep's {n:,} trials: the best 1,000 and an even sample of the rest"
+    )
+    small = SweepResults(results.status, trials[:MAX_DRAWN])
+    assert _drawn(small) == (small, None)
