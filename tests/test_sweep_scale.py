@@ -395,3 +395,31 @@ def test_a_report_of_many_trials_draws_the_best_and_an_even_sample_and_says_so()
     )
     small = SweepResults(results.status, trials[:MAX_DRAWN])
     assert _drawn(small) == (small, None)
+
+
+def test_the_journals_unfinished_trials_follow_every_change(tmp_path: Path) -> None:
+    """Claims on a journal ask only the trials unfinished when last seen and the newer ones
+    (Optuna filters every trial: 16 ms a call at 10⁵ trials): the answer is Optuna's."""
+    from optuna.trial import TrialState
+
+    from expctl.sweeps.storage import trial_index
+
+    url = str(tmp_path / "sweeps.journal")
+    info = create(small_grid(6), url)
+    a, b = open_(info.id, url), open_(info.id, url)
+    storage = a.handle.storage
+
+    def check() -> None:
+        for states in ((TrialState.WAITING,), (TrialState.RUNNING,), trial_index._UNFINISHED):
+            ours = trial_index.unfinished(storage, a.study_id, states)
+            assert ours == storage.get_all_trials(a.study_id, deepcopy=False, states=states)
+
+    check()
+    first, second = a.claim("a"), b.claim("b")  # b's changes reach a's storage by its journal
+    check()
+    b.finish(second, "complete", 1.0)  # type: ignore[arg-type]
+    a.requeue(first)  # type: ignore[arg-type]
+    check()
+    drain(b)
+    check()
+    assert trial_index.unfinished(storage, a.study_id, trial_index._UNFINISHED) == []
