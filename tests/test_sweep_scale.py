@@ -423,3 +423,20 @@ def test_the_journals_unfinished_trials_follow_every_change(tmp_path: Path) -> N
     drain(b)
     check()
     assert trial_index.unfinished(storage, a.study_id, trial_index._UNFINISHED) == []
+
+
+@pytest.mark.parametrize("kind", ["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+def test_rdb_storages_index_trials_by_state_for_claims(kind: str, tmp_path: Path) -> None:
+    """Claims ask for a study's WAITING/RUNNING trials: indexed, not a scan of the study."""
+    import sqlalchemy
+
+    from expctl.sweeps.storage import open_storage
+
+    handle = open_storage(storage_url(kind, tmp_path))
+    try:
+        indexes = sqlalchemy.inspect(handle.storage.engine).get_indexes("trials")  # type: ignore[attr-defined]
+        by_name = {index["name"]: index["column_names"] for index in indexes}
+        assert by_name["ix_expctl_trials_study_state"] == ["study_id", "state", "trial_id"]
+    finally:
+        handle.close()
+    open_storage(storage_url(kind, tmp_path)).close()  # found: opened again without error
