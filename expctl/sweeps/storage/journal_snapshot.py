@@ -40,8 +40,29 @@ _WINDOW = 1 << 20  # the bytes before the offset whose hash ties a snapshot to t
 _VERSION = 1
 
 
+# Every attribute of Optuna 5's JournalStorageReplayResult: another Optuna that keeps more (an
+# index this module would not fill) gets no snapshot, and replays its journal whole.
+_REPLAY_FIELDS = {
+    "log_number_read",
+    "_worker_id_prefix",
+    "_studies",
+    "_trials",
+    "_study_id_to_trial_ids",
+    "_trial_id_to_study_id",
+    "_next_study_id",
+    "_worker_id_to_owned_trial_id",
+}
+
+
+def _check_fields(replay: Any) -> None:
+    fields = set(vars(replay)) - {"_last_created_trial_id_by_this_process"}  # batched_writes'
+    if fields != _REPLAY_FIELDS:
+        raise ValueError(f"unknown journal replay fields: {sorted(fields ^ _REPLAY_FIELDS)}")
+
+
 def _plain(replay: Any) -> dict[str, Any]:
     """The replay's state as plain values (what :func:`restore` rebuilds it from)."""
+    _check_fields(replay)
     from optuna.distributions import distribution_to_json
 
     dists: dict[str, int] = {}
@@ -147,6 +168,7 @@ def _trial_builder() -> Any:
 
 def restore(replay: Any, state: dict[str, Any]) -> None:
     """Fill an empty ``JournalStorageReplayResult`` from :func:`_plain`'s values."""
+    _check_fields(replay)
     from datetime import datetime
 
     from optuna.distributions import json_to_distribution
@@ -189,6 +211,7 @@ def restore(replay: Any, state: dict[str, Any]) -> None:
     }
     replay._next_study_id = int(state["next_study_id"])
     replay.log_number_read = int(state["log_number_read"])
+    replay._last_created_trial_id_by_this_process = -1  # as Optuna's own restore sets it
 
 
 def snapshot_path(journal: str | Path) -> Path:
