@@ -102,7 +102,9 @@ _TRIAL_FIELDS = tuple(f.name for f in dataclasses.fields(TrialRow))
 
 def _trial_json(row: TrialRow) -> dict[str, Any]:
     data = {name: getattr(row, name) for name in _TRIAL_FIELDS}
-    data["params"] = copy.deepcopy(row.params)  # values may be lists or maps
+    data["params"] = {  # values may be lists or maps (deepcopy of every dict: ~1 s per 10⁵)
+        k: copy.deepcopy(v) if isinstance(v, dict | list) else v for k, v in row.params.items()
+    }
     return data
 
 
