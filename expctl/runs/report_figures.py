@@ -28,6 +28,7 @@ def history(results: SweepResults) -> tuple[Any, str | None]:
 
     metric = results.metric or "value"
     figure = go.Figure()
+    varying = results.varying()  # once: per trial it made the report quadratic in trials
     for state, color in (("complete", "#1f77b4"), ("pruned", "#aaaaaa")):
         chosen = sorted((t for t in finished if t.state == state), key=lambda t: t.number)
         if chosen:
@@ -38,7 +39,7 @@ def history(results: SweepResults) -> tuple[Any, str | None]:
                     mode="markers",
                     name=state,
                     marker={"color": color, "size": 8},
-                    text=[results.params_text(t) for t in chosen],
+                    text=[results.params_text(t, varying) for t in chosen],
                     hovertemplate="trial %{x}<br>" + metric + " %{y}<br>%{text}<extra></extra>",
                 )
             )

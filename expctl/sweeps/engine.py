@@ -63,7 +63,13 @@ class Sweep:
         self.id = info.id
         self.queue = TrialQueue(handle, study, study_id)  # which trial an agent claims next
         self.run_cap = RunCap(handle, study, study_id, info.spec)  # random/bayes: run_cap
-        self.liveness = Liveness(handle, study_id, self.finish_from_run)  # heartbeats, reaping
+        point_of = self._point_of if self.method.claims_by_index else None  # see reap_stale
+        self.liveness = Liveness(handle, study_id, self.finish_from_run, point_of)  # heartbeats
+
+    def _point_of(self, trial: optuna.trial.FrozenTrial) -> dict[str, Any] | None:
+        """A grid trial claimed by index whose agent died before recording its point: the point
+        of its index (None past the end)."""
+        return self.method.point(self.queue.index_of(trial.number))
 
     # -- state --------------------------------------------------------------------------------
 
@@ -129,20 +135,29 @@ class Sweep:
             return state
         self.handle.check_space()  # a disk that is full would take the claim, not the result
         agent = agent or agent_name()
+        index = None  # a grid claimed by index: the point's index
         with self.handle.transition_lock():
             trial_id = self.queue.pop_waiting()
-            if trial_id is None:
-                if not self.method.samples_on_claim or self.run_cap.reached():
-                    return self._idle()
-                trial = self.queue.new_trial()
-            else:
+            if trial_id is not None:
                 if self.method.samples_on_claim:
                     # a re-run, created on the raw storage: Optuna's RDB cache must learn of it
                     # before the sampler writes the params through it (else KeyError: its id)
                     storage = getattr(self.study, "_storage", self.handle.storage)
                     storage.get_all_trials(self.study_id, deepcopy=False)
                 trial = Trial(self.study, trial_id)
+            elif self.method.claims_by_index:
+                indexed = self.queue.next_index(self.method.planned())
+                if indexed is None:
+                    return self._idle()
+                trial, index = indexed
+            elif not self.method.samples_on_claim or self.run_cap.reached():
+                return self._idle()
+            else:
+                trial = self.queue.new_trial()
         frozen_attrs = trial.user_attrs
+        if index is not None and self.method.point(index) is None:
+            self.run_cap.discard(trial)  # past the grid's end: another agent took the last
+            return self._idle()
         retry_of = frozen_attrs.get(PREFIX + "retry_of")
         capped = retry_of is None and self.method.samples_on_claim
         if capped and self.run_cap.over_cap(trial.number):
@@ -154,6 +169,11 @@ class Sweep:
             # agent owns the trial, nothing here needs to read them back
             with batched_writes(self.handle.storage):
                 queued = frozen_attrs.get(PREFIX + "params")
+                if index is not None:
+                    queued = self.method.point(index)
+                    self.handle.storage.set_trial_user_attr(
+                        trial._trial_id, PREFIX + "params", queued
+                    )
                 params = self.method.trial_values(trial, queued, self.handle.storage)
                 self.handle.storage.set_trial_user_attr(
                     trial._trial_id, PREFIX + "claim", claim_info
@@ -306,6 +326,8 @@ class Sweep:
 
         states = (TrialState.WAITING, TrialState.RUNNING)
         if trial_index.count(self.handle.storage, self.study_id, states):
+            return True
+        if self.method.claims_by_index and not self.queue.index_exhausted(self.method.planned()):
             return True
         trials = self.handle.storage.get_all_trials(self.study_id, deepcopy=False)
         retried = {t.user_attrs.get(PREFIX + "retry_of") for t in trials}

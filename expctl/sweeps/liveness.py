@@ -12,6 +12,7 @@ import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
+from expctl.sweeps.storage import trial_index
 from expctl.sweeps.studies import AGENT_PREFIX, PREFIX
 
 if TYPE_CHECKING:
@@ -28,11 +29,14 @@ class Liveness:
         handle: StorageHandle,
         study_id: int,
         finish_from_run: Callable[[optuna.trial.FrozenTrial], str | None],
+        point_of: Callable[[optuna.trial.FrozenTrial], dict[str, Any] | None] | None = None,
     ):
         self.handle = handle
         self.study_id = study_id
         # the engine's: records a stale trial from its run dir when the run ended
         self.finish_from_run = finish_from_run
+        # a grid claimed by index: the point of a trial whose agent died before recording it
+        self.point_of = point_of
 
     def heartbeat(self, trial_id: int) -> bool:
         """Refresh a running trial's heartbeat; False once it is finished (maybe by others)."""
@@ -82,9 +86,7 @@ class Liveness:
 
         now = time.time()
         requeued = []
-        running = self.handle.storage.get_all_trials(
-            self.study_id, deepcopy=False, states=(TrialState.RUNNING,)
-        )
+        running = trial_index.unfinished(self.handle.storage, self.study_id, (TrialState.RUNNING,))
         for t in running:
             last = t.system_attrs.get(PREFIX + "heartbeat")
             if last is None and t.datetime_start is not None:
@@ -93,12 +95,28 @@ class Liveness:
                 continue
             if self.finish_from_run(t) is not None:
                 continue
-            new = self.fail_and_requeue(
-                t._trial_id, t.number, t.params, t.user_attrs.get(PREFIX + "params")
-            )
+            params = t.user_attrs.get(PREFIX + "params")
+            if params is None and self.point_of is not None:
+                params = self.point_of(t)
+                if params is None:  # created past the grid's end: nothing to re-run
+                    self._discard(t._trial_id)
+                    continue
+            new = self.fail_and_requeue(t._trial_id, t.number, t.params, params)
             if new is not None:
                 requeued.append((t.number, new))
         return requeued
+
+    def _discard(self, trial_id: int) -> None:
+        from optuna.exceptions import UpdateFinishedTrialError
+        from optuna.trial import TrialState
+
+        storage = self.handle.storage
+        with self.handle.transition_lock():
+            try:
+                storage.set_trial_user_attr(trial_id, PREFIX + "discarded", True)
+                storage.set_trial_state_values(trial_id, TrialState.FAIL)
+            except UpdateFinishedTrialError:
+                pass
 
     def fail_and_requeue(
         self, trial_id: int, number: int, latent: dict[str, Any], params: dict[str, Any] | None

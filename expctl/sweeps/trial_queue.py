@@ -1,8 +1,10 @@
 """Which trial an agent claims next: the queue of WAITING trials (a grid's points, re-runs),
-else a fresh trial. A collaborator of :class:`expctl.sweeps.engine.Sweep`."""
+else a fresh trial — for a grid claimed by index, the next index. A collaborator of
+:class:`expctl.sweeps.engine.Sweep`."""
 
 from __future__ import annotations
 
+import bisect
 import contextlib
 import random
 from typing import TYPE_CHECKING
@@ -25,6 +27,9 @@ class TrialQueue:
         self.study = study
         self.study_id = study_id
         self._claims_since_race = CLAIM_WINDOW + 1  # see pop_waiting
+        # what this agent has read of the trials' creation (see next_index)
+        self._last_id, self._last_number = -1, -1
+        self._enqueued: list[int] = []  # numbers of the trials created WAITING, ascending
 
     def pop_waiting(self) -> int | None:
         """WAITING → RUNNING for the oldest queued trial we win (Optuna's pop protocol: write
@@ -68,3 +73,39 @@ class TrialQueue:
         # the study's own storage: for RDBs Optuna wraps ours in a cache that must see the trial
         storage = getattr(self.study, "_storage", self.handle.storage)
         return Trial(self.study, storage.create_new_trial(self.study_id))
+
+    # -- a grid claimed by index ------------------------------------------------------------
+
+    def next_index(self, planned: int | None) -> tuple[optuna.Trial, int] | None:
+        """A new RUNNING trial and the grid index it runs, or None when every index is taken.
+
+        The index of a trial created by a claim is the number of such trials before it: its
+        number less the trials *enqueued* before it (re-runs, queued points). Trial numbers are
+        allocated atomically on every storage, so two claims never get one index and no index
+        is skipped; nothing is enumerated, whatever the grid's size. A trial whose index is past
+        the end (agents racing for the last points) is the caller's to discard.
+        """
+        if self.index_exhausted(planned):
+            return None
+        trial = self.new_trial()
+        return trial, self.index_of(trial.number)
+
+    def index_exhausted(self, planned: int | None) -> bool:
+        """Every index has a trial (some may still be running)."""
+        self._read_created()
+        return self.index_of(self._last_number + 1) >= (planned or 0)
+
+    def index_of(self, number: int) -> int:
+        """The grid index of the claimed (not enqueued) trial ``number``."""
+        if number - 1 > self._last_number:
+            self._read_created()
+        return number - bisect.bisect_left(self._enqueued, number)
+
+    def _read_created(self) -> None:
+        storage = self.handle.storage
+        for row in trial_index.created_after(
+            storage, self.study_id, self._last_id, self._last_number
+        ):
+            if row.enqueued:
+                self._enqueued.append(row.number)
+            self._last_id, self._last_number = row.trial_id, row.number

@@ -76,6 +76,15 @@ class Method:
         wandb``), or None: the file is then handed over unchanged."""
         return None
 
+    @property
+    def claims_by_index(self) -> bool:
+        """A space too large to queue at create: a claim creates a trial and runs :meth:`point`
+        of its index (how many such trials come before it); None past the planned runs."""
+        return False
+
+    def point(self, index: int) -> dict[str, Any] | None:
+        return None
+
     # -- claiming ---------------------------------------------------------------------------
 
     def make_sampler(self, seed: int | None = None) -> optuna.samplers.BaseSampler:

@@ -8,7 +8,11 @@
   list or map), keeping the first occurrence;
 * ``run_cap`` keeps the first ``run_cap`` points.
 
-:class:`GridMethod` is the method: every point is queued when the sweep is created.
+:class:`GridMethod` is the method. A grid of up to :data:`QUEUED_GRID_POINTS` points is queued
+whole when the sweep is created (each point a WAITING trial, visible as such in Optuna's tools);
+a larger one is *claimed by index*: nothing is enumerated at create, a point is a pure function of
+its index (:meth:`GridMethod.point`, mixed radix over the value lists), and an agent takes the next
+index by creating a trial (see :mod:`expctl.sweeps.trial_queue`).
 
 Sizes are computed before anything is enumerated (a 10^11-point ``int_uniform`` is refused in
 microseconds, not after filling the memory): a point repeats only if each of its values repeats,
@@ -35,9 +39,15 @@ if TYPE_CHECKING:
 
 # The distributions a grid can enumerate (finite sets of values).
 GRID_DISTRIBUTIONS = ("constant", "categorical", "int_uniform", "q_uniform")
-# Every point is queued at create time, and every agent reads the whole queue: beyond this many
-# points a grid is better searched with method: random and a run_cap (said before building one).
+# `expctl run -m` enumerates its runs in one process: beyond this many it is refused (a sweep
+# file takes larger grids).
 MAX_GRID_POINTS = 10_000
+# A grid up to this size is queued whole at create (a WAITING trial per point); larger ones are
+# claimed by index, one trial created per claim.
+QUEUED_GRID_POINTS = 10_000
+# The most trials a storage can number: Optuna's RDB schema keeps trial numbers in a 32-bit
+# INTEGER column (the journal has no such limit, but one sweep must run on any storage).
+MAX_STORED_GRID_POINTS = 2**31 - 1
 
 
 def grid_values(p: Parameter) -> Sequence[Any]:
@@ -197,16 +207,41 @@ class GridMethod(Method):
                 )
 
     def check_size(self) -> None:
-        check_grid_size(self.spec, MAX_GRID_POINTS)
+        check_grid_size(self.spec, MAX_STORED_GRID_POINTS)
 
     def planned(self) -> int:
-        return check_grid_size(self.spec, MAX_GRID_POINTS)
+        return self._planned
+
+    @functools.cached_property
+    def _planned(self) -> int:  # asked on every claim of a grid claimed by index
+        return check_grid_size(self.spec, MAX_STORED_GRID_POINTS)
 
     def size(self) -> int:
         return grid_size(self.spec)
 
+    @property
+    def claims_by_index(self) -> bool:
+        """Too large to queue at create: each claim takes the next index instead."""
+        return self.planned() > QUEUED_GRID_POINTS
+
     def points_to_enqueue(self) -> list[dict[str, Any]]:
-        return grid_points(self.spec, limit=MAX_GRID_POINTS)
+        if self.claims_by_index:
+            return []
+        return grid_points(self.spec, limit=QUEUED_GRID_POINTS)
+
+    def point(self, index: int) -> dict[str, Any] | None:
+        """The ``index``-th point in W&B's order, or None past the planned runs."""
+        if not 0 <= index < self.planned():
+            return None
+        return dict(zip(self._names, _nth(self._values, index), strict=True))
+
+    @functools.cached_property
+    def _names(self) -> list[str]:
+        return [p.name for p in self.spec.parameters]
+
+    @functools.cached_property
+    def _values(self) -> list[Sequence[Any]]:
+        return [grid_values(p) for p in self.spec.parameters]
 
     def make_sampler(self, seed: int | None = None) -> optuna.samplers.BaseSampler:
         """Never asked for a point (every trial is queued), as random would be."""

@@ -101,10 +101,23 @@ class CheckedJournalFileBackend(JournalFileBackend):
         self._validated_lines = 0  # how many lines that is
         self._damage: JournalDamaged | None = None
         self._batches = threading.local()  # per thread: the heartbeat thread writes at once
+        self._skip_reads = False  # while the storage restores a snapshot first
+
+    def start_at(self, lines: int, offset: int) -> None:
+        """Reading resumes after the first ``lines`` records, which end at byte ``offset`` (a
+        snapshot has them): those are taken as checked, as a replay would have left them."""
+        self._log_number_offset[lines] = offset
+        self._validated, self._validated_lines = offset, lines
+
+    def offset_of(self, lines: int) -> int | None:
+        """The byte offset where record ``lines + 1`` starts, when this backend has read there."""
+        return self._log_number_offset.get(lines)
 
     def read_logs(self, log_number_from: int) -> Generator[dict[str, Any], None, None]:
         if self._damage is not None:
             raise self._damage
+        if self._skip_reads:
+            return
         offsets = self._log_number_offset
         with open(self._file_path, "rb") as f:
             start = log_number_from if log_number_from in offsets else 0
@@ -204,9 +217,55 @@ def _set_aside(journal: Path, torn: bytes) -> None:
 class CheckedJournalStorage(JournalStorage):
     """A record that parses but cannot be applied (a missing field, say) is damage too."""
 
-    def __init__(self, backend: CheckedJournalFileBackend) -> None:
+    def __init__(self, backend: CheckedJournalFileBackend, *, snapshots: bool = True) -> None:
         self._checked_backend = backend
-        super().__init__(backend)
+        self._snapshots = snapshots
+        self._snapshot_lines = 0  # the records the last snapshot seen or written holds
+        backend._skip_reads = snapshots  # Optuna's own __init__ would replay everything
+        try:
+            super().__init__(backend)
+        finally:
+            backend._skip_reads = False
+        with self._thread_lock:
+            if snapshots:
+                self._restore_snapshot()
+            self._sync_with_backend()
+
+    def _restore_snapshot(self) -> None:
+        """Start from ``JOURNAL.snapshot`` when it is valid for this journal (see
+        :mod:`expctl.sweeps.storage.journal_snapshot`)."""
+        from expctl.sweeps.storage import journal_snapshot
+
+        found = journal_snapshot.load(self._checked_backend._file_path)
+        if found is None:
+            return
+        state, lines, offset = found
+        replay = type(self._replay_result)(self._worker_id_prefix)
+        try:
+            journal_snapshot.restore(replay, state)
+        except (KeyError, TypeError, ValueError, IndexError, AttributeError):
+            return  # not a state this Optuna reads: replay the journal whole
+        self._replay_result = replay
+        self._checked_backend.start_at(lines, offset)
+        self._snapshot_lines = lines
+
+    def _maybe_snapshot(self) -> None:
+        """Write a snapshot once SNAPSHOT_EVERY records were replayed past the last one."""
+        from expctl.sweeps.storage import journal_snapshot
+
+        lines = self._replay_result.log_number_read
+        if not self._snapshots or lines - self._snapshot_lines < journal_snapshot.SNAPSHOT_EVERY:
+            return
+        if getattr(self._checked_backend._batches, "logs", None) is not None:
+            return  # inside a batch: records of this process are held back
+        offset = self._checked_backend.offset_of(lines)
+        if offset is None:
+            return
+        self._snapshot_lines = lines  # tried: whoever writes it, not again for a while
+        with contextlib.suppress(OSError, ValueError):  # a cache: never fail a write for it
+            journal_snapshot.save(
+                self._checked_backend._file_path, self._replay_result, lines, offset
+            )
 
     def _sync_with_backend(self) -> None:
         try:
@@ -220,6 +279,7 @@ class CheckedJournalStorage(JournalStorage):
             )
             self._checked_backend._damage = damage
             raise damage from None
+        self._maybe_snapshot()
 
 
 @contextlib.contextmanager

@@ -11,7 +11,7 @@ and counts (one indexed query each, on Optuna's own ``trials`` table); for any o
 from __future__ import annotations
 
 import contextlib
-from typing import Any
+from typing import Any, NamedTuple
 
 from optuna.trial import TrialState
 
@@ -21,8 +21,55 @@ def waiting_ids(storage: Any, study_id: int, limit: int) -> list[int]:
     rows = _rdb_ids(storage, study_id, (TrialState.WAITING,), -1, limit=limit)
     if rows is not None:
         return rows
-    waiting = storage.get_all_trials(study_id, deepcopy=False, states=(TrialState.WAITING,))
+    waiting = unfinished(storage, study_id, (TrialState.WAITING,))
     return [t._trial_id for t in waiting[:limit]]
+
+
+_UNFINISHED = (TrialState.WAITING, TrialState.RUNNING)
+
+
+def unfinished(storage: Any, study_id: int, states: tuple[TrialState, ...]) -> list[Any]:
+    """The (frozen, not copied) WAITING and/or RUNNING trials, oldest first.
+
+    On a journal, Optuna filters every trial of the study by state on each call (16 ms per call
+    at 10⁵ trials, several calls per claim). A finished trial never changes state again, so the
+    journal's replay is asked only about the trials that were unfinished when last seen and those
+    created since (:class:`_Unfinished`); other storages answer through Optuna's API.
+    """
+    assert set(states) <= set(_UNFINISHED)
+    replay = getattr(storage, "_replay_result", None)
+    lock = getattr(storage, "_thread_lock", None)
+    if replay is None or lock is None or not hasattr(replay, "_study_id_to_trial_ids"):
+        return storage.get_all_trials(study_id, deepcopy=False, states=states)
+    with lock:
+        storage._sync_with_backend()
+        cache = _Unfinished.of(storage, replay, study_id)
+        trials = cache.refresh()
+    return [t for t in trials if t.state in states]
+
+
+class _Unfinished:
+    """One journal storage's unfinished trials of one study, kept up to date incrementally."""
+
+    def __init__(self, replay: Any, study_id: int):
+        self.replay, self.study_id = replay, study_id
+        self.seen = 0  # how many of the study's trials (in creation order) were looked at
+        self.ids: list[int] = []  # those of them that were unfinished then
+
+    @classmethod
+    def of(cls, storage: Any, replay: Any, study_id: int) -> _Unfinished:
+        caches = storage.__dict__.setdefault("_expctl_unfinished", {})
+        cache = caches.get(study_id)
+        if cache is None or cache.replay is not replay:  # a replay restored anew
+            cache = caches[study_id] = cls(replay, study_id)
+        return cache
+
+    def refresh(self) -> list[Any]:
+        ids = self.replay._study_id_to_trial_ids[self.study_id]
+        trials = self.replay._trials
+        self.ids = [i for i in [*self.ids, *ids[self.seen :]] if trials[i].state in _UNFINISHED]
+        self.seen = len(ids)
+        return [trials[i] for i in self.ids]
 
 
 def pop_waiting(storage: Any, study_id: int) -> int | None:
@@ -69,6 +116,8 @@ def count(storage: Any, study_id: int, states: tuple[TrialState, ...]) -> int:
     rows = _rdb_ids(storage, study_id, states, -1, limit=None)
     if rows is not None:
         return len(rows)
+    if set(states) <= set(_UNFINISHED):
+        return len(unfinished(storage, study_id, states))
     return len(storage.get_all_trials(study_id, deepcopy=False, states=states))
 
 
@@ -95,3 +144,153 @@ def _rdb_ids(
         ids = [row[0] for row in query.all()]
         session.commit()  # end the read transaction (the session is reused by Optuna)
     return ids
+
+
+def created_after(storage: Any, study_id: int, trial_id: int, number: int) -> list[Created]:
+    """The trials created after the one with ``trial_id``/``number`` (-1, -1: all), in creation
+    order, each with whether it was *enqueued* (Optuna's ``fixed_params`` system attr, set when a
+    trial is created WAITING: a re-run or a queued point) rather than created by a claim.
+
+    Trial creation is atomic and numbered in order on every storage (the journal's log order,
+    the RDB study row lock), and that attr is written with the trial, so the answer for a trial
+    never changes: callers keep what they read and ask only for what is newer.
+    """
+    rows = _rdb_created_after(storage, study_id, trial_id)
+    if rows is not None:
+        return rows
+    trials = storage.get_all_trials(study_id, deepcopy=False)
+    # a study's trials come in number order (number == position): read only the new tail
+    tail = trials[number + 1 :] if len(trials) > number + 1 else []
+    return [
+        Created(t._trial_id, t.number, "fixed_params" in t.system_attrs)
+        for t in tail
+        if t.number > number
+    ]
+
+
+class Created(NamedTuple):
+    trial_id: int
+    number: int
+    enqueued: bool
+
+
+def _rdb_created_after(storage: Any, study_id: int, after: int) -> list[Created] | None:
+    session_factory = getattr(storage, "scoped_session", None)
+    if session_factory is None:
+        return None
+    try:
+        from optuna.storages._rdb.models import TrialModel, TrialSystemAttributeModel
+    except ImportError:
+        return None
+    from sqlalchemy import and_
+
+    attr = TrialSystemAttributeModel
+    with contextlib.closing(session_factory()) as session:
+        query = (
+            session.query(TrialModel.trial_id, TrialModel.number, attr.trial_id)
+            .outerjoin(attr, and_(attr.trial_id == TrialModel.trial_id, attr.key == "fixed_params"))
+            .filter(TrialModel.study_id == study_id, TrialModel.trial_id > after)
+            .order_by(TrialModel.trial_id)
+        )
+        rows = [Created(int(tid), int(num), fixed is not None) for tid, num, fixed in query.all()]
+        session.commit()
+    return rows
+
+
+class TrialRecord(NamedTuple):
+    """What ``sweep status`` reads of a trial, without the rest of a FrozenTrial."""
+
+    number: int
+    state: TrialState
+    values: list[float] | None
+    datetime_start: Any
+    datetime_complete: Any
+    user_attrs: dict[str, Any]
+    intermediate_values: dict[int, float]  # only its length is read: {step: 0.0} per step
+
+    @property
+    def value(self) -> float | None:
+        return self.values[0] if self.values else None
+
+
+def records(storage: Any, study_id: int, keys: tuple[str, ...]) -> list[TrialRecord] | None:
+    """Every trial of an RDB study with the user attrs ``keys``, in four set queries; None for
+    other storages. Optuna's ``get_all_trials`` builds whole FrozenTrials through the ORM: 60 s
+    and 2.4 GB for 100,000 trials on PostgreSQL."""
+    session_factory = getattr(storage, "scoped_session", None)
+    if session_factory is None:
+        return None
+    try:
+        from optuna.storages._rdb import models
+    except ImportError:
+        return None
+    import json
+
+    from sqlalchemy import func
+
+    trial, value, attr, step = (
+        models.TrialModel,
+        models.TrialValueModel,
+        models.TrialUserAttributeModel,
+        models.TrialIntermediateValueModel,
+    )
+    with contextlib.closing(session_factory()) as session:
+        in_study = trial.study_id == study_id
+        rows = (
+            session.query(
+                trial.trial_id,
+                trial.number,
+                trial.state,
+                trial._datetime_start_utc,  # Optuna's properties make them local time
+                trial._datetime_complete_utc,
+            )
+            .filter(in_study)
+            .order_by(trial.trial_id)
+            .all()
+        )
+        values: dict[int, list[float]] = {}
+        for trial_id, _objective, number, kind in (
+            session.query(value.trial_id, value.objective, value.value, value.value_type)
+            .join(trial, trial.trial_id == value.trial_id)
+            .filter(in_study)
+            .order_by(value.trial_id, value.objective)
+        ):
+            values.setdefault(trial_id, []).append(
+                models.TrialValueModel.stored_repr_to_value(number, kind)
+            )
+        attrs: dict[int, dict[str, Any]] = {}
+        for trial_id, key, text in (
+            session.query(attr.trial_id, attr.key, attr.value_json)
+            .join(trial, trial.trial_id == attr.trial_id)
+            .filter(in_study, attr.key.in_(keys))
+        ):
+            attrs.setdefault(trial_id, {})[key] = json.loads(text)
+        steps = dict(
+            session.query(step.trial_id, func.count())
+            .join(trial, trial.trial_id == step.trial_id)
+            .filter(in_study)
+            .group_by(step.trial_id)
+            .all()
+        )
+        session.commit()
+    return [
+        TrialRecord(
+            number,
+            state,
+            values.get(trial_id),
+            _local(start),
+            _local(complete),
+            attrs.get(trial_id, {}),
+            dict.fromkeys(range(steps.get(trial_id, 0)), 0.0),
+        )
+        for trial_id, number, state, start, complete in rows
+    ]
+
+
+def _local(utc: Any) -> Any:
+    """A naive UTC time from Optuna's tables as the naive local time its FrozenTrials hold."""
+    from datetime import timezone
+
+    return (
+        None if utc is None else utc.replace(tzinfo=timezone.utc).astimezone().replace(tzinfo=None)
+    )
