@@ -92,7 +92,7 @@ def run_agent(
     """
     check_timeout(options.trial_timeout)
     if objective is None:
-        sweep.check_program_here()
+        sweep.spec.check_program_here(sweep.id)
     loop = _AgentLoop(sweep, options, config_source, objective or default_objective(sweep.spec))
     with contextlib.ExitStack() as held:
         if options.handle_signals:

@@ -31,7 +31,7 @@ from expctl.errors import UsageError
 from expctl.sweeps.liveness import Liveness
 from expctl.sweeps.methods import method_for
 from expctl.sweeps.run_cap import RunCap
-from expctl.sweeps.spec import SweepSpec, to_overrides
+from expctl.sweeps.spec import to_overrides
 from expctl.sweeps.storage import StorageHandle, trial_index
 from expctl.sweeps.storage.journal import batched_writes
 from expctl.sweeps.studies import (
@@ -91,18 +91,6 @@ class Sweep:
             state=attrs.get(PREFIX + "state", "running"),
             finished_reason=attrs.get(PREFIX + "finished_reason"),
         )
-
-    def check_program_here(self) -> None:
-        """UsageError when the sweep's ``program`` is not here: refused before any trial is
-        claimed (none is burnt on it)."""
-        missing = self.spec.missing_program()
-        if missing is not None:
-            raise UsageError(
-                f"sweep {self.id} runs program {self.spec.program!r}, which does not exist "
-                f"here: {missing}",
-                hint="start the agent in the directory the program path is relative to (the "
-                "project's root, as with `wandb agent`)",
-            )
 
     def stop(self) -> SweepInfo:
         """No new trials: agents finish their current trial and exit."""
@@ -311,7 +299,7 @@ class Sweep:
                 storage.set_trial_state_values(trial_id, target, values)
         except UpdateFinishedTrialError:
             return False
-        if target == TrialState.COMPLETE and _target_reached(self.spec, value):
+        if target == TrialState.COMPLETE and self.spec.target_reached(value):
             self.set_state("finished", f"metric.target reached by trial {number}")
         elif self.method.finishes_when_drained and not self._unfinished():
             # the last point: say so now, not when some agent next asks for a trial (agents
@@ -367,15 +355,6 @@ class Claim:
 
     def overrides(self, raw_keys: dict[str, str] | None = None) -> list[str]:
         return to_overrides(self.params, raw_keys)
-
-
-def _target_reached(spec: SweepSpec, value: float | list[float] | None) -> bool:
-    """W&B: "the sweep finishes once any run reaches the target". With several objectives
-    (W&B has not said), a run reaches it when it reaches every target given."""
-    if not isinstance(value, list):
-        return spec.metric is not None and spec.metric.reached(value)
-    targeted = [(m, v) for m, v in zip(spec.objectives, value, strict=True) if m.target is not None]
-    return bool(targeted) and all(m.reached(v) for m, v in targeted)
 
 
 def _jsonable(value: Any) -> Any:

@@ -251,8 +251,8 @@ def run_sweep_agent(
         local_source = ConfigSource(config_dir, config_name, tuple(overrides))
     with opened(storage) as handle:
         sweep = open_sweep(sweep_ref, handle, seed=options.seed)
-        if fn is None:
-            sweep.check_program_here()  # before "agent started": no trial is burnt on it
+        if fn is None:  # before "agent started": no trial is burnt on a missing program
+            sweep.spec.check_program_here(sweep.id)
         start(AgentTarget(sweep_ref, "local"))
         return run_agent(
             sweep, options, config_source=local_source, objective=fn, on_event=on_event

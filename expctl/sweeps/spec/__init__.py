@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
-from expctl.errors import Problems, SpecError, did_you_mean
+from expctl.errors import Problems, SpecError, UsageError, did_you_mean
 from expctl.sweeps.methods import METHODS, check_method
 from expctl.sweeps.program.macros import MACRO_NAMES
 from expctl.sweeps.spec.command import check_command, top_names
@@ -144,6 +144,15 @@ class SweepSpec:
     def parameter(self, name: str) -> Parameter:
         return next(p for p in self.parameters if p.name == name)
 
+    def target_reached(self, value: float | list[float] | None) -> bool:
+        """W&B: "the sweep finishes once any run reaches the target". With several objectives
+        (W&B has not said), a run reaches it when it reaches every target given."""
+        if not isinstance(value, list):
+            return self.metric is not None and self.metric.reached(value)
+        pairs = zip(self.objectives, value, strict=True)
+        targeted = [(m, v) for m, v in pairs if m.target is not None]
+        return bool(targeted) and all(m.reached(v) for m, v in targeted)
+
     def missing_program(self, cwd: Path | None = None) -> Path | None:
         """The ``program`` file the command runs, when it does not exist (from ``cwd``, the
         directory an agent runs it from); None when it exists or is not run."""
@@ -153,6 +162,18 @@ class SweepSpec:
             return None
         path = Path(cwd or Path.cwd()) / self.program
         return None if path.exists() else path
+
+    def check_program_here(self, sweep_id: str) -> None:
+        """UsageError when the ``program`` is not here: refused before an agent claims any
+        trial (none is burnt on it)."""
+        missing = self.missing_program()
+        if missing is not None:
+            raise UsageError(
+                f"sweep {sweep_id} runs program {self.program!r}, which does not exist "
+                f"here: {missing}",
+                hint="start the agent in the directory the program path is relative to (the "
+                "project's root, as with `wandb agent`)",
+            )
 
     @property
     def runs_own_command(self) -> bool:

@@ -234,6 +234,8 @@ def records(storage: Any, study_id: int, keys: tuple[str, ...]) -> list[TrialRec
         models.TrialUserAttributeModel,
         models.TrialIntermediateValueModel,
     )
+    # Long on purpose: one query per table (trials, values, attrs, step counts) in one session;
+    # split apart, the pieces would only pass the session and the study filter around.
     with contextlib.closing(session_factory()) as session:
         in_study = trial.study_id == study_id
         rows = (
