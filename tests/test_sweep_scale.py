@@ -8,6 +8,7 @@ The in-process tests lower ``QUEUED_GRID_POINTS`` so that a 7-point grid takes t
 
 from __future__ import annotations
 
+import json
 import os
 import time
 from collections import Counter
@@ -440,3 +441,29 @@ def test_rdb_storages_index_trials_by_state_for_claims(kind: str, tmp_path: Path
     finally:
         handle.close()
     open_storage(storage_url(kind, tmp_path)).close()  # found: opened again without error
+
+
+def test_status_of_many_trials_shows_the_best_and_the_running_and_json_lists_all(
+    tmp_path: Path, cli: Any
+) -> None:
+    """Past LEADERBOARD_ROWS trials the table shows the best ones and every running trial and
+    says how many it left out; --format json still lists every trial (one per line)."""
+    from expctl.cli.sweep import LEADERBOARD_ROWS
+    from expctl.record.jsonpolicy import LONG_LIST
+
+    n = LONG_LIST + 200
+    path = tmp_path / "s.journal"
+    sweep_id = finished_trials(str(path), n)
+    table = cli("sweep", "status", sweep_id, "--storage", str(path))
+    assert table.exit_code == 0, table.stderr
+    rows = [line for line in table.stdout.splitlines() if line[:1].isdigit()]  # trial rows
+    assert len(rows) == LEADERBOARD_ROWS + 1  # the best 50 and the one running trial
+    assert rows[0].split()[0] == "0"  # trial 0 has the lowest value: first
+    assert any("running" in line for line in rows)
+    assert (
+        f"... {n + 1 - len(rows):,} more trials (--format json lists every trial)" in table.stdout
+    )
+    listed = cli("sweep", "status", sweep_id, "--storage", str(path), "--format", "json")
+    trials = json.loads(listed.stdout)["trials"]
+    assert len(trials) == n + 1 and {t["number"] for t in trials} == set(range(n + 1))
+    assert listed.stdout.count("\n") < 3 * n  # one line per trial, not one per field

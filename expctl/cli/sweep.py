@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import shlex
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any, NamedTuple
 
 import typer
 
@@ -162,8 +162,24 @@ def status(
     """Progress, trials (leaderboard) and the best trial's overrides for `expctl run`."""
     from expctl.sweeps.service import status_of
 
-    status = status_of(sweep_id, storage)
-    emit(Shown(status.to_json(), Lines(_status_lines(status))), fmt)
+    emit(StatusPage(status_of(sweep_id, storage)), fmt)
+
+
+# A leaderboard of 100,000 trials is no table anyone reads (and took 1.5 s to print): past this
+# many rows it shows the best ones and every running trial, and says how many it left out.
+LEADERBOARD_ROWS = 50
+
+
+class StatusPage(NamedTuple):
+    """``sweep status``: each form built only when asked for (at 10⁵ trials each costs ~1 s)."""
+
+    status: SweepStatus
+
+    def to_json(self) -> Any:
+        return self.status.to_json()
+
+    def page(self) -> Lines:
+        return Lines(_status_lines(self.status))
 
 
 def _status_lines(status: SweepStatus) -> list[str]:
@@ -188,6 +204,9 @@ def _status_lines(status: SweepStatus) -> list[str]:
         value_name = metric["name"] if metric else "value"
         header = ("#", "state", value_name, "seconds", "params", "run dir", "note")
         lines += table_lines(header, rows)
+        if len(rows) < len(status.trials):
+            left = len(status.trials) - len(rows)
+            lines.append(f"... {left:,} more trials (--format json lists every trial)")
     best = status.best
     if best and metric:
         lines += [
@@ -223,8 +242,12 @@ def _leaderboard(trials: list[TrialRow], metric: dict[str, Any] | None) -> list[
         value = t.value if t.value is not None else float("inf") * sign
         return (order.get(t.state, 5), sign * value, t.number)
 
+    ordered = sorted(trials, key=key)
+    if len(ordered) > LEADERBOARD_ROWS:  # the best, then every running trial
+        running = [t for t in ordered[LEADERBOARD_ROWS:] if t.state == "running"]
+        ordered = ordered[:LEADERBOARD_ROWS] + running
     rows = []
-    for t in sorted(trials, key=key):
+    for t in ordered:
         params = " ".join(f"{k}={short_number(v)}" for k, v in t.params.items())
         value = short_number(t.value) if t.value is not None else ""
         seconds = f"{t.duration:.1f}" if t.duration is not None else ""

@@ -17,6 +17,7 @@ if TYPE_CHECKING:
     from expctl.sweeps.overview import SweepStatus, TrialRow
 
 PARETO_MARK = "*"
+LEADERBOARD_ROWS = 50  # trials shown beyond the front (as `sweep status` of one metric)
 
 
 def objectives_text(objectives: list[dict[str, Any]]) -> str:
@@ -35,10 +36,16 @@ def status_lines(status: SweepStatus, head: list[str], agents_line: str) -> list
         agents_line,
     ]
     names = [o["name"] for o in objectives]
-    rows = [_status_row(t, names) for t in sorted(status.trials, key=_front_first)]
+    ordered = sorted(status.trials, key=_front_first)
+    shown = len(status.front) + LEADERBOARD_ROWS  # the front, the next best, every running one
+    ordered = ordered[:shown] + [t for t in ordered[shown:] if t.state == "running"]
+    rows = [_status_row(t, names) for t in ordered]
     if rows:
         header = ("#", "pareto", "state", *names, "seconds", "params", "run dir", "note")
         lines += ["", *table_lines(header, rows)]
+    if len(rows) < len(status.trials):
+        left = len(status.trials) - len(rows)
+        lines.append(f"... {left:,} more trials (--format json lists every trial)")
     return lines
 
 
