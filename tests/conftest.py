@@ -94,3 +94,21 @@ def postgres_url_or_skip() -> str:
 @pytest.fixture
 def postgres_url() -> str:
     return postgres_url_or_skip()
+
+
+# The storages the sweep engine's tests run on (PostgreSQL where CI gives a server): a test
+# taking `url` runs once on each.
+STORAGES = ["journal", "sqlite", pytest.param("postgres", marks=pytest.mark.postgres)]
+
+
+def storage_url(kind: str, tmp_path: Path) -> str:
+    if kind == "journal":
+        return str(tmp_path / "sweeps.journal")
+    if kind == "sqlite":
+        return f"sqlite:///{tmp_path / 'sweeps.db'}"
+    return postgres_url_or_skip()
+
+
+@pytest.fixture(params=STORAGES)
+def url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    return storage_url(request.param, tmp_path)

@@ -307,7 +307,6 @@ WRAPPERS = {
 }
 
 
-
 def _wait_for(predicate, seconds: float, what: str) -> None:
     deadline = time.monotonic() + seconds
     while not predicate():

@@ -127,7 +127,9 @@ def test_like_says_what_differs_and_strict_refuses(repo: Path, cli) -> None:
     new = Path(told.stdout.strip())
     threads = json.loads((run / "summary.json").read_text())["num_threads"]
     assert yaml.safe_load((new / "overrides.yaml").read_text()) == [
-        *TINY, "seed=5", f"++trainer.num_threads={threads}"
+        *TINY,
+        "seed=5",
+        f"++trainer.num_threads={threads}",
     ]
 
 

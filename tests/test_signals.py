@@ -270,4 +270,3 @@ def test_an_agent_killed_by_sigkill_takes_its_trials_program_with_it(
     while alive(program):
         assert time.monotonic() < deadline, "the trial's program outlived its agent"
         time.sleep(0.05)
-

@@ -294,7 +294,6 @@ def test_multirun_expands_like_hydra() -> None:
 # -- --trial-timeout -------------------------------------------------------------------------------
 
 
-
 def test_a_hung_program_trial_is_killed_and_failed(cli, project: Path) -> None:
     write(
         project / "hang.py",

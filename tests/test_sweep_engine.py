@@ -11,7 +11,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import postgres_url_or_skip
 from sweep_helpers import agent, create, open_
 
 from expctl.errors import NotFoundError, RuntimeFailure
@@ -21,21 +20,6 @@ from expctl.sweeps.service import stop_sweep, sweep_status, sweeps_in_storage
 from expctl.sweeps.spec import EarlyTerminate, parse_spec
 from expctl.sweeps.storage import open_storage
 from expctl.sweeps.trial import TrialContext, TrialOutcome
-
-STORAGES = ["journal", "sqlite", pytest.param("postgres", marks=pytest.mark.postgres)]
-
-
-def storage_url(kind: str, tmp_path: Path) -> str:
-    if kind == "journal":
-        return str(tmp_path / "sweeps.journal")
-    if kind == "sqlite":
-        return f"sqlite:///{tmp_path / 'sweeps.db'}"
-    return postgres_url_or_skip()
-
-
-@pytest.fixture(params=STORAGES)
-def url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
-    return storage_url(request.param, tmp_path)
 
 
 def grid_spec(n: int = 4, **extra: Any):

@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import postgres_url_or_skip
+from conftest import STORAGES, storage_url
 from sweep_helpers import create, open_
 from test_sweep_agents import Agents
 
@@ -27,21 +27,6 @@ from expctl.sweeps.methods import grid as grid_module
 from expctl.sweeps.methods import method_for
 from expctl.sweeps.service import sweep_status
 from expctl.sweeps.spec import parse_spec
-
-STORAGES = ["journal", "sqlite", pytest.param("postgres", marks=pytest.mark.postgres)]
-
-
-def storage_url(kind: str, tmp_path: Path) -> str:
-    if kind == "journal":
-        return str(tmp_path / "sweeps.journal")
-    if kind == "sqlite":
-        return f"sqlite:///{tmp_path / 'sweeps.db'}"
-    return postgres_url_or_skip()
-
-
-@pytest.fixture(params=STORAGES)
-def url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
-    return storage_url(request.param, tmp_path)
 
 
 @pytest.fixture

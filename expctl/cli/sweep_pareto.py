@@ -2,7 +2,8 @@
 and a ``*`` on each Pareto-optimal trial (there is no single best trial, there is a front).
 
 Called by :mod:`expctl.cli.sweep` and :mod:`expctl.cli.sweep_results` when the sweep has
-``metrics:``; pages rendered by :func:`expctl.cli.output.emit`, like the neighbouring tables.
+``metrics:`` (``sweep best``'s table is :func:`best_table` for every sweep: one value column
+when there is one metric); pages rendered by :func:`expctl.cli.output.emit`.
 """
 
 from __future__ import annotations
@@ -77,23 +78,21 @@ def value_text(results: SweepResults) -> Callable[[Trial], str]:
 
 
 def best_table(results: SweepResults, rows: list[dict[str, Any]], refs: bool) -> Table:
-    """``sweep best`` of a multi-objective sweep: the chosen front trials, a column each
-    objective."""
+    """``sweep best``'s table: the chosen trials, a column for the metric or for each objective
+    (a multi-objective sweep's front)."""
     names = [o["name"] for o in results.objectives or []]
-    header = ["rank", "trial", *names, "run", "run dir", "overrides"]
+    value_columns = names or [results.metric or "value"]
+    header = ["rank", "trial", *value_columns, "run", "run dir", "overrides"]
     if refs:
         header.append("artifact")
     table = []
     for r in rows:
         values = r.get("values") or {}
-        line = [
-            r["rank"],
-            r["number"],
-            *(short_number(values.get(n)) for n in names),
-            r["run_id"] or "",
-            r["run_dir"] or "",
-            " ".join(r["overrides"]),
-        ]
+        shown = (
+            [short_number(values.get(n)) for n in names] if names else [short_number(r["value"])]
+        )
+        line = [r["rank"], r["number"], *shown, r["run_id"] or "", r["run_dir"] or ""]
+        line.append(" ".join(r["overrides"]))
         if refs:
             line.append(r.get("artifact", ""))
         table.append(tuple(line))

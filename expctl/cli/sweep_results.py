@@ -13,7 +13,7 @@ from typing import Annotated, Any
 import typer
 
 from expctl.cli.common import err, examples, handle_errors, out
-from expctl.cli.output import Shown, Table, TableOrJson, emit, format_option, short_number
+from expctl.cli.output import Shown, TableOrJson, emit, format_option
 from expctl.cli.sweep_options import StorageOpt, SweepIdArg
 
 REPORT_EPILOG = examples(
@@ -132,26 +132,7 @@ def best(
             row["artifact"] = refs[t.number].ref
             row["aliases"] = list(refs[t.number].aliases)
         rows.append(row)
-    if results.objectives:  # multi-objective: the front, a column per objective
-        emit(Shown(rows, best_table(results, rows, bool(refs))), fmt)
-        return
-    header = ["rank", "trial", results.metric or "value", "run", "run dir", "overrides"]
-    if refs:
-        header.append("artifact")
-    table = []
-    for r in rows:
-        line = [
-            r["rank"],
-            r["number"],
-            short_number(r["value"]),
-            r["run_id"] or "",
-            r["run_dir"] or "",
-            " ".join(r["overrides"]),
-        ]
-        if refs:
-            line.append(r.get("artifact", ""))
-        table.append(tuple(line))
-    emit(Shown(rows, Table(tuple(header), table)), fmt)
+    emit(Shown(rows, best_table(results, rows, bool(refs))), fmt)
 
 
 def register(app: typer.Typer) -> None:
