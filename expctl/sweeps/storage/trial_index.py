@@ -226,53 +226,54 @@ def records(storage: Any, study_id: int, keys: tuple[str, ...]) -> list[TrialRec
         return None
     import json
 
-    from sqlalchemy import func
+    from sqlalchemy import func, select
 
+    # Core statements on the mapped tables (types still converted: enums, datetimes): the ORM's
+    # row machinery cost ~1.5 s more over the 400,000 rows of a 100,000-trial study
     trial, value, attr, step = (
-        models.TrialModel,
-        models.TrialValueModel,
-        models.TrialUserAttributeModel,
-        models.TrialIntermediateValueModel,
+        models.TrialModel.__table__.c,
+        models.TrialValueModel.__table__.c,
+        models.TrialUserAttributeModel.__table__.c,
+        models.TrialIntermediateValueModel.__table__.c,
     )
+    in_study = select(trial.trial_id).where(trial.study_id == study_id)
     # Long on purpose: one query per table (trials, values, attrs, step counts) in one session;
     # split apart, the pieces would only pass the session and the study filter around.
     with contextlib.closing(session_factory()) as session:
-        in_study = trial.study_id == study_id
-        rows = (
-            session.query(
+        connection = session.connection()
+        rows = connection.execute(
+            select(
                 trial.trial_id,
                 trial.number,
                 trial.state,
-                trial._datetime_start_utc,  # Optuna's properties make them local time
-                trial._datetime_complete_utc,
+                trial.datetime_start,  # stored in UTC: Optuna's properties make them local
+                trial.datetime_complete,
             )
-            .filter(in_study)
+            .where(trial.study_id == study_id)
             .order_by(trial.trial_id)
-            .all()
-        )
+        ).all()
         values: dict[int, list[float]] = {}
-        for trial_id, _objective, number, kind in (
-            session.query(value.trial_id, value.objective, value.value, value.value_type)
-            .join(trial, trial.trial_id == value.trial_id)
-            .filter(in_study)
+        for trial_id, _objective, number, kind in connection.execute(
+            select(value.trial_id, value.objective, value.value, value.value_type)
+            .where(value.trial_id.in_(in_study))
             .order_by(value.trial_id, value.objective)
         ):
             values.setdefault(trial_id, []).append(
                 models.TrialValueModel.stored_repr_to_value(number, kind)
             )
         attrs: dict[int, dict[str, Any]] = {}
-        for trial_id, key, text in (
-            session.query(attr.trial_id, attr.key, attr.value_json)
-            .join(trial, trial.trial_id == attr.trial_id)
-            .filter(in_study, attr.key.in_(keys))
+        for trial_id, key, text in connection.execute(
+            select(attr.trial_id, attr.key, attr.value_json).where(
+                attr.trial_id.in_(in_study), attr.key.in_(keys)
+            )
         ):
             attrs.setdefault(trial_id, {})[key] = json.loads(text)
         steps = dict(
-            session.query(step.trial_id, func.count())
-            .join(trial, trial.trial_id == step.trial_id)
-            .filter(in_study)
-            .group_by(step.trial_id)
-            .all()
+            connection.execute(
+                select(step.trial_id, func.count())
+                .where(step.trial_id.in_(in_study))
+                .group_by(step.trial_id)
+            ).all()
         )
         session.commit()
     return [
