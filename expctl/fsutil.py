@@ -11,7 +11,6 @@ import contextlib
 import errno
 import json
 import os
-import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -54,6 +53,8 @@ def atomic_path(path: str | Path, *, fsync: bool = True) -> Iterator[Path]:
     target = Path(path)
     try:
         target.parent.mkdir(parents=True, exist_ok=True)
+        import tempfile  # here: its import (random, hashlib's sha512) is ~1 ms of every start-up
+
         fd, tmp_name = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
     except OSError as e:
         raise write_error(target, e) from None

@@ -27,7 +27,6 @@ import errno
 import fnmatch
 import json
 import os
-import unicodedata
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -89,7 +88,7 @@ def tag_problem(tag: str) -> str | None:
             return "contains whitespace"
         if char == ",":
             return "contains a comma (WANDB_TAGS and CSV use commas to separate tags)"
-        if unicodedata.category(char).startswith("C"):  # Cc, Cf (bidi overrides), Cs, Co, Cn
+        if _category(char).startswith("C"):  # Cc, Cf (bidi overrides), Cs, Co, Cn
             return f"contains the control character U+{ord(char):04X}"
     return None
 
@@ -113,7 +112,7 @@ def check_notes(notes: str) -> str:
             hint="keep notes short; put long text in a file inside the run directory",
         )
     for char in notes:
-        if char not in "\n\t" and unicodedata.category(char) in ("Cc", "Cf"):
+        if char not in "\n\t" and _category(char) in ("Cc", "Cf"):
             raise UsageError(
                 f"notes contain the control character U+{ord(char):04X}",
                 hint="notes are plain text: lines and tabs are fine, terminal escapes are not",
@@ -328,3 +327,11 @@ def _labels_lock(run_dir: Path) -> Iterator[None]:
         yield
     finally:
         os.close(fd)  # releases the lock
+
+
+def _category(char: str) -> str:
+    """The Unicode category of ``char`` (unicodedata imported on first use: every `runs list`
+    imports this module, few of them check a tag)."""
+    import unicodedata
+
+    return unicodedata.category(char)
