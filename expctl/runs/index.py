@@ -47,18 +47,15 @@ from expctl.runs.index_store import (
     load_index,
     save_index,
 )
+from expctl.runs.query import FIELDS, field_value
 from expctl.runs.records import RunInfo, load_run
 
 SETTLE_NS = 2_000_000_000
-# the row fields stored one list each (what lookups, filters and the start order read)
-ROW_FIELDS = (
-    *("id", "name", "status", "kind", "device", "started_at", "ended_at", "duration_s"),
-    *("sweep_id", "sort_key", "tags", "notes"),
-    *("init_version", "init_sha256"),  # what the run was initialised from (artifact lineage)
-)
+# the row fields stored one list each: the run fields of `--where` under their own names
+# (query.FIELDS), the start order, and what the run was initialised from (artifact lineage)
+ROW_FIELDS = (*FIELDS, "sort_key", "init_version", "init_sha256")
 # {row: [note, ...]} of runs whose record files were refused as unsafe (few: kept sparse)
 REFUSED = "refused"
-NAMESPACES = ("final", "best", "param")
 # statuses decided by a lock, not by the files: such runs are re-read on every query
 _VOLATILE = (None, "running", "crashed")
 
@@ -107,21 +104,8 @@ def scan(root: Path, known: set[str]) -> Scan:
 
 
 def _row_values(run: RunInfo) -> dict[str, Any]:
-    return {
-        "id": run.id,
-        "name": run.name,
-        "status": run.status,
-        "kind": run.kind,
-        "device": run.device,
-        "started_at": run.started_at,
-        "ended_at": run.ended_at,
-        "duration_s": run.duration_s,
-        "sweep_id": (run.sweep or {}).get("id"),
-        "sort_key": run.sort_key,
-        "tags": run.labels.tags,
-        "notes": run.labels.notes,
-        **init_source(run.summary),
-    }
+    fields = {key: field_value(run, key) for key in FIELDS}
+    return {**fields, "sort_key": run.sort_key, **init_source(run.summary)}
 
 
 def init_source(summary: dict[str, Any]) -> dict[str, str | None]:
@@ -281,11 +265,20 @@ def _fill(
     table.columns.update(sparse)
 
 
-def index_configs(table: Table, root: Path, rows: Sequence[int] | None = None) -> None:
-    """Add the resolved config of every row (or of ``rows``) not indexed yet, then save."""
+def config_column(table: Table, root: Path, dotted: str) -> dict[int, Any] | None:
+    """``{row: value}`` of the config key ``dotted`` (indexing every config the first time one
+    is asked for), or None for a key naming a mapping: only the config itself has that."""
+    index_configs(table, root)
+    _, nodes = table.decoded_config()
+    if dotted in nodes:
+        return None
+    return table.column(f"config.{dotted}") or {}
+
+
+def index_configs(table: Table, root: Path) -> None:
+    """Add the resolved config of every row not indexed yet, then save."""
     done, nodes = table.decoded_config()
-    wanted = range(len(table.paths)) if rows is None else rows
-    missing = [r for r in wanted if r not in done]
+    missing = [r for r in range(len(table.paths)) if r not in done]
     if not missing:
         return
     for row in missing:

@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-FORMAT_VERSION = 4
+FORMAT_VERSION = 5
 MAGIC = b"EXPCTL-RUNS-INDEX"
 
 

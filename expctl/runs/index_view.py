@@ -8,7 +8,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from expctl.runs.index import REFUSED, index_configs
+from expctl.runs.index import config_column
 from expctl.runs.index_store import Table
 from expctl.runs.labels import Labels
 
@@ -69,29 +69,24 @@ class LeanRun:
     status = property(lambda self: self._get("status"))
     kind = property(lambda self: self._get("kind"))
     device = property(lambda self: self._get("device"))
-    started_at = property(lambda self: self._get("started_at"))
-    ended_at = property(lambda self: self._get("ended_at"))
-    duration_s = property(lambda self: self._get("duration_s"))
+    started_at = property(lambda self: self._get("started"))
+    ended_at = property(lambda self: self._get("ended"))
+    duration_s = property(lambda self: self._get("duration"))
     sort_key = property(lambda self: self._get("sort_key"))
-    refused = property(lambda self: self.table.column(REFUSED).get(self.row, []))
 
     @property
     def sweep(self) -> dict[str, Any] | None:
-        sweep_id = self._get("sweep_id")
+        sweep_id = self._get("sweep")
         return {"id": sweep_id} if sweep_id is not None else None
 
     @property
     def labels(self) -> Labels:
-        return Labels(tags=tuple(self._get("tags") or ()), notes=self._get("notes"))
+        return Labels(tags=tuple(self._get("tag") or ()), notes=self._get("notes"))
 
     def config_lookup(self, dotted: str) -> tuple[bool, Any] | None:
-        """``(found, value)`` of a config key from the index (indexing every config the first
-        time one is asked for), or None for a key naming a mapping: read that from disk."""
-        index_configs(self.table, self.root)
-        _, nodes = self.table.decoded_config()
-        if dotted in nodes:
+        """``(found, value)`` of a config key from the index, or None for a key naming a
+        mapping: read that from disk."""
+        column = config_column(self.table, self.root, dotted)
+        if column is None:
             return None
-        column = self.table.column(f"config.{dotted}")
-        if column is None or self.row not in column:
-            return False, None
-        return True, column[self.row]
+        return (True, column[self.row]) if self.row in column else (False, None)

@@ -111,7 +111,7 @@ class RunView:
         if key.startswith("config."):
             return self.config_value(key[len("config.") :])
         if key in FIELDS:
-            return True, _field(run, key)
+            return True, field_value(run, key)
         if key in run.final_metrics:
             return True, run.final_metrics[key]
         if key in run.params:
@@ -121,7 +121,8 @@ class RunView:
         return False, None
 
 
-def _field(run: RunInfo, key: str) -> Any:
+def field_value(run: RunInfo, key: str) -> Any:
+    """The value of the run field ``key`` (one of :data:`FIELDS`), as ``--where`` reads it."""
     return {
         "id": run.id,
         "name": run.name,

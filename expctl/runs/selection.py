@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from expctl.runs.index import REFUSED, refresh
+from expctl.runs.index import REFUSED, config_column, refresh
 from expctl.runs.index_view import LeanRun
 from expctl.runs.query import (
     FIELDS,
@@ -142,13 +142,6 @@ class _Values:
         return item.run.sort_key
 
 
-_FIELD_COLUMNS = {
-    **{f: f for f in ("id", "name", "status", "kind", "device", "notes")},
-    **{"started": "started_at", "ended": "ended_at", "duration": "duration_s"},
-    **{"sweep": "sweep_id", "tag": "tags"},
-}
-
-
 def resolve_column(table: Any, key: str) -> dict[int, Any] | None:
     """``{row: value}`` of ``key`` over the indexed rows, resolved as ``RunView.lookup`` does
     (its order: explicit prefixes, run fields, final metrics, parameters, a trainer's config),
@@ -159,9 +152,9 @@ def resolve_column(table: Any, key: str) -> dict[int, Any] | None:
         if key.startswith(namespace + "."):
             return table.column(f"{namespace}.{key[len(namespace) + 1 :]}") or {}
     if key.startswith("config."):
-        return _config_column(table, key[len("config.") :])
-    if key in FIELDS:
-        values = table.column(_FIELD_COLUMNS[key])
+        return config_column(table, Path(table.root), key[len("config.") :])
+    if key in FIELDS:  # stored under their own names
+        values = table.column(key)
         if key == "tag":
             return {row: tuple(tags or ()) for row, tags in enumerate(values)}
         return dict(enumerate(values))
@@ -175,23 +168,13 @@ def resolve_column(table: Any, key: str) -> dict[int, Any] | None:
     ]
     resolved: dict[int, Any] = {}
     if trainers_left:
-        config = _config_column(table, key)
+        config = config_column(table, Path(table.root), key)
         if config is None:
             return None
         resolved.update((row, config[row]) for row in trainers_left if row in config)
     resolved.update(params)
     resolved.update(final)
     return resolved
-
-
-def _config_column(table: Any, dotted: str) -> dict[int, Any] | None:
-    from expctl.runs.index import index_configs
-
-    index_configs(table, Path(table.root))
-    _, nodes = table.decoded_config()
-    if dotted in nodes:
-        return None
-    return table.column(f"config.{dotted}") or {}
 
 
 def _sorted(items: list[Item], sort: str | None, values: _Values, limit: int | None) -> list[Item]:
