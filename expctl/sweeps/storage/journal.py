@@ -193,10 +193,28 @@ class CheckedJournalFileBackend(JournalFileBackend):
         agent: with 8 agents, the lock was held for ~20 records' parsing per append. Complete
         lines never change (only a torn last line is ever truncated, under the lock), so what is
         checked here stays checked."""
-        validated, validated_lines = self._validated, self._validated_lines
         with open(self._file_path, "rb") as f:
-            f.seek(validated)
-            tail = f.read()
+            self._check_tail(f)
+
+    def _check_unread_tail(self, f: Any) -> None:
+        """Parse what others appended since our last read; heal a torn last line."""
+        start, tail = self._check_tail(f)
+        torn = tail[tail.rfind(b"\n") + 1 :]
+        if torn:
+            keep = start + len(tail) - len(torn)
+            _set_aside(Path(self._file_path), torn)
+            f.truncate(keep)
+            os.fsync(f.fileno())
+
+    def _check_tail(self, f: Any) -> tuple[int, bytes]:
+        """Parse the complete lines after the checked ones (a damaged one is kept as the
+        backend's damage, and raised); returns where the unchecked tail started, and the tail
+        (its last, unfinished line included)."""
+        # one snapshot: a batch's append runs outside the storage's thread lock, so another
+        # thread's read may move these meanwhile
+        validated, validated_lines = self._validated, self._validated_lines
+        f.seek(validated)
+        tail = f.read()
         complete = tail[: tail.rfind(b"\n") + 1]
         lines = complete.splitlines(keepends=True)
         for offset, line in enumerate(lines, start=validated_lines + 1):
@@ -207,27 +225,7 @@ class CheckedJournalFileBackend(JournalFileBackend):
                 raise
         if lines:
             self._advance(validated + len(complete), validated_lines + len(lines))
-
-    def _check_unread_tail(self, f: Any) -> None:
-        """Parse what others appended since our last read; heal a torn last line."""
-        # one snapshot: a batch's append runs outside the storage's thread lock, so another
-        # thread's read may move these meanwhile
-        validated, validated_lines = self._validated, self._validated_lines
-        f.seek(validated)
-        tail = f.read()
-        complete, newline, torn = tail.rpartition(b"\n")
-        lines = (complete + newline).splitlines(keepends=True)
-        for offset, line in enumerate(lines, start=validated_lines + 1):
-            try:
-                parse_record(line, self._file_path, offset)
-            except JournalDamaged as damage:
-                self._damage = damage
-                raise
-        if torn:
-            keep = validated + len(tail) - len(torn)
-            _set_aside(Path(self._file_path), torn)
-            f.truncate(keep)
-            os.fsync(f.fileno())
+        return validated, tail
 
 
 def _set_aside(journal: Path, torn: bytes) -> None:
