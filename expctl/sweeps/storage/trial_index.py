@@ -80,14 +80,11 @@ def pop_waiting(storage: Any, study_id: int) -> int | None:
     claim): Optuna's own pop makes every agent lock the same oldest row and all but one retry,
     which cost eight agents more than one (measured with ``benchmarks/sweeps.py``).
     """
-    session_factory = getattr(storage, "scoped_session", None)
+    rdb = _rdb(storage)
     engine = getattr(storage, "engine", None)
-    if session_factory is None or engine is None or engine.dialect.name not in _SKIP_LOCKED:
+    if rdb is None or engine is None or engine.dialect.name not in _SKIP_LOCKED:
         return NotImplemented
-    try:
-        from optuna.storages._rdb.models import TrialModel
-    except ImportError:
-        return NotImplemented
+    session_factory, TrialModel = rdb[0], rdb[1].TrialModel
     from datetime import datetime
 
     with contextlib.closing(session_factory()) as session:
@@ -112,6 +109,19 @@ def pop_waiting(storage: Any, study_id: int) -> int | None:
 _SKIP_LOCKED = ("postgresql", "mysql")
 
 
+def _rdb(storage: Any) -> tuple[Any, Any] | None:
+    """An RDB storage's session factory and Optuna's table models; None for other storages, or
+    when Optuna moved its internals (the public API still answers then)."""
+    session_factory = getattr(storage, "scoped_session", None)
+    if session_factory is None:
+        return None
+    try:
+        from optuna.storages._rdb import models
+    except ImportError:
+        return None
+    return session_factory, models
+
+
 def count(storage: Any, study_id: int, states: tuple[TrialState, ...]) -> int:
     rows = _rdb_ids(storage, study_id, states, -1, limit=None)
     if rows is not None:
@@ -125,13 +135,10 @@ def _rdb_ids(
     storage: Any, study_id: int, states: tuple[TrialState, ...], after: int, limit: int | None
 ) -> list[int] | None:  # after: only ids greater than this
     """Trial ids straight from an RDB storage's ``trials`` table; None for other storages."""
-    session_factory = getattr(storage, "scoped_session", None)
-    if session_factory is None:
+    rdb = _rdb(storage)
+    if rdb is None:
         return None
-    try:
-        from optuna.storages._rdb.models import TrialModel
-    except ImportError:  # Optuna moved its internals: the public API still answers
-        return None
+    session_factory, TrialModel = rdb[0], rdb[1].TrialModel
     with contextlib.closing(session_factory()) as session:
         query = (
             session.query(TrialModel.trial_id)
@@ -175,16 +182,13 @@ class Created(NamedTuple):
 
 
 def _rdb_created_after(storage: Any, study_id: int, after: int) -> list[Created] | None:
-    session_factory = getattr(storage, "scoped_session", None)
-    if session_factory is None:
+    rdb = _rdb(storage)
+    if rdb is None:
         return None
-    try:
-        from optuna.storages._rdb.models import TrialModel, TrialSystemAttributeModel
-    except ImportError:
-        return None
+    session_factory, models = rdb
     from sqlalchemy import and_
 
-    attr = TrialSystemAttributeModel
+    TrialModel, attr = models.TrialModel, models.TrialSystemAttributeModel
     with contextlib.closing(session_factory()) as session:
         query = (
             session.query(TrialModel.trial_id, TrialModel.number, attr.trial_id)
@@ -217,13 +221,10 @@ def records(storage: Any, study_id: int, keys: tuple[str, ...]) -> list[TrialRec
     """Every trial of an RDB study with the user attrs ``keys``, in four set queries; None for
     other storages. Optuna's ``get_all_trials`` builds whole FrozenTrials through the ORM: 60 s
     and 2.4 GB for 100,000 trials on PostgreSQL."""
-    session_factory = getattr(storage, "scoped_session", None)
-    if session_factory is None:
+    rdb = _rdb(storage)
+    if rdb is None:
         return None
-    try:
-        from optuna.storages._rdb import models
-    except ImportError:
-        return None
+    session_factory, models = rdb
     import json
 
     from sqlalchemy import func, select
