@@ -32,7 +32,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))  # sweep_
 from sweep_helpers import create, open_
 
 from expctl.sweeps.engine import Claim
-from expctl.sweeps.methods.custom import CustomMethod
+from expctl.sweeps.methods import method_for
 from expctl.sweeps.pareto import hypervolume_2d, pareto_front
 from expctl.sweeps.spec import parse_spec
 from expctl.sweeps.storage import quiet_optuna
@@ -52,8 +52,9 @@ def hypervolume(points: list[list[float]]) -> float:
     return hypervolume_2d(front, REFERENCE, [False, False])
 
 
-def expctl_run(seed: int, budget: int, in_flight: int) -> float:
-    spec = parse_spec(
+def dtlz2_sweep(budget: int) -> Any:
+    """The two-objective sweep over DTLZ2's parameters that expctl runs, ``budget`` trials."""
+    return parse_spec(
         {
             "method": "custom",
             "scheduler": {"engine": "optuna"},
@@ -62,6 +63,10 @@ def expctl_run(seed: int, budget: int, in_flight: int) -> float:
             "run_cap": budget,
         }
     )
+
+
+def expctl_run(seed: int, budget: int, in_flight: int) -> float:
+    spec = dtlz2_sweep(budget)
     with tempfile.TemporaryDirectory() as tmp:
         url = str(Path(tmp) / "b.journal")
         info = create(spec, url)
@@ -91,15 +96,7 @@ def processes_run(budget: int, agents: int) -> float:
     import os
     import subprocess
 
-    spec = parse_spec(
-        {
-            "method": "custom",
-            "scheduler": {"engine": "optuna"},
-            "metrics": [{"name": "f1"}, {"name": "f2"}],
-            "parameters": {n: {"min": 0.0, "max": 1.0} for n in NAMES},
-            "run_cap": budget,
-        }
-    )
+    spec = dtlz2_sweep(budget)
     here = Path(__file__).resolve().parent
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(here.parent), str(here)])}
     with tempfile.TemporaryDirectory() as tmp:
@@ -154,7 +151,7 @@ def optuna_run(make_sampler: Callable[[int], Any], seed: int, budget: int, in_fl
 
 def expctl_sampler(seed: int) -> Any:
     """The very sampler expctl's ``method: custom`` uses."""
-    return CustomMethod.__new__(CustomMethod).make_sampler(seed)
+    return method_for(dtlz2_sweep(100)).make_sampler(seed)
 
 
 def main() -> None:
