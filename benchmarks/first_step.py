@@ -83,9 +83,7 @@ def run_floor(env: dict[str, str], cwd: Path) -> tuple[float, float]:
     return float(out.stdout.strip()), time.perf_counter() - start
 
 
-def run_expctl(
-    env: dict[str, str], cwd: Path, wandb: str, *extra: str
-) -> tuple[float, float]:
+def run_expctl(env: dict[str, str], cwd: Path, wandb: str, *extra: str) -> tuple[float, float]:
     start = time.perf_counter()
     out = subprocess.run(
         [*expctl_command(), "run", "trainer.epochs=1", "trainer.num_threads=1", "-q",

@@ -142,7 +142,7 @@ def finished_trial(sweep: Any, number: int, rng: random.Random) -> Any:
 
 def fill(sweep_id: str, url: str, n: int) -> float:
     """Write ``n`` finished trials; seconds taken."""
-    from expctl.sweeps.storage.journal import batched_writes
+    from expctl.sweeps.storage.journal_writes import batched_writes
 
     sweep = open_(sweep_id, url)
     rng = random.Random(0)

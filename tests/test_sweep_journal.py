@@ -181,7 +181,7 @@ def test_batched_writes_beside_another_thread_never_hide_a_record_from_this_proc
     from optuna.trial import TrialState
 
     from expctl.sweeps.storage import open_storage
-    from expctl.sweeps.storage.journal import batched_writes
+    from expctl.sweeps.storage.journal_writes import batched_writes
 
     handle = open_storage(str(tmp_path / "s.journal"))
     storage = handle.storage

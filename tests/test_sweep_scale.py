@@ -204,7 +204,7 @@ def finished_trials(url: str, n: int) -> str:
     """A random sweep on the journal ``url`` with ``n`` finished trials (and one running)."""
     from optuna.trial import TrialState, create_trial
 
-    from expctl.sweeps.storage.journal import batched_writes
+    from expctl.sweeps.storage.journal_writes import batched_writes
 
     info = create(parse_spec({**MILLION, "method": "random"}), url)
     sweep = open_(info.id, url)

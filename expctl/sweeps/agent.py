@@ -3,7 +3,8 @@
 What a trial *is* lives elsewhere: the objectives (expctl's trainer, the user's ``program``) in
 :mod:`expctl.sweeps.objectives`, the context/outcome types and the verdict rule in
 :mod:`expctl.sweeps.trial`, the claiming/finishing on the storage in :mod:`expctl.sweeps.engine`.
-This module is the loop, the agent's heartbeat and W&B's flapping rule.
+This module is the loop; its heartbeat, polling and W&B's flapping rule are in
+:mod:`expctl.sweeps.agent_pacing`.
 
 Signals: the agent holds SIGTERM/SIGINT for its whole life (:mod:`expctl.signals`); the running
 trial stops at its next step (``ctx.should_stop()``), is failed and its parameters re-queued for
@@ -16,7 +17,6 @@ from __future__ import annotations
 import contextlib
 import math
 import signal
-import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -26,6 +26,7 @@ from expctl import signals
 from expctl.config import ConfigSource
 from expctl.errors import Interrupted, RuntimeFailure
 from expctl.secrets import redact_overrides
+from expctl.sweeps.agent_pacing import Backoff, FlapGuard, Heartbeat
 from expctl.sweeps.engine import Claim, Sweep, agent_name
 from expctl.sweeps.objectives import default_objective
 from expctl.sweeps.trial import (
@@ -53,7 +54,7 @@ class AgentOptions:
     agents still run trials, keep polling (a trial whose agent dies is re-run here) instead of
     exiting. ``trial_timeout``: seconds of wall time per trial (see
     :mod:`expctl.sweeps.objectives` for how each kind of trial is stopped). ``flap_guard``:
-    W&B's rule (burst, window s, initial), see :class:`_FlapGuard`.
+    W&B's rule (burst, window s, initial), see :class:`FlapGuard`.
     """
 
     count: int | None = None
@@ -114,17 +115,19 @@ class _AgentLoop:
         self.config_source, self.objective = config_source, objective
         self.agent = agent_name()
         self.summary = AgentSummary(sweep.id)
-        self.guard = _FlapGuard(*options.flap_guard)
-        self.heart = _Heartbeat(sweep, options.beat_every, self.agent, options.stale_after)
+        self.guard = FlapGuard(*options.flap_guard)
+        self.heart = Heartbeat(sweep, options.beat_every, self.agent, options.stale_after)
         self._reaped_at = -math.inf
+        # the next trial, claimed with the last one's result (Sweep.finish_then_claim)
+        self._next: Claim | str | None = None
 
     def run(self, emit: Emit) -> AgentSummary:
         count, summary, waiting_said = self.options.count, self.summary, False
-        idle = _Backoff(self.options.poll_every)
+        idle = Backoff(self.options.poll_every)
         while count is None or len(summary.trials) < count:
             self._stop_if_signalled("between trials (no trial was running)")
             self._recover_dead_agents(emit)
-            claim = self.sweep.claim(self.agent)
+            claim, self._next = self._next or self.sweep.claim(self.agent), None
             if claim == "wait":
                 if not self.options.wait:
                     summary.reason = "nothing left to claim (other agents are still running trials)"
@@ -160,6 +163,9 @@ class _AgentLoop:
         if signum is None and not force:
             return
         signum = signum or signal.SIGTERM
+        if isinstance(self._next, Claim):  # claimed, never started: back to the queue
+            self.sweep.requeue(self._next)
+            self._next = None
         raise Interrupted(
             signum,
             f"agent interrupted by {signals.signal_name(signum)}; {why}",
@@ -290,7 +296,13 @@ class _AgentLoop:
         result["message"] = outcome.message
         if final == "failed" and outcome.run_dir:
             self._fail_run_record(outcome.run_dir, outcome.message, emit)
-        if not self.sweep.finish(claim, final, value, result):
+        if self._may_claim_next(final):
+            finished, self._next = self.sweep.finish_then_claim(
+                claim, final, value, result, self.agent
+            )
+        else:
+            finished = self.sweep.finish(claim, final, value, result)
+        if not finished:
             emit(
                 f"trial {claim.number}: another agent had already re-queued it (this agent "
                 "looked dead); result discarded"
@@ -306,6 +318,14 @@ class _AgentLoop:
         extra = f": {outcome.message}" if final == "failed" and outcome.message else ""
         emit(f"trial {claim.number}: {final}{shown} ({seconds:.1f} s){extra}")
         return record(final, value, outcome.message)
+
+    def _may_claim_next(self, final: str) -> bool:
+        """Whether the loop will run another trial after this one (then it is claimed with this
+        one's result): not past ``--count``, no signal, the flapping guard not tripping."""
+        count = self.options.count
+        if count is not None and len(self.summary.trials) + 1 >= count:
+            return False
+        return signals.pending() is None and not self.guard.would_trip(final != "failed")
 
     @staticmethod
     def _fail_run_record(run_dir: str, message: str | None, emit: Emit) -> None:
@@ -324,76 +344,3 @@ def _reason(claim: str, sweep: Sweep) -> str:
     if claim == "stopped":
         return "the sweep was stopped (expctl sweep stop)"
     return f"the sweep is finished ({sweep.finished_reason() or 'done'})"
-
-
-# -- heartbeats and flapping ---------------------------------------------------------------
-
-
-class _Heartbeat(threading.Thread):
-    """Refreshes the running trial's heartbeat so other agents know this one is alive, and the
-    agent's own (``sweep status`` shows which agents are alive, also those waiting)."""
-
-    def __init__(self, sweep: Sweep, interval: float, agent: str, stale_after: float):
-        super().__init__(name="expctl-heartbeat", daemon=True)
-        self.sweep = sweep
-        self.interval = interval
-        self.agent, self.stale_after = agent, stale_after
-        self.trial_id: int | None = None
-        self._stop_event = threading.Event()
-
-    def run(self) -> None:
-        while True:
-            trial_id = self.trial_id
-            # a storage hiccup must not kill the trial; the next beat retries
-            with contextlib.suppress(Exception):
-                if trial_id is not None:
-                    self.sweep.liveness.heartbeat(trial_id)
-                self.sweep.liveness.agent_beat(self.agent, self.stale_after)
-            if self._stop_event.wait(self.interval):
-                return
-
-    def stop(self) -> None:
-        self._stop_event.set()
-        if self.is_alive():
-            self.join(timeout=5)
-        with contextlib.suppress(Exception):
-            self.sweep.liveness.agent_beat(self.agent, self.stale_after, exited=True)
-
-
-class _Backoff:
-    """Polling while other agents finish the last trials: every 20 ms at first (short trials,
-    the sweep ends at once), slowing to ``longest`` (long trials, no needless reads)."""
-
-    def __init__(self, longest: float, first: float = 0.02):
-        self.longest, self.first = longest, first
-        self.delay = first
-
-    def sleep(self) -> None:
-        time.sleep(self.delay)
-        self.delay = min(self.delay * 2, self.longest)
-
-    def reset(self) -> None:
-        self.delay = self.first
-
-
-class _FlapGuard:
-    """W&B's rule: stop after ``burst`` failures within ``window`` s, or when failures reach
-    ``initial`` without outnumbering successes."""
-
-    def __init__(self, burst: int = 3, window: float = 60.0, initial: int = 5):
-        self.burst, self.window, self.initial = burst, window, initial
-        self.failures: list[float] = []
-        self.successes = 0
-
-    def record(self, ok: bool) -> str | None:
-        if ok:
-            self.successes += 1
-            return None
-        now = time.monotonic()
-        self.failures.append(now)
-        recent = [t for t in self.failures if now - t <= self.window]
-        if len(recent) >= self.burst:
-            return f"{len(recent)} trials failed within {self.window:g} s"
-        if len(self.failures) >= self.initial and len(self.failures) >= self.successes:
-            return f"{len(self.failures)} trials failed and only {self.successes} succeeded"
-        return None

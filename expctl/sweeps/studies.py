@@ -102,7 +102,7 @@ def create_sweep(
     import optuna
 
     from expctl.sweeps.methods import method_for
-    from expctl.sweeps.storage.journal import batched_writes
+    from expctl.sweeps.storage.journal_writes import batched_writes
 
     method = method_for(spec)
     points = method.points_to_enqueue()

@@ -14,12 +14,31 @@ import traceback
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from expctl.errors import ExpctlError, UsageError
 from expctl.status import OUTCOME_STATUSES, VERDICT, OutcomeStatus, TrialRecordStatus, Verdict
-from expctl.sweeps.spec import SweepSpec
+from expctl.sweeps.spec import SweepSpec, to_overrides
 from expctl.sweeps.spec.problems import is_number
+
+if TYPE_CHECKING:
+    import optuna
+
+
+@dataclass
+class Claim:
+    """A trial this agent claimed: what it runs, and the steps it reported."""
+
+    trial: optuna.Trial
+    trial_id: int
+    number: int
+    params: dict[str, Any]
+    retry_of: int | None
+    started: float = field(default_factory=time.time)
+    reported: set[int] = field(default_factory=set)
+
+    def overrides(self, raw_keys: dict[str, str] | None = None) -> list[str]:
+        return to_overrides(self.params, raw_keys)
 
 
 @dataclass
@@ -180,3 +199,33 @@ def check_timeout(trial_timeout: float | None) -> None:
             f"--trial-timeout must be a positive number of seconds, got {trial_timeout!r}",
             hint="e.g. --trial-timeout 3600 (one hour per trial)",
         )
+
+
+def final_values(
+    state: str, value: float | list[float] | None, result: dict[str, Any] | None
+) -> tuple[Any, list[float] | None, dict[str, Any]]:
+    """How a trial that ended ``state`` with ``value`` is stored: Optuna's final state, the
+    values it records and the result attr (a NaN metric fails the trial; a completed trial
+    without a metric is stored with 0.0 and says so)."""
+    from optuna.trial import TrialState
+
+    result = dict(result or {})
+    target = {
+        "complete": TrialState.COMPLETE,
+        "pruned": TrialState.PRUNED,
+        "failed": TrialState.FAIL,
+    }[state]
+    values: list[float] | None = None
+    if isinstance(value, list):  # multi-objective: every value checked by verdict_objectives
+        values = value if target == TrialState.COMPLETE else None
+    elif target == TrialState.COMPLETE:
+        if value is None:
+            result["no_metric"] = True
+            values = [0.0]
+        elif math.isnan(value):
+            target, result["message"] = TrialState.FAIL, "the metric is NaN"
+        else:
+            values = [float(value)]
+    elif target == TrialState.PRUNED:
+        values = [float(value)] if value is not None and math.isfinite(value) else None
+    return target, values, result

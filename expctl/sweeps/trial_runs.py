@@ -17,9 +17,14 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 from expctl.record.files import SUMMARY_FILE
 from expctl.record.read import read_summary
+
+if TYPE_CHECKING:
+    from expctl.status import OutcomeStatus, Verdict
+    from expctl.sweeps.spec import SweepSpec
 
 # run statuses that read as a success; a trial failed by the agent must not keep them
 _ENDED_WELL = ("completed", "stopped")
@@ -83,3 +88,34 @@ def finished_run_of(
             path.parent, str(summary["status"]), value, metrics, summary.get("error")
         )
     return None
+
+
+def outcome_from_run(
+    sweep_id: str, number: int, spec: SweepSpec
+) -> tuple[Verdict, float | list[float] | None, dict[str, Any]] | None:
+    """How trial ``number`` ended, read from its run directory when that run ended (see
+    :func:`finished_run_of`): its verdict, value and the result the storage records; None
+    when no ended run is found."""
+    from expctl.sweeps.trial import TrialOutcome, judge
+
+    metric = spec.metric.name if spec.metric else None
+    run = finished_run_of(sweep_id, number, spec.name or f"sweep-{sweep_id}", metric)
+    if run is None:
+        return None
+    # how a run ends, as the trial's outcome (a stopped run was stopped by the pruner)
+    status: OutcomeStatus = (
+        "completed"
+        if run.status == "completed"
+        else "pruned"
+        if run.status == "stopped"
+        else "failed"
+    )
+    outcome = TrialOutcome(status, run.metrics, str(run.run_dir), run.error, run.value)
+    state, value = judge(outcome, spec)
+    note = "recorded from its run directory (its agent died while recording the result)"
+    result = {
+        "run_dir": str(run.run_dir),
+        "metrics": run.metrics,
+        "message": f"{outcome.message}; {note}" if outcome.message else note,
+    }
+    return state, value, result

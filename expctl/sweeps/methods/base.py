@@ -110,6 +110,11 @@ class Method:
             storage.set_trial_user_attr(trial._trial_id, PREFIX + "params", values)
         return values
 
+    def optuna_params(self, point: dict[str, Any]) -> dict[str, tuple[float, Any]]:
+        """Methods that do not sample (``samples_on_claim`` False): the Optuna params a claimed
+        point records, as (internal value, distribution) by name."""
+        raise NotImplementedError
+
     def repeats_a_point(
         self, trial: optuna.Trial, params: dict[str, Any], study: optuna.Study
     ) -> bool:

@@ -263,16 +263,25 @@ class GridMethod(Method):
         """The queued point, recorded as the trial's Optuna params too (what Optuna's tools
         show)."""
         point = dict(queued or {})
+        for name, (internal, dist) in self.optuna_params(point).items():
+            storage.set_trial_param(trial._trial_id, name, internal, dist)
+        return point
+
+    def optuna_params(self, point: dict[str, Any]) -> dict[str, tuple[float, BaseDistribution]]:
+        """The point's values as Optuna params (internal value, distribution), for the columns
+        that have one; a value that is not one of its column's (a point queued by hand) has
+        none."""
+        params = {}
         for name, dist in self._columns:
             if name not in point:
                 continue
             try:
                 internal = dist.to_internal_repr(point[name])
-            except ValueError:  # not one of the column's values (a point queued by hand)
+            except ValueError:
                 continue
             if dist._contains(internal):
-                storage.set_trial_param(trial._trial_id, name, internal, dist)
-        return point
+                params[name] = (internal, dist)
+        return params
 
     @functools.cached_property
     def _columns(self) -> list[tuple[str, BaseDistribution]]:

@@ -159,23 +159,47 @@ class CheckedJournalFileBackend(JournalFileBackend):
             self._batches.logs = None
 
     def append_logs(self, logs: list[dict[str, Any]]) -> None:
-        from optuna.storages.journal._file import get_lock_file
-
         if self._damage is not None:
             raise self._damage
         batch = getattr(self._batches, "logs", None)
         if batch is not None:
             batch.extend(logs)
             return
-        data = "".join(json.dumps(log, separators=(",", ":")) + "\n" for log in logs).encode()
+        with self._locked() as f:
+            _write(f, logs)
+
+    @contextlib.contextmanager
+    def exclusive(self) -> Iterator[None]:
+        """Hold the lock from a read to the append it decides (see :func:`exclusive_writes`):
+        the records appended inside the block are held back and written at its end, still
+        under the lock, in one append."""
+        if getattr(self._batches, "logs", None) is not None:
+            raise RuntimeError("exclusive() inside a batch: the batch would append unlocked")
+        with self._locked() as f:
+            self._batches.logs, self._batches.exclusive = [], True
+            try:
+                yield
+                pending = self._batches.logs
+            finally:
+                self._batches.logs, self._batches.exclusive = None, False
+            if pending:
+                _write(f, pending)
+
+    def in_exclusive(self) -> bool:
+        return getattr(self._batches, "exclusive", False)
+
+    @contextlib.contextmanager
+    def _locked(self) -> Iterator[Any]:
+        """The journal open for appending, under the lock, every record in it checked."""
+        from optuna.storages.journal._file import get_lock_file
+
+        if self._damage is not None:
+            raise self._damage
         try:
             self._check_complete_lines()  # before the lock: under it, only what came since
             with get_lock_file(self._lock), open(self._file_path, "r+b") as f:
                 self._check_unread_tail(f)  # holding the lock: nobody else is appending
-                f.seek(0, os.SEEK_END)
-                f.write(data)
-                f.flush()
-                os.fsync(f.fileno())
+                yield f
         except OSError as e:  # a full disk, a quota, a read-only mount: say which, where
             from expctl.sweeps.storage import storage_write_error
 
@@ -228,6 +252,13 @@ class CheckedJournalFileBackend(JournalFileBackend):
         return validated, tail
 
 
+def _write(f: Any, logs: list[dict[str, Any]]) -> None:
+    f.seek(0, os.SEEK_END)
+    f.write("".join(json.dumps(log, separators=(",", ":")) + "\n" for log in logs).encode())
+    f.flush()
+    os.fsync(f.fileno())
+
+
 def _set_aside(journal: Path, torn: bytes) -> None:
     """Keep a torn record's bytes (forensics; nothing silently vanishes)."""
     stamp = time.strftime("%Y%m%dT%H%M%S")
@@ -253,6 +284,8 @@ class CheckedJournalStorage(JournalStorage):
             super().__init__(backend)
         finally:
             backend._skip_reads = False
+        # reentrant: exclusive_writes holds it across storage calls that take it again
+        self._thread_lock = threading.RLock()  # type: ignore[assignment]
         with self._thread_lock:
             if snapshots:
                 self._restore_snapshot()
@@ -307,31 +340,3 @@ class CheckedJournalStorage(JournalStorage):
             self._checked_backend._damage = damage
             raise damage from None
         self._maybe_snapshot()
-
-
-@contextlib.contextmanager
-def batched_writes(storage: Any) -> Iterator[None]:
-    """:meth:`CheckedJournalFileBackend.batched` for a storage, a no-op for other storages.
-
-    For writes whose answer nothing in the block needs: queueing grid points, a trial's
-    parameters with its claim, a result with its final state (one append and one fsync each
-    instead of one per record). Errors about the held-back records (a trial another agent
-    finished meanwhile: ``UpdateFinishedTrialError``) surface when the block ends. Optuna's
-    ``create_new_trial`` returns the id of the trial it just replayed; with the write held back
-    there is none yet, so the replay's marker gets its initial value (-1, as Optuna's own
-    ``restore_replay_result`` sets it); ``enqueue_trial`` ignores the id.
-    """
-    backend = getattr(storage, "_backend", None)
-    if not isinstance(backend, CheckedJournalFileBackend):
-        yield
-        return
-    replay = storage._replay_result
-    if not hasattr(replay, "_last_created_trial_id_by_this_process"):
-        replay._last_created_trial_id_by_this_process = -1
-    with backend.batched():
-        yield
-    # now see them — under the storage's thread lock, as Optuna's own methods sync: two threads
-    # replaying at once (the heartbeat thread's write) both count the records they apply, and
-    # the records in between are never applied in this process
-    with storage._thread_lock:
-        storage._sync_with_backend()

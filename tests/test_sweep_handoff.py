@@ -1,0 +1,150 @@
+"""Between two trials of a grid on a journal, an agent records the result and claims its next
+point in one append, decided under the journal lock (``Sweep.finish_then_claim``). What that
+must never change: a point claimed by nobody else, a result never lost, a claimed point never
+left RUNNING when the agent stops (signal, ``--count``, the flapping guard).
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+from pathlib import Path
+from typing import Any
+
+import pytest
+from sweep_helpers import agent, create, open_
+
+from expctl.errors import Interrupted, RuntimeFailure
+from expctl.sweeps.engine import Claim
+from expctl.sweeps.service import sweep_status
+from expctl.sweeps.spec import parse_spec
+from expctl.sweeps.storage import journal
+from expctl.sweeps.trial import TrialContext
+
+
+def grid(n: int) -> Any:
+    return parse_spec(
+        {
+            "method": "grid",
+            "metric": {"name": "loss"},
+            "parameters": {"x": {"values": list(range(n))}},
+        }
+    )
+
+
+def states(sweep_id: str, url: str) -> dict[str, int]:
+    counts: dict[str, int] = {}
+    for row in sweep_status(sweep_id, url)["trials"]:
+        counts[row["state"]] = counts.get(row["state"], 0) + 1
+    return counts
+
+
+def test_each_result_and_the_next_claim_are_one_append(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    url = str(tmp_path / "s.journal")
+    info = create(grid(6), url)
+    appends: list[list[dict[str, Any]]] = []
+    write = journal._write
+    monkeypatch.setattr(journal, "_write", lambda f, logs: (appends.append(logs), write(f, logs)))
+    summary = agent(info.id, url, objective=lambda ctx: 1.0, handle_signals=False)
+    assert [t.status for t in summary.trials] == ["complete"] * 6
+    completes = [i for i, logs in enumerate(appends) for log in logs if log.get("state") == 1]
+    runnings = [i for i, logs in enumerate(appends) for log in logs if log.get("state") == 0]
+    assert len(completes) == len(runnings) == 6
+    # trial k's result is written with trial k+1's claim: the same append
+    assert completes[:5] == runnings[1:]
+    # the agent's two beats, the first claim, one append per trial, the sweep finished
+    assert len(appends) <= 6 + 4, [len(a) for a in appends]
+
+
+def test_a_trial_failed_by_another_agent_keeps_its_failure_and_the_next_claim_is_made(
+    tmp_path: Path,
+) -> None:
+    url = str(tmp_path / "s.journal")
+    info = create(grid(3), url)
+    owner, reaper = open_(info.id, url), open_(info.id, url)
+    first = owner.claim("owner")
+    assert isinstance(first, Claim)
+    trial = reaper.study.get_trials()[first.number]
+    # the owner looked dead: another agent failed its trial and re-queued the point
+    rerun = reaper.liveness.fail_and_requeue(
+        trial._trial_id, trial.number, trial.params, first.params
+    )
+    assert rerun is not None
+    finished, after = owner.finish_then_claim(first, "complete", 1.0, {}, "owner")
+    assert finished is False  # the result is discarded, the failure stays
+    assert isinstance(after, Claim) and after.params == {"x": 1}  # the oldest waiting point
+    rows = {r["number"]: r for r in sweep_status(info.id, url)["trials"]}
+    assert rows[first.number]["state"] == "fail" and rows[after.number]["state"] == "running"
+
+
+def test_a_signal_after_the_handoff_gives_the_claimed_point_back(tmp_path: Path) -> None:
+    url = str(tmp_path / "s.journal")
+    info = create(grid(4), url)
+
+    def on_event(message: str) -> None:
+        # said once trial 0's result and the next claim are written: the next point is ours
+        if message.startswith("trial 0: complete"):
+            os.kill(os.getpid(), signal.SIGTERM)
+
+    with pytest.raises(Interrupted):
+        agent(info.id, url, objective=lambda ctx: 1.0, on_event=on_event, handle_signals=True)
+    counts = states(info.id, url)
+    assert counts.get("running", 0) == 0, counts  # nothing claimed is left to nobody
+    summary = agent(info.id, url, objective=lambda ctx: 1.0, handle_signals=False)
+    ran = [t.params["x"] for t in summary.trials]
+    assert sorted(ran) == [1, 2, 3]  # the given-back point runs once, every other point too
+    assert states(info.id, url)["complete"] == 4
+
+
+def test_count_claims_no_trial_past_it(tmp_path: Path) -> None:
+    url = str(tmp_path / "s.journal")
+    info = create(grid(5), url)
+    summary = agent(info.id, url, objective=lambda ctx: 1.0, handle_signals=False, count=2)
+    assert len(summary.trials) == 2
+    assert states(info.id, url) == {"complete": 2, "waiting": 3}
+
+
+def test_the_flapping_guard_trips_with_nothing_claimed_ahead(tmp_path: Path) -> None:
+    url = str(tmp_path / "s.journal")
+    info = create(grid(10), url)
+
+    def boom(ctx: TrialContext) -> float:
+        raise ValueError("bad luck")
+
+    with pytest.raises(RuntimeFailure, match="3 trials failed"):
+        agent(info.id, url, objective=boom, handle_signals=False)
+    assert states(info.id, url) == {"fail": 3, "waiting": 7}
+
+
+def test_a_grid_claimed_by_index_hands_off_too(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from expctl.sweeps.methods import grid as grid_module
+
+    monkeypatch.setattr(grid_module, "QUEUED_GRID_POINTS", 2)  # 5 points: claimed by index
+    url = str(tmp_path / "s.journal")
+    info = create(grid(5), url)
+    a, b = open_(info.id, url), open_(info.id, url)
+    first = a.claim("a")
+    assert isinstance(first, Claim) and first.params == {"x": 0}
+    second = b.claim("b")
+    assert isinstance(second, Claim) and second.params == {"x": 1}
+    _, third = a.finish_then_claim(first, "complete", 0.0, {}, "a")
+    assert isinstance(third, Claim) and third.params == {"x": 2}
+    trial = a.study.get_trials()[third.number]
+    assert trial.params == {"x": 2} and trial.user_attrs["expctl:claim"]["agent"] == "a"
+    summary = agent(info.id, url, objective=lambda ctx: 1.0, handle_signals=False, wait=False)
+    assert sorted(t.params["x"] for t in summary.trials) == [3, 4]
+
+
+def test_the_heartbeat_thread_writes_while_agents_hand_off(tmp_path: Path) -> None:
+    """The heartbeat thread takes the storage's thread lock, then the journal lock, as the
+    hand-off does: beating every few milliseconds through 40 trials never deadlocks."""
+    url = str(tmp_path / "s.journal")
+    info = create(grid(40), url)
+    summary = agent(
+        info.id, url, objective=lambda ctx: 1.0, handle_signals=False, heartbeat_interval=0.001
+    )
+    assert len(summary.trials) == 40 and states(info.id, url) == {"complete": 40}
