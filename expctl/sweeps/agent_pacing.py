@@ -8,13 +8,21 @@ import threading
 import time
 from typing import TYPE_CHECKING
 
+from expctl.sweeps.storage.journal_writes import batched_writes
+
 if TYPE_CHECKING:
     from expctl.sweeps.engine import Sweep
+
+CATCH_UP_EVERY = 0.25  # seconds between replays of a journal while a trial runs
 
 
 class Heartbeat(threading.Thread):
     """Refreshes the running trial's heartbeat so other agents know this one is alive, and the
-    agent's own (``sweep status`` shows which agents are alive, also those waiting)."""
+    agent's own (``sweep status`` shows which agents are alive, also those waiting).
+
+    On a journal it also replays what other agents append while the trial runs: each agent
+    replays every record, and what piled up during a trial was otherwise replayed between two
+    trials, on the agent's time (with 64 agents, ~15 ms per trial on 2 cores)."""
 
     def __init__(self, sweep: Sweep, interval: float, agent: str, stale_after: float):
         super().__init__(name="expctl-heartbeat", daemon=True)
@@ -25,14 +33,22 @@ class Heartbeat(threading.Thread):
         self._stop_event = threading.Event()
 
     def run(self) -> None:
+        storage = self.sweep.handle.storage
+        catch_up = getattr(storage, "catch_up", None)  # a journal's
+        next_beat = 0.0
         while True:
-            trial_id = self.trial_id
             # a storage hiccup must not kill the trial; the next beat retries
             with contextlib.suppress(Exception):
-                if trial_id is not None:
-                    self.sweep.liveness.heartbeat(trial_id)
-                self.sweep.liveness.agent_beat(self.agent, self.stale_after)
-            if self._stop_event.wait(self.interval):
+                if time.monotonic() >= next_beat:
+                    next_beat = time.monotonic() + self.interval
+                    with batched_writes(storage):  # both beats in one journal append
+                        if self.trial_id is not None:
+                            self.sweep.liveness.heartbeat(self.trial_id)
+                        self.sweep.liveness.agent_beat(self.agent, self.stale_after)
+                elif catch_up is not None:
+                    catch_up()
+            wait = min(self.interval, CATCH_UP_EVERY) if catch_up else self.interval
+            if self._stop_event.wait(wait):
                 return
 
     def stop(self) -> None:

@@ -327,6 +327,11 @@ class CheckedJournalStorage(JournalStorage):
                 self._checked_backend._file_path, self._replay_result, lines, offset
             )
 
+    def catch_up(self) -> None:
+        """Replay what other processes appended since the last read."""
+        with self._thread_lock:
+            self._sync_with_backend()
+
     def _sync_with_backend(self) -> None:
         try:
             super()._sync_with_backend()

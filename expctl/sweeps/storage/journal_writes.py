@@ -80,5 +80,9 @@ def exclusive_writes(storage: Any) -> Iterator[Exclusive | None]:
         storage._sync_with_backend()  # most of what others appended, before taking the lock
         with backend.exclusive():
             storage._sync_with_backend()
-            yield Exclusive(storage)
+            backend._skip_reads = True  # nothing more can come until the block appends
+            try:
+                yield Exclusive(storage)
+            finally:
+                backend._skip_reads = False
         storage._sync_with_backend()
