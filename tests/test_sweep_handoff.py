@@ -148,3 +148,36 @@ def test_the_heartbeat_thread_writes_while_agents_hand_off(tmp_path: Path) -> No
         info.id, url, objective=lambda ctx: 1.0, handle_signals=False, heartbeat_interval=0.001
     )
     assert len(summary.trials) == 40 and states(info.id, url) == {"complete": 40}
+
+
+def test_the_journal_lock_excludes_the_threads_of_one_process(tmp_path: Path) -> None:
+    """The heartbeat thread and the agent share one lock object: holding it must exclude the
+    other thread too (a flock shared through one open file would let both in, and then the
+    symlink lock deadlocks them — seen once when the flock's file was kept open)."""
+    import threading
+    import time
+
+    from expctl.sweeps.storage.journal_lock import AgentJournalLock
+
+    lock = AgentJournalLock(str(tmp_path / "s.journal"))
+    inside: list[int] = []
+    overlaps: list[int] = []
+
+    def hold(n: int) -> None:
+        for _ in range(20):
+            lock.acquire()
+            try:
+                inside.append(n)
+                if len(inside) > 1:
+                    overlaps.append(n)
+                time.sleep(0.001)
+                inside.remove(n)
+            finally:
+                lock.release()
+
+    threads = [threading.Thread(target=hold, args=(n,)) for n in range(2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=20)
+    assert not any(t.is_alive() for t in threads) and overlaps == []

@@ -21,7 +21,6 @@ symlink lock alone is used, with a short, capped backoff.
 
 from __future__ import annotations
 
-import contextlib
 import errno
 import os
 import random
@@ -41,9 +40,7 @@ class AgentJournalLock(BaseJournalFileLock):
         self._symlink = journal + ".lock"  # the name Optuna's symlink lock uses
         self._grace = grace_period
         self._host = socket.gethostname()
-        self._flock_fd: int | None = None  # while held
-        self._open_fd: int | None = None  # the lock file, open in process _open_pid
-        self._open_pid = 0
+        self._flock_fd: int | None = None
         self._use_flock = True
 
     # -- BaseJournalFileLock --------------------------------------------------------------------
@@ -70,32 +67,21 @@ class AgentJournalLock(BaseJournalFileLock):
 
         if not self._use_flock:
             return
-        if self._open_fd is None or os.getpid() != self._open_pid:
-            # kept open between acquisitions (an open and a close per append cost as much as
-            # the lock itself); a forked child opens its own: a flock is shared across fork
-            self._open_fd = os.open(self._flock_path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
-            self._open_pid = os.getpid()
+        fd = os.open(self._flock_path, os.O_RDWR | os.O_CREAT, 0o644)
         try:
-            fcntl.flock(self._open_fd, fcntl.LOCK_EX)
+            fcntl.flock(fd, fcntl.LOCK_EX)
         except OSError as e:
+            os.close(fd)
             if e.errno in (errno.ENOLCK, errno.EINVAL, errno.ENOTSUP):
                 self._use_flock = False  # this filesystem has no flock: symlinks only
                 return
             raise
-        self._flock_fd = self._open_fd
+        self._flock_fd = fd
 
     def _release_flock(self) -> None:
-        import fcntl
-
         fd, self._flock_fd = self._flock_fd, None
         if fd is not None:
-            fcntl.flock(fd, fcntl.LOCK_UN)
-
-    def __del__(self) -> None:
-        fd = getattr(self, "_open_fd", None)
-        if fd is not None and getattr(self, "_open_pid", None) == os.getpid():
-            with contextlib.suppress(OSError):
-                os.close(fd)
+            os.close(fd)  # closing releases the flock
 
     # -- the symlink ----------------------------------------------------------------------------
 
