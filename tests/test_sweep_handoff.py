@@ -18,7 +18,7 @@ from expctl.errors import Interrupted, RuntimeFailure
 from expctl.sweeps.engine import Claim
 from expctl.sweeps.service import sweep_status
 from expctl.sweeps.spec import parse_spec
-from expctl.sweeps.storage import journal
+from expctl.sweeps.storage import journal, journal_writes
 from expctl.sweeps.trial import TrialContext
 
 
@@ -45,8 +45,14 @@ def test_each_result_and_the_next_claim_are_one_append(
     url = str(tmp_path / "s.journal")
     info = create(grid(6), url)
     appends: list[list[dict[str, Any]]] = []
-    write = journal._write
-    monkeypatch.setattr(journal, "_write", lambda f, logs: (appends.append(logs), write(f, logs)))
+    write = journal.write
+
+    def counted(f: Any, logs: list[dict[str, Any]]) -> None:
+        appends.append(logs)
+        write(f, logs)
+
+    monkeypatch.setattr(journal, "write", counted)
+    monkeypatch.setattr(journal_writes, "write", counted)
     summary = agent(info.id, url, objective=lambda ctx: 1.0, handle_signals=False)
     assert [t.status for t in summary.trials] == ["complete"] * 6
     completes = [i for i, logs in enumerate(appends) for log in logs if log.get("state") == 1]
@@ -181,3 +187,102 @@ def test_the_journal_lock_excludes_the_threads_of_one_process(tmp_path: Path) ->
     for t in threads:
         t.join(timeout=20)
     assert not any(t.is_alive() for t in threads) and overlaps == []
+
+
+@pytest.mark.parametrize("by_index", [False, True], ids=["queued", "by-index"])
+def test_a_claim_decided_before_the_lock_is_decided_again_when_another_agent_took_its_point(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, by_index: bool
+) -> None:
+    """Agent a decides on its replay, then waits for the lock; meanwhile b takes the same
+    point. Holding the lock, a sees b's record and decides again: a different point, and b's
+    trial keeps b's claim (a's first records are never written)."""
+    from expctl.sweeps.methods import grid as grid_module
+    from expctl.sweeps.trial_queue import TrialQueue
+
+    if by_index:
+        monkeypatch.setattr(grid_module, "QUEUED_GRID_POINTS", 2)
+    url = str(tmp_path / "s.journal")
+    info = create(grid(5), url)
+    a, b = open_(info.id, url), open_(info.id, url)
+    backend = a.handle.storage._backend
+    locked, decisions = backend.locked, []
+    take = TrialQueue.take
+
+    def b_first() -> Any:
+        if not decisions[1:]:  # only while a waits for its first lock
+            assert isinstance(b.claim("b"), Claim)
+        return locked()
+
+    def counted_take(self: TrialQueue, *args: Any) -> Any:
+        decisions.append(self)
+        return take(self, *args)
+
+    monkeypatch.setattr(backend, "locked", b_first)
+    monkeypatch.setattr(TrialQueue, "take", counted_take)
+    claim = a.claim("a")
+    assert isinstance(claim, Claim) and claim.params == {"x": 1}
+    assert len([q for q in decisions if q is a.queue]) == 2  # decided again, under the lock
+    trials = {t.params["x"]: t for t in a.study.get_trials() if t.params}
+    assert trials[0].user_attrs["expctl:claim"]["agent"] == "b"
+    assert trials[1].user_attrs["expctl:claim"]["agent"] == "a"
+    assert len(a.study.get_trials()) == (2 if by_index else 5)  # nothing created twice
+
+
+def test_a_claim_decided_before_the_lock_stands_when_others_wrote_only_what_it_did_not_read(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from expctl.sweeps.trial_queue import TrialQueue
+
+    url = str(tmp_path / "s.journal")
+    info = create(grid(3), url)
+    a, b = open_(info.id, url), open_(info.id, url)
+    running = b.claim("b")  # b runs point 0, then beats while a decides
+    assert isinstance(running, Claim)
+    backend = a.handle.storage._backend
+    locked, decisions = backend.locked, []
+    take = TrialQueue.take
+
+    def b_beats() -> Any:
+        b.liveness.heartbeat(running.trial_id)
+        b.liveness.agent_beat("b", 60.0)
+        return locked()
+
+    def counted_take(self: TrialQueue, *args: Any) -> Any:
+        decisions.append(self)
+        return take(self, *args)
+
+    monkeypatch.setattr(backend, "locked", b_beats)
+    monkeypatch.setattr(TrialQueue, "take", counted_take)
+    claim = a.claim("a")
+    assert isinstance(claim, Claim) and claim.params == {"x": 1}
+    assert decisions == [a.queue]  # decided once: b's beats change nothing a read
+    trial = a.study.get_trials()[claim.number]
+    assert trial.state.name == "RUNNING" and trial.user_attrs["expctl:claim"]["agent"] == "a"
+
+
+def test_a_result_waiting_for_the_lock_while_another_agent_fails_its_trial_is_discarded(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    url = str(tmp_path / "s.journal")
+    info = create(grid(3), url)
+    owner, reaper = open_(info.id, url), open_(info.id, url)
+    first = owner.claim("owner")
+    assert isinstance(first, Claim)
+    backend = owner.handle.storage._backend
+    locked = backend.locked
+
+    def reaped_meanwhile() -> Any:
+        if reaper.study.get_trials()[first.number].state.name == "RUNNING":
+            trial = reaper.study.get_trials()[first.number]
+            assert reaper.liveness.fail_and_requeue(
+                trial._trial_id, trial.number, trial.params, first.params
+            )
+        return locked()
+
+    monkeypatch.setattr(backend, "locked", reaped_meanwhile)
+    finished, after = owner.finish_then_claim(first, "complete", 1.0, {"message": "mine"}, "owner")
+    assert finished is False
+    assert isinstance(after, Claim) and after.params == {"x": 1}
+    rows = {r["number"]: r for r in sweep_status(info.id, url)["trials"]}
+    assert rows[first.number]["state"] == "fail" and rows[first.number]["message"] != "mine"
+    assert [r["state"] for r in rows.values()].count("waiting") == 2  # point 2 and the re-run

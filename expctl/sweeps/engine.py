@@ -31,7 +31,7 @@ from expctl.sweeps.liveness import Liveness
 from expctl.sweeps.methods import method_for
 from expctl.sweeps.run_cap import RunCap
 from expctl.sweeps.storage import StorageHandle, trial_index
-from expctl.sweeps.storage.journal_writes import batched_writes, exclusive_writes
+from expctl.sweeps.storage.journal_writes import Exclusive, batched_writes, exclusive_writes
 from expctl.sweeps.studies import (
     PREFIX,
     STATES,
@@ -41,7 +41,7 @@ from expctl.sweeps.studies import (
     not_found,
 )
 from expctl.sweeps.trial import Claim, final_values
-from expctl.sweeps.trial_queue import TrialQueue
+from expctl.sweeps.trial_queue import Taken, TrialQueue
 
 if TYPE_CHECKING:
     import optuna
@@ -195,7 +195,6 @@ class Sweep:
                 storage.set_trial_state_values(trial_id, TrialState.FAIL)
 
     def _idle(self) -> str:
-
         if self._unfinished():
             return "wait"
         reason = self.method.exhausted_reason
@@ -207,7 +206,6 @@ class Sweep:
 
     def report(self, claim: Claim, step: int, value: float) -> bool:
         """Record the metric after ``step`` (an epoch); True when hyperband says stop."""
-
         if value is None or math.isnan(value) or math.isinf(value):
             return False
         if step in claim.reported:
@@ -289,9 +287,10 @@ class Sweep:
             target == TrialState.COMPLETE and self.spec.target_reached(value)
         ):
             return self.finish(claim, state, value, result), None
-        with exclusive_writes(storage) as exclusive:
-            if exclusive is None:
-                return self.finish(claim, state, value, result), None
+        agent_claim = {"agent": agent, "time": time.time()}
+
+        def decide(exclusive: Exclusive) -> tuple[bool, str, Taken | None]:
+            exclusive.depends_on(claim.trial_id)
             finished = not storage.get_trial(claim.trial_id).state.is_finished()
             if finished:  # else another agent failed it meanwhile: it looked dead
                 storage.set_trial_user_attr(claim.trial_id, PREFIX + "result", _jsonable(result))
@@ -299,7 +298,13 @@ class Sweep:
             sweep_state = self.state()
             taken = None
             if sweep_state == "running":
-                taken = self.queue.take_point(self.method, {"agent": agent, "time": time.time()})
+                taken = self.queue.take(exclusive, self.method, agent_claim)
+            return finished, sweep_state, taken
+
+        decided = exclusive_writes(storage, decide)
+        if decided is NotImplemented:
+            return self.finish(claim, state, value, result), None
+        finished, sweep_state, taken = decided
         if finished:
             self._after_finish(target, value, claim.number, drained=taken is None)
         if sweep_state != "running":

@@ -10,7 +10,7 @@ import random
 from typing import TYPE_CHECKING, Any, NamedTuple
 
 from expctl.sweeps.storage import StorageHandle, trial_index
-from expctl.sweeps.storage.journal_writes import exclusive_writes
+from expctl.sweeps.storage.journal_writes import Exclusive, exclusive_writes
 from expctl.sweeps.studies import PREFIX
 
 if TYPE_CHECKING:
@@ -38,32 +38,34 @@ class TrialQueue:
     def take_point(self, method: Method, claim: dict[str, Any]) -> Taken | None:
         """On a journal, a method that runs given points (a grid): the next point — the oldest
         waiting trial, else the next index — moved to RUNNING with its params and ``claim`` in
-        one append, decided under the journal lock (:func:`exclusive_writes`): no race to lose,
-        one fsync per claim instead of three. None when nothing is left to take;
+        one append, decided with the journal lock's guarantee (:func:`exclusive_writes`): no
+        race to lose, one fsync per claim instead of three. None when nothing is left to take;
         ``NotImplemented`` on other storages (:meth:`pop_waiting` and :meth:`next_index`)."""
+        return exclusive_writes(self.handle.storage, lambda ex: self.take(ex, method, claim))
+
+    def take(self, exclusive: Exclusive, method: Method, claim: dict[str, Any]) -> Taken | None:
+        """:meth:`take_point`'s decision, for a caller that decides more in the same append."""
         from optuna.trial import TrialState
 
         storage = self.handle.storage
-        with exclusive_writes(storage) as exclusive:
-            if exclusive is None:
-                return NotImplemented
-            waiting = trial_index.unfinished(storage, self.study_id, (TrialState.WAITING,))
-            if waiting:
-                trial = waiting[0]
-                point = trial.user_attrs.get(PREFIX + "params") or {}
-                storage.set_trial_state_values(trial._trial_id, TrialState.RUNNING)
-                for name, (internal, dist) in method.optuna_params(point).items():
-                    storage.set_trial_param(trial._trial_id, name, internal, dist)
-                storage.set_trial_user_attr(trial._trial_id, PREFIX + "claim", claim)
-                return Taken(trial._trial_id, point, trial.user_attrs.get(PREFIX + "retry_of"))
-            if not method.claims_by_index:
-                return None
-            trial_id, number = exclusive.next_trial(self.study_id)
-            point = method.point(self.index_of(number))
-            if point is None:
-                return None
-            storage.create_new_trial(self.study_id, _running(method, point, claim))
-            return Taken(trial_id, point, None)
+        waiting = trial_index.unfinished(storage, self.study_id, (TrialState.WAITING,))
+        if waiting:
+            trial = waiting[0]
+            exclusive.depends_on(trial._trial_id)
+            point = trial.user_attrs.get(PREFIX + "params") or {}
+            storage.set_trial_state_values(trial._trial_id, TrialState.RUNNING)
+            for name, (internal, dist) in method.optuna_params(point).items():
+                storage.set_trial_param(trial._trial_id, name, internal, dist)
+            storage.set_trial_user_attr(trial._trial_id, PREFIX + "claim", claim)
+            return Taken(trial._trial_id, point, trial.user_attrs.get(PREFIX + "retry_of"))
+        if not method.claims_by_index:
+            return None
+        trial_id, number = exclusive.next_trial(self.study_id)
+        point = method.point(self.index_of(number))
+        if point is None:
+            return None
+        storage.create_new_trial(self.study_id, _running(method, point, claim))
+        return Taken(trial_id, point, None)
 
     def pop_waiting(self) -> int | None:
         """WAITING → RUNNING for the oldest queued trial we win (Optuna's pop protocol: write

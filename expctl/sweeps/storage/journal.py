@@ -166,27 +166,35 @@ class CheckedJournalFileBackend(JournalFileBackend):
             batch.extend(logs)
             return
         with self._locked() as f:
-            _write(f, logs)
+            write(f, logs)
 
     @contextlib.contextmanager
-    def exclusive(self) -> Iterator[None]:
-        """Hold the lock from a read to the append it decides (see :func:`exclusive_writes`):
-        the records appended inside the block are held back and written at its end, still
-        under the lock, in one append."""
+    def held_back(self) -> Iterator[list[dict[str, Any]]]:
+        """Collect the records appended inside the block (for :func:`exclusive_writes` to write
+        under the lock) and read nothing new meanwhile: what the block decides on is the replay
+        as it was when the block began."""
         if getattr(self._batches, "logs", None) is not None:
-            raise RuntimeError("exclusive() inside a batch: the batch would append unlocked")
-        with self._locked() as f:
-            self._batches.logs, self._batches.exclusive = [], True
-            try:
-                yield
-                pending = self._batches.logs
-            finally:
-                self._batches.logs, self._batches.exclusive = None, False
-            if pending:
-                _write(f, pending)
+            raise RuntimeError("held_back() inside a batch: the batch would take its records")
+        held: list[dict[str, Any]] = []
+        self._batches.logs, self._skip_reads = held, True
+        try:
+            yield held
+        finally:
+            self._batches.logs, self._skip_reads = None, False
 
-    def in_exclusive(self) -> bool:
-        return getattr(self._batches, "exclusive", False)
+    @contextlib.contextmanager
+    def locked(self) -> Iterator[Any]:
+        """The journal open for appending (:func:`write`), under the lock, every record checked."""
+        with self._locked() as f:
+            yield f
+
+    def records_after(self, lines: int) -> list[dict[str, Any]]:
+        """The complete records after the first ``lines`` (read up to there): under the lock,
+        what others appended since this process's replay."""
+        with open(self._file_path, "rb") as f:
+            f.seek(self._log_number_offset[lines])
+            tail = f.read()
+        return [json.loads(line) for line in tail[: tail.rfind(b"\n") + 1].splitlines()]
 
     @contextlib.contextmanager
     def _locked(self) -> Iterator[Any]:
@@ -252,7 +260,8 @@ class CheckedJournalFileBackend(JournalFileBackend):
         return validated, tail
 
 
-def _write(f: Any, logs: list[dict[str, Any]]) -> None:
+def write(f: Any, logs: list[dict[str, Any]]) -> None:
+    """Append ``logs`` to the journal open in ``f`` (under its lock) and fsync."""
     f.seek(0, os.SEEK_END)
     f.write("".join(json.dumps(log, separators=(",", ":")) + "\n" for log in logs).encode())
     f.flush()
