@@ -298,8 +298,10 @@ class _AgentLoop:
             self._fail_run_record(outcome.run_dir, outcome.message, emit)
         if self._may_claim_next(final):
             finished, self._next = self.sweep.finish_then_claim(
-                claim, final, value, result, self.agent
+                claim, final, value, result, self.agent, stale_after=self.options.stale_after
             )
+            if isinstance(self._next, Claim):
+                self.heart.beaten()
         else:
             finished = self.sweep.finish(claim, final, value, result)
         if not finished:

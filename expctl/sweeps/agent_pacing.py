@@ -30,17 +30,23 @@ class Heartbeat(threading.Thread):
         self.interval = interval
         self.agent, self.stale_after = agent, stale_after
         self.trial_id: int | None = None
+        self.next_beat = 0.0  # time.monotonic() when both beats are due
         self._stop_event = threading.Event()
+
+    def beaten(self) -> None:
+        """The agent's beat went out with a hand-off, whose claim starts the new trial's clock
+        (``datetime_start``): the next beats are due an interval from now. With trials shorter
+        than the interval an agent then never appends a beat of its own."""
+        self.next_beat = time.monotonic() + self.interval
 
     def run(self) -> None:
         storage = self.sweep.handle.storage
         catch_up = getattr(storage, "catch_up", None)  # a journal's
-        next_beat = 0.0
         while True:
             # a storage hiccup must not kill the trial; the next beat retries
             with contextlib.suppress(Exception):
-                if time.monotonic() >= next_beat:
-                    next_beat = time.monotonic() + self.interval
+                if time.monotonic() >= self.next_beat:
+                    self.beaten()
                     with batched_writes(storage):  # both beats in one journal append
                         if self.trial_id is not None:
                             self.sweep.liveness.heartbeat(self.trial_id)

@@ -26,7 +26,7 @@ import math
 import time
 from typing import TYPE_CHECKING, Any
 
-from expctl.errors import UsageError
+from expctl.errors import ExpctlError, UsageError
 from expctl.sweeps.liveness import Liveness
 from expctl.sweeps.methods import method_for
 from expctl.sweeps.run_cap import RunCap
@@ -82,12 +82,7 @@ class Sweep:
         """The sweep as stored now (its state moves; the spec, parsed once, does not)."""
         from dataclasses import replace
 
-        attrs = self.handle.storage.get_study_user_attrs(self.study_id)
-        return replace(
-            self.info,
-            state=attrs.get(PREFIX + "state", "running"),
-            finished_reason=attrs.get(PREFIX + "finished_reason"),
-        )
+        return replace(self.info, state=self.state(), finished_reason=self.finished_reason())
 
     def stop(self) -> SweepInfo:
         """No new trials: agents finish their current trial and exit."""
@@ -268,14 +263,15 @@ class Sweep:
         value: float | list[float] | None,
         result: dict[str, Any] | None,
         agent: str,
+        *,
+        stale_after: float | None = None,
     ) -> tuple[bool, Claim | str | None]:
         """:meth:`finish`, and claim this agent's next trial in the same journal append where
-        the method runs given points (a grid): one lock round trip between two trials instead
-        of two (on NFS, each costs milliseconds). Returns what ``finish`` returns and the next
-        claim (a :meth:`claim` answer), or None where the claim is not made here."""
+        the method runs given points (a grid) — with the agent's beat, given ``stale_after``:
+        one lock round trip between two trials (on NFS, each costs milliseconds). Returns what
+        ``finish`` returns and the next claim (a :meth:`claim` answer), or None where the claim
+        is not made here."""
         from optuna.trial import Trial, TrialState
-
-        from expctl.errors import ExpctlError
 
         target, values, result = final_values(state, value, result)
         storage = self.handle.storage
@@ -299,6 +295,8 @@ class Sweep:
             taken = None
             if sweep_state == "running":
                 taken = self.queue.take(exclusive, self.method, agent_claim)
+            if taken is not None and stale_after is not None:  # the agent's beat rides along
+                self.liveness.agent_beat(agent, stale_after)
             return finished, sweep_state, taken
 
         decided = exclusive_writes(storage, decide)

@@ -59,9 +59,12 @@ class Exclusive:
         }
     )
 
-    def __init__(self, storage: CheckedJournalStorage):
+    def __init__(self, storage: CheckedJournalStorage, *, again: bool = False):
         self._replay = storage._replay_result
         self._read: set[int] = set()  # trials whose state the decision depends on
+        #: decided again under the lock: what it reads can no longer change (the first
+        #: decision was overtaken — another agent took its point, say)
+        self.again = again
 
     def depends_on(self, trial_id: int) -> None:
         """The decision read this trial's state (the trial it finishes, the point it takes)."""
@@ -120,7 +123,7 @@ def exclusive_writes(storage: Any, decide: Callable[[Exclusive], T]) -> T:
             if not exclusive.still_holds(backend.records_after(replay.log_number_read)):
                 storage._sync_with_backend()
                 with backend.held_back() as held:
-                    answer = decide(Exclusive(storage))
+                    answer = decide(Exclusive(storage, again=True))
             if held:
                 write(f, held)
         storage._sync_with_backend()
