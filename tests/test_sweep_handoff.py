@@ -286,3 +286,19 @@ def test_a_result_waiting_for_the_lock_while_another_agent_fails_its_trial_is_di
     rows = {r["number"]: r for r in sweep_status(info.id, url)["trials"]}
     assert rows[first.number]["state"] == "fail" and rows[first.number]["message"] != "mine"
     assert [r["state"] for r in rows.values()].count("waiting") == 2  # point 2 and the re-run
+
+
+def test_an_error_after_the_handoff_gives_the_claimed_point_back(tmp_path: Path) -> None:
+    """Whatever stops the agent between two trials (here its event callback raising) leaves no
+    claimed point RUNNING for --stale-after seconds."""
+    url = str(tmp_path / "s.journal")
+    info = create(grid(3), url)
+
+    def on_event(message: str) -> None:
+        if message.startswith("trial 0: complete"):
+            raise RuntimeError("the caller gave up")
+
+    with pytest.raises(RuntimeError, match="gave up"):
+        agent(info.id, url, objective=lambda ctx: 1.0, on_event=on_event, handle_signals=False)
+    counts = states(info.id, url)
+    assert counts.get("running", 0) == 0 and counts["complete"] == 1, counts

@@ -122,6 +122,17 @@ class _AgentLoop:
         self._next: Claim | str | None = None
 
     def run(self, emit: Emit) -> AgentSummary:
+        try:
+            return self._loop(emit)
+        except BaseException:
+            # a trial claimed with the last result and never started (a signal, the flapping
+            # guard, a storage error): back to the queue now, not after --stale-after
+            if isinstance(self._next, Claim):
+                with contextlib.suppress(Exception):
+                    self.sweep.requeue(self._next)
+            raise
+
+    def _loop(self, emit: Emit) -> AgentSummary:
         count, summary, waiting_said = self.options.count, self.summary, False
         idle = Backoff(self.options.poll_every)
         while count is None or len(summary.trials) < count:
@@ -163,9 +174,6 @@ class _AgentLoop:
         if signum is None and not force:
             return
         signum = signum or signal.SIGTERM
-        if isinstance(self._next, Claim):  # claimed, never started: back to the queue
-            self.sweep.requeue(self._next)
-            self._next = None
         raise Interrupted(
             signum,
             f"agent interrupted by {signals.signal_name(signum)}; {why}",
