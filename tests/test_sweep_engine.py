@@ -190,6 +190,8 @@ def test_failing_trials_trip_the_flapping_guard(tmp_path: Path) -> None:
     rows = sweep_status(info.id, url)["trials"]
     failed = [r for r in rows if r["state"] == "fail"]
     assert len(failed) == 3 and "ValueError: bad luck" in failed[0]["message"]
+    # nothing claimed ahead with the last result is left RUNNING (Sweep.finish_then_claim)
+    assert [r["state"] for r in rows].count("waiting") == 7
 
 
 def test_a_metric_never_logged_fails_the_trial(tmp_path: Path) -> None:

@@ -14,12 +14,11 @@ from typing import Any
 import pytest
 from sweep_helpers import agent, create, open_
 
-from expctl.errors import Interrupted, RuntimeFailure
+from expctl.errors import Interrupted
 from expctl.sweeps.engine import Claim
 from expctl.sweeps.service import sweep_status
 from expctl.sweeps.spec import parse_spec
 from expctl.sweeps.storage import journal, journal_writes
-from expctl.sweeps.trial import TrialContext
 
 
 def grid(n: int) -> Any:
@@ -37,6 +36,32 @@ def states(sweep_id: str, url: str) -> dict[str, int]:
     for row in sweep_status(sweep_id, url)["trials"]:
         counts[row["state"]] = counts.get(row["state"], 0) + 1
     return counts
+
+
+def while_waiting_for_the_lock(
+    monkeypatch: pytest.MonkeyPatch, sweep: Any, meanwhile: Any
+) -> list[Any]:
+    """Run ``meanwhile()`` the first time ``sweep``'s agent waits for the journal lock (it has
+    decided, its records are held back); returns its decisions (``TrialQueue.take`` calls) as
+    they are made."""
+    from expctl.sweeps.trial_queue import TrialQueue
+
+    backend = sweep.handle.storage._backend
+    locked, take, decisions, done = backend.locked, TrialQueue.take, [], []
+
+    def interleaved() -> Any:
+        if not done:
+            done.append(meanwhile())
+        return locked()
+
+    def counted(queue: TrialQueue, *args: Any) -> Any:
+        if queue is sweep.queue:
+            decisions.append(queue)
+        return take(queue, *args)
+
+    monkeypatch.setattr(backend, "locked", interleaved)
+    monkeypatch.setattr(TrialQueue, "take", counted)
+    return decisions
 
 
 def test_each_result_and_the_next_claim_are_one_append(
@@ -64,27 +89,6 @@ def test_each_result_and_the_next_claim_are_one_append(
     assert len(appends) <= 6 + 4, [len(a) for a in appends]
 
 
-def test_a_trial_failed_by_another_agent_keeps_its_failure_and_the_next_claim_is_made(
-    tmp_path: Path,
-) -> None:
-    url = str(tmp_path / "s.journal")
-    info = create(grid(3), url)
-    owner, reaper = open_(info.id, url), open_(info.id, url)
-    first = owner.claim("owner")
-    assert isinstance(first, Claim)
-    trial = reaper.study.get_trials()[first.number]
-    # the owner looked dead: another agent failed its trial and re-queued the point
-    rerun = reaper.liveness.fail_and_requeue(
-        trial._trial_id, trial.number, trial.params, first.params
-    )
-    assert rerun is not None
-    finished, after = owner.finish_then_claim(first, "complete", 1.0, {}, "owner")
-    assert finished is False  # the result is discarded, the failure stays
-    assert isinstance(after, Claim) and after.params == {"x": 1}  # the oldest waiting point
-    rows = {r["number"]: r for r in sweep_status(info.id, url)["trials"]}
-    assert rows[first.number]["state"] == "fail" and rows[after.number]["state"] == "running"
-
-
 def test_a_signal_after_the_handoff_gives_the_claimed_point_back(tmp_path: Path) -> None:
     url = str(tmp_path / "s.journal")
     info = create(grid(4), url)
@@ -110,18 +114,6 @@ def test_count_claims_no_trial_past_it(tmp_path: Path) -> None:
     summary = agent(info.id, url, objective=lambda ctx: 1.0, handle_signals=False, count=2)
     assert len(summary.trials) == 2
     assert states(info.id, url) == {"complete": 2, "waiting": 3}
-
-
-def test_the_flapping_guard_trips_with_nothing_claimed_ahead(tmp_path: Path) -> None:
-    url = str(tmp_path / "s.journal")
-    info = create(grid(10), url)
-
-    def boom(ctx: TrialContext) -> float:
-        raise ValueError("bad luck")
-
-    with pytest.raises(RuntimeFailure, match="3 trials failed"):
-        agent(info.id, url, objective=boom, handle_signals=False)
-    assert states(info.id, url) == {"fail": 3, "waiting": 7}
 
 
 def test_a_grid_claimed_by_index_hands_off_too(
@@ -197,31 +189,16 @@ def test_a_claim_decided_before_the_lock_is_decided_again_when_another_agent_too
     point. Holding the lock, a sees b's record and decides again: a different point, and b's
     trial keeps b's claim (a's first records are never written)."""
     from expctl.sweeps.methods import grid as grid_module
-    from expctl.sweeps.trial_queue import TrialQueue
 
     if by_index:
         monkeypatch.setattr(grid_module, "QUEUED_GRID_POINTS", 2)
     url = str(tmp_path / "s.journal")
     info = create(grid(5), url)
     a, b = open_(info.id, url), open_(info.id, url)
-    backend = a.handle.storage._backend
-    locked, decisions = backend.locked, []
-    take = TrialQueue.take
-
-    def b_first() -> Any:
-        if not decisions[1:]:  # only while a waits for its first lock
-            assert isinstance(b.claim("b"), Claim)
-        return locked()
-
-    def counted_take(self: TrialQueue, *args: Any) -> Any:
-        decisions.append(self)
-        return take(self, *args)
-
-    monkeypatch.setattr(backend, "locked", b_first)
-    monkeypatch.setattr(TrialQueue, "take", counted_take)
+    decisions = while_waiting_for_the_lock(monkeypatch, a, lambda: b.claim("b"))
     claim = a.claim("a")
     assert isinstance(claim, Claim) and claim.params == {"x": 1}
-    assert len([q for q in decisions if q is a.queue]) == 2  # decided again, under the lock
+    assert len(decisions) == 2  # decided again, under the lock
     trials = {t.params["x"]: t for t in a.study.get_trials() if t.params}
     assert trials[0].user_attrs["expctl:claim"]["agent"] == "b"
     assert trials[1].user_attrs["expctl:claim"]["agent"] == "a"
@@ -231,28 +208,17 @@ def test_a_claim_decided_before_the_lock_is_decided_again_when_another_agent_too
 def test_a_claim_decided_before_the_lock_stands_when_others_wrote_only_what_it_did_not_read(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from expctl.sweeps.trial_queue import TrialQueue
-
     url = str(tmp_path / "s.journal")
     info = create(grid(3), url)
     a, b = open_(info.id, url), open_(info.id, url)
     running = b.claim("b")  # b runs point 0, then beats while a decides
     assert isinstance(running, Claim)
-    backend = a.handle.storage._backend
-    locked, decisions = backend.locked, []
-    take = TrialQueue.take
 
-    def b_beats() -> Any:
+    def b_beats() -> None:
         b.liveness.heartbeat(running.trial_id)
         b.liveness.agent_beat("b", 60.0)
-        return locked()
 
-    def counted_take(self: TrialQueue, *args: Any) -> Any:
-        decisions.append(self)
-        return take(self, *args)
-
-    monkeypatch.setattr(backend, "locked", b_beats)
-    monkeypatch.setattr(TrialQueue, "take", counted_take)
+    decisions = while_waiting_for_the_lock(monkeypatch, a, b_beats)
     claim = a.claim("a")
     assert isinstance(claim, Claim) and claim.params == {"x": 1}
     assert decisions == [a.queue]  # decided once: b's beats change nothing a read
@@ -260,31 +226,32 @@ def test_a_claim_decided_before_the_lock_stands_when_others_wrote_only_what_it_d
     assert trial.state.name == "RUNNING" and trial.user_attrs["expctl:claim"]["agent"] == "a"
 
 
-def test_a_result_waiting_for_the_lock_while_another_agent_fails_its_trial_is_discarded(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+@pytest.mark.parametrize("when", ["before it decides", "while it waits for the lock"])
+def test_a_trial_failed_by_another_agent_keeps_its_failure_and_the_next_claim_is_made(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, when: str
 ) -> None:
     url = str(tmp_path / "s.journal")
     info = create(grid(3), url)
     owner, reaper = open_(info.id, url), open_(info.id, url)
     first = owner.claim("owner")
     assert isinstance(first, Claim)
-    backend = owner.handle.storage._backend
-    locked = backend.locked
 
-    def reaped_meanwhile() -> Any:
-        if reaper.study.get_trials()[first.number].state.name == "RUNNING":
-            trial = reaper.study.get_trials()[first.number]
-            assert reaper.liveness.fail_and_requeue(
-                trial._trial_id, trial.number, trial.params, first.params
-            )
-        return locked()
+    def reaped() -> None:  # the owner looked dead: another agent fails and re-queues its trial
+        trial = reaper.study.get_trials()[first.number]
+        assert reaper.liveness.fail_and_requeue(
+            trial._trial_id, trial.number, trial.params, first.params
+        )
 
-    monkeypatch.setattr(backend, "locked", reaped_meanwhile)
+    if when == "before it decides":
+        reaped()
+    else:
+        while_waiting_for_the_lock(monkeypatch, owner, reaped)
     finished, after = owner.finish_then_claim(first, "complete", 1.0, {"message": "mine"}, "owner")
-    assert finished is False
-    assert isinstance(after, Claim) and after.params == {"x": 1}
+    assert finished is False  # the result is discarded, the failure stays
+    assert isinstance(after, Claim) and after.params == {"x": 1}  # the oldest waiting point
     rows = {r["number"]: r for r in sweep_status(info.id, url)["trials"]}
     assert rows[first.number]["state"] == "fail" and rows[first.number]["message"] != "mine"
+    assert rows[after.number]["state"] == "running"
     assert [r["state"] for r in rows.values()].count("waiting") == 2  # point 2 and the re-run
 
 
