@@ -144,6 +144,21 @@ def test_three_agents_share_a_grid_exactly_once(url: str | None, tmp_path: Path)
     assert len(status["trials"]) == 12  # nothing failed, nothing re-run
 
 
+def test_six_agents_racing_for_instant_trials_run_each_point_once(tmp_path: Path) -> None:
+    """Trials that take no time: six agents decide their next point at the same instants, most
+    decisions are overtaken before the journal lock is taken and must be made again — no point
+    may be run by two agents (the storage alone would not show it: the second result is
+    discarded, so the log of what ran is checked)."""
+    url = str(tmp_path / "s.journal")
+    info = create(parse_spec(grid(300)), url)
+    agents = Agents(info.id, url, tmp_path / "trials.log", sleep=0.0)
+    agents.start(6)
+    for code, err in agents.wait():
+        assert code == 0, err
+    assert completed_points(agents.events()) == Counter(range(300))
+    assert len(assert_exactly_once(info.id, url, 300)["trials"]) == 300
+
+
 def test_a_sigkilled_agents_trial_is_rerun_and_the_grid_completes(
     url: str | None, tmp_path: Path
 ) -> None:
@@ -167,6 +182,38 @@ def test_a_sigkilled_agents_trial_is_rerun_and_the_grid_completes(
     rerun = [t for t in status["trials"] if t["retry_of"] == started["number"]]
     assert len(rerun) == 1 and rerun[0]["state"] == "complete"
     assert rerun[0]["params"] == started["params"]
+
+
+def test_agents_sigkilled_at_random_moments_lose_no_point_and_run_none_twice(
+    tmp_path: Path,
+) -> None:
+    """Short trials, so most kills land between two trials — while an agent records a result
+    and claims its next point in one journal append — and some mid-trial: whatever a kill
+    interrupts, each point completes exactly once once the survivors have reaped the dead."""
+    import random
+
+    rng = random.Random(7)
+    info = create(parse_spec(grid(300)), str(tmp_path / "s.journal"))
+    agents = Agents(info.id, str(tmp_path / "s.journal"), tmp_path / "trials.log", sleep=0.01)
+    live, killed = agents.start(3, "--stale-after", "1"), set()
+    agents.wait_for(lambda e: e["event"] == "end")  # the agents are claiming and finishing
+    for _ in range(12):
+        time.sleep(rng.uniform(0.05, 0.4))
+        victim = live.pop(rng.randrange(len(live)))
+        victim.kill()  # SIGKILL: no cleanup, whatever it was doing
+        victim.wait()
+        killed.add(victim.pid)
+        live += agents.start(1, "--stale-after", "1")
+    agents.procs = live
+    for code, err in agents.wait():
+        assert code == 0, err
+    status = assert_exactly_once(info.id, str(tmp_path / "s.journal"), 300)
+    assert all(t["state"] in ("complete", "fail") for t in status["trials"])
+    # a point ran twice only when an agent was killed after running it, before recording it
+    ends = [e for e in agents.events() if e["event"] == "end"]
+    assert set(completed_points(ends)) == set(range(300))
+    by_survivors = completed_points([e for e in ends if e["pid"] not in killed])
+    assert max(by_survivors.values()) == 1
 
 
 def test_sigterm_requeues_the_trial_and_exits_143(tmp_path: Path) -> None:
