@@ -219,12 +219,18 @@ def bench_bookkeeping(args: argparse.Namespace) -> None:
     counts = (1, 2, 4, 8)
     print(f"{'storage':<20}" + "".join(f"{f'{k} agents':>11}" for k in counts) + f"{'8 vs 1':>9}")
     with tempfile.TemporaryDirectory() as tmp:
-        rows = [(name, url, 0.0) for name, url in storages(Path(tmp), args.postgres).items()]
-        rows.insert(1, ("journal +5 ms (NFS)", str(Path(tmp) / "nfs.journal"), 5.0))
-        for name, url, delay_ms in rows:
+        names = [*storages(Path(tmp), args.postgres)]
+        names.insert(1, "journal +5 ms (NFS)")
+        for name in names:
             rates = []
             for k in counts:
-                rate, total = throughput(url, k, m, delay_ms)
+                # a fresh journal / SQLite file for each count: agents open a journal by
+                # replaying it, and the earlier counts' sweeps would be in that replay
+                fresh = Path(tmp) / f"{len(names)}-{k}-{names.index(name)}"
+                fresh.mkdir()
+                urls = {**storages(fresh, args.postgres), names[1]: str(fresh / "nfs.journal")}
+                delay_ms = 5.0 if name == names[1] else 0.0
+                rate, total = throughput(urls[name], k, m, delay_ms)
                 assert total == m, (name, k, total)
                 rates.append(rate)
             print(
