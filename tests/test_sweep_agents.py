@@ -8,16 +8,13 @@ appends ``start``/``end`` lines to a shared log (O_APPEND) that the assertions r
 
 from __future__ import annotations
 
-import json
-import os
 import signal
-import subprocess
-import sys
 import time
 from collections import Counter
 from pathlib import Path
 
 import pytest
+from agent_processes import Agents
 from conftest import postgres_url_or_skip
 from sweep_helpers import create
 
@@ -43,69 +40,6 @@ def storage_url(kind: str, tmp_path: Path) -> str | None:
 @pytest.fixture(params=STORAGES)
 def url(request: pytest.FixtureRequest, tmp_path: Path) -> str | None:
     return storage_url(request.param, tmp_path)
-
-
-class Agents:
-    """Start agent processes on one sweep and read the trial log they share."""
-
-    def __init__(self, sweep_id: str, url: str | None, log: Path, sleep: float):
-        self.sweep_id, self.url, self.log = sweep_id, url, log
-        self.env = {
-            **os.environ,
-            "SWEEP_TEST_LOG": str(log),
-            "SWEEP_TEST_SLEEP": str(sleep),
-            "PYTHONPATH": os.pathsep.join([str(TESTS), os.environ.get("PYTHONPATH", "")]),
-        }
-        self.procs: list[subprocess.Popen] = []
-
-    def start(self, n: int, *extra: str, objective: str = "sleepy") -> list[subprocess.Popen]:
-        cmd = [
-            sys.executable,
-            "-m",
-            "expctl",
-            "sweep",
-            "agent",
-            self.sweep_id,
-            "--objective",
-            f"test_sweep_support:{objective}",
-            *extra,
-        ]
-        if self.url:
-            cmd += ["--storage", self.url]
-        new = [
-            subprocess.Popen(
-                cmd, env=self.env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
-            )
-            for _ in range(n)
-        ]
-        self.procs += new
-        return new
-
-    def wait(self, timeout: float = 120) -> list[tuple[int, str]]:
-        results = []
-        for p in self.procs:
-            try:
-                _, err = p.communicate(timeout=timeout)
-            except subprocess.TimeoutExpired:
-                p.kill()
-                _, err = p.communicate()
-                pytest.fail(f"agent {p.pid} did not finish:\n{err}")
-            results.append((p.returncode, err))
-        return results
-
-    def events(self) -> list[dict]:
-        if not self.log.exists():
-            return []
-        return [json.loads(line) for line in self.log.read_text().splitlines() if line]
-
-    def wait_for(self, predicate, timeout: float = 60) -> dict:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            for event in self.events():
-                if predicate(event):
-                    return event
-            time.sleep(0.05)
-        pytest.fail("the expected trial event never came")
 
 
 def grid(n: int, **extra) -> dict:
@@ -274,7 +208,7 @@ def test_flapping_agent_exits_1_with_a_clear_message(tmp_path: Path) -> None:
     url = str(tmp_path / "s.journal")
     info = create(parse_spec(grid(5)), url)
     agents = Agents(info.id, url, tmp_path / "trials.log", sleep=0)
-    agents.start(1, objective="failing")
+    agents.start(1, objective="test_sweep_support:failing")
     [(code, err)] = agents.wait()
     assert code == 1
     assert "agent stopped: 3 trials failed within 60 s" in err

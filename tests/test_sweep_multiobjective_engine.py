@@ -13,13 +13,12 @@ from __future__ import annotations
 import json
 import math
 import os
-import subprocess
-import sys
 import time
 from pathlib import Path
 from typing import Any
 
 import pytest
+from agent_processes import Agents
 from conftest import postgres_url_or_skip
 from sweep_helpers import agent, create, open_
 
@@ -192,37 +191,6 @@ def test_a_dead_agents_sampled_trial_is_rerun_on_an_rdb(
 # -- real agent processes, one SIGKILLed -----------------------------------------------------------
 
 
-def _start(sweep_id: str, url: str, log: Path, sleep: float, n: int) -> list[subprocess.Popen]:
-    env = {
-        **os.environ,
-        "SWEEP_TEST_LOG": str(log),
-        "SWEEP_TEST_SLEEP": str(sleep),
-        "PYTHONPATH": os.pathsep.join([str(TESTS), os.environ.get("PYTHONPATH", "")]),
-    }
-    cmd = [
-        sys.executable,
-        "-m",
-        "expctl",
-        "sweep",
-        "agent",
-        sweep_id,
-        "--storage",
-        url,
-        "--objective",
-        "test_sweep_multiobjective_engine:sleepy_dtlz2",
-        "--stale-after",
-        "2",
-    ]
-    return [
-        subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-        for _ in range(n)
-    ]
-
-
-def _events(log: Path) -> list[dict]:
-    return [json.loads(line) for line in log.read_text().splitlines()] if log.exists() else []
-
-
 @pytest.mark.slow
 @pytest.mark.parametrize("kind", ["journal", "sqlite"])
 def test_a_sigkilled_agents_trial_is_rerun_once_and_run_cap_holds(
@@ -234,20 +202,17 @@ def test_a_sigkilled_agents_trial_is_rerun_once_and_run_cap_holds(
         else f"sqlite:///{tmp_path / 's.db'}"
     )
     info = create(parse_spec({**SPEC, "run_cap": 8}), url)
-    log = tmp_path / "trials.log"
-    (victim,) = _start(info.id, url, log, 0.6, 1)
-    deadline = time.monotonic() + 60
-    while not any(e["pid"] == victim.pid for e in _events(log)):
-        assert time.monotonic() < deadline, "the victim never started a trial"
-        time.sleep(0.05)
-    started = next(e for e in _events(log) if e["pid"] == victim.pid)
-    others = _start(info.id, url, log, 0.6, 2)
+    agents = Agents(info.id, url, tmp_path / "trials.log", sleep=0.6)
+    objective = "test_sweep_multiobjective_engine:sleepy_dtlz2"
+    (victim,) = agents.start(1, "--stale-after", "2", objective=objective)
+    started = agents.wait_for(lambda e: e["pid"] == victim.pid)
+    others = agents.start(2, "--stale-after", "2", objective=objective)
     time.sleep(0.2)
     victim.kill()  # SIGKILL mid-trial: its trial stays RUNNING until another agent reaps it
     victim.wait()
-    for p in others:
-        _, err = p.communicate(timeout=120)
-        assert p.returncode == 0, err
+    agents.procs = others
+    for code, err in agents.wait():
+        assert code == 0, err
     trials = open_(info.id, url).study.get_trials(deepcopy=False)
     complete = [t for t in trials if t.state.name == "COMPLETE"]
     dead = [t for t in trials if t.state.name == "FAIL"]
@@ -255,7 +220,7 @@ def test_a_sigkilled_agents_trial_is_rerun_once_and_run_cap_holds(
     rerun = [t for t in complete if t.user_attrs.get("expctl:retry_of") == started["number"]]
     assert len(rerun) == 1 and rerun[0].user_attrs["expctl:params"] == started["params"]
     assert len(complete) == 8  # run_cap: the re-run does not count twice
-    numbers = [e["number"] for e in _events(log) if e["event"] == "end"]
+    numbers = [e["number"] for e in agents.events() if e["event"] == "end"]
     assert len(numbers) == len(set(numbers)) == 8  # each trial ran to its end exactly once
     for t in complete:
         assert len(t.values) == 2

@@ -17,9 +17,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from agent_processes import Agents
 from conftest import STORAGES, storage_url
 from sweep_helpers import create, open_
-from test_sweep_agents import Agents
 
 from expctl.errors import SpecError
 from expctl.sweeps.engine import Claim
