@@ -89,6 +89,33 @@ def test_each_result_and_the_next_claim_are_one_append(
     assert len(appends) <= 6 + 4, [len(a) for a in appends]
 
 
+def test_handoffs_carry_the_agents_beat_only_when_it_is_due(tmp_path: Path) -> None:
+    """Trials of milliseconds: a beat per hand-off would be a record per trial that every agent
+    replays; it goes out when the last is half an interval old, and `sweep status` still sees
+    the agent alive while it runs."""
+    import time
+
+    from expctl.sweeps.studies import AGENT_PREFIX
+
+    url = str(tmp_path / "s.journal")
+    info = create(grid(40), url)
+    seen: list[bool] = []
+
+    def objective(ctx: Any) -> float:
+        time.sleep(0.02)
+        if ctx.number == 30:
+            seen.extend(a["alive"] for a in open_(info.id, url).liveness.agents().values())
+        return 1.0
+
+    summary = agent(info.id, url, objective=objective, heartbeat_interval=0.2, handle_signals=False)
+    assert summary.count("complete") == 40
+    assert seen == [True]
+    lines = Path(url).read_text().splitlines()
+    beats = [line for line in lines if AGENT_PREFIX in line and '"op_code":3' in line]
+    # ~0.9 s of trials, a beat every 0.1-0.2 s, plus the first and the last (exited): not 40
+    assert 4 <= len(beats) <= 14, len(beats)
+
+
 def test_a_signal_after_the_handoff_gives_the_claimed_point_back(tmp_path: Path) -> None:
     url = str(tmp_path / "s.journal")
     info = create(grid(4), url)

@@ -305,10 +305,12 @@ class _AgentLoop:
         if final == "failed" and outcome.run_dir:
             self._fail_run_record(outcome.run_dir, outcome.message, emit)
         if self._may_claim_next(final):
+            beat = self.heart.beat_due()
+            stale_after = self.options.stale_after if beat else None
             finished, self._next = self.sweep.finish_then_claim(
-                claim, final, value, result, self.agent, stale_after=self.options.stale_after
+                claim, final, value, result, self.agent, stale_after=stale_after
             )
-            if isinstance(self._next, Claim):
+            if beat and isinstance(self._next, Claim):
                 self.heart.beaten()
         else:
             finished = self.sweep.finish(claim, final, value, result)

@@ -34,6 +34,7 @@ from optuna.storages.journal._file import BaseJournalFileLock
 from optuna.storages.journal._storage import JournalOperation
 
 from expctl.errors import RuntimeFailure
+from expctl.sweeps.storage.filesystems import fsync_under_lock
 
 OP_CODES = frozenset(int(op) for op in JournalOperation)
 RECORD_START = b'{"op_code":'
@@ -103,6 +104,10 @@ class CheckedJournalFileBackend(JournalFileBackend):
         self._damage: JournalDamaged | None = None
         self._batches = threading.local()  # per thread: the heartbeat thread writes at once
         self._skip_reads = False  # while the storage restores a snapshot first
+        self._fsync_under_lock = fsync_under_lock(file_path)  # else after: group commit
+        # records checked ahead of the replay (an append checks what others appended), by line
+        # number, until the replay takes them: each record is parsed once per process
+        self._parsed: dict[int, dict[str, Any]] = {}
 
     def start_at(self, lines: int, offset: int) -> None:
         """Reading resumes after the first ``lines`` records, which end at byte ``offset`` (a
@@ -120,6 +125,9 @@ class CheckedJournalFileBackend(JournalFileBackend):
         if self._skip_reads:
             return
         offsets = self._log_number_offset
+        parsed = self._parsed
+        while parsed and next(iter(parsed)) <= log_number_from:  # read meanwhile by this replay
+            parsed.pop(next(iter(parsed)), None)
         with open(self._file_path, "rb") as f:
             start = log_number_from if log_number_from in offsets else 0
             f.seek(offsets[start])
@@ -132,11 +140,13 @@ class CheckedJournalFileBackend(JournalFileBackend):
                 offsets.setdefault(number + 1, position)
                 if number < log_number_from:
                     continue
-                try:
-                    record = parse_record(line, self._file_path, number + 1)
-                except JournalDamaged as damage:
-                    self._damage = damage
-                    raise
+                record = parsed.pop(number + 1, None)
+                if record is None:
+                    try:
+                        record = parse_record(line, self._file_path, number + 1)
+                    except JournalDamaged as damage:
+                        self._damage = damage
+                        raise
                 if position > self._validated:
                     self._advance(position, number + 1)
                 yield record
@@ -184,13 +194,17 @@ class CheckedJournalFileBackend(JournalFileBackend):
 
     @contextlib.contextmanager
     def locked(self) -> Iterator[Any]:
-        """The journal open for appending (:func:`write`), under the lock, every record checked."""
+        """The journal open for appending (:func:`write`), under the lock, every record checked;
+        what the block appends is on disk when it returns."""
         with self._locked() as f:
             yield f
 
     def records_after(self, lines: int) -> list[dict[str, Any]]:
         """The complete records after the first ``lines`` (read up to there): under the lock,
         what others appended since this process's replay."""
+        checked = range(lines + 1, self._validated_lines + 1)
+        if all(number in self._parsed for number in checked):  # the usual case under the lock
+            return [self._parsed[number] for number in checked]
         with open(self._file_path, "rb") as f:
             f.seek(self._log_number_offset[lines])
             tail = f.read()
@@ -205,9 +219,22 @@ class CheckedJournalFileBackend(JournalFileBackend):
             raise self._damage
         try:
             self._check_complete_lines()  # before the lock: under it, only what came since
+            after_unlock = None  # a descriptor of the journal to fsync once the lock is free
             with get_lock_file(self._lock), open(self._file_path, "r+b") as f:
-                self._check_unread_tail(f)  # holding the lock: nobody else is appending
-                yield f
+                end = self._check_unread_tail(f)  # holding the lock: nobody else is appending
+                try:
+                    yield f
+                finally:
+                    if os.fstat(f.fileno()).st_size != end:  # appended: make it durable
+                        if self._fsync_under_lock:
+                            os.fsync(f.fileno())
+                        else:
+                            after_unlock = os.dup(f.fileno())
+            if after_unlock is not None:  # see expctl.sweeps.storage.filesystems
+                try:
+                    os.fsync(after_unlock)
+                finally:
+                    os.close(after_unlock)
         except OSError as e:  # a full disk, a quota, a read-only mount: say which, where
             from expctl.sweeps.storage import storage_write_error
 
@@ -228,8 +255,9 @@ class CheckedJournalFileBackend(JournalFileBackend):
         with open(self._file_path, "rb") as f:
             self._check_tail(f)
 
-    def _check_unread_tail(self, f: Any) -> None:
-        """Parse what others appended since our last read; heal a torn last line."""
+    def _check_unread_tail(self, f: Any) -> int:
+        """Parse what others appended since our last read; heal a torn last line. Returns the
+        journal's size after that."""
         start, tail = self._check_tail(f)
         torn = tail[tail.rfind(b"\n") + 1 :]
         if torn:
@@ -237,6 +265,8 @@ class CheckedJournalFileBackend(JournalFileBackend):
             _set_aside(Path(self._file_path), torn)
             f.truncate(keep)
             os.fsync(f.fileno())
+            return keep
+        return start + len(tail)
 
     def _check_tail(self, f: Any) -> tuple[int, bytes]:
         """Parse the complete lines after the checked ones (a damaged one is kept as the
@@ -249,9 +279,9 @@ class CheckedJournalFileBackend(JournalFileBackend):
         tail = f.read()
         complete = tail[: tail.rfind(b"\n") + 1]
         lines = complete.splitlines(keepends=True)
-        for offset, line in enumerate(lines, start=validated_lines + 1):
+        for number, line in enumerate(lines, start=validated_lines + 1):
             try:
-                parse_record(line, self._file_path, offset)
+                self._parsed[number] = parse_record(line, self._file_path, number)
             except JournalDamaged as damage:
                 self._damage = damage
                 raise
@@ -261,11 +291,11 @@ class CheckedJournalFileBackend(JournalFileBackend):
 
 
 def write(f: Any, logs: list[dict[str, Any]]) -> None:
-    """Append ``logs`` to the journal open in ``f`` (under its lock) and fsync."""
+    """Append ``logs`` to the journal open in ``f`` by :meth:`CheckedJournalFileBackend.locked`
+    (which fsyncs them before the block returns)."""
     f.seek(0, os.SEEK_END)
     f.write("".join(json.dumps(log, separators=(",", ":")) + "\n" for log in logs).encode())
     f.flush()
-    os.fsync(f.fileno())
 
 
 def _set_aside(journal: Path, torn: bytes) -> None:
