@@ -42,7 +42,6 @@ from expctl.sweeps.engine import Claim
 from expctl.sweeps.spec import parse_spec
 from expctl.sweeps.storage import quiet_optuna
 
-
 TRIAL_TIMES: list[tuple[float, float]] = []  # this agent process's trials: (start, end)
 
 
