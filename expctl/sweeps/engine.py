@@ -126,23 +126,24 @@ class Sweep:
                 return Claim(trial, taken.trial_id, trial.number, taken.point, taken.retry_of)
         index = None  # a grid claimed by index: the point's index
         with self.handle.transition_lock():
+            # a popped trial is ours: read after the lock (on SQLite, other agents wait for it)
             trial_id = self.queue.pop_waiting()
-            if trial_id is not None:
-                if self.method.samples_on_claim:
-                    # a re-run, created on the raw storage: Optuna's RDB cache must learn of it
-                    # before the sampler writes the params through it (else KeyError: its id)
-                    storage = getattr(self.study, "_storage", self.handle.storage)
-                    storage.get_all_trials(self.study_id, deepcopy=False)
-                trial = Trial(self.study, trial_id)
-            elif self.method.claims_by_index:
+            if trial_id is None and self.method.claims_by_index:
                 indexed = self.queue.next_index(self.method.planned())
                 if indexed is None:
                     return self._idle()
                 trial, index = indexed
-            elif not self.method.samples_on_claim or self.run_cap.reached():
+            elif trial_id is None and (not self.method.samples_on_claim or self.run_cap.reached()):
                 return self._idle()
-            else:
+            elif trial_id is None:
                 trial = self.queue.new_trial()
+        if trial_id is not None:
+            if self.method.samples_on_claim:
+                # a re-run, created on the raw storage: Optuna's RDB cache must learn of it
+                # before the sampler writes the params through it (else KeyError: its id)
+                storage = getattr(self.study, "_storage", self.handle.storage)
+                storage.get_all_trials(self.study_id, deepcopy=False)
+            trial = Trial(self.study, trial_id)
         frozen_attrs = trial.user_attrs
         if index is not None and self.method.point(index) is None:
             self.run_cap.discard(trial)  # past the grid's end: another agent took the last
