@@ -82,20 +82,18 @@ class QueuedWritesConnection(sqlite3.Connection):
 
 class _QueuedWritesCursor(sqlite3.Cursor):
     def execute(self, sql: str, *args: Any) -> Any:
-        connection: QueuedWritesConnection = self.connection  # type: ignore[assignment]
-        connection._before(sql)
-        try:
-            return super().execute(sql, *args)
-        finally:
-            connection._done()  # an autocommit statement: its transaction already ended
+        return self._queued(sqlite3.Cursor.execute, sql, args)
 
     def executemany(self, sql: str, *args: Any) -> Any:
+        return self._queued(sqlite3.Cursor.executemany, sql, args)
+
+    def _queued(self, run: Any, sql: str, args: tuple[Any, ...]) -> Any:
         connection: QueuedWritesConnection = self.connection  # type: ignore[assignment]
         connection._before(sql)
         try:
-            return super().executemany(sql, *args)
+            return run(self, sql, *args)
         finally:
-            connection._done()
+            connection._done()  # an autocommit statement: its transaction already ended
 
 
 def _writes(sql: str) -> bool:
