@@ -332,7 +332,7 @@ class Sweep:
         from optuna.trial import TrialState
 
         states = (TrialState.WAITING, TrialState.RUNNING)
-        if trial_index.count(self.handle.storage, self.study_id, states):
+        if trial_index.exists(self.handle.storage, self.study_id, states):
             return True
         if self.method.claims_by_index and not self.queue.index_exhausted(self.method.planned()):
             return True
