@@ -122,8 +122,7 @@ class Sweep:
             if taken is None:
                 return self._idle()
             if taken is not NotImplemented:
-                trial = Trial(self.study, taken.trial_id)
-                return Claim(trial, taken.trial_id, trial.number, taken.point, taken.retry_of)
+                return self._claim_taken(taken)
         index = None  # a grid claimed by index: the point's index
         with self.handle.transition_lock():
             # a popped trial is ours: read after the lock (on SQLite, other agents wait for it)
@@ -178,7 +177,7 @@ class Sweep:
             # visible. After a few tries the point is accepted, as W&B's bayes would.
             self.run_cap.discard(trial)
             return self.claim(agent, _attempt=_attempt + 1)
-        return Claim(trial, trial._trial_id, trial.number, params, retry_of)
+        return Claim.of(trial, params, retry_of)
 
     def _fail_unstarted(self, trial_id: int, message: str) -> None:
         from optuna.exceptions import UpdateFinishedTrialError
@@ -272,7 +271,7 @@ class Sweep:
         one lock round trip between two trials (on NFS, each costs milliseconds). Returns what
         ``finish`` returns and the next claim (a :meth:`claim` answer), or None where the claim
         is not made here."""
-        from optuna.trial import Trial, TrialState
+        from optuna.trial import TrialState
 
         target, values, result = final_values(state, value, result)
         storage = self.handle.storage
@@ -310,8 +309,10 @@ class Sweep:
             return finished, sweep_state
         if taken is None:
             return finished, self._idle()
-        trial = Trial(self.study, taken.trial_id)
-        return finished, Claim(trial, taken.trial_id, trial.number, taken.point, taken.retry_of)
+        return finished, self._claim_taken(taken)
+
+    def _claim_taken(self, taken: Taken) -> Claim:
+        return Claim(taken.trial_id, taken.number, taken.point, taken.retry_of, self.study)
 
     def _after_finish(
         self, target: Any, value: Any, number: int, *, drained: bool | None = None

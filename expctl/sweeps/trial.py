@@ -29,13 +29,33 @@ if TYPE_CHECKING:
 class Claim:
     """A trial this agent claimed: what it runs, and the steps it reported."""
 
-    trial: optuna.Trial
     trial_id: int
     number: int
     params: dict[str, Any]
     retry_of: int | None
+    study: optuna.Study | None = None  # where :attr:`trial` is made from, when first asked
     started: float = field(default_factory=time.time)
     reported: set[int] = field(default_factory=set)
+    _trial: optuna.Trial | None = field(default=None, repr=False)
+
+    @classmethod
+    def of(cls, trial: optuna.Trial, params: dict[str, Any], retry_of: int | None) -> Claim:
+        """The claim of an Optuna trial already made (one that sampled its params)."""
+        claim = cls(trial._trial_id, trial.number, params, retry_of)
+        claim._trial = trial
+        return claim
+
+    @property
+    def trial(self) -> optuna.Trial:
+        """The Optuna trial, for reports and pruning, made on the first report: making one reads
+        the trial back (on a journal, a replay of what other agents appended meanwhile) and asks
+        the sampler about it, and a grid's trials need none unless they report."""
+        if self._trial is None:
+            from optuna.trial import Trial
+
+            assert self.study is not None, "a claim made without its study or trial"
+            self._trial = Trial(self.study, self.trial_id)
+        return self._trial
 
     def overrides(self, raw_keys: dict[str, str] | None = None) -> list[str]:
         return to_overrides(self.params, raw_keys)

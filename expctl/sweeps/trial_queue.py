@@ -68,7 +68,8 @@ class TrialQueue:
             for name, (internal, dist) in method.optuna_params(point).items():
                 storage.set_trial_param(trial._trial_id, name, internal, dist)
             storage.set_trial_user_attr(trial._trial_id, PREFIX + "claim", claim)
-            return Taken(trial._trial_id, point, trial.user_attrs.get(PREFIX + "retry_of"))
+            retry_of = trial.user_attrs.get(PREFIX + "retry_of")
+            return Taken(trial._trial_id, trial.number, point, retry_of)
         if not method.claims_by_index:
             return None
         trial_id, number = exclusive.next_trial(self.study_id)
@@ -76,7 +77,7 @@ class TrialQueue:
         if point is None:
             return None
         storage.create_new_trial(self.study_id, _running(method, point, claim))
-        return Taken(trial_id, point, None)
+        return Taken(trial_id, number, point, None)
 
     def pop_waiting(self) -> int | None:
         """WAITING → RUNNING for the oldest queued trial we win (Optuna's pop protocol: write
@@ -162,6 +163,7 @@ class Taken(NamedTuple):
     """A point claimed by :meth:`TrialQueue.take_point`."""
 
     trial_id: int
+    number: int
     point: dict[str, Any]
     retry_of: int | None
 
