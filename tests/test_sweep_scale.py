@@ -397,8 +397,13 @@ def test_the_journals_unfinished_trials_follow_every_change(tmp_path: Path) -> N
 
     def check() -> None:
         for states in ((TrialState.WAITING,), (TrialState.RUNNING,), trial_index._UNFINISHED):
-            ours = trial_index.unfinished(storage, a.study_id, states)
-            assert ours == storage.get_all_trials(a.study_id, deepcopy=False, states=states)
+            optuna = storage.get_all_trials(a.study_id, deepcopy=False, states=states)
+            # a limit looks at the head only; a call without one after it still sees every
+            # trial (the head is pruned of finished ones, the rest kept as it was)
+            for limit in (1, 2, None):
+                ours = trial_index.unfinished(storage, a.study_id, states, limit=limit)
+                assert ours == optuna[:limit]
+            assert trial_index.exists(storage, a.study_id, states) is bool(optuna)
 
     check()
     first, second = a.claim("a"), b.claim("b")  # b's changes reach a's storage by its journal
