@@ -109,3 +109,21 @@ def test_each_record_is_parsed_once_per_process(tmp_path, monkeypatch):
     # each process parses every line once: its replay reads its own records back from the
     # file too, and the others' records from the parse its appends made checking the tail
     assert len(parsed) == 2 * 21, sorted(parsed)
+
+
+@pytest.mark.parametrize("under_lock", [False, True])
+def test_an_append_whose_block_then_raises_is_still_fsynced(tmp_path, monkeypatch, under_lock):
+    path = tmp_path / "s.journal"
+    monkeypatch.setattr(journal, "fsync_under_lock", lambda p: under_lock)
+    storage = open_storage(str(path)).storage
+    storage.create_new_study([], "s")
+    synced: list[int] = []
+    real_fsync = os.fsync
+    monkeypatch.setattr(os, "fsync", lambda fd: (real_fsync(fd), synced.append(fd)))
+    record = {"op_code": 3, "worker_id": "w", "study_id": 0, "system_attr": {"k": 1}}
+    with pytest.raises(RuntimeError), storage._backend.locked() as f:
+        journal.write(f, [record])
+        raise RuntimeError("after the write")
+    assert len(synced) == 1
+    assert path.read_bytes().endswith(b'"system_attr":{"k":1}}\n')
+    assert not _lock_held(path)

@@ -231,24 +231,26 @@ class CheckedJournalFileBackend(JournalFileBackend):
 
         if self._damage is not None:
             raise self._damage
+        after_unlock: list[int] = []  # a descriptor of the journal to fsync once the lock is free
         try:
-            self._check_complete_lines()  # before the lock: under it, only what came since
-            after_unlock = None  # a descriptor of the journal to fsync once the lock is free
-            with get_lock_file(self._lock), open(self._file_path, "r+b") as f:
-                end = self._check_unread_tail(f)  # holding the lock: nobody else is appending
-                try:
-                    yield f
-                finally:
-                    if os.fstat(f.fileno()).st_size != end:  # appended: make it durable
-                        if self._fsync_under_lock:
-                            os.fsync(f.fileno())
-                        else:
-                            after_unlock = os.dup(f.fileno())
-            if after_unlock is not None:  # see expctl.sweeps.storage.filesystems
-                try:
-                    os.fsync(after_unlock)
-                finally:
-                    os.close(after_unlock)
+            try:
+                self._check_complete_lines()  # before the lock: under it, only what came since
+                with get_lock_file(self._lock), open(self._file_path, "r+b") as f:
+                    end = self._check_unread_tail(f)  # holding the lock: nobody else appends
+                    try:
+                        yield f
+                    finally:  # what was appended is made durable, even if the block raised
+                        if os.fstat(f.fileno()).st_size != end:
+                            if self._fsync_under_lock:
+                                os.fsync(f.fileno())
+                            else:  # see expctl.sweeps.storage.filesystems
+                                after_unlock.append(os.dup(f.fileno()))
+            finally:
+                for fd in after_unlock:
+                    try:
+                        os.fsync(fd)
+                    finally:
+                        os.close(fd)
         except OSError as e:  # a full disk, a quota, a read-only mount: say which, where
             from expctl.sweeps.storage import storage_write_error
 
