@@ -105,8 +105,7 @@ class CheckedJournalFileBackend(JournalFileBackend):
         self._batches = threading.local()  # per thread: the heartbeat thread writes at once
         self._skip_reads = False  # while the storage restores a snapshot first
         self._fsync_under_lock = fsync_under_lock(file_path)  # else after: group commit
-        # records checked ahead of the replay (an append checks what others appended), by line
-        # number, until the replay takes them: each record is parsed once per process
+        # by line number: records an append's check parsed ahead of the replay, which takes them
         self._parsed: dict[int, dict[str, Any]] = {}
 
     def start_at(self, lines: int, offset: int) -> None:
@@ -154,10 +153,9 @@ class CheckedJournalFileBackend(JournalFileBackend):
                 yield record
 
     def _nothing_new(self, offset: int | None) -> bool:
-        """Whether the journal ends at ``offset`` (where the replay stands), asked of its size.
-        Every storage read replays first — a dozen per trial, most finding nothing — and one
-        ``stat`` is a fifth of an open, fstat and close. Only on a local filesystem: an NFS
-        client may answer ``stat`` from a cache seconds old, while an open revalidates."""
+        """Whether the journal ends at ``offset`` (where the replay stands): a dozen reads a trial
+        find nothing, and a ``stat`` is a fifth of an open, fstat and close. Local disks only:
+        an NFS ``stat`` may come from a cache seconds old (an open revalidates)."""
         if offset is None or self._fsync_under_lock:
             return False
         try:
