@@ -3,6 +3,8 @@ and benchmarks that drive the engine directly."""
 
 from __future__ import annotations
 
+import fcntl
+import os
 from typing import Any
 
 from expctl.sweeps.agent import AgentOptions, run_agent
@@ -47,3 +49,15 @@ def agent(
             on_event=on_event,
             config_source=config_source,
         )
+
+
+def flock_held(lock_file: str) -> bool:
+    """Whether some descriptor holds an flock on ``lock_file`` (tried from one of our own)."""
+    fd = os.open(lock_file, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        return True
+    finally:
+        os.close(fd)  # releases ours, if it was taken
+    return False

@@ -7,11 +7,11 @@ Each process parses each record once, however many times appends check the tail 
 
 from __future__ import annotations
 
-import fcntl
 import os
 from pathlib import Path
 
 import pytest
+from sweep_helpers import flock_held
 
 from expctl.sweeps.storage import filesystems, journal, open_storage
 
@@ -53,15 +53,7 @@ def test_the_mount_table_of_this_machine_is_read(tmp_path):
 
 
 def _lock_held(journal_path: Path) -> bool:
-    """Whether some process holds the journal's flock (tried from a descriptor of our own)."""
-    fd = os.open(str(journal_path) + ".flock", os.O_RDWR | os.O_CREAT, 0o644)
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except BlockingIOError:
-        return True
-    finally:
-        os.close(fd)  # releases ours, if it was taken
-    return False
+    return flock_held(str(journal_path) + ".flock")
 
 
 @pytest.mark.parametrize("under_lock", [False, True])

@@ -3,14 +3,12 @@ SQLite's sleep-and-retry), and a WAITING trial popped by one atomic statement.""
 
 from __future__ import annotations
 
-import fcntl
-import os
 import sqlite3
 import threading
 from pathlib import Path
 
 import pytest
-from sweep_helpers import create
+from sweep_helpers import create, flock_held
 
 from expctl.sweeps.spec import parse_spec
 from expctl.sweeps.storage import open_storage, trial_index
@@ -18,14 +16,7 @@ from expctl.sweeps.storage.sqlite_writes import QueuedWritesConnection, writers_
 
 
 def held(path: str) -> bool:
-    fd = os.open(writers_lock_path(path), os.O_RDWR | os.O_CREAT, 0o644)
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except BlockingIOError:
-        return True
-    finally:
-        os.close(fd)
-    return False
+    return flock_held(writers_lock_path(path))
 
 
 def test_a_write_transaction_holds_the_writers_lock_until_it_ends(tmp_path: Path) -> None:
