@@ -1,14 +1,16 @@
-"""SQLite sweep storage on a local disk: WAL mode, write transactions queued on an flock (not
-SQLite's sleep-and-retry), and a WAITING trial popped by one atomic statement."""
+"""SQLite sweep storage: write transactions queued on an flock (not SQLite's sleep-and-retry),
+a WAITING trial popped by one atomic statement, the rollback journal kept (PERSIST), and a
+database readable by whoever may only read it (no WAL mode)."""
 
 from __future__ import annotations
 
 import sqlite3
+import subprocess
 import threading
 from pathlib import Path
 
 import pytest
-from sweep_helpers import create, flock_held
+from sweep_helpers import agent, create, flock_held
 
 from expctl.sweeps.spec import parse_spec
 from expctl.sweeps.storage import open_storage, trial_index
@@ -64,11 +66,21 @@ def test_a_second_writer_waits_for_the_first_and_does_not_fail(tmp_path: Path) -
     first.close()
 
 
-def test_a_local_sqlite_storage_is_in_wal_mode(tmp_path: Path) -> None:
-    path = tmp_path / "s.db"
-    open_storage(f"sqlite:///{path}")
-    mode = sqlite3.connect(path).execute("PRAGMA journal_mode").fetchone()[0]
-    assert mode == "wal"
+def test_a_commit_keeps_the_rollback_journal_file_and_a_wal_database_keeps_wal(
+    tmp_path: Path,
+) -> None:
+    path = str(tmp_path / "s.db")
+    db = sqlite3.connect(path, factory=QueuedWritesConnection)
+    assert db.execute("PRAGMA journal_mode").fetchone() == ("persist",)
+    db.execute("CREATE TABLE t (x)")
+    db.commit()
+    assert Path(path + "-journal").exists()  # zeroed, not deleted: no unlink per commit
+    db.close()
+    other = str(tmp_path / "other.db")
+    sqlite3.connect(other).execute("PRAGMA journal_mode=WAL").fetchone()  # another program's
+    db = sqlite3.connect(other, factory=QueuedWritesConnection)
+    assert db.execute("PRAGMA journal_mode").fetchone() == ("wal",)
+    db.close()
 
 
 def test_threads_popping_waiting_trials_each_get_their_own(tmp_path: Path) -> None:
@@ -108,3 +120,25 @@ def test_writes_are_recognised_whatever_their_case(tmp_path: Path, statement: st
     assert held(path)
     db.commit()
     db.close()
+
+
+def test_a_sqlite_sweep_on_a_read_only_disk_can_still_be_read(tmp_path: Path, cli) -> None:
+    """A colleague's `sweep status` or `report` on a mount (or directory) they may only read.
+    In WAL mode SQLite must create ``-shm`` beside the database even to read it, and such a
+    read failed with 'attempt to write a readonly database': the storage stays in rollback mode."""
+    from disks import tmpfs
+
+    with tmpfs(tmp_path / "disk", "8m") as disk:
+        url = f"sqlite:///{disk / 's.db'}"
+        spec = parse_spec(
+            {"method": "grid", "metric": {"name": "m"}, "parameters": {"x": {"values": [1, 2]}}}
+        )
+        sweep_id = create(spec, url).id
+        agent(sweep_id, url, objective=lambda trial: {"m": trial.params["x"]}, handle_signals=False)
+        subprocess.run(["mount", "-o", "remount,ro", str(disk)], check=True)
+        status = cli("sweep", "status", sweep_id, "--storage", url)
+        best = cli("sweep", "best", sweep_id, "--storage", url)
+    assert status.exit_code == 0, status.stderr
+    assert "2" in status.stdout
+    assert best.exit_code == 0, best.stderr
+    assert "x" in best.stdout

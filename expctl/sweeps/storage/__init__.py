@@ -324,8 +324,6 @@ def _open_rdb(url: str, scheme: str, create: bool) -> StorageHandle:
             f"cannot open storage {describe(url)}: {str(e).splitlines()[0]}",
             hint="check the URL, that the server is reachable and the database exists",
         ) from e
-    if lock_path is not None:
-        _write_ahead_log(storage.engine, str(lock_path)[: -len(".lock")])
     _index_trial_states(storage)
     return StorageHandle(
         url=url,
@@ -333,36 +331,6 @@ def _open_rdb(url: str, scheme: str, create: bool) -> StorageHandle:
         storage=storage,
         lock_path=lock_path,
     )
-
-
-def _write_ahead_log(engine: Any, path: str) -> None:
-    """SQLite in WAL mode where its file is on a local disk: a commit is one append and one
-    fsync to the ``-wal`` file (the default rollback journal takes three), and readers never
-    wait for a writer — agents beat and read while another claims. One agent ran a no-op grid
-    at ~90 trials/s before, ~150 with it (``benchmarks/sweeps.py``). Still ``synchronous=FULL``
-    (SQLite's default): a claim is on disk before its trial starts, even across a power loss.
-    Not on a network filesystem, where WAL's shared memory does not work (SQLite's own rule;
-    a database already in WAL mode stays so: the mode is the file's)."""
-    import sqlalchemy
-
-    from expctl.sweeps.storage.filesystems import fsync_under_lock
-
-    if fsync_under_lock(path):
-        return
-
-    @sqlalchemy.event.listens_for(engine, "connect")
-    def wal(connection: Any, record: Any) -> None:
-        import sqlite3
-
-        cursor = connection.cursor()
-        try:
-            cursor.execute("PRAGMA journal_mode=WAL")
-        except sqlite3.Error:
-            pass  # a database this user may only read: it keeps its mode
-        finally:
-            cursor.close()
-
-    engine.dispose()  # the connections Optuna opened before: reopened with it
 
 
 # Claims ask for a study's WAITING and RUNNING trials (trial_index): without an index on the
