@@ -7,6 +7,7 @@ Each process parses each record once, however many times appends check the tail 
 
 from __future__ import annotations
 
+import errno
 import os
 from pathlib import Path
 
@@ -119,3 +120,21 @@ def test_an_append_whose_block_then_raises_is_still_fsynced(tmp_path, monkeypatc
     assert len(synced) == 1
     assert path.read_bytes().endswith(b'"system_attr":{"k":1}}\n')
     assert not _lock_held(path)
+
+
+def test_out_of_descriptors_the_append_is_fsynced_under_the_lock(tmp_path, monkeypatch):
+    """The after-the-lock fsync needs a duplicate descriptor: without one, flush at once."""
+    path = tmp_path / "s.journal"
+    monkeypatch.setattr(journal, "fsync_under_lock", lambda p: False)
+    storage = open_storage(str(path)).storage
+    storage.create_new_study([], "s")
+
+    def no_descriptors(fd: int) -> int:
+        raise OSError(errno.EMFILE, "Too many open files")
+
+    synced: list[bool] = []
+    real_fsync = os.fsync
+    monkeypatch.setattr(os, "dup", no_descriptors)
+    monkeypatch.setattr(os, "fsync", lambda fd: (real_fsync(fd), synced.append(_lock_held(path))))
+    storage.set_study_user_attr(0, "k", "v")
+    assert synced == [True]

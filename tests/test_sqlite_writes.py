@@ -4,6 +4,9 @@ database readable by whoever may only read it (no WAL mode)."""
 
 from __future__ import annotations
 
+import fcntl
+import gc
+import os
 import sqlite3
 import subprocess
 import threading
@@ -14,7 +17,11 @@ from sweep_helpers import agent, create, flock_held
 
 from expctl.sweeps.spec import parse_spec
 from expctl.sweeps.storage import open_storage, trial_index
-from expctl.sweeps.storage.sqlite_writes import QueuedWritesConnection, writers_lock_path
+from expctl.sweeps.storage.sqlite_writes import (
+    QueuedWritesConnection,
+    _open_writers_lock,
+    writers_lock_path,
+)
 
 
 def held(path: str) -> bool:
@@ -110,7 +117,15 @@ def test_threads_popping_waiting_trials_each_get_their_own(tmp_path: Path) -> No
     assert all(t.datetime_start is not None for t in running)
 
 
-@pytest.mark.parametrize("statement", ["insert into t values (1)", "  Replace INTO t VALUES (1)"])
+@pytest.mark.parametrize(
+    "statement",
+    [
+        "insert into t values (1)",
+        "  Replace INTO t VALUES (1)",
+        "-- a comment\n/* another */ UPDATE t SET x = 2",
+        "BEGIN IMMEDIATE",
+    ],
+)
 def test_writes_are_recognised_whatever_their_case(tmp_path: Path, statement: str) -> None:
     path = str(tmp_path / "s.db")
     db = sqlite3.connect(path, factory=QueuedWritesConnection)
@@ -136,9 +151,92 @@ def test_a_sqlite_sweep_on_a_read_only_disk_can_still_be_read(tmp_path: Path, cl
         sweep_id = create(spec, url).id
         agent(sweep_id, url, objective=lambda trial: {"m": trial.params["x"]}, handle_signals=False)
         subprocess.run(["mount", "-o", "remount,ro", str(disk)], check=True)
+        # the queue's lock opens read-only where it may not be written (another user's file)
+        writers = _open_writers_lock(writers_lock_path(str(disk / "s.db")))
+        assert writers is not None
+        fcntl.flock(writers, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        os.close(writers)
         status = cli("sweep", "status", sweep_id, "--storage", url)
         best = cli("sweep", "best", sweep_id, "--storage", url)
     assert status.exit_code == 0, status.stderr
     assert "2" in status.stdout
     assert best.exit_code == 0, best.stderr
     assert "x" in best.stdout
+
+
+def test_a_shared_database_deletes_its_rollback_journal(tmp_path: Path) -> None:
+    """A kept journal belongs to its first writer: a group member could not write it."""
+    path = tmp_path / "shared.db"
+    sqlite3.connect(path).execute("CREATE TABLE t (x)").connection.commit()
+    os.chmod(path, 0o664)
+    db = sqlite3.connect(path, factory=QueuedWritesConnection)
+    assert db.execute("PRAGMA journal_mode").fetchone() == ("delete",)
+    db.execute("INSERT INTO t VALUES (1)")
+    db.commit()
+    assert not Path(f"{path}-journal").exists()
+    db.close()
+
+
+def test_a_connection_dropped_mid_transaction_releases_the_queue(tmp_path: Path) -> None:
+    path = str(tmp_path / "s.db")
+    db = sqlite3.connect(path, factory=QueuedWritesConnection)
+    db.execute("CREATE TABLE t (x)")
+    db.execute("INSERT INTO t VALUES (1)")
+    assert held(path)
+    del db  # never closed: a leaked connection
+    gc.collect()
+    assert not held(path)
+
+
+def test_a_transaction_begun_unseen_does_not_wait_on_the_queue(tmp_path: Path) -> None:
+    """A transaction opened by a bare BEGIN may hold SQLite's write lock already (a write the
+    queue missed): its next write must not wait for a queue whose holder waits on SQLite."""
+    path = str(tmp_path / "s.db")
+    first = sqlite3.connect(path, factory=QueuedWritesConnection, isolation_level=None)
+    first.execute("CREATE TABLE t (x)")
+    first.execute("BEGIN")
+    first.execute("INSERT INTO t VALUES (1)")  # queued: the flock is taken (not in a tx before)
+    assert held(path)
+    second = sqlite3.connect(
+        path, factory=QueuedWritesConnection, timeout=0.1, check_same_thread=False
+    )
+    second.execute("BEGIN")  # not a write: no flock
+    outcome: list[str] = []
+
+    def write() -> None:
+        try:
+            second.execute("INSERT INTO t VALUES (2)")
+            outcome.append("wrote")
+        except sqlite3.OperationalError as e:
+            outcome.append(str(e))
+
+    thread = threading.Thread(target=write)
+    thread.start()
+    thread.join(5)
+    assert outcome == ["database is locked"]  # SQLite's answer at once, not a wait forever
+    first.execute("COMMIT")
+    second.rollback()
+    assert not held(path)
+    first.close()
+    second.close()
+
+
+def test_without_returning_sqlite_pops_through_optuna(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """SQLAlchemy 1.4 (which Optuna allows) cannot compile UPDATE … RETURNING for SQLite: the
+    claim falls back to Optuna's own pop instead of failing."""
+    import sqlalchemy
+
+    url = f"sqlite:///{tmp_path / 's.db'}"
+    spec = parse_spec(
+        {"method": "grid", "metric": {"name": "m"}, "parameters": {"x": {"values": [1, 2, 3]}}}
+    )
+    sweep_id = create(spec, url).id
+    storage = open_storage(url).storage
+    monkeypatch.setattr(sqlalchemy, "__version__", "1.4.54")
+    assert trial_index.pop_waiting(storage, storage.get_study_id_from_name(sweep_id)) is (
+        NotImplemented
+    )
+    summary = agent(sweep_id, url, objective=lambda t: {"m": t.params["x"]}, handle_signals=False)
+    assert summary.count("complete") == 3

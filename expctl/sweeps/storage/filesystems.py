@@ -29,6 +29,18 @@ def fsync_under_lock(path: str) -> bool:
     return filesystem_type(path) not in LOCAL_TYPES
 
 
+def fsync_or_defer(fd: int, under_lock: bool, after_unlock: list[int]) -> None:
+    """Flush ``fd`` now (a network filesystem), or queue a duplicate of it in ``after_unlock``
+    for the caller to fsync and close once the lock is free. Out of descriptors: now."""
+    if not under_lock:
+        try:
+            after_unlock.append(os.dup(fd))
+            return
+        except OSError:
+            pass
+    os.fsync(fd)
+
+
 def filesystem_type(path: str) -> str | None:
     """The type of the filesystem holding ``path`` (its directory's mount), None if unknown."""
     directory = os.path.dirname(os.path.realpath(path)) or "/"

@@ -34,7 +34,7 @@ from optuna.storages.journal._file import BaseJournalFileLock
 from optuna.storages.journal._storage import JournalOperation
 
 from expctl.errors import RuntimeFailure
-from expctl.sweeps.storage.filesystems import fsync_under_lock
+from expctl.sweeps.storage.filesystems import fsync_or_defer, fsync_under_lock
 
 OP_CODES = frozenset(int(op) for op in JournalOperation)
 RECORD_START = b'{"op_code":'
@@ -238,11 +238,8 @@ class CheckedJournalFileBackend(JournalFileBackend):
                     try:
                         yield f
                     finally:  # what was appended is made durable, even if the block raised
-                        if os.fstat(f.fileno()).st_size != end:
-                            if self._fsync_under_lock:
-                                os.fsync(f.fileno())
-                            else:  # see expctl.sweeps.storage.filesystems
-                                after_unlock.append(os.dup(f.fileno()))
+                        if os.fstat(f.fileno()).st_size != end:  # see storage.filesystems
+                            fsync_or_defer(f.fileno(), self._fsync_under_lock, after_unlock)
             finally:
                 for fd in after_unlock:
                     try:

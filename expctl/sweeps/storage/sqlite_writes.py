@@ -17,10 +17,13 @@ from __future__ import annotations
 import contextlib
 import fcntl
 import os
+import re
 import sqlite3
+import weakref
 from typing import Any
 
-_WRITES = ("INSERT", "UPDATE", "DELETE", "REPLACE")
+_WRITES = {"INSERT", "UPDATE", "DELETE", "REPLACE", "CREATE", "DROP", "ALTER"}
+_FIRST_WORDS = re.compile(r"([A-Za-z]+)(?:\s+([A-Za-z]+))?")
 
 
 def writers_lock_path(database: str) -> str:
@@ -30,14 +33,14 @@ def writers_lock_path(database: str) -> str:
 class QueuedWritesConnection(sqlite3.Connection):
     """``sqlite3.connect(..., factory=QueuedWritesConnection)``."""
 
-    def __init__(self, database: str, *args: Any, **kwargs: Any) -> None:
+    def __init__(self, database: str | bytes | os.PathLike[str], *args: Any, **kwargs: Any) -> None:
         super().__init__(database, *args, **kwargs)
-        self._writers_fd: int | None = None
+        database = os.fsdecode(database)  # a str, bytes or Path, as sqlite3.connect takes
+        self._writers_fd = _open_writers_lock(writers_lock_path(database))
+        # a connection dropped without close() must not keep the queue's lock
+        self._close_writers = weakref.finalize(self, _close, self._writers_fd)
         self._writing = False
-        # a directory this user may only read: SQLite's own lock still excludes
-        with contextlib.suppress(OSError):
-            self._writers_fd = os.open(writers_lock_path(database), os.O_RDWR | os.O_CREAT, 0o644)
-        _persist_the_rollback_journal(self)
+        _persist_the_rollback_journal(self, database)
 
     def cursor(self, factory: Any = None) -> Any:
         return super().cursor(factory or _QueuedWritesCursor)
@@ -46,14 +49,21 @@ class QueuedWritesConnection(sqlite3.Connection):
         return self.cursor().execute(sql, *args)
 
     def _before(self, sql: str) -> None:
-        if not self._writing and self._writers_fd is not None and _writes(sql):
-            try:
-                fcntl.flock(self._writers_fd, fcntl.LOCK_EX)
-            except OSError:  # a filesystem without flock (some NFS mounts): SQLite's lock only
-                os.close(self._writers_fd)
-                self._writers_fd = None
-                return
-            self._writing = True
+        if self._writing or self._writers_fd is None or not _writes(sql):
+            return
+        # inside a transaction begun by a statement not seen as a write (another program's
+        # BEGIN IMMEDIATE), SQLite may already hold its write lock for this connection: waiting
+        # for ours there could wait on a writer that waits on us
+        flags = fcntl.LOCK_EX | (fcntl.LOCK_NB if self.in_transaction else 0)
+        try:
+            fcntl.flock(self._writers_fd, flags)
+        except BlockingIOError:
+            return  # SQLite's own lock decides, as without the queue
+        except OSError:  # a filesystem without flock (some NFS mounts): SQLite's lock only
+            self._close_writers()
+            self._writers_fd = None
+            return
+        self._writing = True
 
     def _done(self) -> None:
         if self._writing and not self.in_transaction:
@@ -76,9 +86,8 @@ class QueuedWritesConnection(sqlite3.Connection):
         try:
             super().close()
         finally:
-            fd, self._writers_fd, self._writing = self._writers_fd, None, False
-            if fd is not None:
-                os.close(fd)
+            self._writers_fd, self._writing = None, False
+            self._close_writers()
 
 
 class _QueuedWritesCursor(sqlite3.Cursor):
@@ -97,17 +106,50 @@ class _QueuedWritesCursor(sqlite3.Cursor):
             connection._done()  # an autocommit statement: its transaction already ended
 
 
-def _persist_the_rollback_journal(connection: sqlite3.Connection) -> None:
+def _open_writers_lock(path: str) -> int | None:
+    """The queue's lock file, created beside the database; read-only where this user may not
+    write it (another user's file: an flock needs no write access). None where it cannot be
+    opened at all: SQLite's own lock still excludes."""
+    for flags in (os.O_RDWR | os.O_CREAT, os.O_RDONLY):
+        with contextlib.suppress(OSError):
+            return os.open(path, flags, 0o644)
+    return None
+
+
+def _close(fd: int | None) -> None:
+    if fd is not None:
+        os.close(fd)
+
+
+def _persist_the_rollback_journal(connection: sqlite3.Connection, database: str) -> None:
     """A commit zeroes the ``-journal`` file's header instead of deleting the file (SQLite's
     PERSIST mode, this connection only): one unlink and one create fewer per transaction, each
-    a metadata update the filesystem journals (a commit took 1.7 ms, 0.9 with it, here). A file
-    with a zeroed header is not a hot journal, so a reader who may not write still reads. Not
-    WAL, which is faster again but needs ``-shm`` created beside the database even to read it.
-    A database another program put in WAL (or any other) mode keeps it."""
+    a metadata update the filesystem journals. A file with a zeroed header is not a hot
+    journal, so a reader who may not write still reads. Not WAL, which is faster again but
+    needs ``-shm`` created beside the database even to read it. Only for a database no one else
+    may write: the kept journal belongs to its first writer, and a group member could not
+    write it (deleted at each commit, each writer makes its own). A database another program
+    put in WAL (or any other) mode keeps it."""
+    try:
+        shared = os.stat(database).st_mode & 0o022
+    except OSError:  # ":memory:", or not there yet
+        return
+    if shared:
+        return
     with contextlib.suppress(sqlite3.Error):
         if connection.execute("PRAGMA journal_mode").fetchone()[0] == "delete":
             connection.execute("PRAGMA journal_mode=PERSIST")
 
 
 def _writes(sql: str) -> bool:
-    return sql.lstrip()[:7].upper().startswith(_WRITES)
+    """Whether a statement writes (over-matching is safe: the lock is dropped as soon as no
+    transaction is open). Leading comments are skipped, as SQLite skips them."""
+    rest = sql.lstrip()
+    while rest.startswith(("--", "/*")):
+        end = rest.find("\n") if rest.startswith("--") else rest.find("*/")
+        rest = "" if end < 0 else rest[end + (1 if rest.startswith("--") else 2) :].lstrip()
+    words = _FIRST_WORDS.match(rest)
+    if words is None:
+        return False
+    first, second = words[1].upper(), (words[2] or "").upper()
+    return first in _WRITES or (first == "BEGIN" and second in ("IMMEDIATE", "EXCLUSIVE"))

@@ -141,7 +141,8 @@ def _sqlite_pop_waiting(rdb: tuple[Any, Any], study_id: int) -> int | None:
 
     import sqlalchemy
 
-    if sqlite3.sqlite_version_info < (3, 35):  # RETURNING
+    # RETURNING: SQLite 3.35, and SQLAlchemy 2.0 to compile it (Optuna allows 1.4)
+    if sqlite3.sqlite_version_info < (3, 35) or int(sqlalchemy.__version__.split(".")[0]) < 2:
         return NotImplemented
     session_factory, TrialModel = rdb[0], rdb[1].TrialModel
     oldest = (
