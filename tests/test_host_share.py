@@ -63,7 +63,7 @@ def test_two_concurrent_runs_take_half_the_cpus_each(project: Path, expctl_exe):
     # the first trains far longer than the second needs to start (it is stopped by SIGTERM
     # once the second is done): with 40 epochs a quiet machine finished it before the second
     # had imported torch, and the second rightly took every CPU
-    args = ["run", "trainer.epochs=2000", "data=synthetic", "data.num_samples=2048", "--quiet"]
+    args = ["run", "trainer.epochs=100000", "data=synthetic", "data.num_samples=2048", "--quiet"]
     first = subprocess.Popen([*expctl_exe, *args], stdout=subprocess.PIPE, text=True)
     deadline = time.monotonic() + 60
     while not list(project.glob("runs/*/*/metrics.jsonl")):

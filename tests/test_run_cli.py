@@ -483,7 +483,7 @@ def test_a_signal_while_wandb_is_still_starting_leaves_a_clean_interrupted_run(
     """SIGINT right after the first rows, while W&B (started in the background) is still coming
     up: exit 130, a resumable run, and a W&B run finished with 130 holding every row."""
     process = subprocess.Popen(
-        [*expctl_exe, "run", "trainer.epochs=200", "-q", *FAST],
+        [*expctl_exe, "run", "trainer.epochs=100000", "-q", *FAST],
         cwd=project,
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,

@@ -184,7 +184,7 @@ def test_sigterm_to_every_process_of_the_run_wandb_service_included_is_a_clean_1
     """What SLURM's scancel/requeue/preemption do: the W&B service process dies with the run's
     SIGTERM; the run still saves last.pt, is marked interrupted and exits 143."""
     proc = subprocess.Popen(
-        [*expctl_exe, "run", "trainer.epochs=200", "data=synthetic", "data.num_samples=1024"],
+        [*expctl_exe, "run", "trainer.epochs=100000", "data=synthetic", "data.num_samples=1024"],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
