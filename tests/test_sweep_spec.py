@@ -637,3 +637,33 @@ def test_grid_duplicates_collapse_as_in_wandb(tmp_path: Path, values: str, runs:
 
     spec = _load(tmp_path, f"program: t.py\nmethod: grid\nparameters:\n  x: {{values: {values}}}\n")
     assert len(grid_points(spec)) == runs
+
+
+def test_a_program_takes_any_argument_name_as_wandb_passes_it(tmp_path: Path) -> None:
+    """W&B's server calls `max_grad:norm` malformed and still runs the sweep, passing
+    `--max_grad:norm=0.8` (a public sweep file does this); a trainer sweep's parameter is a
+    config override, where such a name cannot be said."""
+    from expctl.sweeps.program.macros import build_command
+
+    def sweep(program: str, *names: str) -> str:
+        lines = [program, "method: grid", "parameters:"]
+        return "\n".join([*lines, *(f'  "{n}": {{values: [0.2, 0.8]}}' for n in names)])
+
+    spec = load_spec(write(tmp_path, sweep("program: train.py", "max_grad:norm", "ok")))
+    assert [p.name for p in spec.parameters] == ["max_grad:norm", "ok"]
+    assert any("'max_grad:norm' is not a W&B parameter name" in w for w in spec.warnings)
+    argv = build_command(
+        None, "train.py", {"max_grad:norm": 0.8}, sweep_id="s", run_id="r", wandb_dir=tmp_path
+    )
+    assert argv[-1] == "--max_grad:norm=0.8"
+    # still refused: what would not stay one `--name=value` argument, and any trainer override
+    refused = problems_of(sweep("program: train.py", "bad name", "a=b", "ok"), tmp_path)
+    assert refused == [
+        (
+            f"sweep.yaml:{line}: parameters.{name}",
+            "a name passed as --name=value cannot hold '=', a space or a newline",
+        )
+        for line, name in ((4, "bad name"), (5, "a=b"))
+    ]
+    trainer = problems_of(sweep("", "max_grad:norm"), tmp_path)
+    assert [path for path, _ in trainer] == ["sweep.yaml:4: parameters.max_grad:norm"]

@@ -245,9 +245,8 @@ def parse_spec(
         else None
     )
     defined_by_run = bool(scheduler and scheduler.search_space)  # W&B: parameters optional
-    parameters = _parameters(
-        data, problems, runs_own=bool(strings["program"] or command) or defined_by_run
-    )
+    program = bool(strings["program"] or command)
+    parameters = _parameters(data, problems, runs_own=program or defined_by_run, program=program)
     run_cap = _run_cap(data, problems)
     _method_needs(
         method, parameters, metric or (metrics[0] if metrics else None), early, data, problems
@@ -338,7 +337,9 @@ def _run_cap(data: dict, problems: Problems) -> int | None:
     return run_cap
 
 
-def _parameters(data: dict, problems: Problems, *, runs_own: bool) -> list[Parameter]:
+def _parameters(
+    data: dict, problems: Problems, *, runs_own: bool, program: bool
+) -> list[Parameter]:
     params_raw = data.get("parameters")
     if params_raw is None:
         if not runs_own:
@@ -349,7 +350,7 @@ def _parameters(data: dict, problems: Problems, *, runs_own: bool) -> list[Param
     if not isinstance(params_raw, dict) or not params_raw:
         problems.add("parameters", "must be a non-empty mapping of parameter name -> distribution")
         return []
-    return parse_parameters(params_raw, problems)
+    return parse_parameters(params_raw, problems, program=program)
 
 
 def _method_needs(

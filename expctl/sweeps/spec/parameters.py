@@ -59,6 +59,9 @@ _NUMERIC_KEYS = ("min", "max", "q", "mu", "sigma", "a", "b")
 _POSITIVE_MIN = ("log_uniform_values", "q_log_uniform_values", "inv_log_uniform_values")
 _EXPONENTS = ("log_uniform", "q_log_uniform", "inv_log_uniform")
 _PARAM_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_.-]*$")
+# what a program's own sweep may name a parameter: any printable text that stays one
+# `--name=value` argument (no "=", no space, no control character)
+_ARGUMENT_NAME = re.compile(r"^[^\s=\x00-\x1f\x7f]+$")
 
 
 @dataclass(frozen=True)
@@ -112,9 +115,10 @@ def _short(value: Any) -> str:
     return text if len(text) <= 30 else text[:27] + "..."
 
 
-def parse_parameters(raw: dict, problems: Problems) -> list[Parameter]:
-    """The valid parameters of a non-empty ``parameters:`` mapping; the rest go to ``problems``."""
-    parameters = list(_flatten(raw, "parameters", "", problems))
+def parse_parameters(raw: dict, problems: Problems, *, program: bool = False) -> list[Parameter]:
+    """The valid parameters of a non-empty ``parameters:`` mapping; the rest go to ``problems``.
+    ``program``: the sweep runs the user's own command, which takes any argument name."""
+    parameters = list(_flatten(raw, "parameters", "", problems, program))
     seen: set[str] = set()
     for p in parameters:
         if p.name in seen:
@@ -123,18 +127,32 @@ def parse_parameters(raw: dict, problems: Problems) -> list[Parameter]:
     return parameters
 
 
-def _flatten(raw: dict, yaml_path: str, prefix: str, problems: Problems) -> Iterator[Parameter]:
+def _flatten(
+    raw: dict, yaml_path: str, prefix: str, problems: Problems, program: bool
+) -> Iterator[Parameter]:
     for key, body in raw.items():
         key = str(key)
         path = f"{yaml_path}.{key}"
         name = f"{prefix}{key}"
-        if not _PARAM_NAME.match(key):
+        if program and not _ARGUMENT_NAME.match(key):
+            problems.add(
+                path, "a name passed as --name=value cannot hold '=', a space or a newline"
+            )
+            continue
+        if not program and not _PARAM_NAME.match(key):
             problems.add(
                 path,
                 "parameter names are letters, digits, '_', '.', '-' "
                 "(and do not start with a digit)",
             )
             continue
+        if not _PARAM_NAME.match(key):
+            # W&B's server calls the name malformed and still runs the sweep: the program
+            # gets --max_grad:norm=0.8; a config override could not say it
+            problems.warnings.append(
+                f"{path}: {key!r} is not a W&B parameter name (letters, digits, '_', '.', '-'); "
+                f"passed to the program as given, as W&B does"
+            )
         if not isinstance(body, dict):
             problems.add(
                 path, f"must be a mapping like {{values: [...]}} or {{value: x}}, got {body!r}"
@@ -150,7 +168,7 @@ def _flatten(raw: dict, yaml_path: str, prefix: str, problems: Problems) -> Iter
             if not isinstance(nested, dict) or not nested:
                 problems.add(f"{path}.parameters", "must be a non-empty mapping")
                 continue
-            yield from _flatten(nested, f"{path}.parameters", f"{name}.", problems)
+            yield from _flatten(nested, f"{path}.parameters", f"{name}.", problems, program)
             continue
         parameter = _parameter(name, body, path, problems, nested=bool(prefix))
         if parameter is not None:
