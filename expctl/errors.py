@@ -64,7 +64,8 @@ class SpecError(UsageError):
         n = len(problems)
         super().__init__(
             f"{source}: {n} problem{'s' if n != 1 else ''} in sweep spec\n{lines}",
-            hint=hint or "fix the entries above; the W&B sweep schema is described in README.md",
+            hint=hint
+            or "fix the entries above; W&B's sweep keys: expctl's README, section `expctl sweep`",
         )
 
 

@@ -144,6 +144,21 @@ ERROR_CASES = [
         "--config-dir",
     ),
     ({}, ["--select", "optim.lrr"], "no key 'optim.lrr'", "did you mean optim.lr"),
+    (  # a nested choice: suggested as typed, not blamed on a defaults list
+        {"configs/experiment/owt/gpt2s-flash.yaml": "# @package _global_\nname: g\n"},
+        ["+experiment=owt/gpt2s-flashh"],
+        "unknown option 'gpt2s-flashh' for config group 'experiment/owt'",
+        "did you mean experiment=owt/gpt2s-flash?",
+    ),
+    (  # Hydra's own group, chosen in a defaults list: the file and line that chose it
+        {
+            "configs/config.yaml": "defaults:\n  - _self_\n  - override hydra/job_logging: colorlog\n"
+        },
+        [],
+        "config.yaml:3: '- override hydra/job_logging: colorlog' chooses 'colorlog', which "
+        "hydra/job_logging does not have (a Hydra plugin's option: install its package)",
+        "options for hydra/job_logging: default, disabled, none, stdout",
+    ),
 ]
 
 

@@ -107,6 +107,31 @@ def test_clean_repository_records_commit_and_writes_no_diff(tmp_path: Path, env)
     assert sorted(result.files) == [PROVENANCE_FILE, REQUIREMENTS_FILE]
 
 
+def test_a_project_untracked_inside_another_repository_is_not_called_clean(
+    tmp_path: Path, env
+) -> None:
+    """A project copied into another project's clone (the tutorial's `cp -r examples/course`):
+    the enclosing commit holds none of its code, and `runs show` must not say "clean"."""
+    from expctl.cli.runs_render import _commit_text
+    from expctl.runs.records import provenance_fields
+
+    repo = make_repo(tmp_path / "repo", env)
+    project = repo / "my-course"
+    project.mkdir()
+    (project / "train.py").write_text("lr = 0.2\n")
+    run_dir = tmp_path / "run"
+    capture(run_dir, project, env)
+    facts = record(run_dir)["git"]
+    assert (facts["dirty"], facts["workdir_untracked"], facts["untracked"]) == (False, True, ["./"])
+    shown = _commit_text(provenance_fields(record(run_dir)), None)
+    assert "clean" not in shown and "this directory is untracked: not in the commit" in shown
+    git(repo, env, "add", "my-course")
+    git(repo, env, "commit", "-q", "-m", "the project")
+    capture(run_dir, project, env)
+    assert record(run_dir)["git"]["workdir_untracked"] is False
+    assert _commit_text(provenance_fields(record(run_dir)), None).endswith("(main, clean)")
+
+
 def test_dirty_repository_writes_the_diff_and_counts_files(tmp_path: Path, env) -> None:
     repo = make_repo(tmp_path / "repo", env)
     git(repo, env, "tag", "v1.0")

@@ -127,6 +127,9 @@ def test_notes_replace_append_clear_and_stdin(runs: Path) -> None:
     assert _labels_json(run)["notes"] == "second try"  # one text, replaced (W&B's run notes)
     assert expctl("runs", "note", "latest", "--append", "lr too high", cwd=cwd).returncode == 0
     assert _labels_json(run)["notes"] == "second try\nlr too high"
+    table = expctl("runs", "list", cwd=cwd).stdout
+    assert table.splitlines()[0].split()[-1] == "note"
+    assert "  second try\n" in table, table  # the note column: the user's note
     piped = expctl("runs", "note", "latest", "-", cwd=cwd, stdin="from\r\nstdin\r\n")  # CRLF too
     assert piped.returncode == 0, piped.stderr
     assert _labels_json(run)["notes"] == "from\nstdin"

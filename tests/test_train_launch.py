@@ -101,3 +101,15 @@ def test_the_launcher_imports_no_torch():
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.strip() == "[]"
+
+
+@pytest.mark.parametrize("value", ["abc", ""])
+def test_text_where_a_number_goes_names_the_key_and_value(project: Path, value: str):
+    """`learning_rate=abc` reached Adam as lr='abc': Python's message ('<=' not supported
+    between 'float' and 'str') named neither the key nor the value."""
+    runs = project / "runs"
+    with pytest.raises(ConfigError) as info:
+        train_new_run(source(project, f"optim.lr={value}"), runs_dir=runs)
+    assert f"optim.lr={value!r} is text where a number goes" in str(info.value)
+    assert "give a number" in (info.value.hint or "")
+    assert run_dirs(runs) == []

@@ -92,7 +92,9 @@ def list_rows(
         row.append(" ".join(r.overrides) if csv else overrides_text(r))
         if csv:
             row.append(str(r.path))
-        row.append("; ".join(r.notes) if csv else short(r.notes[0] if r.notes else ""))
+        # the table's note: the user's own (`runs note`), then what reading the record found
+        told = [r.labels.notes.splitlines()[0]] if r.labels.notes and not csv else []
+        row.append("; ".join(r.notes) if csv else short("; ".join([*told, *r.notes[:1]])))
         rows.append(tuple(row))
     return tuple(header), rows
 
@@ -210,8 +212,10 @@ def _commit_text(f: dict[str, Any], digest: str | None) -> str:
         where.append(f"dirty: {changed} changed file{'s' if changed != 1 else ''}")
         if digest:
             where.append(f"diff.patch {digest[: len('sha256:') + SHORT_COMMIT]}")
-    elif f.get("git.dirty") is False:
+    elif f.get("git.dirty") is False and not f.get("git.workdir_untracked"):
         where.append("clean")
+    if f.get("git.workdir_untracked"):
+        where.append("this directory is untracked: not in the commit")
     return f"{text} ({', '.join(where)})"
 
 

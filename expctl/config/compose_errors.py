@@ -5,6 +5,7 @@ Unknown keys get a did-you-mean computed from the config composed *without* the 
 
 from __future__ import annotations
 
+import contextlib
 import re
 from collections.abc import Callable
 from pathlib import Path
@@ -104,22 +105,20 @@ def _missing_config_error(
         on_disk = sorted(p.stem for p in (config_dir / group).glob("*.yaml"))
         choices = list(options or []) or on_disk
         inside = re.match(r"In '([^']+)'", str(e))
-        given = any(_override_key(o) == group and option in o.split("=", 1)[-1] for o in overrides)
-        if inside and not given:  # a config's own defaults list names it, not the command line
-            return ConfigError(
-                f"{inside.group(1)}.yaml: its defaults list names {missing!r}, which does not "
-                "exist",
-                hint=f"configs in {group}/: {', '.join(on_disk) or '(none)'}",
-                where=str(config_dir / f"{inside.group(1)}.yaml"),
-            )
-        if not (config_dir / group).is_dir():
+        typed = _typed_as(missing, overrides)
+        if inside and typed is None:  # a config's own defaults list names it, not the command line
+            return _defaults_list_error(inside.group(1), missing, choices, config_dir)
+        if not (config_dir / group).is_dir() and not group.startswith("hydra/"):
             return ConfigError(
                 f"unknown config group {group!r} (no directory {group}/ in {config_dir})",
                 hint="groups an app registers in Python (Hydra's ConfigStore) are not visible "
                 "to expctl: give them as YAML files in the config directory",
             )
+        # a nested choice is typed `experiment=owt/gpt2s`: suggest it as the user writes it
+        key, prefix = typed or (group, "")
         hint = f"available options for {group}: {', '.join(choices) or '(none)'}"
-        hint = did_you_mean_hint(option, choices, shown=lambda c: f"{group}={c}") + hint
+        shown = lambda c: f"{key}={prefix}{c}"  # noqa: E731
+        hint = did_you_mean_hint(option, choices, shown=shown) + hint
         message = f"unknown option {option!r} for config group {group!r}"
         if config_dir == PACKAGED_CONFIG_DIR:  # outside a project: the user means their own
             message += f" of the example config shipped with expctl ({config_dir})"
@@ -200,6 +199,54 @@ def _unknown_key_error(
         hint = f"{suggest(suggestions, every=True)}({hint})"
     return ConfigError(
         f"unknown config key {key!r} in override (config dir {config_dir})", hint=hint
+    )
+
+
+def _typed_as(missing: str, overrides: list[str]) -> tuple[str, str] | None:
+    """``(key, value prefix)`` of the command-line override that chose ``missing`` (a path
+    like ``experiment/owt/gpt2s``: ``experiment=owt/gpt2s`` gives ``("experiment", "owt/")``),
+    None when no override did."""
+    for o in overrides:
+        key, _, value = o.partition("=")
+        key = _override_key(o).split("@", 1)[0]
+        for choice in value.strip("[] ").split(","):
+            chosen = f"{key}/{choice.strip()}"
+            if chosen == missing:
+                return key, choice.strip().rpartition("/")[0] + "/" if "/" in choice else ""
+    return None
+
+
+def _defaults_list_error(
+    inside: str, missing: str, choices: list[str], config_dir: Path
+) -> ConfigError:
+    """``missing`` named by a defaults list: the file and line that name it where it is one of
+    the user's (for Hydra's own ``hydra/config``, the user's ``override hydra/...: x``)."""
+    group, _, option = missing.rpartition("/")
+    listed = f"options for {group}: {', '.join(choices) or '(none)'}"
+    named = config_dir / f"{inside}.yaml"
+    if named.is_file():
+        return ConfigError(
+            f"its defaults list names {missing!r}, which does not exist",
+            hint=listed,
+            where=str(named),
+        )
+    pattern = re.compile(rf"^\s*-\s*(override\s+)?/?{re.escape(group)}\s*:\s*{re.escape(option)}\b")
+    for path in sorted(config_dir.rglob("*.yaml")):
+        with contextlib.suppress(OSError, UnicodeDecodeError):
+            for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
+                if pattern.match(line):
+                    plugin = (
+                        " (a Hydra plugin's option: install its package)"
+                        if group.startswith("hydra/")
+                        else ""
+                    )
+                    return ConfigError(
+                        f"{line.strip()!r} chooses {option!r}, which {group} does not have{plugin}",
+                        hint=listed,
+                        where=f"{path}:{number}",
+                    )
+    return ConfigError(
+        f"{inside}: its defaults list names {missing!r}, which does not exist", hint=listed
     )
 
 

@@ -139,6 +139,9 @@ def parse_status(text: str) -> dict[str, Any]:
         "dirty": changed > 0,
         "changed_files": changed,
         "untracked_files": len(untracked),
+        # the run's own directory is not in the repository at all (a project copied into
+        # another project's clone): the commit says nothing about the code that ran
+        "workdir_untracked": "./" in untracked,
         "untracked": listed,
         "untracked_listed_all": len(listed) == len(untracked),
     }

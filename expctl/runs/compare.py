@@ -159,6 +159,7 @@ PROVENANCE_COMPARED = (
     ("commit", "git.commit"),
     ("branch", "git.branch"),
     ("dirty", "git.dirty"),
+    ("untracked dir", "git.workdir_untracked"),
     ("host", "env.host"),
     ("device", "env.device"),
     ("gpus", "env.gpus"),

@@ -257,7 +257,8 @@ def key_metrics(info: RunInfo) -> dict[str, Any]:
 
 
 def read_commit(run_dir: Path, notes: list[str]) -> tuple[str | None, bool | None]:
-    """``(commit, dirty)`` from the run's provenance.json, ``(None, None)`` when unknown."""
+    """``(commit, dirty)`` from the run's provenance.json, ``(None, None)`` when unknown (also
+    when the run's directory was untracked in the repository around it)."""
     try:
         data = json.loads(read_record_bytes(run_dir / PROVENANCE_FILE))
     except FileNotFoundError:
@@ -272,6 +273,8 @@ def read_commit(run_dir: Path, notes: list[str]) -> tuple[str | None, bool | Non
     if not isinstance(git, dict):
         return None, None
     commit, dirty = git.get("commit"), git.get("dirty")
+    if git.get("workdir_untracked") is True:  # another project's commit: not this run's code
+        return None, None
     return (
         commit if isinstance(commit, str) and commit else None,
         dirty if isinstance(dirty, bool) else None,

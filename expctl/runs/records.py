@@ -120,6 +120,9 @@ def provenance_fields(record: dict[str, Any] | None) -> dict[str, Any]:
         "git.remote": _str(git.get("remote_url")),
         "git.changed_files": git.get("changed_files"),
         "git.untracked_files": git.get("untracked_files"),
+        "git.workdir_untracked": git.get("workdir_untracked")
+        if isinstance(git.get("workdir_untracked"), bool)
+        else None,
         "git.note": _str(git.get("note")) or _str(git.get("error")) or _str(git.get("off")),
         "env.host": _str(env.get("hostname")),
         "env.platform": _str(env.get("platform")),

@@ -160,9 +160,11 @@ def _call(key: str, factory: Any, *args: Any, supplied: str = "") -> Any:
         return factory(*args)
     except TypeError as e:
         target = getattr(factory, "func", None) or getattr(factory, "_target_", None)
+        detail = _strip_qualifier(str(e))
+        text = _text_for_a_number(detail, key, getattr(factory, "keywords", None))
         raise ConfigError(
-            f"bad arguments for {_qualname(target) or key}: {_strip_qualifier(str(e))}",
-            hint=_parameters_hint(target, skip={supplied}),
+            f"bad arguments for {_qualname(target) or key}: {text or detail}",
+            hint=_TEXT_HINT if text else _parameters_hint(target, skip={supplied}),
             where=key,
         ) from e
     except Exception as e:
@@ -220,9 +222,10 @@ def _translate(cfg: DictConfig, key: str, e: Exception) -> ExpctlError:
             return cause  # our own target (e.g. expctl.train.data.digits) already said it well
         detail = _strip_qualifier(str(cause)) if cause is not None else text.splitlines()[1]
         if isinstance(cause, TypeError):
+            texts = _text_for_a_number(detail, where, _arguments(cfg, where))
             return ConfigError(
-                f"bad arguments for {_qualname(target) or called.group(1)}: {detail}",
-                hint=_parameters_hint(target),
+                f"bad arguments for {_qualname(target) or called.group(1)}: {texts or detail}",
+                hint=_TEXT_HINT if texts else _parameters_hint(target),
                 where=where,
             )
         return ConfigError(
@@ -319,6 +322,38 @@ def _qualname(target: Any) -> str:
         except ImportError:
             break
     return f"{module}.{name}" if module else name
+
+
+_TEXT_HINT = (
+    "give a number (e.g. 0.001 or 1e-3); `key=abc` on the command line is the text 'abc', "
+    "and an interpolation such as ${learning_rate} passes on whatever that key holds"
+)
+
+
+def _text_for_a_number(detail: str, key: str, arguments: Any) -> str | None:
+    """A TypeError that compared or added a str where a number goes (``'<=' not supported
+    between instances of 'float' and 'str'``): name the arguments that hold text, with their
+    values — Python's message names neither."""
+    if not re.search(r"\bstr\b", detail) or not isinstance(arguments, dict):
+        return None
+    texts = [
+        f"{key}.{name}={value!r}"
+        for name, value in arguments.items()
+        if isinstance(value, str) and not str(name).startswith("_")
+    ]
+    if not texts:
+        return None
+    verb = "is" if len(texts) == 1 else "are"
+    return f"{', '.join(texts)} {verb} text where a number goes ({detail})"
+
+
+def _arguments(cfg: DictConfig, key: str) -> dict[Any, Any] | None:
+    try:
+        node = OmegaConf.select(cfg, key, default=None)
+        arguments = OmegaConf.to_container(node, resolve=True) if node is not None else None
+    except Exception:  # an interpolation that does not resolve: the plain message then
+        return None
+    return arguments if isinstance(arguments, dict) else None
 
 
 def _strip_qualifier(message: str) -> str:
