@@ -158,4 +158,6 @@ def not_found(sweep_id: str, handle: StorageHandle) -> NotFoundError:
     hint = did_you_mean_hint(sweep_id, known, shown=str) + hint
     if not known:
         hint += " (create one with `expctl sweep create SWEEP.yaml`, or pass the --storage it used)"
+    else:  # the sweep may live in another storage: created with --storage or EXPCTL_STORAGE
+        hint += "; a sweep created with --storage is found with the same --storage"
     return NotFoundError(f"no sweep {sweep_id!r}", hint=hint)
