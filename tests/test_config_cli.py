@@ -148,7 +148,13 @@ ERROR_CASES = [
         {"configs/experiment/owt/gpt2s-flash.yaml": "# @package _global_\nname: g\n"},
         ["+experiment=owt/gpt2s-flashh"],
         "unknown option 'gpt2s-flashh' for config group 'experiment/owt'",
-        "did you mean experiment=owt/gpt2s-flash?",
+        "did you mean +experiment=owt/gpt2s-flash?",  # as typed, `+` included
+    ),
+    (  # a typo in the nested directory: the options below the group the user typed
+        {"configs/experiment/owt/gpt2s-flash.yaml": "# @package _global_\nname: g\n"},
+        ["+experiment=owtt/gpt2s-flash"],
+        "unknown option 'owtt/gpt2s-flash' for config group 'experiment'",
+        "did you mean +experiment=owt/gpt2s-flash? available options for experiment: owt/gpt2s",
     ),
     (  # Hydra's own group, chosen in a defaults list: the file and line that chose it
         {

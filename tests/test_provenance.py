@@ -130,6 +130,12 @@ def test_a_project_untracked_inside_another_repository_is_not_called_clean(
     capture(run_dir, project, env)
     assert record(run_dir)["git"]["workdir_untracked"] is False
     assert _commit_text(provenance_fields(record(run_dir)), None).endswith("(main, clean)")
+    # deeper in an untracked directory, and in an ignored one: still not in the commit
+    (repo / ".gitignore").write_text("ignored/\n")
+    for nested in (repo / "untracked" / "proj", repo / "ignored" / "proj"):
+        nested.mkdir(parents=True)
+        capture(run_dir, nested, env)
+        assert record(run_dir)["git"]["workdir_untracked"] is True, nested
 
 
 def test_dirty_repository_writes_the_diff_and_counts_files(tmp_path: Path, env) -> None:

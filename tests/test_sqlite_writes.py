@@ -10,6 +10,7 @@ import os
 import sqlite3
 import subprocess
 import threading
+import time
 from pathlib import Path
 
 import pytest
@@ -73,21 +74,40 @@ def test_a_second_writer_waits_for_the_first_and_does_not_fail(tmp_path: Path) -
     first.close()
 
 
-def test_a_commit_keeps_the_rollback_journal_file_and_a_wal_database_keeps_wal(
-    tmp_path: Path,
-) -> None:
+def test_a_commit_keeps_the_rollback_journal_file(tmp_path: Path) -> None:
     path = str(tmp_path / "s.db")
     db = sqlite3.connect(path, factory=QueuedWritesConnection)
-    assert db.execute("PRAGMA journal_mode").fetchone() == ("persist",)
     db.execute("CREATE TABLE t (x)")
+    db.commit()
+    db.close()
+    db = sqlite3.connect(path, factory=QueuedWritesConnection)  # the file exists now
+    assert db.execute("PRAGMA journal_mode").fetchone() == ("persist",)
+    db.execute("INSERT INTO t VALUES (1)")
     db.commit()
     assert Path(path + "-journal").exists()  # zeroed, not deleted: no unlink per commit
     db.close()
-    other = str(tmp_path / "other.db")
-    sqlite3.connect(other).execute("PRAGMA journal_mode=WAL").fetchone()  # another program's
-    db = sqlite3.connect(other, factory=QueuedWritesConnection)
-    assert db.execute("PRAGMA journal_mode").fetchone() == ("wal",)
+
+
+def test_a_wal_database_leaves_wal_once_no_one_else_has_it_open(tmp_path: Path) -> None:
+    """An earlier expctl put local SQLite storages in WAL mode, which a reader who may not
+    write the directory cannot read: the next connection that is alone converts it, and one
+    that is not goes on at once (no wait on the busy timeout)."""
+    path = str(tmp_path / "old.db")
+    other = sqlite3.connect(path, timeout=30)
+    assert other.execute("PRAGMA journal_mode=WAL").fetchone() == ("wal",)
+    other.execute("CREATE TABLE t (x)")
+    other.commit()
+    started = time.monotonic()
+    db = sqlite3.connect(path, factory=QueuedWritesConnection, timeout=30)
+    assert time.monotonic() - started < 5
+    assert db.execute("PRAGMA journal_mode").fetchone() == ("wal",)  # another has it open
+    assert db.execute("PRAGMA busy_timeout").fetchone() == (30000,)  # restored
     db.close()
+    other.close()
+    db = sqlite3.connect(path, factory=QueuedWritesConnection)
+    assert db.execute("PRAGMA journal_mode").fetchone() == ("persist",)
+    db.close()
+    assert not Path(path + "-wal").exists()
 
 
 def test_threads_popping_waiting_trials_each_get_their_own(tmp_path: Path) -> None:

@@ -113,3 +113,17 @@ def test_text_where_a_number_goes_names_the_key_and_value(project: Path, value: 
     assert f"optim.lr={value!r} is text where a number goes" in str(info.value)
     assert "give a number" in (info.value.hint or "")
     assert run_dirs(runs) == []
+
+
+def test_text_where_a_number_goes_never_prints_a_secret():
+    from expctl.train.build import _text_for_a_number
+
+    detail = "'<=' not supported between instances of 'float' and 'str'"
+    arguments = {"lr": "abc", "api_key": "sk-live-123", "n": 1}
+    assert (
+        _text_for_a_number(detail, "optim", arguments)
+        == f"optim.lr='abc' is text where a number goes ({detail})"
+    )
+    # other str errors are not this one: a name where a callable goes, a None where text goes
+    for other in ("'str' object is not callable", "expected str, bytes or os.PathLike object"):
+        assert _text_for_a_number(other, "optim", arguments) is None

@@ -92,9 +92,9 @@ def list_rows(
         row.append(" ".join(r.overrides) if csv else overrides_text(r))
         if csv:
             row.append(str(r.path))
-        # the table's note: the user's own (`runs note`), then what reading the record found
+        # the table's note: what reading the record found, then the user's own (`runs note`)
         told = [r.labels.notes.splitlines()[0]] if r.labels.notes and not csv else []
-        row.append("; ".join(r.notes) if csv else short("; ".join([*told, *r.notes[:1]])))
+        row.append("; ".join(r.notes) if csv else short("; ".join([*r.notes[:1], *told])))
         rows.append(tuple(row))
     return tuple(header), rows
 

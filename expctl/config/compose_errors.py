@@ -108,6 +108,8 @@ def _missing_config_error(
         typed = _typed_as(missing, overrides)
         if inside and typed is None:  # a config's own defaults list names it, not the command line
             return _defaults_list_error(inside.group(1), missing, choices, config_dir)
+        if typed is not None and not (config_dir / group).is_dir():
+            return _unknown_nested_choice(missing, typed[0], config_dir)
         if not (config_dir / group).is_dir() and not group.startswith("hydra/"):
             return ConfigError(
                 f"unknown config group {group!r} (no directory {group}/ in {config_dir})",
@@ -116,8 +118,11 @@ def _missing_config_error(
             )
         # a nested choice is typed `experiment=owt/gpt2s`: suggest it as the user writes it
         key, prefix = typed or (group, "")
+
+        def shown(choice: str) -> str:
+            return f"{key}={prefix}{choice}"
+
         hint = f"available options for {group}: {', '.join(choices) or '(none)'}"
-        shown = lambda c: f"{key}={prefix}{c}"  # noqa: E731
         hint = did_you_mean_hint(option, choices, shown=shown) + hint
         message = f"unknown option {option!r} for config group {group!r}"
         if config_dir == PACKAGED_CONFIG_DIR:  # outside a project: the user means their own
@@ -203,17 +208,34 @@ def _unknown_key_error(
 
 
 def _typed_as(missing: str, overrides: list[str]) -> tuple[str, str] | None:
-    """``(key, value prefix)`` of the command-line override that chose ``missing`` (a path
-    like ``experiment/owt/gpt2s``: ``experiment=owt/gpt2s`` gives ``("experiment", "owt/")``),
-    None when no override did."""
+    """``(key as typed, value prefix)`` of the command-line override that chose ``missing`` (a
+    path like ``experiment/owt/gpt2s``: ``+experiment=owt/gpt2s`` gives ``("+experiment",
+    "owt/")``), None when no override did."""
     for o in overrides:
-        key, _, value = o.partition("=")
-        key = _override_key(o).split("@", 1)[0]
-        for choice in value.strip("[] ").split(","):
-            chosen = f"{key}/{choice.strip()}"
-            if chosen == missing:
-                return key, choice.strip().rpartition("/")[0] + "/" if "/" in choice else ""
+        typed_key, _, value = o.partition("=")
+        group = _override_key(o).split("@", 1)[0]
+        for choice in (c.strip() for c in value.strip("[] ").split(",")):
+            if f"{group}/{choice}" == missing:
+                return typed_key, choice.rpartition("/")[0] + "/" if "/" in choice else ""
     return None
+
+
+def _unknown_nested_choice(missing: str, typed_key: str, config_dir: Path) -> ConfigError:
+    """``experiment=owtt/gpt2s``: no directory ``experiment/owtt``; the options of the group
+    the user typed, as paths below it."""
+    group = typed_key.lstrip("+~").split("@", 1)[0]
+    choice = missing[len(group) + 1 :]
+    base = config_dir / group
+    options = sorted(str(p.relative_to(base).with_suffix("")) for p in base.rglob("*.yaml"))
+
+    def shown(option: str) -> str:
+        return f"{typed_key}={option}"
+
+    hint = f"available options for {group}: {', '.join(options) or '(none)'}"
+    return ConfigError(
+        f"unknown option {choice!r} for config group {group!r}",
+        hint=did_you_mean_hint(choice, options, shown=shown) + hint,
+    )
 
 
 def _defaults_list_error(
@@ -230,7 +252,10 @@ def _defaults_list_error(
             hint=listed,
             where=str(named),
         )
-    pattern = re.compile(rf"^\s*-\s*(override\s+)?/?{re.escape(group)}\s*:\s*{re.escape(option)}\b")
+    pattern = re.compile(
+        rf"^\s*-\s*(override\s+)?/?{re.escape(group)}(@\S+)?\s*:\s*"
+        rf"(['\"]?){re.escape(option)}\3\s*(#.*)?$"
+    )
     for path in sorted(config_dir.rglob("*.yaml")):
         with contextlib.suppress(OSError, UnicodeDecodeError):
             for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):

@@ -65,13 +65,23 @@ def git_facts(
     # `--dirty` is added from the status below: asking git would walk the work tree again.
     describe = git.start("describe", "--always", "--tags")
     remotes = git.start("config", "--get-regexp", r"^remote\..*\.url$")
-    status_result, describe_result, remotes_result = git.finish_all(status, describe, remotes)
+    # what HEAD holds of the run's own directory (its top-level entries only: small)
+    in_head = git.start("ls-tree", "--name-only", "HEAD", "--", ".")
+    status_result, describe_result, remotes_result, in_head_result = git.finish_all(
+        status, describe, remotes, in_head
+    )
     status_rc, status_out, status_err = status_result
     describe_rc, describe_out, _ = describe_result
     remotes_rc, remotes_out, _ = remotes_result
     if status_rc != 0:
         return {**facts, "note": _failure_note(status_err, status_rc)}, None
     facts.update(parse_status(status_out))
+    # the run's directory is in no commit (a project copied into another project's clone,
+    # untracked or ignored there): the commit says nothing about the code that ran
+    in_head_rc, in_head_out, _ = in_head_result
+    facts["workdir_untracked"] = (
+        facts["commit"] is not None and in_head_rc == 0 and not in_head_out.strip()
+    )
     described = describe_out.strip() if describe_rc == 0 else ""  # none without a commit
     if described and facts["dirty"]:
         described += "-dirty"
@@ -139,9 +149,6 @@ def parse_status(text: str) -> dict[str, Any]:
         "dirty": changed > 0,
         "changed_files": changed,
         "untracked_files": len(untracked),
-        # the run's own directory is not in the repository at all (a project copied into
-        # another project's clone): the commit says nothing about the code that ran
-        "workdir_untracked": "./" in untracked,
         "untracked": listed,
         "untracked_listed_all": len(listed) == len(untracked),
     }

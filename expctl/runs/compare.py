@@ -197,6 +197,8 @@ def compare_provenance(runs: Sequence[RunInfo]) -> dict[str, Any]:
         facts["provenance"] = ["missing" if f.get("missing") else "recorded" for f in fields]
     for label, key in named:
         values = [f.get(key) for f in fields]
+        if key == "git.workdir_untracked":  # records before it was recorded: not a difference
+            values = [bool(v) for v in values]
         if any(v != values[0] for v in values[1:]):
             facts[label] = values
     names = sorted(set().union(*packages)) if packages else []

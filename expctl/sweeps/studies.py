@@ -155,9 +155,10 @@ def not_found(sweep_id: str, handle: StorageHandle) -> NotFoundError:
     known = [info.id for info in known_sweeps(handle)]
     listing = ", ".join(known[-10:]) if known else "none"
     hint = f"known sweeps in {describe(handle.url)}: {listing}"
-    hint = did_you_mean_hint(sweep_id, known, shown=str) + hint
+    close = did_you_mean_hint(sweep_id, known, shown=str)
+    hint = close + hint
     if not known:
         hint += " (create one with `expctl sweep create SWEEP.yaml`, or pass the --storage it used)"
-    else:  # the sweep may live in another storage: created with --storage or EXPCTL_STORAGE
-        hint += "; a sweep created with --storage is found with the same --storage"
+    elif not close:  # it may live in another storage
+        hint += "; a sweep created with --storage (or EXPCTL_STORAGE) is found with the same"
     return NotFoundError(f"no sweep {sweep_id!r}", hint=hint)

@@ -330,21 +330,34 @@ _TEXT_HINT = (
 )
 
 
+# Python's and torch's words for a str used where arithmetic, a comparison or a size goes
+_NUMBER_GOT_TEXT = re.compile(
+    r"not supported between instances of .*'str'|unsupported operand type\(s\).*'str'"
+    r"|must be (?:a )?real number, not str|'str' object cannot be interpreted as an integer"
+    r"|(?:element|argument) of type str"
+)
+
+
 def _text_for_a_number(detail: str, key: str, arguments: Any) -> str | None:
     """A TypeError that compared or added a str where a number goes (``'<=' not supported
     between instances of 'float' and 'str'``): name the arguments that hold text, with their
     values — Python's message names neither."""
-    if not re.search(r"\bstr\b", detail) or not isinstance(arguments, dict):
+    if not _NUMBER_GOT_TEXT.search(detail) or not isinstance(arguments, dict):
         return None
+    from expctl.secrets import is_secret_path
+
     texts = [
         f"{key}.{name}={value!r}"
         for name, value in arguments.items()
-        if isinstance(value, str) and not str(name).startswith("_")
+        if isinstance(value, str)
+        and not str(name).startswith("_")
+        and not is_secret_path(f"{key}.{name}")  # a token is never the number, nor printed
     ]
     if not texts:
         return None
-    verb = "is" if len(texts) == 1 else "are"
-    return f"{', '.join(texts)} {verb} text where a number goes ({detail})"
+    if len(texts) == 1:
+        return f"{texts[0]} is text where a number goes ({detail})"
+    return f"text where a number goes: one of {', '.join(texts)} ({detail})"
 
 
 def _arguments(cfg: DictConfig, key: str) -> dict[Any, Any] | None:

@@ -134,19 +134,19 @@ def _flatten(
         key = str(key)
         path = f"{yaml_path}.{key}"
         name = f"{prefix}{key}"
-        if program and not _ARGUMENT_NAME.match(key):
+        if program and not _ARGUMENT_NAME.fullmatch(key):
             problems.add(
                 path, "a name passed as --name=value cannot hold '=', a space or a newline"
             )
             continue
-        if not program and not _PARAM_NAME.match(key):
+        if not program and not _PARAM_NAME.fullmatch(key):
             problems.add(
                 path,
                 "parameter names are letters, digits, '_', '.', '-' "
                 "(and do not start with a digit)",
             )
             continue
-        if not _PARAM_NAME.match(key):
+        if not _PARAM_NAME.fullmatch(key):
             # W&B's server calls the name malformed and still runs the sweep: the program
             # gets --max_grad:norm=0.8; a config override could not say it
             problems.warnings.append(

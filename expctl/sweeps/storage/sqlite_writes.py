@@ -51,9 +51,9 @@ class QueuedWritesConnection(sqlite3.Connection):
     def _before(self, sql: str) -> None:
         if self._writing or self._writers_fd is None or not _writes(sql):
             return
-        # inside a transaction begun by a statement not seen as a write (another program's
-        # BEGIN IMMEDIATE), SQLite may already hold its write lock for this connection: waiting
-        # for ours there could wait on a writer that waits on us
+        # inside a transaction begun by a statement not seen as a write (a deferred BEGIN or
+        # a SAVEPOINT, then a write the detector missed), SQLite may already hold its write
+        # lock for this connection: waiting for ours there could wait on a writer waiting on us
         flags = fcntl.LOCK_EX | (fcntl.LOCK_NB if self.in_transaction else 0)
         try:
             fcntl.flock(self._writers_fd, flags)
@@ -125,19 +125,28 @@ def _persist_the_rollback_journal(connection: sqlite3.Connection, database: str)
     """A commit zeroes the ``-journal`` file's header instead of deleting the file (SQLite's
     PERSIST mode, this connection only): one unlink and one create fewer per transaction, each
     a metadata update the filesystem journals. A file with a zeroed header is not a hot
-    journal, so a reader who may not write still reads. Not WAL, which is faster again but
-    needs ``-shm`` created beside the database even to read it. Only for a database no one else
-    may write: the kept journal belongs to its first writer, and a group member could not
-    write it (deleted at each commit, each writer makes its own). A database another program
-    put in WAL (or any other) mode keeps it."""
+    journal, so a reader who may not write still reads. Only for a database no one else may
+    write: the kept journal belongs to its first writer, and a group member could not write it
+    (deleted at each commit, each writer makes its own).
+
+    Not WAL, which is faster again but needs ``-shm`` created beside the database even to read
+    it: a reader who may not write the directory failed. A database in WAL mode (an earlier
+    expctl made them) goes back to a rollback journal when no one else has it open; it tries
+    once, without waiting, so an agent never stalls on it."""
     try:
         shared = os.stat(database).st_mode & 0o022
     except OSError:  # ":memory:", or not there yet
         return
-    if shared:
-        return
     with contextlib.suppress(sqlite3.Error):
-        if connection.execute("PRAGMA journal_mode").fetchone()[0] == "delete":
+        mode = connection.execute("PRAGMA journal_mode").fetchone()[0]
+        if mode == "wal":
+            waits = connection.execute("PRAGMA busy_timeout").fetchone()[0]
+            connection.execute("PRAGMA busy_timeout = 0")
+            try:
+                mode = connection.execute("PRAGMA journal_mode=DELETE").fetchone()[0]
+            finally:
+                connection.execute(f"PRAGMA busy_timeout = {int(waits)}")
+        if mode == "delete" and not shared:
             connection.execute("PRAGMA journal_mode=PERSIST")
 
 
