@@ -108,7 +108,8 @@ def _missing_config_error(
         typed = _typed_as(missing, overrides)
         if inside and typed is None:  # a config's own defaults list names it, not the command line
             return _defaults_list_error(inside.group(1), missing, choices, config_dir)
-        if typed is not None and not (config_dir / group).is_dir():
+        typed_group = typed[0].lstrip("+~").split("@", 1)[0] if typed else ""
+        if typed and not (config_dir / group).is_dir() and (config_dir / typed_group).is_dir():
             return _unknown_nested_choice(missing, typed[0], config_dir)
         if not (config_dir / group).is_dir() and not group.startswith("hydra/"):
             return ConfigError(
