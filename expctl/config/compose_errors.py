@@ -108,7 +108,7 @@ def _missing_config_error(
         typed = _typed_as(missing, overrides)
         if inside and typed is None:  # a config's own defaults list names it, not the command line
             return _defaults_list_error(inside.group(1), missing, choices, config_dir)
-        typed_group = typed[0].lstrip("+~").split("@", 1)[0] if typed else ""
+        typed_group = _override_group(typed[0]) if typed else ""
         if typed and not (config_dir / group).is_dir() and (config_dir / typed_group).is_dir():
             return _unknown_nested_choice(missing, typed[0], config_dir)
         if not (config_dir / group).is_dir() and not group.startswith("hydra/"):
@@ -214,7 +214,7 @@ def _typed_as(missing: str, overrides: list[str]) -> tuple[str, str] | None:
     "owt/")``), None when no override did."""
     for o in overrides:
         typed_key, _, value = o.partition("=")
-        group = _override_key(o).split("@", 1)[0]
+        group = _override_group(o)
         for choice in (c.strip() for c in value.strip("[] ").split(",")):
             if f"{group}/{choice}" == missing:
                 return typed_key, choice.rpartition("/")[0] + "/" if "/" in choice else ""
@@ -224,7 +224,7 @@ def _typed_as(missing: str, overrides: list[str]) -> tuple[str, str] | None:
 def _unknown_nested_choice(missing: str, typed_key: str, config_dir: Path) -> ConfigError:
     """``experiment=owtt/gpt2s``: no directory ``experiment/owtt``; the options of the group
     the user typed, as paths below it."""
-    group = typed_key.lstrip("+~").split("@", 1)[0]
+    group = _override_group(typed_key)
     choice = missing[len(group) + 1 :]
     base = config_dir / group
     options = sorted(str(p.relative_to(base).with_suffix("")) for p in base.rglob("*.yaml"))
@@ -278,6 +278,11 @@ def _defaults_list_error(
 
 def _override_key(override: str) -> str:
     return override.lstrip("+~").split("=", 1)[0]
+
+
+def _override_group(override: str) -> str:
+    """The config group an override chooses in (``+db@backup=mysql`` → ``db``)."""
+    return _override_key(override).split("@", 1)[0]
 
 
 def _first_unparsable_override(overrides: list[str]) -> str:

@@ -272,9 +272,9 @@ def read_commit(run_dir: Path, notes: list[str]) -> tuple[str | None, bool | Non
     git = data.get("git") if isinstance(data, dict) else None
     if not isinstance(git, dict):
         return None, None
-    commit, dirty = git.get("commit"), git.get("dirty")
     if git.get("workdir_untracked") is True:  # another project's commit: not this run's code
         return None, None
+    commit, dirty = git.get("commit"), git.get("dirty")
     return (
         commit if isinstance(commit, str) and commit else None,
         dirty if isinstance(dirty, bool) else None,

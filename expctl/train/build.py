@@ -160,12 +160,12 @@ def _call(key: str, factory: Any, *args: Any, supplied: str = "") -> Any:
         return factory(*args)
     except TypeError as e:
         target = getattr(factory, "func", None) or getattr(factory, "_target_", None)
-        detail = _strip_qualifier(str(e))
-        text = _text_for_a_number(detail, key, getattr(factory, "keywords", None))
-        raise ConfigError(
-            f"bad arguments for {_qualname(target) or key}: {text or detail}",
-            hint=_TEXT_HINT if text else _parameters_hint(target, skip={supplied}),
-            where=key,
+        raise _bad_arguments(
+            _qualname(target) or key,
+            _strip_qualifier(str(e)),
+            key,
+            getattr(factory, "keywords", None),
+            _parameters_hint(target, skip={supplied}),
         ) from e
     except Exception as e:
         raise ConfigError(
@@ -222,11 +222,12 @@ def _translate(cfg: DictConfig, key: str, e: Exception) -> ExpctlError:
             return cause  # our own target (e.g. expctl.train.data.digits) already said it well
         detail = _strip_qualifier(str(cause)) if cause is not None else text.splitlines()[1]
         if isinstance(cause, TypeError):
-            texts = _text_for_a_number(detail, where, _arguments(cfg, where))
-            return ConfigError(
-                f"bad arguments for {_qualname(target) or called.group(1)}: {texts or detail}",
-                hint=_TEXT_HINT if texts else _parameters_hint(target),
-                where=where,
+            return _bad_arguments(
+                _qualname(target) or called.group(1),
+                detail,
+                where,
+                _arguments(cfg, where),
+                _parameters_hint(target),
             )
         return ConfigError(
             f"building {called.group(1)} failed: {type(cause).__name__}: {detail}",
@@ -336,6 +337,19 @@ _NUMBER_GOT_TEXT = re.compile(
     r"|must be (?:a )?real number, not str|'str' object cannot be interpreted as an integer"
     r"|(?:element|argument) of type str"
 )
+
+
+def _bad_arguments(
+    name: str, detail: str, where: str, arguments: Any, parameters_hint: str
+) -> ConfigError:
+    """A target called with arguments it refused (a TypeError): text where a number goes named
+    with its key and value, else Python's message and the target's parameters."""
+    text = _text_for_a_number(detail, where, arguments)
+    return ConfigError(
+        f"bad arguments for {name}: {text or detail}",
+        hint=_TEXT_HINT if text else parameters_hint,
+        where=where,
+    )
 
 
 def _text_for_a_number(detail: str, key: str, arguments: Any) -> str | None:

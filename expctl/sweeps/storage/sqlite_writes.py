@@ -155,8 +155,9 @@ def _writes(sql: str) -> bool:
     transaction is open). Leading comments are skipped, as SQLite skips them."""
     rest = sql.lstrip()
     while rest.startswith(("--", "/*")):
-        end = rest.find("\n") if rest.startswith("--") else rest.find("*/")
-        rest = "" if end < 0 else rest[end + (1 if rest.startswith("--") else 2) :].lstrip()
+        close = "\n" if rest.startswith("--") else "*/"
+        end = rest.find(close)
+        rest = "" if end < 0 else rest[end + len(close) :].lstrip()
     words = _FIRST_WORDS.match(rest)
     if words is None:
         return False
