@@ -19,6 +19,7 @@
 from __future__ import annotations
 
 import argparse
+import gc
 import json
 import math
 import os
@@ -38,7 +39,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))  # sweep_
 
 from sweep_helpers import agent, create, open_
 
-from expctl.sweeps.engine import Claim
+from expctl.sweeps.agent import AgentOptions, run_agent
+from expctl.sweeps.engine import Claim, open_sweep
+from expctl.sweeps.service import opened
 from expctl.sweeps.spec import parse_spec
 from expctl.sweeps.storage import quiet_optuna
 
@@ -159,7 +162,10 @@ def worker(sweep_id: str, url: str, go: str) -> None:
         time.sleep(0.001)
     start = time.time()
     objective = sleeper if os.environ.get(TRIAL_SECONDS_ENV) else noop
-    summary = agent(sweep_id, url, objective=objective, handle_signals=False)
+    with opened(url) as handle:  # what `expctl sweep agent` does (service.run_agent_for)
+        sweep = open_sweep(sweep_id, handle)
+        gc.freeze()  # as the CLI does once the sweep is open (cli.sweep_agent)
+        summary = run_agent(sweep, AgentOptions(handle_signals=False), objective=objective)
     end, n = time.time(), summary.count("complete")
     print(json.dumps({"start": start, "end": end, "n": n, "trials": TRIAL_TIMES}))
 

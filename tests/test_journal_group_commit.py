@@ -86,13 +86,14 @@ def test_each_record_is_parsed_once_per_process(tmp_path, monkeypatch):
     path = str(tmp_path / "s.journal")
     a, b = open_storage(path).storage, open_storage(path).storage
     parsed: list[int] = []
-    real = journal.parse_record
+    real = journal.parse_lines
 
-    def counting(line: bytes, where: object, number: int) -> dict:
-        parsed.append(number)
-        return real(line, where, number)
+    def counting(numbered, where: object) -> list:
+        numbered = list(numbered)
+        parsed.extend(number for number, _ in numbered)
+        return real(numbered, where)
 
-    monkeypatch.setattr(journal, "parse_record", counting)
+    monkeypatch.setattr(journal, "parse_lines", counting)
     study_id = a.create_new_study([], "s")
     for i in range(20):
         writer, reader = (a, b) if i % 2 else (b, a)

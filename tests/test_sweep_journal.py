@@ -69,7 +69,14 @@ def test_a_torn_last_line_is_ignored_and_the_next_append_heals_it(cli, sweep, to
 
 @pytest.mark.parametrize(
     "garbage",
-    [b'{"op_code": 99}', b"not json at all", b'["a", "list"]', b'{"op_code": 6}'],
+    [
+        b'{"op_code": 99}',
+        b"not json at all",
+        b'["a", "list"]',
+        b'{"op_code": 6}',
+        b"[" * 100_000,  # too deep for the JSON parser: RecursionError, not a traceback
+        b'{"op_code": 3, "worker_id": "\xff"}',  # not UTF-8
+    ],
 )
 def test_garbage_in_the_middle_is_exit_1_naming_file_and_line_and_nothing_is_appended(
     cli, sweep, garbage

@@ -33,8 +33,20 @@ import gc  # noqa: E402
 import sys  # noqa: E402
 from typing import Any  # noqa: E402
 
+_OWN_PROCESS = False  # main() runs: this process is expctl's, not a host that imported the app
+
+
+def freeze_what_lives_on() -> None:
+    """:func:`gc.freeze` what exists now, as start-up's objects are: for a command whose long
+    setup (an agent's modules and sweep replay) lives as long as the process. Only in
+    expctl's own process: a test or a program running the app in-process keeps its collector."""
+    if _OWN_PROCESS:
+        gc.freeze()
+
 
 def main() -> None:
+    global _OWN_PROCESS
+    _OWN_PROCESS = True
     collecting = gc.isenabled()
     gc.disable()  # see the module docstring
     from expctl import signals

@@ -8,6 +8,7 @@ only stdout is the SLURM job id.
 
 from __future__ import annotations
 
+import sys
 from typing import TYPE_CHECKING, Annotated
 
 import typer
@@ -245,10 +246,21 @@ def _submit_on_slurm(
         out(a.job)
 
 
+def _freeze_what_lives_on() -> None:
+    """The agent's modules and its sweep's replay live as long as it does: out of the garbage
+    collector's scans from here on (:func:`expctl.cli.entry.freeze_what_lives_on`). Looked up,
+    not imported: importing the console script's module would install its signal handlers in
+    a program that runs the app in-process."""
+    entry = sys.modules.get("expctl.cli.entry")
+    if entry is not None:
+        entry.freeze_what_lives_on()
+
+
 def _announce_agent(target: AgentTarget) -> None:
     ref = target.sweep_ref
     if target.backend == "local":
         err(f"agent for sweep {ref} (stop with Ctrl-C: the running trial is re-queued)")
+        _freeze_what_lives_on()
     elif target.program:
         err(
             f"W&B sweep {ref} runs `program: {target.program}`: W&B's agent runs it, "

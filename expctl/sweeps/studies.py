@@ -127,7 +127,7 @@ def create_sweep(
     try:
         with batched_writes(handle.storage):  # the journal: one append for every point
             for point in points:
-                study.enqueue_trial({}, user_attrs={PREFIX + "params": point}, skip_if_exists=False)
+                handle.storage.create_new_trial(study._study_id, method.queued_trial(point))
         # the spec last: a sweep without it is not listed, so a failed create leaves no sweep
         for key, value in attrs.items():
             study.set_user_attr(PREFIX + key, value)

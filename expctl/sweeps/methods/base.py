@@ -71,6 +71,19 @@ class Method:
         """The points queued as trials when the sweep is created, in the order they run."""
         return []
 
+    def queued_trial(self, point: dict[str, Any]) -> optuna.trial.FrozenTrial:
+        """The WAITING trial that queues ``point``: what ``Study.enqueue_trial({})`` creates,
+        the point in the ``params`` user attr."""
+        from optuna.trial import TrialState, create_trial
+
+        from expctl.sweeps.studies import PREFIX
+
+        return create_trial(
+            state=TrialState.WAITING,
+            system_attrs={"fixed_params": {}},
+            user_attrs={PREFIX + "params": point},
+        )
+
     def cloud_problem(self) -> str | None:
         """Why W&B's server cannot run this sweep with the installed wandb (``--backend
         wandb``), or None: the file is then handed over unchanged."""
