@@ -76,6 +76,7 @@ class _Unfinished:
         self.seen = len(ids)
         kept: list[int] = []
         found = []
+        looked_at = len(self.ids)
         for position, trial_id in enumerate(self.ids):
             state = trials[trial_id].state
             if state not in _UNFINISHED:
@@ -84,9 +85,10 @@ class _Unfinished:
             if state in states:
                 found.append(trials[trial_id])
                 if limit is not None and len(found) >= limit:
-                    kept.extend(self.ids[position + 1 :])  # not looked at: kept as they are
+                    looked_at = position + 1
                     break
-        self.ids = kept
+        # the rest, not looked at, stays as it is: one memmove, not a copy of the whole queue
+        self.ids[:looked_at] = kept
         return found
 
 
