@@ -67,10 +67,14 @@ def parse_lines(numbered: Iterable[tuple[int, bytes]], path: str | Path) -> list
         except (UnicodeDecodeError, ValueError, StopIteration, RecursionError):
             record, end, text = None, -1, ""
         # _is_record, inlined: JSON makes exact dicts and ints (a bool is not an int here)
-        if end == len(text) and type(record) is dict and type(record.get("op_code")) is int:
-            if record["op_code"] in op_codes:
-                append(record)
-                continue
+        if (
+            end == len(text)
+            and type(record) is dict
+            and type(record.get("op_code")) is int
+            and record["op_code"] in op_codes
+        ):
+            append(record)
+            continue
         append(parse_record(line, path, number))  # says why (or accepts, with whitespace)
     return records
 
