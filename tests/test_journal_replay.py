@@ -205,3 +205,49 @@ def test_an_optuna_storage_reads_the_queued_points_expctl_writes(tmp_path):
     assert [t.params for t in waiting] == [{"x": 1}, {"x": 2}]
     assert [t.user_attrs["expctl:params"] for t in waiting] == [{"x": 1}, {"x": 2}]
     assert os.path.getsize(url) > 0
+
+
+def test_a_journal_read_in_small_blocks_replays_the_same(tmp_path, monkeypatch):
+    """A replay reads the journal by blocks (a 10⁶-record journal is not held whole): records
+    cut across blocks, and lines longer than a block, replay as from one read."""
+    from expctl.sweeps.storage.journal import CheckedJournalFileBackend, CheckedJournalStorage
+
+    path = tmp_path / "j.log"
+    _every_kind_of_record(path)
+    whole = CheckedJournalStorage(CheckedJournalFileBackend(str(path)), snapshots=False)
+    monkeypatch.setattr(journal, "_READ_BLOCK", 97)  # lines are 100–400 bytes
+    blocks = CheckedJournalStorage(CheckedJournalFileBackend(str(path)), snapshots=False)
+    assert _state(blocks._replay_result) == _state(whole._replay_result)
+    assert blocks._replay_result.log_number_read == len(path.read_bytes().splitlines())
+
+
+@pytest.mark.parametrize(
+    ("first", "then"),
+    [("America/Regina", "Asia/Shanghai"), ("America/Chicago", "America/Mexico_City")],
+)
+def test_local_times_follow_a_change_of_zone_with_the_same_names(monkeypatch, first, then):
+    """Zones that share abbreviations (CST) or even offsets are told apart."""
+    text = "2024-06-01T12:00:00+00:00"
+    try:
+        for zone in (first, then):
+            monkeypatch.setenv("TZ", zone)
+            time.tzset()
+            assert local_naive(text) == datetime.fromisoformat(text).astimezone().replace(
+                tzinfo=None
+            ), zone
+    finally:
+        monkeypatch.delenv("TZ")
+        time.tzset()
+
+
+def test_local_times_far_in_the_future_are_whole_seconds(monkeypatch):
+    """1 µs before a daylight-saving change in 2520: a float timestamp rounds into the next
+    second (and span); astimezone() does not."""
+    monkeypatch.setenv("TZ", "America/New_York")
+    time.tzset()
+    try:
+        text = "2520-03-10T06:59:59.999999+00:00"
+        assert local_naive(text) == datetime.fromisoformat(text).astimezone().replace(tzinfo=None)
+    finally:
+        monkeypatch.delenv("TZ")
+        time.tzset()

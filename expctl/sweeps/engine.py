@@ -30,7 +30,7 @@ from expctl.errors import ExpctlError, UsageError
 from expctl.sweeps.liveness import Liveness
 from expctl.sweeps.methods import method_for
 from expctl.sweeps.run_cap import RunCap
-from expctl.sweeps.storage import StorageHandle, trial_index
+from expctl.sweeps.storage import StorageHandle, rdb_writes, trial_index
 from expctl.sweeps.storage.journal_writes import Exclusive, batched_writes, exclusive_writes
 from expctl.sweeps.studies import (
     PREFIX,
@@ -126,7 +126,7 @@ class Sweep:
         index = None  # a grid claimed by index: the point's index
         with self.handle.transition_lock():
             # a popped trial is ours: read after the lock (on SQLite, other agents wait for it)
-            trial_id = self.queue.pop_waiting()
+            trial_id, claimed = self.queue.pop_waiting(claim_info)
             if trial_id is None and self.method.claims_by_index:
                 indexed = self.queue.next_index(self.method.planned())
                 if indexed is None:
@@ -163,9 +163,10 @@ class Sweep:
                         trial._trial_id, PREFIX + "params", queued
                     )
                 params = self.method.trial_values(trial, queued, self.handle.storage)
-                self.handle.storage.set_trial_user_attr(
-                    trial._trial_id, PREFIX + "claim", claim_info
-                )
+                if not claimed:  # else written with the pop (one transaction)
+                    self.handle.storage.set_trial_user_attr(
+                        trial._trial_id, PREFIX + "claim", claim_info
+                    )
         except BaseException as e:  # never leave a trial RUNNING that nobody will run
             self._fail_unstarted(trial._trial_id, f"could not sample its parameters: {e!r}")
             raise
@@ -246,11 +247,10 @@ class Sweep:
 
         target, values, result = final_values(state, value, result)
         storage = self.handle.storage
-        try:
-            # one journal append: whoever reads the final state reads the result with it
-            with self.handle.transition_lock(), batched_writes(storage):
-                storage.set_trial_user_attr(trial_id, PREFIX + "result", _jsonable(result))
-                storage.set_trial_state_values(trial_id, target, values)
+        try:  # whoever reads the final state reads the result with it
+            with self.handle.transition_lock():
+                attrs = {PREFIX + "result": _jsonable(result)}
+                rdb_writes.finish(storage, trial_id, attrs, target, values)
         except UpdateFinishedTrialError:
             return False
         self._after_finish(target, value, number)

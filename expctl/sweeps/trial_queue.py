@@ -80,9 +80,10 @@ class TrialQueue:
         storage.create_new_trial(self.study_id, _running(method, point, claim))
         return Taken(trial_id, number, point, None)
 
-    def pop_waiting(self) -> int | None:
+    def pop_waiting(self, claim: dict[str, Any]) -> tuple[int | None, bool]:
         """WAITING → RUNNING for the oldest queued trial we win (Optuna's pop protocol: write
-        RUNNING, the log or the row lock decides).
+        RUNNING, the log or the row lock decides), and whether its ``claim`` attr was written
+        with it (an RDB storage: one transaction; else the caller writes it).
 
         Agents that all try the oldest trial lose to one winner and retry, one journal append
         (and fsync, under the file lock) each: measured, that made 8 agents slower than 1. So an
@@ -93,9 +94,9 @@ class TrialQueue:
         from optuna.trial import TrialState
 
         storage = self.handle.storage
-        popped = trial_index.pop_waiting(storage, self.study_id)  # PostgreSQL: SKIP LOCKED
+        popped = trial_index.pop_waiting(storage, self.study_id, claim)  # SKIP LOCKED, …
         if popped is not NotImplemented:
-            return popped
+            return popped, popped is not None and trial_index.claim_written(storage)
         self._claims_since_race += 1
         window = trial_index.waiting_ids(storage, self.study_id, CLAIM_WINDOW)
         while window:
@@ -103,13 +104,13 @@ class TrialQueue:
             trial_id = window.pop(_claim_order.randrange(len(window)) if contended else 0)
             try:
                 if storage.set_trial_state_values(trial_id, state=TrialState.RUNNING):
-                    return trial_id
+                    return trial_id, False
             except UpdateFinishedTrialError:
                 pass
             self._claims_since_race = 0  # another agent won it
             if not window:
                 window = trial_index.waiting_ids(storage, self.study_id, CLAIM_WINDOW)
-        return None
+        return None, False
 
     def new_trial(self) -> optuna.Trial:
         """``study.ask()`` without its own pop of the queue, which :meth:`pop_waiting` just

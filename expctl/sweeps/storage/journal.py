@@ -28,7 +28,7 @@ import threading
 import time
 from collections.abc import Generator, Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 from optuna.storages import JournalStorage
 from optuna.storages.journal import JournalFileBackend
@@ -44,6 +44,8 @@ from expctl.sweeps.storage.journal_records import (  # noqa: F401 (the journal's
     parse_record,
 )
 from expctl.sweeps.storage.journal_replay import FastReplay
+
+_READ_BLOCK = 4 << 20  # bytes a replay reads, parses and applies at a time (~20,000 records)
 
 
 class CheckedJournalFileBackend(JournalFileBackend):
@@ -86,17 +88,34 @@ class CheckedJournalFileBackend(JournalFileBackend):
         with open(self._file_path, "rb") as f:
             f.seek(offsets[start])
             # up to the size now: what another writer appends meanwhile waits for the next read
-            tail = f.read(os.fstat(f.fileno()).st_size - offsets[start])
-        # complete lines only: a torn last line, or one being appended, is not a record (yet)
-        lines = tail[: tail.rfind(b"\n") + 1].split(b"\n")[:-1]
+            left = os.fstat(f.fileno()).st_size - offsets[start]
+            number, carry = start, b""
+            while left > 0:  # by blocks: a replay of 10⁶ records holds one block's, not all
+                block = f.read(min(_READ_BLOCK, left))
+                if not block:
+                    break  # truncated meanwhile (a repair): the next read starts over
+                left -= len(block)
+                block = carry + block
+                cut = block.rfind(b"\n") + 1
+                # complete lines only: a torn last line, or one being appended, is not a record
+                lines, carry = block[:cut].split(b"\n")[:-1], block[cut:]
+                yield from self._records(lines, number, log_number_from)
+                number += len(lines)
+
+    def _records(
+        self, lines: list[bytes], start: int, log_number_from: int
+    ) -> list[dict[str, Any]]:
+        """The records of ``lines`` (records ``start + 1`` on) past ``log_number_from``: parsed by
+        an append's check under the lock, else parsed now."""
+        offsets, parsed = self._log_number_offset, self._parsed
         # where each line ends (its newline counted), in C: this runs for every record
-        ends = list(map(operator.add, itertools.accumulate(map(len, lines)), itertools.count(1)))
-        offsets.update(zip(itertools.count(start + 1), map(offsets[start].__add__, ends)))
-        position = offsets[start + len(lines)] if lines else offsets[start]
-        skip = log_number_from - start  # lines before the one asked for (no offset known)
+        lengths = itertools.accumulate(map(len, lines))
+        ends = map(operator.add, lengths, itertools.count(offsets[start] + 1))
+        offsets.update(zip(itertools.count(start + 1), ends))
+        skip = max(log_number_from - start, 0)  # lines before the one asked for
         if len(lines) <= skip:
-            return
-        first = log_number_from + 1
+            return []
+        first = start + skip + 1
         records = [parsed.pop(number, None) for number in range(first, start + len(lines) + 1)]
         unparsed = [i for i, record in enumerate(records) if record is None]
         if unparsed:  # others' records this process has not checked under the lock yet
@@ -108,9 +127,10 @@ class CheckedJournalFileBackend(JournalFileBackend):
                 raise
             for i, record in zip(unparsed, fresh, strict=True):
                 records[i] = record
-        if position > self._validated:
-            self._advance(position, start + len(lines))
-        yield from records
+        end = offsets[start + len(lines)]
+        if end > self._validated:
+            self._advance(end, start + len(lines))
+        return cast("list[dict[str, Any]]", records)  # every None was filled
 
     def _nothing_new(self, offset: int | None) -> bool:
         """Whether the journal ends at ``offset`` (where the replay stands): a dozen reads a trial

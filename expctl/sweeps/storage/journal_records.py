@@ -49,7 +49,8 @@ def _is_record(record: Any) -> bool:
     return isinstance(op, int) and not isinstance(op, bool) and op in OP_CODES
 
 
-_scan = json.JSONDecoder().scan_once  # the C scanner under json.loads, without its regexes
+# the C scanner under json.loads, without its regexes (not in typeshed's stubs)
+_scan = json.JSONDecoder().scan_once  # type: ignore[attr-defined]
 
 
 def parse_lines(numbered: Iterable[tuple[int, bytes]], path: str | Path) -> list[dict[str, Any]]:
@@ -58,7 +59,7 @@ def parse_lines(numbered: Iterable[tuple[int, bytes]], path: str | Path) -> list
     :func:`parse_record` line by line, in two thirds of the time: a journal line is one JSON
     object and nothing else, which the scanner reads without ``json.loads``' checks for
     whitespace and encoding; any line it does not read so is given to :func:`parse_record`."""
-    records = []
+    records: list[dict[str, Any]] = []
     append, scan, op_codes = records.append, _scan, OP_CODES  # every agent runs this per record
     for number, line in numbered:
         try:

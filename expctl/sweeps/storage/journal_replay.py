@@ -14,8 +14,9 @@ ways and compares the results field by field.
 from __future__ import annotations
 
 import functools
+import os
 import time
-from datetime import datetime, timedelta
+from datetime import datetime, timedelta, timezone
 from typing import Any
 
 from optuna.distributions import BaseDistribution, json_to_distribution
@@ -48,8 +49,9 @@ class FastReplay(JournalStorageReplayResult):
         trial_id = len(self._trials)
         distributions = {k: _distribution(v) for k, v in log.get("distributions", {}).items()}
         params = {k: distributions[k].to_external_repr(p) for k, p in log.get("params", {}).items()}
-        start = log["datetime_start"]
-        complete = log.get("datetime_complete")
+        start = log["datetime_start"]  # the times before the rest, as Optuna reads them
+        datetime_start = None if start is None else local_naive(start)
+        complete = local_naive(log["datetime_complete"]) if "datetime_complete" in log else None
         trial = FrozenTrial(
             trial_id=trial_id,
             number=len(self._study_id_to_trial_ids[study_id]),
@@ -60,8 +62,8 @@ class FastReplay(JournalStorageReplayResult):
             system_attrs=log.get("system_attrs", {}),
             value=log.get("value"),
             intermediate_values={int(k): v for k, v in log.get("intermediate_values", {}).items()},
-            datetime_start=None if start is None else local_naive(start),
-            datetime_complete=None if "datetime_complete" not in log else local_naive(complete),
+            datetime_start=datetime_start,
+            datetime_complete=complete,
             values=log.get("values"),
         )
         self._trials[trial_id] = trial
@@ -77,13 +79,14 @@ class FastReplay(JournalStorageReplayResult):
         if not self._trial_exists_and_updatable(trial_id, log):
             return
         name = log["param_name"]
+        internal = log["param_value_internal"]  # read in Optuna's order: a missing key first
         distribution = _distribution(log["distribution"])
         if not _compatible_with_first(self, trial_id, name, distribution, log):
             return
         trial = _copy(self._trials[trial_id])
         trial.params = {
             **trial.params,
-            name: distribution.to_external_repr(log["param_value_internal"]),
+            name: distribution.to_external_repr(internal),
         }
         trial.distributions = {**trial.distributions, name: distribution}
         self._trials[trial_id] = trial
@@ -92,9 +95,10 @@ class FastReplay(JournalStorageReplayResult):
         trial_id = log["trial_id"]
         if not self._trial_exists_and_updatable(trial_id, log):
             return
-        state = _STATES.get(log["state"])
+        value = log["state"]
+        state = _STATES.get(value) if type(value) is int else None
         if state is None:
-            state = TrialState(log["state"])  # raises as Optuna's would
+            state = TrialState(value)  # raises as Optuna's would
         if state == _RUNNING and self._trials[trial_id].state == _RUNNING:
             return  # popped by another process first: this claim lost
         trial = _copy(self._trials[trial_id])
@@ -180,7 +184,9 @@ def _compatible_with_first(
 
 _OFFSET_SPAN_S = 900  # no time zone changes its offset twice within 15 minutes
 _offsets: dict[int, timedelta] = {}
-_offsets_zone: tuple[str, str] = ("", "")  # time.tzname they are for (time.tzset() changes it)
+_offsets_zone: tuple[Any, ...] = ()  # the zone they are for (time.tzset() may change it)
+_EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
+_SECOND = timedelta(seconds=1)
 
 
 def local_naive(text: str) -> datetime:
@@ -192,7 +198,8 @@ def local_naive(text: str) -> datetime:
     offset = moment.utcoffset()
     if offset is not None:  # a naive time is taken as local time: astimezone() below
         try:
-            local = _local_offset(moment.timestamp())
+            # whole seconds, as astimezone() takes them (a float rounds .999999 up by 2500)
+            local = _local_offset((moment - _EPOCH) // _SECOND)
             if local is not None:
                 return moment.replace(tzinfo=None) - offset + local
         except (OverflowError, OSError, ValueError):
@@ -200,12 +207,14 @@ def local_naive(text: str) -> datetime:
     return moment.astimezone().replace(tzinfo=None)
 
 
-def _local_offset(timestamp: float) -> timedelta | None:
+def _local_offset(timestamp: int) -> timedelta | None:
     """The local UTC offset at ``timestamp``, None where it changes within its 15 minutes."""
     global _offsets_zone
-    if time.tzname != _offsets_zone:
+    # zones can share names and offsets and differ in their rules: TZ tells them apart
+    zone = (os.environ.get("TZ"), time.timezone, time.altzone, time.tzname)
+    if zone != _offsets_zone:
         _offsets.clear()
-        _offsets_zone = time.tzname
+        _offsets_zone = zone
     span = int(timestamp // _OFFSET_SPAN_S)
     known = _offsets.get(span)
     if known is not None:

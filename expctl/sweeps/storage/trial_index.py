@@ -15,6 +15,9 @@ from typing import Any, NamedTuple
 
 from optuna.trial import TrialState
 
+from expctl.sweeps.storage import rdb_writes
+from expctl.sweeps.studies import PREFIX
+
 
 def waiting_ids(storage: Any, study_id: int, limit: int) -> list[int]:
     """The ids of the (at most ``limit``) oldest WAITING trials."""
@@ -92,9 +95,11 @@ class _Unfinished:
         return found
 
 
-def pop_waiting(storage: Any, study_id: int) -> int | None:
+def pop_waiting(storage: Any, study_id: int, claim: dict[str, Any] | None = None) -> int | None:
     """WAITING → RUNNING for the oldest waiting trial no other agent is taking right now; its
     id, or None when there is none. Returns ``NotImplemented`` for storages it cannot ask.
+    Given ``claim``, the trial's ``claim`` attr is written in the same transaction (where
+    :func:`rdb_writes.helpers` finds Optuna's helpers: see :func:`claim_written`).
 
     On PostgreSQL/MySQL this is one ``SELECT … FOR UPDATE SKIP LOCKED`` (the standard job-queue
     claim): Optuna's own pop makes every agent lock the same oldest row and all but one retry,
@@ -105,7 +110,7 @@ def pop_waiting(storage: Any, study_id: int) -> int | None:
     if rdb is None or engine is None:
         return NotImplemented
     if engine.dialect.name == "sqlite":
-        return _sqlite_pop_waiting(rdb, study_id)
+        return _sqlite_pop_waiting(storage, rdb, study_id, claim)
     if engine.dialect.name not in _SKIP_LOCKED:
         return NotImplemented
     session_factory, TrialModel = rdb[0], rdb[1].TrialModel
@@ -126,14 +131,27 @@ def pop_waiting(storage: Any, study_id: int) -> int | None:
         trial.state = TrialState.RUNNING
         trial.datetime_start = datetime.now()  # as Optuna's set_trial_state_values does
         trial_id = int(trial.trial_id)
+        _write_claim(storage, session, trial_id, claim)
         session.commit()
     return trial_id
+
+
+def claim_written(storage: Any) -> bool:
+    """Whether :func:`pop_waiting` writes the claim it is given on this storage."""
+    return rdb_writes.helpers(storage) is not None
+
+
+def _write_claim(storage: Any, session: Any, trial_id: int, claim: dict[str, Any] | None) -> None:
+    if claim is not None and claim_written(storage):
+        rdb_writes.write_user_attrs(storage, session, trial_id, {PREFIX + "claim": claim})
 
 
 _SKIP_LOCKED = ("postgresql", "mysql")
 
 
-def _sqlite_pop_waiting(rdb: tuple[Any, Any], study_id: int) -> int | None:
+def _sqlite_pop_waiting(
+    storage: Any, rdb: tuple[Any, Any], study_id: int, claim: dict[str, Any] | None
+) -> int | None:
     """SQLite: the oldest WAITING trial moved to RUNNING by one ``UPDATE … RETURNING`` — a
     statement that writes takes the database's write lock before it reads, so two agents never
     get one trial. Optuna's pop (a read, then a write, in an ORM session) took ~2 ms of CPU
@@ -162,6 +180,8 @@ def _sqlite_pop_waiting(rdb: tuple[Any, Any], study_id: int) -> int | None:
     )
     with contextlib.closing(session_factory()) as session:
         trial_id = session.execute(pop).scalar_one_or_none()
+        if trial_id is not None:
+            _write_claim(storage, session, int(trial_id), claim)
         session.commit()
     return None if trial_id is None else int(trial_id)
 

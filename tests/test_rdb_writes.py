@@ -1,0 +1,119 @@
+"""An RDB storage writes a trial's claim and its finish in one transaction each (not two), all
+or nothing, and falls back to Optuna's public calls where its helpers are missing."""
+
+from __future__ import annotations
+
+import contextlib
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from conftest import postgres_url_or_skip
+from optuna.trial import TrialState
+from sweep_helpers import agent, create
+
+from expctl.sweeps.spec import parse_spec
+from expctl.sweeps.storage import open_storage, rdb_writes
+
+POINTS = 6
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def url(request, tmp_path: Path) -> str:
+    if request.param == "sqlite":
+        return f"sqlite:///{tmp_path / 's.db'}"
+    return postgres_url_or_skip()
+
+
+def _grid(url: str) -> str:
+    spec = parse_spec(
+        {
+            "method": "grid",
+            "metric": {"name": "m"},
+            "parameters": {"x": {"values": list(range(POINTS))}},
+        }
+    )
+    return create(spec, url).id
+
+
+@contextlib.contextmanager
+def _writing_transactions() -> Iterator[list[int]]:
+    """Counts the transactions that wrote (INSERT/UPDATE/DELETE) and committed, on every
+    SQLAlchemy engine, while the block runs."""
+    from sqlalchemy import event
+    from sqlalchemy.engine import Engine
+
+    counted = [0]
+
+    def seen(conn, cursor, statement, parameters, context, executemany):
+        if statement.lstrip().split(None, 1)[0].upper() in ("INSERT", "UPDATE", "DELETE"):
+            conn.info["wrote"] = True
+
+    def committed(conn):
+        if conn.info.pop("wrote", False):
+            counted[0] += 1
+
+    def rolled_back(conn):
+        conn.info.pop("wrote", None)
+
+    listeners = [("before_cursor_execute", seen), ("commit", committed), ("rollback", rolled_back)]
+    for name, fn in listeners:
+        event.listen(Engine, name, fn)
+    try:
+        yield counted
+    finally:
+        for name, fn in listeners:
+            event.remove(Engine, name, fn)
+
+
+def _run(url: str) -> int:
+    sweep_id = _grid(url)
+    with _writing_transactions() as counted:
+        summary = agent(
+            sweep_id, url, objective=lambda t: {"m": t.params["x"]}, handle_signals=False
+        )
+    assert summary.count("complete") == POINTS
+    trials = open_storage(url).storage.get_all_trials(
+        open_storage(url).storage.get_study_id_from_name(sweep_id), deepcopy=False
+    )
+    assert all("expctl:claim" in t.user_attrs and "expctl:result" in t.user_attrs for t in trials)
+    assert sorted(t.params["x"] for t in trials) == list(range(POINTS))
+    return counted[0]
+
+
+def test_a_trial_is_claimed_and_finished_in_two_transactions(url, monkeypatch):
+    together = _run(url)
+    # Optuna's public calls where its helpers are missing (another Optuna): two commits a step
+    monkeypatch.setattr(rdb_writes, "helpers", lambda storage: None)
+    apart = _run(url)
+    assert apart - together == 2 * POINTS, (apart, together)
+
+
+def test_a_finish_is_all_or_nothing(url):
+    storage = open_storage(url).storage
+    study_id = storage.create_new_study([], f"s-{uuid.uuid4()}")  # one server for all tests
+    trial_id = storage.create_new_trial(study_id)
+    from optuna.exceptions import StorageInternalError
+
+    with pytest.raises((TypeError, ValueError, StorageInternalError)):  # "x" is not a value
+        rdb_writes.finish(
+            storage, trial_id, {"expctl:result": {"m": 1}}, TrialState.COMPLETE, ["x"]
+        )
+    trial = storage.get_trial(trial_id)
+    assert trial.state == TrialState.RUNNING and "expctl:result" not in trial.user_attrs
+
+
+def test_a_trial_another_agent_finished_keeps_its_end(url):
+    from optuna.exceptions import UpdateFinishedTrialError
+
+    storage = open_storage(url).storage
+    study_id = storage.create_new_study([], f"s-{uuid.uuid4()}")  # one server for all tests
+    trial_id = storage.create_new_trial(study_id)
+    storage.set_trial_state_values(trial_id, TrialState.FAIL)  # another agent: it looked dead
+    with pytest.raises(UpdateFinishedTrialError):
+        rdb_writes.finish(
+            storage, trial_id, {"expctl:result": {"m": 1}}, TrialState.COMPLETE, [1.0]
+        )
+    trial = storage.get_trial(trial_id)
+    assert trial.state == TrialState.FAIL and "expctl:result" not in trial.user_attrs
