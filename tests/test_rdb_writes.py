@@ -117,3 +117,31 @@ def test_a_trial_another_agent_finished_keeps_its_end(url):
         )
     trial = storage.get_trial(trial_id)
     assert trial.state == TrialState.FAIL and "expctl:result" not in trial.user_attrs
+
+
+def test_a_finish_locks_and_checks_its_trial_before_writing_anything():
+    """The row is locked (``FOR UPDATE``) before the result is written: an agent that fails the
+    trial meanwhile (its agent looked dead) either wins before the lock — and nothing of this
+    finish is kept — or waits for it. Written first, the result outlived a lost race."""
+    from sqlalchemy import event
+    from sqlalchemy.engine import Engine
+
+    storage = open_storage(postgres_url_or_skip()).storage
+    study_id = storage.create_new_study([], f"s-{uuid.uuid4()}")
+    trial_id = storage.create_new_trial(study_id)
+    statements: list[str] = []
+
+    def seen(conn, cursor, statement, parameters, context, executemany):
+        statements.append(" ".join(statement.split()))
+
+    event.listen(Engine, "before_cursor_execute", seen)
+    try:
+        rdb_writes.finish(
+            storage, trial_id, {"expctl:result": {"m": 1}}, TrialState.COMPLETE, [1.0]
+        )
+    finally:
+        event.remove(Engine, "before_cursor_execute", seen)
+    locked = next(i for i, s in enumerate(statements) if s.endswith("FOR UPDATE"))
+    written = next(i for i, s in enumerate(statements) if s.startswith("INSERT INTO trial_user"))
+    assert locked < written, statements
+    assert storage.get_trial(trial_id).user_attrs["expctl:result"] == {"m": 1}
