@@ -26,7 +26,7 @@ import operator
 import os
 import threading
 import time
-from collections.abc import Generator, Iterator
+from collections.abc import Generator, Iterable, Iterator
 from pathlib import Path
 from typing import Any, cast
 
@@ -119,18 +119,21 @@ class CheckedJournalFileBackend(JournalFileBackend):
         records = [parsed.pop(number, None) for number in range(first, start + len(lines) + 1)]
         unparsed = [i for i, record in enumerate(records) if record is None]
         if unparsed:  # others' records this process has not checked under the lock yet
-            numbered = [(first + i, lines[skip + i]) for i in unparsed]
-            try:
-                fresh = parse_lines(numbered, self._file_path)
-            except JournalDamaged as damage:
-                self._damage = damage
-                raise
+            fresh = self._parse([(first + i, lines[skip + i]) for i in unparsed])
             for i, record in zip(unparsed, fresh, strict=True):
                 records[i] = record
         end = offsets[start + len(lines)]
         if end > self._validated:
             self._advance(end, start + len(lines))
         return cast("list[dict[str, Any]]", records)  # every None was filled
+
+    def _parse(self, numbered: Iterable[tuple[int, bytes]]) -> list[dict[str, Any]]:
+        """:func:`parse_lines`; damage found is kept as this backend's (no append after it)."""
+        try:
+            return parse_lines(numbered, self._file_path)
+        except JournalDamaged as damage:
+            self._damage = damage
+            raise
 
     def _nothing_new(self, offset: int | None) -> bool:
         """Whether the journal ends at ``offset`` (where the replay stands): a dozen reads a trial
@@ -270,11 +273,7 @@ class CheckedJournalFileBackend(JournalFileBackend):
         tail = f.read()
         complete = tail[: tail.rfind(b"\n") + 1]
         lines = complete.split(b"\n")[:-1]
-        try:
-            records = parse_lines(enumerate(lines, start=validated_lines + 1), self._file_path)
-        except JournalDamaged as damage:
-            self._damage = damage
-            raise
+        records = self._parse(enumerate(lines, start=validated_lines + 1))
         self._parsed.update(enumerate(records, start=validated_lines + 1))
         if lines:
             self._advance(validated + len(complete), validated_lines + len(lines))

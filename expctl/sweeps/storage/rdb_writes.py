@@ -55,36 +55,27 @@ def finish(
     on an RDB with :func:`helpers`, one append on a journal, else one commit each. Raises what
     Optuna's calls raise (``UpdateFinishedTrialError``: another agent finished it first)."""
     models = helpers(storage)
-    if models is None or not state.is_finished():
-        _one_by_one(storage, trial_id, user_attrs, state, values)
-        return
-    import sqlalchemy.exc
-    from optuna.storages._rdb.storage import _create_scoped_session
+    if models is not None and state.is_finished():
+        import sqlalchemy.exc
+        from optuna.storages._rdb.storage import _create_scoped_session
 
-    try:
-        with _create_scoped_session(storage.scoped_session) as session:
-            # the row locked and checked before anything is written, as set_trial_state_values
-            # does: an agent that failed the trial meanwhile wins, and nothing of ours is kept
-            # (the check's error path commits the thread's session: it must hold nothing yet)
-            trial = models.TrialModel.find_or_raise_by_id(trial_id, session, for_update=True)
-            storage.check_trial_is_updatable(trial_id, trial.state)
-            write_user_attrs(storage, session, trial_id, user_attrs)
-            for objective, value in enumerate(values or ()):
-                storage._set_trial_value_without_commit(session, trial, objective, value)
-            trial.state = state
-            trial.datetime_complete = datetime.now()
-    except sqlalchemy.exc.IntegrityError:  # Optuna's calls each ignore it: do as they do
-        _one_by_one(storage, trial_id, user_attrs, state, values)
-
-
-def _one_by_one(
-    storage: Any,
-    trial_id: int,
-    user_attrs: Mapping[str, Any],
-    state: TrialState,
-    values: Sequence[float] | None,
-) -> None:
-    """Optuna's public calls, one commit each (one append on a journal)."""
+        try:
+            with _create_scoped_session(storage.scoped_session) as session:
+                # the row locked and checked before anything is written, as
+                # set_trial_state_values does: an agent that failed the trial meanwhile wins,
+                # and nothing of ours is kept (the check's error path commits the thread's
+                # session: it must hold nothing yet)
+                trial = models.TrialModel.find_or_raise_by_id(trial_id, session, for_update=True)
+                storage.check_trial_is_updatable(trial_id, trial.state)
+                write_user_attrs(storage, session, trial_id, user_attrs)
+                for objective, value in enumerate(values or ()):
+                    storage._set_trial_value_without_commit(session, trial, objective, value)
+                trial.state = state
+                trial.datetime_complete = datetime.now()
+            return
+        except sqlalchemy.exc.IntegrityError:  # Optuna's calls each ignore it: do as they do
+            pass
+    # Optuna's public calls, one commit each (one append on a journal)
     from expctl.sweeps.storage.journal_writes import batched_writes
 
     with batched_writes(storage):
