@@ -177,6 +177,23 @@ def _descendants(pid: int) -> list[int]:
     return kids + [d for k in kids for d in _descendants(k)]
 
 
+def _wait_for_descendant(proc: subprocess.Popen, running: str, timeout: float = 60) -> int:
+    """The pid of `proc`'s descendant whose command line contains `running`. Matched by name:
+    expctl also runs short-lived children (git, for the run's provenance) that a bare "first
+    descendant" can catch, and lose before it is signalled."""
+    deadline = time.monotonic() + timeout
+    while True:
+        for pid in _descendants(proc.pid):
+            try:
+                cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
+            except OSError:
+                continue  # gone between ps and here
+            if running.encode() in cmdline:
+                return pid
+        assert time.monotonic() < deadline and proc.poll() is None
+        time.sleep(0.1)
+
+
 @pytest.mark.slow
 def test_sigterm_to_every_process_of_the_run_wandb_service_included_is_a_clean_143(
     project: Path, expctl_exe
@@ -191,12 +208,12 @@ def test_sigterm_to_every_process_of_the_run_wandb_service_included_is_a_clean_1
         start_new_session=True,
         env={**os.environ, "WANDB_MODE": "offline"},
     )
+    _wait_for_descendant(proc, "wandb-core")  # W&B's service is part of the job
     deadline = time.monotonic() + 60
-    while not list(project.glob("runs/*/*/metrics.jsonl")) or not _descendants(proc.pid):
+    while not list(project.glob("runs/*/*/metrics.jsonl")):
         assert time.monotonic() < deadline and proc.poll() is None, proc.stderr
         time.sleep(0.1)
-    time.sleep(1.0)  # training, W&B's service running
-    assert _descendants(proc.pid), "wandb's service process is part of the job"
+    time.sleep(1.0)  # training
     os.killpg(proc.pid, signal.SIGTERM)
     out, err = proc.communicate(timeout=60)
     assert proc.returncode == 143, err
@@ -237,12 +254,8 @@ def test_a_program_trial_dying_of_the_agents_own_sigterm_is_requeued_not_failed(
         text=True,
         start_new_session=True,
     )
-    deadline = time.monotonic() + 60
-    while not _descendants(agent.pid):
-        assert time.monotonic() < deadline and agent.poll() is None
-        time.sleep(0.1)
+    program = _wait_for_descendant(agent, "slow.py")
     time.sleep(1.0)
-    program = _descendants(agent.pid)[0]
     os.kill(program, signal.SIGTERM)  # the program first ...
     os.kill(agent.pid, signal.SIGTERM)  # ... then the agent, as a job-wide signal may
     _, err = agent.communicate(timeout=60)
@@ -259,11 +272,7 @@ def test_an_agent_killed_by_sigkill_takes_its_trials_program_with_it(
     (isolated / "slow.py").write_text(SLOW_PROGRAM)
     sweep_id = cli("sweep", "create", "sweep.yaml").stdout.strip()
     agent = subprocess.Popen([*expctl_exe, "sweep", "agent", sweep_id], stderr=subprocess.DEVNULL)
-    deadline = time.monotonic() + 60
-    while not _descendants(agent.pid):
-        assert time.monotonic() < deadline and agent.poll() is None
-        time.sleep(0.1)
-    program = _descendants(agent.pid)[0]
+    program = _wait_for_descendant(agent, "slow.py")
     agent.kill()
     agent.wait()
     deadline = time.monotonic() + 5
