@@ -141,7 +141,60 @@ def test_a_finish_locks_and_checks_its_trial_before_writing_anything():
         )
     finally:
         event.remove(Engine, "before_cursor_execute", seen)
-    locked = next(i for i, s in enumerate(statements) if s.endswith("FOR UPDATE"))
+    # the lock: Optuna's SELECT … FOR UPDATE, or the state's conditional UPDATE (one statement
+    # that locks the row and checks its state)
+    locked = next(
+        i
+        for i, s in enumerate(statements)
+        if s.endswith("FOR UPDATE") or (s.startswith("UPDATE trials") and "WHERE" in s)
+    )
     written = next(i for i, s in enumerate(statements) if s.startswith("INSERT INTO trial_user"))
     assert locked < written, statements
     assert storage.get_trial(trial_id).user_attrs["expctl:result"] == {"m": 1}
+
+
+def test_a_finish_reads_back_through_optuna_as_optunas_own_calls_write_it(url):
+    """The Core statements (SQLite, PostgreSQL) write what Optuna's calls write: the same trial
+    read back by Optuna's ORM — infinities, several objectives, an attr written over."""
+    storage = open_storage(url).storage
+    study_id = storage.create_new_study([], f"s-{uuid.uuid4()}")
+    ours, optunas = storage.create_new_trial(study_id), storage.create_new_trial(study_id)
+    for trial_id in (ours, optunas):
+        storage.set_trial_user_attr(trial_id, "expctl:result", "written over")
+    attrs = {"expctl:result": {"m": [1, 2.5], "s": "é"}, "other": None}
+    values = [float("inf"), -2.5, float("-inf")]
+    assert rdb_writes.statements(storage) is not None  # the Core path is the one tested
+    rdb_writes.finish(storage, ours, attrs, TrialState.COMPLETE, values)
+    for key, value in attrs.items():
+        storage.set_trial_user_attr(optunas, key, value)
+    storage.set_trial_state_values(optunas, TrialState.COMPLETE, values)
+    a, b = storage.get_trial(ours), storage.get_trial(optunas)
+    assert (a.state, a.values, a.user_attrs) == (b.state, b.values, b.user_attrs)
+    assert a.values == values and a.datetime_complete is not None
+
+
+def test_finishing_a_trial_that_is_not_there_raises_as_optuna_does(url):
+    storage = open_storage(url).storage
+    storage.create_new_study([], f"s-{uuid.uuid4()}")
+    with pytest.raises(KeyError):
+        rdb_writes.finish(storage, 10**9, {"expctl:result": {}}, TrialState.FAIL, None)
+
+
+def test_the_core_pop_claims_each_waiting_trial_once_in_order(url):
+    """The pop is one UPDATE … RETURNING: the oldest WAITING trial, RUNNING with its claim."""
+    from expctl.sweeps.storage import trial_index
+
+    storage = open_storage(url).storage
+    study_id = storage.create_new_study([], f"s-{uuid.uuid4()}")
+    from optuna.trial import create_trial
+
+    waiting = [
+        storage.create_new_trial(study_id, create_trial(state=TrialState.WAITING)) for _ in range(3)
+    ]
+    claim = {"agent": "a", "time": 1.0}
+    popped = [trial_index.pop_waiting(storage, study_id, claim) for _ in range(4)]
+    assert popped == [*waiting, None]
+    for trial_id in waiting:
+        trial = storage.get_trial(trial_id)
+        assert trial.state == TrialState.RUNNING and trial.datetime_start is not None
+        assert trial.user_attrs["expctl:claim"] == claim

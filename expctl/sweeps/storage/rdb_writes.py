@@ -4,17 +4,25 @@
 Optuna's ``RDBStorage`` commits each call, so a claim (the pop, then the attr) and a finish (the
 attr, then the state) were two commits each. On SQLite a commit is two fsyncs under the
 database's one write lock, which every agent of the machine queues for: four per trial made the
-lock the agents' bottleneck. Here each step is one transaction, written through Optuna's own
-helpers (``_set_trial_attr_without_commit``, ``_set_trial_value_without_commit``: the upserts and
-checks its public methods run); where they are missing (another Optuna), Optuna's public calls,
-one commit each.
+lock the agents' bottleneck. Here each step is one transaction.
+
+On SQLite and PostgreSQL the steps are SQLAlchemy Core statements, built once
+(:func:`statements`): a finish is one conditional ``UPDATE … RETURNING`` (the state checked and
+the row locked by one statement) and an upsert per attr and value, as Optuna's helpers write
+them. Every agent of a machine waits for these under SQLite's one write lock: through Optuna's
+ORM helpers (``_set_trial_attr_without_commit``, ``_set_trial_value_without_commit``, still used
+on MySQL) a finish held it ~1.8 ms, and with more agents than cores its holder was preempted
+while the others queued. Where those helpers are missing (another Optuna), Optuna's public
+calls, one commit each.
 """
 
 from __future__ import annotations
 
+import functools
+import json
 from collections.abc import Mapping, Sequence
 from datetime import datetime
-from typing import Any
+from typing import Any, NamedTuple
 
 from optuna.trial import TrialState
 
@@ -35,12 +43,19 @@ def helpers(storage: Any) -> Any:
 
 
 def write_user_attrs(storage: Any, session: Any, trial_id: int, attrs: Mapping[str, Any]) -> None:
-    """``set_trial_user_attr`` for each of ``attrs``, inside the caller's ``session``."""
+    """``set_trial_user_attr`` for each of ``attrs``, inside the caller's ``session``, which
+    holds the trial: it popped it, or moved it to its final state, in this transaction (the
+    Core upsert does not check its state again)."""
     models = helpers(storage)
+    found = statements(storage)
     for key, value in attrs.items():
-        storage._set_trial_attr_without_commit(
-            session, models.TrialUserAttributeModel, trial_id, key, value
-        )
+        if found is None:
+            storage._set_trial_attr_without_commit(
+                session, models.TrialUserAttributeModel, trial_id, key, value
+            )
+        else:
+            row = {"trial_id": trial_id, "key": key, "value_json": json.dumps(value)}
+            session.execute(found.upsert_user_attr, row)
 
 
 def finish(
@@ -57,21 +72,13 @@ def finish(
     models = helpers(storage)
     if models is not None and state.is_finished():
         import sqlalchemy.exc
-        from optuna.storages._rdb.storage import _create_scoped_session
 
+        found = statements(storage)
         try:
-            with _create_scoped_session(storage.scoped_session) as session:
-                # the row locked and checked before anything is written, as
-                # set_trial_state_values does: an agent that failed the trial meanwhile wins,
-                # and nothing of ours is kept (the check's error path commits the thread's
-                # session: it must hold nothing yet)
-                trial = models.TrialModel.find_or_raise_by_id(trial_id, session, for_update=True)
-                storage.check_trial_is_updatable(trial_id, trial.state)
-                write_user_attrs(storage, session, trial_id, user_attrs)
-                for objective, value in enumerate(values or ()):
-                    storage._set_trial_value_without_commit(session, trial, objective, value)
-                trial.state = state
-                trial.datetime_complete = datetime.now()
+            if found is None:
+                _finish_by_orm(storage, models, trial_id, user_attrs, state, values)
+            else:
+                _finish_by_statements(storage, found, trial_id, user_attrs, state, values)
             return
         except sqlalchemy.exc.IntegrityError:  # Optuna's calls each ignore it: do as they do
             pass
@@ -82,3 +89,141 @@ def finish(
         for key, value in user_attrs.items():
             storage.set_trial_user_attr(trial_id, key, value)
         storage.set_trial_state_values(trial_id, state, values)
+
+
+def _finish_by_statements(
+    storage: Any,
+    statements: Statements,
+    trial_id: int,
+    user_attrs: Mapping[str, Any],
+    state: TrialState,
+    values: Sequence[float] | None,
+) -> None:
+    """The state moves first, and only from an unfinished one: an agent that failed the trial
+    meanwhile wins, and the transaction is rolled back with nothing of ours in it."""
+    from optuna.storages._rdb import models
+    from optuna.storages._rdb.storage import _create_scoped_session
+
+    # Optuna's conversion (infinities), and a value that is no number fails before any write
+    as_stored = models.TrialValueModel.value_to_stored_repr
+    stored = [
+        dict(zip(("value", "value_type"), as_stored(float(v)), strict=True)) for v in values or ()
+    ]
+    with _create_scoped_session(storage.scoped_session) as session:
+        moved = session.execute(
+            statements.move_to_final_state,
+            {"id": trial_id, "final_state": state, "completed": datetime.now()},
+        ).scalar_one_or_none()
+        if moved is None:  # gone, or finished by another agent: say so as Optuna does
+            found = session.execute(statements.read_state, {"id": trial_id}).scalar_one_or_none()
+            if found is None:
+                raise KeyError(models.NOT_FOUND_MSG)
+            storage.check_trial_is_updatable(trial_id, found)  # raises: it is finished
+        write_user_attrs(storage, session, trial_id, user_attrs)
+        for objective, value in enumerate(stored):
+            session.execute(
+                statements.upsert_value, {"trial_id": trial_id, "objective": objective, **value}
+            )
+
+
+def _finish_by_orm(
+    storage: Any,
+    models: Any,
+    trial_id: int,
+    user_attrs: Mapping[str, Any],
+    state: TrialState,
+    values: Sequence[float] | None,
+) -> None:
+    from optuna.storages._rdb.storage import _create_scoped_session
+
+    with _create_scoped_session(storage.scoped_session) as session:
+        # the row locked and checked before anything is written, as set_trial_state_values
+        # does: an agent that failed the trial meanwhile wins, and nothing of ours is kept (the
+        # check's error path commits the thread's session: it must hold nothing yet)
+        trial = models.TrialModel.find_or_raise_by_id(trial_id, session, for_update=True)
+        storage.check_trial_is_updatable(trial_id, trial.state)
+        write_user_attrs(storage, session, trial_id, user_attrs)
+        for objective, value in enumerate(values or ()):
+            storage._set_trial_value_without_commit(session, trial, objective, value)
+        trial.state = state
+        trial.datetime_complete = datetime.now()
+
+
+class Statements(NamedTuple):
+    pop_waiting: Any  # :study, :started → the oldest WAITING trial's id, now RUNNING
+    move_to_final_state: Any  # :id, :final_state, :completed → the trial id, or no row
+    read_state: Any  # :id
+    upsert_user_attr: Any  # :trial_id, :key, :value_json
+    upsert_value: Any  # :trial_id, :objective, :value, :value_type
+
+
+def statements(storage: Any) -> Statements | None:
+    """The Core statements for ``storage``'s database: SQLite ≥ 3.35 (``RETURNING``) and
+    PostgreSQL, with SQLAlchemy 2 (Optuna allows 1.4). None elsewhere — not an RDB storage with
+    Optuna's models, MySQL, older libraries: Optuna's ORM helpers then."""
+    import sqlite3
+
+    import sqlalchemy
+
+    if helpers(storage) is None or int(sqlalchemy.__version__.split(".")[0]) < 2:
+        return None
+    dialect = storage.engine.dialect.name
+    if dialect == "postgresql" or (dialect == "sqlite" and sqlite3.sqlite_version_info >= (3, 35)):
+        return _statements(dialect)
+    return None
+
+
+@functools.cache
+def _statements(dialect: str) -> Statements:
+    """Built once: building an upsert cost more than running it."""
+    import sqlalchemy
+    from sqlalchemy.dialects import postgresql, sqlite
+
+    insert: Any = postgresql.insert if dialect == "postgresql" else sqlite.insert
+    from optuna.storages._rdb import models
+
+    # the tables, not the ORM classes: plain Core statements, no ORM synchronisation
+    trials = models.TrialModel.__table__
+    oldest = (
+        sqlalchemy.select(trials.c.trial_id)
+        .where(
+            trials.c.study_id == sqlalchemy.bindparam("study"),
+            trials.c.state == TrialState.WAITING,
+        )
+        .order_by(trials.c.trial_id)
+        .limit(1)
+    )
+    if dialect == "postgresql":  # the job-queue claim: agents skip a row another is taking
+        oldest = oldest.with_for_update(skip_locked=True)
+    pop = (
+        sqlalchemy.update(trials)
+        .where(trials.c.trial_id == oldest.scalar_subquery())
+        .values(
+            state=TrialState.RUNNING,
+            datetime_start=sqlalchemy.bindparam("started", type_=trials.c.datetime_start.type),
+        )
+        .returning(trials.c.trial_id)
+    )
+    unfinished = (TrialState.RUNNING, TrialState.WAITING)
+    move = (
+        sqlalchemy.update(trials)
+        .where(trials.c.trial_id == sqlalchemy.bindparam("id"), trials.c.state.in_(unfinished))
+        .values(
+            state=sqlalchemy.bindparam("final_state", type_=trials.c.state.type),
+            datetime_complete=sqlalchemy.bindparam(
+                "completed", type_=trials.c.datetime_complete.type
+            ),
+        )
+        .returning(trials.c.trial_id)
+    )
+    read = sqlalchemy.select(trials.c.state).where(trials.c.trial_id == sqlalchemy.bindparam("id"))
+    attr = insert(models.TrialUserAttributeModel.__table__)
+    attr = attr.on_conflict_do_update(
+        index_elements=["trial_id", "key"], set_={"value_json": attr.excluded.value_json}
+    )
+    value = insert(models.TrialValueModel.__table__)
+    value = value.on_conflict_do_update(
+        index_elements=["trial_id", "objective"],
+        set_={"value": value.excluded.value, "value_type": value.excluded.value_type},
+    )
+    return Statements(pop, move, read, attr, value)

@@ -101,16 +101,21 @@ def pop_waiting(storage: Any, study_id: int, claim: dict[str, Any] | None = None
     Given ``claim``, the trial's ``claim`` attr is written in the same transaction (where
     :func:`rdb_writes.helpers` finds Optuna's helpers: see :func:`claim_written`).
 
-    On PostgreSQL/MySQL this is one ``SELECT … FOR UPDATE SKIP LOCKED`` (the standard job-queue
-    claim): Optuna's own pop makes every agent lock the same oldest row and all but one retry,
-    which cost eight agents more than one (measured with ``benchmarks/sweeps.py``).
+    On SQLite and PostgreSQL this is one ``UPDATE … RETURNING`` (:mod:`rdb_writes`' statement):
+    on SQLite a statement that writes takes the database's write lock before it reads, so two
+    agents never get one trial; on PostgreSQL its subquery is the standard job-queue claim,
+    ``SELECT … FOR UPDATE SKIP LOCKED`` — Optuna's own pop makes every agent lock the same oldest
+    row and all but one retry, which cost eight agents more than one (``benchmarks/sweeps.py``).
+    Optuna's pop, a read then a write in an ORM session, also took ~2 ms of CPU under SQLite's
+    lock, which 8 agents waited for most of the time. MySQL: the same claim through the ORM.
     """
     rdb = _rdb(storage)
     engine = getattr(storage, "engine", None)
     if rdb is None or engine is None:
         return NotImplemented
-    if engine.dialect.name == "sqlite":
-        return _sqlite_pop_waiting(storage, rdb, study_id, claim)
+    statements = rdb_writes.statements(storage)
+    if statements is not None:
+        return _pop_by_statement(storage, statements, study_id, claim)
     if engine.dialect.name not in _SKIP_LOCKED:
         return NotImplemented
     session_factory, TrialModel = rdb[0], rdb[1].TrialModel
@@ -149,37 +154,15 @@ def _write_claim(storage: Any, session: Any, trial_id: int, claim: dict[str, Any
 _SKIP_LOCKED = ("postgresql", "mysql")
 
 
-def _sqlite_pop_waiting(
-    storage: Any, rdb: tuple[Any, Any], study_id: int, claim: dict[str, Any] | None
+def _pop_by_statement(
+    storage: Any, statements: rdb_writes.Statements, study_id: int, claim: dict[str, Any] | None
 ) -> int | None:
-    """SQLite: the oldest WAITING trial moved to RUNNING by one ``UPDATE … RETURNING`` — a
-    statement that writes takes the database's write lock before it reads, so two agents never
-    get one trial. Optuna's pop (a read, then a write, in an ORM session) took ~2 ms of CPU
-    under the transition lock; this ~0.3 ms (8 agents waited for the lock most of the time)."""
-    import sqlite3
     from datetime import datetime
 
-    import sqlalchemy
-
-    # RETURNING: SQLite 3.35, and SQLAlchemy 2.0 to compile it (Optuna allows 1.4)
-    if sqlite3.sqlite_version_info < (3, 35) or int(sqlalchemy.__version__.split(".")[0]) < 2:
-        return NotImplemented
-    session_factory, TrialModel = rdb[0], rdb[1].TrialModel
-    oldest = (
-        sqlalchemy.select(TrialModel.trial_id)
-        .where(TrialModel.study_id == study_id, TrialModel.state == TrialState.WAITING)
-        .order_by(TrialModel.trial_id)
-        .limit(1)
-        .scalar_subquery()
-    )
-    pop = (
-        sqlalchemy.update(TrialModel)
-        .where(TrialModel.trial_id == oldest)
-        .values(state=TrialState.RUNNING, datetime_start=datetime.now())
-        .returning(TrialModel.trial_id)
-    )
-    with contextlib.closing(session_factory()) as session:
-        trial_id = session.execute(pop).scalar_one_or_none()
+    with contextlib.closing(storage.scoped_session()) as session:
+        trial_id = session.execute(
+            statements.pop_waiting, {"study": study_id, "started": datetime.now()}
+        ).scalar_one_or_none()
         if trial_id is not None:
             _write_claim(storage, session, int(trial_id), claim)
         session.commit()
