@@ -198,3 +198,37 @@ def test_the_core_pop_claims_each_waiting_trial_once_in_order(url):
         trial = storage.get_trial(trial_id)
         assert trial.state == TrialState.RUNNING and trial.datetime_start is not None
         assert trial.user_attrs["expctl:claim"] == claim
+
+
+@pytest.mark.parametrize("zone", ["America/New_York", "Asia/Tokyo"])
+def test_claim_and_finish_times_read_back_as_optunas_own_calls_write_them(url, zone, monkeypatch):
+    """Optuna ≥ 5.1 stores a trial's times in UTC (its models convert; Core statements bypass
+    them): written in local time, a claim read back hours old west of UTC — reaped at once by
+    another agent as dead — and hours ahead east of it."""
+    import time
+
+    from optuna.trial import create_trial
+
+    from expctl.sweeps.storage import trial_index
+
+    monkeypatch.setenv("TZ", zone)
+    time.tzset()
+    try:
+        storage = open_storage(url).storage
+        study_id = storage.create_new_study([], f"s-{uuid.uuid4()}")
+        ours = storage.create_new_trial(study_id, create_trial(state=TrialState.WAITING))
+        assert trial_index.pop_waiting(storage, study_id, {"agent": "a"}) == ours
+        rdb_writes.finish(storage, ours, {"expctl:result": {}}, TrialState.COMPLETE, [1.0])
+        optunas = storage.create_new_trial(study_id, create_trial(state=TrialState.WAITING))
+        storage.set_trial_state_values(optunas, TrialState.RUNNING)
+        storage.set_trial_state_values(optunas, TrialState.COMPLETE, [1.0])
+        a, b = storage.get_trial(ours), storage.get_trial(optunas)
+        for ours_at, optunas_at in (
+            (a.datetime_start, b.datetime_start),
+            (a.datetime_complete, b.datetime_complete),
+        ):
+            assert abs((ours_at - optunas_at).total_seconds()) < 60, (ours_at, optunas_at)
+        assert a.datetime_complete >= a.datetime_start
+    finally:
+        monkeypatch.undo()
+        time.tzset()

@@ -78,12 +78,19 @@ def test_three_agents_share_a_grid_exactly_once(url: str | None, tmp_path: Path)
     assert len(status["trials"]) == 12  # nothing failed, nothing re-run
 
 
-def test_six_agents_racing_for_instant_trials_run_each_point_once(tmp_path: Path) -> None:
-    """Trials that take no time: six agents decide their next point at the same instants, most
-    decisions are overtaken before the journal lock is taken and must be made again — no point
-    may be run by two agents (the storage alone would not show it: the second result is
-    discarded, so the log of what ran is checked)."""
-    url = str(tmp_path / "s.journal")
+RACED = ["journal", "sqlite", pytest.param("postgres", marks=pytest.mark.postgres)]
+
+
+@pytest.mark.parametrize("kind", RACED)
+def test_six_agents_racing_for_instant_trials_run_each_point_once(
+    kind: str, tmp_path: Path
+) -> None:
+    """Trials that take no time: six agents decide their next point at the same instants — on a
+    journal most decisions are overtaken before the lock is taken and must be made again; on
+    SQLite and PostgreSQL they race through one ``UPDATE … RETURNING`` pop — no point may be
+    run by two agents (the storage alone would not show it: the second result is discarded, so
+    the log of what ran is checked)."""
+    url = storage_url(kind, tmp_path)
     info = create(parse_spec(grid(300)), url)
     agents = Agents(info.id, url, tmp_path / "trials.log", sleep=0.0)
     agents.start(6)
@@ -118,17 +125,20 @@ def test_a_sigkilled_agents_trial_is_rerun_and_the_grid_completes(
     assert rerun[0]["params"] == started["params"]
 
 
+@pytest.mark.parametrize("kind", RACED)
 def test_agents_sigkilled_at_random_moments_lose_no_point_and_run_none_twice(
-    tmp_path: Path,
+    kind: str, tmp_path: Path
 ) -> None:
     """Short trials, so most kills land between two trials — while an agent records a result
-    and claims its next point in one journal append — and some mid-trial: whatever a kill
-    interrupts, each point completes exactly once once the survivors have reaped the dead."""
+    and claims its next point (one journal append; on SQLite and PostgreSQL a transaction
+    each) — and some mid-trial: whatever a kill interrupts, each point completes exactly once
+    once the survivors have reaped the dead."""
     import random
 
     rng = random.Random(7)
-    info = create(parse_spec(grid(300)), str(tmp_path / "s.journal"))
-    agents = Agents(info.id, str(tmp_path / "s.journal"), tmp_path / "trials.log", sleep=0.01)
+    url = storage_url(kind, tmp_path)
+    info = create(parse_spec(grid(300)), url)
+    agents = Agents(info.id, url, tmp_path / "trials.log", sleep=0.01)
     live, killed = agents.start(3, "--stale-after", "1"), set()
     agents.wait_for(lambda e: e["event"] == "end")  # the agents are claiming and finishing
     for _ in range(12):
@@ -141,7 +151,7 @@ def test_agents_sigkilled_at_random_moments_lose_no_point_and_run_none_twice(
     agents.procs = live
     for code, err in agents.wait():
         assert code == 0, err
-    status = assert_exactly_once(info.id, str(tmp_path / "s.journal"), 300)
+    status = assert_exactly_once(info.id, url, 300)
     assert all(t["state"] in ("complete", "fail") for t in status["trials"])
     # a point ran twice only when an agent was killed after running it, before recording it
     ends = [e for e in agents.events() if e["event"] == "end"]

@@ -20,8 +20,8 @@ from __future__ import annotations
 
 import functools
 import json
-from collections.abc import Mapping, Sequence
-from datetime import datetime
+from collections.abc import Callable, Mapping, Sequence
+from datetime import datetime, timezone
 from typing import Any, NamedTuple
 
 from optuna.trial import TrialState
@@ -112,13 +112,14 @@ def _finish_by_statements(
     with _create_scoped_session(storage.scoped_session) as session:
         moved = session.execute(
             statements.move_to_final_state,
-            {"id": trial_id, "final_state": state, "completed": datetime.now()},
+            {"id": trial_id, "final_state": state, "completed": statements.now()},
         ).scalar_one_or_none()
         if moved is None:  # gone, or finished by another agent: say so as Optuna does
             found = session.execute(statements.read_state, {"id": trial_id}).scalar_one_or_none()
             if found is None:
                 raise KeyError(models.NOT_FOUND_MSG)
             storage.check_trial_is_updatable(trial_id, found)  # raises: it is finished
+            raise AssertionError(f"trial {trial_id} is {found.name}, yet was not finished")
         write_user_attrs(storage, session, trial_id, user_attrs)
         for objective, value in enumerate(stored):
             session.execute(
@@ -150,6 +151,7 @@ def _finish_by_orm(
 
 
 class Statements(NamedTuple):
+    now: Callable[[], datetime]  # the time as Optuna's models store it (see _stored_now)
     pop_waiting: Any  # :study, :started → the oldest WAITING trial's id, now RUNNING
     move_to_final_state: Any  # :id, :final_state, :completed → the trial id, or no row
     read_state: Any  # :id
@@ -226,4 +228,19 @@ def _statements(dialect: str) -> Statements:
         index_elements=["trial_id", "objective"],
         set_={"value": value.excluded.value, "value_type": value.excluded.value_type},
     )
-    return Statements(pop, move, read, attr, value)
+    return Statements(_stored_now(models), pop, move, read, attr, value)
+
+
+def _stored_now(models: Any) -> Callable[[], datetime]:
+    """What a trial's ``datetime_*`` columns hold: naive UTC since Optuna 5.1 (its models'
+    properties convert, and Core statements bypass them), naive local time before. Written in
+    local time, a claim read back hours old west of UTC — reaped at once by another agent — and
+    hours ahead east of it, never reaped."""
+    if stores_utc(models):
+        return lambda: datetime.now(timezone.utc).replace(tzinfo=None)
+    return datetime.now
+
+
+def stores_utc(models: Any) -> bool:
+    """Whether Optuna's ``models`` keep a trial's times in naive UTC (5.1 on) or local time."""
+    return hasattr(models.TrialModel, "_datetime_start_utc")

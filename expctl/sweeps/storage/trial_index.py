@@ -157,11 +157,9 @@ _SKIP_LOCKED = ("postgresql", "mysql")
 def _pop_by_statement(
     storage: Any, statements: rdb_writes.Statements, study_id: int, claim: dict[str, Any] | None
 ) -> int | None:
-    from datetime import datetime
-
     with contextlib.closing(storage.scoped_session()) as session:
         trial_id = session.execute(
-            statements.pop_waiting, {"study": study_id, "started": datetime.now()}
+            statements.pop_waiting, {"study": study_id, "started": statements.now()}
         ).scalar_one_or_none()
         if trial_id is not None:
             _write_claim(storage, session, int(trial_id), claim)
@@ -315,7 +313,7 @@ def records(storage: Any, study_id: int, keys: tuple[str, ...]) -> list[TrialRec
                 trial.trial_id,
                 trial.number,
                 trial.state,
-                trial.datetime_start,  # stored in UTC: Optuna's properties make them local
+                trial.datetime_start,  # as stored: see _local
                 trial.datetime_complete,
             )
             .where(trial.study_id == study_id)
@@ -345,13 +343,14 @@ def records(storage: Any, study_id: int, keys: tuple[str, ...]) -> list[TrialRec
             ).all()
         )
         session.commit()
+    in_utc = rdb_writes.stores_utc(models)
     return [
         TrialRecord(
             number,
             state,
             values.get(trial_id),
-            _local(start),
-            _local(complete),
+            _local(start, in_utc),
+            _local(complete, in_utc),
             attrs.get(trial_id, {}),
             dict.fromkeys(range(steps.get(trial_id, 0)), 0.0),
         )
@@ -359,10 +358,11 @@ def records(storage: Any, study_id: int, keys: tuple[str, ...]) -> list[TrialRec
     ]
 
 
-def _local(utc: Any) -> Any:
-    """A naive UTC time from Optuna's tables as the naive local time its FrozenTrials hold."""
+def _local(stored: Any, in_utc: bool) -> Any:
+    """A time from Optuna's tables as the naive local time its FrozenTrials hold: stored in
+    naive UTC since Optuna 5.1 (``in_utc``: its models' properties convert), local before."""
     from datetime import timezone
 
-    return (
-        None if utc is None else utc.replace(tzinfo=timezone.utc).astimezone().replace(tzinfo=None)
-    )
+    if stored is None or not in_utc:
+        return stored
+    return stored.replace(tzinfo=timezone.utc).astimezone().replace(tzinfo=None)
