@@ -328,6 +328,15 @@ def test_an_argparse_style_option_is_answered_with_the_override_to_write(
     assert not (project / "runs").exists()
 
 
+def test_a_long_options_typo_is_offered_long_options_only(expctl_exe, project):
+    """Click's close matches offered `-cn` (`--config-name`'s short form) for `--cont`."""
+    shown = expctl(expctl_exe, "run", "--cont", cwd=project)
+    assert shown.returncode == 2
+    assert "No such option: --cont (Possible options: --notes)" in shown.stderr
+    shown = expctl(expctl_exe, "config", "show", "--config-nam", "x", cwd=project)
+    assert "(Possible options: --config-dir, --config-name)" in shown.stderr
+
+
 def test_setting_a_key_deleted_on_the_same_line_says_so(cli, project):
     shown = cli("config", "show", "~loss", "loss={a: 1}")
     assert shown.exit_code == 2, shown.stderr

@@ -109,8 +109,13 @@ def _click_exit(e: Exception) -> int:
 
 def _usage_error(e: Any) -> None:
     from expctl.cli.common import err
+    from expctl.cli.typer_compat import NoSuchOption
     from expctl.secrets import scrub
 
+    if isinstance(e, NoSuchOption) and e.option_name.startswith("--") and e.possibilities:
+        # Click's close matches put `-cn` beside `--notes` for `--cont`: a long option's typo
+        # is answered with long options only
+        e.possibilities = [p for p in e.possibilities if p.startswith("--")]
     err(f"error: {scrub(e.format_message())}", style="red")
     ctx = getattr(e, "ctx", None)
     override_hint = _override_hint(e, ctx)
