@@ -179,11 +179,10 @@ def statements(storage: Any) -> Statements | None:
 def _statements(dialect: str) -> Statements:
     """Built once: building an upsert cost more than running it."""
     import sqlalchemy
+    from optuna.storages._rdb import models
     from sqlalchemy.dialects import postgresql, sqlite
 
     insert: Any = postgresql.insert if dialect == "postgresql" else sqlite.insert
-    from optuna.storages._rdb import models
-
     # the tables, not the ORM classes: plain Core statements, no ORM synchronisation
     trials = models.TrialModel.__table__
     oldest = (
