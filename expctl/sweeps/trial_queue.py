@@ -65,9 +65,7 @@ class TrialQueue:
             exclusive.depends_on(trial._trial_id)
             point = trial.user_attrs.get(PREFIX + "params") or {}
             storage.set_trial_state_values(trial._trial_id, TrialState.RUNNING)
-            for name, (internal, dist) in method.optuna_params(point).items():
-                if name not in trial.params:  # queued with it (a sweep of an earlier release: not)
-                    storage.set_trial_param(trial._trial_id, name, internal, dist)
+            method.record_params(trial._trial_id, trial.params, point, storage)
             storage.set_trial_user_attr(trial._trial_id, PREFIX + "claim", claim)
             retry_of = trial.user_attrs.get(PREFIX + "retry_of")
             return Taken(trial._trial_id, trial.number, point, retry_of)

@@ -18,6 +18,8 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any, ClassVar
 
 if TYPE_CHECKING:
+    from collections.abc import Mapping
+
     import optuna
 
     from expctl.errors import Problems
@@ -127,6 +129,15 @@ class Method:
         """Methods that do not sample (``samples_on_claim`` False): the Optuna params a claimed
         point records, as (internal value, distribution) by name."""
         raise NotImplementedError
+
+    def record_params(
+        self, trial_id: int, written: Mapping[str, Any], point: dict[str, Any], storage: Any
+    ) -> None:
+        """A claimed ``point``'s :meth:`optuna_params` on its trial, but those ``written``
+        already (a grid queues its points with them; a sweep of an earlier release did not)."""
+        for name, (internal, dist) in self.optuna_params(point).items():
+            if name not in written:
+                storage.set_trial_param(trial_id, name, internal, dist)
 
     def repeats_a_point(
         self, trial: optuna.Trial, params: dict[str, Any], study: optuna.Study

@@ -277,9 +277,7 @@ class GridMethod(Method):
         """The queued point, recorded as the trial's Optuna params too (what Optuna's tools
         show)."""
         point = dict(queued or {})
-        for name, (internal, dist) in self.optuna_params(point).items():
-            if name not in trial.params:  # queued with it (a sweep of an earlier release: not)
-                storage.set_trial_param(trial._trial_id, name, internal, dist)
+        self.record_params(trial._trial_id, trial.params, point, storage)
         return point
 
     def optuna_params(self, point: dict[str, Any]) -> dict[str, tuple[float, BaseDistribution]]:
