@@ -46,16 +46,23 @@ def write_user_attrs(storage: Any, session: Any, trial_id: int, attrs: Mapping[s
     """``set_trial_user_attr`` for each of ``attrs``, inside the caller's ``session``, which
     holds the trial: it popped it, or moved it to its final state, in this transaction (the
     Core upsert does not check its state again)."""
-    models = helpers(storage)
     found = statements(storage)
+    if found is not None:
+        _upsert_user_attrs(session, found, trial_id, attrs)
+        return
+    models = helpers(storage)
     for key, value in attrs.items():
-        if found is None:
-            storage._set_trial_attr_without_commit(
-                session, models.TrialUserAttributeModel, trial_id, key, value
-            )
-        else:
-            row = {"trial_id": trial_id, "key": key, "value_json": json.dumps(value)}
-            session.execute(found.upsert_user_attr, row)
+        storage._set_trial_attr_without_commit(
+            session, models.TrialUserAttributeModel, trial_id, key, value
+        )
+
+
+def _upsert_user_attrs(
+    session: Any, statements: Statements, trial_id: int, attrs: Mapping[str, Any]
+) -> None:
+    for key, value in attrs.items():
+        row = {"trial_id": trial_id, "key": key, "value_json": json.dumps(value)}
+        session.execute(statements.upsert_user_attr, row)
 
 
 def finish(
@@ -120,7 +127,7 @@ def _finish_by_statements(
                 raise KeyError(models.NOT_FOUND_MSG)
             storage.check_trial_is_updatable(trial_id, found)  # raises: it is finished
             raise AssertionError(f"trial {trial_id} is {found.name}, yet was not finished")
-        write_user_attrs(storage, session, trial_id, user_attrs)
+        _upsert_user_attrs(session, statements, trial_id, user_attrs)
         for objective, value in enumerate(stored):
             session.execute(
                 statements.upsert_value, {"trial_id": trial_id, "objective": objective, **value}
@@ -143,7 +150,7 @@ def _finish_by_orm(
         # check's error path commits the thread's session: it must hold nothing yet)
         trial = models.TrialModel.find_or_raise_by_id(trial_id, session, for_update=True)
         storage.check_trial_is_updatable(trial_id, trial.state)
-        write_user_attrs(storage, session, trial_id, user_attrs)
+        write_user_attrs(storage, session, trial_id, user_attrs)  # through the ORM here
         for objective, value in enumerate(values or ()):
             storage._set_trial_value_without_commit(session, trial, objective, value)
         trial.state = state
