@@ -72,6 +72,9 @@ def test_a_dead_agents_trial_is_requeued_exactly_once(url: str) -> None:
     assert isinstance(rerun, Claim) and isinstance(other, Claim)
     assert {rerun.retry_of, other.retry_of} == {claim.number, None}
     assert {rerun.params["x"], other.params["x"]} == {0, 1}
+    # and goes on: on the journal its refused result and state were one append, and the
+    # state's refusal surfaced from its next read (the agent died at its next claim)
+    assert owner.claim("owner") == "wait"
 
 
 def test_stale_heartbeats_are_reaped_fresh_ones_are_not(url: str) -> None:

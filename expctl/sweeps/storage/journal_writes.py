@@ -40,7 +40,27 @@ def batched_writes(storage: Any) -> Iterator[None]:
     # replaying at once (the heartbeat thread's write) both count the records they apply, and
     # the records in between are never applied in this process
     with storage._thread_lock:
-        storage._sync_with_backend()
+        _sync_every_record(storage, replay)
+
+
+def _sync_every_record(storage: Any, replay: Any) -> None:
+    """Replay the journal to its end, raising the first error of a record of this process's
+    only once every record is applied. The replay raises at such a record (a result for a
+    trial another agent failed meanwhile) and stops there: the block's next record (its final
+    state) would have raised from the next unrelated read — an agent whose finish had just
+    returned False died at its next claim."""
+    first: BaseException | None = None
+    while True:
+        read = replay.log_number_read
+        try:
+            storage._sync_with_backend()
+            break
+        except Exception as e:
+            if replay.log_number_read == read:  # not a record's verdict: nothing was applied
+                raise
+            first = first or e
+    if first is not None:
+        raise first
 
 
 class Exclusive:
