@@ -1,12 +1,15 @@
 """SQLite sweep storage: write transactions queued on an flock (not SQLite's sleep-and-retry),
-a WAITING trial popped by one atomic statement, the rollback journal kept (PERSIST), and a
-database readable by whoever may only read it (no WAL mode)."""
+a WAITING trial popped by one atomic statement, WAL mode on a local filesystem and a rollback
+journal on any other (kept, PERSIST, where only its owner writes it), and a database readable by
+whoever may only read it."""
 
 from __future__ import annotations
 
 import fcntl
 import gc
+import json
 import os
+import random
 import sqlite3
 import subprocess
 import threading
@@ -14,10 +17,11 @@ import time
 from pathlib import Path
 
 import pytest
+from optuna.trial import TrialState
 from sweep_helpers import agent, create, flock_held
 
 from expctl.sweeps.spec import parse_spec
-from expctl.sweeps.storage import open_storage, trial_index
+from expctl.sweeps.storage import open_storage, rdb_writes, sqlite_writes, trial_index
 from expctl.sweeps.storage.sqlite_writes import (
     QueuedWritesConnection,
     _open_writers_lock,
@@ -27,6 +31,51 @@ from expctl.sweeps.storage.sqlite_writes import (
 
 def held(path: str) -> bool:
     return flock_held(writers_lock_path(path))
+
+
+@pytest.fixture
+def network_filesystem(monkeypatch: pytest.MonkeyPatch) -> None:
+    """As on NFS or Lustre, where WAL's shared-memory index is not shared between hosts."""
+    monkeypatch.setattr(sqlite_writes, "is_local", lambda path: False)
+
+
+def test_a_database_on_a_local_filesystem_is_put_in_wal_mode(tmp_path: Path) -> None:
+    """New or made by an earlier release in rollback mode: one fsync per commit, and readers
+    do not wait on a writer's commit."""
+    new = str(tmp_path / "new.db")
+    db = sqlite3.connect(new, factory=QueuedWritesConnection)
+    assert db.execute("PRAGMA journal_mode").fetchone() == ("wal",)
+    db.close()
+    old = str(tmp_path / "old.db")
+    sqlite3.connect(old).execute("CREATE TABLE t (x)").connection.commit()
+    db = sqlite3.connect(old, factory=QueuedWritesConnection)
+    assert db.execute("PRAGMA journal_mode").fetchone() == ("wal",)
+    reader = sqlite3.connect(old)  # SQLite's own connection: the mode is the file's
+    db.execute("INSERT INTO t VALUES (1)")
+    assert reader.execute("SELECT count(*) FROM t").fetchone() == (0,)  # reads during a write
+    db.commit()
+    assert reader.execute("SELECT count(*) FROM t").fetchone() == (1,)
+    db.close()
+    reader.close()
+
+
+def test_a_switch_to_wal_does_not_wait_on_a_transaction_in_progress(tmp_path: Path) -> None:
+    path = str(tmp_path / "busy.db")
+    other = sqlite3.connect(path, timeout=30)
+    other.execute("CREATE TABLE t (x)")
+    other.commit()
+    other.execute("INSERT INTO t VALUES (1)")  # a rollback-mode write transaction, open
+    started = time.monotonic()
+    db = sqlite3.connect(path, factory=QueuedWritesConnection, timeout=30)
+    assert time.monotonic() - started < 5
+    assert db.execute("PRAGMA journal_mode").fetchone() == ("delete",)  # not now
+    assert db.execute("PRAGMA busy_timeout").fetchone() == (30000,)  # restored
+    db.close()
+    other.commit()
+    other.close()
+    db = sqlite3.connect(path, factory=QueuedWritesConnection)
+    assert db.execute("PRAGMA journal_mode").fetchone() == ("wal",)  # the next one does
+    db.close()
 
 
 def test_a_write_transaction_holds_the_writers_lock_until_it_ends(tmp_path: Path) -> None:
@@ -74,7 +123,7 @@ def test_a_second_writer_waits_for_the_first_and_does_not_fail(tmp_path: Path) -
     first.close()
 
 
-def test_a_commit_keeps_the_rollback_journal_file(tmp_path: Path) -> None:
+def test_a_commit_keeps_the_rollback_journal_file(tmp_path: Path, network_filesystem) -> None:
     path = str(tmp_path / "s.db")
     db = sqlite3.connect(path, factory=QueuedWritesConnection)
     db.execute("CREATE TABLE t (x)")
@@ -88,10 +137,12 @@ def test_a_commit_keeps_the_rollback_journal_file(tmp_path: Path) -> None:
     db.close()
 
 
-def test_a_wal_database_leaves_wal_once_no_one_else_has_it_open(tmp_path: Path) -> None:
-    """An earlier expctl put local SQLite storages in WAL mode, which a reader who may not
-    write the directory cannot read: the next connection that is alone converts it, and one
-    that is not goes on at once (no wait on the busy timeout)."""
+def test_a_wal_database_leaves_wal_once_no_one_else_has_it_open(
+    tmp_path: Path, network_filesystem
+) -> None:
+    """On a network filesystem a database in WAL mode (copied there, or made by a release
+    that used WAL everywhere) goes back to a rollback journal: the next connection that is
+    alone converts it, and one that is not goes on at once (no wait on the busy timeout)."""
     path = str(tmp_path / "old.db")
     other = sqlite3.connect(path, timeout=30)
     assert other.execute("PRAGMA journal_mode=WAL").fetchone() == ("wal",)
@@ -160,7 +211,8 @@ def test_writes_are_recognised_whatever_their_case(tmp_path: Path, statement: st
 def test_a_sqlite_sweep_on_a_read_only_disk_can_still_be_read(tmp_path: Path, cli) -> None:
     """A colleague's `sweep status` or `report` on a mount (or directory) they may only read.
     In WAL mode SQLite must create ``-shm`` beside the database even to read it, and such a
-    read failed with 'attempt to write a readonly database': the storage stays in rollback mode."""
+    read failed with 'unable to open database file': once no agent has it open, the file
+    holds every commit and is read as immutable."""
     from disks import tmpfs
 
     with tmpfs(tmp_path / "disk", "8m") as disk:
@@ -170,6 +222,9 @@ def test_a_sqlite_sweep_on_a_read_only_disk_can_still_be_read(tmp_path: Path, cl
         )
         sweep_id = create(spec, url).id
         agent(sweep_id, url, objective=lambda trial: {"m": trial.params["x"]}, handle_signals=False)
+        assert (disk / "s.db").read_bytes()[18:20] == b"\x02\x02"  # in WAL mode
+        gc.collect()  # the agent's connections, closed as its process's would be at exit
+        assert not Path(f"{disk / 's.db'}-shm").exists()  # the last one's close removed it
         subprocess.run(["mount", "-o", "remount,ro", str(disk)], check=True)
         # the queue's lock opens read-only where it may not be written (another user's file)
         writers = _open_writers_lock(writers_lock_path(str(disk / "s.db")))
@@ -184,7 +239,7 @@ def test_a_sqlite_sweep_on_a_read_only_disk_can_still_be_read(tmp_path: Path, cl
     assert "x" in best.stdout
 
 
-def test_a_shared_database_deletes_its_rollback_journal(tmp_path: Path) -> None:
+def test_a_shared_database_deletes_its_rollback_journal(tmp_path: Path, network_filesystem) -> None:
     """A kept journal belongs to its first writer: a group member could not write it."""
     path = tmp_path / "shared.db"
     sqlite3.connect(path).execute("CREATE TABLE t (x)").connection.commit()
@@ -260,3 +315,76 @@ def test_without_returning_sqlite_pops_through_optuna(
     )
     summary = agent(sweep_id, url, objective=lambda t: {"m": t.params["x"]}, handle_signals=False)
     assert summary.count("complete") == 3
+
+
+def test_the_transition_lock_is_taken_only_where_optuna_changes_states(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """With RETURNING every state change is one conditional statement and the lock only made
+    the other agents queue behind a holder that was often preempted; SQLAlchemy 1.4 changes
+    states through Optuna's ORM (read, then write), which needs it."""
+    import sqlalchemy
+
+    handle = open_storage(f"sqlite:///{tmp_path / 's.db'}")
+    assert handle.lock_path is not None
+    with handle.transition_lock():
+        assert not flock_held(str(handle.lock_path))
+    monkeypatch.setattr(sqlalchemy, "__version__", "1.4.54")
+    with handle.transition_lock():
+        assert flock_held(str(handle.lock_path))
+    handle.close()
+
+
+def _finish_each(url: str, ids: list[int], state: str, go: str, out: str) -> None:
+    """One side of the race: every trial moved to ``state`` with an attr saying who did it."""
+    from optuna.exceptions import UpdateFinishedTrialError
+
+    storage = open_storage(url).storage
+    warm_up = storage.create_new_trial(storage.get_study_id_from_name("warm-up"))
+    rdb_writes.finish(storage, warm_up, {"by": state}, TrialState[state], None)
+    won = []
+    while not os.path.exists(go):
+        time.sleep(0.001)
+    random.Random(state).shuffle(ids)  # each side its own order: some trials taken by each
+    for trial_id in ids:
+        values = [1.0] if state == "COMPLETE" else None
+        try:
+            rdb_writes.finish(storage, trial_id, {"by": state}, TrialState[state], values)
+            won.append(trial_id)
+        except UpdateFinishedTrialError:
+            pass
+    Path(out).write_text(json.dumps(won))
+
+
+def test_a_finish_and_a_fail_racing_without_the_lock_leave_one_winner(tmp_path: Path) -> None:
+    """An agent finishing its trial and another failing it as dead (reap, discard), in two
+    processes with no transition lock: each trial ends in exactly one of the two states, with
+    that side's attr only — the loser wrote nothing."""
+    import multiprocessing
+
+    url = f"sqlite:///{tmp_path / 's.db'}"
+    storage = open_storage(url).storage
+    study_id = storage.create_new_study([], "race")
+    ids = [storage.create_new_trial(study_id) for _ in range(150)]  # RUNNING
+    storage.create_new_study([], "warm-up")  # each side's first finish, before the race
+    go = str(tmp_path / "go")
+    spawn = multiprocessing.get_context("spawn")
+    sides = {
+        state: spawn.Process(target=_finish_each, args=(url, ids, state, go, str(tmp_path / state)))
+        for state in ("COMPLETE", "FAIL")
+    }
+    for side in sides.values():
+        side.start()
+    time.sleep(1.0)  # both imported and waiting
+    Path(go).touch()
+    for side in sides.values():
+        side.join(120)
+        assert side.exitcode == 0
+    won = {state: set(json.loads((tmp_path / state).read_text())) for state in sides}
+    assert won["COMPLETE"] | won["FAIL"] == set(ids)
+    assert not won["COMPLETE"] & won["FAIL"]
+    for trial in open_storage(url).storage.get_all_trials(study_id, deepcopy=False):
+        winner = "COMPLETE" if trial._trial_id in won["COMPLETE"] else "FAIL"
+        assert trial.state == TrialState[winner]
+        assert trial.user_attrs == {"by": winner}
+        assert trial.values == ([1.0] if winner == "COMPLETE" else None)

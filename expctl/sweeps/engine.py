@@ -184,11 +184,9 @@ class Sweep:
         from optuna.exceptions import UpdateFinishedTrialError
         from optuna.trial import TrialState
 
-        storage = self.handle.storage
-        with contextlib.suppress(UpdateFinishedTrialError):
-            storage.set_trial_user_attr(trial_id, PREFIX + "result", {"message": message})
-            with self.handle.transition_lock():
-                storage.set_trial_state_values(trial_id, TrialState.FAIL)
+        result = {PREFIX + "result": {"message": message}}
+        with contextlib.suppress(UpdateFinishedTrialError), self.handle.transition_lock():
+            rdb_writes.finish(self.handle.storage, trial_id, result, TrialState.FAIL, None)
 
     def _idle(self) -> str:
         if self._unfinished():

@@ -8,11 +8,12 @@ re-queues its point — exactly once. A collaborator of :class:`expctl.sweeps.en
 
 from __future__ import annotations
 
+import contextlib
 import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
-from expctl.sweeps.storage import trial_index
+from expctl.sweeps.storage import rdb_writes, trial_index
 from expctl.sweeps.studies import AGENT_PREFIX, PREFIX
 
 if TYPE_CHECKING:
@@ -110,13 +111,9 @@ class Liveness:
         from optuna.exceptions import UpdateFinishedTrialError
         from optuna.trial import TrialState
 
-        storage = self.handle.storage
-        with self.handle.transition_lock():
-            try:
-                storage.set_trial_user_attr(trial_id, PREFIX + "discarded", True)
-                storage.set_trial_state_values(trial_id, TrialState.FAIL)
-            except UpdateFinishedTrialError:
-                pass
+        discarded = {PREFIX + "discarded": True}
+        with contextlib.suppress(UpdateFinishedTrialError), self.handle.transition_lock():
+            rdb_writes.finish(self.handle.storage, trial_id, discarded, TrialState.FAIL, None)
 
     def fail_and_requeue(
         self, trial_id: int, number: int, latent: dict[str, Any], params: dict[str, Any] | None
@@ -127,9 +124,9 @@ class Liveness:
 
         with self.handle.transition_lock():
             try:
-                # said before the FAIL: until the re-run exists the sweep is not finished
-                self.handle.storage.set_trial_user_attr(trial_id, PREFIX + "requeue", True)
-                self.handle.storage.set_trial_state_values(trial_id, TrialState.FAIL)
+                # said with the FAIL: until the re-run exists the sweep is not finished
+                requeue = {PREFIX + "requeue": True}
+                rdb_writes.finish(self.handle.storage, trial_id, requeue, TrialState.FAIL, None)
             except UpdateFinishedTrialError:
                 return None
             user_attrs: dict[str, Any] = {PREFIX + "retry_of": number}

@@ -6,9 +6,10 @@ a grid's run_cap cut its points at create time."""
 
 from __future__ import annotations
 
+import contextlib
 from typing import TYPE_CHECKING
 
-from expctl.sweeps.storage import trial_index
+from expctl.sweeps.storage import rdb_writes, trial_index
 from expctl.sweeps.studies import PREFIX
 
 if TYPE_CHECKING:
@@ -58,10 +59,6 @@ class RunCap:
         from optuna.exceptions import UpdateFinishedTrialError
         from optuna.trial import TrialState
 
-        storage = self.handle.storage
-        try:
-            storage.set_trial_user_attr(trial._trial_id, PREFIX + "discarded", True)
-            with self.handle.transition_lock():
-                storage.set_trial_state_values(trial._trial_id, TrialState.FAIL)
-        except UpdateFinishedTrialError:
-            pass
+        storage, discarded = self.handle.storage, {PREFIX + "discarded": True}
+        with contextlib.suppress(UpdateFinishedTrialError), self.handle.transition_lock():
+            rdb_writes.finish(storage, trial._trial_id, discarded, TrialState.FAIL, None)

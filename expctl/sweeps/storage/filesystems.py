@@ -26,7 +26,13 @@ LOCAL_TYPES = frozenset(
 
 def fsync_under_lock(path: str) -> bool:
     """Whether appends to the file at ``path`` must be fsynced before the lock is released."""
-    return filesystem_type(path) not in LOCAL_TYPES
+    return not is_local(path)
+
+
+def is_local(path: str) -> bool:
+    """Whether every process using the file at ``path`` shares this host's page cache (and a
+    memory map of it: what SQLite's WAL index needs)."""
+    return filesystem_type(path) in LOCAL_TYPES
 
 
 def fsync_or_defer(fd: int, under_lock: bool, after_unlock: list[int]) -> None:
