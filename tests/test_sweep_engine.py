@@ -36,6 +36,39 @@ def objective(ctx: TrialContext) -> float:
     return float(sum(v for v in ctx.params.values() if isinstance(v, int | float)))
 
 
+def test_a_requeue_cut_short_before_its_rerun_exists_keeps_nothing(
+    url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The FAIL and the re-run are one step: a reaper stopped between them (here an exception
+    where it creates the re-run; a SIGKILL there) left the point failed for a re-run nobody
+    created — lost, and every agent waiting for it forever."""
+    info = create(grid_spec(2), url)
+    owner, reaper = open_(info.id, url), open_(info.id, url)
+    claim = owner.claim("owner")
+    assert isinstance(claim, Claim)
+    trial = reaper.study.get_trials()[claim.number]
+    storage = reaper.handle.storage
+    builder = "_get_prepared_new_trial" if "://" in url else "create_new_trial"
+
+    def cut(*args: Any, **kwargs: Any) -> Any:
+        raise KeyboardInterrupt  # nothing after it runs, as after a SIGKILL
+
+    monkeypatch.setattr(storage, builder, cut)
+    with pytest.raises(KeyboardInterrupt):
+        reaper.liveness.fail_and_requeue(claim.trial_id, claim.number, trial.params, claim.params)
+    monkeypatch.undo()
+    again = open_(info.id, url)
+    left = again.study.get_trials()[claim.number]
+    assert left.state.name == "RUNNING" and "expctl:requeue" not in left.user_attrs
+    rerun = again.liveness.fail_and_requeue(
+        claim.trial_id, claim.number, trial.params, claim.params
+    )
+    assert rerun is not None
+    assert owner.finish(claim, "complete", 1.0) is False
+    reruns = [t for t in again.study.get_trials() if t.user_attrs.get("expctl:retry_of") == 0]
+    assert claim.number == 0 and [t.number for t in reruns] == [rerun]  # one re-run, no more
+
+
 def test_grid_points_are_claimed_exactly_once(url: str) -> None:
     info = create(grid_spec(4), url)
     a, b = open_(info.id, url), open_(info.id, url)

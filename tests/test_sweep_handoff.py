@@ -1,7 +1,8 @@
-"""Between two trials of a grid on a journal, an agent records the result and claims its next
-point in one append, decided under the journal lock (``Sweep.finish_then_claim``). What that
-must never change: a point claimed by nobody else, a result never lost, a claimed point never
-left RUNNING when the agent stops (signal, ``--count``, the flapping guard).
+"""Between two trials of a grid an agent records the result and claims its next point in one
+step (``Sweep.finish_then_claim``): on a journal one append, decided under the journal lock; on
+SQLite and PostgreSQL one transaction. What that must never change, on every storage: a point
+claimed by nobody else, a result never lost, a claimed point never left RUNNING when the agent
+stops (signal, ``--count``, the flapping guard), the agent seen alive.
 """
 
 from __future__ import annotations
@@ -116,8 +117,7 @@ def test_handoffs_carry_the_agents_beat_only_when_it_is_due(tmp_path: Path) -> N
     assert 4 <= len(beats) <= 14, len(beats)
 
 
-def test_a_signal_after_the_handoff_gives_the_claimed_point_back(tmp_path: Path) -> None:
-    url = str(tmp_path / "s.journal")
+def test_a_signal_after_the_handoff_gives_the_claimed_point_back(url: str) -> None:
     info = create(grid(4), url)
 
     def on_event(message: str) -> None:
@@ -135,8 +135,7 @@ def test_a_signal_after_the_handoff_gives_the_claimed_point_back(tmp_path: Path)
     assert states(info.id, url)["complete"] == 4
 
 
-def test_count_claims_no_trial_past_it(tmp_path: Path) -> None:
-    url = str(tmp_path / "s.journal")
+def test_count_claims_no_trial_past_it(url: str) -> None:
     info = create(grid(5), url)
     summary = agent(info.id, url, objective=lambda ctx: 1.0, handle_signals=False, count=2)
     assert len(summary.trials) == 2
@@ -282,10 +281,9 @@ def test_a_trial_failed_by_another_agent_keeps_its_failure_and_the_next_claim_is
     assert [r["state"] for r in rows.values()].count("waiting") == 2  # point 2 and the re-run
 
 
-def test_an_error_after_the_handoff_gives_the_claimed_point_back(tmp_path: Path) -> None:
+def test_an_error_after_the_handoff_gives_the_claimed_point_back(url: str) -> None:
     """Whatever stops the agent between two trials (here its event callback raising) leaves no
     claimed point RUNNING for --stale-after seconds."""
-    url = str(tmp_path / "s.journal")
     info = create(grid(3), url)
 
     def on_event(message: str) -> None:
@@ -296,3 +294,65 @@ def test_an_error_after_the_handoff_gives_the_claimed_point_back(tmp_path: Path)
         agent(info.id, url, objective=lambda ctx: 1.0, on_event=on_event, handle_signals=False)
     counts = states(info.id, url)
     assert counts.get("running", 0) == 0 and counts["complete"] == 1, counts
+
+
+def test_a_trial_failed_by_another_agent_meanwhile_keeps_its_failure_on_every_storage(
+    url: str,
+) -> None:
+    info = create(grid(3), url)
+    owner, reaper = open_(info.id, url), open_(info.id, url)
+    first = owner.claim("owner")
+    assert isinstance(first, Claim)
+    trial = reaper.study.get_trials()[first.number]  # the owner looked dead
+    assert reaper.liveness.fail_and_requeue(
+        trial._trial_id, trial.number, trial.params, first.params
+    )
+    finished, after = owner.finish_then_claim(first, "complete", 1.0, {"message": "mine"}, "owner")
+    assert finished is False  # the result is discarded, the failure stays
+    assert isinstance(after, Claim) and after.params == {"x": 1}  # the oldest waiting point
+    rows = {r["number"]: r for r in sweep_status(info.id, url)["trials"]}
+    assert rows[first.number]["state"] == "fail" and rows[first.number]["message"] != "mine"
+    assert rows[after.number]["state"] == "running"
+    assert [r["state"] for r in rows.values()].count("waiting") == 2  # point 2 and the re-run
+    finished, last = owner.finish_then_claim(after, "complete", 2.0, {}, "owner")
+    assert finished is True and isinstance(last, Claim) and last.params["x"] in (0, 2)
+
+
+def test_a_stopped_sweep_hands_off_no_claim(url: str) -> None:
+    """The result is kept and nothing is claimed with it: the agent's next ask says stopped."""
+    from expctl.sweeps.service import stop_sweep
+
+    info = create(grid(3), url)
+    sweep = open_(info.id, url)
+    first = sweep.claim("a")
+    assert isinstance(first, Claim)
+    stop_sweep(info.id, url)
+    finished, after = sweep.finish_then_claim(first, "complete", 1.0, {}, "a")
+    assert finished is True and after in (None, "stopped")
+    assert sweep.claim("a") == "stopped"
+    assert states(info.id, url) == {"complete": 1, "waiting": 2}
+
+
+def test_an_agent_handing_off_stays_alive_on_every_storage(url: str) -> None:
+    """A hand-off that claims counts as the agent's beat when one is due: it must write it."""
+    import time
+
+    info = create(grid(30), url)
+    seen: list[bool] = []
+
+    def objective(ctx: Any) -> float:
+        time.sleep(0.02)
+        if ctx.number == 25:
+            seen.extend(a["alive"] for a in open_(info.id, url).liveness.agents().values())
+        return 1.0
+
+    summary = agent(
+        info.id,
+        url,
+        objective=objective,
+        heartbeat_interval=0.1,
+        stale_after=0.3,
+        handle_signals=False,
+    )
+    assert summary.count("complete") == 30
+    assert seen == [True]

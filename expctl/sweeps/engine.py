@@ -6,8 +6,9 @@ Guarantees and how they are kept:
 
 * **Grid points run exactly once.** Every point is enqueued (WAITING) at create time; an agent
   claims one by moving it WAITING → RUNNING, which is atomic on the journal (log order decides),
-  PostgreSQL/MySQL (``SELECT … FOR UPDATE``) and, under :meth:`StorageHandle.transition_lock`,
-  SQLite. Optuna's GridSampler is not used: under concurrent workers it repeats and misses points.
+  PostgreSQL/MySQL (``SELECT … FOR UPDATE``) and SQLite (one ``UPDATE … RETURNING`` under its
+  write lock; without ``RETURNING``, under :meth:`StorageHandle.transition_lock`). Optuna's
+  GridSampler is not used: under concurrent workers it repeats and misses points.
 * **Dead agents are detected and their trial re-run, on every storage.** Before claiming, agents
   fail RUNNING trials whose heartbeat is older than ``stale_after`` seconds. Finishing a trial is
   atomic too: when two agents race to fail the same trial, exactly one succeeds (the other gets
@@ -21,17 +22,16 @@ Guarantees and how they are kept:
 from __future__ import annotations
 
 import contextlib
-import json
 import math
 import time
 from typing import TYPE_CHECKING, Any
 
-from expctl.errors import ExpctlError, UsageError
+from expctl.errors import UsageError
 from expctl.sweeps.liveness import Liveness
 from expctl.sweeps.methods import method_for
 from expctl.sweeps.run_cap import RunCap
-from expctl.sweeps.storage import StorageHandle, rdb_writes, trial_index
-from expctl.sweeps.storage.journal_writes import Exclusive, batched_writes, exclusive_writes
+from expctl.sweeps.storage import StorageHandle, rdb_reads, rdb_writes, trial_index
+from expctl.sweeps.storage.journal_writes import batched_writes
 from expctl.sweeps.studies import (
     PREFIX,
     STATES,
@@ -40,7 +40,7 @@ from expctl.sweeps.studies import (
     info_from_attrs,
     not_found,
 )
-from expctl.sweeps.trial import Claim, final_values
+from expctl.sweeps.trial import Claim, final_values, jsonable
 from expctl.sweeps.trial_queue import Taken, TrialQueue
 
 if TYPE_CHECKING:
@@ -71,8 +71,11 @@ class Sweep:
     # -- state --------------------------------------------------------------------------------
 
     def state(self) -> str:
-        attrs = self.handle.storage.get_study_user_attrs(self.study_id)
-        return attrs.get(PREFIX + "state", "running")
+        found = rdb_reads.study_user_attr(self.handle.storage, self.study_id, PREFIX + "state")
+        if found is NotImplemented or found is rdb_reads.MISSING:  # Optuna's answer (or error)
+            attrs = self.handle.storage.get_study_user_attrs(self.study_id)
+            found = attrs.get(PREFIX + "state", "running")
+        return str(found)
 
     def finished_reason(self) -> str | None:
         attrs = self.handle.storage.get_study_user_attrs(self.study_id)
@@ -120,9 +123,9 @@ class Sweep:
         if not self.method.samples_on_claim:
             taken = self.queue.take_point(self.method, claim_info)
             if taken is None:
-                return self._idle()
+                return self.idle()
             if taken is not NotImplemented:
-                return self._claim_taken(taken)
+                return self.claim_taken(taken)
         index = None  # a grid claimed by index: the point's index
         with self.handle.transition_lock():
             # a popped trial is ours: read after the lock (on SQLite, other agents wait for it)
@@ -130,10 +133,10 @@ class Sweep:
             if trial_id is None and self.method.claims_by_index:
                 indexed = self.queue.next_index(self.method.planned())
                 if indexed is None:
-                    return self._idle()
+                    return self.idle()
                 trial, index = indexed
             elif trial_id is None and (not self.method.samples_on_claim or self.run_cap.reached()):
-                return self._idle()
+                return self.idle()
             elif trial_id is None:
                 trial = self.queue.new_trial()
         if trial_id is not None:
@@ -143,15 +146,28 @@ class Sweep:
                 storage = getattr(self.study, "_storage", self.handle.storage)
                 storage.get_all_trials(self.study_id, deepcopy=False)
             trial = Trial(self.study, trial_id)
+        return self.start_claimed(trial, index, claimed, claim_info, agent, _attempt)
+
+    def start_claimed(
+        self,
+        trial: optuna.Trial,
+        index: int | None,
+        claimed: bool,
+        claim_info: dict[str, Any],
+        agent: str,
+        _attempt: int,
+    ) -> Claim | str:
+        """A trial just made ours (popped, or created for a grid ``index``): its point and
+        params written (and its claim, unless ``claimed`` with the pop), or given up."""
         frozen_attrs = trial.user_attrs
         if index is not None and self.method.point(index) is None:
             self.run_cap.discard(trial)  # past the grid's end: another agent took the last
-            return self._idle()
+            return self.idle()
         retry_of = frozen_attrs.get(PREFIX + "retry_of")
         capped = retry_of is None and self.method.samples_on_claim
         if capped and self.run_cap.over_cap(trial.number):
             self.run_cap.discard(trial)
-            return self._idle()
+            return self.idle()
         try:
             # the sampled params, their W&B values and the claim in one journal append: this
             # agent owns the trial, nothing here needs to read them back
@@ -188,7 +204,7 @@ class Sweep:
         with contextlib.suppress(UpdateFinishedTrialError), self.handle.transition_lock():
             rdb_writes.finish(self.handle.storage, trial_id, result, TrialState.FAIL, None)
 
-    def _idle(self) -> str:
+    def idle(self) -> str:
         if self._unfinished():
             return "wait"
         reason = self.method.exhausted_reason
@@ -247,11 +263,11 @@ class Sweep:
         storage = self.handle.storage
         try:  # whoever reads the final state reads the result with it
             with self.handle.transition_lock():
-                attrs = {PREFIX + "result": _jsonable(result)}
+                attrs = {PREFIX + "result": jsonable(result)}
                 rdb_writes.finish(storage, trial_id, attrs, target, values)
         except UpdateFinishedTrialError:
             return False
-        self._after_finish(target, value, number)
+        self.after_finish(target, value, number)
         return True
 
     def finish_then_claim(
@@ -264,55 +280,18 @@ class Sweep:
         *,
         stale_after: float | None = None,
     ) -> tuple[bool, Claim | str | None]:
-        """:meth:`finish`, and claim this agent's next trial in the same journal append where
-        the method runs given points (a grid) — with the agent's beat, given ``stale_after``:
-        one lock round trip between two trials (on NFS, each costs milliseconds). Returns what
-        ``finish`` returns and the next claim (a :meth:`claim` answer), or None where the claim
-        is not made here."""
-        from optuna.trial import TrialState
+        """:meth:`finish`, and claim this agent's next trial in the same storage step where the
+        method runs given points (a grid) — with the agent's beat, given ``stale_after``
+        (:mod:`expctl.sweeps.handoff`). Returns what ``finish`` returns and the next claim (a
+        :meth:`claim` answer), or None where the claim is not made here."""
+        from expctl.sweeps import handoff
 
-        target, values, result = final_values(state, value, result)
-        storage = self.handle.storage
-        try:
-            self.handle.check_space()  # no space: the result is written, the claim refused next
-        except ExpctlError:
-            return self.finish(claim, state, value, result), None
-        if self.method.samples_on_claim or (
-            target == TrialState.COMPLETE and self.spec.target_reached(value)
-        ):
-            return self.finish(claim, state, value, result), None
-        agent_claim = {"agent": agent, "time": time.time()}
+        return handoff.finish_then_claim(self, claim, (state, value, result), agent, stale_after)
 
-        def decide(exclusive: Exclusive) -> tuple[bool, str, Taken | None]:
-            exclusive.depends_on(claim.trial_id)
-            finished = not storage.get_trial(claim.trial_id).state.is_finished()
-            if finished:  # else another agent failed it meanwhile: it looked dead
-                storage.set_trial_user_attr(claim.trial_id, PREFIX + "result", _jsonable(result))
-                storage.set_trial_state_values(claim.trial_id, target, values)
-            sweep_state = self.state()
-            taken = None
-            if sweep_state == "running":
-                taken = self.queue.take(exclusive, self.method, agent_claim)
-            if taken is not None and stale_after is not None:  # the agent's beat rides along
-                self.liveness.agent_beat(agent, stale_after)
-            return finished, sweep_state, taken
-
-        decided = exclusive_writes(storage, decide)
-        if decided is NotImplemented:
-            return self.finish(claim, state, value, result), None
-        finished, sweep_state, taken = decided
-        if finished:
-            self._after_finish(target, value, claim.number, drained=taken is None)
-        if sweep_state != "running":
-            return finished, sweep_state
-        if taken is None:
-            return finished, self._idle()
-        return finished, self._claim_taken(taken)
-
-    def _claim_taken(self, taken: Taken) -> Claim:
+    def claim_taken(self, taken: Taken) -> Claim:
         return Claim(taken.trial_id, taken.number, taken.point, taken.retry_of, self.study)
 
-    def _after_finish(
+    def after_finish(
         self, target: Any, value: Any, number: int, *, drained: bool | None = None
     ) -> None:
         """The sweep ends with the trial that reaches ``metric.target``, or with the last
@@ -352,17 +331,13 @@ class Sweep:
             self.handle.storage.set_trial_user_attr(
                 claim.trial_id,
                 PREFIX + "result",
-                _jsonable({**(result or {}), "message": "interrupted; re-queued"}),
+                jsonable({**(result or {}), "message": "interrupted; re-queued"}),
             )
         except UpdateFinishedTrialError:
             return None
         frozen = self.handle.storage.get_trial(claim.trial_id)
         requeue = self.liveness.fail_and_requeue
         return requeue(claim.trial_id, claim.number, frozen.params, claim.params)
-
-
-def _jsonable(value: Any) -> Any:
-    return json.loads(json.dumps(value, default=str, allow_nan=True))
 
 
 def open_sweep(

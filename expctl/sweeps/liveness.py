@@ -118,25 +118,58 @@ class Liveness:
     def fail_and_requeue(
         self, trial_id: int, number: int, latent: dict[str, Any], params: dict[str, Any] | None
     ) -> int | None:
-        """Only the agent whose RUNNING → FAIL transition succeeds re-enqueues the parameters."""
+        """Only the agent whose RUNNING → FAIL transition succeeds re-enqueues the parameters,
+        in the same step (one transaction; one journal append checked under its lock): a point
+        failed for a re-run that was never created would be lost, with every agent waiting for
+        it. Returns the re-run's number, None where the trial was finished by another."""
         from optuna.exceptions import UpdateFinishedTrialError
         from optuna.trial import TrialState, create_trial
 
-        with self.handle.transition_lock():
-            try:
-                # said with the FAIL: until the re-run exists the sweep is not finished
-                requeue = {PREFIX + "requeue": True}
-                rdb_writes.finish(self.handle.storage, trial_id, requeue, TrialState.FAIL, None)
-            except UpdateFinishedTrialError:
-                return None
-            user_attrs: dict[str, Any] = {PREFIX + "retry_of": number}
-            if params is not None:
-                user_attrs[PREFIX + "params"] = params
-            # what Study.enqueue_trial does, but we need the new trial's number back
-            template = create_trial(
-                state=TrialState.WAITING,
-                system_attrs={"fixed_params": latent},
-                user_attrs=user_attrs,
-            )
-            new_id = self.handle.storage.create_new_trial(self.study_id, template_trial=template)
-        return self.handle.storage.get_trial(new_id).number
+        user_attrs: dict[str, Any] = {PREFIX + "retry_of": number}
+        if params is not None:
+            user_attrs[PREFIX + "params"] = params
+        # what Study.enqueue_trial does, but we need the new trial's number back
+        template = create_trial(
+            state=TrialState.WAITING, system_attrs={"fixed_params": latent}, user_attrs=user_attrs
+        )
+        requeue = {PREFIX + "requeue": True}  # with the FAIL: `sweep status` shows why
+        storage = self.handle.storage
+        try:
+            with self.handle.transition_lock():
+                new = rdb_writes.fail_and_requeue(
+                    storage, trial_id, requeue, self.study_id, template
+                )
+                if new is NotImplemented:
+                    new = _fail_and_requeue_by_journal(
+                        storage, trial_id, requeue, self.study_id, template
+                    )
+                if new is NotImplemented:  # MySQL, older libraries: two steps, as before
+                    rdb_writes.finish(storage, trial_id, requeue, TrialState.FAIL, None)
+                    new_id = storage.create_new_trial(self.study_id, template_trial=template)
+                    new = storage.get_trial(new_id).number
+        except UpdateFinishedTrialError:
+            return None
+        return new
+
+
+def _fail_and_requeue_by_journal(
+    storage: Any, trial_id: int, requeue: dict[str, Any], study_id: int, template: Any
+) -> int | Any | None:
+    """:meth:`Liveness.fail_and_requeue` on a journal: the FAIL and the re-run in one append,
+    decided on the replay and checked under the lock; ``NotImplemented`` elsewhere."""
+    from optuna.trial import TrialState
+
+    from expctl.sweeps.storage.journal_writes import Exclusive, exclusive_writes
+
+    def decide(exclusive: Exclusive) -> int | None:
+        exclusive.depends_on(trial_id)
+        if storage.get_trial(trial_id).state.is_finished():
+            return None  # its agent finished it, or another failed it first
+        _, number = exclusive.next_trial(study_id)
+        for key, value in requeue.items():
+            storage.set_trial_user_attr(trial_id, key, value)
+        storage.set_trial_state_values(trial_id, TrialState.FAIL)
+        storage.create_new_trial(study_id, template_trial=template)
+        return number
+
+    return exclusive_writes(storage, decide)

@@ -8,6 +8,7 @@ every agent — local or on W&B's server — applies to an outcome.
 
 from __future__ import annotations
 
+import json
 import math
 import time
 import traceback
@@ -219,6 +220,11 @@ def check_timeout(trial_timeout: float | None) -> None:
             f"--trial-timeout must be a positive number of seconds, got {trial_timeout!r}",
             hint="e.g. --trial-timeout 3600 (one hour per trial)",
         )
+
+
+def jsonable(value: Any) -> Any:
+    """``value`` as it reads back from JSON (what a storage keeps of a result)."""
+    return json.loads(json.dumps(value, default=str, allow_nan=True))
 
 
 def final_values(

@@ -10,8 +10,9 @@ Accepted by ``--storage`` / ``$EXPCTL_STORAGE``:
 
 * ``journal:///abs/path.journal`` or any path (``runs/x.journal``, ``/nfs/sweeps.log``):
   a journal file;
-* ``sqlite:///path.db`` — SQLite (single machine; expctl serialises state changes with an
-  ``fcntl`` lock file next to the database, which makes claims exactly-once there too);
+* ``sqlite:///path.db`` — SQLite (single machine; writers queue on an ``flock`` beside the
+  database, and a claim or a finish is one conditional statement, which makes claims
+  exactly-once there too; WAL mode on a local filesystem: ``storage.sqlite_writes``);
 * ``postgresql://…``, ``mysql://…`` — Optuna's RDB storage for many nodes (row locks);
 * ``redis://…`` — Optuna's journal on Redis (needs the ``redis`` package).
 """

@@ -111,27 +111,131 @@ def _finish_by_statements(
     from optuna.storages._rdb import models
     from optuna.storages._rdb.storage import _create_scoped_session
 
-    # Optuna's conversion (infinities), and a value that is no number fails before any write
-    as_stored = models.TrialValueModel.value_to_stored_repr
-    stored = [
-        dict(zip(("value", "value_type"), as_stored(float(v)), strict=True)) for v in values or ()
-    ]
+    stored = _stored_values(values)
     with _create_scoped_session(storage.scoped_session) as session:
-        moved = session.execute(
+        db = session.connection()  # Core, in the session's transaction (see finish_then_pop)
+        moved = db.execute(
             statements.move_to_final_state,
             {"id": trial_id, "final_state": state, "completed": statements.now()},
         ).scalar_one_or_none()
         if moved is None:  # gone, or finished by another agent: say so as Optuna does
-            found = session.execute(statements.read_state, {"id": trial_id}).scalar_one_or_none()
+            found = db.execute(statements.read_state, {"id": trial_id}).scalar_one_or_none()
             if found is None:
                 raise KeyError(models.NOT_FOUND_MSG)
             storage.check_trial_is_updatable(trial_id, found)  # raises: it is finished
             raise AssertionError(f"trial {trial_id} is {found.name}, yet was not finished")
-        _upsert_user_attrs(session, statements, trial_id, user_attrs)
-        for objective, value in enumerate(stored):
-            session.execute(
-                statements.upsert_value, {"trial_id": trial_id, "objective": objective, **value}
-            )
+        _write_finish(db, statements, trial_id, user_attrs, stored)
+
+
+def _stored_values(values: Sequence[float] | None) -> list[dict[str, Any]]:
+    """Optuna's conversion (infinities); a value that is no number fails before any write."""
+    from optuna.storages._rdb import models
+
+    as_stored = models.TrialValueModel.value_to_stored_repr
+    return [
+        dict(zip(("value", "value_type"), as_stored(float(v)), strict=True)) for v in values or ()
+    ]
+
+
+def _write_finish(
+    session: Any,
+    statements: Statements,
+    trial_id: int,
+    user_attrs: Mapping[str, Any],
+    stored: list[dict[str, Any]],
+) -> None:
+    _upsert_user_attrs(session, statements, trial_id, user_attrs)
+    for objective, value in enumerate(stored):
+        session.execute(
+            statements.upsert_value, {"trial_id": trial_id, "objective": objective, **value}
+        )
+
+
+def finish_then_pop(
+    storage: Any,
+    trial_id: int,
+    user_attrs: Mapping[str, Any],
+    state: TrialState,
+    values: Sequence[float] | None,
+    next_claim: tuple[int, str, str, Mapping[str, Any]],
+) -> tuple[bool, int | None] | Any:
+    """:func:`finish`, then — while the study's ``state_key`` attr says ``"running"`` — the pop
+    of its oldest WAITING trial with its ``claim_key`` attr, in one transaction: between two
+    trials an agent takes SQLite's one write lock once and commits once (with 8 agents on 2
+    cores the lock's hold, stretched by preemption, was what bounded them). ``next_claim`` is
+    ``(study_id, state_key, claim_key, claim)``.
+
+    Returns whether this finish won (False: another agent had finished or failed the trial, and
+    nothing of it was written) and the popped trial's id (None: nothing queued, or the state
+    is another or missing); ``NotImplemented`` where :func:`statements` has none (the caller
+    finishes and claims apart)."""
+    from optuna.storages._rdb import models
+    from optuna.storages._rdb.storage import _create_scoped_session
+
+    from expctl.sweeps.storage import rdb_reads
+
+    found = statements(storage)
+    if found is None or not state.is_finished():
+        return NotImplemented
+    study_id, state_key, claim_key, claim = next_claim
+    stored = _stored_values(values)
+    with _create_scoped_session(storage.scoped_session) as session:
+        # a Core connection of the session's transaction: the session's ORM layer cost more
+        # per statement than the statement, all of it inside the write lock
+        db = session.connection()
+        # read before the first write: on SQLite outside the write lock (a sweep stopped in
+        # between pops one trial more, as a separate claim after it could)
+        row = db.execute(
+            rdb_reads.statements().study_user_attr, {"study": study_id, "key": state_key}
+        ).first()
+        moved = db.execute(
+            found.move_to_final_state,
+            {"id": trial_id, "final_state": state, "completed": found.now()},
+        ).scalar_one_or_none()
+        if moved is not None:
+            _write_finish(db, found, trial_id, user_attrs, stored)
+        elif db.execute(found.read_state, {"id": trial_id}).scalar_one_or_none() is None:
+            raise KeyError(models.NOT_FOUND_MSG)
+        popped = None
+        if row is not None and json.loads(row[0]) == "running":
+            popped = db.execute(
+                found.pop_waiting, {"study": study_id, "started": found.now()}
+            ).scalar_one_or_none()
+            if popped is not None:
+                _upsert_user_attrs(db, found, popped, {claim_key: claim})
+    return moved is not None, None if popped is None else int(popped)
+
+
+def fail_and_requeue(
+    storage: Any, trial_id: int, user_attrs: Mapping[str, Any], study_id: int, template: Any
+) -> int | Any | None:
+    """The trial → FAIL with ``user_attrs``, and ``template`` created as a new trial of the
+    study, in one transaction: apart, a SIGKILL between the two left a point failed for a
+    re-run nobody created (the point lost, and every agent waiting for it). Returns the new
+    trial's number; None where another agent finished the trial first (nothing written);
+    ``NotImplemented`` where :func:`statements` has none or Optuna's trial builder moved."""
+    from optuna.storages._rdb import models
+    from optuna.storages._rdb.storage import _create_scoped_session
+
+    found = statements(storage)
+    prepare = getattr(storage, "_get_prepared_new_trial", None)  # Optuna's, in a session
+    if found is None or not callable(prepare):
+        return NotImplemented
+    with _create_scoped_session(storage.scoped_session) as session:
+        db = session.connection()
+        moved = db.execute(
+            found.move_to_final_state,
+            {"id": trial_id, "final_state": TrialState.FAIL, "completed": found.now()},
+        ).scalar_one_or_none()
+        if moved is None:
+            if db.execute(found.read_state, {"id": trial_id}).scalar_one_or_none() is None:
+                raise KeyError(models.NOT_FOUND_MSG)
+            return None
+        _upsert_user_attrs(db, found, trial_id, user_attrs)
+        # what create_new_trial does in its own transaction: the study row locked for the number
+        models.StudyModel.find_or_raise_by_id(study_id, session, for_update=True)
+        number = int(prepare(study_id, template, session).number)
+    return number
 
 
 def _finish_by_orm(

@@ -158,11 +158,12 @@ def _pop_by_statement(
     storage: Any, statements: rdb_writes.Statements, study_id: int, claim: dict[str, Any] | None
 ) -> int | None:
     with contextlib.closing(storage.scoped_session()) as session:
-        trial_id = session.execute(
+        db = session.connection()  # Core, in the session's transaction: no ORM layer per statement
+        trial_id = db.execute(
             statements.pop_waiting, {"study": study_id, "started": statements.now()}
         ).scalar_one_or_none()
         if trial_id is not None:
-            _write_claim(storage, session, int(trial_id), claim)
+            _write_claim(storage, db, int(trial_id), claim)
         session.commit()
     return None if trial_id is None else int(trial_id)
 
@@ -201,22 +202,9 @@ def _rdb_ids(
     storage: Any, study_id: int, states: tuple[TrialState, ...], after: int, limit: int | None
 ) -> list[int] | None:  # after: only ids greater than this
     """Trial ids straight from an RDB storage's ``trials`` table; None for other storages."""
-    rdb = _rdb(storage)
-    if rdb is None:
-        return None
-    session_factory, TrialModel = rdb[0], rdb[1].TrialModel
-    with contextlib.closing(session_factory()) as session:
-        query = (
-            session.query(TrialModel.trial_id)
-            .filter(TrialModel.study_id == study_id, TrialModel.state.in_(states))
-            .filter(TrialModel.trial_id > after)
-            .order_by(TrialModel.trial_id)
-        )
-        if limit is not None:
-            query = query.limit(limit)
-        ids = [row[0] for row in query.all()]
-        session.commit()  # end the read transaction (the session is reused by Optuna)
-    return ids
+    from expctl.sweeps.storage import rdb_reads
+
+    return rdb_reads.trial_ids(storage, study_id, states, after, limit)
 
 
 def created_after(storage: Any, study_id: int, trial_id: int, number: int) -> list[Created]:
