@@ -39,6 +39,22 @@ def states(sweep_id: str, url: str) -> dict[str, int]:
     return counts
 
 
+def sleepy_trials_seeing_the_agents(sweep_id: str, url: str, at: int) -> tuple[Any, list[bool]]:
+    """An objective of 20 ms trials, and the list in which trial ``at`` notes whether each agent
+    looks alive (``sweep status``'s view) while it runs."""
+    import time
+
+    seen: list[bool] = []
+
+    def objective(ctx: Any) -> float:
+        time.sleep(0.02)
+        if ctx.number == at:
+            seen.extend(a["alive"] for a in open_(sweep_id, url).liveness.agents().values())
+        return 1.0
+
+    return objective, seen
+
+
 def while_waiting_for_the_lock(
     monkeypatch: pytest.MonkeyPatch, sweep: Any, meanwhile: Any
 ) -> list[Any]:
@@ -94,20 +110,12 @@ def test_handoffs_carry_the_agents_beat_only_when_it_is_due(tmp_path: Path) -> N
     """Trials of milliseconds: a beat per hand-off would be a record per trial that every agent
     replays; it goes out when the last is half an interval old, and `sweep status` still sees
     the agent alive while it runs."""
-    import time
 
     from expctl.sweeps.studies import AGENT_PREFIX
 
     url = str(tmp_path / "s.journal")
     info = create(grid(40), url)
-    seen: list[bool] = []
-
-    def objective(ctx: Any) -> float:
-        time.sleep(0.02)
-        if ctx.number == 30:
-            seen.extend(a["alive"] for a in open_(info.id, url).liveness.agents().values())
-        return 1.0
-
+    objective, seen = sleepy_trials_seeing_the_agents(info.id, url, at=30)
     summary = agent(info.id, url, objective=objective, heartbeat_interval=0.2, handle_signals=False)
     assert summary.count("complete") == 40
     assert seen == [True]
@@ -335,17 +343,8 @@ def test_a_stopped_sweep_hands_off_no_claim(url: str) -> None:
 
 def test_an_agent_handing_off_stays_alive_on_every_storage(url: str) -> None:
     """A hand-off that claims counts as the agent's beat when one is due: it must write it."""
-    import time
-
     info = create(grid(30), url)
-    seen: list[bool] = []
-
-    def objective(ctx: Any) -> float:
-        time.sleep(0.02)
-        if ctx.number == 25:
-            seen.extend(a["alive"] for a in open_(info.id, url).liveness.agents().values())
-        return 1.0
-
+    objective, seen = sleepy_trials_seeing_the_agents(info.id, url, at=25)
     summary = agent(
         info.id,
         url,
