@@ -108,23 +108,35 @@ def _finish_by_statements(
 ) -> None:
     """The state moves first, and only from an unfinished one: an agent that failed the trial
     meanwhile wins, and the transaction is rolled back with nothing of ours in it."""
-    from optuna.storages._rdb import models
     from optuna.storages._rdb.storage import _create_scoped_session
 
     stored = _stored_values(values)
     with _create_scoped_session(storage.scoped_session) as session:
         db = session.connection()  # Core, in the session's transaction (see finish_then_pop)
-        moved = db.execute(
-            statements.move_to_final_state,
-            {"id": trial_id, "final_state": state, "completed": statements.now()},
-        ).scalar_one_or_none()
-        if moved is None:  # gone, or finished by another agent: say so as Optuna does
-            found = db.execute(statements.read_state, {"id": trial_id}).scalar_one_or_none()
-            if found is None:
-                raise KeyError(models.NOT_FOUND_MSG)
+        found = _move_to_final_state(db, statements, trial_id, state)
+        if found is not None:  # finished by another agent: say so as Optuna does
             storage.check_trial_is_updatable(trial_id, found)  # raises: it is finished
             raise AssertionError(f"trial {trial_id} is {found.name}, yet was not finished")
         _write_finish(db, statements, trial_id, user_attrs, stored)
+
+
+def _move_to_final_state(
+    db: Any, statements: Statements, trial_id: int, state: TrialState
+) -> TrialState | None:
+    """The trial → ``state`` if it is unfinished (one conditional statement); None when it
+    moved, else the state another agent gave it first. ``KeyError`` (Optuna's) if it is gone."""
+    from optuna.storages._rdb import models
+
+    moved = db.execute(
+        statements.move_to_final_state,
+        {"id": trial_id, "final_state": state, "completed": statements.now()},
+    ).scalar_one_or_none()
+    if moved is not None:
+        return None
+    found = db.execute(statements.read_state, {"id": trial_id}).scalar_one_or_none()
+    if found is None:
+        raise KeyError(models.NOT_FOUND_MSG)
+    return found
 
 
 def _stored_values(values: Sequence[float] | None) -> list[dict[str, Any]]:
@@ -169,7 +181,6 @@ def finish_then_pop(
     nothing of it was written) and the popped trial's id (None: nothing queued, or the state
     is another or missing); ``NotImplemented`` where :func:`statements` has none (the caller
     finishes and claims apart)."""
-    from optuna.storages._rdb import models
     from optuna.storages._rdb.storage import _create_scoped_session
 
     from expctl.sweeps.storage import rdb_reads
@@ -188,14 +199,9 @@ def finish_then_pop(
         row = db.execute(
             rdb_reads.statements().study_user_attr, {"study": study_id, "key": state_key}
         ).first()
-        moved = db.execute(
-            found.move_to_final_state,
-            {"id": trial_id, "final_state": state, "completed": found.now()},
-        ).scalar_one_or_none()
-        if moved is not None:
+        won = _move_to_final_state(db, found, trial_id, state) is None
+        if won:
             _write_finish(db, found, trial_id, user_attrs, stored)
-        elif db.execute(found.read_state, {"id": trial_id}).scalar_one_or_none() is None:
-            raise KeyError(models.NOT_FOUND_MSG)
         popped = None
         if row is not None and json.loads(row[0]) == "running":
             popped = db.execute(
@@ -203,7 +209,7 @@ def finish_then_pop(
             ).scalar_one_or_none()
             if popped is not None:
                 _upsert_user_attrs(db, found, popped, {claim_key: claim})
-    return moved is not None, None if popped is None else int(popped)
+    return won, None if popped is None else int(popped)
 
 
 def fail_and_requeue(
@@ -223,13 +229,7 @@ def fail_and_requeue(
         return NotImplemented
     with _create_scoped_session(storage.scoped_session) as session:
         db = session.connection()
-        moved = db.execute(
-            found.move_to_final_state,
-            {"id": trial_id, "final_state": TrialState.FAIL, "completed": found.now()},
-        ).scalar_one_or_none()
-        if moved is None:
-            if db.execute(found.read_state, {"id": trial_id}).scalar_one_or_none() is None:
-                raise KeyError(models.NOT_FOUND_MSG)
+        if _move_to_final_state(db, found, trial_id, TrialState.FAIL) is not None:
             return None
         _upsert_user_attrs(db, found, trial_id, user_attrs)
         # what create_new_trial does in its own transaction: the study row locked for the number
