@@ -260,33 +260,44 @@ def test_a_claim_decided_before_the_lock_stands_when_others_wrote_only_what_it_d
     assert trial.state.name == "RUNNING" and trial.user_attrs["expctl:claim"]["agent"] == "a"
 
 
-@pytest.mark.parametrize("when", ["before it decides", "while it waits for the lock"])
-def test_a_trial_failed_by_another_agent_keeps_its_failure_and_the_next_claim_is_made(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, when: str
-) -> None:
-    url = str(tmp_path / "s.journal")
+def reaped_while_running(url: str) -> tuple[str, Any, Any, Claim]:
+    """A 3-point grid whose owner claimed point 0, its ``reap()`` (the owner looked dead:
+    another agent fails and re-queues its trial), and the owner and its claim."""
     info = create(grid(3), url)
     owner, reaper = open_(info.id, url), open_(info.id, url)
     first = owner.claim("owner")
     assert isinstance(first, Claim)
 
-    def reaped() -> None:  # the owner looked dead: another agent fails and re-queues its trial
+    def reap() -> None:
         trial = reaper.study.get_trials()[first.number]
         assert reaper.liveness.fail_and_requeue(
             trial._trial_id, trial.number, trial.params, first.params
         )
 
-    if when == "before it decides":
-        reaped()
-    else:
-        while_waiting_for_the_lock(monkeypatch, owner, reaped)
+    return info.id, reap, owner, first
+
+
+def finish_loses_and_claims_the_next(sweep_id: str, url: str, owner: Any, first: Claim) -> Claim:
+    """The owner's hand-off after the reap: its result discarded, the failure kept, the oldest
+    waiting point claimed."""
     finished, after = owner.finish_then_claim(first, "complete", 1.0, {"message": "mine"}, "owner")
     assert finished is False  # the result is discarded, the failure stays
     assert isinstance(after, Claim) and after.params == {"x": 1}  # the oldest waiting point
-    rows = {r["number"]: r for r in sweep_status(info.id, url)["trials"]}
+    rows = {r["number"]: r for r in sweep_status(sweep_id, url)["trials"]}
     assert rows[first.number]["state"] == "fail" and rows[first.number]["message"] != "mine"
     assert rows[after.number]["state"] == "running"
     assert [r["state"] for r in rows.values()].count("waiting") == 2  # point 2 and the re-run
+    return after
+
+
+def test_a_trial_failed_while_its_agent_waits_for_the_lock_keeps_its_failure(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The journal's decision made before the lock, overtaken by the reap (decided again)."""
+    url = str(tmp_path / "s.journal")
+    sweep_id, reap, owner, first = reaped_while_running(url)
+    while_waiting_for_the_lock(monkeypatch, owner, reap)
+    finish_loses_and_claims_the_next(sweep_id, url, owner, first)
 
 
 def test_an_error_after_the_handoff_gives_the_claimed_point_back(url: str) -> None:
@@ -307,21 +318,9 @@ def test_an_error_after_the_handoff_gives_the_claimed_point_back(url: str) -> No
 def test_a_trial_failed_by_another_agent_meanwhile_keeps_its_failure_on_every_storage(
     url: str,
 ) -> None:
-    info = create(grid(3), url)
-    owner, reaper = open_(info.id, url), open_(info.id, url)
-    first = owner.claim("owner")
-    assert isinstance(first, Claim)
-    trial = reaper.study.get_trials()[first.number]  # the owner looked dead
-    assert reaper.liveness.fail_and_requeue(
-        trial._trial_id, trial.number, trial.params, first.params
-    )
-    finished, after = owner.finish_then_claim(first, "complete", 1.0, {"message": "mine"}, "owner")
-    assert finished is False  # the result is discarded, the failure stays
-    assert isinstance(after, Claim) and after.params == {"x": 1}  # the oldest waiting point
-    rows = {r["number"]: r for r in sweep_status(info.id, url)["trials"]}
-    assert rows[first.number]["state"] == "fail" and rows[first.number]["message"] != "mine"
-    assert rows[after.number]["state"] == "running"
-    assert [r["state"] for r in rows.values()].count("waiting") == 2  # point 2 and the re-run
+    sweep_id, reap, owner, first = reaped_while_running(url)
+    reap()
+    after = finish_loses_and_claims_the_next(sweep_id, url, owner, first)
     finished, last = owner.finish_then_claim(after, "complete", 2.0, {}, "owner")
     assert finished is True and isinstance(last, Claim) and last.params["x"] in (0, 2)
 
