@@ -14,7 +14,7 @@ from optuna.trial import TrialState
 from sweep_helpers import agent, create
 
 from expctl.sweeps.spec import parse_spec
-from expctl.sweeps.storage import open_storage, rdb_writes
+from expctl.sweeps.storage import driver_sql, open_storage, rdb_writes
 
 POINTS = 6
 
@@ -39,32 +39,36 @@ def _grid(url: str) -> str:
 
 @contextlib.contextmanager
 def _writing_transactions() -> Iterator[list[int]]:
-    """Counts the transactions that wrote (INSERT/UPDATE/DELETE) and committed, on every
-    SQLAlchemy engine, while the block runs."""
+    """Counts the transactions that wrote and committed, on every SQLAlchemy engine, while the
+    block runs. Asked of the database at each commit: expctl runs its statements between
+    trials on the DBAPI cursor, which SQLAlchemy's statement events do not see."""
     from sqlalchemy import event
     from sqlalchemy.engine import Engine
 
     counted = [0]
 
-    def seen(conn, cursor, statement, parameters, context, executemany):
-        if statement.lstrip().split(None, 1)[0].upper() in ("INSERT", "UPDATE", "DELETE"):
-            conn.info["wrote"] = True
-
     def committed(conn):
-        if conn.info.pop("wrote", False):
+        if _wrote(conn.connection.dbapi_connection, conn.dialect.name):
             counted[0] += 1
 
-    def rolled_back(conn):
-        conn.info.pop("wrote", None)
-
-    listeners = [("before_cursor_execute", seen), ("commit", committed), ("rollback", rolled_back)]
-    for name, fn in listeners:
-        event.listen(Engine, name, fn)
+    event.listen(Engine, "commit", committed)
     try:
         yield counted
     finally:
-        for name, fn in listeners:
-            event.remove(Engine, name, fn)
+        event.remove(Engine, "commit", committed)
+
+
+def _wrote(dbapi_connection, dialect: str) -> bool:
+    """Whether the open transaction wrote: Python's sqlite3 opens one before a write statement
+    only; PostgreSQL gives a transaction an id at its first write."""
+    if dialect == "sqlite":
+        return bool(dbapi_connection.in_transaction)
+    cursor = dbapi_connection.cursor()
+    try:
+        cursor.execute("SELECT txid_current_if_assigned()")
+        return cursor.fetchone()[0] is not None
+    finally:
+        cursor.close()
 
 
 def _run(url: str) -> int:
@@ -122,7 +126,7 @@ def test_a_trial_another_agent_finished_keeps_its_end(url):
     assert trial.state == TrialState.FAIL and "expctl:result" not in trial.user_attrs
 
 
-def test_a_finish_locks_and_checks_its_trial_before_writing_anything():
+def test_a_finish_locks_and_checks_its_trial_before_writing_anything(monkeypatch):
     """The row is locked (``FOR UPDATE``) before the result is written: an agent that fails the
     trial meanwhile (its agent looked dead) either wins before the lock — and nothing of this
     finish is kept — or waits for it. Written first, the result outlived a lost race."""
@@ -137,6 +141,13 @@ def test_a_finish_locks_and_checks_its_trial_before_writing_anything():
     def seen(conn, cursor, statement, parameters, context, executemany):
         statements.append(" ".join(statement.split()))
 
+    run = driver_sql.run
+
+    def seen_run(cursor, prepared, **values):  # the statements run on the DBAPI cursor
+        statements.append(" ".join(prepared.sql.split()))
+        return run(cursor, prepared, **values)
+
+    monkeypatch.setattr(driver_sql, "run", seen_run)
     event.listen(Engine, "before_cursor_execute", seen)
     try:
         rdb_writes.finish(
@@ -144,6 +155,7 @@ def test_a_finish_locks_and_checks_its_trial_before_writing_anything():
         )
     finally:
         event.remove(Engine, "before_cursor_execute", seen)
+    assert any(s.startswith("UPDATE trials") for s in statements), statements
     # the lock: Optuna's SELECT … FOR UPDATE, or the state's conditional UPDATE (one statement
     # that locks the row and checks its state)
     locked = next(
@@ -174,6 +186,47 @@ def test_a_finish_reads_back_through_optuna_as_optunas_own_calls_write_it(url):
     a, b = storage.get_trial(ours), storage.get_trial(optunas)
     assert (a.state, a.values, a.user_attrs) == (b.state, b.values, b.user_attrs)
     assert a.values == values and a.datetime_complete is not None
+
+
+def test_a_finish_stores_the_rows_optunas_own_calls_store(url):
+    """The statements run on the DBAPI cursor (``driver_sql``: compiled once, values converted
+    by SQLAlchemy's own bind processors) leave the rows Optuna's ORM leaves, column by column:
+    the state by name, the values and their kinds, the attrs' JSON, the time in the column's
+    stored form (SQLite: text) — only the instants differ."""
+    import re
+
+    import sqlalchemy
+
+    storage = open_storage(url).storage
+    study_id = storage.create_new_study([], f"s-{uuid.uuid4()}")
+    ours, optunas = storage.create_new_trial(study_id), storage.create_new_trial(study_id)
+    attrs = {"expctl:result": {"m": 1.5}}
+    values = [float("-inf"), 2.5]
+    rdb_writes.finish(storage, ours, attrs, TrialState.PRUNED, values)
+    storage.set_trial_user_attr(optunas, "expctl:result", attrs["expctl:result"])
+    storage.set_trial_state_values(optunas, TrialState.PRUNED, values)
+
+    def rows(trial_id: int) -> list[tuple]:
+        queries = (
+            "SELECT state, datetime_complete FROM trials WHERE trial_id = :t",
+            "SELECT objective, value, value_type FROM trial_values WHERE trial_id = :t"
+            " ORDER BY objective",
+            "SELECT key, value_json FROM trial_user_attributes WHERE trial_id = :t",
+        )
+        with storage.engine.connect() as db:
+            return [
+                tuple(row)
+                for query in queries
+                for row in db.execute(sqlalchemy.text(query), {"t": trial_id})
+            ]
+
+    a, b = rows(ours), rows(optunas)
+    (state_a, at_a), (state_b, at_b) = a[0], b[0]
+    assert state_a == state_b == "PRUNED"
+    assert type(at_a) is type(at_b)
+    if isinstance(at_a, str):  # SQLite keeps SQLAlchemy's text form
+        assert re.fullmatch(r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d\.\d{6}", at_a), at_a
+    assert a[1:] == b[1:] and len(a) == 4
 
 
 def test_finishing_a_trial_that_is_not_there_raises_as_optuna_does(url):

@@ -16,7 +16,7 @@ from typing import Any, NamedTuple
 
 from optuna.trial import TrialState
 
-from expctl.sweeps.storage import rdb_writes
+from expctl.sweeps.storage import driver_sql, rdb_writes
 
 MISSING = object()  # no such attr (or no such study)
 
@@ -32,13 +32,19 @@ def study_user_attr(storage: Any, study_id: int, key: str) -> Any:
     ask Optuna then, which says so), ``NotImplemented`` for a storage that is not an RDB."""
     if rdb_writes.helpers(storage) is None:
         return NotImplemented
+    compiled = rdb_writes.statements(storage)
     session = storage.scoped_session()  # Optuna's, as its own reads use it
     try:
-        row = session.execute(statements().study_user_attr, {"study": study_id, "key": key}).first()
+        if compiled is None:  # MySQL, older libraries
+            rows = session.execute(statements().study_user_attr, {"study": study_id, "key": key})
+            rows = rows.all()
+        else:
+            with driver_sql.cursor(session) as db:
+                rows = driver_sql.run(db, compiled.study_user_attr, study=study_id, key=key)
         session.commit()  # the read transaction ends (PostgreSQL)
     finally:
         session.close()
-    return MISSING if row is None else json.loads(row[0])
+    return MISSING if not rows else json.loads(rows[0][0])
 
 
 def trial_ids(

@@ -6,8 +6,9 @@ attr, then the state) were two commits each. On SQLite a commit is two fsyncs un
 database's one write lock, which every agent of the machine queues for: four per trial made the
 lock the agents' bottleneck. Here each step is one transaction.
 
-On SQLite and PostgreSQL the steps are SQLAlchemy Core statements, built once
-(:func:`statements`): a finish is one conditional ``UPDATE … RETURNING`` (the state checked and
+On SQLite and PostgreSQL the steps are SQLAlchemy Core statements, compiled once for the
+database and run on the DBAPI cursor of the transaction (:func:`statements`,
+:mod:`driver_sql`): a finish is one conditional ``UPDATE … RETURNING`` (the state checked and
 the row locked by one statement) and an upsert per attr and value, as Optuna's helpers write
 them. Every agent of a machine waits for these under SQLite's one write lock: through Optuna's
 ORM helpers (``_set_trial_attr_without_commit``, ``_set_trial_value_without_commit``, still used
@@ -25,6 +26,8 @@ from datetime import datetime, timezone
 from typing import Any, NamedTuple
 
 from optuna.trial import TrialState
+
+from expctl.sweeps.storage import driver_sql
 
 
 def helpers(storage: Any) -> Any:
@@ -48,7 +51,8 @@ def write_user_attrs(storage: Any, session: Any, trial_id: int, attrs: Mapping[s
     Core upsert does not check its state again)."""
     found = statements(storage)
     if found is not None:
-        _upsert_user_attrs(session, found, trial_id, attrs)
+        with driver_sql.cursor(session) as db:
+            upsert_user_attrs(db, found, trial_id, attrs)
         return
     models = helpers(storage)
     for key, value in attrs.items():
@@ -57,12 +61,14 @@ def write_user_attrs(storage: Any, session: Any, trial_id: int, attrs: Mapping[s
         )
 
 
-def _upsert_user_attrs(
-    session: Any, statements: Statements, trial_id: int, attrs: Mapping[str, Any]
+def upsert_user_attrs(
+    db: Any, statements: Statements, trial_id: int, attrs: Mapping[str, Any]
 ) -> None:
+    """``set_trial_user_attr`` for each of ``attrs`` on the cursor ``db`` (:mod:`driver_sql`) of
+    a transaction that holds the trial (see :func:`write_user_attrs`)."""
     for key, value in attrs.items():
         row = {"trial_id": trial_id, "key": key, "value_json": json.dumps(value)}
-        session.execute(statements.upsert_user_attr, row)
+        driver_sql.run(db, statements.upsert_user_attr, **row)
 
 
 def finish(
@@ -87,8 +93,8 @@ def finish(
             else:
                 _finish_by_statements(storage, found, trial_id, user_attrs, state, values)
             return
-        except sqlalchemy.exc.IntegrityError:  # Optuna's calls each ignore it: do as they do
-            pass
+        except (sqlalchemy.exc.IntegrityError, storage.engine.dialect.dbapi.IntegrityError):
+            pass  # Optuna's calls each ignore it: do as they do
     # Optuna's public calls, one commit each (one append on a journal)
     from expctl.sweeps.storage.journal_writes import batched_writes
 
@@ -111,8 +117,8 @@ def _finish_by_statements(
     from optuna.storages._rdb.storage import _create_scoped_session
 
     stored = _stored_values(values)
-    with _create_scoped_session(storage.scoped_session) as session:
-        db = session.connection()  # Core, in the session's transaction (see finish_then_pop)
+    session_scope = _create_scoped_session(storage.scoped_session)
+    with session_scope as session, driver_sql.cursor(session) as db:
         found = _move_to_final_state(db, statements, trial_id, state)
         if found is not None:  # finished by another agent: say so as Optuna does
             storage.check_trial_is_updatable(trial_id, found)  # raises: it is finished
@@ -127,16 +133,16 @@ def _move_to_final_state(
     moved, else the state another agent gave it first. ``KeyError`` (Optuna's) if it is gone."""
     from optuna.storages._rdb import models
 
-    moved = db.execute(
-        statements.move_to_final_state,
-        {"id": trial_id, "final_state": state, "completed": statements.now()},
-    ).scalar_one_or_none()
-    if moved is not None:
+    completed = statements.now()
+    moved = driver_sql.run(
+        db, statements.move_to_final_state, id=trial_id, final_state=state, completed=completed
+    )
+    if moved:
         return None
-    found = db.execute(statements.read_state, {"id": trial_id}).scalar_one_or_none()
-    if found is None:
+    found = driver_sql.run(db, statements.read_state, id=trial_id)
+    if not found:
         raise KeyError(models.NOT_FOUND_MSG)
-    return found
+    return TrialState[found[0][0]]  # stored by name (SQLAlchemy's Enum)
 
 
 def _stored_values(values: Sequence[float] | None) -> list[dict[str, Any]]:
@@ -150,17 +156,15 @@ def _stored_values(values: Sequence[float] | None) -> list[dict[str, Any]]:
 
 
 def _write_finish(
-    session: Any,
+    db: Any,
     statements: Statements,
     trial_id: int,
     user_attrs: Mapping[str, Any],
     stored: list[dict[str, Any]],
 ) -> None:
-    _upsert_user_attrs(session, statements, trial_id, user_attrs)
+    upsert_user_attrs(db, statements, trial_id, user_attrs)
     for objective, value in enumerate(stored):
-        session.execute(
-            statements.upsert_value, {"trial_id": trial_id, "objective": objective, **value}
-        )
+        driver_sql.run(db, statements.upsert_value, trial_id=trial_id, objective=objective, **value)
 
 
 def finish_then_pop(
@@ -183,33 +187,26 @@ def finish_then_pop(
     finishes and claims apart)."""
     from optuna.storages._rdb.storage import _create_scoped_session
 
-    from expctl.sweeps.storage import rdb_reads
-
     found = statements(storage)
     if found is None or not state.is_finished():
         return NotImplemented
     study_id, state_key, claim_key, claim = next_claim
     stored = _stored_values(values)
-    with _create_scoped_session(storage.scoped_session) as session:
-        # a Core connection of the session's transaction: the session's ORM layer cost more
-        # per statement than the statement, all of it inside the write lock
-        db = session.connection()
+    session_scope = _create_scoped_session(storage.scoped_session)
+    with session_scope as session, driver_sql.cursor(session) as db:
         # read before the first write: on SQLite outside the write lock (a sweep stopped in
         # between pops one trial more, as a separate claim after it could)
-        row = db.execute(
-            rdb_reads.statements().study_user_attr, {"study": study_id, "key": state_key}
-        ).first()
+        row = driver_sql.run(db, found.study_user_attr, study=study_id, key=state_key)
         won = _move_to_final_state(db, found, trial_id, state) is None
         if won:
             _write_finish(db, found, trial_id, user_attrs, stored)
         popped = None
-        if row is not None and json.loads(row[0]) == "running":
-            popped = db.execute(
-                found.pop_waiting, {"study": study_id, "started": found.now()}
-            ).scalar_one_or_none()
-            if popped is not None:
-                _upsert_user_attrs(db, found, popped, {claim_key: claim})
-    return won, None if popped is None else int(popped)
+        if row and json.loads(row[0][0]) == "running":
+            rows = driver_sql.run(db, found.pop_waiting, study=study_id, started=found.now())
+            if rows:
+                popped = int(rows[0][0])
+                upsert_user_attrs(db, found, popped, {claim_key: claim})
+    return won, popped
 
 
 def fail_and_requeue(
@@ -228,10 +225,10 @@ def fail_and_requeue(
     if found is None or not callable(prepare):
         return NotImplemented
     with _create_scoped_session(storage.scoped_session) as session:
-        db = session.connection()
-        if _move_to_final_state(db, found, trial_id, TrialState.FAIL) is not None:
-            return None
-        _upsert_user_attrs(db, found, trial_id, user_attrs)
+        with driver_sql.cursor(session) as db:
+            if _move_to_final_state(db, found, trial_id, TrialState.FAIL) is not None:
+                return None
+            upsert_user_attrs(db, found, trial_id, user_attrs)
         # what create_new_trial does in its own transaction: the study row locked for the number
         models.StudyModel.find_or_raise_by_id(study_id, session, for_update=True)
         number = int(prepare(study_id, template, session).number)
@@ -262,16 +259,19 @@ def _finish_by_orm(
 
 
 class Statements(NamedTuple):
+    """Each compiled for the storage's database (:mod:`driver_sql`)."""
+
     now: Callable[[], datetime]  # the time as Optuna's models store it (see _stored_now)
-    pop_waiting: Any  # :study, :started → the oldest WAITING trial's id, now RUNNING
-    move_to_final_state: Any  # :id, :final_state, :completed → the trial id, or no row
-    read_state: Any  # :id
-    upsert_user_attr: Any  # :trial_id, :key, :value_json
-    upsert_value: Any  # :trial_id, :objective, :value, :value_type
+    pop_waiting: driver_sql.Prepared  # :study, :started → the oldest WAITING trial's id, RUNNING
+    move_to_final_state: driver_sql.Prepared  # :id, :final_state, :completed → the id, or no row
+    read_state: driver_sql.Prepared  # :id → the state's name
+    upsert_user_attr: driver_sql.Prepared  # :trial_id, :key, :value_json
+    upsert_value: driver_sql.Prepared  # :trial_id, :objective, :value, :value_type
+    study_user_attr: driver_sql.Prepared  # :study, :key → value_json
 
 
 def statements(storage: Any) -> Statements | None:
-    """The Core statements for ``storage``'s database: SQLite ≥ 3.35 (``RETURNING``) and
+    """The statements for ``storage``'s database: SQLite ≥ 3.35 (``RETURNING``) and
     PostgreSQL, with SQLAlchemy 2 (Optuna allows 1.4). None elsewhere — not an RDB storage with
     Optuna's models, MySQL, older libraries: Optuna's ORM helpers then."""
     import sqlite3
@@ -280,20 +280,28 @@ def statements(storage: Any) -> Statements | None:
 
     if helpers(storage) is None or int(sqlalchemy.__version__.split(".")[0]) < 2:
         return None
-    dialect = storage.engine.dialect.name
-    if dialect == "postgresql" or (dialect == "sqlite" and sqlite3.sqlite_version_info >= (3, 35)):
-        return _statements(dialect)
+    dialect = storage.engine.dialect
+    if dialect.name == "postgresql" or (
+        dialect.name == "sqlite" and sqlite3.sqlite_version_info >= (3, 35)
+    ):
+        key = (dialect.name, dialect.driver, dialect.paramstyle)
+        if key not in _COMPILED:  # compiling an upsert cost more than running it
+            _COMPILED[key] = _statements(dialect)
+        return _COMPILED[key]
     return None
 
 
-@functools.cache
-def _statements(dialect: str) -> Statements:
-    """Built once: building an upsert cost more than running it."""
+_COMPILED: dict[tuple[str, str, str], Statements] = {}
+
+
+def _statements(dialect: Any) -> Statements:
     import sqlalchemy
     from optuna.storages._rdb import models
     from sqlalchemy.dialects import postgresql, sqlite
 
-    insert: Any = postgresql.insert if dialect == "postgresql" else sqlite.insert
+    from expctl.sweeps.storage import rdb_reads
+
+    insert: Any = postgresql.insert if dialect.name == "postgresql" else sqlite.insert
     # the tables, not the ORM classes: plain Core statements, no ORM synchronisation
     trials = models.TrialModel.__table__
     oldest = (
@@ -305,7 +313,7 @@ def _statements(dialect: str) -> Statements:
         .order_by(trials.c.trial_id)
         .limit(1)
     )
-    if dialect == "postgresql":  # the job-queue claim: agents skip a row another is taking
+    if dialect.name == "postgresql":  # the job-queue claim: agents skip a row another is taking
         oldest = oldest.with_for_update(skip_locked=True)
     pop = (
         sqlalchemy.update(trials)
@@ -316,10 +324,12 @@ def _statements(dialect: str) -> Statements:
         )
         .returning(trials.c.trial_id)
     )
-    unfinished = (TrialState.RUNNING, TrialState.WAITING)
+    unfinished = sqlalchemy.or_(  # not IN (…): its list is expanded at each execution
+        trials.c.state == TrialState.RUNNING, trials.c.state == TrialState.WAITING
+    )
     move = (
         sqlalchemy.update(trials)
-        .where(trials.c.trial_id == sqlalchemy.bindparam("id"), trials.c.state.in_(unfinished))
+        .where(trials.c.trial_id == sqlalchemy.bindparam("id"), unfinished)
         .values(
             state=sqlalchemy.bindparam("final_state", type_=trials.c.state.type),
             datetime_complete=sqlalchemy.bindparam(
@@ -338,7 +348,16 @@ def _statements(dialect: str) -> Statements:
         index_elements=["trial_id", "objective"],
         set_={"value": value.excluded.value, "value_type": value.excluded.value_type},
     )
-    return Statements(_stored_now(models), pop, move, read, attr, value)
+    prepare = functools.partial(driver_sql.prepare, dialect=dialect)
+    return Statements(
+        now=_stored_now(models),
+        pop_waiting=prepare(pop),
+        move_to_final_state=prepare(move),
+        read_state=prepare(read),
+        upsert_user_attr=prepare(attr, keys=("trial_id", "key", "value_json")),
+        upsert_value=prepare(value, keys=("trial_id", "objective", "value", "value_type")),
+        study_user_attr=prepare(rdb_reads.statements().study_user_attr),
+    )
 
 
 def _stored_now(models: Any) -> Callable[[], datetime]:

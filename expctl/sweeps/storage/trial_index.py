@@ -15,7 +15,7 @@ from typing import Any, NamedTuple
 
 from optuna.trial import TrialState
 
-from expctl.sweeps.storage import rdb_writes
+from expctl.sweeps.storage import driver_sql, rdb_writes
 from expctl.sweeps.studies import PREFIX
 
 
@@ -158,14 +158,14 @@ def _pop_by_statement(
     storage: Any, statements: rdb_writes.Statements, study_id: int, claim: dict[str, Any] | None
 ) -> int | None:
     with contextlib.closing(storage.scoped_session()) as session:
-        db = session.connection()  # Core, in the session's transaction: no ORM layer per statement
-        trial_id = db.execute(
-            statements.pop_waiting, {"study": study_id, "started": statements.now()}
-        ).scalar_one_or_none()
-        if trial_id is not None:
-            _write_claim(storage, db, int(trial_id), claim)
+        with driver_sql.cursor(session) as db:  # no ORM or Core layer per statement
+            started = statements.now()
+            rows = driver_sql.run(db, statements.pop_waiting, study=study_id, started=started)
+            trial_id = int(rows[0][0]) if rows else None
+            if trial_id is not None and claim is not None:
+                rdb_writes.upsert_user_attrs(db, statements, trial_id, {PREFIX + "claim": claim})
         session.commit()
-    return None if trial_id is None else int(trial_id)
+    return trial_id
 
 
 def _rdb(storage: Any) -> tuple[Any, Any] | None:
