@@ -46,14 +46,10 @@ def helpers(storage: Any) -> Any:
 
 
 def write_user_attrs(storage: Any, session: Any, trial_id: int, attrs: Mapping[str, Any]) -> None:
-    """``set_trial_user_attr`` for each of ``attrs``, inside the caller's ``session``, which
-    holds the trial: it popped it, or moved it to its final state, in this transaction (the
-    Core upsert does not check its state again)."""
-    found = statements(storage)
-    if found is not None:
-        with driver_sql.cursor(session) as db:
-            upsert_user_attrs(db, found, trial_id, attrs)
-        return
+    """``set_trial_user_attr`` for each of ``attrs`` through Optuna's ORM helpers (where
+    :func:`statements` has none: MySQL, older libraries; else :func:`upsert_user_attrs`), inside
+    the caller's ``session``, which holds the trial: it popped it, or moved it to its final
+    state, in this transaction."""
     models = helpers(storage)
     for key, value in attrs.items():
         storage._set_trial_attr_without_commit(
@@ -65,7 +61,8 @@ def upsert_user_attrs(
     db: Any, statements: Statements, trial_id: int, attrs: Mapping[str, Any]
 ) -> None:
     """``set_trial_user_attr`` for each of ``attrs`` on the cursor ``db`` (:mod:`driver_sql`) of
-    a transaction that holds the trial (see :func:`write_user_attrs`)."""
+    a transaction that holds the trial: it popped it, or moved it to its final state (the
+    upsert does not check its state again)."""
     for key, value in attrs.items():
         row = {"trial_id": trial_id, "key": key, "value_json": json.dumps(value)}
         driver_sql.run(db, statements.upsert_user_attr, **row)

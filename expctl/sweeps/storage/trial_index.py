@@ -15,13 +15,13 @@ from typing import Any, NamedTuple
 
 from optuna.trial import TrialState
 
-from expctl.sweeps.storage import driver_sql, rdb_writes
+from expctl.sweeps.storage import driver_sql, rdb_reads, rdb_writes
 from expctl.sweeps.studies import PREFIX
 
 
 def waiting_ids(storage: Any, study_id: int, limit: int) -> list[int]:
     """The ids of the (at most ``limit``) oldest WAITING trials."""
-    rows = _rdb_ids(storage, study_id, (TrialState.WAITING,), -1, limit=limit)
+    rows = rdb_reads.trial_ids(storage, study_id, (TrialState.WAITING,), -1, limit=limit)
     if rows is not None:
         return rows
     waiting = unfinished(storage, study_id, (TrialState.WAITING,), limit=limit)
@@ -183,28 +183,19 @@ def _rdb(storage: Any) -> tuple[Any, Any] | None:
 
 def exists(storage: Any, study_id: int, states: tuple[TrialState, ...]) -> bool:
     """Whether some trial is in one of ``states`` (WAITING, RUNNING)."""
-    rows = _rdb_ids(storage, study_id, states, -1, limit=1)
+    rows = rdb_reads.trial_ids(storage, study_id, states, -1, limit=1)
     if rows is not None:
         return bool(rows)
     return bool(unfinished(storage, study_id, states, limit=1))
 
 
 def count(storage: Any, study_id: int, states: tuple[TrialState, ...]) -> int:
-    rows = _rdb_ids(storage, study_id, states, -1, limit=None)
+    rows = rdb_reads.trial_ids(storage, study_id, states, -1, limit=None)
     if rows is not None:
         return len(rows)
     if set(states) <= set(_UNFINISHED):
         return len(unfinished(storage, study_id, states))
     return len(storage.get_all_trials(study_id, deepcopy=False, states=states))
-
-
-def _rdb_ids(
-    storage: Any, study_id: int, states: tuple[TrialState, ...], after: int, limit: int | None
-) -> list[int] | None:  # after: only ids greater than this
-    """Trial ids straight from an RDB storage's ``trials`` table; None for other storages."""
-    from expctl.sweeps.storage import rdb_reads
-
-    return rdb_reads.trial_ids(storage, study_id, states, after, limit)
 
 
 def created_after(storage: Any, study_id: int, trial_id: int, number: int) -> list[Created]:
